@@ -6,6 +6,7 @@ missing prerequisite is a failure, never a silent skip.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import shutil
@@ -48,10 +49,8 @@ def netns() -> Iterator[str]:
         yield name
     finally:
         for pid in netns_lib.pids(name):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, 9)
-            except ProcessLookupError:
-                pass
         netns_lib.delete(name)
 
 

@@ -45,7 +45,7 @@ def excerpt(seed: int, first: str, last: str | None = None, *, occurrence: int =
         end = text.find("\n", idx)
     else:
         lidx = text.index(last, idx)
-        end = text.find("\n", lidx)
+        end = text.find("\n", lidx + len(last.rstrip("\n")))
     if end == -1:
         end = len(text)
     return text[begin:end] + "\n"

@@ -1,0 +1,153 @@
+"""The ``neutrino`` command: one line over the library for each subcommand.
+
+Errors print as one line on stderr and exit with status 2 (bad input) or 1 (anything else
+neutrino refused); a traceback is a bug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+from collections.abc import Sequence
+
+from neutrino.errors import NeutrinoError, NotFound
+
+EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples"
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    from neutrino import store
+
+    name = args.host or pathlib.Path(args.directory).resolve().name
+    state = store.import_host(args.directory, name)
+    namespaces = len(state.namespace_names())
+    flows = sum(len(b.flows.flows) for b in state.ovs.bridges if b.flows is not None)
+    rules = sum(len(t.rules) for ns in state.namespaces if ns.iptables for t in ns.iptables.tables)
+    cut = f"; partial captures: {', '.join(state.partial)}" if state.partial else ""
+    print(f"imported host {name}: {namespaces} namespaces, {len(state.ovs.bridges)} bridges with flows "
+          f"({flows} flows), {rules} iptables rules{cut}")
+    return 0
+
+
+def _cmd_exec(args: argparse.Namespace) -> int:
+    from neutrino import store
+    from neutrino.ingest.commands import parse_command
+    from neutrino.views.answer import answer
+
+    words = list(args.command)
+    if words and words[0] == "--":
+        words = words[1:]
+    if not words:
+        raise NotFound("no command given: neutrino exec HOST -- COMMAND")
+    text = words[0] if len(words) == 1 else " ".join(_quote(w) for w in words)
+    sys.stdout.write(answer(store.load_host(args.host), parse_command(text)))
+    return 0
+
+
+def _quote(word: str) -> str:
+    import shlex
+
+    return word if word == "|" else shlex.quote(word)
+
+
+def _cmd_hosts(args: argparse.Namespace) -> int:
+    from neutrino import store
+
+    for name in store.list_hosts():
+        print(name)
+    return 0
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    from neutrino import store
+    from neutrino.views.explain import explain_flows
+
+    host = store.load_host(args.host)
+    br = host.ovs.flows_of(args.bridge)
+    if br is None or br.flows is None:
+        raise NotFound(f"host {args.host}: no flows known for bridge {args.bridge}")
+    sys.stdout.write(explain_flows(br.flows, args.bridge, br.ports))
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from neutrino import store
+    from neutrino.ingest.commands import parse_command
+    from neutrino.views.answer import answer
+    from neutrino.views.explain import explain_flows
+
+    print("== seed 000, 'Networking in too much detail': the compute host and the network host")
+    for host, directory in (("compute", "seed000-compute"), ("network", "seed000-network")):
+        state = store.import_host(EXAMPLES / "captures" / directory, host)
+        print(f"\n$ neutrino import examples/captures/{directory} --host {host}")
+        print(f"$ neutrino explain {host} br-tun")
+        br = state.ovs.flows_of("br-tun")
+        assert br is not None and br.flows is not None
+        sys.stdout.write(explain_flows(br.flows, "br-tun", br.ports))
+    router = "qrouter-2d214fde-293c-4d64-8062-797f80ae2d8f"
+    for cmd in (f"ip netns exec {router} iptables -t nat -S | grep 172.24.4.228",
+                f"ip netns exec {router} route -n"):
+        print(f"\n$ neutrino exec network -- {cmd}")
+        sys.stdout.write(answer(store.load_host("network"), parse_command(cmd)))
+    return 0
+
+
+def _cmd_server(args: argparse.Namespace) -> int:
+    from neutrino.api import serve
+
+    return serve.run(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="neutrino", description="OpenStack tenant networking, rebuilt in Python.")
+    sub = p.add_subparsers(dest="subcommand", required=True)
+
+    s = sub.add_parser("import", help="read a directory of one host's captured command outputs")
+    s.add_argument("directory")
+    s.add_argument("--host", help="the host's name (default: the directory's name)")
+    s.set_defaults(func=_cmd_import)
+
+    s = sub.add_parser("exec", help="answer a command (ovs-ofctl, iptables, ip, ...) for a host")
+    s.add_argument("host")
+    s.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS] [| grep PATTERN]")
+    s.set_defaults(func=_cmd_exec)
+
+    s = sub.add_parser("hosts", help="list the hosts neutrino knows")
+    s.set_defaults(func=_cmd_hosts)
+
+    s = sub.add_parser("explain", help="a bridge's flows, each with a line saying what it does")
+    s.add_argument("host")
+    s.add_argument("bridge")
+    s.set_defaults(func=_cmd_explain)
+
+    s = sub.add_parser("demo", help="the main job: a seed scenario, shown")
+    s.set_defaults(func=_cmd_demo)
+
+    try:
+        from neutrino.api import serve
+    except ImportError:  # the control plane is optional at import time
+        serve = None  # type: ignore[assignment]
+    if serve is not None and hasattr(serve, "add_arguments"):
+        s = sub.add_parser("server", help="serve the Neutron, Identity and Compute APIs")
+        serve.add_arguments(s)
+        s.set_defaults(func=_cmd_server)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except NeutrinoError as exc:
+        print(f"neutrino: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 0
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,209 @@
+"""Read one host's captured command outputs into a :class:`HostState`.
+
+A capture directory holds one file per command. The command is the file's first line when it
+starts with ``$ `` (``$ ip netns exec qrouter-X ip route``); otherwise it is the file name without
+its extension, with ``_`` standing for spaces (``ovs-ofctl_dump-flows_br-tun.txt``). Captures may be
+partial (``| grep`` output, ``.`` lines): those are read leniently and remembered as partial.
+Anything malformed raises a :class:`ParseError` naming the file and line; since the state is
+built in memory and only returned when every file was read, nothing half-imported is kept.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import re
+from dataclasses import replace
+
+from neutrino.errors import InvalidInput, ParseError
+from neutrino.host import iptables as ipt
+from neutrino.host.bridge import parse_brctl_show, parse_brctl_show_partial
+from neutrino.host.dnsmasq import parse_ps
+from neutrino.host.iproute import is_elision
+from neutrino.host.iproute_link import (
+    Link,
+    parse_ip_addr,
+    parse_ip_addr_oneline,
+    parse_ip_addr_partial,
+    parse_ip_link,
+    parse_ip_link_oneline,
+)
+from neutrino.host.iproute_route import (
+    parse_ip_neigh,
+    parse_ip_netns,
+    parse_ip_route,
+    parse_ip_route_partial,
+    parse_ip_rule,
+)
+from neutrino.host.iptables_listing import parse_listing
+from neutrino.host.nettools import parse_arp_n, parse_ifconfig, parse_ifconfig_partial, parse_route_n
+from neutrino.host.ofctl_show import parse_ofctl_show
+from neutrino.host.openflow import parse_dump_flows
+from neutrino.host.ovsdb import parse_vsctl_show
+from neutrino.host.state import BridgeFlows, FileState, HostState, NamespaceState
+from neutrino.host.sysctl import parse_sysctls
+from neutrino.ingest.commands import Command, View, parse_command
+
+_PROCESS_NAMES = re.compile(r"\bdnsmasq\b")
+
+
+def command_of(path: pathlib.Path, text: str) -> tuple[Command, str, int]:
+    """The command a capture file holds, its output, and how many lines precede the output."""
+    first, _, rest = text.partition("\n")
+    if first.startswith("$ "):
+        return parse_command(first[2:]), rest, 1
+    return parse_command(path.stem.replace("_", " ")), text, 0
+
+
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def is_partial(cmd: Command, text: str) -> bool:
+    """Whether a capture was cut: filtered by ``grep``, holding elision lines, or (for
+    ``ovs-vsctl show``) starting somewhere inside the tree rather than at the switch's UUID."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    if cmd.greps or any(is_elision(line) for line in lines):
+        return True
+    return cmd.view is View.VSCTL_SHOW and bool(lines) and not _UUID.match(lines[0].strip())
+
+
+def read_capture_dir(directory: str | pathlib.Path, host: str) -> HostState:
+    """Every capture in ``directory`` (files in name order) read into one host state."""
+    root = pathlib.Path(directory)
+    if not root.is_dir():
+        raise InvalidInput(f"{root}: not a directory of captures")
+    state = HostState(name=host)
+    files = sorted(p for p in root.iterdir() if p.is_file() and not p.name.startswith("."))
+    if not files:
+        raise InvalidInput(f"{root}: no capture files in it")
+    for path in files:
+        try:
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InvalidInput(f"{path}: cannot read: {exc}") from exc
+        try:
+            cmd, body, offset = command_of(path, text)
+        except InvalidInput as exc:
+            raise InvalidInput(f"{path}: {exc}") from exc
+        try:
+            state = apply_capture(state, cmd, body, source=str(path))
+        except ParseError as exc:
+            raise exc.located(str(path), offset) from None
+    return state
+
+
+def apply_capture(state: HostState, cmd: Command, text: str, *, source: str = "<string>") -> HostState:
+    """``state`` with what ``text``, the output of ``cmd``, says about the host."""
+    partial = is_partial(cmd, text)
+    if partial:
+        state = replace(state, partial=(*state.partial, cmd.text or cmd.view.value))
+    v = cmd.view
+    if v is View.VSCTL_SHOW:
+        show = parse_vsctl_show(text, source, partial=True) if partial else parse_vsctl_show(text, source)
+        return replace(state, ovs=replace(state.ovs, show=show))
+    if v is View.OFCTL_DUMP_FLOWS:
+        dump = parse_dump_flows(text, source)
+        old = state.ovs.flows_of(cmd.target) or BridgeFlows(cmd.target)
+        return replace(state, ovs=state.ovs.with_bridge(replace(old, flows=dump)))
+    if v is View.OFCTL_SHOW:
+        ports = parse_ofctl_show(text, source)
+        old = state.ovs.flows_of(cmd.target) or BridgeFlows(cmd.target)
+        return replace(state, ovs=state.ovs.with_bridge(replace(old, ports=ports)))
+    if v is View.IP_NETNS:
+        return replace(state, netns_list=parse_ip_netns(text, source=source))
+    if v is View.BRCTL_SHOW:
+        bridges = parse_brctl_show_partial(text, source=source).items if partial else parse_brctl_show(
+            text, source=source)
+        return replace(state, linux_bridges=bridges)
+    if v is View.PS:
+        lines = "\n".join(ln if _PROCESS_NAMES.search(ln) else "" for ln in text.splitlines())
+        return replace(state, processes=(*(state.processes or ()), *parse_ps(lines, source=source)))
+    if v is View.CAT:
+        files = tuple(f for f in state.files if f.path != cmd.target)
+        return replace(state, files=(*files, FileState(cmd.target, text)))
+    ns = state.namespace(cmd.netns) or NamespaceState(cmd.netns)
+    return state.with_namespace(_apply_ns(ns, cmd, text, partial, source))
+
+
+def _merge_links(old: tuple[Link, ...] | None, new: tuple[Link, ...], *, keep_addresses: bool) -> tuple[Link, ...]:
+    """``new`` links, keeping the addresses already known when ``new`` came from ``ip link``, and
+    the links of ``old`` that ``new`` does not mention."""
+    by_name = {lk.name: lk for lk in old or ()}
+    merged: list[Link] = []
+    for lk in new:
+        prev = by_name.pop(lk.name, None)
+        if keep_addresses and prev is not None and not lk.addresses:
+            lk = replace(lk, addresses=prev.addresses)
+        merged.append(lk)
+    merged.extend(by_name.values())
+    return tuple(sorted(merged, key=lambda lk: lk.index))
+
+
+def _apply_ns(ns: NamespaceState, cmd: Command, text: str, partial: bool, source: str) -> NamespaceState:
+    v = cmd.view
+    if v is View.IP_ADDR:
+        if "-o" in cmd.options:
+            entries = parse_ip_addr_oneline(text, source=source)
+            grouped: dict[str, Link] = {}
+            for e in entries:
+                lk = grouped.get(e.ifname)
+                if lk is None:
+                    known = ns.link(e.ifname)
+                    lk = replace(known, addresses=()) if known is not None else Link(
+                        index=e.index, name=e.ifname, flags=None)
+                grouped[e.ifname] = replace(lk, addresses=(*lk.addresses, e.address))
+            return replace(ns, links=_merge_links(ns.links, tuple(grouped.values()), keep_addresses=False))
+        links = parse_ip_addr_partial(text, source=source).items if partial else parse_ip_addr(text, source=source)
+        return replace(ns, links=_merge_links(ns.links, links, keep_addresses=False))
+    if v is View.IP_LINK:
+        links = parse_ip_link_oneline(text, source=source) if "-o" in cmd.options else parse_ip_link(
+            text, source=source)
+        return replace(ns, links=_merge_links(ns.links, links, keep_addresses=True))
+    if v is View.IP_ROUTE:
+        routes = parse_ip_route_partial(text, source=source).items if partial else parse_ip_route(
+            text, source=source)
+        return replace(ns, routes=routes)
+    if v is View.IP_RULE:
+        return replace(ns, rules=parse_ip_rule(text, source=source))
+    if v is View.IP_NEIGH:
+        return replace(ns, neighbours=parse_ip_neigh(text, source=source))
+    if v is View.IFCONFIG:
+        ifs = parse_ifconfig_partial(text, source=source).items if partial else parse_ifconfig(text, source=source)
+        return replace(ns, ifconfig=ifs)
+    if v is View.ROUTE_N:
+        return replace(ns, route_n=parse_route_n(text, source=source))
+    if v is View.ARP_N:
+        return replace(ns, arp=parse_arp_n(text, source=source))
+    if v is View.SYSCTL:
+        return replace(ns, sysctls=parse_sysctls(text, source))
+    if v in (View.IPTABLES_SAVE, View.IPTABLES_S, View.IPTABLES_L):
+        return replace(ns, iptables=_merge_iptables(ns.iptables, cmd, text, partial, source))
+    raise InvalidInput(f"{source}: cannot import the output of {cmd.text or v.value!r}")
+
+
+def _merge_iptables(old: ipt.Ruleset | None, cmd: Command, text: str, partial: bool, source: str) -> ipt.Ruleset:
+    ruleset = old or ipt.Ruleset()
+    if cmd.view is View.IPTABLES_SAVE:
+        new = ipt.parse_save(text, source=source, partial=True).value if partial else ipt.parse_save(
+            text, source=source)
+        for table in new.tables:
+            ruleset = ruleset.with_table(table)
+        return ruleset
+    try:
+        table_name = ipt.TableName(cmd.table or "filter")
+    except ValueError:
+        raise InvalidInput(f"{source}: no iptables table {cmd.table!r}") from None
+    if cmd.view is View.IPTABLES_S:
+        table = ipt.parse_rules(text, table=table_name, source=source, partial=True).value if partial else \
+            ipt.parse_rules(text, table=table_name, source=source)
+    else:
+        table = parse_listing(text, table=table_name, source=source)
+    existing = ruleset.find(table_name)
+    if existing is None or not cmd.target:
+        if existing is not None:  # a full listing of a table replaces what was known of it, chain by chain
+            for chain in table.chains:
+                existing = existing.with_chain(chain)
+            return ruleset.with_table(existing)
+        return ruleset.with_table(table)
+    for chain in table.chains:
+        existing = existing.with_chain(chain)
+    return ruleset.with_table(existing)

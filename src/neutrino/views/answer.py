@@ -1,0 +1,229 @@
+"""Answer the seeds' commands from a host state, printing exactly what the real tool would.
+
+``answer(host, command)`` is the one entry point: it finds the namespace, renders the view with
+the canonical formatter of that tool's language (or derives it from another tool's view of the
+same state: ``ifconfig`` from ``ip addr``), then applies the ``| grep`` filters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from neutrino.errors import NotFound
+from neutrino.host import iptables as ipt
+from neutrino.host.bridge import format_brctl_show
+from neutrino.host.dnsmasq import format_ps_line
+from neutrino.host.iproute_link import (
+    Link,
+    format_ip_addr,
+    format_ip_addr_oneline,
+    format_ip_link,
+    format_ip_link_oneline,
+    oneline_addresses,
+)
+from neutrino.host.iproute_route import (
+    Netns,
+    format_ip_neigh,
+    format_ip_netns,
+    format_ip_route,
+    format_ip_rule,
+)
+from neutrino.host.iptables_listing import format_listing
+from neutrino.host.nettools import format_arp_n, format_ifconfig, format_route_n
+from neutrino.host.ofctl_show import format_ofctl_show
+from neutrino.host.openflow import FlowDump, format_dump_flows, parse_flow
+from neutrino.host.ovsdb import format_vsctl_show
+from neutrino.host.state import ROOT, HostState, NamespaceState
+from neutrino.host.sysctl import format_sysctls
+from neutrino.ingest.commands import Command, View
+from neutrino.views import derive
+
+
+class NotCaptured(NotFound):
+    """The host state does not know what this command would show."""
+
+
+def answer(host: HostState, cmd: Command) -> str:
+    text = _render(host, cmd)
+    for grep in cmd.greps:
+        text = grep.apply(text)
+    return text
+
+
+def _missing(host: HostState, cmd: Command, what: str = "") -> NotCaptured:
+    where = f" in namespace {cmd.netns}" if cmd.netns else ""
+    return NotCaptured(f"host {host.name}: {what or repr(cmd.text or cmd.view.value)} is not known{where}")
+
+
+def _namespace(host: HostState, cmd: Command) -> NamespaceState:
+    ns = host.namespace(cmd.netns)
+    if ns is None:
+        if cmd.netns and cmd.netns not in host.namespace_names():
+            raise NotFound(f'Cannot open network namespace "{cmd.netns}": No such file or directory')
+        raise _missing(host, cmd)
+    return ns
+
+
+def _render(host: HostState, cmd: Command) -> str:
+    v = cmd.view
+    if v is View.VSCTL_SHOW:
+        if host.ovs.show is None:
+            raise _missing(host, cmd)
+        return format_vsctl_show(host.ovs.show, style="as_parsed")
+    if v is View.OFCTL_DUMP_FLOWS:
+        return _dump_flows(host, cmd)
+    if v is View.OFCTL_SHOW:
+        br = host.ovs.flows_of(cmd.target)
+        if br is None or br.ports is None:
+            raise _missing(host, cmd)
+        return format_ofctl_show(br.ports)
+    if v is View.IP_NETNS and not cmd.netns:
+        if host.netns_list is not None:
+            return format_ip_netns(host.netns_list)
+        return format_ip_netns(tuple(Netns(n) for n in host.namespace_names()))
+    if v is View.BRCTL_SHOW:
+        if host.linux_bridges is None:
+            raise _missing(host, cmd)
+        return format_brctl_show(host.linux_bridges)
+    if v is View.PS:
+        if host.processes is None:
+            raise _missing(host, cmd)
+        return "".join(format_ps_line(p) + "\n" for p in host.processes)
+    if v is View.CAT:
+        f = host.file(cmd.target)
+        if f is None:
+            raise NotFound(f"cat: {cmd.target}: No such file or directory")
+        return f.text
+    return _render_ns(host, _namespace(host, cmd), cmd)
+
+
+def _dump_flows(host: HostState, cmd: Command) -> str:
+    br = host.ovs.flows_of(cmd.target)
+    if br is None or br.flows is None:
+        if host.ovs.show is not None and cmd.target not in _bridge_names(host):
+            raise NotFound(f"ovs-ofctl: {cmd.target} is not a bridge or a socket")
+        raise _missing(host, cmd)
+    if "OF13" in cmd.options:
+        raise _missing(host, cmd, "the OpenFlow 1.3 rendering of the flows")
+    dump = br.flows
+    filters = [o.split(":", 1)[1] for o in cmd.options if o.startswith("filter:")]
+    if filters:
+        want = parse_flow(",".join(filters) + " actions=drop")
+        keep = tuple(f for f in dump.flows if (not any(m.startswith("table=") for m in filters)
+                                                 or f.table == want.table)
+                     and all(m in f.match for m in want.match))
+        dump = FlowDump(keep, dump.headers[:1])
+    return format_dump_flows(dump, stats="--no-stats" not in cmd.options)
+
+
+def _bridge_names(host: HostState) -> set[str]:
+    show = host.ovs.show
+    if show is None:
+        return set()
+    bridges = show.bridges if not callable(show.bridges) else show.bridges()
+    return {b.name for b in bridges}
+
+
+def _links(host: HostState, ns: NamespaceState, cmd: Command) -> tuple[Link, ...]:
+    if ns.links is not None:
+        links = ns.links
+    elif ns.ifconfig is not None:
+        links = tuple(derive.link_of(ifc, i) for i, ifc in enumerate(ns.ifconfig, 1))
+    else:
+        raise _missing(host, cmd)
+    if cmd.target:
+        links = tuple(lk for lk in links if lk.name == cmd.target)
+        if not links:
+            raise NotFound(f'Device "{cmd.target}" does not exist.')
+    return links
+
+
+def _render_ns(host: HostState, ns: NamespaceState, cmd: Command) -> str:
+    v = cmd.view
+    if v is View.IP_ADDR:
+        links = _links(host, ns, cmd)
+        return format_ip_addr_oneline(oneline_addresses(links)) if "-o" in cmd.options else format_ip_addr(links)
+    if v is View.IP_LINK:
+        links = tuple(replace(lk, addresses=()) for lk in _links(host, ns, cmd))
+        return format_ip_link_oneline(links) if "-o" in cmd.options else format_ip_link(links)
+    if v is View.IP_ROUTE:
+        routes = ns.routes if ns.routes is not None else (
+            derive.routes_of(ns.route_n) if ns.route_n is not None else None)
+        if routes is None:
+            raise _missing(host, cmd)
+        if cmd.table != "all":
+            want = None if cmd.table in ("", "main", "254") else cmd.table
+            routes = tuple(r for r in routes if r.table == want)
+        version = 6 if "-6" in cmd.options else 4
+        routes = tuple(r for r in routes if (r.dst.version if r.dst is not None else
+                                             (r.via.version if r.via is not None else 4)) == version)
+        return format_ip_route(routes)
+    if v is View.IP_RULE:
+        if ns.rules is None:
+            raise _missing(host, cmd)
+        return format_ip_rule(ns.rules)
+    if v is View.IP_NEIGH:
+        if ns.neighbours is not None:
+            return format_ip_neigh(ns.neighbours)
+        if ns.arp is not None:
+            return format_ip_neigh(tuple(e.neighbour() for e in ns.arp))
+        raise _missing(host, cmd)
+    if v is View.IP_NETNS:
+        raise NotFound("ip netns inside a namespace lists the host's namespaces; run it without 'ip netns exec'")
+    if v is View.IFCONFIG:
+        if ns.ifconfig is not None:
+            ifs = ns.ifconfig
+        else:
+            ifs = tuple(derive.ifconfig_of(lk) for lk in _links(host, ns, replace(cmd, target="")))
+            if "-a" not in cmd.options:
+                ifs = tuple(i for i in ifs if i.flags & 0x1)
+        if cmd.target:
+            ifs = tuple(i for i in ifs if i.name == cmd.target)
+            if not ifs:
+                raise NotFound(f"{cmd.target}: error fetching interface information: Device not found")
+        return format_ifconfig(ifs)
+    if v is View.ROUTE_N:
+        if ns.route_n is not None:
+            return format_route_n(ns.route_n)
+        if ns.routes is not None:
+            return format_route_n(derive.route_n_of(ns.routes))
+        raise _missing(host, cmd)
+    if v is View.ARP_N:
+        if ns.arp is not None:
+            return format_arp_n(ns.arp)
+        if ns.neighbours is not None:
+            return format_arp_n(derive.arp_of(ns.neighbours))
+        raise _missing(host, cmd)
+    if v is View.SYSCTL:
+        if ns.sysctls is None:
+            raise _missing(host, cmd)
+        keys = set(cmd.target.split())
+        return format_sysctls(tuple(s for s in ns.sysctls if not keys or s.key in keys))
+    return _iptables(host, ns, cmd)
+
+
+def _iptables(host: HostState, ns: NamespaceState, cmd: Command) -> str:
+    if ns.iptables is None:
+        raise _missing(host, cmd)
+    if cmd.view is View.IPTABLES_SAVE:
+        tables = ns.iptables.tables
+        if cmd.table:
+            tables = tuple(t for t in tables if t.name == cmd.table)
+            if not tables:
+                raise _missing(host, cmd)
+        return ipt.format_save(ipt.Ruleset(tables), counters="-c" in cmd.options)
+    try:
+        table = ns.iptables.find(cmd.table or "filter")
+    except ValueError:
+        raise NotFound(f"iptables v1.8.9 (nf_tables): table '{cmd.table}' does not exist") from None
+    if table is None:
+        raise _missing(host, cmd)
+    if cmd.target and table.find(cmd.target) is None:
+        raise NotFound(f"iptables: Chain '{cmd.target}' does not exist")
+    if cmd.view is View.IPTABLES_S:
+        return ipt.format_rules(table, cmd.target or None)
+    return format_listing(table, cmd.target or None, verbose="-v" in cmd.options, numeric="-n" in cmd.options,
+                          exact="-x" in cmd.options)
+
+
+__all__ = ["answer", "NotCaptured", "ROOT"]
