@@ -45,6 +45,7 @@ class NamespaceState:
     arp: tuple[ArpEntry, ...] | None = None
     iptables: Ruleset | None = None
     sysctls: tuple[Sysctl, ...] | None = None
+    iptables_dialect: str | None = None  # how this host's iptables prints: "classic", "1.8.9", "modern"
 
     def link(self, name: str) -> Link | None:
         return next((lk for lk in self.links or () if lk.name == name), None)

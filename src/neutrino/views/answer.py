@@ -154,9 +154,10 @@ def _render_ns(host: HostState, ns: NamespaceState, cmd: Command) -> str:
         if cmd.table != "all":
             want = None if cmd.table in ("", "main", "254") else cmd.table
             routes = tuple(r for r in routes if r.table == want)
-        version = 6 if "-6" in cmd.options else 4
+        # like iproute2: IPv4 unless -6, but 'table all' without -4/-6 lists every family
+        versions = {6} if "-6" in cmd.options else {4} if ("-4" in cmd.options or cmd.table != "all") else {4, 6}
         routes = tuple(r for r in routes if (r.dst.version if r.dst is not None else
-                                             (r.via.version if r.via is not None else 4)) == version)
+                                             (r.via.version if r.via is not None else 4)) in versions)
         return format_ip_route(routes)
     if v is View.IP_RULE:
         if ns.rules is None:
@@ -202,16 +203,20 @@ def _render_ns(host: HostState, ns: NamespaceState, cmd: Command) -> str:
     return _iptables(host, ns, cmd)
 
 
+_DIALECTS = {d.name: d for d in (ipt.CLASSIC, ipt.V1_8_9, ipt.MODERN)}
+
+
 def _iptables(host: HostState, ns: NamespaceState, cmd: Command) -> str:
     if ns.iptables is None:
         raise _missing(host, cmd)
+    dialect = _DIALECTS.get(ns.iptables_dialect or "", ipt.CLASSIC)
     if cmd.view is View.IPTABLES_SAVE:
         tables = ns.iptables.tables
         if cmd.table:
             tables = tuple(t for t in tables if t.name == cmd.table)
             if not tables:
                 raise _missing(host, cmd)
-        return ipt.format_save(ipt.Ruleset(tables), counters="-c" in cmd.options)
+        return ipt.format_save(ipt.Ruleset(tables), counters="-c" in cmd.options, dialect=dialect)
     try:
         table = ns.iptables.find(cmd.table or "filter")
     except ValueError:
@@ -221,9 +226,9 @@ def _iptables(host: HostState, ns: NamespaceState, cmd: Command) -> str:
     if cmd.target and table.find(cmd.target) is None:
         raise NotFound(f"iptables: Chain '{cmd.target}' does not exist")
     if cmd.view is View.IPTABLES_S:
-        return ipt.format_rules(table, cmd.target or None)
+        return ipt.format_rules(table, cmd.target or None, dialect=dialect)
     return format_listing(table, cmd.target or None, verbose="-v" in cmd.options, numeric="-n" in cmd.options,
-                          exact="-x" in cmd.options)
+                          exact="-x" in cmd.options, dialect=dialect)
 
 
 __all__ = ["answer", "NotCaptured", "ROOT"]
