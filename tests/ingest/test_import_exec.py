@@ -167,3 +167,23 @@ def test_console_script_runs_without_traceback(tmp_path):
                           env=env, check=False)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and proc.stderr.startswith("neutrino: no host 'ghost'")
+
+
+def test_saved_host_answers_like_the_original(network):
+    """export then import: every command answers the same (the way planned hosts are kept)."""
+    from dataclasses import replace as dc_replace
+
+    from neutrino.host.state import Origin
+    from neutrino.ingest.commands import parse_command
+    from neutrino.views.answer import answer
+    from neutrino.views.export import commands_of
+
+    original = store.load_host("network")
+    copy = dc_replace(original, name="copy", origins=(Origin("flow", "priority=1 actions=drop", "net x", "t"),))
+    store.save_host(copy)
+    loaded = store.load_host("copy")
+    assert loaded.origins == copy.origins
+    commands = commands_of(original)
+    assert "ovs-ofctl dump-flows br-tun" in commands and f"ip netns exec {ROUTER} iptables-save -c" in commands
+    for command in commands:
+        assert answer(loaded, parse_command(command)) == answer(original, parse_command(command)), command

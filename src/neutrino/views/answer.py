@@ -31,7 +31,7 @@ from neutrino.host.iproute_route import (
 from neutrino.host.iptables_listing import format_listing
 from neutrino.host.nettools import format_arp_n, format_ifconfig, format_route_n
 from neutrino.host.ofctl_show import format_ofctl_show
-from neutrino.host.openflow import FlowDump, format_dump_flows, parse_flow
+from neutrino.host.openflow import FlowDump, FlowStats, format_dump_flows, parse_flow
 from neutrino.host.ovsdb import format_vsctl_show
 from neutrino.host.state import ROOT, HostState, NamespaceState
 from neutrino.host.sysctl import format_sysctls
@@ -113,6 +113,11 @@ def _dump_flows(host: HostState, cmd: Command) -> str:
                                                  or f.table == want.table)
                      and all(m in f.match for m in want.match))
         dump = FlowDump(keep, dump.headers[:1])
+    if "--no-stats" not in cmd.options and any(f.stats is None for f in dump.flows):
+        # a planned flow has not run yet: OVS would show it with zero counters
+        zero = FlowStats(0, 0, 0, 0, idle_age=0)
+        dump = FlowDump(tuple(f if f.stats is not None else replace(f, stats=zero) for f in dump.flows),
+                        dump.headers)
     return format_dump_flows(dump, stats="--no-stats" not in cmd.options)
 
 
