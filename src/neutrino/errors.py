@@ -8,7 +8,19 @@ from __future__ import annotations
 
 
 class NeutrinoError(Exception):
-    """Base of every error neutrino raises on purpose."""
+    """Base of every error neutrino raises on purpose.
+
+    ``neutron_type`` is the exception class name Neutron itself would report for this error
+    (``NetworkNotFound``, ``IpAddressGenerationFailure``...); the API puts it in the
+    ``NeutronError`` body. ``None`` lets the API pick a generic name for the class.
+    """
+
+    neutron_type: str | None = None
+
+    def __init__(self, *args: object, neutron_type: str | None = None) -> None:
+        super().__init__(*args)
+        if neutron_type is not None:
+            self.neutron_type = neutron_type
 
 
 class NotFound(NeutrinoError):
@@ -21,6 +33,18 @@ class Conflict(NeutrinoError):
 
 class InvalidInput(NeutrinoError):
     """The request or input is malformed or out of range."""
+
+
+class NotAuthenticated(NeutrinoError):
+    """No valid credentials or token (HTTP 401)."""
+
+
+class NotAuthorized(NeutrinoError):
+    """The caller is known but may not do this (HTTP 403)."""
+
+
+class PreconditionFailed(Conflict):
+    """A revision constraint (``If-Match: revision_number=N``) does not hold (HTTP 412)."""
 
 
 class ParseError(InvalidInput):

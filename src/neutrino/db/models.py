@@ -1,0 +1,215 @@
+"""SQLAlchemy models: the cloud's persistent state.
+
+One table per Neutron resource plus the association tables Neutron itself keeps (IP allocations,
+port/security-group bindings). List-valued attributes that are never queried by element
+(allocation pools, host routes, routes, tags...) live in JSON columns. Nothing here is seen outside
+``neutrino.services``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+SCHEMA_VERSION = 1
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class StandardAttrs:
+    """Neutron's standard attributes (description, timestamps, revision, tags) and ownership."""
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(64), default="", index=True)
+    name: Mapped[str] = mapped_column(String(255), default="")
+    description: Mapped[str] = mapped_column(String(255), default="")
+    created_at: Mapped[str] = mapped_column(String(20))
+    updated_at: Mapped[str] = mapped_column(String(20))
+    revision_number: Mapped[int] = mapped_column(Integer, default=0)
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+
+
+class SchemaVersion(Base):
+    __tablename__ = "neutrino_schema"
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    applied_at: Mapped[str] = mapped_column(String(20))
+
+
+class Deployment(Base):
+    """The deployment (mechanism and hosts) the server was started with; one row, id 1."""
+
+    __tablename__ = "deployment"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    document: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class Network(StandardAttrs, Base):
+    __tablename__ = "networks"
+    admin_state_up: Mapped[bool] = mapped_column(Boolean, default=True)
+    status: Mapped[str] = mapped_column(String(16), default="ACTIVE")
+    shared: Mapped[bool] = mapped_column(Boolean, default=False)
+    external: Mapped[bool] = mapped_column(Boolean, default=False)
+    mtu: Mapped[int] = mapped_column(Integer, default=1500)
+    port_security_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    network_type: Mapped[str] = mapped_column(String(16), default="local")
+    physical_network: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    segmentation_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    availability_zone_hints: Mapped[list[str]] = mapped_column(JSON, default=list)
+
+    subnets: Mapped[list[Subnet]] = relationship(back_populates="network", order_by="Subnet.created_seq")
+
+    __table_args__ = (UniqueConstraint("network_type", "physical_network", "segmentation_id",
+                                       name="uq_network_segment"),)
+
+
+class Subnet(StandardAttrs, Base):
+    __tablename__ = "subnets"
+    created_seq: Mapped[int] = mapped_column(Integer, default=0)
+    network_id: Mapped[str] = mapped_column(ForeignKey("networks.id", ondelete="CASCADE"), index=True)
+    ip_version: Mapped[int] = mapped_column(Integer)
+    cidr: Mapped[str] = mapped_column(String(64))
+    gateway_ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    allocation_pools: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
+    dns_nameservers: Mapped[list[str]] = mapped_column(JSON, default=list)
+    host_routes: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
+    enable_dhcp: Mapped[bool] = mapped_column(Boolean, default=True)
+    ipv6_ra_mode: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    ipv6_address_mode: Mapped[str | None] = mapped_column(String(32), nullable=True)
+
+    network: Mapped[Network] = relationship(back_populates="subnets")
+
+
+class Port(StandardAttrs, Base):
+    __tablename__ = "ports"
+    network_id: Mapped[str] = mapped_column(ForeignKey("networks.id"), index=True)
+    mac_address: Mapped[str] = mapped_column(String(32))
+    admin_state_up: Mapped[bool] = mapped_column(Boolean, default=True)
+    status: Mapped[str] = mapped_column(String(16), default="DOWN")
+    device_id: Mapped[str] = mapped_column(String(255), default="", index=True)
+    device_owner: Mapped[str] = mapped_column(String(255), default="")
+    port_security_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    allowed_address_pairs: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
+    extra_dhcp_opts: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    binding_host_id: Mapped[str] = mapped_column(String(255), default="")
+    binding_profile: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    binding_vnic_type: Mapped[str] = mapped_column(String(32), default="normal")
+    binding_vif_type: Mapped[str] = mapped_column(String(32), default="unbound")
+    binding_vif_details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    fixed_ips: Mapped[list[IPAllocation]] = relationship(
+        back_populates="port", cascade="all, delete-orphan", order_by="IPAllocation.seq")
+    sg_bindings: Mapped[list[PortSecurityGroup]] = relationship(
+        cascade="all, delete-orphan", order_by="PortSecurityGroup.seq")
+
+    __table_args__ = (UniqueConstraint("network_id", "mac_address", name="uq_port_mac"),)
+
+
+class IPAllocation(Base):
+    """One fixed IP of one port; the primary key makes double allocation impossible."""
+
+    __tablename__ = "ipallocations"
+    subnet_id: Mapped[str] = mapped_column(ForeignKey("subnets.id"), primary_key=True)
+    ip_address: Mapped[str] = mapped_column(String(64), primary_key=True)
+    port_id: Mapped[str] = mapped_column(ForeignKey("ports.id", ondelete="CASCADE"), index=True)
+    network_id: Mapped[str] = mapped_column(String(36), index=True)
+    seq: Mapped[int] = mapped_column(Integer, default=0)
+
+    port: Mapped[Port] = relationship(back_populates="fixed_ips")
+
+
+class PortSecurityGroup(Base):
+    __tablename__ = "port_security_groups"
+    port_id: Mapped[str] = mapped_column(ForeignKey("ports.id", ondelete="CASCADE"), primary_key=True)
+    security_group_id: Mapped[str] = mapped_column(ForeignKey("security_groups.id"), primary_key=True,
+                                                   index=True)
+    seq: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class SecurityGroup(StandardAttrs, Base):
+    __tablename__ = "security_groups"
+    stateful: Mapped[bool] = mapped_column(Boolean, default=True)
+    is_default: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    rules: Mapped[list[SecurityGroupRule]] = relationship(
+        back_populates="group", cascade="all, delete-orphan", order_by="SecurityGroupRule.seq",
+        foreign_keys="SecurityGroupRule.security_group_id")
+
+
+class SecurityGroupRule(StandardAttrs, Base):
+    __tablename__ = "security_group_rules"
+    seq: Mapped[int] = mapped_column(Integer, default=0)
+    security_group_id: Mapped[str] = mapped_column(ForeignKey("security_groups.id", ondelete="CASCADE"),
+                                                   index=True)
+    direction: Mapped[str] = mapped_column(String(8))
+    ethertype: Mapped[str] = mapped_column(String(8))
+    protocol: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    port_range_min: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    port_range_max: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    remote_ip_prefix: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    remote_group_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+
+    group: Mapped[SecurityGroup] = relationship(back_populates="rules", foreign_keys=[security_group_id])
+
+
+class Router(StandardAttrs, Base):
+    __tablename__ = "routers"
+    admin_state_up: Mapped[bool] = mapped_column(Boolean, default=True)
+    status: Mapped[str] = mapped_column(String(16), default="ACTIVE")
+    gw_port_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    gw_network_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    enable_snat: Mapped[bool] = mapped_column(Boolean, default=True)
+    routes: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
+    host: Mapped[str] = mapped_column(String(255), default="")
+    availability_zone_hints: Mapped[list[str]] = mapped_column(JSON, default=list)
+
+
+class FloatingIP(StandardAttrs, Base):
+    __tablename__ = "floatingips"
+    floating_network_id: Mapped[str] = mapped_column(String(36), index=True)
+    floating_ip_address: Mapped[str] = mapped_column(String(64))
+    floating_port_id: Mapped[str] = mapped_column(String(36))
+    port_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
+    fixed_ip_address: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    router_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="DOWN")
+
+
+class Server(StandardAttrs, Base):
+    __tablename__ = "servers"
+    user_id: Mapped[str] = mapped_column(String(64), default="")
+    flavor_id: Mapped[str] = mapped_column(String(36))
+    image_id: Mapped[str] = mapped_column(String(36))
+    host: Mapped[str] = mapped_column(String(255), default="")
+    status: Mapped[str] = mapped_column(String(16), default="ACTIVE")
+    availability_zone: Mapped[str] = mapped_column(String(255), default="nova")
+    created_port_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    security_group_names: Mapped[list[str]] = mapped_column(JSON, default=list)
+    key_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+
+
+class Agent(Base):
+    __tablename__ = "agents"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    agent_type: Mapped[str] = mapped_column(String(64))
+    binary: Mapped[str] = mapped_column(String(255))
+    topic: Mapped[str] = mapped_column(String(255))
+    host: Mapped[str] = mapped_column(String(255))
+    admin_state_up: Mapped[bool] = mapped_column(Boolean, default=True)
+    configurations: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[str] = mapped_column(String(20))
+    started_at: Mapped[str] = mapped_column(String(20))
+    heartbeat_timestamp: Mapped[str] = mapped_column(String(20))
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+    __table_args__ = (UniqueConstraint("agent_type", "host", name="uq_agent_type_host"),)
+
+
+class Quota(Base):
+    __tablename__ = "quotas"
+    project_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    resource: Mapped[str] = mapped_column(String(64), primary_key=True)
+    limit: Mapped[int] = mapped_column(Integer)

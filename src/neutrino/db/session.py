@@ -1,0 +1,150 @@
+"""Engines, transactions and schema migrations.
+
+``Database(url)`` opens SQLite (WAL, foreign keys on) or PostgreSQL and brings the schema up to
+date. Writes are serialised: ``write()`` takes a process-wide lock and then the database's own
+writer lock (SQLite ``BEGIN IMMEDIATE``; PostgreSQL a transaction-scoped advisory lock), so
+read-modify-write sequences (IPAM, revision numbers, segment allocation) never interleave, even
+across server processes. ``read()`` gives a consistent snapshot (SQLite deferred transaction,
+PostgreSQL REPEATABLE READ).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import create_engine, event, inspect, select, text
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.orm import Session
+from sqlalchemy.pool import StaticPool
+
+from neutrino.db import models
+
+log = logging.getLogger(__name__)
+
+_ADVISORY_KEY = 0x6E657574  # "neut"
+
+
+def default_url() -> str:
+    state = os.environ.get("NEUTRINO_STATE", "./state")
+    return f"sqlite:///{os.path.join(state, 'neutrino.db')}"
+
+
+def now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _migration_1(conn: Connection) -> None:
+    """Baseline schema (version 1). Later versions must add explicit ALTERs here, never edit this."""
+    models.Base.metadata.create_all(conn, tables=[t for t in models.Base.metadata.sorted_tables
+                                                  if t.name != "neutrino_schema"])
+
+
+MIGRATIONS: tuple[tuple[int, Callable[[Connection], None]], ...] = ((1, _migration_1),)
+
+
+class Database:
+    """One database: its engine, the writer lock and the migrations."""
+
+    def __init__(self, url: str | None = None, *, migrate: bool = True) -> None:
+        self.url = url or default_url()
+        self.is_sqlite = self.url.startswith("sqlite")
+        self._lock = threading.RLock()
+        if self.is_sqlite:
+            path = self.url.split(":///", 1)[1] if ":///" in self.url else ""
+            memory = path in ("", ":memory:")
+            if not memory:
+                os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False, "timeout": 30}}
+            if memory:
+                kwargs["poolclass"] = StaticPool
+            self.engine: Engine = create_engine(self.url, **kwargs)
+            self._install_sqlite_hooks(self.engine, wal=not memory)
+        else:
+            url = self.url
+            if url.startswith("postgresql://") or url.startswith("postgres://"):
+                url = "postgresql+psycopg://" + url.split("://", 1)[1]
+            self.engine = create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+        if migrate:
+            self.migrate()
+
+    @staticmethod
+    def _install_sqlite_hooks(engine: Engine, *, wal: bool) -> None:
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+            cur = dbapi_conn.cursor()
+            if wal:
+                cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("writer") else "BEGIN")
+
+    # -- transactions -------------------------------------------------------------------------
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """A serialised read-write transaction, committed on success and rolled back on error."""
+        with self._lock, self.engine.connect() as conn:
+            conn.info["writer"] = True
+            try:
+                with conn.begin():
+                    if not self.is_sqlite:
+                        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _ADVISORY_KEY})
+                    session = Session(bind=conn, expire_on_commit=False, autoflush=True)
+                    try:
+                        yield session
+                        session.flush()
+                    finally:
+                        session.close()
+            finally:
+                conn.info.pop("writer", None)
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A read-only transaction over one consistent snapshot."""
+        with self.engine.connect() as conn:
+            if not self.is_sqlite:
+                conn = conn.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():
+                session = Session(bind=conn, expire_on_commit=False, autoflush=False)
+                try:
+                    yield session
+                finally:
+                    session.close()
+
+    # -- schema ---------------------------------------------------------------------------------
+
+    def schema_version(self) -> int:
+        if not inspect(self.engine).has_table("neutrino_schema"):
+            return 0
+        with self.read() as s:
+            versions = s.scalars(select(models.SchemaVersion.version)).all()
+        return max(versions, default=0)
+
+    def migrate(self) -> int:
+        """Apply every migration newer than the database; returns the resulting version."""
+        with self.write() as s:
+            conn = s.connection()
+            models.SchemaVersion.__table__.create(conn, checkfirst=True)  # type: ignore[attr-defined]
+            current = max(s.scalars(select(models.SchemaVersion.version)).all(), default=0)
+            for version, step in MIGRATIONS:
+                if version > current:
+                    log.info("applying schema migration %d", version)
+                    step(conn)
+                    s.add(models.SchemaVersion(version=version, applied_at=now()))
+                    current = version
+        return current
+
+    def dispose(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,300 @@
+"""The scenario YAML model: deployment (mechanism + hosts), identity, and resources.
+
+A scenario file has four top-level sections, all optional::
+
+    deployment:                      # how the cloud is built
+      mechanism: ml2_ovs             # ml2_ovs | nova_network
+      tenant_network_types: [gre]    # ml2: gre | vxlan | vlan | flat | local (first is the default)
+      tunnel_id_ranges: ["1:1000"]   # GRE keys
+      vni_ranges: ["1:1000"]         # VXLAN VNIs
+      network_vlan_ranges: ["physnet1:100:199"]
+      flat_networks: ["public"]      # or ["*"]
+      firewall_driver: iptables_hybrid   # iptables_hybrid | openvswitch | noop
+      l2population: false
+      external_network_bridge: br-ex # legacy external network on br-ex ("" for provider mode)
+      physical_mtu: 1500
+      nova_network: {manager: FlatDHCP, multi_host: false, vlan_start: 100,
+                     flat_interface: eth1, vlan_interface: eth1, public_interface: eth0}
+    hosts:
+      - {name: network, role: network, management_ip: 10.0.0.10, tunnel_ip: 10.0.1.10,
+         bridge_mappings: {physnet1: br-eth1}, interfaces: {eth0: 10.0.0.10/24}}
+    identity: {region: RegionOne, projects: [admin, demo],
+               users: [{name: admin, password: secret, project: admin, roles: [admin]}]}
+    resources: {...}                 # see neutrino.scenarios.resources
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import uuid
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from neutrino.errors import InvalidInput
+
+
+class Mechanism(StrEnum):
+    ML2_OVS = "ml2_ovs"
+    NOVA_NETWORK = "nova_network"
+
+
+class NovaManager(StrEnum):
+    FLAT = "Flat"
+    FLAT_DHCP = "FlatDHCP"
+    VLAN = "Vlan"
+
+
+ROLES = frozenset({"controller", "network", "compute"})
+NETWORK_TYPES = frozenset({"gre", "vxlan", "vlan", "flat", "local"})
+
+
+@dataclass(frozen=True, slots=True)
+class Host:
+    name: str
+    roles: frozenset[str]
+    management_ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
+    tunnel_ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
+    bridge_mappings: tuple[tuple[str, str], ...] = ()
+    interfaces: tuple[tuple[str, str], ...] = ()
+
+    def has(self, role: str) -> bool:
+        return role in self.roles
+
+
+@dataclass(frozen=True, slots=True)
+class VlanRange:
+    physical_network: str
+    minimum: int | None = None
+    maximum: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NovaNetworkConfig:
+    manager: NovaManager = NovaManager.FLAT_DHCP
+    multi_host: bool = False
+    vlan_start: int = 100
+    flat_interface: str = "eth1"
+    vlan_interface: str = "eth1"
+    public_interface: str = "eth0"
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    mechanism: Mechanism = Mechanism.ML2_OVS
+    tenant_network_types: tuple[str, ...] = ("vxlan",)
+    tunnel_id_ranges: tuple[tuple[int, int], ...] = ((1, 1000),)
+    vni_ranges: tuple[tuple[int, int], ...] = ((1, 1000),)
+    network_vlan_ranges: tuple[VlanRange, ...] = ()
+    flat_networks: tuple[str, ...] = ("*",)
+    firewall_driver: str = "iptables_hybrid"
+    l2population: bool = False
+    external_network_bridge: str = "br-ex"
+    physical_mtu: int = 1500
+    nova_network: NovaNetworkConfig = field(default_factory=NovaNetworkConfig)
+    hosts: tuple[Host, ...] = ()
+
+    def host(self, name: str) -> Host | None:
+        return next((h for h in self.hosts if h.name == name), None)
+
+    def hosts_with(self, role: str) -> tuple[Host, ...]:
+        return tuple(h for h in self.hosts if h.has(role))
+
+    def network_host(self) -> Host | None:
+        """Where L3 and DHCP agents run: the first network host, else a controller, else any."""
+        for role in ("network", "controller", "compute"):
+            hs = self.hosts_with(role)
+            if hs:
+                return hs[0]
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    name: str
+    password: str
+    project: str
+    roles: tuple[str, ...] = ("admin", "member", "reader")
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    region: str = "RegionOne"
+    projects: tuple[str, ...] = ("admin", "demo")
+    users: tuple[User, ...] = (User("admin", "secret", "admin"),)
+
+    @staticmethod
+    def project_id(name: str) -> str:
+        """Stable project ids: the same name gives the same 32-hex id on every start."""
+        return uuid.uuid5(uuid.NAMESPACE_DNS, f"project.{name}.neutrino").hex
+
+    @staticmethod
+    def user_id(name: str) -> str:
+        return uuid.uuid5(uuid.NAMESPACE_DNS, f"user.{name}.neutrino").hex
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    deployment: Deployment
+    identity: Identity = field(default_factory=Identity)
+    resources: dict[str, Any] = field(default_factory=dict)
+    source: str = "<default>"
+
+
+DEFAULT_HOST = Host("neutrino", frozenset({"controller", "network", "compute"}),
+                    ipaddress.ip_address("192.0.2.10"), ipaddress.ip_address("192.0.2.10"),
+                    (("physnet1", "br-eth1"), ("public", "br-ex")))
+
+
+def default_scenario() -> Scenario:
+    return Scenario(Deployment(hosts=(DEFAULT_HOST,)))
+
+
+# -- loading --------------------------------------------------------------------------------------
+
+def _fail(source: str, msg: str) -> InvalidInput:
+    return InvalidInput(f"{source}: {msg}")
+
+
+def _ranges(raw: Any, source: str, what: str) -> tuple[tuple[int, int], ...]:
+    out = []
+    for item in raw or []:
+        try:
+            lo, hi = (int(x) for x in str(item).split(":"))
+        except ValueError:
+            raise _fail(source, f"{what}: expected 'min:max', got {item!r}") from None
+        if lo > hi:
+            raise _fail(source, f"{what}: {item!r} is empty")
+        out.append((lo, hi))
+    return tuple(out)
+
+
+def _ip(raw: Any, source: str, what: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    if raw in (None, ""):
+        return None
+    try:
+        return ipaddress.ip_address(str(raw).split("/")[0])
+    except ValueError:
+        raise _fail(source, f"{what}: {raw!r} is not an IP address") from None
+
+
+def _host(raw: Any, source: str) -> Host:
+    if not isinstance(raw, dict) or "name" not in raw:
+        raise _fail(source, f"a host needs a name: {raw!r}")
+    roles = raw.get("roles", raw.get("role", ["compute"]))
+    roles = [roles] if isinstance(roles, str) else list(roles)
+    bad = [r for r in roles if r not in ROLES]
+    if bad:
+        raise _fail(source, f"host {raw['name']}: unknown role(s) {bad}; known: {sorted(ROLES)}")
+    mgmt = _ip(raw.get("management_ip"), source, f"host {raw['name']} management_ip")
+    tun = _ip(raw.get("tunnel_ip"), source, f"host {raw['name']} tunnel_ip") or mgmt
+    return Host(str(raw["name"]), frozenset(roles), mgmt, tun,
+                tuple(sorted((str(k), str(v)) for k, v in (raw.get("bridge_mappings") or {}).items())),
+                tuple((str(k), str(v)) for k, v in (raw.get("interfaces") or {}).items()))
+
+
+def parse_scenario(doc: Any, source: str = "<string>") -> Scenario:
+    if doc is None:
+        doc = {}
+    if not isinstance(doc, dict):
+        raise _fail(source, "a scenario is a mapping")
+    unknown = set(doc) - {"deployment", "hosts", "identity", "resources", "name", "description", "seed"}
+    if unknown:
+        raise _fail(source, f"unknown top-level keys {sorted(unknown)}")
+    d = doc.get("deployment") or {}
+    try:
+        mech = Mechanism(d.get("mechanism", "ml2_ovs"))
+    except ValueError:
+        raise _fail(source, f"deployment.mechanism must be one of {[m.value for m in Mechanism]}") from None
+    types = d.get("tenant_network_types", d.get("tenant_network_type", ["vxlan"]))
+    types = tuple([types] if isinstance(types, str) else types)
+    if not types or set(types) - NETWORK_TYPES:
+        raise _fail(source, f"deployment.tenant_network_types must be from {sorted(NETWORK_TYPES)}")
+    vlan_ranges = []
+    for item in d.get("network_vlan_ranges") or []:
+        parts = str(item).split(":")
+        if len(parts) == 1:
+            vlan_ranges.append(VlanRange(parts[0]))
+        elif len(parts) == 3:
+            vlan_ranges.append(VlanRange(parts[0], int(parts[1]), int(parts[2])))
+        else:
+            raise _fail(source, f"network_vlan_ranges: expected 'physnet[:min:max]', got {item!r}")
+    nn = d.get("nova_network") or {}
+    try:
+        manager = NovaManager(str(nn.get("manager", "FlatDHCP")).removesuffix("Manager"))
+    except ValueError:
+        raise _fail(source, "nova_network.manager must be Flat, FlatDHCP or Vlan") from None
+    nova = NovaNetworkConfig(manager, bool(nn.get("multi_host", False)), int(nn.get("vlan_start", 100)),
+                             str(nn.get("flat_interface", "eth1")), str(nn.get("vlan_interface", "eth1")),
+                             str(nn.get("public_interface", "eth0")))
+    hosts = tuple(_host(h, source) for h in (doc.get("hosts") or []))
+    if len({h.name for h in hosts}) != len(hosts):
+        raise _fail(source, "host names must be unique")
+    if not hosts:
+        hosts = (DEFAULT_HOST,)
+    fw = str(d.get("firewall_driver", "iptables_hybrid"))
+    if fw not in ("iptables_hybrid", "openvswitch", "noop", "iptables"):
+        raise _fail(source, "firewall_driver must be iptables_hybrid, openvswitch, iptables or noop")
+    dep = Deployment(
+        mechanism=mech, tenant_network_types=types,
+        tunnel_id_ranges=_ranges(d.get("tunnel_id_ranges", ["1:1000"]), source, "tunnel_id_ranges"),
+        vni_ranges=_ranges(d.get("vni_ranges", ["1:1000"]), source, "vni_ranges"),
+        network_vlan_ranges=tuple(vlan_ranges),
+        flat_networks=tuple(str(x) for x in d.get("flat_networks", ["*"])),
+        firewall_driver=fw, l2population=bool(d.get("l2population", False)),
+        external_network_bridge=str(d.get("external_network_bridge", "br-ex") or ""),
+        physical_mtu=int(d.get("physical_mtu", 1500)), nova_network=nova, hosts=hosts)
+    ident_raw = doc.get("identity") or {}
+    users = tuple(User(str(u["name"]), str(u.get("password", "secret")), str(u.get("project", "admin")),
+                       tuple(u.get("roles", ["admin", "member", "reader"])))
+                  for u in ident_raw.get("users", [{"name": "admin"}]))
+    projects = tuple(str(p) for p in ident_raw.get("projects", ["admin", "demo"]))
+    for u in users:
+        if u.project not in projects:
+            projects = (*projects, u.project)
+    identity = Identity(str(ident_raw.get("region", "RegionOne")), projects, users)
+    resources = doc.get("resources") or {}
+    if not isinstance(resources, dict):
+        raise _fail(source, "resources must be a mapping")
+    return Scenario(dep, identity, resources, source)
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    p = Path(path)
+    try:
+        doc = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        raise InvalidInput(f"{p}: not valid YAML: {e}") from None
+    return parse_scenario(doc, str(p))
+
+
+def deployment_to_doc(dep: Deployment) -> dict[str, Any]:
+    """A JSON-able form of the deployment (stored in the database for snapshots)."""
+    return {
+        "mechanism": dep.mechanism.value, "tenant_network_types": list(dep.tenant_network_types),
+        "tunnel_id_ranges": [f"{a}:{b}" for a, b in dep.tunnel_id_ranges],
+        "vni_ranges": [f"{a}:{b}" for a, b in dep.vni_ranges],
+        "network_vlan_ranges": [r.physical_network if r.minimum is None else
+                                f"{r.physical_network}:{r.minimum}:{r.maximum}" for r in dep.network_vlan_ranges],
+        "flat_networks": list(dep.flat_networks), "firewall_driver": dep.firewall_driver,
+        "l2population": dep.l2population, "external_network_bridge": dep.external_network_bridge,
+        "physical_mtu": dep.physical_mtu,
+        "nova_network": {"manager": dep.nova_network.manager.value, "multi_host": dep.nova_network.multi_host,
+                         "vlan_start": dep.nova_network.vlan_start,
+                         "flat_interface": dep.nova_network.flat_interface,
+                         "vlan_interface": dep.nova_network.vlan_interface,
+                         "public_interface": dep.nova_network.public_interface},
+        "hosts": [{"name": h.name, "roles": sorted(h.roles),
+                   "management_ip": str(h.management_ip) if h.management_ip else None,
+                   "tunnel_ip": str(h.tunnel_ip) if h.tunnel_ip else None,
+                   "bridge_mappings": dict(h.bridge_mappings), "interfaces": dict(h.interfaces)}
+                  for h in dep.hosts],
+    }
+
+
+def deployment_from_doc(doc: dict[str, Any]) -> Deployment:
+    return parse_scenario({"deployment": {k: v for k, v in doc.items() if k != "hosts"},
+                           "hosts": doc.get("hosts", [])}, "<database>").deployment

@@ -1,0 +1,108 @@
+"""Agents: one row per agent per host, derived from the deployment's hosts and roles.
+
+ML2/OVS: every network or compute host runs the Open vSwitch agent; the network host (or, without
+one, the controller) runs the L3, DHCP and metadata agents. nova-network: every compute host runs
+nova-network when multi-host, else only the controller (or the first host).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from neutrino.db import models
+from neutrino.scenarios.model import Deployment, Mechanism
+from neutrino.services.core import Tx, not_found, timestamp
+
+OVS = ("Open vSwitch agent", "neutron-openvswitch-agent", "N/A")
+L3 = ("L3 agent", "neutron-l3-agent", "l3_agent")
+DHCP = ("DHCP agent", "neutron-dhcp-agent", "dhcp_agent")
+METADATA = ("Metadata agent", "neutron-metadata-agent", "N/A")
+NOVA_NETWORK = ("nova-network", "nova-network", "network")
+
+
+def expected_agents(dep: Deployment) -> list[tuple[str, tuple[str, str, str], dict[str, Any]]]:
+    out: list[tuple[str, tuple[str, str, str], dict[str, Any]]] = []
+    if dep.mechanism is Mechanism.NOVA_NETWORK:
+        hosts = dep.hosts_with("compute") if dep.nova_network.multi_host else (
+            dep.hosts_with("controller") or dep.hosts_with("network") or dep.hosts[:1])
+        for h in hosts:
+            out.append((h.name, NOVA_NETWORK, {"network_manager": f"nova.network.manager."
+                                                                  f"{dep.nova_network.manager.value}Manager",
+                                               "multi_host": dep.nova_network.multi_host}))
+        return out
+    net_host = dep.network_host()
+    for h in dep.hosts:
+        if h.has("network") or h.has("compute") or h is net_host:
+            out.append((h.name, OVS, {
+                "bridge_mappings": dict(h.bridge_mappings), "tunnel_types": [t for t in dep.tenant_network_types
+                                                                             if t in ("gre", "vxlan")],
+                "tunneling_ip": str(h.tunnel_ip) if h.tunnel_ip else None, "l2_population": dep.l2population,
+                "integration_bridge": "br-int", "tunnel_bridge": "br-tun",
+                "firewall_driver": dep.firewall_driver}))
+    if net_host is not None:
+        out.append((net_host.name, L3, {"agent_mode": "legacy",
+                                        "external_network_bridge": dep.external_network_bridge}))
+        out.append((net_host.name, DHCP, {"dhcp_driver": "neutron.agent.linux.dhcp.Dnsmasq"}))
+        out.append((net_host.name, METADATA, {"metadata_proxy_socket": "/var/lib/neutron/metadata_proxy"}))
+    return out
+
+
+def sync_agents(session: Session, dep: Deployment) -> None:
+    """Make the agents table match the deployment (called at server start)."""
+    want = {(host, kind[0]): (kind, conf) for host, kind, conf in expected_agents(dep)}
+    have = {(a.host, a.agent_type): a for a in session.scalars(select(models.Agent)).all()}
+    for key, a in have.items():
+        if key not in want:
+            session.delete(a)
+    t = timestamp().replace("T", " ").rstrip("Z")
+    for (host, _), ((atype, binary, topic), conf) in want.items():
+        a = have.get((host, atype))
+        if a is None:
+            session.add(models.Agent(id=str(uuid.uuid5(uuid.NAMESPACE_DNS, f"agent.{atype}.{host}")),
+                                     agent_type=atype, binary=binary, topic=topic, host=host, admin_state_up=True,
+                                     configurations=conf, created_at=t, started_at=t, heartbeat_timestamp=t))
+        else:
+            a.configurations, a.started_at, a.heartbeat_timestamp = conf, t, t
+
+
+def agent_dict(a: models.Agent) -> dict[str, Any]:
+    return {"id": a.id, "agent_type": a.agent_type, "binary": a.binary, "topic": a.topic, "host": a.host,
+            "admin_state_up": a.admin_state_up, "alive": True, "configurations": dict(a.configurations),
+            "created_at": a.created_at, "started_at": a.started_at, "heartbeat_timestamp": a.heartbeat_timestamp,
+            "description": a.description,
+            "availability_zone": "nova" if a.agent_type in ("L3 agent", "DHCP agent") else None,
+            "resources_synced": None}
+
+
+def list_agents(tx: Tx, filters: dict[str, list[str]]) -> list[dict[str, Any]]:
+    return [agent_dict(a) for a in tx.session.scalars(select(models.Agent).order_by(models.Agent.host,
+                                                                                    models.Agent.agent_type))]
+
+
+def get_agent_row(tx: Tx, agent_id: str) -> models.Agent:
+    a = tx.session.get(models.Agent, agent_id)
+    if a is None:
+        raise not_found("agent", agent_id)
+    return a
+
+
+def get_agent(tx: Tx, agent_id: str) -> dict[str, Any]:
+    return agent_dict(get_agent_row(tx, agent_id))
+
+
+def update_agent(tx: Tx, agent_id: str, attrs: dict[str, Any]) -> dict[str, Any]:
+    a = get_agent_row(tx, agent_id)
+    for k in ("admin_state_up", "description"):
+        if k in attrs:
+            setattr(a, k, attrs[k])
+    return agent_dict(a)
+
+
+def delete_agent(tx: Tx, agent_id: str) -> None:
+    tx.session.delete(get_agent_row(tx, agent_id))
+
+

@@ -1,0 +1,237 @@
+"""IP address management: default pools and gateways, pool validation, address allocation.
+
+Allocation is "lowest free address in the pools" (Neutron picks randomly; the lowest keeps runs
+deterministic, which the seed scenarios rely on). Uniqueness is guaranteed twice: writes are
+serialised, and (subnet_id, ip_address) is the allocation table's primary key.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import select
+
+from neutrino.db import models
+from neutrino.errors import Conflict
+from neutrino.services.core import Tx, conflict, invalid
+
+IPNet = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddr = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def usable_range(net: IPNet) -> tuple[int, int]:
+    """First and last address a pool may use in ``net`` (as integers)."""
+    first, last = int(net.network_address), int(net.broadcast_address)
+    if net.version == 4:
+        if net.prefixlen <= 30:
+            return first + 1, last - 1
+        return first, last
+    return first + 1, last
+
+
+def default_gateway(net: IPNet) -> str | None:
+    if net.version == 6:
+        return str(net.network_address)
+    lo, hi = usable_range(net)
+    return str(ipaddress.ip_address(lo)) if lo <= hi else None
+
+
+def default_pools(net: IPNet, gateway: str | None) -> list[dict[str, str]]:
+    lo, hi = usable_range(net)
+    ranges = [(lo, hi)]
+    if gateway is not None:
+        g = int(ipaddress.ip_address(gateway))
+        if lo <= g <= hi:
+            ranges = [(lo, g - 1), (g + 1, hi)]
+    cls = ipaddress.IPv4Address if net.version == 4 else ipaddress.IPv6Address
+    return [{"start": str(cls(a)), "end": str(cls(b))} for a, b in ranges if a <= b]
+
+
+def _fmt(pool: dict[str, str]) -> str:
+    return f"{pool['start']}-{pool['end']}"
+
+
+def validate_pools(net: IPNet, pools: list[dict[str, str]], gateway: str | None, subnet_id: str) -> None:
+    spans: list[tuple[int, int, dict[str, str]]] = []
+    for p in pools:
+        s, e = ipaddress.ip_address(p["start"]), ipaddress.ip_address(p["end"])
+        if s.version != net.version or e.version != net.version or int(s) > int(e):
+            raise invalid(f"The allocation pool {_fmt(p)} is not valid.", "InvalidAllocationPool")
+        if s not in net or e not in net:
+            raise invalid(f"The allocation pool {_fmt(p)} spans beyond the subnet cidr {net}.",
+                          "OutOfBoundsAllocationPool")
+        spans.append((int(s), int(e), p))
+    spans.sort(key=lambda x: x[0])
+    for (_a, b, p), (c, _d, q) in zip(spans, spans[1:], strict=False):
+        if c <= b:
+            raise conflict("OverlappingAllocationPools",
+                           f"Found overlapping allocation pools: {_fmt(p)} and {_fmt(q)} for subnet {net}.")
+    if gateway is not None:
+        g = int(ipaddress.ip_address(gateway))
+        for a, b, p in spans:
+            if a <= g <= b:
+                raise conflict("GatewayConflictWithAllocationPools",
+                               f"Gateway ip {gateway} conflicts with allocation pool {_fmt(p)}.")
+
+
+class Used:
+    """The addresses taken in one subnet, as canonical strings (cheap to build from the table)."""
+
+    __slots__ = ("taken",)
+
+    def __init__(self, taken: set[str]) -> None:
+        self.taken = taken
+
+    def __contains__(self, ip: object) -> bool:
+        return ip in self.taken
+
+    def add(self, ip: str) -> None:
+        self.taken.add(ip)
+
+    def discard(self, ip: str) -> None:
+        self.taken.discard(ip)
+
+
+def allocated(tx: Tx, subnet_id: str) -> Used:
+    rows = tx.session.scalars(select(models.IPAllocation.ip_address)
+                              .where(models.IPAllocation.subnet_id == subnet_id)).all()
+    return Used(set(rows))
+
+
+def _v4(n: int) -> str:
+    return socket.inet_ntoa(n.to_bytes(4, "big"))
+
+
+def next_free(subnet: models.Subnet, used: Used) -> str | None:
+    """The lowest address of the pools that ``used`` does not hold."""
+    fmt = _v4 if subnet.ip_version == 4 else (lambda n: str(ipaddress.IPv6Address(n)))
+    for p in subnet.allocation_pools:
+        a, b = int(ipaddress.ip_address(p["start"])), int(ipaddress.ip_address(p["end"]))
+        n = a
+        while n <= b:
+            ip = fmt(n)
+            if ip not in used:
+                return ip
+            n += 1
+    return None
+
+
+def is_slaac(subnet: models.Subnet) -> bool:
+    return subnet.ip_version == 6 and subnet.ipv6_address_mode in ("slaac", "dhcpv6-stateless")
+
+
+def eui64(net: IPNet, mac: str) -> str:
+    octets = [int(x, 16) for x in mac.split(":")]
+    octets[0] ^= 0x02
+    iid = octets[:3] + [0xFF, 0xFE] + octets[3:]
+    value = int(net.network_address) | int.from_bytes(bytes(iid), "big")
+    return str(ipaddress.IPv6Address(value))
+
+
+def allocate_for_port(tx: Tx, network: models.Network, subnets: list[models.Subnet],
+                      requested: list[dict[str, Any]] | None, mac: str, *, router_port: bool = False,
+                      ignore_port: str | None = None) -> list[tuple[str, str]]:
+    """Choose the (subnet_id, ip_address) pairs for a port.
+
+    ``requested`` is the port's ``fixed_ips`` (``None``: automatic). Raises Neutron's errors for
+    unknown subnets, addresses outside the network, taken addresses and exhausted pools.
+    ``ignore_port`` lets a port keep addresses it already holds (PUT fixed_ips).
+    """
+    by_id = {s.id: s for s in subnets}
+    result: list[tuple[str, str]] = []
+    used_cache: dict[str, Used] = {}
+
+    def used(sid: str) -> Used:
+        if sid not in used_cache:
+            taken = allocated(tx, sid)
+            if ignore_port is not None:
+                mine = tx.session.scalars(select(models.IPAllocation.ip_address).where(
+                    models.IPAllocation.subnet_id == sid, models.IPAllocation.port_id == ignore_port)).all()
+                for m in mine:
+                    taken.discard(m)
+            used_cache[sid] = taken
+        return used_cache[sid]
+
+    def take(sid: str, ip: str) -> None:
+        used(sid).add(ip)
+        result.append((sid, ip))
+
+    if requested is None:
+        v4 = [s for s in subnets if s.ip_version == 4]
+        if v4:
+            for s in v4:
+                ip = next_free(s, used(s.id))
+                if ip is not None:
+                    take(s.id, ip)
+                    break
+            else:
+                raise conflict("IpAddressGenerationFailure",
+                               f"No more IP addresses available on network {network.id}.")
+        stateful6 = [s for s in subnets if s.ip_version == 6 and not is_slaac(s)]
+        for s in stateful6:
+            ip = next_free(s, used(s.id))
+            if ip is not None:
+                take(s.id, ip)
+                break
+        else:
+            if stateful6:
+                raise conflict("IpAddressGenerationFailure",
+                               f"No more IP addresses available on network {network.id}.")
+        if not router_port:
+            for s in subnets:
+                if is_slaac(s):
+                    take(s.id, eui64(ipaddress.ip_network(s.cidr), mac))
+        return result
+
+    for item in requested:
+        sid, ip = item.get("subnet_id"), item.get("ip_address")
+        if sid is not None:
+            s = by_id.get(sid)
+            if s is None:
+                exists = tx.session.get(models.Subnet, sid)
+                if exists is None:
+                    from neutrino.services.core import not_found
+                    raise not_found("subnet", sid)
+                raise invalid(f"Failed to create port on network {network.id}, because fixed_ips included "
+                              f"invalid subnet {sid}.")
+        elif ip is not None:
+            addr = ipaddress.ip_address(ip)
+            s = next((x for x in subnets if addr in ipaddress.ip_network(x.cidr)), None)
+            if s is None:
+                raise invalid(f"IP address {ip} is not a valid IP for any of the subnets on the specified "
+                              "network.", "InvalidIpForNetwork")
+        else:
+            raise invalid("IP allocation requires subnet_id or ip_address")
+        net = ipaddress.ip_network(s.cidr)
+        if ip is None:
+            if is_slaac(s):
+                take(s.id, eui64(net, mac))
+                continue
+            found = next_free(s, used(s.id))
+            if found is None:
+                raise conflict("IpAddressGenerationFailure", f"No more IP addresses available for subnet {s.id}.")
+            take(s.id, found)
+            continue
+        addr = ipaddress.ip_address(ip)
+        if addr not in net or (net.version == 4 and net.prefixlen <= 30 and
+                               addr in (net.network_address, net.broadcast_address)):
+            raise invalid(f"IP address {ip} is not a valid IP for the specified subnet.", "InvalidIpForSubnet")
+        if str(addr) in used(s.id):
+            raise conflict("IpAddressAlreadyAllocated", f"IP address {ip} already allocated in subnet {s.id}")
+        take(s.id, str(addr))
+    return result
+
+
+def check_overlap(cidr: str, others: Iterable[models.Subnet], network_id: str) -> None:
+    net = ipaddress.ip_network(cidr)
+    for o in others:
+        if net.overlaps(ipaddress.ip_network(o.cidr)):
+            raise invalid(f"Requested subnet with cidr: {cidr} for network: {network_id} overlaps with "
+                          "another subnet.")
+
+
+def exhausted_error(subnet_id: str) -> Conflict:
+    return conflict("IpAddressGenerationFailure", f"No more IP addresses available for subnet {subnet_id}.")

@@ -1,0 +1,336 @@
+"""Ports: MACs, fixed IPs, security groups, port security, address pairs, binding and status."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from neutrino.db import models
+from neutrino.scenarios.model import Mechanism
+from neutrino.services import ipam
+from neutrino.services.core import (
+    Page,
+    Tx,
+    bump,
+    check_revision,
+    conflict,
+    invalid,
+    new_id,
+    not_found,
+    owner_for_create,
+    paged,
+    stamp_new,
+    standard,
+    visible,
+)
+from neutrino.services.networks import get_network_row
+from neutrino.services.securitygroups import ensure_default_group, get_group_row
+
+ROUTER_OWNERS = ("network:router_interface", "network:router_gateway", "network:floatingip",
+                 "network:router_interface_distributed", "network:router_centralized_snat",
+                 "network:ha_router_replicated_interface")
+PORT_STATUSES = ("ACTIVE", "DOWN", "BUILD", "ERROR", "N/A")
+
+_rng = random.SystemRandom()
+
+
+def port_dict(p: models.Port) -> dict[str, Any]:
+    d = standard(p)
+    d.update({
+        "name": p.name, "network_id": p.network_id, "admin_state_up": p.admin_state_up,
+        "mac_address": p.mac_address, "status": p.status, "device_id": p.device_id,
+        "device_owner": p.device_owner,
+        "fixed_ips": [{"subnet_id": a.subnet_id, "ip_address": a.ip_address} for a in p.fixed_ips],
+        "security_groups": [b.security_group_id for b in p.sg_bindings],
+        "port_security_enabled": p.port_security_enabled,
+        "allowed_address_pairs": [dict(x) for x in p.allowed_address_pairs],
+        "extra_dhcp_opts": list(p.extra_dhcp_opts or []),
+        "binding:host_id": p.binding_host_id, "binding:profile": dict(p.binding_profile or {}),
+        "binding:vif_type": p.binding_vif_type, "binding:vif_details": dict(p.binding_vif_details or {}),
+        "binding:vnic_type": p.binding_vnic_type, "ip_allocation": "immediate",
+    })
+    return d
+
+
+def _loaded() -> Any:
+    return (selectinload(models.Port.fixed_ips), selectinload(models.Port.sg_bindings))
+
+
+def get_port_row(tx: Tx, port_id: str) -> models.Port:
+    p = tx.session.get(models.Port, port_id, options=_loaded())
+    if p is None or not (visible(tx, p) or _network_owner_sees(tx, p)):
+        raise not_found("port", port_id)
+    return p
+
+
+def _network_owner_sees(tx: Tx, p: models.Port) -> bool:
+    n = tx.session.get(models.Network, p.network_id)
+    return n is not None and n.project_id == tx.ctx.project_id
+
+
+def _mac(tx: Tx, network_id: str) -> str:
+    for _ in range(16):
+        mac = "fa:16:3e:" + ":".join(f"{_rng.randrange(256):02x}" for _ in range(3))
+        if not _mac_taken(tx, network_id, mac):
+            return mac
+    raise conflict("MacAddressGenerationFailure", f"Unable to generate unique mac on network {network_id}.")
+
+
+def _mac_taken(tx: Tx, network_id: str, mac: str) -> bool:
+    return tx.session.scalar(select(models.Port.id).where(models.Port.network_id == network_id,
+                                                           models.Port.mac_address == mac)) is not None
+
+
+def bind(tx: Tx, p: models.Port, network: models.Network) -> None:
+    """Bind a port to its host the way the mechanism driver would (vif type and details)."""
+    host = p.binding_host_id
+    if not host:
+        p.binding_vif_type, p.binding_vif_details = "unbound", {}
+        return
+    if tx.deployment.host(host) is None:
+        p.binding_vif_type, p.binding_vif_details = "binding_failed", {}
+        return
+    dep = tx.deployment
+    if dep.mechanism is Mechanism.NOVA_NETWORK:
+        bridge = f"br{network.segmentation_id}" if network.network_type == "vlan" else "br100"
+        p.binding_vif_type = "bridge"
+        p.binding_vif_details = {"port_filter": True, "bridge_name": bridge}
+        return
+    hybrid = dep.firewall_driver in ("iptables_hybrid", "iptables")
+    p.binding_vif_type = "ovs"
+    p.binding_vif_details = {"port_filter": dep.firewall_driver != "noop", "ovs_hybrid_plug": hybrid,
+                             "bridge_name": "br-int", "datapath_type": "system", "connectivity": "l2",
+                             "bound_drivers": {"0": "openvswitch"}}
+
+
+def _set_groups(tx: Tx, p: models.Port, group_ids: list[str]) -> None:
+    for gid in group_ids:
+        get_group_row(tx, gid)
+    p.sg_bindings = [models.PortSecurityGroup(port_id=p.id, security_group_id=g, seq=i)
+                     for i, g in enumerate(dict.fromkeys(group_ids))]
+
+
+def _set_ips(p: models.Port, pairs: list[tuple[str, str]]) -> None:
+    keep = {(a.subnet_id, a.ip_address): a for a in p.fixed_ips}
+    new = []
+    for i, (sid, ip) in enumerate(pairs):
+        a = keep.get((sid, ip)) or models.IPAllocation(subnet_id=sid, ip_address=ip, port_id=p.id,
+                                                      network_id=p.network_id)
+        a.seq = i
+        new.append(a)
+    p.fixed_ips = new
+
+
+def make_port(tx: Tx, network: models.Network, project: str, attrs: dict[str, Any]) -> models.Port:
+    """Create a port row with addresses, groups and binding (rules shared by API and internal callers)."""
+    session = tx.session
+    owner = attrs.get("device_owner", "")
+    mac = attrs.get("mac_address")
+    if mac is None:
+        mac = _mac(tx, network.id)
+    elif _mac_taken(tx, network.id, mac):
+        raise conflict("MacAddressInUse", f"Unable to complete operation for network {network.id}. The mac "
+                                          f"address {mac} is in use.")
+    psec = attrs.get("port_security_enabled", network.port_security_enabled)
+    groups = attrs.get("security_groups")
+    pairs = attrs.get("allowed_address_pairs") or []
+    if not psec:
+        if groups:
+            raise invalid("Port security must be enabled and port must have an IP address in order to use "
+                          "security groups.", "PortSecurityAndIPRequiredForSecurityGroups")
+        if pairs:
+            raise conflict("AddressPairAndPortSecurityRequired", "Port Security must be enabled in order to have "
+                                                                 "allowed address pairs on a port.")
+        groups = []
+    elif groups is None:
+        groups = [] if owner.startswith("network:") else [ensure_default_group(tx, project).id]
+    subnets = list(network.subnets)
+    pairs_ips = ipam.allocate_for_port(tx, network, subnets, attrs.get("fixed_ips"), mac,
+                                       router_port=owner in ROUTER_OWNERS)
+    if groups and not pairs_ips and attrs.get("fixed_ips") is not None and not owner.startswith("network:"):
+        raise invalid("Port security must be enabled and port must have an IP address in order to use "
+                      "security groups.", "PortSecurityAndIPRequiredForSecurityGroups")
+    p = models.Port(
+        id=attrs.get("id") or new_id(), network_id=network.id, mac_address=mac, name=attrs.get("name", ""),
+        description=attrs.get("description", ""), admin_state_up=attrs.get("admin_state_up", True),
+        status=attrs.get("status", "DOWN"), device_id=attrs.get("device_id", ""), device_owner=owner,
+        port_security_enabled=psec,
+        allowed_address_pairs=[{"ip_address": x["ip_address"], "mac_address": x.get("mac_address", mac)}
+                               for x in pairs],
+        extra_dhcp_opts=attrs.get("extra_dhcp_opts") or [], binding_host_id=attrs.get("binding:host_id", ""),
+        binding_profile=attrs.get("binding:profile") or {}, binding_vnic_type=attrs.get("binding:vnic_type",
+                                                                                          "normal"))
+    stamp_new(p, project, revision=1)
+    p.fixed_ips = []
+    p.sg_bindings = []
+    _set_ips(p, pairs_ips)
+    _set_groups(tx, p, groups)
+    bind(tx, p, network)
+    session.add(p)
+    session.flush()
+    return p
+
+
+def ensure_dhcp_port(tx: Tx, network: models.Network, *, refresh: bool = False) -> None:
+    """The network's DHCP port, created when the network gets its first instance port (as the DHCP
+    agent did when it was scheduled to the network), with one address per DHCP-enabled subnet.
+    ``refresh`` also gives an existing DHCP port an address on DHCP-enabled subnets it lacks."""
+    dep = tx.deployment
+    host = dep.network_host()
+    if dep.mechanism is not Mechanism.ML2_OVS or host is None:
+        return
+    dhcp_subnets = [s for s in network.subnets if s.enable_dhcp and not ipam.is_slaac(s)]
+    if not dhcp_subnets:
+        return
+    existing_id = tx.session.scalar(select(models.Port.id).where(models.Port.network_id == network.id,
+                                                                 models.Port.device_owner == "network:dhcp").limit(1))
+    if existing_id is not None:
+        if not refresh:
+            return
+        existing = get_port_row(tx, existing_id)
+        have = {a.subnet_id for a in existing.fixed_ips}
+        missing = [s for s in dhcp_subnets if s.id not in have]
+        if missing:
+            extra = ipam.allocate_for_port(tx, network, missing, [{"subnet_id": s.id} for s in missing],
+                                           existing.mac_address, ignore_port=existing.id)
+            _set_ips(existing, [(a.subnet_id, a.ip_address) for a in existing.fixed_ips] + extra)
+            bump(existing)
+        return
+    device_id = f"dhcp{uuid.uuid5(uuid.NAMESPACE_DNS, host.name)}-{network.id}"
+    try:
+        make_port(tx, network, network.project_id, {
+            "device_owner": "network:dhcp", "device_id": device_id, "binding:host_id": host.name,
+            "fixed_ips": [{"subnet_id": s.id} for s in dhcp_subnets], "security_groups": []})
+    except Exception as e:  # an exhausted subnet leaves the network without DHCP, as Neutron would
+        if getattr(e, "neutron_type", None) != "IpAddressGenerationFailure":
+            raise
+
+
+def create_port(tx: Tx, attrs: dict[str, Any]) -> dict[str, Any]:
+    project = owner_for_create(tx, attrs)
+    network = get_network_row(tx, attrs["network_id"])
+    if (not tx.ctx.is_admin and network.project_id != tx.ctx.project_id and not network.shared):
+        raise not_found("network", network.id)
+    owner = attrs.get("device_owner", "")
+    if owner in ROUTER_OWNERS and not tx.ctx.is_admin:
+        raise invalid(f"Invalid device owner {owner}")
+    p = make_port(tx, network, project, attrs)
+    if not owner.startswith("network:"):
+        ensure_dhcp_port(tx, network)
+    return port_dict(p)
+
+
+def list_ports(tx: Tx, filters: dict[str, list[str]], page: Page | None = None) -> list[dict[str, Any]]:
+    q = paged(tx, select(models.Port).options(*_loaded()), models.Port, page)
+    for key, col in (("id", models.Port.id), ("network_id", models.Port.network_id),
+                     ("device_id", models.Port.device_id), ("device_owner", models.Port.device_owner),
+                     ("name", models.Port.name), ("mac_address", models.Port.mac_address)):
+        if key in filters:
+            q = q.where(col.in_(filters[key]))
+    if not tx.ctx.is_admin:
+        own_nets = select(models.Network.id).where(models.Network.project_id == tx.ctx.project_id)
+        q = q.where((models.Port.project_id == tx.ctx.project_id) | models.Port.network_id.in_(own_nets))
+    return [port_dict(p) for p in tx.session.scalars(q).all()]
+
+
+def get_port(tx: Tx, port_id: str) -> dict[str, Any]:
+    return port_dict(get_port_row(tx, port_id))
+
+
+def update_port(tx: Tx, port_id: str, attrs: dict[str, Any], revision: int | None = None) -> dict[str, Any]:
+    p = get_port_row(tx, port_id)
+    check_revision(p, revision)
+    network = get_network_row(tx, p.network_id) if tx.ctx.is_admin else tx.session.get(models.Network,
+                                                                                       p.network_id)
+    assert network is not None
+    if "mac_address" in attrs and attrs["mac_address"] != p.mac_address:
+        if p.binding_vif_type not in ("unbound", "binding_failed"):
+            raise conflict("PortBound", f"Unable to complete operation on port {p.id}, port is already bound, "
+                                        f"port type: {p.binding_vif_type}, old_mac {p.mac_address}, new_mac "
+                                        f"{attrs['mac_address']}.")
+        if _mac_taken(tx, p.network_id, attrs["mac_address"]):
+            raise conflict("MacAddressInUse", f"Unable to complete operation for network {p.network_id}. The mac "
+                                              f"address {attrs['mac_address']} is in use.")
+        p.mac_address = attrs["mac_address"]
+    psec = attrs.get("port_security_enabled", p.port_security_enabled)
+    groups = attrs.get("security_groups")
+    pairs = attrs.get("allowed_address_pairs")
+    if not psec:
+        current_groups = [b.security_group_id for b in p.sg_bindings] if groups is None else groups
+        if current_groups:
+            if groups:
+                raise invalid("Port security must be enabled and port must have an IP address in order to use "
+                              "security groups.", "PortSecurityAndIPRequiredForSecurityGroups")
+            raise conflict("PortSecurityPortHasSecurityGroup", "Port has security group associated. Cannot disable "
+                                                               "port security or IP address until security group "
+                                                               "is removed")
+        if pairs if pairs is not None else p.allowed_address_pairs:
+            raise conflict("AddressPairAndPortSecurityRequired", "Port Security must be enabled in order to have "
+                                                                 "allowed address pairs on a port.")
+    p.port_security_enabled = psec
+    if groups is not None:
+        _set_groups(tx, p, groups)
+    if pairs is not None:
+        p.allowed_address_pairs = [{"ip_address": x["ip_address"], "mac_address": x.get("mac_address",
+                                                                                      p.mac_address)}
+                                   for x in pairs]
+    if "fixed_ips" in attrs:
+        if p.device_owner in ("network:router_interface", "network:router_gateway") and not tx.ctx.is_admin:
+            raise conflict("L3PortIPChangeNotAllowed", "Changing the IP address of a router port is not allowed.")
+        chosen = ipam.allocate_for_port(tx, network, list(network.subnets), attrs["fixed_ips"], p.mac_address,
+                                        router_port=p.device_owner in ROUTER_OWNERS, ignore_port=p.id)
+        _set_ips(p, chosen)
+    for k in ("name", "description", "admin_state_up", "device_id", "device_owner", "extra_dhcp_opts"):
+        if k in attrs:
+            setattr(p, k, attrs[k])
+    rebind = False
+    if "binding:host_id" in attrs and attrs["binding:host_id"] != p.binding_host_id:
+        p.binding_host_id = attrs["binding:host_id"]
+        rebind = True
+        if p.status == "ACTIVE":
+            p.status = "DOWN"
+    if "binding:profile" in attrs:
+        p.binding_profile = attrs["binding:profile"]
+    if "binding:vnic_type" in attrs:
+        p.binding_vnic_type = attrs["binding:vnic_type"]
+    if rebind:
+        bind(tx, p, network)
+    bump(p)
+    tx.session.flush()
+    if p.device_owner and not p.device_owner.startswith("network:"):
+        ensure_dhcp_port(tx, network)
+    return port_dict(p)
+
+
+def delete_port(tx: Tx, port_id: str, revision: int | None = None, *, internal: bool = False) -> None:
+    p = get_port_row(tx, port_id)
+    check_revision(p, revision)
+    if not internal and p.device_owner in ROUTER_OWNERS:
+        owner_exists = (tx.session.get(models.Router, p.device_id) is not None or
+                        tx.session.get(models.FloatingIP, p.device_id) is not None)
+        if owner_exists:
+            raise conflict("ServicePortInUse", f"Port {p.id} cannot be deleted directly via the port API: has "
+                                               f"device owner {p.device_owner}.")
+    for fip in tx.session.scalars(select(models.FloatingIP).where(models.FloatingIP.port_id == p.id)).all():
+        fip.port_id = None
+        fip.fixed_ip_address = None
+        fip.router_id = None
+        fip.status = "DOWN"
+        bump(fip)
+    tx.session.delete(p)
+    tx.session.flush()
+
+
+def set_port_status(tx: Tx, port_id: str, status: str) -> dict[str, Any]:
+    """Mark a port ACTIVE/DOWN/... (called by the realizers once plumbing is in place or gone)."""
+    if status not in PORT_STATUSES:
+        raise invalid(f"Invalid port status {status}")
+    p = get_port_row(tx, port_id)
+    if p.status != status:
+        p.status = status
+        bump(p)
+    return port_dict(p)

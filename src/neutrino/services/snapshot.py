@@ -1,0 +1,327 @@
+"""A consistent, immutable picture of the whole cloud for the planners.
+
+``load(session)`` reads every resource in one transaction and returns frozen dataclasses: no ORM
+object escapes. Collections are tuples ordered by (created_at, id); look-ups by id go through the
+``CloudSnapshot`` methods.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from neutrino.db import models
+from neutrino.scenarios.model import Deployment, default_scenario, deployment_from_doc
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    network_type: str
+    physical_network: str | None
+    segmentation_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Network:
+    id: str
+    name: str
+    project_id: str
+    admin_state_up: bool
+    status: str
+    shared: bool
+    external: bool
+    mtu: int
+    port_security_enabled: bool
+    segment: Segment
+    subnet_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class HostRoute:
+    destination: IPNetwork
+    nexthop: IPAddress
+
+
+@dataclass(frozen=True, slots=True)
+class AllocationPool:
+    start: IPAddress
+    end: IPAddress
+
+
+@dataclass(frozen=True, slots=True)
+class Subnet:
+    id: str
+    name: str
+    project_id: str
+    network_id: str
+    ip_version: int
+    cidr: IPNetwork
+    gateway_ip: IPAddress | None
+    allocation_pools: tuple[AllocationPool, ...]
+    dns_nameservers: tuple[IPAddress, ...]
+    host_routes: tuple[HostRoute, ...]
+    enable_dhcp: bool
+    ipv6_ra_mode: str | None
+    ipv6_address_mode: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class FixedIP:
+    subnet_id: str
+    ip_address: IPAddress
+
+
+@dataclass(frozen=True, slots=True)
+class AddressPair:
+    ip_address: IPNetwork
+    mac_address: str
+
+
+@dataclass(frozen=True, slots=True)
+class Port:
+    id: str
+    name: str
+    project_id: str
+    network_id: str
+    mac_address: str
+    admin_state_up: bool
+    status: str
+    device_id: str
+    device_owner: str
+    fixed_ips: tuple[FixedIP, ...]
+    security_group_ids: tuple[str, ...]
+    port_security_enabled: bool
+    allowed_address_pairs: tuple[AddressPair, ...]
+    binding_host: str
+    vif_type: str
+    vif_details: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def ovs_hybrid_plug(self) -> bool:
+        return bool(dict(self.vif_details).get("ovs_hybrid_plug", False))
+
+    @property
+    def is_instance_port(self) -> bool:
+        return self.device_owner.startswith("compute:")
+
+
+@dataclass(frozen=True, slots=True)
+class Gateway:
+    network_id: str
+    port_id: str | None
+    enable_snat: bool
+    external_fixed_ips: tuple[FixedIP, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Router:
+    id: str
+    name: str
+    project_id: str
+    admin_state_up: bool
+    status: str
+    host: str
+    gateway: Gateway | None
+    interface_port_ids: tuple[str, ...]
+    routes: tuple[HostRoute, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FloatingIP:
+    id: str
+    project_id: str
+    floating_ip_address: IPAddress
+    floating_network_id: str
+    floating_port_id: str
+    port_id: str | None
+    fixed_ip_address: IPAddress | None
+    router_id: str | None
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityGroupRule:
+    id: str
+    security_group_id: str
+    direction: str
+    ethertype: str
+    protocol: str | None
+    port_range_min: int | None
+    port_range_max: int | None
+    remote_ip_prefix: IPNetwork | None
+    remote_group_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityGroup:
+    id: str
+    name: str
+    project_id: str
+    stateful: bool
+    is_default: bool
+    rules: tuple[SecurityGroupRule, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Server:
+    id: str
+    name: str
+    project_id: str
+    host: str
+    status: str
+    flavor_id: str
+    image_id: str
+    port_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Agent:
+    id: str
+    agent_type: str
+    host: str
+    admin_state_up: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CloudSnapshot:
+    deployment: Deployment
+    networks: tuple[Network, ...] = ()
+    subnets: tuple[Subnet, ...] = ()
+    ports: tuple[Port, ...] = ()
+    routers: tuple[Router, ...] = ()
+    floating_ips: tuple[FloatingIP, ...] = ()
+    security_groups: tuple[SecurityGroup, ...] = ()
+    servers: tuple[Server, ...] = ()
+    agents: tuple[Agent, ...] = ()
+    _index: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        for coll in (self.networks, self.subnets, self.ports, self.routers, self.floating_ips,
+                     self.security_groups, self.servers):
+            for item in coll:
+                self._index[f"{type(item).__name__}:{item.id}"] = item
+
+    def _get(self, kind: str, ident: str) -> Any:
+        try:
+            return self._index[f"{kind}:{ident}"]
+        except KeyError:
+            raise KeyError(f"{kind} {ident} is not in the snapshot") from None
+
+    def network(self, ident: str) -> Network:
+        return self._get("Network", ident)  # type: ignore[no-any-return]
+
+    def subnet(self, ident: str) -> Subnet:
+        return self._get("Subnet", ident)  # type: ignore[no-any-return]
+
+    def port(self, ident: str) -> Port:
+        return self._get("Port", ident)  # type: ignore[no-any-return]
+
+    def router(self, ident: str) -> Router:
+        return self._get("Router", ident)  # type: ignore[no-any-return]
+
+    def security_group(self, ident: str) -> SecurityGroup:
+        return self._get("SecurityGroup", ident)  # type: ignore[no-any-return]
+
+    def server(self, ident: str) -> Server:
+        return self._get("Server", ident)  # type: ignore[no-any-return]
+
+    def subnets_of(self, network_id: str) -> tuple[Subnet, ...]:
+        return tuple(s for s in self.subnets if s.network_id == network_id)
+
+    def ports_on_network(self, network_id: str) -> tuple[Port, ...]:
+        return tuple(p for p in self.ports if p.network_id == network_id)
+
+    def ports_on_host(self, host: str) -> tuple[Port, ...]:
+        return tuple(p for p in self.ports if p.binding_host == host)
+
+    def ports_of_device(self, device_id: str) -> tuple[Port, ...]:
+        return tuple(p for p in self.ports if p.device_id == device_id)
+
+    def routers_on_host(self, host: str) -> tuple[Router, ...]:
+        return tuple(r for r in self.routers if r.host == host)
+
+    def floating_ips_of_router(self, router_id: str) -> tuple[FloatingIP, ...]:
+        return tuple(f for f in self.floating_ips if f.router_id == router_id)
+
+    def servers_on_host(self, host: str) -> tuple[Server, ...]:
+        return tuple(s for s in self.servers if s.host == host)
+
+
+def _ip(v: str | None) -> IPAddress | None:
+    return None if v is None else ipaddress.ip_address(v)
+
+
+def _routes(raw: list[dict[str, str]]) -> tuple[HostRoute, ...]:
+    return tuple(HostRoute(ipaddress.ip_network(r["destination"]), ipaddress.ip_address(r["nexthop"])) for r in raw)
+
+
+def _order(rows: Any) -> list[Any]:
+    return sorted(rows, key=lambda r: (r.created_at, r.id))
+
+
+def load(session: Session) -> CloudSnapshot:
+    """Everything, from one transaction, as frozen dataclasses."""
+    doc = session.get(models.Deployment, 1)
+    deployment = deployment_from_doc(doc.document) if doc is not None else default_scenario().deployment
+    nets = _order(session.scalars(select(models.Network).options(selectinload(models.Network.subnets))).all())
+    subnets = sorted(session.scalars(select(models.Subnet)).all(), key=lambda s: s.created_seq)
+    ports = _order(session.scalars(select(models.Port).options(selectinload(models.Port.fixed_ips),
+                                                               selectinload(models.Port.sg_bindings))).all())
+    routers = _order(session.scalars(select(models.Router)).all())
+    fips = _order(session.scalars(select(models.FloatingIP)).all())
+    groups = _order(session.scalars(select(models.SecurityGroup).options(
+        selectinload(models.SecurityGroup.rules))).all())
+    servers = _order(session.scalars(select(models.Server)).all())
+    agents = session.scalars(select(models.Agent).order_by(models.Agent.host, models.Agent.agent_type)).all()
+
+    snap_ports = tuple(Port(
+        p.id, p.name, p.project_id, p.network_id, p.mac_address, p.admin_state_up, p.status, p.device_id,
+        p.device_owner, tuple(FixedIP(a.subnet_id, ipaddress.ip_address(a.ip_address)) for a in p.fixed_ips),
+        tuple(b.security_group_id for b in p.sg_bindings), p.port_security_enabled,
+        tuple(AddressPair(ipaddress.ip_network(x["ip_address"], strict=False), x["mac_address"])
+              for x in p.allowed_address_pairs),
+        p.binding_host_id, p.binding_vif_type, tuple(sorted((p.binding_vif_details or {}).items())))
+        for p in ports)
+    by_port = {p.id: p for p in snap_ports}
+    snap_routers = []
+    for r in routers:
+        gw = None
+        if r.gw_network_id:
+            gp = by_port.get(r.gw_port_id or "")
+            gw = Gateway(r.gw_network_id, r.gw_port_id, r.enable_snat, gp.fixed_ips if gp else ())
+        ifaces = tuple(p.id for p in snap_ports if p.device_id == r.id and p.device_owner == "network:router_interface")
+        snap_routers.append(Router(r.id, r.name, r.project_id, r.admin_state_up, r.status, r.host, gw, ifaces,
+                                   _routes(r.routes)))
+    return CloudSnapshot(
+        deployment=deployment,
+        networks=tuple(Network(n.id, n.name, n.project_id, n.admin_state_up, n.status, n.shared, n.external, n.mtu,
+                               n.port_security_enabled,
+                               Segment(n.network_type, n.physical_network, n.segmentation_id),
+                               tuple(s.id for s in n.subnets)) for n in nets),
+        subnets=tuple(Subnet(s.id, s.name, s.project_id, s.network_id, s.ip_version, ipaddress.ip_network(s.cidr),
+                             _ip(s.gateway_ip),
+                             tuple(AllocationPool(ipaddress.ip_address(p["start"]), ipaddress.ip_address(p["end"]))
+                                   for p in s.allocation_pools),
+                             tuple(ipaddress.ip_address(d) for d in s.dns_nameservers), _routes(s.host_routes),
+                             s.enable_dhcp, s.ipv6_ra_mode, s.ipv6_address_mode) for s in subnets),
+        ports=snap_ports,
+        routers=tuple(snap_routers),
+        floating_ips=tuple(FloatingIP(f.id, f.project_id, ipaddress.ip_address(f.floating_ip_address),
+                                      f.floating_network_id, f.floating_port_id, f.port_id,
+                                      _ip(f.fixed_ip_address), f.router_id, f.status) for f in fips),
+        security_groups=tuple(SecurityGroup(g.id, g.name, g.project_id, g.stateful, g.is_default, tuple(
+            SecurityGroupRule(r.id, r.security_group_id, r.direction, r.ethertype, r.protocol, r.port_range_min,
+                              r.port_range_max,
+                              ipaddress.ip_network(r.remote_ip_prefix) if r.remote_ip_prefix else None,
+                              r.remote_group_id) for r in g.rules)) for g in groups),
+        servers=tuple(Server(s.id, s.name, s.project_id, s.host, s.status, s.flavor_id, s.image_id,
+                             tuple(p.id for p in snap_ports if p.device_id == s.id)) for s in servers),
+        agents=tuple(Agent(a.id, a.agent_type, a.host, a.admin_state_up) for a in agents),
+    )

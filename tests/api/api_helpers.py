@@ -1,0 +1,220 @@
+"""Helpers and fixtures: a real neutrino server on loopback (per database), the openstack CLI, openstacksdk, httpx.
+
+The database is parametrized: SQLite always; PostgreSQL when running as root with the PostgreSQL 15
+binaries present (a private cluster in a temp dir on a free loopback port, stopped by PID). In CI as
+root, PostgreSQL must run: a missing prerequisite fails instead of skipping.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+OPENSTACK = str(VENV_BIN / "openstack")
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+IS_ROOT = os.geteuid() == 0
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(pred: Any, timeout: float, what: str, interval: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+
+
+# -- PostgreSQL ---------------------------------------------------------------------------------
+
+@dataclass
+class PgCluster:
+    datadir: Path
+    port: int
+    pid: int
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+
+def _pg_start() -> PgCluster:
+    base = Path(tempfile.mkdtemp(prefix="neutrino-pg-", dir="/tmp"))
+    os.chmod(base, 0o755)
+    datadir = base / "data"
+    datadir.mkdir()
+    shutil.chown(datadir, "postgres", "postgres")
+    run_as = ["runuser", "-u", "postgres", "--"]
+    subprocess.run([*run_as, str(PG_BIN / "initdb"), "-D", str(datadir), "-A", "trust", "-U", "postgres",
+                    "--no-sync"], check=True, capture_output=True)
+    port = free_port()
+    subprocess.run([*run_as, str(PG_BIN / "pg_ctl"), "-D", str(datadir), "-l", str(datadir / "log"), "-w",
+                    "-o", f"-p {port} -k {datadir} -c listen_addresses=127.0.0.1 -c fsync=off "
+                          f"-c max_connections=60", "start"], check=True, capture_output=True)
+    pid = int((datadir / "postmaster.pid").read_text().split()[0])
+    return PgCluster(datadir, port, pid)
+
+
+def _pg_stop(pg: PgCluster) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pg.pid, signal.SIGINT)  # fast shutdown
+
+    def gone() -> bool:
+        try:
+            os.kill(pg.pid, 0)
+        except ProcessLookupError:
+            return True
+        return False
+    try:
+        wait_until(gone, 20, "postgres to stop")
+    except TimeoutError:
+        os.kill(pg.pid, signal.SIGKILL)
+    shutil.rmtree(pg.datadir.parent, ignore_errors=True)
+
+
+def pg_available() -> str | None:
+    if not IS_ROOT:
+        return "needs root to run a private PostgreSQL"
+    if not (PG_BIN / "initdb").exists():
+        return f"PostgreSQL binaries missing in {PG_BIN}"
+    if shutil.which("runuser") is None:
+        return "runuser missing"
+    return None
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PgCluster]:
+    why = pg_available()
+    if why:
+        if IN_CI and IS_ROOT:
+            pytest.fail(f"CI as root must run PostgreSQL: {why}")
+        pytest.skip(why)
+    pg = _pg_start()
+    try:
+        yield pg
+    finally:
+        _pg_stop(pg)
+
+
+@pytest.fixture(scope="session", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path_factory.mktemp('state')}/neutrino.db"
+    pg: PgCluster = request.getfixturevalue("pg_cluster")
+    return pg.url
+
+
+# -- the server ---------------------------------------------------------------------------------
+
+@dataclass
+class Server:
+    base: str
+    clouds_yaml: Path
+    proc: subprocess.Popen[bytes]
+    log: Path
+    _token: str | None = None
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["OS_CLIENT_CONFIG_FILE"] = str(self.clouds_yaml)
+        for k in list(env):
+            if k.startswith("OS_") and k != "OS_CLIENT_CONFIG_FILE":
+                del env[k]
+        return env
+
+    def token(self) -> str:
+        if self._token is None:
+            r = httpx.post(f"{self.base}/identity/v3/auth/tokens", json={"auth": {
+                "identity": {"methods": ["password"], "password": {"user": {
+                    "name": "admin", "domain": {"name": "Default"}, "password": "secret"}}},
+                "scope": {"project": {"name": "admin", "domain": {"name": "Default"}}}}})
+            assert r.status_code == 201, r.text
+            self._token = r.headers["X-Subject-Token"]
+        return self._token
+
+    def http(self) -> httpx.Client:
+        return httpx.Client(base_url=f"{self.base}/v2.0", headers={"X-Auth-Token": self.token()}, timeout=30)
+
+    def osc(self, *args: str, check: bool = True) -> Any:
+        """Run the real openstack CLI; returns parsed JSON for ``-f json``, else stdout."""
+        p = subprocess.run([OPENSTACK, "--os-cloud", "neutrino", *args], env=self.env(), capture_output=True,
+                           text=True, timeout=120)
+        if check and p.returncode != 0:
+            raise AssertionError(f"openstack {' '.join(args)} failed ({p.returncode}):\n{p.stderr}\n"
+                                 f"server log tail:\n{self.log.read_text()[-3000:]}")
+        if not check:
+            return p
+        return json.loads(p.stdout) if "json" in args else p.stdout
+
+
+def start_server(tmp: Path, db: str, *, auth: str = "keystone", scenario: Path | None = None) -> Server:
+    port = free_port()
+    clouds = tmp / "clouds.yaml"
+    log = tmp / "server.log"
+    cmd = [sys.executable, "-m", "neutrino.api.serve", "--port", str(port), "--db", db, "--auth", auth,
+           "--clouds-yaml", str(clouds)]
+    if scenario is not None:
+        cmd += ["--scenario", str(scenario)]
+    env = dict(os.environ, NEUTRINO_STATE=str(tmp / "state"))
+    proc = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env, cwd=tmp)
+    base = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited early:\n{log.read_text()}")
+        try:
+            return httpx.get(base + "/", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+    wait_until(ready, 30, "the neutrino server to answer")
+    return Server(base, clouds, proc, log)
+
+
+def stop_server(s: Server) -> None:
+    s.proc.send_signal(signal.SIGINT)
+    try:
+        s.proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        s.proc.kill()
+        s.proc.wait()
+
+
+SCENARIO = ROOT / "examples" / "seed000.yaml"
+
+
+@pytest.fixture(scope="session")
+def server(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    if db_url.startswith("postgresql"):
+        import sqlalchemy
+        eng = sqlalchemy.create_engine(db_url)
+        with eng.begin() as c:
+            c.exec_driver_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
+        eng.dispose()
+    s = start_server(tmp_path_factory.mktemp("server"), db_url, scenario=SCENARIO)
+    try:
+        yield s
+    finally:
+        stop_server(s)
