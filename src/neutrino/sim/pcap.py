@@ -1,0 +1,130 @@
+"""Classic libpcap files (LINKTYPE_ETHERNET): the simulator's packets out, and captures back in.
+
+Timestamps are given, never read from a clock, so the same trace writes the same file.
+
+>>> from neutrino.sim.packets import arp_request, mac, ip
+>>> frame = arp_request(mac("fa:16:3e:00:00:01"), ip("10.0.0.1"), ip("10.0.0.2"))
+>>> data = pcap_bytes([(1.5, frame)])
+>>> (rec,) = read_pcap_bytes(data)
+>>> rec.timestamp, rec.orig_len, rec.packet() == frame
+(1.5, 60, True)
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from neutrino.errors import ParseError
+from neutrino.sim.packets import Ethernet, from_bytes, to_bytes
+
+LINKTYPE_ETHERNET = 1
+MAGIC_USEC = 0xA1B2C3D4
+MAGIC_NSEC = 0xA1B23C4D
+DEFAULT_SNAPLEN = 262144  # what tcpdump writes today
+
+
+@dataclass(frozen=True, slots=True)
+class PcapRecord:
+    """One captured frame: when, the bytes kept, and the frame's length on the wire."""
+
+    timestamp: float
+    data: bytes
+    orig_len: int
+
+    def packet(self, *, verify: bool = False) -> Ethernet:
+        """The frame parsed (see :func:`neutrino.sim.packets.from_bytes`)."""
+        return from_bytes(self.data, verify=verify)
+
+
+def timestamps(start: float = 0.0, step: float = 0.001) -> Iterator[float]:
+    """``start``, ``start + step``, … : deterministic capture times."""
+    n = 0
+    while True:
+        yield start + n * step
+        n += 1
+
+
+def _split(ts: float) -> tuple[int, int]:
+    usec = round(ts * 1_000_000)
+    if usec < 0:
+        raise ValueError(f"negative timestamp {ts}")
+    return usec // 1_000_000, usec % 1_000_000
+
+
+def write_pcap(out: BinaryIO, records: Iterable[tuple[float, Ethernet | bytes]], *,
+               snaplen: int = DEFAULT_SNAPLEN) -> int:
+    """Write a microsecond-resolution little-endian pcap of ``(timestamp, frame)`` pairs to
+    ``out``; frames are serialised (and padded to 60 bytes) by ``to_bytes``. Returns the count."""
+    out.write(struct.pack("<IHHiIII", MAGIC_USEC, 2, 4, 0, 0, snaplen, LINKTYPE_ETHERNET))
+    n = 0
+    for ts, frame in records:
+        data = frame if isinstance(frame, bytes | bytearray) else to_bytes(frame)
+        sec, usec = _split(ts)
+        kept = bytes(data[:snaplen])
+        out.write(struct.pack("<IIII", sec, usec, len(kept), len(data)))
+        out.write(kept)
+        n += 1
+    return n
+
+
+def pcap_bytes(records: Iterable[tuple[float, Ethernet | bytes]], *, snaplen: int = DEFAULT_SNAPLEN) -> bytes:
+    """The pcap file :func:`write_pcap` would write, as bytes."""
+    buf = io.BytesIO()
+    write_pcap(buf, records, snaplen=snaplen)
+    return buf.getvalue()
+
+
+def save_pcap(path: str | os.PathLike[str], records: Iterable[tuple[float, Ethernet | bytes]], *,
+              snaplen: int = DEFAULT_SNAPLEN) -> int:
+    """:func:`write_pcap` to a file at ``path``."""
+    with open(path, "wb") as f:
+        return write_pcap(f, records, snaplen=snaplen)
+
+
+def read_pcap(src: BinaryIO, *, source: str = "<pcap>") -> Iterator[PcapRecord]:
+    """The records of a classic pcap (either byte order, micro- or nanosecond timestamps).
+    Raises ParseError for another format, another link type or a truncated file."""
+    head = src.read(24)
+    if len(head) < 24:
+        raise ParseError("a pcap file header (24 bytes)", text=head.hex(), source=source)
+    for order in "<>":
+        magic = struct.unpack(order + "I", head[:4])[0]
+        if magic in (MAGIC_USEC, MAGIC_NSEC):
+            break
+    else:
+        raise ParseError("the pcap magic a1b2c3d4 or a1b23c4d (pcapng is not read)", text=head[:4].hex(),
+                         source=source)
+    scale = 1_000_000 if magic == MAGIC_USEC else 1_000_000_000
+    _m, _major, _minor, _tz, _sig, _snap, linktype = struct.unpack(order + "IHHiIII", head)
+    if linktype & 0xFFFF != LINKTYPE_ETHERNET:
+        raise ParseError("LINKTYPE_ETHERNET (1)", text=str(linktype), source=source)
+    rec_fmt = order + "IIII"
+    n = 0
+    while True:
+        rh = src.read(16)
+        if not rh:
+            return
+        n += 1
+        if len(rh) < 16:
+            raise ParseError(f"record header {n} (16 bytes)", text=rh.hex(), source=source)
+        sec, frac, incl, orig = struct.unpack(rec_fmt, rh)
+        data = src.read(incl)
+        if len(data) < incl:
+            raise ParseError(f"{incl} bytes of record {n}", text=data[:16].hex(), source=source)
+        yield PcapRecord(sec + frac / scale, data, orig)
+
+
+def read_pcap_bytes(data: bytes) -> list[PcapRecord]:
+    """All records of a pcap held in memory."""
+    return list(read_pcap(io.BytesIO(data)))
+
+
+def load_pcap(path: str | os.PathLike[str]) -> list[PcapRecord]:
+    """All records of the pcap file at ``path``."""
+    with open(path, "rb") as f:
+        return list(read_pcap(f, source=os.fspath(path)))
