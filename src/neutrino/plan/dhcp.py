@@ -1,0 +1,233 @@
+"""The DHCP agent on one host: one ``qdhcp-<network>`` namespace and dnsmasq per network (reference §8).
+
+A network is served on the host its DHCP port is bound to (an unbound DHCP port: the
+deployment's network host) when it has a DHCP-enabled IPv4 subnet. The namespace holds the DHCP
+port's device (modern: ``tap…``, an OVS internal port; Grizzly: ``ns-…``, a veth whose ``tap…``
+end stays in the root namespace and is planned here, its OVS port being the OVS planner's), its
+addresses (plus 169.254.169.254/32 with isolated metadata), the connected and default routes,
+dnsmasq (one process record, pid 0: the real one forks a root child in Grizzly) and its
+``host``/``addn_hosts``/``opts`` files, and, modern only, the mangle CHECKSUM rule.
+
+>>> from neutrino.services.snapshot import CloudSnapshot
+>>> from neutrino.scenarios.model import Deployment
+>>> plan_dhcp(CloudSnapshot(Deployment()), "network").namespaces
+()
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import replace
+
+from neutrino.host.dnsmasq import (
+    DhcpHost,
+    DhcpOpt,
+    DhcpRange,
+    DnsmasqOption,
+    DnsmasqProcess,
+    dnsmasq_argv,
+    format_dhcp_range,
+    format_hosts_file,
+    format_opts_file,
+)
+from neutrino.host.iproute_route import Route
+from neutrino.host.iptables import TableName
+from neutrino.host.state import ROOT, FileState, HostState, NamespaceState, Origin
+from neutrino.host.sysctl import Sysctl
+from neutrino.plan import naming
+from neutrino.plan.generation import (
+    Generation,
+    PlannedRule,
+    Profile,
+    address,
+    agent_link,
+    assemble,
+    connected_route,
+    host_name,
+    manager_skeleton,
+    ordered_routes,
+    profile,
+    rule,
+)
+from neutrino.scenarios.model import Host
+from neutrino.services.snapshot import CloudSnapshot, Network, Port, Subnet
+
+BUILDER = "plan_dhcp"
+METADATA_CIDR = "169.254.169.254/32"
+DOMAIN = "openstacklocal"
+#: device owners the modern agent leaves out of the hosts files
+SKIPPED_OWNERS = ("network:dhcp", "network:floatingip", "network:router_ha_interface", "network:distributed")
+ROUTER_OWNERS = ("network:router_interface", "network:router_interface_distributed",
+                 "network:ha_router_replicated_interface")
+
+
+def _dhcp_subnets(cloud: CloudSnapshot, net: Network) -> tuple[Subnet, ...]:
+    return tuple(s for s in cloud.subnets_of(net.id) if s.enable_dhcp and s.ip_version == 4)
+
+
+def dhcp_port(cloud: CloudSnapshot, net: Network) -> Port | None:
+    return next((p for p in cloud.ports_on_network(net.id) if p.device_owner == "network:dhcp"), None)
+
+
+def served_networks(cloud: CloudSnapshot, host: str) -> tuple[tuple[Network, Port], ...]:
+    """The networks (with their DHCP port) the DHCP agent on ``host`` serves."""
+    net_host = cloud.deployment.network_host()
+    out = []
+    for net in cloud.networks:
+        port = dhcp_port(cloud, net)
+        if port is None or not _dhcp_subnets(cloud, net):
+            continue
+        where = port.binding_host or (net_host.name if net_host is not None else "")
+        if where == host:
+            out.append((net, port))
+    return tuple(out)
+
+
+def _hostname(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+    return "host-" + str(ip).replace(".", "-").replace(":", "-")
+
+
+def hosts(cloud: CloudSnapshot, net: Network, prof: Profile) -> tuple[DhcpHost, ...]:
+    """The ``host`` file's entries: modern ``mac,fqdn.,ip`` (router ports included, DHCP and
+    floating-IP ports left out); Grizzly ``mac,host-….openstacklocal,ip`` for every port."""
+    enabled = {s.id for s in _dhcp_subnets(cloud, net)}
+    out = []
+    for p in cloud.ports_on_network(net.id):
+        if prof.modern and p.device_owner in SKIPPED_OWNERS:
+            continue
+        for f in p.fixed_ips:
+            if f.subnet_id not in enabled:
+                continue
+            fqdn = f"{_hostname(f.ip_address)}.{DOMAIN}{'.' if prof.modern else ''}"
+            out.append(DhcpHost(p.mac_address, fqdn, f.ip_address))
+    return tuple(out)
+
+
+def addn_hosts_text(entries: tuple[DhcpHost, ...]) -> str:
+    """``ip<TAB>fqdn hostname`` per entry (fqdn first, so PTR answers use it)."""
+    return "".join(f"{h.ip}\t{h.hostname} {h.hostname.split('.')[0]}\n" for h in entries)
+
+
+def _isolated(cloud: CloudSnapshot, subnet: Subnet) -> bool:
+    """No router interface holds the subnet's gateway IP."""
+    return not any(p.device_owner in ROUTER_OWNERS and f.subnet_id == subnet.id and f.ip_address == subnet.gateway_ip
+                   for p in cloud.ports_on_network(subnet.network_id) for f in p.fixed_ips)
+
+
+def opts(cloud: CloudSnapshot, net: Network, port: Port, prof: Profile, *,
+         isolated_metadata: bool = False) -> tuple[DhcpOpt, ...]:
+    """The ``opts`` file (reference §8.3 rules; Grizzly: ``tag:tagN`` per subnet, no metadata route)."""
+    out: list[DhcpOpt] = []
+    subnets = _dhcp_subnets(cloud, net)
+    for i, s in enumerate(subnets):
+        tag = (f"tag:subnet-{s.id}",) if prof.modern else (f"tag:tag{i}",)
+        if s.dns_nameservers:
+            out.append(DhcpOpt("option:dns-server", tuple(str(d) for d in s.dns_nameservers), tag))
+        routes: list[str] = []
+        if prof.modern:
+            routes += [f"{o.cidr},0.0.0.0" for o in cloud.subnets_of(net.id) if o.ip_version == 4 and o.id != s.id]
+        routes += [f"{h.destination},{h.nexthop}" for h in s.host_routes]
+        if prof.modern:
+            dhcp_ip = next((f.ip_address for f in port.fixed_ips if f.subnet_id == s.id), None)
+            if _isolated(cloud, s) and isolated_metadata and dhcp_ip is not None:
+                routes.append(f"{METADATA_CIDR},{dhcp_ip}")
+            elif not _isolated(cloud, s) and s.gateway_ip is not None:
+                routes.append(f"{METADATA_CIDR},{s.gateway_ip}")
+            if s.gateway_ip is not None:
+                routes.append(f"0.0.0.0/0,{s.gateway_ip}")
+        if routes:
+            values = tuple(",".join(routes).split(","))
+            out.append(DhcpOpt("option:classless-static-route", values, tag))
+            if prof.modern:
+                out.append(DhcpOpt("249", values, tag))
+        out.append(DhcpOpt("option:router", (str(s.gateway_ip),) if s.gateway_ip is not None else (), tag))
+    return tuple(out)
+
+
+def dnsmasq_options(cloud: CloudSnapshot, net: Network, device: str, prof: Profile,
+                    lease: int | None = None) -> tuple[DnsmasqOption, ...]:
+    """dnsmasq's command line: seed 000's for Grizzly, reference §8.2's for modern."""
+    def f(kind: naming.DhcpFile) -> str:
+        return naming.dhcp_conf_file(net.id, kind, prof.state_path)
+
+    subnets = _dhcp_subnets(cloud, net)
+    o = DnsmasqOption
+    if not prof.modern:
+        seconds = 120 if lease is None else lease
+        ranges = [o("dhcp-range", format_dhcp_range(DhcpRange(s.cidr.network_address, f"tag{i}", mode="static",
+                                                              lease=f"{seconds}s")))
+                  for i, s in enumerate(subnets)]
+        return (o("no-hosts"), o("no-resolv"), o("strict-order"), o("bind-interfaces"), o("interface", device),
+                o("except-interface", "lo"), o("pid-file", f(naming.DhcpFile.PID)),
+                o("dhcp-hostsfile", f(naming.DhcpFile.HOST)), o("dhcp-optsfile", f(naming.DhcpFile.OPTS)),
+                o("dhcp-script", prof.lease_script or ""), o("leasefile-ro"), *ranges, o("conf-file", ""),
+                o("domain", DOMAIN))
+    seconds = 86400 if lease is None else lease
+    ranges = [o("dhcp-range", format_dhcp_range(DhcpRange(
+        s.cidr.network_address, f"set:subnet-{s.id}", mode="static", netmask=str(s.cidr.netmask),
+        lease="infinite" if seconds < 0 else f"{seconds}s"))) for s in subnets]
+    size = min(sum(s.cidr.num_addresses for s in subnets), 2 ** 24)
+    mtu = [o("dhcp-option-force", f"option:mtu,{net.mtu}")] if net.mtu > 0 else []
+    return (o("no-hosts"), o("no-resolv"), o("pid-file", f(naming.DhcpFile.PID)),
+            o("dhcp-hostsfile", f(naming.DhcpFile.HOST)), o("addn-hosts", f(naming.DhcpFile.ADDN_HOSTS)),
+            o("dhcp-optsfile", f(naming.DhcpFile.OPTS)), o("dhcp-leasefile", f(naming.DhcpFile.LEASES)),
+            o("dhcp-match", "set:ipxe,175"), o("dhcp-userclass", "set:ipxe6,iPXE"), o("local-service"),
+            o("bind-dynamic"), *ranges, *mtu, o("dhcp-lease-max", str(size)), o("conf-file", "/dev/null"),
+            o("domain", DOMAIN))
+
+
+def plan_dhcp(cloud: CloudSnapshot, host: Host | str, generation: Generation | Profile = Generation.MODERN, *,
+              isolated_metadata: bool = False, lease: int | None = None) -> HostState:
+    """Every DHCP namespace, dnsmasq and its files on ``host`` (IPv4 subnets)."""
+    prof = profile(generation)
+    name = host_name(host)
+    out = HostState(name)
+    root_links = []
+    processes = []
+    files: list[FileState] = []
+    origins: list[Origin] = []
+    for net, port in served_networks(cloud, name):
+        ns_name = naming.dhcp_namespace(net.id)
+        obj = f"network {net.id}"
+        dev = naming.dhcp_device(port.id, use_veth=prof.use_veth)
+        addrs = [address(f.ip_address, cloud.subnet(f.subnet_id).cidr.prefixlen, dev) for f in port.fixed_ips]
+        if isolated_metadata:
+            addrs.append(address(ipaddress.ip_address(METADATA_CIDR.split("/")[0]), 32, dev))
+        routes = [r for a in addrs if (r := connected_route(prof, a, dev)) is not None]
+        gw = next((s.gateway_ip for s in _dhcp_subnets(cloud, net) if s.gateway_ip is not None), None)
+        if gw is not None:
+            routes.append(Route(None, via=gw, dev=dev, style=prof.iproute_style))
+        link = agent_link(prof, dev, port.mac_address, net.mtu, tuple(addrs))
+        ns = NamespaceState(ns_name, links=(link,), routes=ordered_routes(prof, routes))
+        origins += [Origin("namespace", ns_name, obj, BUILDER), Origin("link", dev, f"port {port.id}", BUILDER)]
+        if prof.use_veth:
+            root_links.append(agent_link(prof, naming.ovs_veth_peer(dev), None, net.mtu))
+            origins.append(Origin("link", naming.ovs_veth_peer(dev), f"port {port.id}", BUILDER))
+        if prof.modern:
+            b = prof.dhcp_agent_binary
+            chains, rules = manager_skeleton(prof, b, (TableName.FILTER, TableName.RAW, TableName.NAT,
+                                                       TableName.MANGLE), BUILDER)
+            checksum = PlannedRule(TableName.MANGLE, rule(
+                f"-A {naming.wrapped_chain(b, 'POSTROUTING')} -p udp -m udp --dport 68 -j CHECKSUM --checksum-fill",
+                f"dhcp checksum for network {net.id} via {BUILDER}"))
+            ruleset, chain_origins = assemble(prof, chains, (*rules, checksum), BUILDER)
+            ns = replace(ns, iptables=ruleset, sysctls=(Sysctl("net.ipv4.ip_nonlocal_bind", "1"),))
+            origins += [Origin(o.kind, f"{ns_name}:{o.item}", o.obj, o.builder) for o in chain_origins]
+        out = out.with_namespace(ns)
+        argv = dnsmasq_argv("dnsmasq", dnsmasq_options(cloud, net, dev, prof, lease))
+        processes.append(DnsmasqProcess("nobody", 0, argv, ppid=1))
+        origins.append(Origin("process", f"dnsmasq {ns_name}", obj, BUILDER))
+        entries = hosts(cloud, net, prof)
+        texts = [(naming.DhcpFile.HOST, format_hosts_file(entries)),
+                 (naming.DhcpFile.OPTS, format_opts_file(opts(cloud, net, port, prof,
+                                                              isolated_metadata=isolated_metadata)))]
+        if prof.modern:
+            texts.insert(1, (naming.DhcpFile.ADDN_HOSTS, addn_hosts_text(entries)))
+        for kind, text in texts:
+            path = naming.dhcp_conf_file(net.id, kind, prof.state_path)
+            files.append(FileState(path, text))
+            origins.append(Origin("file", path, obj, BUILDER))
+    if root_links:
+        out = out.with_namespace(NamespaceState(ROOT, links=tuple(root_links)))
+    return replace(out, processes=tuple(processes) if processes else None, files=tuple(files),
+                   origins=tuple(origins))

@@ -1,0 +1,420 @@
+"""The integration bridge: which ports an OVS agent plugs into br-int, their local VLANs, br-int's flows.
+
+This module also holds what the other OVS planner modules share: the planning context
+(:class:`OvsContext`), the planned items (:class:`PlannedPort`, :class:`PlannedFlow`) and the
+OpenFlow port numbers (:class:`Ofports`).
+
+Local VLANs are handed out as the agent does (reference §2.1): 1, 2, 3… in the order networks get
+their first *live* port on the host, ports taken in the snapshot's (creation) order, one per
+(network, segment). A port that is administratively down is the agent's ``port_dead``: tag 4095 and
+a ``priority=2,in_port=N actions=drop`` flow, and it takes no VLAN. The plan depends on the cloud
+alone: a network that goes away gives its VLAN number to the next one (the live agent would keep
+numbers sticky until it restarts).
+
+>>> from neutrino.services.snapshot import CloudSnapshot
+>>> from neutrino.scenarios.model import Deployment, Host
+>>> ctx = OvsContext.make(CloudSnapshot(Deployment()), Host("c1", frozenset({"compute"})))
+>>> local_vlans(ctx)
+()
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from dataclasses import dataclass, replace
+from enum import Enum
+
+from neutrino.errors import PlanError
+from neutrino.host import ovsdb
+from neutrino.host.openflow import Flow, format_add_flow, parse_flow
+from neutrino.host.openflow_fields import Mac
+from neutrino.plan import naming
+from neutrino.plan.generation import Generation, Profile, profile
+from neutrino.scenarios.model import Host
+from neutrino.services.snapshot import CloudSnapshot, Network, Port, Segment
+
+T = naming.IntBrTable
+TUNNEL_TYPES = ("gre", "vxlan")
+PROVIDER_TYPES = ("flat", "vlan")
+CONTROLLER = "tcp:127.0.0.1:6633"
+MANAGER = "ptcp:6640:127.0.0.1"
+PROTOCOLS = ("OpenFlow10", "OpenFlow13", "OpenFlow14")
+OVS_SYSTEM = "ovs-system"
+#: encapsulation overhead per tunnel type on top of the outer IP header (reference §5.3)
+ENCAP_OVERHEAD = {"vxlan": 30, "gre": 22, "geneve": 30}
+
+
+class PlugKind(Enum):
+    """How a Neutron port reaches Open vSwitch on its host."""
+
+    VM_HYBRID = "vm-hybrid"  # tap → qbr → qvb/qvo; qvo on br-int (os-vif ovs_hybrid_plug)
+    VM = "vm"  # the VM's tap directly on br-int
+    DHCP = "dhcp"  # the DHCP agent's device (tap… on br-int)
+    ROUTER = "router"  # a router interface (qr-…; Grizzly: its veth peer tap…)
+    GATEWAY = "gateway"  # a router gateway (qg-…; on br-ex with external_network_bridge)
+
+
+@dataclass(frozen=True, slots=True)
+class OvsContext:
+    """Everything the OVS planners look at, besides the cloud itself."""
+
+    cloud: CloudSnapshot
+    host: Host
+    prof: Profile
+    cookie: int = 0
+    datapath_type: str = "system"
+    arp_responder: bool = False
+    uplinks: tuple[tuple[str, str], ...] = ()
+
+    @staticmethod
+    def make(cloud: CloudSnapshot, host: Host | str, generation: Generation | Profile = Generation.MODERN,
+             *, cookie: int = 0, datapath_type: str = "system", arp_responder: bool = False,
+             uplinks: tuple[tuple[str, str], ...] = ()) -> OvsContext:
+        if isinstance(host, str):
+            host = cloud.deployment.host(host) or Host(host, frozenset())
+        return OvsContext(cloud, host, profile(generation), cookie, datapath_type, arp_responder, uplinks)
+
+    @property
+    def modern(self) -> bool:
+        return self.prof.modern
+
+    @property
+    def tunnel_types(self) -> tuple[str, ...]:
+        """The agent's ``tunnel_types``: the tenant network types that tunnel (none without a tunnel IP)."""
+        if self.host.tunnel_ip is None:
+            return ()
+        return tuple(t for t in self.cloud.deployment.tenant_network_types if t in TUNNEL_TYPES)
+
+    @property
+    def tunneling(self) -> bool:
+        return bool(self.tunnel_types)
+
+    @property
+    def physical_bridges(self) -> tuple[tuple[str, str], ...]:
+        """``bridge_mappings`` as (physical network, bridge), in the host's order."""
+        return self.host.bridge_mappings
+
+    @property
+    def external_bridge(self) -> str:
+        """The legacy ``external_network_bridge`` the L3 agent plugs gateways into ("" in provider mode)."""
+        return self.cloud.deployment.external_network_bridge
+
+    def for_host(self, host: Host) -> OvsContext:
+        return replace(self, host=host)
+
+
+# --- planned items -------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class PlannedPort:
+    """A Port row to put on ``bridge``; ``local`` is the bridge's own internal port (OpenFlow LOCAL)."""
+
+    bridge: str
+    row: ovsdb.Port
+    obj: str
+    builder: str
+    local: bool = False
+    mac: Mac | None = None  # the device's MAC when a planner knows it (``ovs-ofctl show`` addr)
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedFlow:
+    """A flow for ``bridge``, its add-flow text and why it exists."""
+
+    bridge: str
+    flow: Flow
+    obj: str
+    builder: str
+
+    @property
+    def text(self) -> str:
+        return format_add_flow(self.flow)
+
+
+def planned_flow(ctx: OvsContext, bridge: str, text: str, obj: str, builder: str) -> PlannedFlow:
+    """Parse ``text`` (add-flow form) and stamp it with the agent's cookie."""
+    flow = parse_flow(text, source=builder)
+    return PlannedFlow(bridge, replace(flow, cookie=ctx.cookie), obj, builder)
+
+
+@dataclass(frozen=True, slots=True)
+class Ofports:
+    """OpenFlow port numbers: on each bridge 1, 2, 3… in the order its ports were added."""
+
+    numbers: tuple[tuple[str, str, int], ...]
+
+    @staticmethod
+    def number(ports: tuple[PlannedPort, ...]) -> Ofports:
+        out: list[tuple[str, str, int]] = []
+        counters: dict[str, int] = {}
+        for p in ports:
+            if p.local:
+                continue
+            counters[p.bridge] = counters.get(p.bridge, 0) + 1
+            out.append((p.bridge, p.row.name, counters[p.bridge]))
+        return Ofports(tuple(out))
+
+    def of(self, bridge: str, name: str) -> int:
+        for b, n, num in self.numbers:
+            if b == bridge and n == name:
+                return num
+        raise PlanError(f"no port {name} on {bridge}")
+
+
+def device_mac(*parts: str) -> Mac:
+    """A deterministic stand-in for a MAC the kernel or OVS picks at random (veth ends, patch and
+    tunnel ports, bridges): the first 6 bytes of sha256 of the parts joined by ``/``, made unicast and
+    locally administered, as ``eth_random_addr`` makes them."""
+    raw = int.from_bytes(hashlib.sha256("/".join(parts).encode()).digest()[:6], "big")
+    first = (raw >> 40) & 0xFC | 0x02
+    return Mac((first << 40) | (raw & 0xFFFFFFFFFF))
+
+
+# --- local VLANs and plugged ports ---------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class LocalVlan:
+    network_id: str
+    segment: Segment
+    lvid: int
+
+
+@dataclass(frozen=True, slots=True)
+class PlugPort:
+    """A Neutron port as it sits on one of the host's bridges."""
+
+    port: Port
+    network: Network
+    kind: PlugKind
+    bridge: str
+    name: str  # the OVS port (and interface) name
+    iface_type: str | None  # "internal" for OVS internal ports, None for system devices
+
+    @property
+    def on_br_int(self) -> bool:
+        return self.bridge == naming.BR_INT
+
+    @property
+    def alive(self) -> bool:
+        return self.port.admin_state_up
+
+
+def plug_kind(port: Port) -> PlugKind | None:
+    if port.is_instance_port:
+        return PlugKind.VM_HYBRID if port.ovs_hybrid_plug else PlugKind.VM
+    return {"network:dhcp": PlugKind.DHCP, "network:router_interface": PlugKind.ROUTER,
+            "network:router_gateway": PlugKind.GATEWAY}.get(port.device_owner)
+
+
+def _agent_device(ctx: OvsContext, kind: PlugKind, port_id: str) -> tuple[str, str | None]:
+    """The OVS port of an agent device: the device itself as an internal port, or (``ovs_use_veth``,
+    Grizzly) the ``tap…`` end of its veth pair."""
+    if kind is PlugKind.DHCP:
+        dev = naming.dhcp_device(port_id, use_veth=ctx.prof.use_veth)
+    elif kind is PlugKind.ROUTER:
+        dev = naming.router_internal_device(port_id)
+    else:
+        dev = naming.router_gateway_device(port_id)
+    if ctx.prof.use_veth:
+        return naming.ovs_veth_peer(dev), None
+    return dev, "internal"
+
+
+def plugged_ports(ctx: OvsContext) -> tuple[PlugPort, ...]:
+    """The host's Neutron ports on its OVS bridges, in the snapshot's order."""
+    out: list[PlugPort] = []
+    for port in ctx.cloud.ports_on_host(ctx.host.name):
+        kind = plug_kind(port)
+        if kind is None:
+            continue
+        try:
+            network = ctx.cloud.network(port.network_id)
+        except KeyError:
+            continue
+        bridge = naming.BR_INT
+        if kind is PlugKind.VM_HYBRID:
+            name, itype = naming.qvo_device(port.id), None
+        elif kind is PlugKind.VM:
+            name, itype = naming.tap_device(port.id), None
+        else:
+            name, itype = _agent_device(ctx, kind, port.id)
+            if kind is PlugKind.GATEWAY and ctx.external_bridge:
+                bridge = ctx.external_bridge
+        out.append(PlugPort(port, network, kind, bridge, name, itype))
+    return tuple(out)
+
+
+def _vlan_key(p: PlugPort) -> tuple[str, Segment]:
+    return (p.network.id, p.network.segment)
+
+
+def local_vlans(ctx: OvsContext) -> tuple[LocalVlan, ...]:
+    """The host's local VLANs: 1, 2, 3… by first live br-int port, one per (network, segment)."""
+    seen: dict[tuple[str, Segment], int] = {}
+    for p in plugged_ports(ctx):
+        if p.on_br_int and p.alive and _vlan_key(p) not in seen:
+            seen[_vlan_key(p)] = len(seen) + 1
+    return tuple(LocalVlan(net, seg, lvid) for (net, seg), lvid in seen.items())
+
+
+def lvid_of(vlans: tuple[LocalVlan, ...], p: PlugPort) -> int | None:
+    return next((v.lvid for v in vlans if (v.network_id, v.segment) == _vlan_key(p)), None)
+
+
+def network_mtu(ctx: OvsContext, network: Network) -> int:
+    """The network's MTU: as the server stored it, else as ML2 computes it (reference §5.3)."""
+    if network.mtu:
+        return network.mtu
+    phys = ctx.cloud.deployment.physical_mtu
+    kind = network.segment.network_type
+    if kind in ENCAP_OVERHEAD:
+        ip_header = 40 if isinstance(ctx.host.tunnel_ip, ipaddress.IPv6Address) else 20
+        return phys - ip_header - ENCAP_OVERHEAD[kind]
+    return phys
+
+
+# --- br-int ports and flows ----------------------------------------------------------------------
+
+BUILDER_PORTS = "int_bridge_ports"
+BUILDER_FLOWS = "int_bridge_flows"
+BUILDER_PROVIDER = "int_provider_flows"
+BUILDER_SPOOF = "int_anti_spoof_flows"
+BUILDER_DEAD = "int_dead_port_flows"
+
+
+def _patch(name: str, peer: str) -> ovsdb.Port:
+    return ovsdb.Port(name, (ovsdb.Interface(name, "patch", (("peer", peer),)),))
+
+
+def bridge_port(bridge: str) -> ovsdb.Port:
+    return ovsdb.Port(bridge, (ovsdb.Interface(bridge, "internal"),))
+
+
+def int_bridge_ports(ctx: OvsContext, plugs: tuple[PlugPort, ...],
+                     vlans: tuple[LocalVlan, ...]) -> tuple[PlannedPort, ...]:
+    """br-int's ports in the order they are added: its own, the patches the agent adds at start
+    (modern: patch-tun then int-<phys>; Grizzly set up the physical bridges first), then devices."""
+    br = naming.BR_INT
+    out = [PlannedPort(br, bridge_port(br), f"host {ctx.host.name}", BUILDER_PORTS, local=True,
+                       mac=device_mac(ctx.host.name, br))]
+    tun = [PlannedPort(br, _patch(naming.PATCH_TUN, naming.PATCH_INT), "agent tunnel bridge", BUILDER_PORTS,
+                       mac=device_mac(ctx.host.name, br, naming.PATCH_TUN))] if ctx.tunneling else []
+    phys = [PlannedPort(br, _patch(naming.int_patch_port(b), naming.phy_patch_port(b)), f"physical network {net}",
+                        BUILDER_PORTS, mac=device_mac(ctx.host.name, br, naming.int_patch_port(b)))
+            for net, b in ctx.physical_bridges]
+    out += (tun + phys) if ctx.modern else (phys + tun)
+    for p in plugs:
+        if not p.on_br_int:
+            continue
+        tag = lvid_of(vlans, p) if p.alive else naming.DEAD_VLAN_TAG
+        mac = device_mac(ctx.host.name, p.name) if p.kind is PlugKind.VM_HYBRID else None
+        row = ovsdb.Port(p.name, (ovsdb.Interface(p.name, p.iface_type),), tag=tag)
+        out.append(PlannedPort(br, row, f"port {p.port.id}", BUILDER_PORTS, mac=mac))
+    return tuple(out)
+
+
+def int_bridge_flows(ctx: OvsContext, plugs: tuple[PlugPort, ...], vlans: tuple[LocalVlan, ...],
+                     ofports: Ofports) -> tuple[PlannedFlow, ...]:
+    """br-int's flows: the default pipeline, provider VLAN translation, dead ports, anti-spoofing."""
+    br = naming.BR_INT
+    agent = f"agent {ctx.host.name}"
+    out: list[PlannedFlow] = []
+
+    def add(text: str, obj: str, builder: str) -> None:
+        out.append(planned_flow(ctx, br, text, obj, builder))
+
+    if ctx.modern:
+        add(f"priority=65535,dl_vlan={naming.DEAD_VLAN_TAG} actions=drop", agent, BUILDER_FLOWS)
+        add(f"priority=0 actions=resubmit(,{T.PACKET_RATE_LIMIT:d})", agent, BUILDER_FLOWS)
+        add(f"table={T.CANARY_TABLE:d},priority=0 actions=drop", agent, BUILDER_FLOWS)
+        add(f"table={T.ARP_SPOOF_TABLE:d},priority=0 actions=drop", agent, BUILDER_FLOWS)
+        for t in (T.LOCAL_EGRESS_TABLE, T.LOCAL_IP_TABLE):
+            add(f"table={t:d},priority=0 actions=resubmit(,{T.PACKET_RATE_LIMIT:d})", agent, BUILDER_FLOWS)
+        add(f"table={T.PACKET_RATE_LIMIT:d},priority=0 actions=resubmit(,{T.BANDWIDTH_RATE_LIMIT:d})", agent,
+            BUILDER_FLOWS)
+        add(f"table={T.BANDWIDTH_RATE_LIMIT:d},priority=0 actions=resubmit(,{T.TRANSIENT_TABLE:d})", agent,
+            BUILDER_FLOWS)
+        add(f"table={T.TRANSIENT_TABLE:d},priority=1 actions=NORMAL", agent, BUILDER_FLOWS)
+        add(f"table={T.TRANSIENT_EGRESS_TABLE:d},priority=3 actions=NORMAL", agent, BUILDER_FLOWS)
+    else:
+        add("priority=1 actions=NORMAL", agent, BUILDER_FLOWS)
+    for net, bridge in ctx.physical_bridges:
+        add(f"priority=2,in_port={ofports.of(br, naming.int_patch_port(bridge))} actions=drop",
+            f"physical network {net}", BUILDER_PROVIDER)
+    out += provider_flows(ctx, vlans, ofports)
+    for p in plugs:
+        if p.on_br_int and not p.alive:
+            add(f"priority=2,in_port={ofports.of(br, p.name)} actions=drop", f"port {p.port.id}", BUILDER_DEAD)
+    if ctx.modern and ctx.cloud.deployment.firewall_driver != "openvswitch":
+        for p in plugs:
+            if p.on_br_int and p.alive:
+                out += anti_spoof_flows(ctx, p, ofports.of(br, p.name))
+    return tuple(out)
+
+
+def provider_flows(ctx: OvsContext, vlans: tuple[LocalVlan, ...], ofports: Ofports) -> tuple[PlannedFlow, ...]:
+    """br-int's half of the provider VLAN translation (reference §4): traffic from ``int-<br>``
+    with the segment's VLAN (flat: untagged) gets the local VLAN."""
+    out: list[PlannedFlow] = []
+    mappings = dict(ctx.physical_bridges)
+    for v in vlans:
+        seg = v.segment
+        bridge = mappings.get(seg.physical_network or "")
+        if seg.network_type not in PROVIDER_TYPES or bridge is None:
+            continue
+        port = ofports.of(naming.BR_INT, naming.int_patch_port(bridge))
+        match = "vlan_tci=0x0000/0x1fff" if seg.network_type == "flat" else f"dl_vlan={seg.segmentation_id}"
+        if not ctx.modern and seg.network_type == "flat":
+            match = "dl_vlan=0xffff"
+        then = f"resubmit(,{T.PACKET_RATE_LIMIT:d})" if ctx.modern else "NORMAL"
+        out.append(planned_flow(ctx, naming.BR_INT, f"priority=3,in_port={port},{match} "
+                                f"actions=mod_vlan_vid:{v.lvid},{then}", f"network {v.network_id}", BUILDER_PROVIDER))
+    return tuple(out)
+
+
+def _lla(mac: str) -> ipaddress.IPv6Address:
+    """The EUI-64 link-local address of a MAC (``fe80::f816:3eff:fe11:2233``)."""
+    b = bytearray(Mac.parse(mac).value.to_bytes(6, "big"))
+    b[0] ^= 0x02
+    return ipaddress.IPv6Address(bytes([0xFE, 0x80] + [0] * 6) + bytes(b[:3]) + b"\xff\xfe" + bytes(b[3:]))
+
+
+def anti_spoof_flows(ctx: OvsContext, p: PlugPort, ofport: int) -> tuple[PlannedFlow, ...]:
+    """ARP/NA/MAC anti-spoofing for a port with port security (reference §2.4): the table-0 diverts
+    to 24/25 and the allows there. Trusted (``network:``) ports and ports without port security get
+    none; an IPv4 /0 address pair turns off the ARP and NA protection."""
+    port = p.port
+    if port.device_owner.startswith("network:") or not port.port_security_enabled:
+        return ()
+    obj, br = f"port {port.id}", naming.BR_INT
+    v4: list[str] = []
+    v6: list[str] = []
+    for fip in port.fixed_ips:
+        (v4 if fip.ip_address.version == 4 else v6).append(str(fip.ip_address))
+    for pair in port.allowed_address_pairs:
+        net = pair.ip_address
+        text = str(net.network_address) if net.prefixlen == net.max_prefixlen else str(net)
+        (v4 if net.version == 4 else v6).append(text)
+    any_v4 = any(pr.ip_address.version == 4 and pr.ip_address.prefixlen == 0 for pr in port.allowed_address_pairs)
+    any_v6 = any(pr.ip_address.version == 6 and pr.ip_address.prefixlen == 0 for pr in port.allowed_address_pairs)
+    macs = [port.mac_address] + [pr.mac_address for pr in port.allowed_address_pairs
+                                 if pr.mac_address and pr.mac_address != port.mac_address]
+    macs = list(dict.fromkeys(m.lower() for m in macs))
+    texts: list[str] = []
+    if not any_v4:
+        texts.append(f"priority=10,icmp6,in_port={ofport},icmp_type=136 actions=resubmit(,{T.ARP_SPOOF_TABLE:d})")
+        texts.append(f"priority=10,arp,in_port={ofport} actions=resubmit(,{T.ARP_SPOOF_TABLE:d})")
+        if not any_v6:
+            targets = [str(_lla(m)) for m in macs] + [a for a in v6 if "/" not in a or not a.endswith("/0")]
+            for target in dict.fromkeys(targets):
+                texts.append(f"table={T.ARP_SPOOF_TABLE:d},priority=2,icmp6,in_port={ofport},icmp_type=136,"
+                             f"nd_target={target} actions=resubmit(,{T.PACKET_RATE_LIMIT:d})")
+        for spa in dict.fromkeys(v4):
+            texts.append(f"table={T.ARP_SPOOF_TABLE:d},priority=2,arp,in_port={ofport},arp_spa={spa} "
+                         f"actions=resubmit(,{T.MAC_SPOOF_TABLE:d})")
+    texts.append(f"priority=9,in_port={ofport} actions=resubmit(,{T.MAC_SPOOF_TABLE:d})")
+    for mac in macs:
+        texts.append(f"table={T.MAC_SPOOF_TABLE:d},priority=2,in_port={ofport},dl_src={mac} "
+                     f"actions=resubmit(,{T.LOCAL_EGRESS_TABLE:d})")
+    return tuple(planned_flow(ctx, br, t, obj, BUILDER_SPOOF) for t in texts)
