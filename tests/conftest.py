@@ -10,12 +10,16 @@ import contextlib
 import itertools
 import os
 import shutil
+import sys
 from collections.abc import Iterator
 
 import pytest
 
 from neutrino.linux import netns as netns_lib
 from neutrino.linux.ovs import OvsInstance
+
+# the tests' shared helpers (seeds.py) import as top-level modules from any test directory
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 IS_ROOT = os.geteuid() == 0
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
