@@ -3,6 +3,8 @@ and check `neutrino exec` answers every command exactly as the real tool printed
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from neutrino.ingest.captures import read_capture_dir
@@ -11,6 +13,7 @@ from neutrino.linux.runner import run
 from neutrino.views.answer import answer
 
 pytestmark = pytest.mark.root
+COUNTERS = re.compile(r"\[\d+:\d+\]")
 
 RULES = """*filter
 :INPUT ACCEPT [0:0]
@@ -89,6 +92,10 @@ def test_captured_host_is_answered_exactly(ovs, tmp_path):
             continue  # durations and idle ages move on between the capture and now: compared below
         got = answer(host, parse_command(command))
         want = real[command]
+        if command == "iptables-save":
+            # a packet may cross a chain between this capture and the later -nvL one, whose
+            # counters are the newer word; the rules themselves must agree exactly
+            got, want = COUNTERS.sub("[*]", got), COUNTERS.sub("[*]", want)
         assert [ln.rstrip() for ln in got.splitlines()] == [ln.rstrip() for ln in want.splitlines()], command
     got = answer(host, parse_command("ovs-ofctl dump-flows br-tun"))
     assert got == real["ovs-ofctl dump-flows br-tun"]
