@@ -93,6 +93,36 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_up(args: argparse.Namespace) -> int:
+    from neutrino.deploy import bring_up
+
+    result = bring_up(args.scenario)
+    for h in result.hosts:
+        flows = sum(len(b.flows.flows) for b in h.ovs.bridges if b.flows is not None)
+        rules = sum(len(t.rules) for ns in h.namespaces if ns.iptables for t in ns.iptables.tables)
+        print(f"host {h.name}: {len(h.namespace_names())} namespaces, {flows} flows, {rules} iptables rules")
+    print("ask with: neutrino exec HOST -- COMMAND")
+    return 0
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from neutrino.deploy import bring_up
+    from neutrino.views.export import captures_of
+
+    with tempfile.TemporaryDirectory(prefix="neutrino-plan-") as tmp:
+        result = bring_up(args.scenario, state=pathlib.Path(tmp), keep=False)
+    for h in result.hosts:
+        if args.host and h.name != args.host:
+            continue
+        print(f"==================== host {h.name}")
+        for command, text in captures_of(h):
+            print(f"# {command}")
+            sys.stdout.write(text if text.endswith("\n") or not text else text + "\n")
+    return 0
+
+
 def _cmd_server(args: argparse.Namespace) -> int:
     from neutrino.api import serve
 
@@ -120,6 +150,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("host")
     s.add_argument("bridge")
     s.set_defaults(func=_cmd_explain)
+
+    s = sub.add_parser("up", help="create a scenario's cloud through the API and plan every host")
+    s.add_argument("scenario", help="a scenario YAML file (see examples/)")
+    s.set_defaults(func=_cmd_up)
+
+    s = sub.add_parser("plan", help="print each host's planned plumbing for a scenario")
+    s.add_argument("scenario")
+    s.add_argument("--host", help="only this host")
+    s.set_defaults(func=_cmd_plan)
 
     s = sub.add_parser("demo", help="the main job: a seed scenario, shown")
     s.set_defaults(func=_cmd_demo)

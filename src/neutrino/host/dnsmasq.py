@@ -255,8 +255,8 @@ def format_ps_line(p: DnsmasqProcess) -> str:
     cmd = " ".join(p.argv)
     if p.style == "aux":
         return (f"{p.user:<8} {p.pid:>5} {p.cpu or '0.0':>4} {p.mem or '0.0':>4} {p.vsz or 0:>6} {p.rss or 0:>5} "
-                f"{p.tty:<8} {p.stat or 'S':<4} {p.stime or '':>5} {p.time:>6} {cmd}")
-    return (f"{p.user:<8} {p.pid:>5} {p.ppid if p.ppid is not None else 0:>5} {p.c or 0:>2} {p.stime or '':<5} "
+                f"{p.tty:<8} {p.stat or 'S':<4} {p.stime or '00:00':>5} {p.time:>6} {cmd}")
+    return (f"{p.user:<8} {p.pid:>5} {p.ppid if p.ppid is not None else 0:>5} {p.c or 0:>2} {p.stime or '00:00':<5} "
             f"{p.tty:<8} {p.time:>8} {cmd}")
 
 

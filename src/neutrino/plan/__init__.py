@@ -1,1 +1,45 @@
-"""neutrino.plan"""
+"""Planners: the agents' and managers' plumbing as pure functions of the cloud.
+
+``plan_host(cloud, host)`` runs every planner that applies to ``host`` (by the deployment's
+mechanism and generation, and the host's roles) and merges their fragments into one
+:class:`~neutrino.host.state.HostState`; ``plan_cloud(cloud)`` does it for every host.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from neutrino.host.iproute_route import Netns
+from neutrino.host.state import ROOT, HostState
+from neutrino.plan.compose import merge
+from neutrino.plan.dhcp import plan_dhcp
+from neutrino.plan.firewall import plan_firewall
+from neutrino.plan.generation import Generation
+from neutrino.plan.l3 import plan_l3
+from neutrino.plan.nova_network import plan_nova_network
+from neutrino.plan.ovs import plan_ovs
+from neutrino.scenarios.model import Host, Mechanism
+from neutrino.services.snapshot import CloudSnapshot
+
+
+def plan_host(cloud: CloudSnapshot, host: Host | str, *, datapath_type: str = "system") -> HostState:
+    """Everything OpenStack builds on ``host`` for ``cloud``."""
+    dep = cloud.deployment
+    name = host if isinstance(host, str) else host.name
+    if dep.mechanism is Mechanism.NOVA_NETWORK:
+        state = plan_nova_network(cloud, name)
+    else:
+        gen = Generation(dep.generation)
+        frags = [HostState(name), plan_ovs(cloud, name, generation=gen, datapath_type=datapath_type)]
+        if dep.firewall_driver == "iptables_hybrid":
+            frags.append(plan_firewall(cloud, name, gen))
+        frags.append(plan_l3(cloud, name, gen))
+        frags.append(plan_dhcp(cloud, name, gen))
+        state = merge(frags)
+    names = tuple(ns.name for ns in state.namespaces if ns.name != ROOT)
+    return replace(state, netns_list=tuple(Netns(n) for n in sorted(names)))
+
+
+def plan_cloud(cloud: CloudSnapshot, *, datapath_type: str = "system") -> tuple[HostState, ...]:
+    """Every host of the deployment, planned."""
+    return tuple(plan_host(cloud, h.name, datapath_type=datapath_type) for h in cloud.deployment.hosts)

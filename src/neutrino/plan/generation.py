@@ -21,6 +21,7 @@ neutron-named chains over Grizzly's rules, as seed 002 shows).
 from __future__ import annotations
 
 import enum
+import hashlib
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -29,6 +30,7 @@ from neutrino.host.iproute import IprouteStyle
 from neutrino.host.iproute_link import Address, Link, LinkKind, OperState
 from neutrino.host.iproute_route import Route
 from neutrino.host.iptables import BUILTIN_CHAINS, Chain, Policy, Rule, Ruleset, Table, TableName, parse_rule
+from neutrino.host.openflow_fields import Mac
 from neutrino.host.state import Origin
 from neutrino.plan import naming
 from neutrino.scenarios.model import Host
@@ -227,12 +229,23 @@ def address(ip: IPAddress, prefixlen: int, dev: str) -> Address:
     return Address(iface, "global")
 
 
+def device_mac(*parts: str) -> Mac:
+    """A deterministic stand-in for a MAC the kernel or OVS picks at random (veth ends, patch and
+    tunnel ports, bridges): the first 6 bytes of sha256 of the parts joined by ``/``, made unicast and
+    locally administered, as ``eth_random_addr`` makes them."""
+    raw = int.from_bytes(hashlib.sha256("/".join(parts).encode()).digest()[:6], "big")
+    first = (raw >> 40) & 0xFC | 0x02
+    return Mac((first << 40) | (raw & 0xFFFFFFFFFF))
+
+
 def agent_link(prof: Profile, name: str, mac: str | None, mtu: int, addresses: tuple[Address, ...] = (),
                *, root_end: bool = False) -> Link:
     """A device an agent made: an OVS internal port (modern) or a veth end (``use_veth``). The
     kernel picks the index (0 here: not known until realized); Grizzly's kernel gave veths
     ``qdisc pfifo_fast … qlen 1000`` as seed 000 shows."""
     veth = prof.use_veth
+    if mac is None:  # the host end of a veth: the kernel picks its MAC at random
+        mac = str(device_mac(name))
     return Link(0, name, flags=UP_FLAGS, mtu=mtu, qdisc="pfifo_fast" if veth else None, state=OperState.UP,
                 qlen=1000 if veth else None, link_type="ether", mac=mac, brd="ff:ff:ff:ff:ff:ff",
                 addresses=addresses, kind=LinkKind.VETH if veth else LinkKind.OVS_INTERNAL)

@@ -20,7 +20,6 @@ numbers sticky until it restarts).
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 from dataclasses import dataclass, replace
 from enum import Enum
@@ -31,6 +30,7 @@ from neutrino.host.openflow import Flow, format_add_flow, parse_flow
 from neutrino.host.openflow_fields import Mac
 from neutrino.plan import naming
 from neutrino.plan.generation import Generation, Profile, profile
+from neutrino.plan.generation import device_mac as device_mac
 from neutrino.scenarios.model import Host
 from neutrino.services.snapshot import CloudSnapshot, Network, Port, Segment
 
@@ -160,15 +160,6 @@ class Ofports:
             if b == bridge and n == name:
                 return num
         raise PlanError(f"no port {name} on {bridge}")
-
-
-def device_mac(*parts: str) -> Mac:
-    """A deterministic stand-in for a MAC the kernel or OVS picks at random (veth ends, patch and
-    tunnel ports, bridges): the first 6 bytes of sha256 of the parts joined by ``/``, made unicast and
-    locally administered, as ``eth_random_addr`` makes them."""
-    raw = int.from_bytes(hashlib.sha256("/".join(parts).encode()).digest()[:6], "big")
-    first = (raw >> 40) & 0xFC | 0x02
-    return Mac((first << 40) | (raw & 0xFFFFFFFFFF))
 
 
 # --- local VLANs and plugged ports ---------------------------------------------------------------

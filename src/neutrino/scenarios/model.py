@@ -13,6 +13,7 @@ A scenario file has four top-level sections, all optional::
       l2population: false
       external_network_bridge: br-ex # legacy external network on br-ex ("" for provider mode)
       physical_mtu: 1500
+      generation: modern             # grizzly (Quantum 2013.1, seed 000) | modern (Neutron master)
       nova_network: {manager: FlatDHCP, multi_host: false, vlan_start: 100,
                      flat_interface: eth1, vlan_interface: eth1, public_interface: eth0}
     hosts:
@@ -94,6 +95,7 @@ class Deployment:
     l2population: bool = False
     external_network_bridge: str = "br-ex"
     physical_mtu: int = 1500
+    generation: str = "modern"  # which agents' plumbing to plan: "grizzly" (seed 000) or "modern"
     nova_network: NovaNetworkConfig = field(default_factory=NovaNetworkConfig)
     hosts: tuple[Host, ...] = ()
 
@@ -238,8 +240,11 @@ def parse_scenario(doc: Any, source: str = "<string>") -> Scenario:
     fw = str(d.get("firewall_driver", "iptables_hybrid"))
     if fw not in ("iptables_hybrid", "openvswitch", "noop", "iptables"):
         raise _fail(source, "firewall_driver must be iptables_hybrid, openvswitch, iptables or noop")
+    generation = str(d.get("generation", "modern"))
+    if generation not in ("grizzly", "modern"):
+        raise _fail(source, "generation must be grizzly or modern")
     dep = Deployment(
-        mechanism=mech, tenant_network_types=types,
+        generation=generation, mechanism=mech, tenant_network_types=types,
         tunnel_id_ranges=_ranges(d.get("tunnel_id_ranges", ["1:1000"]), source, "tunnel_id_ranges"),
         vni_ranges=_ranges(d.get("vni_ranges", ["1:1000"]), source, "vni_ranges"),
         network_vlan_ranges=tuple(vlan_ranges),
@@ -281,7 +286,7 @@ def deployment_to_doc(dep: Deployment) -> dict[str, Any]:
                                 f"{r.physical_network}:{r.minimum}:{r.maximum}" for r in dep.network_vlan_ranges],
         "flat_networks": list(dep.flat_networks), "firewall_driver": dep.firewall_driver,
         "l2population": dep.l2population, "external_network_bridge": dep.external_network_bridge,
-        "physical_mtu": dep.physical_mtu,
+        "physical_mtu": dep.physical_mtu, "generation": dep.generation,
         "nova_network": {"manager": dep.nova_network.manager.value, "multi_host": dep.nova_network.multi_host,
                          "vlan_start": dep.nova_network.vlan_start,
                          "flat_interface": dep.nova_network.flat_interface,

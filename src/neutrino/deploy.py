@@ -1,0 +1,69 @@
+"""Bring a scenario up: serve its API in-process, create its resources through that API, plan
+every host, and keep the planned hosts so ``neutrino exec`` answers for them.
+
+The server listens on a free loopback port only while the scenario is applied; the cloud's
+database stays in the state directory (``cloud.db``) for later commands.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from neutrino import store
+from neutrino.errors import ConvergenceTimeout
+from neutrino.host.state import HostState
+from neutrino.linux.runner import wait_for
+from neutrino.plan import plan_cloud
+from neutrino.scenarios.model import load_scenario
+from neutrino.scenarios.resources import apply_scenario_resources
+
+
+@dataclass(frozen=True)
+class UpResult:
+    scenario: str
+    hosts: tuple[HostState, ...]
+    db_url: str
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def bring_up(scenario_path: str | Path, *, state: Path | None = None, keep: bool = True) -> UpResult:
+    """Create ``scenario_path``'s cloud from nothing and plan it."""
+    import uvicorn
+
+    from neutrino.api.serve import make_app
+
+    scenario = load_scenario(scenario_path)  # bad YAML fails here, before anything is made
+    root = state or store.state_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    db_path = root / "cloud.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db_path}{suffix}").unlink(missing_ok=True)
+    db_url = f"sqlite:///{db_path}"
+    app, _ = make_app(db_url, str(scenario_path), "keystone")
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                           access_log=False))
+    thread = threading.Thread(target=server.run, name="neutrino-up-api", daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: server.started or not thread.is_alive(), timeout=30, what="the API server to start")
+        if not server.started:
+            raise ConvergenceTimeout("the API server did not start")
+        apply_scenario_resources(scenario, f"http://127.0.0.1:{port}", auth="keystone")
+        cloud = app.state.cloud.snapshot()
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    hosts = plan_cloud(cloud)
+    if keep:
+        for h in hosts:
+            store.save_host(h)
+    return UpResult(str(scenario_path), hosts, db_url)
