@@ -73,23 +73,40 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from neutrino import store
+    from neutrino.deploy import bring_up
     from neutrino.ingest.commands import parse_command
     from neutrino.views.answer import answer
     from neutrino.views.explain import explain_flows
 
-    print("== seed 000, 'Networking in too much detail': the compute host and the network host")
-    for host, directory in (("compute", "seed000-compute"), ("network", "seed000-network")):
-        state = store.import_host(EXAMPLES / "captures" / directory, host)
-        print(f"\n$ neutrino import examples/captures/{directory} --host {host}")
-        print(f"$ neutrino explain {host} br-tun")
-        br = state.ovs.flows_of("br-tun")
-        assert br is not None and br.flows is not None
-        sys.stdout.write(explain_flows(br.flows, "br-tun", br.ports))
-    router = "qrouter-2d214fde-293c-4d64-8062-797f80ae2d8f"
-    for cmd in (f"ip netns exec {router} iptables -t nat -S | grep 172.24.4.228",
-                f"ip netns exec {router} route -n"):
-        print(f"\n$ neutrino exec network -- {cmd}")
-        sys.stdout.write(answer(store.load_host("network"), parse_command(cmd)))
+    def show(host: str, command: str) -> None:
+        print(f"\n$ neutrino exec {host} -- {command}")
+        sys.stdout.write(answer(store.load_host(host), parse_command(command)))
+
+    scenario = EXAMPLES / "seed000.yaml"
+    print("== seed 000, 'Networking in too much detail': GRE, a network host and a compute host")
+    print(f"$ neutrino up {scenario.relative_to(EXAMPLES.parent)}")
+    result = bring_up(scenario)
+    for h in result.hosts:
+        print(f"planned host {h.name}: namespaces {', '.join(h.namespace_names()) or '(none)'}")
+    compute = next(h for h in result.hosts if h.name == "compute")
+    tap = next(lk.name for ns in compute.namespaces for lk in ns.links or () if lk.name.startswith("tap"))
+    show("compute", f"iptables -S | grep {tap}")
+    print("\n$ neutrino explain compute br-tun")
+    br = compute.ovs.flows_of("br-tun")
+    assert br is not None and br.flows is not None
+    sys.stdout.write(explain_flows(br.flows, "br-tun", br.ports))
+    network = next(h for h in result.hosts if h.name == "network")
+    router = next(n for n in network.namespace_names() if n.startswith("qrouter-"))
+    show("network", f"ip netns exec {router} iptables -t nat -S | grep 172.24.4.228")
+    show("network", f"ip netns exec {router} route -n")
+
+    print("\n== the same seed's own captures, imported: what the author's hosts printed")
+    state = store.import_host(EXAMPLES / "captures" / "seed000-network", "seed000-network")
+    print("$ neutrino import examples/captures/seed000-network --host seed000-network")
+    print("$ neutrino explain seed000-network br-tun")
+    br = state.ovs.flows_of("br-tun")
+    assert br is not None and br.flows is not None
+    sys.stdout.write(explain_flows(br.flows, "br-tun", br.ports))
     return 0
 
 
@@ -181,6 +198,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except NeutrinoError as exc:
         print(f"neutrino: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a file named on the command line that cannot be read
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"neutrino: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:
         return 0
