@@ -213,7 +213,20 @@ def _agent_device(ctx: OvsContext, kind: PlugKind, port_id: str) -> tuple[str, s
 
 
 def plugged_ports(ctx: OvsContext) -> tuple[PlugPort, ...]:
-    """The host's Neutron ports on its OVS bridges, in the snapshot's order."""
+    """The host's Neutron ports on its OVS bridges, in the snapshot's order.
+
+    Remembered in the (immutable) snapshot's look-up index: with l2population every host asks
+    this of every other host, and the answer depends only on the snapshot, the host and the profile.
+    """
+    key = ("@plugged", ctx.host.name, ctx.prof, ctx.external_bridge)
+    cache = ctx.cloud._index
+    hit = cache.get(key)  # type: ignore[call-overload]
+    if hit is None:
+        hit = cache[key] = _plugged_ports(ctx)  # type: ignore[index]
+    return hit  # type: ignore[no-any-return]
+
+
+def _plugged_ports(ctx: OvsContext) -> tuple[PlugPort, ...]:
     out: list[PlugPort] = []
     for port in ctx.cloud.ports_on_host(ctx.host.name):
         kind = plug_kind(port)

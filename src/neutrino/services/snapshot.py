@@ -207,6 +207,14 @@ class CloudSnapshot:
                      self.security_groups, self.servers):
             for item in coll:
                 self._index[f"{type(item).__name__}:{item.id}"] = item
+        # the look-ups planners make per host and per network, answered from one pass
+        by_host: dict[str, list[Port]] = {}
+        by_net: dict[str, list[Port]] = {}
+        for port in self.ports:
+            by_host.setdefault(port.binding_host, []).append(port)
+            by_net.setdefault(port.network_id, []).append(port)
+        self._index["@ports_by_host"] = {k: tuple(v) for k, v in by_host.items()}
+        self._index["@ports_by_network"] = {k: tuple(v) for k, v in by_net.items()}
 
     def _get(self, kind: str, ident: str) -> Any:
         try:
@@ -236,10 +244,10 @@ class CloudSnapshot:
         return tuple(s for s in self.subnets if s.network_id == network_id)
 
     def ports_on_network(self, network_id: str) -> tuple[Port, ...]:
-        return tuple(p for p in self.ports if p.network_id == network_id)
+        return self._index["@ports_by_network"].get(network_id, ())  # type: ignore[no-any-return]
 
     def ports_on_host(self, host: str) -> tuple[Port, ...]:
-        return tuple(p for p in self.ports if p.binding_host == host)
+        return self._index["@ports_by_host"].get(host, ())  # type: ignore[no-any-return]
 
     def ports_of_device(self, device_id: str) -> tuple[Port, ...]:
         return tuple(p for p in self.ports if p.device_id == device_id)
