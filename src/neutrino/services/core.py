@@ -116,6 +116,16 @@ def check_revision(row: Any, expected: int | None) -> None:
                                  neutron_type="RevisionNumberConstraintFailed")
 
 
+def core_scalar(tx: Tx, stmt: Any) -> Any:
+    """The first column of the first row of a Core ``select`` (no ORM entities), run on the
+    transaction's connection. Cheaper than ``Session.scalar``; pending ORM changes are flushed first,
+    as the session's autoflush would have done."""
+    session = tx.session
+    if session.new or session.deleted or session.dirty:
+        session.flush()
+    return session.connection().execute(stmt).scalar()
+
+
 def standard(row: Any) -> dict[str, Any]:
     return {
         "id": row.id, "project_id": row.project_id, "tenant_id": row.project_id,

@@ -18,6 +18,7 @@ from neutrino.services.core import (
     bump,
     check_revision,
     conflict,
+    core_scalar,
     invalid,
     new_id,
     not_found,
@@ -28,7 +29,7 @@ from neutrino.services.core import (
     visible,
 )
 from neutrino.services.networks import get_network_row
-from neutrino.services.securitygroups import ensure_default_group, get_group_row
+from neutrino.services.securitygroups import default_group_id, get_group_row
 
 ROUTER_OWNERS = ("network:router_interface", "network:router_gateway", "network:floatingip",
                  "network:router_interface_distributed", "network:router_centralized_snat",
@@ -81,8 +82,8 @@ def _mac(tx: Tx, network_id: str) -> str:
 
 
 def _mac_taken(tx: Tx, network_id: str, mac: str) -> bool:
-    return tx.session.scalar(select(models.Port.id).where(models.Port.network_id == network_id,
-                                                           models.Port.mac_address == mac)) is not None
+    return core_scalar(tx, select(models.Port.id).where(models.Port.network_id == network_id,
+                                                        models.Port.mac_address == mac).limit(1)) is not None
 
 
 def bind(tx: Tx, p: models.Port, network: models.Network) -> None:
@@ -107,9 +108,12 @@ def bind(tx: Tx, p: models.Port, network: models.Network) -> None:
                              "bound_drivers": {"0": "openvswitch"}}
 
 
-def _set_groups(tx: Tx, p: models.Port, group_ids: list[str]) -> None:
-    for gid in group_ids:
-        get_group_row(tx, gid)
+def _set_groups(tx: Tx, p: models.Port, group_ids: list[str], *, checked: bool = False) -> None:
+    """Bind the port to ``group_ids``; ``checked`` when the caller already knows they exist and are
+    visible (the project's default group it just looked up)."""
+    if not checked:
+        for gid in group_ids:
+            get_group_row(tx, gid)
     p.sg_bindings = [models.PortSecurityGroup(port_id=p.id, security_group_id=g, seq=i)
                      for i, g in enumerate(dict.fromkeys(group_ids))]
 
@@ -146,8 +150,9 @@ def make_port(tx: Tx, network: models.Network, project: str, attrs: dict[str, An
             raise conflict("AddressPairAndPortSecurityRequired", "Port Security must be enabled in order to have "
                                                                  "allowed address pairs on a port.")
         groups = []
-    elif groups is None:
-        groups = [] if owner.startswith("network:") else [ensure_default_group(tx, project).id]
+    default_groups = groups is None
+    if default_groups:
+        groups = [] if owner.startswith("network:") else [default_group_id(tx, project)]
     subnets = list(network.subnets)
     pairs_ips = ipam.allocate_for_port(tx, network, subnets, attrs.get("fixed_ips"), mac,
                                        router_port=owner in ROUTER_OWNERS)
@@ -168,7 +173,7 @@ def make_port(tx: Tx, network: models.Network, project: str, attrs: dict[str, An
     p.fixed_ips = []
     p.sg_bindings = []
     _set_ips(p, pairs_ips)
-    _set_groups(tx, p, groups)
+    _set_groups(tx, p, groups, checked=default_groups)
     bind(tx, p, network)
     session.add(p)
     session.flush()
@@ -186,8 +191,8 @@ def ensure_dhcp_port(tx: Tx, network: models.Network, *, refresh: bool = False) 
     dhcp_subnets = [s for s in network.subnets if s.enable_dhcp and not ipam.is_slaac(s)]
     if not dhcp_subnets:
         return
-    existing_id = tx.session.scalar(select(models.Port.id).where(models.Port.network_id == network.id,
-                                                                 models.Port.device_owner == "network:dhcp").limit(1))
+    existing_id = core_scalar(tx, select(models.Port.id).where(models.Port.network_id == network.id,
+                                                               models.Port.device_owner == "network:dhcp").limit(1))
     if existing_id is not None:
         if not refresh:
             return

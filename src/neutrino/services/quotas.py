@@ -38,7 +38,9 @@ def check(tx: Tx, project_id: str, resource: str, count: int = 1) -> None:
     limit_q = select(models.Quota.limit).where(models.Quota.project_id == project_id,
                                                models.Quota.resource == resource).scalar_subquery()
     used_q = select(func.count()).select_from(m).where(m.project_id == project_id).scalar_subquery()
-    limit, in_use = tx.session.execute(select(limit_q, used_q)).one()
+    if tx.session.new or tx.session.deleted or tx.session.dirty:
+        tx.session.flush()
+    limit, in_use = tx.session.connection().execute(select(limit_q, used_q)).one()
     if limit is None:
         limit = DEFAULTS.get(resource, -1)
     if limit >= 0 and in_use + count > limit:

@@ -14,6 +14,7 @@ from neutrino.services.core import (
     bump,
     check_revision,
     conflict,
+    core_scalar,
     invalid,
     new_id,
     not_found,
@@ -58,6 +59,13 @@ def _new_rule(g: models.SecurityGroup, seq: int, direction: str, ethertype: str,
 
 def _next_seq(tx: Tx) -> int:
     return (tx.session.scalar(select(func.max(models.SecurityGroupRule.seq))) or 0) + 1
+
+
+def default_group_id(tx: Tx, project_id: str) -> str:
+    """The id of the project's ``default`` group (created if missing), without loading the group."""
+    gid = core_scalar(tx, select(models.SecurityGroup.id).where(models.SecurityGroup.project_id == project_id,
+                                                               models.SecurityGroup.is_default.is_(True)))
+    return str(gid) if gid is not None else ensure_default_group(tx, project_id).id
 
 
 def ensure_default_group(tx: Tx, project_id: str) -> models.SecurityGroup:
