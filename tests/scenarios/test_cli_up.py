@@ -39,7 +39,7 @@ def test_up_with_a_bad_scenario_is_one_line_and_keeps_nothing(tmp_path):
     bad.write_text("deployment: {mechanism: ml2_ovs, tenant_network_types: [gre], generation: folsom}\n")
     proc = neutrino(tmp_path, "up", str(bad))
     assert proc.returncode == 2
-    assert proc.stderr.startswith(f"neutrino: {bad}: generation must be grizzly or modern")
+    assert proc.stderr.startswith(f"neutrino: {bad}: generation must be grizzly, havana or modern")
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
     assert not (tmp_path / "state" / "hosts").exists()
     missing = neutrino(tmp_path, "up", str(tmp_path / "nope.yaml"))

@@ -7,6 +7,7 @@ mechanism and generation, and the host's roles) and merges their fragments into 
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import replace
 
 from neutrino.host.iproute_route import Netns
@@ -14,9 +15,9 @@ from neutrino.host.state import ROOT, HostState
 from neutrino.plan.compose import merge
 from neutrino.plan.dhcp import plan_dhcp
 from neutrino.plan.firewall import plan_firewall
-from neutrino.plan.generation import Generation
+from neutrino.plan.generation import PROFILES
 from neutrino.plan.l3 import plan_l3
-from neutrino.plan.nova_network import plan_nova_network
+from neutrino.plan.nova_network import HostFacts, NovaOptions, plan_nova_network
 from neutrino.plan.ovs import plan_ovs
 from neutrino.scenarios.model import Host, Mechanism
 from neutrino.services.snapshot import CloudSnapshot
@@ -27,17 +28,35 @@ def plan_host(cloud: CloudSnapshot, host: Host | str, *, datapath_type: str = "s
     dep = cloud.deployment
     name = host if isinstance(host, str) else host.name
     if dep.mechanism is Mechanism.NOVA_NETWORK:
-        state = plan_nova_network(cloud, name)
+        state = plan_nova_network(cloud, name, options=nova_options(cloud))
     else:
-        gen = Generation(dep.generation)
-        frags = [HostState(name), plan_ovs(cloud, name, generation=gen, datapath_type=datapath_type)]
+        gen = PROFILES[dep.generation]
+        me = dep.host(name)
+        uplinks = () if me is None else me.uplinks
+        frags = [HostState(name), plan_ovs(cloud, name, generation=gen, datapath_type=datapath_type,
+                                           uplinks=uplinks)]
         if dep.firewall_driver == "iptables_hybrid":
             frags.append(plan_firewall(cloud, name, gen))
-        frags.append(plan_l3(cloud, name, gen))
+        frags.append(plan_l3(cloud, name, gen, random_fully=dep.random_fully))
         frags.append(plan_dhcp(cloud, name, gen))
         state = merge(frags)
     names = tuple(ns.name for ns in state.namespaces if ns.name != ROOT)
     return replace(state, netns_list=tuple(Netns(n) for n in sorted(names)))
+
+
+def _v4(ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None) -> ipaddress.IPv4Address | None:
+    return ip if isinstance(ip, ipaddress.IPv4Address) else None
+
+
+def nova_options(cloud: CloudSnapshot) -> NovaOptions:
+    """nova-network's options and per-host facts, as the deployment states them (pinned host
+    gateways name their network; every network of that name is meant)."""
+    dep = cloud.deployment
+    facts = tuple(HostFacts(h.name, h.macs, _v4(h.default_gateway), h.default_metric, h.link_local_metric,
+                            _v4(h.routing_source_ip), _v4(h.metadata_host)) for h in dep.hosts)
+    pins = tuple((n.id, host, ip) for name, host, ip in dep.nova_network.host_gateways
+                 for n in cloud.networks if n.name == name)
+    return NovaOptions(hosts=facts, instance_offset=dep.nova_network.instance_offset, host_gateways=pins)
 
 
 def plan_cloud(cloud: CloudSnapshot, *, datapath_type: str = "system") -> tuple[HostState, ...]:

@@ -95,6 +95,17 @@ MODERN = Profile(
     nat_builtins=BUILTIN_CHAINS[TableName.NAT], iproute_style=IprouteStyle.MODERN, lease_script=None)
 
 
+#: Havana (2013.2, seed 002): Grizzly's rules and flows under the neutron name, OVS internal ports.
+HAVANA = replace(GRIZZLY, product="neutron", ovs_agent_binary=naming.IptablesBinary.NEUTRON_OVS_AGENT.value,
+                 l3_agent_binary=naming.IptablesBinary.NEUTRON_L3_AGENT.value,
+                 dhcp_agent_binary=naming.IptablesBinary.NEUTRON_DHCP_AGENT.value,
+                 state_path=naming.NEUTRON_STATE_PATH, use_veth=False,
+                 lease_script="/usr/bin/neutron-dhcp-agent-dnsmasq-lease-update")
+
+#: The scenario's ``deployment.generation`` names.
+PROFILES: dict[str, Profile] = {"grizzly": GRIZZLY, "havana": HAVANA, "modern": MODERN}
+
+
 def profile(generation: Generation | Profile) -> Profile:
     if isinstance(generation, Profile):
         return generation

@@ -13,12 +13,24 @@ A scenario file has four top-level sections, all optional::
       l2population: false
       external_network_bridge: br-ex # legacy external network on br-ex ("" for provider mode)
       physical_mtu: 1500
-      generation: modern             # grizzly (Quantum 2013.1, seed 000) | modern (Neutron master)
+      generation: modern             # grizzly (Quantum 2013.1, seed 000) | havana (2013.2, seed 002)
+                                     # | modern (Neutron master)
+      random_fully: true             # the L3 agent's SNAT with --random-fully (seed 001's Stein: false)
       nova_network: {manager: FlatDHCP, multi_host: false, vlan_start: 100,
-                     flat_interface: eth1, vlan_interface: eth1, public_interface: eth0}
+                     flat_interface: eth1, vlan_interface: eth1, public_interface: eth0,
+                     instance_offset: 0,   # servers are instance-<1 + offset>, … in creation order
+                     host_gateways: [{network: tenant1, host: compute-1, address: 10.0.0.1}]}
+                                     # multi-host: pin a host's bridge/dnsmasq address on a network
     hosts:
       - {name: network, role: network, management_ip: 10.0.0.10, tunnel_ip: 10.0.1.10,
-         bridge_mappings: {physnet1: br-eth1}, interfaces: {eth0: 10.0.0.10/24}}
+         bridge_mappings: {physnet1: br-eth1}, interfaces: {eth0: 10.0.0.10/24},
+         uplinks: {br-ex: eth2},           # OVS: the NIC plugged into a physical bridge
+         macs: {eth0: "08:00:27:9d:c4:b0"}, # facts from before OpenStack (nova-network uses them):
+         default_gateway: 10.0.0.1,        # NIC MACs, the default route (metric default_metric, 100,
+         default_metric: 100,              # plus 169.254.0.0/16 at link_local_metric, 1000; null: none)
+         link_local_metric: 1000,
+         routing_source_ip: 10.0.0.10,     # nova: the fixed ranges' SNAT source (default: public_interface's)
+         metadata_host: 10.0.0.10}         # nova: the metadata DNAT target (default: management_ip)
     identity: {region: RegionOne, projects: [admin, demo],
                users: [{name: admin, password: secret, project: admin, roles: [admin]}]}
     resources: {...}                 # see neutrino.scenarios.resources
@@ -61,6 +73,13 @@ class Host:
     tunnel_ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
     bridge_mappings: tuple[tuple[str, str], ...] = ()
     interfaces: tuple[tuple[str, str], ...] = ()
+    uplinks: tuple[tuple[str, str], ...] = ()
+    macs: tuple[tuple[str, str], ...] = ()
+    default_gateway: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
+    default_metric: int | None = 100
+    link_local_metric: int | None = 1000
+    routing_source_ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
+    metadata_host: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
 
     def has(self, role: str) -> bool:
         return role in self.roles
@@ -81,6 +100,8 @@ class NovaNetworkConfig:
     flat_interface: str = "eth1"
     vlan_interface: str = "eth1"
     public_interface: str = "eth0"
+    instance_offset: int = 0
+    host_gateways: tuple[tuple[str, str, ipaddress.IPv4Address], ...] = ()  # (network name, host, address)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +116,8 @@ class Deployment:
     l2population: bool = False
     external_network_bridge: str = "br-ex"
     physical_mtu: int = 1500
-    generation: str = "modern"  # which agents' plumbing to plan: "grizzly" (seed 000) or "modern"
+    generation: str = "modern"  # which agents' plumbing to plan: "grizzly" (seed 000), "havana", "modern"
+    random_fully: bool = True
     nova_network: NovaNetworkConfig = field(default_factory=NovaNetworkConfig)
     hosts: tuple[Host, ...] = ()
 
@@ -193,9 +215,30 @@ def _host(raw: Any, source: str) -> Host:
         raise _fail(source, f"host {raw['name']}: unknown role(s) {bad}; known: {sorted(ROLES)}")
     mgmt = _ip(raw.get("management_ip"), source, f"host {raw['name']} management_ip")
     tun = _ip(raw.get("tunnel_ip"), source, f"host {raw['name']} tunnel_ip") or mgmt
-    return Host(str(raw["name"]), frozenset(roles), mgmt, tun,
-                tuple(sorted((str(k), str(v)) for k, v in (raw.get("bridge_mappings") or {}).items())),
-                tuple((str(k), str(v)) for k, v in (raw.get("interfaces") or {}).items()))
+    name = str(raw["name"])
+
+    def pairs(key: str) -> tuple[tuple[str, str], ...]:
+        return tuple((str(k), str(v)) for k, v in (raw.get(key) or {}).items())
+
+    def metric(key: str, default: int) -> int | None:
+        value = raw.get(key, default)
+        return None if value is None else int(value)
+
+    return Host(name, frozenset(roles), mgmt, tun, tuple(sorted(pairs("bridge_mappings"))), pairs("interfaces"),
+                pairs("uplinks"), tuple((k, v.lower()) for k, v in pairs("macs")),
+                _ip(raw.get("default_gateway"), source, f"host {name} default_gateway"),
+                metric("default_metric", 100), metric("link_local_metric", 1000),
+                _ip(raw.get("routing_source_ip"), source, f"host {name} routing_source_ip"),
+                _ip(raw.get("metadata_host"), source, f"host {name} metadata_host"))
+
+
+def _host_gateway(raw: Any, source: str) -> tuple[str, str, ipaddress.IPv4Address]:
+    if not isinstance(raw, dict) or not {"network", "host", "address"} <= set(raw):
+        raise _fail(source, f"nova_network.host_gateways: expected {{network, host, address}}, got {raw!r}")
+    ip = _ip(raw["address"], source, "nova_network.host_gateways address")
+    if not isinstance(ip, ipaddress.IPv4Address):
+        raise _fail(source, f"nova_network.host_gateways: {raw['address']!r} is not an IPv4 address")
+    return str(raw["network"]), str(raw["host"]), ip
 
 
 def parse_scenario(doc: Any, source: str = "<string>") -> Scenario:
@@ -231,7 +274,8 @@ def parse_scenario(doc: Any, source: str = "<string>") -> Scenario:
         raise _fail(source, "nova_network.manager must be Flat, FlatDHCP or Vlan") from None
     nova = NovaNetworkConfig(manager, bool(nn.get("multi_host", False)), int(nn.get("vlan_start", 100)),
                              str(nn.get("flat_interface", "eth1")), str(nn.get("vlan_interface", "eth1")),
-                             str(nn.get("public_interface", "eth0")))
+                             str(nn.get("public_interface", "eth0")), int(nn.get("instance_offset", 0)),
+                             tuple(_host_gateway(g, source) for g in nn.get("host_gateways") or ()))
     hosts = tuple(_host(h, source) for h in (doc.get("hosts") or []))
     if len({h.name for h in hosts}) != len(hosts):
         raise _fail(source, "host names must be unique")
@@ -241,8 +285,8 @@ def parse_scenario(doc: Any, source: str = "<string>") -> Scenario:
     if fw not in ("iptables_hybrid", "openvswitch", "noop", "iptables"):
         raise _fail(source, "firewall_driver must be iptables_hybrid, openvswitch, iptables or noop")
     generation = str(d.get("generation", "modern"))
-    if generation not in ("grizzly", "modern"):
-        raise _fail(source, "generation must be grizzly or modern")
+    if generation not in ("grizzly", "havana", "modern"):
+        raise _fail(source, "generation must be grizzly, havana or modern")
     dep = Deployment(
         generation=generation, mechanism=mech, tenant_network_types=types,
         tunnel_id_ranges=_ranges(d.get("tunnel_id_ranges", ["1:1000"]), source, "tunnel_id_ranges"),
@@ -251,7 +295,8 @@ def parse_scenario(doc: Any, source: str = "<string>") -> Scenario:
         flat_networks=tuple(str(x) for x in d.get("flat_networks", ["*"])),
         firewall_driver=fw, l2population=bool(d.get("l2population", False)),
         external_network_bridge=str(d.get("external_network_bridge", "br-ex") or ""),
-        physical_mtu=int(d.get("physical_mtu", 1500)), nova_network=nova, hosts=hosts)
+        physical_mtu=int(d.get("physical_mtu", 1500)), nova_network=nova, hosts=hosts,
+        random_fully=bool(d.get("random_fully", True)))
     ident_raw = doc.get("identity") or {}
     users = tuple(User(str(u["name"]), str(u.get("password", "secret")), str(u.get("project", "admin")),
                        tuple(u.get("roles", ["admin", "member", "reader"])))
@@ -286,18 +331,30 @@ def deployment_to_doc(dep: Deployment) -> dict[str, Any]:
                                 f"{r.physical_network}:{r.minimum}:{r.maximum}" for r in dep.network_vlan_ranges],
         "flat_networks": list(dep.flat_networks), "firewall_driver": dep.firewall_driver,
         "l2population": dep.l2population, "external_network_bridge": dep.external_network_bridge,
-        "physical_mtu": dep.physical_mtu, "generation": dep.generation,
+        "physical_mtu": dep.physical_mtu, "generation": dep.generation, "random_fully": dep.random_fully,
         "nova_network": {"manager": dep.nova_network.manager.value, "multi_host": dep.nova_network.multi_host,
                          "vlan_start": dep.nova_network.vlan_start,
                          "flat_interface": dep.nova_network.flat_interface,
                          "vlan_interface": dep.nova_network.vlan_interface,
-                         "public_interface": dep.nova_network.public_interface},
+                         "public_interface": dep.nova_network.public_interface,
+                         "instance_offset": dep.nova_network.instance_offset,
+                         "host_gateways": [{"network": n, "host": h, "address": str(a)}
+                                           for n, h, a in dep.nova_network.host_gateways]},
         "hosts": [{"name": h.name, "roles": sorted(h.roles),
                    "management_ip": str(h.management_ip) if h.management_ip else None,
                    "tunnel_ip": str(h.tunnel_ip) if h.tunnel_ip else None,
-                   "bridge_mappings": dict(h.bridge_mappings), "interfaces": dict(h.interfaces)}
+                   "bridge_mappings": dict(h.bridge_mappings), "interfaces": dict(h.interfaces),
+                   "uplinks": dict(h.uplinks), "macs": dict(h.macs),
+                   "default_gateway": _str_or_none(h.default_gateway), "default_metric": h.default_metric,
+                   "link_local_metric": h.link_local_metric,
+                   "routing_source_ip": _str_or_none(h.routing_source_ip),
+                   "metadata_host": _str_or_none(h.metadata_host)}
                   for h in dep.hosts],
     }
+
+
+def _str_or_none(value: object) -> str | None:
+    return None if value is None else str(value)
 
 
 def deployment_from_doc(doc: dict[str, Any]) -> Deployment:

@@ -9,7 +9,8 @@ The ``resources`` section, every list optional, created in this order::
           - {name: public-subnet, cidr: 172.24.4.224/28, gateway: 172.24.4.225, enable_dhcp: false}
                          # allocation_pools [{start,end}], dns_nameservers, host_routes [{destination,nexthop}],
                          # ipv6_ra_mode, ipv6_address_mode
-    security_groups:     # name, description, rules: [rule without group]
+    security_groups:     # name, description, rules: [rule without group],
+                         # default_egress: false drops the egress rules Neutron gives a new group
     security_group_rules:
       - {group: default, direction: ingress, protocol: tcp, port_range: "22:22",
          ethertype: IPv4, remote_ip_prefix: 0.0.0.0/0, remote_group: other-group}
@@ -139,6 +140,12 @@ def apply_scenario_resources(scenario: Scenario, base: str, *, auth: str = "keys
         gid = client.call("POST", "/v2.0/security-groups", {"security_group": {
             "name": g["name"], "description": g.get("description", "")}})["security_group"]["id"]
         out.security_groups[g["name"]] = gid
+        if not g.get("default_egress", True):
+            rules = client.call("GET", f"/v2.0/security-group-rules?security_group_id={gid}",
+                                ok=(200,))["security_group_rules"]
+            for rule in rules:
+                if rule["direction"] == "egress":
+                    client.call("DELETE", f"/v2.0/security-group-rules/{rule['id']}")
         for rule in g.get("rules", []):
             client.call("POST", "/v2.0/security-group-rules",
                         {"security_group_rule": _rule_body(rule, gid, out, client)})
