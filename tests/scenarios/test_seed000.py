@@ -6,36 +6,14 @@ from __future__ import annotations
 
 import pathlib
 
-import pytest
-
-from neutrino import store
-from neutrino.deploy import bring_up
-from neutrino.ingest.commands import parse_command
-from neutrino.views.answer import answer
-from neutrino.views.export import commands_of
-from tests.scenarios.normalize import normalize
+from tests.scenarios.common import ask, normalize, router_ns
 from tests.seeds import excerpt, seed_text
 
 SCENARIO = pathlib.Path(__file__).resolve().parents[2] / "examples" / "seed000.yaml"
 TEXT = seed_text(0)
 
 
-@pytest.fixture(scope="module")
-def cloud(tmp_path_factory):
-    state = tmp_path_factory.mktemp("seed000")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("NEUTRINO_STATE", str(state))
-    result = bring_up(SCENARIO)
-    yield {h.name: h for h in result.hosts}
-    mp.undo()
 
-
-def ask(host, command: str) -> str:
-    return answer(host, parse_command(command))
-
-
-def router_ns(host) -> str:
-    return next(n for n in host.namespace_names() if n.startswith("qrouter-"))
 
 
 def test_compute_security_group_chains_are_the_seeds(cloud):
@@ -88,9 +66,3 @@ def test_network_br_tun_and_dnsmasq_are_the_seeds(cloud):
     assert [line.split(" dnsmasq ", 1)[1] for line in ps] == [seed_argv]
     assert normalize(ask(network, "ip netns")) == ["qdhcp-<uuid>", "qrouter-<uuid>"]
 
-
-def test_planned_hosts_are_kept_and_answer_the_same(cloud):
-    for name, host in cloud.items():
-        loaded = store.load_host(name)
-        for command in commands_of(host):
-            assert ask(loaded, command) == ask(host, command), (name, command)

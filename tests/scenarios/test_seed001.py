@@ -8,35 +8,13 @@ from __future__ import annotations
 import pathlib
 import re
 
-import pytest
-
-from neutrino import store
-from neutrino.deploy import bring_up
-from neutrino.ingest.commands import parse_command
-from neutrino.views.answer import answer
-from neutrino.views.export import commands_of
-from tests.scenarios.normalize import normalize
+from tests.scenarios.common import ask, normalize, router_ns
 from tests.seeds import between, excerpt
 
 SCENARIO = pathlib.Path(__file__).resolve().parents[2] / "examples" / "seed001.yaml"
 
 
-@pytest.fixture(scope="module")
-def cloud(tmp_path_factory):
-    state = tmp_path_factory.mktemp("seed001")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("NEUTRINO_STATE", str(state))
-    result = bring_up(SCENARIO)
-    yield {h.name: h for h in result.hosts}
-    mp.undo()
 
-
-def ask(host, command: str) -> str:
-    return answer(host, parse_command(command))
-
-
-def router_ns(host) -> str:
-    return next(n for n in host.namespace_names() if n.startswith("qrouter-"))
 
 
 def unquote(lines: list[str]) -> list[str]:
@@ -162,9 +140,3 @@ def test_router_ifconfig(cloud):
         return sorted(out)
     assert shape(got) == shape(seed)
 
-
-def test_planned_hosts_are_kept_and_answer_the_same(cloud):
-    for name, host in cloud.items():
-        loaded = store.load_host(name)
-        for command in commands_of(host):
-            assert ask(loaded, command) == ask(host, command), (name, command)

@@ -8,31 +8,12 @@ from __future__ import annotations
 import pathlib
 import re
 
-import pytest
-
-from neutrino import store
-from neutrino.deploy import bring_up
-from neutrino.ingest.commands import parse_command
-from neutrino.views.answer import answer
-from neutrino.views.export import commands_of
-from tests.scenarios.normalize import normalize
+from tests.scenarios.common import ask, normalize, router_ns
 from tests.seeds import excerpt
 
 SCENARIO = pathlib.Path(__file__).resolve().parents[2] / "examples" / "seed002.yaml"
 
 
-@pytest.fixture(scope="module")
-def cloud(tmp_path_factory):
-    state = tmp_path_factory.mktemp("seed002")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("NEUTRINO_STATE", str(state))
-    result = bring_up(SCENARIO)
-    yield {h.name: h for h in result.hosts}
-    mp.undo()
-
-
-def ask(host, command: str) -> str:
-    return answer(host, parse_command(command))
 
 
 def ocr(text: str) -> str:
@@ -85,9 +66,6 @@ def test_compute_ports_and_tags(cloud):
     assert {re.sub(r"qvo[0-9a-f]{8}-[0-9a-f]{2}", "qvo<id>", p) for p in ports} == seed
 
 
-def router_ns(host) -> str:
-    return next(n for n in host.namespace_names() if n.startswith("qrouter-"))
-
 
 def test_router_nat_table(cloud):
     """002 ``ip netns exec qrouter-03266ec4-… iptables -t nat -S``: Havana's chains (no nat INPUT, no
@@ -115,9 +93,3 @@ def test_network_netns(cloud):
     seed = normalize(ocr(excerpt(2, "qdhcp-39edbf9b-a6da-4bab-8500-39ad91ed1984", "grouter-03266ec4")))
     assert sorted(got) == sorted(seed)
 
-
-def test_planned_hosts_are_kept_and_answer_the_same(cloud):
-    for name, host in cloud.items():
-        loaded = store.load_host(name)
-        for command in commands_of(host):
-            assert ask(loaded, command) == ask(host, command), (name, command)

@@ -11,30 +11,14 @@ import re
 
 import pytest
 
-from neutrino import store
-from neutrino.deploy import bring_up
 from neutrino.errors import NotFound
-from neutrino.ingest.commands import parse_command
-from neutrino.views.answer import answer
-from neutrino.views.export import commands_of
+from tests.scenarios.common import ask
 from tests.seeds import between, excerpt
 
 SCENARIO = pathlib.Path(__file__).resolve().parents[2] / "examples" / "seed003.yaml"
 NB = "\u00a0"
 
 
-@pytest.fixture(scope="module")
-def cloud(tmp_path_factory):
-    state = tmp_path_factory.mktemp("seed003")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("NEUTRINO_STATE", str(state))
-    result = bring_up(SCENARIO)
-    yield {h.name: h for h in result.hosts}
-    mp.undo()
-
-
-def ask(host, command: str) -> str:
-    return answer(host, parse_command(command))
 
 
 def seed_route(first: str) -> str:
@@ -118,9 +102,3 @@ def test_no_tenant2_instance_no_br102(cloud):
     assert "10.1.0.0/24" not in ask(compute, "iptables -t nat -S")
     assert [ln.split()[0] for ln in ask(compute, "brctl show").splitlines()[1:] if not ln.startswith("\t")] == ["br100"]
 
-
-def test_planned_hosts_are_kept_and_answer_the_same(cloud):
-    for name, host in cloud.items():
-        loaded = store.load_host(name)
-        for command in commands_of(host):
-            assert ask(loaded, command) == ask(host, command), (name, command)

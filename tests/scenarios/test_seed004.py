@@ -10,16 +10,12 @@ import pathlib
 
 import pytest
 
-from neutrino import store
-from neutrino.deploy import bring_up
 from neutrino.errors import NotFound
 from neutrino.host.bridge import restore_brctl_breaks
 from neutrino.host.dnsmasq import parse_ps_line
 from neutrino.host.iproute import restore_route_n_breaks
 from neutrino.host.iptables import split_run_together
-from neutrino.ingest.commands import parse_command
-from neutrino.views.answer import answer
-from neutrino.views.export import commands_of
+from tests.scenarios.common import ask
 from tests.seeds import between, squash
 
 SCENARIO = pathlib.Path(__file__).resolve().parents[2] / "examples" / "seed004.yaml"
@@ -31,18 +27,6 @@ def nb(s: str) -> str:
     return s.replace(" ", NB)
 
 
-@pytest.fixture(scope="module")
-def cloud(tmp_path_factory):
-    state = tmp_path_factory.mktemp("seed004")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("NEUTRINO_STATE", str(state))
-    result = bring_up(SCENARIO)
-    yield {h.name: h for h in result.hosts}
-    mp.undo()
-
-
-def ask(host, command: str) -> str:
-    return answer(host, parse_command(command))
 
 
 def test_controller_route_n(cloud):
@@ -108,9 +92,3 @@ def test_compute_without_instances_has_no_br100(cloud):
     seed = "\n".join(ln for ln in seed.splitlines() if not ln.endswith("virbr0"))
     assert squash(ask(compute, "route -n")) == squash(seed)
 
-
-def test_planned_hosts_are_kept_and_answer_the_same(cloud):
-    for name, host in cloud.items():
-        loaded = store.load_host(name)
-        for command in commands_of(host):
-            assert ask(loaded, command) == ask(host, command), (name, command)

@@ -1,10 +1,14 @@
-"""The normaliser of scenario tests: masks what OpenStack generates at random (UUIDs and their
+"""What the scenario tests share: ``ask`` a planned host, and the normaliser: masks what OpenStack generates at random (UUIDs and their
 fragments in device, chain and namespace names, fa:16:3e MACs), counters and durations, and
 whitespace, so planned output compares with a seed's dump."""
 
 from __future__ import annotations
 
 import re
+
+from neutrino.host.state import HostState
+from neutrino.ingest.commands import parse_command
+from neutrino.views.answer import answer
 
 _SUBS = [
     (re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.I), "<uuid>"),
@@ -28,3 +32,12 @@ def normalize(text: str) -> list[str]:
         if line:
             out.append(line)
     return out
+
+
+def ask(host: HostState, command: str) -> str:
+    """What ``neutrino exec HOST -- command`` prints."""
+    return answer(host, parse_command(command))
+
+
+def router_ns(host: HostState) -> str:
+    return next(n for n in host.namespace_names() if n.startswith("qrouter-"))
