@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import replace
 
+from neutrino.host.iproute_link import Address, Link, LinkKind, OperState
 from neutrino.host.iproute_route import Netns
 from neutrino.host.state import ROOT, HostState
 from neutrino.plan.compose import merge
@@ -40,8 +41,37 @@ def plan_host(cloud: CloudSnapshot, host: Host | str, *, datapath_type: str = "s
         frags.append(plan_l3(cloud, name, gen, random_fully=dep.random_fully))
         frags.append(plan_dhcp(cloud, name, gen))
         state = merge(frags)
+    state = _as_the_kernel_numbers_them(state)
     names = tuple(ns.name for ns in state.namespaces if ns.name != ROOT)
     return replace(state, netns_list=tuple(Netns(n) for n in sorted(names)))
+
+
+_LO = Link(1, "lo", flags=("LOOPBACK", "UP", "LOWER_UP"), mtu=65536, qdisc="noqueue", state=OperState.UNKNOWN,
+           group="default", qlen=1000, link_type="loopback", mac="00:00:00:00:00:00", brd="00:00:00:00:00:00",
+           addresses=(Address(ipaddress.ip_interface("127.0.0.1/8"), scope="host", label="lo"),
+                      Address(ipaddress.ip_interface("::1/128"), scope="host")),
+           kind=LinkKind.LOOPBACK)
+
+
+def _as_the_kernel_numbers_them(state: HostState) -> HostState:
+    """Every namespace with devices gets its loopback (index 1), and the planned devices, which
+    leave their index to the kernel (0), the next indexes in the order they were made."""
+    for ns in state.namespaces:
+        if not ns.links:
+            continue
+        links = list(ns.links)
+        if not any(lk.name == "lo" for lk in links):
+            links.insert(0, _LO)
+        used = {lk.index for lk in links if lk.index}
+        nxt = max(used, default=0) + 1
+        numbered = []
+        for lk in links:
+            if not lk.index:
+                lk = replace(lk, index=nxt)
+                nxt += 1
+            numbered.append(lk)
+        state = state.with_namespace(replace(ns, links=tuple(numbered)))
+    return state
 
 
 def _v4(ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None) -> ipaddress.IPv4Address | None:
