@@ -15,6 +15,7 @@ _SUBS = [
     (re.compile(r"\b(tap|qbr|qvb|qvo|qr-|qg-|ns-)[0-9a-f]{8}-[0-9a-f]{2}\b", re.I), r"\1<id>"),
     (re.compile(r"-([iosv])[0-9a-f]{8}-[0-9a-f]\b", re.I), r"-\1<id>"),
     (re.compile(r"\bfa:16:3e(:[0-9a-f]{2}){3}\b", re.I), "<mac>"),
+    (re.compile(r"\bfe80::f816:3eff:fe[0-9a-f]{2}:[0-9a-f]{1,4}\b", re.I), "fe80::<eui64 of mac>"),
     (re.compile(r"duration=[\d.]+s"), "duration=<t>"),
     (re.compile(r"n_packets=\d+, n_bytes=\d+"), "n_packets=<n>, n_bytes=<n>"),
     (re.compile(r"idle_age=\d+"), "idle_age=<t>"),

@@ -5,6 +5,7 @@ seed's own dumps (000_8d4cb9bc99c28ac6.txt), ids, MACs and counters masked."""
 from __future__ import annotations
 
 import pathlib
+import re
 
 from tests.scenarios.common import ask, normalize, router_ns
 from tests.seeds import excerpt, seed_text
@@ -66,3 +67,23 @@ def test_network_br_tun_and_dnsmasq_are_the_seeds(cloud):
     assert [line.split(" dnsmasq ", 1)[1] for line in ps] == [seed_argv]
     assert normalize(ask(network, "ip netns")) == ["qdhcp-<uuid>", "qrouter-<uuid>"]
 
+
+
+def test_router_and_dhcp_addresses_are_the_seeds(cloud):
+    """seed 000's `ip netns exec qrouter-… ip addr` and `… qdhcp-… ip addr` (lo removed for brevity,
+    as the seed did; the kernel's device numbers masked)."""
+    network = cloud["network"]
+
+    def without_lo(text: str) -> list[str]:
+        lines = normalize(text)
+        cut = next(i for i, ln in enumerate(lines) if ln.startswith("2:"))
+        return [re.sub(r"^\d+:", "N:", ln) for ln in lines[cut:]]
+
+    got = without_lo(ask(network, f"ip netns exec {router_ns(network)} ip addr"))
+    want = [re.sub(r"^\d+:", "N:", ln) for ln in normalize(
+        excerpt(0, "66: qg-d48b49e0-aa", "feea:646e/64 scope link \n       valid_lft"))]
+    assert got == want
+    qdhcp = next(n for n in network.namespace_names() if n.startswith("qdhcp-"))
+    got = without_lo(ask(network, f"ip netns exec {qdhcp} ip addr"))
+    want = [re.sub(r"^\d+:", "N:", ln) for ln in normalize(excerpt(0, "71: ns-f14c598d-98", "valid_lft forever"))]
+    assert got == want

@@ -53,6 +53,22 @@ _LO = Link(1, "lo", flags=("LOOPBACK", "UP", "LOWER_UP"), mtu=65536, qdisc="noqu
            kind=LinkKind.LOOPBACK)
 
 
+def _eui64(mac: str) -> ipaddress.IPv6Interface:
+    b = [int(x, 16) for x in mac.split(":")]
+    b[0] ^= 0x02
+    words = [(b[0] << 8) | b[1], (b[2] << 8) | 0xFF, 0xFE00 | b[3], (b[4] << 8) | b[5]]
+    return ipaddress.IPv6Interface("fe80::" + ":".join(f"{w:x}" for w in words) + "/64")
+
+
+def _with_link_local(lk: Link) -> Link:
+    """An Ethernet device that is up gets its EUI-64 link-local address from the kernel."""
+    if lk.link_type != "ether" or not lk.mac or not lk.up or lk.master is not None:
+        return lk
+    if any(a.interface.version == 6 and a.scope == "link" for a in lk.addresses):
+        return lk
+    return replace(lk, addresses=(*lk.addresses, Address(_eui64(lk.mac), scope="link")))
+
+
 def _as_the_kernel_numbers_them(state: HostState) -> HostState:
     """Every namespace with devices gets its loopback (index 1), and the planned devices, which
     leave their index to the kernel (0), the next indexes in the order they were made."""
@@ -69,7 +85,7 @@ def _as_the_kernel_numbers_them(state: HostState) -> HostState:
             if not lk.index:
                 lk = replace(lk, index=nxt)
                 nxt += 1
-            numbered.append(lk)
+            numbered.append(_with_link_local(lk))
         state = state.with_namespace(replace(ns, links=tuple(numbered)))
     return state
 

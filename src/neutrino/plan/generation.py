@@ -255,11 +255,16 @@ def agent_link(prof: Profile, name: str, mac: str | None, mtu: int, addresses: t
     kernel picks the index (0 here: not known until realized); Grizzly's kernel gave veths
     ``qdisc pfifo_fast … qlen 1000`` as seed 000 shows."""
     veth = prof.use_veth
+    if not prof.modern:  # agents before Kilo set no MTU: devices kept the kernel's 1500
+        mtu = 1500
     if mac is None:  # the host end of a veth: the kernel picks its MAC at random
         mac = str(device_mac(name))
+    if prof.iproute_style is IprouteStyle.LEGACY:  # old iproute2 printed no lifetimes for IPv4
+        addresses = tuple(replace(a, lifetimes=None) if a.interface.version == 4 else a for a in addresses)
     return Link(0, name, flags=UP_FLAGS, mtu=mtu, qdisc="pfifo_fast" if veth else None, state=OperState.UP,
                 qlen=1000 if veth else None, link_type="ether", mac=mac, brd="ff:ff:ff:ff:ff:ff",
-                addresses=addresses, kind=LinkKind.VETH if veth else LinkKind.OVS_INTERNAL)
+                addresses=addresses, kind=LinkKind.VETH if veth else LinkKind.OVS_INTERNAL,
+                style=prof.iproute_style)
 
 
 def connected_route(prof: Profile, addr: Address, dev: str) -> Route | None:

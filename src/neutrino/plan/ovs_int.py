@@ -267,7 +267,10 @@ def lvid_of(vlans: tuple[LocalVlan, ...], p: PlugPort) -> int | None:
 
 
 def network_mtu(ctx: OvsContext, network: Network) -> int:
-    """The network's MTU: as the server stored it, else as ML2 computes it (reference §5.3)."""
+    """The network's MTU: as the server stored it, else as ML2 computes it (reference §5.3).
+    Agents before Kilo set no MTU at all: every device kept the kernel's 1500 (seeds 000, 002)."""
+    if not ctx.modern:
+        return 1500
     if network.mtu:
         return network.mtu
     phys = ctx.cloud.deployment.physical_mtu
