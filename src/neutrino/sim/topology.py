@@ -1,0 +1,196 @@
+"""How the devices of a cloud's hosts are wired together, read from their host states.
+
+The simulator needs to know, for every place a frame can leave, where it arrives: the peer of a
+veth, the namespace device behind an OVS internal port, the other end of a patch port, the bridge a
+device is enslaved to, the guest behind a tap, the remote host of a tunnel port, and the physical
+segments (the tenant/flat wire, the VLAN trunk, the external network) hosts share. All of it is
+derived from the host states alone (device names, masters, OVS port types and options), so it
+works the same for planned hosts and for hosts imported from a real deployment.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+from dataclasses import dataclass, field
+
+from neutrino.host.iproute_link import Link, LinkKind
+from neutrino.host.ovsdb import Bridge, OvsdbShow
+from neutrino.host.state import ROOT, HostState
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class Kind(enum.Enum):
+    NS = "ns"  # a device of a namespace's IP stack
+    OVS = "ovs"  # a port of an Open vSwitch bridge
+    LBR = "lbr"  # a port of a Linux bridge
+    GUEST = "guest"  # an instance's eth0, behind its tap/vnet
+    SEGMENT = "segment"  # a physical wire shared by hosts (element: its name)
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class End:
+    """One end of a wire: ``host`` (empty for a segment), what it is, which element, which port."""
+
+    kind: Kind
+    host: str
+    element: str  # namespace name ("" is root), bridge name, guest name, segment name
+    port: str  # device or port name
+
+    def __str__(self) -> str:
+        where = self.element or "root"
+        return f"{self.host}/{where}/{self.port}" if self.host else f"{where}/{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Tunnel:
+    """A tunnel port: its host, bridge and port, type, and the remote address it sends to."""
+
+    host: str
+    bridge: str
+    port: str
+    type: str
+    local_ip: IPAddress | None
+    remote_ip: IPAddress
+
+
+@dataclass
+class Topology:
+    hosts: dict[str, HostState]
+    wires: dict[End, End] = field(default_factory=dict)  # symmetric: a -> b and b -> a
+    tunnels: list[Tunnel] = field(default_factory=list)
+    tunnel_ips: dict[str, IPAddress] = field(default_factory=dict)  # host -> its tunnel address
+    segments: dict[str, list[End]] = field(default_factory=dict)  # segment -> the ends plugged into it
+    notes: list[str] = field(default_factory=list)  # what could not be wired, and why
+
+    def connect(self, a: End, b: End) -> None:
+        self.wires[a] = b
+        self.wires[b] = a
+
+    def plug(self, segment: str, end: End) -> None:
+        self.segments.setdefault(segment, []).append(end)
+
+    def peer(self, end: End) -> End | None:
+        return self.wires.get(end)
+
+    def tunnel_to(self, tunnel: Tunnel) -> Tunnel | None:
+        """The far end of ``tunnel``: the remote host's port of the same type pointing back at us."""
+        remote_host = next((h for h, ip in self.tunnel_ips.items() if ip == tunnel.remote_ip), None)
+        if remote_host is None:
+            return None
+        back = self.tunnel_ips.get(tunnel.host) or tunnel.local_ip
+        return next((t for t in self.tunnels if t.host == remote_host and t.type == tunnel.type
+                     and t.remote_ip == back), None)
+
+
+def _links(host: HostState) -> dict[tuple[str, str], Link]:
+    out = {}
+    for ns in host.namespaces:
+        for lk in ns.links or ():
+            out[(ns.name, lk.name)] = lk
+    return out
+
+
+def _bridges(host: HostState) -> tuple[Bridge, ...]:
+    show = host.ovs.show
+    if isinstance(show, OvsdbShow):
+        return show.bridges
+    return show.bridges() if show is not None else ()
+
+
+_VETH_PREFIXES = ("ns-", "qr-", "qg-")
+
+
+def build(hosts: tuple[HostState, ...], *, tunnel_ips: dict[str, IPAddress] | None = None,
+          guests: dict[tuple[str, str], str] | None = None) -> Topology:
+    """Wire ``hosts`` together. ``tunnel_ips`` gives each host's tunnel address (the deployment's);
+    ``guests`` maps (host, tap or vnet device) to the guest (server) behind it."""
+    topo = Topology({h.name: h for h in hosts}, tunnel_ips=dict(tunnel_ips or {}))
+    for host in hosts:
+        _wire_host(topo, host, guests or {})
+    return topo
+
+
+def _wire_host(topo: Topology, host: HostState, guests: dict[tuple[str, str], str]) -> None:
+    links = _links(host)
+    names_in_ns = {name: ns for (ns, name) in links}
+    bridges = _bridges(host)
+    ovs_port_of: dict[str, str] = {}
+    for br in bridges:
+        for port in br.ports:
+            ovs_port_of[port.name] = br.name
+    # OVS ports
+    for br in bridges:
+        for port in br.ports:
+            here = End(Kind.OVS, host.name, br.name, port.name)
+            iface = port.interfaces[0] if port.interfaces else None
+            itype = iface.type if iface is not None else None
+            if itype == "patch" and iface is not None:
+                peer = iface.option("peer")
+                other = ovs_port_of.get(peer or "")
+                if peer and other:
+                    topo.connect(here, End(Kind.OVS, host.name, other, peer))
+                else:
+                    topo.notes.append(f"{host.name}: patch port {port.name} has no peer {peer}")
+            elif itype in ("gre", "vxlan", "geneve") and iface is not None:
+                remote = iface.option("remote_ip")
+                local = iface.option("local_ip")
+                if remote is None:
+                    continue
+                topo.tunnels.append(Tunnel(host.name, br.name, port.name, itype, ipaddress.ip_address(local)
+                                           if local else None, ipaddress.ip_address(remote)))
+            elif port.name == br.name:
+                continue  # the bridge's own LOCAL port: nothing planned behind it
+            elif itype == "internal":
+                ns = names_in_ns.get(port.name)
+                if ns is not None and ns != ROOT:
+                    topo.connect(here, End(Kind.NS, host.name, ns, port.name))
+                elif ns == ROOT:
+                    topo.connect(here, End(Kind.NS, host.name, ROOT, port.name))
+            else:  # a system device: a veth end, a tap, or a physical NIC
+                _wire_device(topo, host, links, here, port.name, guests)
+    # Linux bridges
+    for lbr in host.linux_bridges or ():
+        topo.connect(End(Kind.LBR, host.name, lbr.name, lbr.name), End(Kind.NS, host.name, ROOT, lbr.name))
+        for dev in lbr.interfaces:
+            _wire_device(topo, host, links, End(Kind.LBR, host.name, lbr.name, dev), dev, guests)
+
+
+def _wire_device(topo: Topology, host: HostState, links: dict[tuple[str, str], Link], here: End, dev: str,
+                 guests: dict[tuple[str, str], str]) -> None:
+    """``here`` (a bridge port) holds root-namespace device ``dev``: wire it to what ``dev`` leads to."""
+    guest = guests.get((host.name, dev))
+    if guest is not None:
+        topo.connect(here, End(Kind.GUEST, host.name, guest, "eth0"))
+        return
+    lk = links.get((ROOT, dev))
+    # a veth shows its peer by name when both ends are in one namespace (``qvoX@qvbX``)
+    if lk is not None and lk.kind in (LinkKind.VETH, None) and lk.peer and lk.peer != "NONE" \
+            and not lk.peer.startswith("if") and (ROOT, lk.peer) in links:
+        peer = lk.peer
+        peer_lbr = next((b.name for b in host.linux_bridges or () if peer in b.interfaces), None)
+        if peer_lbr is not None:
+            topo.connect(here, End(Kind.LBR, host.name, peer_lbr, peer))
+            return
+        peer_ovs = next((b.name for b in _bridges(host) if any(p.name == peer for p in b.ports)), None)
+        if peer_ovs is not None:
+            topo.connect(here, End(Kind.OVS, host.name, peer_ovs, peer))
+            return
+    if dev.startswith("tap"):  # an agent's veth (Grizzly): tapX on the bridge, ns-X/qr-X/qg-X inside
+        for ns in host.namespaces:
+            for pre in _VETH_PREFIXES:
+                inner = pre + dev[3:]
+                if ns.name != ROOT and ns.link(inner) is not None:
+                    topo.connect(here, End(Kind.NS, host.name, ns.name, inner))
+                    return
+    if lk is not None and lk.kind is LinkKind.VLAN and lk.peer:
+        topo.plug(f"{host.name}:{lk.peer}", here)  # resolved to a trunk by the orchestrator
+        return
+    if dev.startswith(("eth", "em", "en", "bond")):
+        topo.plug(f"phys:{host.name}:{dev}", here)
+        return
+    if dev.startswith(("tap", "vnet")):
+        topo.notes.append(f"{host.name}: {dev} has no guest behind it")
+        return
+    topo.notes.append(f"{host.name}: cannot tell what {dev} on {here.element} leads to")
