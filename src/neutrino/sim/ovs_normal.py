@@ -1,0 +1,152 @@
+"""OVS's ``NORMAL`` action: a VLAN-aware learning switch over a bridge's ports.
+
+The port model follows ``ovs-vswitchd.conf.db(5)``: a Port row's ``vlan_mode`` (or, when empty,
+access if ``tag`` is set and trunk otherwise) decides which VLAN an incoming frame belongs to and
+how it leaves each port. Patch and tunnel ports have no tag, so they are trunks; the bridge's own
+internal port is an access port when it has a tag. MAC learning is per (VLAN, MAC). VLAN 4095 is
+Neutron's dead VLAN: NORMAL never switches it.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from neutrino.host.openflow_fields import Mac
+from neutrino.sim.packets import Dot1Q, Ethernet, pop_vlan, push_vlan
+
+__all__ = ["DEAD_VLAN", "OFPP_LOCAL", "MacTable", "PortKind", "SimPort", "TUNNEL_TYPES", "normal"]
+
+OFPP_LOCAL = 0xFFFE
+"""The bridge's own port (``LOCAL``) as a 16-bit OpenFlow port number."""
+DEAD_VLAN = 4095
+TUNNEL_TYPES = frozenset({"gre", "gre64", "vxlan", "geneve", "stt", "lisp", "erspan", "ip6gre", "ip6erspan",
+                          "gtpu", "bareudp"})
+
+
+class PortKind(enum.Enum):
+    SYSTEM = "system"
+    INTERNAL = "internal"
+    PATCH = "patch"
+    TUNNEL = "tunnel"
+
+
+@dataclass(frozen=True, slots=True)
+class SimPort:
+    """One OpenFlow port of a simulated bridge with the VLAN settings of its Port row."""
+
+    name: str
+    number: int
+    kind: PortKind = PortKind.SYSTEM
+    tag: int | None = None
+    trunks: tuple[int, ...] = ()
+    vlan_mode: str | None = None
+    options: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def mode(self) -> str:
+        """``access``, ``trunk``, ``native-tagged`` or ``native-untagged`` (OVS's default rule)."""
+        if self.vlan_mode:
+            return self.vlan_mode
+        return "access" if self.tag is not None else "trunk"
+
+    def option(self, key: str) -> str | None:
+        return next((v for k, v in self.options if k == key), None)
+
+    def input_vlan(self, vid: int | None) -> int | None:
+        """The VLAN of a frame arriving here with outer tag ``vid`` (None: untagged); None drops it."""
+        mode = self.mode
+        if mode == "access":
+            if vid:  # a priority tag (VID 0) is accepted as untagged
+                return None
+            return self.tag
+        if mode in ("native-tagged", "native-untagged") and not vid and self.tag is not None:
+            return self.tag
+        vlan = vid or 0
+        if mode.startswith("native") and vlan == self.tag:
+            return vlan
+        if self.trunks and vlan not in self.trunks:
+            return None
+        return vlan
+
+    def carries(self, vlan: int) -> bool:
+        mode = self.mode
+        if mode == "access":
+            return vlan == self.tag
+        if mode.startswith("native") and vlan == self.tag:
+            return True
+        return not self.trunks or vlan in self.trunks
+
+    def egress(self, inner: Ethernet, vlan: int, pcp: int) -> Ethernet:
+        """The frame as it leaves this port: ``inner`` (untagged) with the VLAN's tag if the port tags it."""
+        untagged = (self.mode == "access" or vlan == 0
+                    or (self.mode == "native-untagged" and vlan == self.tag))
+        return inner if untagged else push_vlan(inner, vlan, pcp=pcp)
+
+
+class MacTable:
+    """NORMAL's forwarding database: (VLAN, MAC) → port name, in learning order."""
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[int, Mac], str] = {}
+
+    def learn(self, vlan: int, mac: Mac, port: str) -> bool:
+        """Record ``mac`` on ``port``; True when that is new or moved."""
+        key = (vlan, mac)
+        if self._entries.get(key) == port:
+            return False
+        self._entries[key] = port
+        return True
+
+    def lookup(self, vlan: int, mac: Mac) -> str | None:
+        return self._entries.get((vlan, mac))
+
+    def entries(self) -> tuple[tuple[int, Mac, str], ...]:
+        """``(vlan, mac, port)`` as ``ovs-appctl fdb/show`` lists them (learning order)."""
+        return tuple((v, m, p) for (v, m), p in self._entries.items())
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+def _is_multicast(mac: Mac) -> bool:
+    return bool(mac.value & 0x010000000000)
+
+
+def normal(ports: Sequence[SimPort], in_port: SimPort, frame: Ethernet,
+           fdb: MacTable) -> tuple[tuple[tuple[SimPort, Ethernet], ...], str]:
+    """Switch ``frame`` (as the pipeline holds it, tags included) that arrived on ``in_port``.
+
+    Returns the copies to send (port, frame) in port-number order and a sentence for the trace.
+    """
+    tag = frame.payload if isinstance(frame.payload, Dot1Q) else None
+    vlan = in_port.input_vlan(tag.vid if tag is not None else None)
+    if vlan is None:
+        why = (f"VLAN {tag.vid} tagged frame on access port {in_port.name}" if in_port.mode == "access" and tag
+               else f"VLAN {tag.vid if tag else 0} not trunked on {in_port.name}")
+        return (), f"dropped: {why}"
+    if vlan == DEAD_VLAN:
+        return (), f"dropped: VLAN {DEAD_VLAN} is the dead VLAN"
+    inner = pop_vlan(frame) if tag is not None else frame
+    pcp = tag.pcp if tag is not None else 0
+    notes: list[str] = []
+    if not _is_multicast(frame.src) and fdb.learn(vlan, frame.src, in_port.name):
+        notes.append(f"learned {frame.src} on VLAN {vlan} at {in_port.name}")
+    known = None if _is_multicast(frame.dst) else fdb.lookup(vlan, frame.dst)
+    if known is not None:
+        if known == in_port.name:
+            notes.append(f"{frame.dst} is on the input port {known}: dropped")
+            return (), "; ".join(notes)
+        port = next((p for p in ports if p.name == known), None)
+        if port is not None and port.carries(vlan):
+            notes.append(f"{frame.dst} known on VLAN {vlan} at {known}: forwarded")
+            return ((port, port.egress(inner, vlan, pcp)),), "; ".join(notes)
+    targets = tuple(p for p in ports if p.name != in_port.name and p.carries(vlan))
+    what = "broadcast" if frame.dst.value == 0xFFFFFFFFFFFF else (
+        "multicast" if _is_multicast(frame.dst) else f"unknown {frame.dst}")
+    if not targets:
+        notes.append(f"{what} on VLAN {vlan}: no other port in the VLAN, dropped")
+        return (), "; ".join(notes)
+    notes.append(f"{what} on VLAN {vlan}: flooded to {', '.join(p.name for p in targets)}")
+    return tuple((p, p.egress(inner, vlan, pcp)) for p in targets), "; ".join(notes)
