@@ -1,0 +1,957 @@
+"""netfilter over an iptables :class:`~neutrino.host.iptables.Ruleset`: the hooks, the tables in the
+kernel's order, the matches and targets, conntrack and NAT, with every decision as trace steps.
+
+Per hook the tables run in the kernel's priority order:
+
+- PREROUTING: raw, conntrack lookup, mangle, nat (destination NAT)
+- INPUT: mangle, filter, nat (source NAT), conntrack confirm
+- FORWARD: mangle, filter
+- OUTPUT: raw, conntrack lookup, mangle, nat (destination NAT), filter
+- POSTROUTING: mangle, nat (source NAT), conntrack confirm
+
+(security is not modelled). The nat table sees only the first packet of a connection; its
+binding (or the null binding when no rule matched) then rewrites every packet of the connection
+in both directions, as the kernel does. Invalid and untracked packets skip nat.
+
+A packet's conntrack attachment travels from hook to hook in :attr:`HookCtx.ct` (the previous
+:attr:`HookResult.ct`); :meth:`Netfilter.traverse` does that for a whole path such as
+:data:`FORWARD_PATH`. A hook called without one looks the packet up itself.
+
+Bridged traffic (br_netfilter): give ``physdev_in``/``physdev_out`` (the bridge ports) and the
+bridge as ``in_dev``/``out_dev``; ``--physdev-is-bridged`` holds once ``physdev_out`` is known.
+
+>>> from neutrino.host.iptables import parse_save
+>>> from neutrino.sim.packets import IPv4, TCP, ip
+>>> rs = parse_save('''*filter
+... :INPUT ACCEPT [0:0]
+... :FORWARD DROP [0:0]
+... :OUTPUT ACCEPT [0:0]
+... -A FORWARD -m state --state RELATED,ESTABLISHED -j ACCEPT
+... -A FORWARD -p tcp -m tcp --dport 22 -j ACCEPT
+... COMMIT
+... ''')
+>>> nf = Netfilter(rs, Conntrack())
+>>> syn = IPv4(src=ip("10.0.0.1"), dst=ip("10.0.0.2"), payload=TCP(sport=4000, dport=22, flags=TCPFlag.SYN))
+>>> res = nf.traverse(FORWARD_PATH, syn, HookCtx(in_dev="eth0", out_dev="eth1"))
+>>> res.verdict, res.state, res.rule.spec()
+(<NfVerdict.ACCEPT: 'ACCEPT'>, <CtState.NEW: 'NEW'>, '-p tcp -m tcp --dport 22 -j ACCEPT')
+>>> telnet = with_(syn, payload=TCP(sport=4001, dport=23, flags=TCPFlag.SYN))
+>>> res = nf.traverse(FORWARD_PATH, telnet, HookCtx())
+>>> res.verdict, [s.text for s in res.steps if s.kind is StepKind.POLICY]
+(<NfVerdict.DROP: 'DROP'>, ['-P FORWARD DROP'])
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from ipaddress import IPv4Address, IPv4Network, ip_network
+
+from neutrino.errors import PlanError
+from neutrino.host.iptables import (
+    BUILTIN_CHAINS,
+    Address,
+    Fragment,
+    Interface,
+    Match,
+    Option,
+    Policy,
+    Rule,
+    Ruleset,
+    TableName,
+    Target,
+    format_rule,
+)
+from neutrino.sim.conntrack import (
+    ICMP_ERRORS,
+    Connection,
+    Conntrack,
+    CtRef,
+    CtState,
+    Direction,
+    Manip,
+    Tuple,
+)
+from neutrino.sim.packets import ICMP, TCP, UDP, IPv4, Mac, TCPFlag, icmp_error, to_bytes, with_
+from neutrino.sim.trace import Step, StepKind
+
+__all__ = [
+    "FORWARD_PATH", "LOCAL_IN_PATH", "LOCAL_OUT_PATH", "Conntrack", "CtState", "Hook", "HookCtx",
+    "HookResult", "IpSet", "Netfilter", "NfVerdict", "UnsupportedRule",
+]
+
+
+class UnsupportedRule(PlanError):
+    """A rule uses a match, option or target the simulator does not model (never silently matched)."""
+
+    def __init__(self, rule: Rule, what: str) -> None:
+        self.rule = rule
+        super().__init__(f"netfilter: {what} in rule {format_rule(rule)!r}")
+
+
+class Hook(enum.Enum):
+    PREROUTING = "PREROUTING"
+    INPUT = "INPUT"
+    FORWARD = "FORWARD"
+    OUTPUT = "OUTPUT"
+    POSTROUTING = "POSTROUTING"
+
+
+FORWARD_PATH = (Hook.PREROUTING, Hook.FORWARD, Hook.POSTROUTING)
+LOCAL_IN_PATH = (Hook.PREROUTING, Hook.INPUT)
+LOCAL_OUT_PATH = (Hook.OUTPUT, Hook.POSTROUTING)
+
+_NAT = "nat"  # the NAT stage in a hook's order
+_ORDER: dict[Hook, tuple[TableName | str, ...]] = {
+    Hook.PREROUTING: (TableName.RAW, TableName.MANGLE, _NAT),
+    Hook.INPUT: (TableName.MANGLE, TableName.FILTER, _NAT),
+    Hook.FORWARD: (TableName.MANGLE, TableName.FILTER),
+    Hook.OUTPUT: (TableName.RAW, TableName.MANGLE, _NAT, TableName.FILTER),
+    Hook.POSTROUTING: (TableName.MANGLE, _NAT),
+}
+_MANIP = {Hook.PREROUTING: Manip.DST, Hook.OUTPUT: Manip.DST, Hook.INPUT: Manip.SRC,
+          Hook.POSTROUTING: Manip.SRC}
+
+
+class NfVerdict(enum.Enum):
+    ACCEPT = "ACCEPT"
+    DROP = "DROP"
+
+
+@dataclass(frozen=True, slots=True)
+class IpSet:
+    """An ipset's members (``hash:net``/``hash:ip``), for ``-m set --match-set``."""
+
+    name: str
+    members: frozenset[IPv4Network]
+
+    def __contains__(self, addr: IPv4Address) -> bool:
+        return any(addr in net for net in self.members)
+
+
+@dataclass(frozen=True, slots=True)
+class HookCtx:
+    """What the kernel knows about the packet at a hook besides its headers.
+
+    ``connmark``: the mark a *new* connection starts with. ``src_mac``: the Ethernet source (for
+    ``-m mac``; None for locally generated packets). ``local_addrs``: the namespace's own addresses
+    (``--dst-type LOCAL``, REJECT's source). ``dev_addrs``: each device's primary address (MASQUERADE,
+    REDIRECT). ``zone``: the conntrack zone before raw's ``CT --zone``. ``ct``: the packet's conntrack
+    attachment from the previous hook.
+    """
+
+    in_dev: str | None = None
+    out_dev: str | None = None
+    physdev_in: str | None = None
+    physdev_out: str | None = None
+    physdev_is_bridged: bool = False
+    mark: int = 0
+    connmark: int = 0
+    src_mac: Mac | None = None
+    local_addrs: frozenset[IPv4Address] = frozenset()
+    dev_addrs: tuple[tuple[str, IPv4Address], ...] = ()
+    ipsets: tuple[IpSet, ...] = ()
+    zone: int = 0
+    ct: CtRef | None = None
+
+    def dev_addr(self, dev: str | None) -> IPv4Address | None:
+        return next((a for d, a in self.dev_addrs if d == dev), None) if dev else None
+
+
+@dataclass(frozen=True, slots=True)
+class HookResult:
+    """The verdict, the packet after NAT, its mark and conntrack attachment, and the steps.
+
+    ``rule``: the rule that decided the verdict (None when a policy or nothing did); ``emit``: what
+    the kernel sends back (REJECT's ICMP error or TCP reset); ``notes``: approximations made
+    (an unknown ipset, a MASQUERADE without an address)."""
+
+    verdict: NfVerdict
+    packet: IPv4
+    mark: int
+    ct: CtRef | None
+    steps: tuple[Step, ...]
+    rule: Rule | None = None
+    emit: tuple[IPv4, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    @property
+    def accepted(self) -> bool:
+        return self.verdict is NfVerdict.ACCEPT
+
+    @property
+    def state(self) -> CtState | None:
+        return None if self.ct is None else self.ct.state
+
+    @property
+    def obj(self) -> str:
+        """The OpenStack object behind the deciding rule (its origin)."""
+        return "" if self.rule is None else self.rule.origin
+
+
+# ------------------------------------------------------------------------------- per-hook state
+
+
+@dataclass(slots=True)
+class _Pkt:
+    """The mutable state of one packet going through one hook."""
+
+    ip: IPv4
+    ctx: HookCtx
+    mark: int
+    ct: CtRef | None
+    zone: int
+    notrack: bool = False
+    steps: list[Step] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    emit: list[IPv4] = field(default_factory=list)
+    nat: tuple[Manip, IPv4Address, int | None] | None = None
+
+    @property
+    def conn(self) -> Connection | None:
+        return None if self.ct is None else self.ct.conn
+
+
+_Test = Callable[[_Pkt], bool]
+
+
+class _Kind(enum.Enum):
+    ACCEPT = 1
+    DROP = 2
+    RETURN = 3
+    JUMP = 4
+    GOTO = 5
+    ACTION = 6  # non-terminating: MARK, CONNMARK, LOG, CT, CHECKSUM
+    FINAL = 7  # terminating action: REJECT (drop), NAT targets (accept)
+    NONE = 8  # no target: counts only
+
+
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    rule: Rule
+    text: str
+    tests: tuple[_Test, ...]
+    kind: _Kind
+    chain: str = ""
+    action: Callable[[_Pkt], NfVerdict | None] | None = None
+
+    def matches(self, p: _Pkt) -> bool:
+        for t in self.tests:  # noqa: SIM110 - a plain loop is faster than all() on this hot path
+            if not t(p):
+                return False
+        return True
+
+
+# ------------------------------------------------------------------------------------ matches
+
+
+def _net_test(addr: Address, get: Callable[[IPv4], IPv4Address]) -> _Test:
+    net, neg = addr.network, addr.negated
+    if not isinstance(net, IPv4Network):
+        return lambda p: neg
+    if addr.mask is not None:
+        m, want = int(addr.mask), int(net.network_address)
+        return lambda p: ((int(get(p.ip)) & m) == want) != neg
+    if net.prefixlen == 0:
+        return lambda p: not neg
+    return lambda p: (get(p.ip) in net) != neg
+
+
+def _iface_test(iface: Interface, get: Callable[[HookCtx], str | None]) -> _Test:
+    return lambda p: iface.matches(get(p.ctx) or "")
+
+
+def _port_range(text: str, rule: Rule) -> tuple[int, int]:
+    lo, sep, hi = text.partition(":")
+    try:
+        a = int(lo) if lo else 0
+        b = (int(hi) if hi else 65535) if sep else a
+    except ValueError:
+        raise UnsupportedRule(rule, f"port {text!r} (only numbers)") from None
+    return (a, b) if a <= b else (b, a)
+
+
+def _l4_ports(p: _Pkt) -> tuple[int, int] | None:
+    l4 = p.ip.payload
+    if isinstance(l4, TCP | UDP) and p.ip.frag == 0:
+        return l4.sport, l4.dport
+    return None
+
+
+_TCP_FLAG_NAMES = {"FIN": 0x01, "SYN": 0x02, "RST": 0x04, "PSH": 0x08, "ACK": 0x10, "URG": 0x20,
+                   "ECE": 0x40, "CWR": 0x80, "ALL": 0x3F, "NONE": 0}
+
+
+def _flags(text: str, rule: Rule) -> int:
+    out = 0
+    for name in text.upper().split(","):
+        if name not in _TCP_FLAG_NAMES:
+            raise UnsupportedRule(rule, f"TCP flag {name!r}")
+        out |= _TCP_FLAG_NAMES[name]
+    return out
+
+
+_ICMP_NAMES: dict[str, tuple[int, int | None]] = {
+    "any": (-1, None), "echo-reply": (0, None), "pong": (0, None), "destination-unreachable": (3, None),
+    "network-unreachable": (3, 0), "host-unreachable": (3, 1), "protocol-unreachable": (3, 2),
+    "port-unreachable": (3, 3), "fragmentation-needed": (3, 4), "source-route-failed": (3, 5),
+    "network-unknown": (3, 6), "host-unknown": (3, 7), "network-prohibited": (3, 9),
+    "host-prohibited": (3, 10), "TOS-network-unreachable": (3, 11), "TOS-host-unreachable": (3, 12),
+    "communication-prohibited": (3, 13), "host-precedence-violation": (3, 14),
+    "precedence-cutoff": (3, 15), "source-quench": (4, None), "redirect": (5, None),
+    "network-redirect": (5, 0), "host-redirect": (5, 1), "TOS-network-redirect": (5, 2),
+    "TOS-host-redirect": (5, 3), "echo-request": (8, None), "ping": (8, None),
+    "router-advertisement": (9, None), "router-solicitation": (10, None), "time-exceeded": (11, None),
+    "ttl-exceeded": (11, None), "ttl-zero-during-transit": (11, 0), "ttl-zero-during-reassembly": (11, 1),
+    "parameter-problem": (12, None), "ip-header-bad": (12, 0), "required-option-missing": (12, 1),
+    "timestamp-request": (13, None), "timestamp-reply": (14, None), "address-mask-request": (17, None),
+    "address-mask-reply": (18, None),
+}
+
+
+def _icmp_type(text: str, rule: Rule) -> tuple[int, int | None]:
+    if text in _ICMP_NAMES:
+        return _ICMP_NAMES[text]
+    m = re.fullmatch(r"(\d+)(?:/(\d+))?", text)
+    if not m:
+        raise UnsupportedRule(rule, f"ICMP type {text!r}")
+    return int(m.group(1)), None if m.group(2) is None else int(m.group(2))
+
+
+def _value_mask(text: str, rule: Rule) -> tuple[int, int]:
+    val, _, mask = text.partition("/")
+    try:
+        return int(val, 0), int(mask, 0) if mask else 0xFFFFFFFF
+    except ValueError:
+        raise UnsupportedRule(rule, f"mark {text!r}") from None
+
+
+_CT_BITS = {"INVALID", "NEW", "ESTABLISHED", "RELATED", "UNTRACKED", "SNAT", "DNAT"}
+
+
+def _ct_states(p: _Pkt) -> set[str]:
+    ref = p.ct
+    if ref is None or (ref.conn is None and ref.state is not CtState.UNTRACKED):
+        return {"INVALID"}
+    out = {ref.state.value}
+    if ref.conn is not None:
+        if ref.conn.snat:
+            out.add("SNAT")
+        if ref.conn.dnat:
+            out.add("DNAT")
+    return out
+
+
+def _addr_type(addr: IPv4Address, p: _Pkt) -> str:
+    if addr in p.ctx.local_addrs or addr.is_loopback:
+        return "LOCAL"
+    if addr == IPv4Address("255.255.255.255"):
+        return "BROADCAST"
+    if addr.is_multicast:
+        return "MULTICAST"
+    return "UNICAST"
+
+
+def _option_test(rule: Rule, m: Match, o: Option) -> _Test | None:  # noqa: C901 - one table of options
+    """A test for one option of ``-m module`` (None: the option never excludes a packet)."""
+    neg, mod, name, val = o.negated, m.module, o.name, o.value
+
+    def fail(what: str = "") -> UnsupportedRule:
+        return UnsupportedRule(rule, what or f"-m {mod} --{name}")
+
+    if mod == "comment" or mod == "limit":
+        return None
+    if mod in ("tcp", "udp", "sctp", "dccp") and name in ("sport", "dport", "source-port", "destination-port"):
+        lo, hi = _port_range(val, rule)
+        idx = 0 if name in ("sport", "source-port") else 1
+        return lambda p: (ports := _l4_ports(p)) is not None and ((lo <= ports[idx] <= hi) != neg)
+    if mod == "tcp" and name in ("tcp-flags", "syn"):
+        if name == "syn":
+            mask, comp = 0x17, 0x02
+        else:
+            mask, comp = _flags(o.args[0], rule), _flags(o.args[1], rule)
+
+        def tcp_flags(p: _Pkt) -> bool:
+            l4 = p.ip.payload
+            return isinstance(l4, TCP) and p.ip.frag == 0 and (((int(l4.flags) & mask) == comp) != neg)
+        return tcp_flags
+    if mod == "multiport":
+        ranges = tuple(_port_range(x, rule) for x in val.split(","))
+        which = {"sports": (0,), "source-ports": (0,), "dports": (1,), "destination-ports": (1,),
+                 "ports": (0, 1)}.get(name)
+        if which is None:
+            raise fail()
+
+        def multiport(p: _Pkt) -> bool:
+            ports = _l4_ports(p)
+            if ports is None:
+                return False
+            hit = any(lo <= ports[i] <= hi for i in which for lo, hi in ranges)
+            return hit != neg
+        return multiport
+    if mod == "icmp" and name == "icmp-type":
+        want, code = _icmp_type(val, rule)
+
+        def icmp_type(p: _Pkt) -> bool:
+            l4 = p.ip.payload
+            if not isinstance(l4, ICMP) or p.ip.frag:
+                return False
+            hit = want == -1 or (l4.type == want and (code is None or l4.code == code))
+            return hit != neg
+        return icmp_type
+    if mod == "icmp6":
+        return lambda p: False  # IPv6 only; the simulator's packets are IPv4
+    if mod in ("state", "conntrack") and name in ("state", "ctstate"):
+        states = {s.upper() for s in val.split(",")}
+        if not states <= _CT_BITS:
+            raise fail(f"conntrack state(s) {sorted(states - _CT_BITS)}")
+        return lambda p: bool(_ct_states(p) & states) != neg
+    if mod == "conntrack":
+        return _conntrack_option(rule, o)
+    if mod == "mac" and name == "mac-source":
+        want_mac = Mac.parse(val)
+        return lambda p: p.ctx.src_mac is not None and ((p.ctx.src_mac == want_mac) != neg)
+    if mod == "mark" and name == "mark":
+        value, mask = _value_mask(val, rule)
+        return lambda p: ((p.mark & mask) == value) != neg
+    if mod == "connmark" and name == "mark":
+        value, mask = _value_mask(val, rule)
+        return lambda p: p.conn is not None and (((p.conn.mark & mask) == value) != neg)
+    if mod == "physdev":
+        return _physdev_option(rule, o)
+    if mod == "set":
+        if name == "match-set":
+            set_name, dirs = o.args[0], o.args[1].split(",")[0]
+
+            def match_set(p: _Pkt) -> bool:
+                ipset = next((s for s in p.ctx.ipsets if s.name == set_name), None)
+                if ipset is None:
+                    p.notes.append(f"ipset {set_name} unknown (ipset unsupported): no match")
+                    return False
+                addr = p.ip.src if dirs == "src" else p.ip.dst
+                return (addr in ipset) != neg
+            return match_set
+        if name in ("return-nomatch", "update-counters", "update-subcounters"):
+            return None
+        raise fail()
+    if mod == "addrtype" and name in ("src-type", "dst-type"):
+        types = set(val.upper().split(","))
+        if not types <= {"LOCAL", "UNICAST", "BROADCAST", "MULTICAST"}:
+            raise fail(f"address type(s) {sorted(types)}")
+        if name == "src-type":
+            return lambda p: (_addr_type(p.ip.src, p) in types) != neg
+        return lambda p: (_addr_type(p.ip.dst, p) in types) != neg
+    if mod == "addrtype" and name in ("limit-iface-in", "limit-iface-out"):
+        return None
+    if mod == "length" and name == "length":
+        lo, hi = _port_range(val, rule)
+        return lambda p: (lo <= len(to_bytes(p.ip, pad=False)) <= hi) != neg
+    raise fail()
+
+
+def _conntrack_option(rule: Rule, o: Option) -> _Test:
+    neg, name, val = o.negated, o.name, o.value
+    if name == "ctdir":
+        want = Direction.ORIGINAL if val.upper() == "ORIGINAL" else Direction.REPLY
+        return lambda p: p.ct is not None and p.ct.conn is not None and ((p.ct.direction is want) != neg)
+    if name == "ctproto":
+        from neutrino.host.iptables import PROTOCOL_NUMBERS
+        num = int(val) if val.isdigit() else PROTOCOL_NUMBERS.get(val.lower(), -1)
+        return lambda p: p.conn is not None and ((p.conn.original.proto == num) != neg)
+    fields: dict[str, Callable[[Connection], IPv4Address | int]] = {
+        "ctorigsrc": lambda c: c.original.src, "ctorigdst": lambda c: c.original.dst,
+        "ctreplsrc": lambda c: c.reply.src, "ctrepldst": lambda c: c.reply.dst,
+        "ctorigsrcport": lambda c: c.original.sport, "ctorigdstport": lambda c: c.original.dport,
+        "ctreplsrcport": lambda c: c.reply.sport, "ctrepldstport": lambda c: c.reply.dport,
+    }
+    if name in fields:
+        get = fields[name]
+        if name.endswith("port"):
+            lo, hi = _port_range(val, rule)
+            return lambda p: p.conn is not None and ((lo <= int(get(p.conn)) <= hi) != neg)
+        net = ip_network(val, strict=False)
+        return lambda p: p.conn is not None and ((get(p.conn) in net) != neg)
+    if name == "ctstatus":
+        want_st = set(val.upper().split(","))
+
+        def status(p: _Pkt) -> bool:
+            c = p.conn
+            have = set() if c is None else {"CONFIRMED"} if c.confirmed else set()
+            if c is not None and c.seen_reply:
+                have |= {"SEEN_REPLY", "ASSURED"}
+            if not have:
+                have = {"NONE"}
+            return bool(have & want_st) != neg
+        return status
+    raise UnsupportedRule(rule, f"-m conntrack --{name}")
+
+
+def _physdev_option(rule: Rule, o: Option) -> _Test:
+    """xt_physdev: without bridge information every non-negated option fails."""
+    neg, name = o.negated, o.name
+
+    def bridged(p: _Pkt) -> bool:
+        return p.ctx.physdev_in is not None or p.ctx.physdev_out is not None
+
+    if name == "physdev-is-bridged":
+        return lambda p: neg if not bridged(p) else (
+            (p.ctx.physdev_is_bridged or p.ctx.physdev_out is not None) != neg)
+    if name == "physdev-is-in":
+        return lambda p: neg if not bridged(p) else ((p.ctx.physdev_in is not None) != neg)
+    if name == "physdev-is-out":
+        return lambda p: neg if not bridged(p) else ((p.ctx.physdev_out is not None) != neg)
+    if name in ("physdev-in", "physdev-out"):
+        iface = Interface(o.value)
+        attr = "physdev_in" if name == "physdev-in" else "physdev_out"
+        return lambda p: neg if not bridged(p) else (iface.matches(getattr(p.ctx, attr) or "") != neg)
+    raise UnsupportedRule(rule, f"-m physdev --{name}")
+
+
+def _rule_tests(rule: Rule) -> tuple[_Test, ...]:
+    tests: list[_Test] = []
+    if rule.protocol is not None:
+        num = rule.protocol.number
+        if num is None:
+            raise UnsupportedRule(rule, f"protocol {rule.protocol.name!r}")
+        pneg = rule.protocol.negated
+        if num != 0:
+            tests.append(lambda p: (p.ip.proto == num) != pneg)
+        elif pneg:
+            tests.append(lambda p: False)
+    if rule.source is not None:
+        tests.append(_net_test(rule.source, lambda ip: ip.src))
+    if rule.destination is not None:
+        tests.append(_net_test(rule.destination, lambda ip: ip.dst))
+    if rule.in_interface is not None:
+        tests.append(_iface_test(rule.in_interface, lambda c: c.in_dev))
+    if rule.out_interface is not None:
+        tests.append(_iface_test(rule.out_interface, lambda c: c.out_dev))
+    if rule.fragment is Fragment.FRAGMENTS:
+        tests.append(lambda p: p.ip.frag > 0)
+    elif rule.fragment is Fragment.NOT_FRAGMENTS:
+        tests.append(lambda p: p.ip.frag == 0)
+    for m in rule.matches:
+        if m.module not in _MODULES:
+            raise UnsupportedRule(rule, f"match module -m {m.module}")
+        for o in m.options:
+            t = _option_test(rule, m, o)
+            if t is not None:
+                tests.append(t)
+    return tuple(tests)
+
+
+_MODULES = frozenset({"tcp", "udp", "sctp", "dccp", "multiport", "icmp", "icmp6", "state", "conntrack",
+                      "mac", "mark", "connmark", "comment", "physdev", "set", "addrtype", "limit", "length"})
+
+
+# ------------------------------------------------------------------------------------ targets
+
+
+def _nat_to(text: str, rule: Rule) -> tuple[IPv4Address | None, int | None, tuple[int, int] | None]:
+    """``ip[-ip][:port[-port]]`` (first address and port; the range for a port clash)."""
+    m = re.fullmatch(r"([\d.]+)?(?:-[\d.]+)?(?::(\d+)(?:-(\d+))?)?", text)
+    if not m:
+        raise UnsupportedRule(rule, f"NAT address {text!r}")
+    addr = IPv4Address(m.group(1)) if m.group(1) else None
+    port = int(m.group(2)) if m.group(2) else None
+    rng = (port, int(m.group(3))) if port is not None and m.group(3) else None
+    return addr, port, rng
+
+
+_REJECT = {
+    "icmp-net-unreachable": 0, "icmp-host-unreachable": 1, "icmp-proto-unreachable": 2,
+    "icmp-port-unreachable": 3, "icmp-net-prohibited": 9, "icmp-host-prohibited": 10,
+    "icmp-admin-prohibited": 13, "tcp-reset": -1,
+}
+
+
+def _reject_packet(p: _Pkt, how: str) -> IPv4 | None:
+    pkt = p.ip
+    if how == "tcp-reset":
+        tcp = pkt.payload
+        if not isinstance(tcp, TCP) or tcp.flags & TCPFlag.RST:
+            return None
+        if tcp.flags & TCPFlag.ACK:
+            rst = TCP(sport=tcp.dport, dport=tcp.sport, seq=tcp.ack, flags=TCPFlag.RST, window=0)
+        else:
+            length = len(tcp.payload.data) if tcp.payload is not None else 0
+            ack = tcp.seq + length + bool(tcp.flags & TCPFlag.SYN) + bool(tcp.flags & TCPFlag.FIN)
+            rst = TCP(sport=tcp.dport, dport=tcp.sport, ack=ack & 0xFFFFFFFF, flags=TCPFlag.RST | TCPFlag.ACK,
+                      window=0)
+        return IPv4(src=pkt.dst, dst=pkt.src, payload=rst)
+    if isinstance(pkt.payload, ICMP) and pkt.payload.type in ICMP_ERRORS:
+        return None  # no ICMP error about an ICMP error
+    src = pkt.dst if pkt.dst in p.ctx.local_addrs else (p.ctx.dev_addr(p.ctx.in_dev) or pkt.dst)
+    return IPv4(src=src, dst=pkt.src, payload=icmp_error(3, _REJECT[how], pkt))
+
+
+def _target(rule: Rule, t: Target, table: TableName, chains: set[str]) -> tuple[
+        _Kind, str, Callable[[_Pkt], NfVerdict | None] | None]:
+    name = t.name
+
+    def opts(allowed: set[str]) -> None:
+        extra = [o.name for o in t.options if o.name not in allowed]
+        if extra:
+            raise UnsupportedRule(rule, f"-j {name} option(s) {extra}")
+
+    if name in chains:
+        return (_Kind.GOTO if t.goto else _Kind.JUMP), name, None
+    if name in ("ACCEPT", "DROP", "RETURN"):
+        return {"ACCEPT": _Kind.ACCEPT, "DROP": _Kind.DROP, "RETURN": _Kind.RETURN}[name], "", None
+    if name in ("LOG", "CHECKSUM", "NFLOG"):
+        return _Kind.ACTION, "", lambda p: None
+    if name == "MARK":
+        opts({"set-xmark", "set-mark", "and-mark", "or-mark", "xor-mark"})
+        o = t.options[0]
+        v, m = _value_mask(o.value, rule)
+        fn: Callable[[int], int] = {
+            "set-xmark": lambda x: (x & ~m) ^ v, "set-mark": lambda x: (x & ~m) | v,
+            "and-mark": lambda x: x & v, "or-mark": lambda x: x | v, "xor-mark": lambda x: x ^ v,
+        }[o.name]
+
+        def mark(p: _Pkt) -> None:
+            p.mark = fn(p.mark) & 0xFFFFFFFF
+            return None
+        return _Kind.ACTION, "", mark
+    if name == "CONNMARK":
+        opts({"set-xmark", "set-mark", "save-mark", "restore-mark", "nfmask", "ctmask", "mask"})
+        full = 0xFFFFFFFF
+        both = _value_mask(t.value("mask") or "0xffffffff", rule)[0]
+        nfmask = _value_mask(t.value("nfmask") or "", rule)[0] if t.has("nfmask") else both
+        ctmask = _value_mask(t.value("ctmask") or "", rule)[0] if t.has("ctmask") else both
+
+        def connmark(p: _Pkt) -> None:
+            c = p.conn
+            if c is None:
+                return None
+            if t.has("save-mark"):
+                c.mark = ((c.mark & ~ctmask) ^ (p.mark & nfmask)) & full
+            elif t.has("restore-mark"):
+                p.mark = ((p.mark & ~nfmask) ^ (c.mark & ctmask)) & full
+            else:
+                o = next(x for x in t.options if x.name in ("set-xmark", "set-mark"))
+                v, m = _value_mask(o.value, rule)
+                c.mark = (((c.mark & ~m) ^ v) if o.name == "set-xmark" else ((c.mark & ~m) | v)) & full
+            return None
+        return _Kind.ACTION, "", connmark
+    if name in ("CT", "NOTRACK"):
+        if table is not TableName.RAW:
+            raise UnsupportedRule(rule, f"-j {name} outside the raw table")
+        opts({"zone", "notrack", "ctevents", "expevents", "timeout", "helper"})
+        zone = int(t.value("zone") or "0", 0) if t.has("zone") else None
+        notrack = name == "NOTRACK" or t.has("notrack")
+
+        def ct(p: _Pkt) -> None:
+            if notrack:
+                p.notrack = True
+            if zone is not None:
+                p.zone = zone
+            return None
+        return _Kind.ACTION, "", ct
+    if name == "REJECT":
+        opts({"reject-with"})
+        how = t.value("reject-with") or "icmp-port-unreachable"
+        how = {"icmp-net-unreach": "icmp-net-unreachable", "icmp-host-unreach": "icmp-host-unreachable",
+               "icmp-port-unreach": "icmp-port-unreachable", "icmp-proto-unreach": "icmp-proto-unreachable",
+               "tcp-rst": "tcp-reset"}.get(how, how)
+        if how not in _REJECT:
+            raise UnsupportedRule(rule, f"--reject-with {how}")
+
+        def reject(p: _Pkt) -> NfVerdict:
+            out = _reject_packet(p, how)
+            if out is not None:
+                p.emit.append(out)
+            return NfVerdict.DROP
+        return _Kind.FINAL, "", reject
+    if name in ("DNAT", "SNAT", "MASQUERADE", "REDIRECT"):
+        if table is not TableName.NAT:
+            raise UnsupportedRule(rule, f"-j {name} outside the nat table")
+        return _Kind.FINAL, "", _nat_target(rule, t)
+    raise UnsupportedRule(rule, f"target -j {name}")
+
+
+def _nat_target(rule: Rule, t: Target) -> Callable[[_Pkt], NfVerdict | None]:
+    name = t.name
+    if name in ("DNAT", "SNAT"):
+        opt = "to-destination" if name == "DNAT" else "to-source"
+        if not t.has(opt):
+            raise UnsupportedRule(rule, f"-j {name} without --{opt}")
+        addr, port, _rng = _nat_to(t.value(opt) or "", rule)
+        manip = Manip.DST if name == "DNAT" else Manip.SRC
+
+        def nat(p: _Pkt) -> NfVerdict:
+            p.nat = (manip, addr if addr is not None else (p.ip.dst if manip is Manip.DST else p.ip.src), port)
+            return NfVerdict.ACCEPT
+        return nat
+    ports = t.value("to-ports")
+    port = _port_range(ports.replace("-", ":"), rule)[0] if ports else None
+    if name == "MASQUERADE":
+        def masquerade(p: _Pkt) -> NfVerdict:
+            addr = p.ctx.dev_addr(p.ctx.out_dev)
+            if addr is None:
+                p.notes.append(f"MASQUERADE: no address on {p.ctx.out_dev}: dropped")
+                return NfVerdict.DROP
+            p.nat = (Manip.SRC, addr, port)
+            return NfVerdict.ACCEPT
+        return masquerade
+
+    def redirect(p: _Pkt) -> NfVerdict:
+        addr = IPv4Address("127.0.0.1") if p.ctx.in_dev is None else p.ctx.dev_addr(p.ctx.in_dev)
+        if addr is None:
+            p.notes.append(f"REDIRECT: no address on {p.ctx.in_dev}: dropped")
+            return NfVerdict.DROP
+        p.nat = (Manip.DST, addr, port)
+        return NfVerdict.ACCEPT
+    return redirect
+
+
+def _action_text(c: _Compiled, table: TableName) -> str:
+    t = c.rule.target
+    if c.kind is _Kind.JUMP:
+        return f"[{table}] jump to {c.chain}"
+    if c.kind is _Kind.GOTO:
+        return f"[{table}] goto {c.chain}"
+    if c.kind is _Kind.NONE or t is None:
+        return f"[{table}] no target"
+    return f"[{table}] {t.name}"
+
+
+# ------------------------------------------------------------------------------------ tables
+
+
+@dataclass(frozen=True, slots=True)
+class _Chain:
+    name: str
+    policy: Policy | None
+    rules: tuple[_Compiled, ...]
+
+
+class Netfilter:
+    """The netfilter of one network namespace: its ruleset and its conntrack table."""
+
+    def __init__(self, ruleset: Ruleset, conntrack: Conntrack | None = None) -> None:
+        self.ruleset = ruleset
+        self.conntrack = conntrack if conntrack is not None else Conntrack()
+        self._compiled: dict[tuple[TableName, str], _Chain] = {}
+
+    def compile_all(self) -> None:
+        """Compile every chain now (raises :class:`UnsupportedRule` for any rule the simulator
+        cannot interpret; otherwise chains compile when first reached)."""
+        for table in self.ruleset.tables:
+            for chain in table.chains:
+                self._chain(table.name, chain.name)
+
+    def _chain(self, table: TableName, name: str) -> _Chain | None:
+        key = (table, name)
+        got = self._compiled.get(key)
+        if got is not None:
+            return got
+        tab = self.ruleset.find(table)
+        chain = None if tab is None else tab.find(name)
+        if tab is None or chain is None:
+            return None
+        names = {c.name for c in tab.chains}
+        rules = []
+        for rule in chain.rules:
+            if rule.target is None:
+                kind, dest, action = _Kind.NONE, "", None
+            else:
+                kind, dest, action = _target(rule, rule.target, table, names)
+            rules.append(_Compiled(rule, format_rule(rule), _rule_tests(rule), kind, dest, action))
+        compiled = _Chain(name, chain.policy, tuple(rules))
+        self._compiled[key] = compiled
+        return compiled
+
+    def _run(self, table: TableName, hook: Hook, p: _Pkt) -> tuple[NfVerdict | None, Rule | None]:
+        """Run ``table``'s built-in chain for ``hook``: (ACCEPT/DROP, deciding rule), or
+        (None, None) when the table has no such chain."""
+        if hook.value not in BUILTIN_CHAINS[table]:
+            return None, None
+        start = self._chain(table, hook.value)
+        if start is None:
+            return None, None
+        chain, i = start, 0
+        stack: list[tuple[_Chain, int]] = []
+        while True:
+            if i >= len(chain.rules):
+                if stack:
+                    chain, i = stack.pop()
+                    continue
+                return self._policy(table, start, p), None
+            c = chain.rules[i]
+            i += 1
+            if not c.matches(p):
+                continue
+            p.steps.append(Step(StepKind.RULE, c.text, _action_text(c, table), c.rule.origin))
+            kind = c.kind
+            if kind is _Kind.JUMP or kind is _Kind.GOTO:
+                target = self._chain(table, c.chain)
+                if target is None:  # pragma: no cover - _target only jumps to chains of the table
+                    raise UnsupportedRule(c.rule, f"jump to missing chain {c.chain}")
+                if kind is _Kind.JUMP:
+                    if len(stack) > 64:
+                        raise UnsupportedRule(c.rule, "chain loop (more than 64 nested jumps)")
+                    stack.append((chain, i))
+                chain, i = target, 0
+            elif kind is _Kind.RETURN:
+                if not stack:
+                    return self._policy(table, start, p), None
+                chain, i = stack.pop()
+            elif kind is _Kind.ACCEPT:
+                return NfVerdict.ACCEPT, c.rule
+            elif kind is _Kind.DROP:
+                return NfVerdict.DROP, c.rule
+            elif kind is _Kind.ACTION or kind is _Kind.FINAL:
+                assert c.action is not None
+                verdict = c.action(p)
+                if verdict is not None:
+                    return verdict, c.rule
+
+    def _policy(self, table: TableName, chain: _Chain, p: _Pkt) -> NfVerdict:
+        policy = chain.policy or Policy.ACCEPT
+        verdict = NfVerdict.DROP if policy is Policy.DROP else NfVerdict.ACCEPT
+        if table is TableName.FILTER or verdict is NfVerdict.DROP:
+            p.steps.append(Step(StepKind.POLICY, f"-P {chain.name} {policy}", f"[{table}] policy"))
+        return verdict
+
+    # -------------------------------------------------------------------------------- hooks
+
+    def hook(self, hook: Hook, pkt: IPv4, ctx: HookCtx) -> HookResult:
+        """Pass ``pkt`` through ``hook``: the tables in the kernel's order, conntrack and NAT."""
+        p = _Pkt(pkt, ctx, ctx.mark, ctx.ct, ctx.zone)
+        last: Rule | None = None
+        for table in _ORDER[hook]:
+            if table == TableName.MANGLE and p.ct is None:
+                self._track(p)  # conntrack runs between raw and mangle
+            if table == _NAT:
+                verdict, rule = self._nat(hook, p)
+            else:
+                verdict, rule = self._run(TableName(table), hook, p)
+            if verdict is NfVerdict.DROP:
+                if rule is None:
+                    p.steps.append(Step(StepKind.DROP, "", f"dropped in {hook.value}"))
+                else:
+                    p.steps.append(Step(StepKind.DROP, format_rule(rule), f"dropped in {hook.value}",
+                                        rule.origin))
+                return self._result(NfVerdict.DROP, p, rule)
+            if table == TableName.FILTER:
+                last = rule
+        if p.ct is None:
+            self._track(p)
+        if hook in (Hook.INPUT, Hook.POSTROUTING) and p.ct is not None:
+            self.conntrack.confirm(p.ct)
+        return self._result(NfVerdict.ACCEPT, p, last)
+
+    def traverse(self, hooks: Sequence[Hook], pkt: IPv4, ctx: HookCtx) -> HookResult:
+        """Run ``hooks`` in turn (e.g. :data:`FORWARD_PATH`), carrying the packet, its mark and its
+        conntrack attachment; stops at the first DROP. The result gathers every hook's steps."""
+        steps: list[Step] = []
+        notes: list[str] = []
+        emit: list[IPv4] = []
+        res: HookResult | None = None
+        decider: Rule | None = None
+        for h in hooks:
+            res = self.hook(h, pkt, ctx)
+            steps.extend(res.steps)
+            notes.extend(res.notes)
+            emit.extend(res.emit)
+            if res.rule is not None or not res.accepted:
+                decider = res.rule
+            if not res.accepted:
+                break
+            pkt, ctx = res.packet, replace(ctx, mark=res.mark, ct=res.ct)
+        if res is None:
+            raise ValueError("no hooks to traverse")
+        return replace(res, steps=tuple(steps), notes=tuple(dict.fromkeys(notes)), emit=tuple(emit),
+                       rule=decider)
+
+    def _result(self, verdict: NfVerdict, p: _Pkt, rule: Rule | None) -> HookResult:
+        return HookResult(verdict, p.ip, p.mark, p.ct, tuple(p.steps), rule, tuple(p.emit),
+                          tuple(dict.fromkeys(p.notes)))
+
+    def _track(self, p: _Pkt) -> None:
+        if p.notrack:
+            p.ct = CtRef(None, Direction.ORIGINAL, CtState.UNTRACKED, p.zone)
+        else:
+            p.ct = self.conntrack.lookup(p.ip, p.zone)
+            if p.ct.conn is not None and not p.ct.conn.confirmed and p.ct.conn.mark == 0:
+                p.ct.conn.mark = p.ctx.connmark
+        ref = p.ct
+        zone = f" zone {ref.zone}" if ref.zone else ""
+        detail = "untracked" if ref.conn is None and ref.state is CtState.UNTRACKED else (
+            "no connection" if ref.conn is None else
+            f"{ref.direction.value}: {ref.conn.original.text()}" + (
+                "" if ref.conn.confirmed else " (new entry)"))
+        p.steps.append(Step(StepKind.CONNTRACK, f"ct state {ref.state.value}{zone}", detail))
+
+    def _nat(self, hook: Hook, p: _Pkt) -> tuple[NfVerdict | None, Rule | None]:
+        ref, conn = p.ct, p.conn
+        if ref is None or conn is None:
+            return None, None  # invalid or untracked: nat is skipped
+        manip = _MANIP[hook]
+        rule: Rule | None = None
+        if ref.state is CtState.NEW and ref.direction is Direction.ORIGINAL and manip not in conn.nat_done:
+            p.nat = None
+            verdict, rule = self._run(TableName.NAT, hook, p)
+            if verdict is NfVerdict.DROP:
+                return verdict, rule
+            if p.nat is not None:
+                m, addr, port = p.nat
+                self.conntrack.bind(conn, m, addr, port)
+            conn.nat_done.add(manip)  # the binding, or the null binding
+        before = p.ip
+        p.ip = _translate(p.ip, conn, ref.direction, manip, related=ref.state is CtState.RELATED)
+        if p.ip != before:
+            what = "DNAT" if manip is Manip.DST else "SNAT"
+            if ref.direction is Direction.REPLY:
+                what = f"un-{'SNAT' if manip is Manip.DST else 'DNAT'}"
+            old, new = (before.dst, p.ip.dst) if manip is Manip.DST else (before.src, p.ip.src)
+            oport, nport = _port_of(before, manip), _port_of(p.ip, manip)
+            text = f"{what} {old}{f':{oport}' if oport else ''} -> {new}{f':{nport}' if nport else ''}"
+            p.steps.append(Step(StepKind.NAT, text, f"{hook.value}, {ref.direction.value} direction",
+                                rule.origin if rule is not None else ""))
+        return NfVerdict.ACCEPT, rule
+
+
+def _port_of(pkt: IPv4, manip: Manip) -> int | None:
+    l4 = pkt.payload
+    if isinstance(l4, TCP | UDP):
+        return l4.dport if manip is Manip.DST else l4.sport
+    return None
+
+
+def _rewrite(pkt: IPv4, manip: Manip, target: Tuple) -> IPv4:
+    l4 = pkt.payload
+    if manip is Manip.DST:
+        if isinstance(l4, TCP | UDP) and pkt.proto in (6, 17):
+            l4 = with_(l4, dport=target.dport)
+        elif isinstance(l4, ICMP) and l4.type not in ICMP_ERRORS:
+            l4 = with_(l4, id=target.sport)
+        out: IPv4 = with_(pkt, dst=target.dst, payload=l4)
+        return out
+    if isinstance(l4, TCP | UDP) and pkt.proto in (6, 17):
+        l4 = with_(l4, sport=target.sport)
+    elif isinstance(l4, ICMP) and l4.type not in ICMP_ERRORS:
+        l4 = with_(l4, id=target.sport)
+    res: IPv4 = with_(pkt, src=target.src, payload=l4)
+    return res
+
+
+def _translate(pkt: IPv4, conn: Connection, direction: Direction, manip: Manip, *, related: bool) -> IPv4:
+    """The kernel's nf_nat_packet (and nf_nat_icmp_reply_translation for a RELATED ICMP error)."""
+    want_dnat = (manip is Manip.DST) == (direction is Direction.ORIGINAL)
+    if not (conn.dnat if want_dnat else conn.snat):
+        return pkt
+    other = conn.tuple(direction.other)
+    target = other.inverse()
+    icmp = pkt.payload
+    if related and isinstance(icmp, ICMP) and icmp.type in ICMP_ERRORS and isinstance(icmp.payload, IPv4):
+        inner_manip = Manip.SRC if manip is Manip.DST else Manip.DST
+        inner = _rewrite(icmp.payload, inner_manip, other)
+        outer: IPv4 = with_(pkt, payload=with_(icmp, payload=inner))
+        if manip is Manip.DST:
+            return replace(outer, dst=target.dst)
+        return replace(outer, src=target.src)
+    return _rewrite(pkt, manip, target)
