@@ -19,6 +19,7 @@ from neutrino.linux.runner import wait_for
 from neutrino.plan import plan_cloud
 from neutrino.scenarios.model import load_scenario
 from neutrino.scenarios.resources import apply_scenario_resources
+from neutrino.services.snapshot import CloudSnapshot
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class UpResult:
     scenario: str
     hosts: tuple[HostState, ...]
     db_url: str
+    cloud: CloudSnapshot
 
 
 def _free_port() -> int:
@@ -66,4 +68,4 @@ def bring_up(scenario_path: str | Path, *, state: Path | None = None, keep: bool
     if keep:
         for h in hosts:
             store.save_host(h)
-    return UpResult(str(scenario_path), hosts, db_url)
+    return UpResult(str(scenario_path), hosts, db_url, cloud)

@@ -1,0 +1,66 @@
+"""A :class:`~neutrino.sim.world.World` for a planned cloud: its hosts' states, and from the cloud
+snapshot the guests (each server's port, tap or vnet device, MAC and fixed IP), the hosts' tunnel
+addresses and the outside world behind each router's external gateway."""
+
+from __future__ import annotations
+
+import ipaddress
+from ipaddress import IPv4Address, IPv4Interface
+
+from neutrino.host.state import HostState
+from neutrino.plan import naming
+from neutrino.scenarios.model import Mechanism
+from neutrino.services.snapshot import CloudSnapshot
+from neutrino.sim.world import ExternalNet, GuestSpec, World
+
+
+def _device_for(host: HostState | None, port_id: str, mac: str) -> str | None:
+    if host is None:
+        return None
+    tap = naming.tap_device(port_id)
+    vnet_mac = "fe" + mac[2:]
+    for ns in host.namespaces:
+        for lk in ns.links or ():
+            if lk.name == tap or (lk.name.startswith("vnet") and (lk.mac or "").lower() == vnet_mac.lower()):
+                return lk.name
+    return None
+
+
+def guests_of(cloud: CloudSnapshot, hosts: dict[str, HostState]) -> tuple[GuestSpec, ...]:
+    out = []
+    for n, server in enumerate(cloud.servers, 1):
+        for pid in server.port_ids[:1]:
+            port = cloud.port(pid)
+            dev = _device_for(hosts.get(server.host), port.id, port.mac_address)
+            if dev is None:
+                continue
+            ip = next((f.ip_address for f in port.fixed_ips if isinstance(f.ip_address, IPv4Address)), None)
+            out.append(GuestSpec(server.name, server.host, dev, port.mac_address, ip,
+                                 cloud.deployment.nova_network.instance_offset + n))
+    return tuple(out)
+
+
+def externals_of(cloud: CloudSnapshot, hosts: dict[str, HostState]) -> tuple[ExternalNet, ...]:
+    out: list[ExternalNet] = []
+    if cloud.deployment.mechanism is Mechanism.NOVA_NETWORK:
+        return ()
+    for router in cloud.routers:
+        gw = router.gateway
+        if gw is None or router.host not in hosts:
+            continue
+        sub = next((s for s in cloud.subnets_of(gw.network_id) if s.ip_version == 4 and s.gateway_ip), None)
+        if sub is None:
+            continue
+        iface = IPv4Interface(f"{sub.gateway_ip}/{sub.cidr.prefixlen}")
+        if any(e.gateway == iface and e.host == router.host for e in out):
+            continue
+        out.append(ExternalNet(router.host, "br-ex", iface))
+    return tuple(out)
+
+
+def world_of(cloud: CloudSnapshot, hosts: tuple[HostState, ...]) -> World:
+    by_name = {h.name: h for h in hosts}
+    tunnel_ips = {h.name: h.tunnel_ip for h in cloud.deployment.hosts
+                  if isinstance(h.tunnel_ip, ipaddress.IPv4Address)}
+    return World(hosts, tunnel_ips=tunnel_ips, guests=guests_of(cloud, by_name),
+                 externals=externals_of(cloud, by_name))

@@ -1,0 +1,712 @@
+"""The simulator: a cloud's hosts, their wiring, guests and the outside world, and a loop that
+moves frames through them, recording every decision.
+
+``World`` interprets exactly the host states (planned or imported): each namespace is an
+:class:`IpStack` with its :class:`Netfilter`, each OVS bridge an :class:`OvsBridgeSim`, each Linux
+bridge a :class:`LinuxBridgeSim`, each dnsmasq a :class:`DhcpServer`, each instance a
+:class:`Guest`. Frames move along the wires of :mod:`neutrino.sim.topology`; tunnel ports
+encapsulate into the remote host. ``boot()`` runs every guest's DHCP client; ``probe()`` sends one
+packet (ICMP echo, a TCP SYN, a UDP datagram or an HTTP GET to the metadata address) and returns
+its :class:`Trace`, with the reply's.
+
+Order inside a namespace is the kernel's: PREROUTING, the input route, then INPUT and local
+delivery or FORWARD, POSTROUTING and neighbour resolution; locally generated packets go OUTPUT,
+POSTROUTING. Bridged IPv4 between Linux bridge ports goes through PREROUTING, FORWARD and
+POSTROUTING of the host's root namespace with physdev matches (br_netfilter).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import deque
+from dataclasses import dataclass, field, replace
+from ipaddress import IPv4Address, IPv4Interface
+
+from neutrino.errors import InvalidInput
+from neutrino.host.iproute_link import Address, Link, LinkKind, OperState
+from neutrino.host.iproute_route import Route
+from neutrino.host.ofctl_show import OfPort
+from neutrino.host.ovsdb import Bridge, Interface, OvsdbShow, Port
+from neutrino.host.state import ROOT, HostState, NamespaceState
+from neutrino.host.sysctl import Sysctl
+from neutrino.sim.guest import Guest
+from neutrino.sim.ipstack import Action, IpStack, RouteDecision, Unreachable
+from neutrino.sim.linuxbridge import LinuxBridgeSim, PortInfo
+from neutrino.sim.netfilter import FORWARD_PATH, Hook, HookCtx, Netfilter
+from neutrino.sim.ovs import Meta, OvsBridgeSim
+from neutrino.sim.packets import (
+    ARP,
+    DHCP,
+    ICMP,
+    TCP,
+    UDP,
+    Ethernet,
+    ICMPType,
+    IPv4,
+    Mac,
+    Raw,
+    TCPFlag,
+    echo_reply,
+    summary,
+    with_,
+)
+from neutrino.sim.services import DhcpServer, MetadataEndpoint, MetadataInstance, http_get_path
+from neutrino.sim.topology import End, Kind, Topology, Tunnel, build
+from neutrino.sim.trace import DropReason, Hop, Step, StepKind, Trace, Verdict, VerdictKind
+
+OUTSIDE = "outside"  # the outside world's namespace and host name
+INTERNET = "internet"
+MAX_EVENTS = 5000
+METADATA_PORTS = (9697, 8775, 80)
+
+
+@dataclass(frozen=True, slots=True)
+class GuestSpec:
+    """An instance: its server name, host, the tap/vnet device on the host, MAC and fixed IP."""
+
+    name: str
+    host: str
+    device: str
+    mac: str
+    fixed_ip: IPv4Address | None = None
+    instance_number: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class ExternalNet:
+    """The outside world as seen from a cloud: a gateway address on the external subnet, reached
+    through ``bridge`` of ``host`` (the network host's br-ex)."""
+
+    host: str
+    bridge: str
+    gateway: IPv4Interface
+
+
+@dataclass
+class _Event:
+    end: End
+    frame: Ethernet
+    meta: Meta = field(default_factory=Meta)
+
+
+@dataclass
+class _Run:
+    """The bookkeeping of one probe: the hops seen, and whether the packets we follow arrived."""
+
+    hops: list[Hop] = field(default_factory=list)
+    side: list[Hop] = field(default_factory=list)  # ARP and other helper traffic
+    delivered_at: str = ""
+    replied: bool = False
+    reply_start: int = -1
+    drops: list[tuple[str, Step]] = field(default_factory=list)
+
+
+def _flow_key(frame: Ethernet) -> tuple[int, int] | None:
+    """What identifies a probe's packets through NAT: the ICMP id or the TCP/UDP source port of
+    the request (and the destination port of the reply)."""
+    ip4 = _ip(frame)
+    if ip4 is None:
+        return None
+    p = ip4.payload
+    if isinstance(p, ICMP):
+        return (1, p.id)
+    if isinstance(p, TCP):
+        return (6, p.sport if p.sport >= 30000 else p.dport)
+    if isinstance(p, UDP) and not isinstance(p.payload, DHCP):
+        return (17, p.sport if p.sport >= 30000 else p.dport)
+    return None
+
+
+def _ip(frame: Ethernet) -> IPv4 | None:
+    p = frame.payload
+    while p is not None and not isinstance(p, IPv4 | ARP):
+        p = getattr(p, "payload", None)
+    return p if isinstance(p, IPv4) else None
+
+
+def _strip_vlans(frame: Ethernet) -> Ethernet:
+    from neutrino.sim.packets import pop_vlan, vlan_ids
+
+    while vlan_ids(frame):
+        frame = pop_vlan(frame)
+    return frame
+
+
+class World:
+    def __init__(self, hosts: tuple[HostState, ...], *, tunnel_ips: dict[str, IPv4Address] | None = None,
+                 guests: tuple[GuestSpec, ...] = (), externals: tuple[ExternalNet, ...] = ()) -> None:
+        self.specs = {g.name: g for g in guests}
+        self.externals = externals
+        host_list = list(hosts)
+        if externals:
+            host_list = [self._with_outside_port(h, externals) for h in host_list]
+            host_list.append(self._outside_host(externals))
+        dev_guests = {(g.host, g.device): g.name for g in guests}
+        self.topo: Topology = build(tuple(host_list), tunnel_ips=dict(tunnel_ips or {}), guests=dev_guests)
+        for ext in externals:
+            self.topo.connect(End(Kind.OVS, ext.host, ext.bridge, f"{OUTSIDE}-{ext.host}"[:15]),
+                              End(Kind.NS, OUTSIDE, ROOT, f"ext-{ext.host}"[:15]))
+        self.hosts = {h.name: h for h in host_list}
+        self.guests = {g.name: Guest(g.name, Mac.parse(g.mac)) for g in guests}
+        self._stacks: dict[tuple[str, str], IpStack] = {}
+        self._nf: dict[tuple[str, str], Netfilter | None] = {}
+        self._ovs: dict[tuple[str, str], OvsBridgeSim] = {}
+        self._lbr: dict[tuple[str, str], LinuxBridgeSim] = {}
+        self._dhcp: dict[tuple[str, str, str], DhcpServer] = {}
+        self._pending: dict[tuple[str, str, IPv4Address], list[Ethernet]] = {}
+        self._guest_pending: dict[tuple[str, IPv4Address], list[Ethernet]] = {}
+        self.metadata = MetadataEndpoint(MetadataInstance(g.fixed_ip, g.instance_number, g.name)
+                                         for g in guests if g.fixed_ip is not None)
+        self._find_dhcp_servers()
+
+    # ---------------------------------------------------------------------------- the world
+
+    def _with_outside_port(self, host: HostState, externals: tuple[ExternalNet, ...]) -> HostState:
+        wanted = [e for e in externals if e.host == host.name]
+        show = host.ovs.show
+        if not wanted or not isinstance(show, OvsdbShow):
+            return host
+        bridges = []
+        ovs = host.ovs
+        for br in show.bridges:
+            if any(e.bridge == br.name for e in wanted):
+                name = f"{OUTSIDE}-{host.name}"[:15]
+                br = replace(br, ports=(*br.ports, Port(name, (Interface(name),))))
+                flows = ovs.flows_of(br.name)
+                if flows is not None and flows.ports is not None:  # give the new port an OpenFlow number
+                    numbers = [p.number for p in flows.ports.ports if isinstance(p.number, int)]
+                    extra = OfPort(max(numbers, default=0) + 1, name, Mac(0x02005E0000FF))
+                    ovs = ovs.with_bridge(replace(flows, ports=replace(flows.ports,
+                                                                       ports=(*flows.ports.ports, extra))))
+            bridges.append(br)
+        return replace(host, ovs=replace(ovs, show=replace(show, bridges=tuple(bridges))))
+
+    def _outside_host(self, externals: tuple[ExternalNet, ...]) -> HostState:
+        links = []
+        for i, e in enumerate(externals):
+            name = f"ext-{e.host}"[:15]
+            links.append(Link(i + 2, name, flags=("BROADCAST", "MULTICAST", "UP", "LOWER_UP"), mtu=1500,
+                              state=OperState.UP, link_type="ether", mac=f"02:00:5e:00:00:{i + 1:02x}",
+                              brd="ff:ff:ff:ff:ff:ff", addresses=(Address(e.gateway, "global"),),
+                              kind=LinkKind.VETH))
+        routes = tuple(Route(e.gateway.network, dev=f"ext-{e.host}"[:15], proto="kernel", scope="link",
+                             src=e.gateway.ip) for e in externals)
+        ns = NamespaceState(ROOT, links=tuple(links), routes=routes,
+                            sysctls=(Sysctl("net.ipv4.ip_forward", "1"),))
+        return HostState(OUTSIDE, namespaces=(ns,))
+
+    def _find_dhcp_servers(self) -> None:
+        for host in self.hosts.values():
+            for proc in host.processes or ():
+                opts = proc.options
+                for ns in host.namespaces:
+                    dev = opts.interface
+                    if dev is None:
+                        listen = opts.listen_addresses
+                        dev = next((lk.name for lk in ns.links or () for a in lk.addresses
+                                    if a.interface.ip in listen), None)
+                    if dev is None or ns.link(dev) is None:
+                        continue
+                    try:
+                        server = DhcpServer.from_state(proc, host.files, ns, interface=dev)
+                    except InvalidInput:
+                        continue
+                    self._dhcp[(host.name, ns.name, dev)] = server
+
+    def stack(self, host: str, ns: str) -> IpStack:
+        key = (host, ns)
+        if key not in self._stacks:
+            state = self.hosts[host].namespace(ns) or NamespaceState(ns)
+            self._stacks[key] = IpStack(state)
+        return self._stacks[key]
+
+    def netfilter(self, host: str, ns: str) -> Netfilter | None:
+        key = (host, ns)
+        if key not in self._nf:
+            state = self.hosts[host].namespace(ns)
+            self._nf[key] = Netfilter(state.iptables) if state is not None and state.iptables else None
+        return self._nf[key]
+
+    def bridge(self, host: str, name: str) -> OvsBridgeSim:
+        key = (host, name)
+        if key not in self._ovs:
+            h = self.hosts[host]
+            show = h.ovs.show
+            bridges = show.bridges if isinstance(show, OvsdbShow) else (show.bridges() if show else ())
+            br: Bridge = next(b for b in bridges if b.name == name)
+            flows = h.ovs.flows_of(name)
+            self._ovs[key] = OvsBridgeSim(br, flows.flows if flows else None, flows.ports if flows else None)
+        return self._ovs[key]
+
+    def linux_bridge(self, host: str, name: str) -> LinuxBridgeSim:
+        key = (host, name)
+        if key not in self._lbr:
+            h = self.hosts[host]
+            info = next(b for b in h.linux_bridges or () if b.name == name)
+            root = h.namespace(ROOT)
+            ports = {}
+            for dev in info.interfaces:
+                lk = root.link(dev) if root is not None else None
+                ports[dev] = PortInfo(Mac.parse(lk.mac) if lk is not None and lk.mac else None)
+            self._lbr[key] = LinuxBridgeSim(info, ports)
+        return self._lbr[key]
+
+    # ---------------------------------------------------------------------------- the loop
+
+    def _run(self, events: deque[_Event], run: _Run, goal: tuple[int, int] | None, target: str) -> None:
+        count = 0
+        while events:
+            count += 1
+            if count > MAX_EVENTS:
+                run.drops.append(("", Step(StepKind.DROP, "", "loop: too many frames")))
+                return
+            ev = events.popleft()
+            for nxt in self._step(ev, run, goal, target):
+                events.append(nxt)
+
+    def _hop(self, run: _Run, ev: _Event, element: str, steps: list[Step], goal: tuple[int, int] | None) -> None:
+        host = ev.end.host or ev.end.element
+        hop = Hop(host, element or "root", ev.end.port, "", summary(ev.frame), tuple(steps))
+        followed = goal is not None and _flow_key(_strip_vlans(ev.frame)) == goal
+        (run.hops if followed else run.side).append(hop)
+        if followed:
+            for st in steps:
+                if st.kind is StepKind.DROP:
+                    run.drops.append((f"{host} {element or 'root'}", st))
+
+    def _send_from(self, end: End, frame: Ethernet, meta: Meta | None = None) -> list[_Event]:
+        peer = self.topo.peer(end)
+        if peer is None:
+            return []
+        return [_Event(peer, frame, meta or Meta())]
+
+    def _step(self, ev: _Event, run: _Run, goal: tuple[int, int] | None, target: str) -> list[_Event]:
+        kind = ev.end.kind
+        if kind is Kind.OVS:
+            return self._at_ovs(ev, run, goal)
+        if kind is Kind.LBR:
+            return self._at_linux_bridge(ev, run, goal)
+        if kind is Kind.GUEST:
+            return self._at_guest(ev, run, goal, target)
+        if kind is Kind.NS:
+            return self._at_namespace(ev, run, goal, target)
+        return []
+
+    def _at_ovs(self, ev: _Event, run: _Run, goal: tuple[int, int] | None) -> list[_Event]:
+        sim = self.bridge(ev.end.host, ev.end.element)
+        res = sim.process(ev.end.port, ev.frame, ev.meta)
+        steps = list(res.steps)
+        out: list[_Event] = []
+        for emit in res.outputs:
+            here = End(Kind.OVS, ev.end.host, ev.end.element, emit.port)
+            tun = next((t for t in self.topo.tunnels if t.host == here.host and t.bridge == here.element
+                        and t.port == here.port), None)
+            if tun is not None:
+                far = self.topo.tunnel_to(tun)
+                if far is None:
+                    steps.append(Step(StepKind.DROP, emit.port, f"no host at tunnel endpoint {tun.remote_ip}"))
+                    continue
+                steps.append(self._encap_step(tun, far, emit.meta))
+                out.append(_Event(End(Kind.OVS, far.host, far.bridge, far.port), emit.frame,
+                                  Meta(tun_id=emit.meta.tun_id, tun_src=self._v4(tun.local_ip or self.topo.tunnel_ips.get(tun.host)),
+                                       tun_dst=self._v4(tun.remote_ip))))
+                continue
+            out.extend(self._send_from(here, emit.frame))
+        self._hop(run, ev, ev.end.element, steps, goal)
+        return out
+
+    @staticmethod
+    def _v4(ip: object) -> IPv4Address | None:
+        return ip if isinstance(ip, IPv4Address) else None
+
+    def _encap_step(self, tun: Tunnel, far: Tunnel, meta: Meta) -> Step:
+        key = f"key {meta.tun_id:#x}" if meta.tun_id is not None else "no key"
+        local = tun.local_ip or self.topo.tunnel_ips.get(tun.host)
+        return Step(StepKind.ENCAP, f"{tun.port} ({tun.type})",
+                    f"{tun.type.upper()} {local} > {tun.remote_ip}, {key}, to {far.host} {far.bridge} {far.port}")
+
+    def _at_linux_bridge(self, ev: _Event, run: _Run, goal: tuple[int, int] | None) -> list[_Event]:
+        host, name = ev.end.host, ev.end.element
+        sim = self.linux_bridge(host, name)
+        res = sim.receive(ev.end.port, ev.frame)
+        steps = [res.step]
+        out: list[_Event] = []
+        nf = self.netfilter(host, ROOT)
+        ip4 = _ip(ev.frame)
+        for port in res.ports:
+            frame = ev.frame
+            if res.netfilter and nf is not None and ip4 is not None:
+                ctx = HookCtx(in_dev=name, out_dev=name, physdev_in=ev.end.port, physdev_out=port,
+                              physdev_is_bridged=True, src_mac=ev.frame.src,
+                              local_addrs=frozenset(self.stack(host, ROOT).local_addresses()))
+                verdict = nf.traverse(FORWARD_PATH, ip4, ctx)
+                steps.extend(verdict.steps)
+                if not verdict.accepted:
+                    continue
+                frame = _replace_ip(frame, verdict.packet)
+            out.extend(self._send_from(End(Kind.LBR, host, name, port), frame))
+        if res.up:
+            out.append(_Event(End(Kind.NS, host, ROOT, name), ev.frame))
+        self._hop(run, ev, name, steps, goal)
+        return out
+
+    def _at_guest(self, ev: _Event, run: _Run, goal: tuple[int, int] | None, target: str) -> list[_Event]:
+        guest = self.guests[ev.end.element]
+        frame = _strip_vlans(ev.frame)
+        reply = guest.receive(frame)
+        steps = [reply.step]
+        key = _flow_key(frame)
+        if goal is not None and key == goal:
+            ip4 = _ip(frame)
+            if ip4 is not None and guest.ip is not None and ip4.dst == guest.ip:
+                if ev.end.element == target:
+                    run.delivered_at = f"{ev.end.host} {guest.name}"
+                    steps.append(Step(StepKind.DELIVER, guest.name, f"{guest.name} received it"))
+                    run.reply_start = len(run.hops) + 1
+                else:
+                    run.replied = True
+                    steps.append(Step(StepKind.DELIVER, guest.name, "the reply reached the sender"))
+        self._hop(run, ev, guest.name, steps, goal)
+        out = []
+        for f in reply.frames:
+            out.extend(self._send_from(ev.end, f))
+        # frames the guest was holding until it learned a neighbour
+        arp = frame.payload
+        if isinstance(arp, ARP):
+            for f in self._guest_pending.pop((guest.name, arp.psrc), []):
+                hw = guest.resolve(arp.psrc)
+                if hw is not None:
+                    out.extend(self._send_from(ev.end, replace(f, dst=hw)))
+        return out
+
+    def _ctx(self, host: str, ns: str, **kw: object) -> HookCtx:
+        st = self.stack(host, ns)
+        devs = tuple((d, a) for d in st.links for a in [next(iter(st.addresses(d)), None)] if a is not None)
+        return HookCtx(local_addrs=frozenset(st.local_addresses()),
+                       dev_addrs=tuple((d, a.ip if isinstance(a, IPv4Interface) else a) for d, a in devs),
+                       **kw)  # type: ignore[arg-type]
+
+    def _at_namespace(self, ev: _Event, run: _Run, goal: tuple[int, int] | None, target: str) -> list[_Event]:
+        host, ns, dev = ev.end.host, ev.end.element, ev.end.port
+        st = self.stack(host, ns)
+        frame = _strip_vlans(ev.frame)
+        d = st.ingress(dev, frame)
+        steps = list(d.steps)
+        out: list[_Event] = []
+        if d.action is Action.ARP_REPLY or d.action is Action.LEARNED:
+            for odev, f in d.frames:
+                out.extend(self._send_from(End(Kind.NS, host, ns, odev), f))
+            arp = frame.payload
+            if isinstance(arp, ARP):
+                for f in self._pending.pop((host, ns, arp.psrc), []):
+                    hw = arp.hwsrc
+                    out.extend(self._send_from(End(Kind.NS, host, ns, dev), replace(f, dst=hw)))
+            self._hop(run, ev, ns, steps, goal)
+            return out
+        packet = d.packet
+        if packet is None:
+            self._hop(run, ev, ns, steps, goal)
+            return out
+        # DHCP requests to a dnsmasq listening on this device
+        dhcp = self._dhcp.get((host, ns, dev))
+        if dhcp is not None and isinstance(packet.payload, UDP) and packet.payload.dport == 67:
+            rep = dhcp.handle(frame)
+            steps.append(rep.step)
+            if rep.frame is not None:
+                out.extend(self._send_from(ev.end, rep.frame))
+            self._hop(run, ev, ns, steps, goal)
+            return out
+        nf = self.netfilter(host, ns)
+        mark = 0
+        ct = None
+        if nf is not None:
+            res = nf.hook(Hook.PREROUTING, packet, self._ctx(host, ns, in_dev=dev, src_mac=frame.src))
+            steps.extend(res.steps)
+            if not res.accepted:
+                self._hop(run, ev, ns, steps, goal)
+                return out
+            packet, mark, ct = res.packet, res.mark, res.ct
+        decision = st.route_input(dev, packet, mark=mark)
+        if host == OUTSIDE and (isinstance(decision, Unreachable) or not decision.local):
+            replies = self._internet(packet, steps, run, goal, target)  # beyond the gateway
+            self._hop(run, ev, INTERNET, steps, goal)
+            for rp in replies:
+                out.extend(self._send_local(host, ns, rp, run, goal))
+            return out
+        if isinstance(decision, Unreachable):
+            steps.append(decision.step)
+            steps.append(Step(StepKind.DROP, str(packet.dst), f"no route: {decision.reason}"))
+            self._hop(run, ev, ns, steps, goal)
+            return out
+        steps.append(decision.step)
+        if decision.local:
+            if nf is not None:
+                res = nf.hook(Hook.INPUT, packet, self._ctx(host, ns, in_dev=dev, src_mac=frame.src, mark=mark, ct=ct))
+                steps.extend(res.steps)
+                if not res.accepted:
+                    self._hop(run, ev, ns, steps, goal)
+                    return out
+                packet = res.packet
+            replies = self._local_delivery(host, ns, packet, steps, run, goal, target)
+            self._hop(run, ev, ns, steps, goal)
+            for rp in replies:
+                out.extend(self._send_local(host, ns, rp, run, goal))
+            return out
+        fwd, err = st.forward(dev, packet, decision)
+        if fwd is None:
+            if err is not None:
+                steps.extend(err.steps)
+            self._hop(run, ev, ns, steps, goal)
+            return out
+        if nf is not None:
+            res = nf.traverse((Hook.FORWARD, Hook.POSTROUTING), fwd,
+                              self._ctx(host, ns, in_dev=dev, out_dev=decision.dev, src_mac=frame.src, mark=mark,
+                                        ct=ct))
+            steps.extend(res.steps)
+            if not res.accepted:
+                self._hop(run, ev, ns, steps, goal)
+                return out
+            fwd = res.packet
+        out.extend(self._transmit(host, ns, decision, fwd, steps))
+        self._hop(run, ev, ns, steps, goal)
+        return out
+
+    def _transmit(self, host: str, ns: str, decision: RouteDecision, packet: IPv4, steps: list[Step]) -> list[_Event]:
+        st = self.stack(host, ns)
+        tx = st.transmit(decision, packet)
+        steps.append(tx.step)
+        end = End(Kind.NS, host, ns, tx.dev)
+        if tx.arp:
+            key = (host, ns, tx.next_hop)
+            first = key not in self._pending
+            frame_of_packet = Ethernet(dst=Mac(0), src=st.mac_of(tx.dev) or Mac(0), payload=packet)
+            self._pending.setdefault(key, []).append(frame_of_packet)
+            return self._send_from(end, tx.frame) if first else []
+        return self._send_from(end, tx.frame)
+
+    def _send_local(self, host: str, ns: str, packet: IPv4, run: _Run, goal: tuple[int, int] | None) -> list[_Event]:
+        """A packet the namespace itself sends: the output route, OUTPUT and POSTROUTING."""
+        st = self.stack(host, ns)
+        steps: list[Step] = []
+        decision = st.route(packet.dst, src=packet.src)
+        if isinstance(decision, Unreachable):
+            steps.append(decision.step)
+            self._hop_local(run, host, ns, packet, steps, goal)
+            return []
+        steps.append(decision.step)
+        nf = self.netfilter(host, ns)
+        if nf is not None:
+            res = nf.traverse((Hook.OUTPUT, Hook.POSTROUTING), packet, self._ctx(host, ns, out_dev=decision.dev))
+            steps.extend(res.steps)
+            if not res.accepted:
+                self._hop_local(run, host, ns, packet, steps, goal)
+                return []
+            packet = res.packet
+        out = self._transmit(host, ns, decision, packet, steps)
+        self._hop_local(run, host, ns, packet, steps, goal)
+        return out
+
+    def _hop_local(self, run: _Run, host: str, ns: str, packet: IPv4, steps: list[Step],
+                   goal: tuple[int, int] | None) -> None:
+        frame = Ethernet(dst=Mac(0), src=Mac(0), payload=packet)
+        self._hop(run, _Event(End(Kind.NS, host, ns, "(local)"), frame), ns, steps, goal)
+
+    def _local_delivery(self, host: str, ns: str, packet: IPv4, steps: list[Step], run: _Run,
+                        goal: tuple[int, int] | None, target: str) -> list[IPv4]:
+        """A packet for one of the namespace's addresses: the kernel answers pings, the metadata
+        proxy answers HTTP on its port, other ports reset."""
+        key = _flow_key(Ethernet(dst=Mac(0), src=Mac(0), payload=packet))
+        here = f"{host}/{ns or 'root'}"
+        if goal is not None and key == goal and run.delivered_at and target != here:
+            run.replied = True
+            steps.append(Step(StepKind.DELIVER, str(packet.dst), "the reply reached the sender"))
+            return []
+        p = packet.payload
+        if goal is not None and key == goal and not run.delivered_at:
+            run.delivered_at = here
+            run.reply_start = len(run.hops) + 1
+        if isinstance(p, ICMP) and p.type == ICMPType.ECHO_REQUEST:
+            steps.append(Step(StepKind.REPLY, "icmp echo", f"{ns or host} answers the ping"))
+            rep = echo_reply(Ethernet(dst=Mac(0), src=Mac(0), payload=packet))
+            return [rep.payload] if isinstance(rep.payload, IPv4) else []
+        if isinstance(p, TCP) and p.flags & TCPFlag.SYN and not p.flags & TCPFlag.ACK:
+            if p.dport in METADATA_PORTS and (ns.startswith("qrouter-") or p.dport == 8775):
+                steps.append(Step(StepKind.REPLY, f"tcp/{p.dport}", "the metadata proxy accepts the connection"))
+                return [_tcp_reply(packet, TCPFlag.SYN | TCPFlag.ACK)]
+            steps.append(Step(StepKind.REPLY, f"tcp/{p.dport}", "nothing listens: reset"))
+            return [_tcp_reply(packet, TCPFlag.RST | TCPFlag.ACK)]
+        if isinstance(p, TCP) and isinstance(p.payload, Raw):
+            path = http_get_path(p.payload.data)
+            if path is not None:
+                resp = self.metadata.get(packet.src, path)
+                steps.append(Step(StepKind.REPLY, f"GET {path}", f"metadata: {resp.status}"))
+                return [_tcp_reply(packet, TCPFlag.ACK | TCPFlag.PSH, resp.to_bytes())]
+        steps.append(Step(StepKind.DELIVER, str(packet.dst), "delivered to the namespace"))
+        return []
+
+    def _internet(self, packet: IPv4, steps: list[Step], run: _Run, goal: tuple[int, int] | None,
+                  target: str) -> list[IPv4]:
+        key = _flow_key(Ethernet(dst=Mac(0), src=Mac(0), payload=packet))
+        if goal is not None and key == goal and not run.delivered_at:
+            run.delivered_at = f"{INTERNET} {packet.dst}"
+            run.reply_start = len(run.hops) + 1
+        p = packet.payload
+        steps.append(Step(StepKind.DELIVER, str(packet.dst), f"reached {packet.dst} on the internet"))
+        if isinstance(p, ICMP) and p.type == ICMPType.ECHO_REQUEST:
+            rep = echo_reply(Ethernet(dst=Mac(0), src=Mac(0), payload=packet))
+            return [rep.payload] if isinstance(rep.payload, IPv4) else []
+        if isinstance(p, TCP) and p.flags & TCPFlag.SYN:
+            return [_tcp_reply(packet, TCPFlag.SYN | TCPFlag.ACK)]
+        return []
+
+    # ---------------------------------------------------------------------------- entry points
+
+    def _probe_from_outside(self, dst: str, *, proto: str, dport: int, ident: int) -> Trace:
+        if not self.externals:
+            raise InvalidInput("this cloud has no external network to come from")
+        try:
+            dst_ip = ipaddress.ip_address(dst)
+        except ValueError:
+            raise InvalidInput(f"{dst!r}: from the outside, give an address (a floating IP)") from None
+        if not isinstance(dst_ip, IPv4Address):
+            raise InvalidInput(f"{dst!r} is not an IPv4 address")
+        ext = next((e for e in self.externals if dst_ip in e.gateway.network), self.externals[0])
+        src_ip = ext.gateway.ip
+        if proto == "icmp":
+            packet = IPv4(src=src_ip, dst=dst_ip, ttl=64, payload=ICMP(type=ICMPType.ECHO_REQUEST, id=ident, seq=1))
+            goal = (1, ident)
+        elif proto == "tcp":
+            packet = IPv4(src=src_ip, dst=dst_ip, ttl=64,
+                          payload=TCP(sport=ident, dport=dport, seq=1, flags=TCPFlag.SYN))
+            goal = (6, ident)
+        else:
+            raise InvalidInput(f"from the outside: icmp or tcp, not {proto!r}")
+        target = next((g.name for g in self.specs.values()), "")
+        run = _Run()
+        events = deque(self._send_local(OUTSIDE, ROOT, packet, run, goal))
+        self._run(events, run, goal, self._target_of(dst_ip) or target)
+        return _verdict(run, str(dst_ip))
+
+    def _target_of(self, ip: IPv4Address) -> str:
+        return next((n for n, g in self.guests.items() if g.ip == ip), "")
+
+    def boot(self) -> dict[str, str | None]:
+        """Every guest runs its DHCP client through the plumbing; returns each guest's address."""
+        for name, guest in self.guests.items():
+            spec = self.specs[name]
+            end = End(Kind.GUEST, spec.host, name, "eth0")
+            gen = guest.boot()
+            frame = next(gen)
+            for _ in range(2):
+                run = _Run()
+                events = deque(self._send_from(end, frame))
+                captured: list[Ethernet] = []
+                self._capture = (name, captured)
+                self._run(events, run, None, name)
+                self._capture = None
+                try:
+                    frame = gen.send(captured[0] if captured else None)
+                except StopIteration:
+                    break
+        return {n: (str(g.address) if g.address else None) for n, g in self.guests.items()}
+
+    _capture: tuple[str, list[Ethernet]] | None = None
+
+    def probe(self, src: str, dst: str, *, proto: str = "icmp", dport: int = 22, ident: int = 41000) -> Trace:
+        """One packet from guest ``src`` to ``dst`` (a guest name or an IP address), traced, with its
+        reply."""
+        if src == OUTSIDE:
+            return self._probe_from_outside(dst, proto=proto, dport=dport, ident=ident)
+        spec = self.specs.get(src)
+        if spec is None:
+            raise InvalidInput(f"no instance named {src!r}")
+        guest = self.guests[src]
+        if guest.ip is None:
+            raise InvalidInput(f"{src} has no address (did DHCP work? run boot first)")
+        target = dst if dst in self.guests else ""
+        dst_ip = self.guests[dst].ip if dst in self.guests else ipaddress.ip_address(dst)
+        if not isinstance(dst_ip, IPv4Address):
+            raise InvalidInput(f"{dst!r} is not an IPv4 address or an instance with one")
+        hop = guest.next_hop(dst_ip)
+        if hop is None:
+            raise InvalidInput(f"{src} has no route to {dst_ip}")
+        placeholder = Mac(0)
+        if proto == "icmp":
+            frame = guest.ping(dst_ip, dst_mac=placeholder, id=ident)
+            goal = (1, ident)
+        elif proto == "tcp":
+            frame = guest.tcp_syn(dst_ip, dport, dst_mac=placeholder, sport=ident)
+            goal = (6, ident)
+        elif proto == "http":
+            frame = guest.http_get("/latest/meta-data/instance-id", dst_mac=placeholder, dst=dst_ip, sport=ident)
+            goal = (6, ident)
+        else:
+            raise InvalidInput(f"unknown protocol {proto!r} (icmp, tcp or http)")
+        end = End(Kind.GUEST, spec.host, src, "eth0")
+        run = _Run()
+        events: deque[_Event] = deque()
+        hw = guest.resolve(hop)
+        if hw is None:
+            self._guest_pending.setdefault((src, hop), []).append(frame)
+            events.extend(self._send_from(end, guest.arp_request_for(hop)))
+        else:
+            events.extend(self._send_from(end, replace(frame, dst=hw)))
+        self._run(events, run, goal, target)
+        if hw is None and guest.resolve(hop) is None:
+            return Trace(tuple(run.hops), Verdict(VerdictKind.DROPPED, DropReason.ARP_UNANSWERED, f"{spec.host} {src}",
+                                                   detail=f"no answer to ARP for {hop}"), forks=_side(run))
+        return _verdict(run, target or str(dst_ip))
+
+
+def _side(run: _Run) -> tuple[Trace, ...]:
+    if not run.side:
+        return ()
+    return (Trace(tuple(run.side), Verdict(VerdictKind.DELIVERED, detail="ARP and other frames")),)
+
+
+def _verdict(run: _Run, target: str) -> Trace:
+    hops = tuple(run.hops)
+    if run.delivered_at:
+        request = hops[:run.reply_start] if run.reply_start > 0 else hops
+        reply_hops = hops[len(request):]
+        reply_verdict = Verdict(VerdictKind.DELIVERED, where="the sender") if run.replied else _dropped(run, "reply")
+        reply = Trace(reply_hops, reply_verdict)
+        return Trace(request, Verdict(VerdictKind.DELIVERED, where=run.delivered_at), reply=reply, forks=_side(run))
+    return Trace(hops, _dropped(run, target), forks=_side(run))
+
+
+def _dropped(run: _Run, what: str) -> Verdict:
+    if not run.drops:
+        return Verdict(VerdictKind.DROPPED, DropReason.NO_ROUTE, detail=f"the packet never reached {what}")
+    where, step = run.drops[-1]
+    text = f"{step.text} {step.detail}"
+    if "sg-fallback" in text or "security" in step.obj or "sg-rule" in step.obj:
+        reason = DropReason.SECURITY_GROUP
+    elif "--mac-source" in text or "! -s" in text or "IP/MAC" in text:
+        reason = DropReason.ANTI_SPOOFING
+    elif "no flow matched" in text or "table miss" in text:
+        reason = DropReason.NO_FLOW
+    elif "explicit drop" in text or "actions=drop" in text:
+        reason = DropReason.FLOW_DROP
+    elif "no route" in text or "unreachable" in text.lower():
+        reason = DropReason.NO_ROUTE
+    elif step.text.startswith("-A") or step.text.startswith("-P"):
+        reason = DropReason.FIREWALL
+    else:
+        reason = DropReason.NO_ROUTE
+    return Verdict(VerdictKind.DROPPED, reason, where, step.obj, f"{step.text} {step.detail}".strip())
+
+
+def _replace_ip(frame: Ethernet, packet: IPv4) -> Ethernet:
+    if isinstance(frame.payload, IPv4):
+        out: Ethernet = with_(frame, payload=packet)
+        return out
+    return frame
+
+
+def _tcp_reply(packet: IPv4, flags: TCPFlag, data: bytes = b"") -> IPv4:
+    seg = packet.payload
+    assert isinstance(seg, TCP)
+    return IPv4(src=packet.dst, dst=packet.src, ttl=64,
+                payload=TCP(sport=seg.dport, dport=seg.sport, seq=7000, ack=seg.seq + 1, flags=flags,
+                            payload=Raw(data=data) if data else None))
