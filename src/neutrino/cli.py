@@ -140,6 +140,42 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _world():  # type: ignore[no-untyped-def]
+    from neutrino.deploy import load_cloud
+    from neutrino.sim.cloud import world_of
+
+    cloud, hosts = load_cloud()
+    world = world_of(cloud, hosts)
+    world.boot()
+    return world
+
+
+def _cmd_trace(args: argparse.Namespace) -> int:
+    from neutrino.sim.pcap import save_pcap, timestamps
+    from neutrino.sim.trace import frames, render, to_json
+
+    trace = _world().probe(args.source, args.destination, proto=args.proto, dport=args.dport)
+    if args.pcap:
+        stamps = timestamps(0.0, 0.001)
+        count = save_pcap(args.pcap, [(next(stamps), f) for f in frames(trace)])  # type: ignore[misc]
+        print(f"wrote {count} packets to {args.pcap}", file=sys.stderr)
+    sys.stdout.write(to_json(trace) + "\n" if args.json else render(trace, args.level))
+    return 0 if trace.delivered else 1
+
+
+def _cmd_ping(args: argparse.Namespace) -> int:
+    trace = _world().probe(args.source, args.destination, proto="icmp")
+    if trace.delivered and trace.reply is not None and trace.reply.delivered:
+        print(f"{args.source} -> {args.destination}: reply (via {len(trace.hops)} hops, "
+              f"back via {len(trace.reply.hops)})")
+        return 0
+    v = trace.verdict if not trace.delivered else trace.reply.verdict if trace.reply else trace.verdict
+    reason = v.reason.value if v.reason else "no reply"
+    print(f"{args.source} -> {args.destination}: no reply: {reason}" + (f" at {v.where}" if v.where else "")
+          + (f" ({v.detail})" if v.detail else ""))
+    return 1
+
+
 def _cmd_server(args: argparse.Namespace) -> int:
     from neutrino.api import serve
 
@@ -176,6 +212,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("scenario")
     s.add_argument("--host", help="only this host")
     s.set_defaults(func=_cmd_plan)
+
+    s = sub.add_parser("trace", help="trace a packet through the cloud 'neutrino up' made, hop by hop")
+    s.add_argument("source", help="an instance's name, or 'outside'")
+    s.add_argument("destination", help="an instance's name or an IP address")
+    s.add_argument("--proto", choices=("icmp", "tcp", "http"), default="icmp")
+    s.add_argument("--dport", type=int, default=22)
+    s.add_argument("--level", choices=("detailed", "summary", "minimal"), default="summary")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--pcap", help="also write the packet at every hop to this pcap file")
+    s.set_defaults(func=_cmd_trace)
+
+    s = sub.add_parser("ping", help="the short answer: does a ping from SOURCE to DESTINATION come back")
+    s.add_argument("source")
+    s.add_argument("destination")
+    s.set_defaults(func=_cmd_ping)
 
     s = sub.add_parser("demo", help="the main job: a seed scenario, shown")
     s.set_defaults(func=_cmd_demo)

@@ -7,13 +7,14 @@ database stays in the state directory (``cloud.db``) for later commands.
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from neutrino import store
-from neutrino.errors import ConvergenceTimeout
+from neutrino.errors import ConvergenceTimeout, NotFound
 from neutrino.host.state import HostState
 from neutrino.linux.runner import wait_for
 from neutrino.plan import plan_cloud
@@ -28,6 +29,22 @@ class UpResult:
     hosts: tuple[HostState, ...]
     db_url: str
     cloud: CloudSnapshot
+
+
+def load_cloud(state: Path | None = None) -> tuple[CloudSnapshot, tuple[HostState, ...]]:
+    """The cloud the last ``neutrino up`` made, and its planned hosts."""
+    from neutrino.db.session import Database
+    from neutrino.services.cloud import Cloud
+
+    root = state or store.state_dir()
+    record = root / "cloud.json"
+    if not record.is_file():
+        raise NotFound("no cloud is up here: run 'neutrino up SCENARIO' first")
+    doc = json.loads(record.read_text())
+    scenario = load_scenario(doc["scenario"])
+    cloud = Cloud(Database(doc["db"]), scenario).snapshot()
+    hosts = tuple(store.load_host(h.name) for h in cloud.deployment.hosts)
+    return cloud, hosts
 
 
 def _free_port() -> int:
@@ -68,4 +85,6 @@ def bring_up(scenario_path: str | Path, *, state: Path | None = None, keep: bool
     if keep:
         for h in hosts:
             store.save_host(h)
+        (root / "cloud.json").write_text(json.dumps({"scenario": str(Path(scenario_path).resolve()),
+                                                     "db": db_url}))
     return UpResult(str(scenario_path), hosts, db_url, cloud)

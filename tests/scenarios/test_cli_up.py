@@ -44,3 +44,23 @@ def test_up_with_a_bad_scenario_is_one_line_and_keeps_nothing(tmp_path):
     assert not (tmp_path / "state" / "hosts").exists()
     missing = neutrino(tmp_path, "up", str(tmp_path / "nope.yaml"))
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
+
+
+def test_trace_and_ping_from_the_command_line(tmp_path):
+    assert neutrino(tmp_path, "up", str(ROOT / "examples" / "seed000.yaml")).returncode == 0
+    ping = neutrino(tmp_path, "ping", "cirros", "8.8.8.8")
+    assert ping.returncode == 0 and ping.stdout.startswith("cirros -> 8.8.8.8: reply")
+    blocked = neutrino(tmp_path, "trace", "outside", "172.24.4.228", "--proto", "tcp", "--dport", "23",
+                       "--level", "minimal", "--pcap", str(tmp_path / "t.pcap"))
+    assert blocked.returncode == 1
+    lines = blocked.stdout.splitlines()
+    assert lines[-1].startswith("=> dropped: security group at compute qbr")
+    assert (tmp_path / "t.pcap").read_bytes()[:4] == bytes.fromhex("d4c3b2a1")
+    js = neutrino(tmp_path, "trace", "cirros", "10.1.0.1", "--json")
+    import json
+
+    doc = json.loads(js.stdout)
+    assert doc["verdict"]["kind"] == "delivered" and doc["reply"]["verdict"]["kind"] == "delivered"
+    assert [h["letter"] for h in doc["hops"]][:3] == ["A", "D", "F"]
+    bad = neutrino(tmp_path, "trace", "cirros", "not-an-address")
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr

@@ -62,5 +62,6 @@ def world_of(cloud: CloudSnapshot, hosts: tuple[HostState, ...]) -> World:
     by_name = {h.name: h for h in hosts}
     tunnel_ips = {h.name: h.tunnel_ip for h in cloud.deployment.hosts
                   if isinstance(h.tunnel_ip, ipaddress.IPv4Address)}
+    network_hosts = frozenset(h.name for h in cloud.deployment.hosts if h.has("network"))
     return World(hosts, tunnel_ips=tunnel_ips, guests=guests_of(cloud, by_name),
-                 externals=externals_of(cloud, by_name))
+                 externals=externals_of(cloud, by_name), network_hosts=network_hosts)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import enum
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 
 class StepKind(enum.Enum):
@@ -44,6 +44,7 @@ class Hop:
     letter: str = ""  # the seed diagram's letter for that device, when it has one
     packet: str = ""  # the packet's one-line summary on entering
     steps: tuple[Step, ...] = ()
+    frame: object = field(default=None, compare=False, repr=False)  # the packet itself (for pcap)
 
 
 class VerdictKind(enum.Enum):
@@ -115,10 +116,25 @@ def render(trace: Trace, level: str = "summary") -> str:
     return "\n".join(lines) + "\n"
 
 
-def to_json(trace: Trace) -> str:
-    def enc(o: object) -> object:
-        if isinstance(o, enum.Enum):
-            return o.value
-        raise TypeError(type(o).__name__)
+def _plain(trace: Trace) -> dict[str, object]:
+    return {
+        "hops": [{"host": h.host, "element": h.element, "device": h.device, "letter": h.letter,
+                  "packet": h.packet, "steps": [{"kind": st.kind.value, "text": st.text, "detail": st.detail,
+                                                 "obj": st.obj} for st in h.steps]} for h in trace.hops],
+        "verdict": {"kind": trace.verdict.kind.value,
+                    "reason": trace.verdict.reason.value if trace.verdict.reason else None,
+                    "where": trace.verdict.where, "obj": trace.verdict.obj, "detail": trace.verdict.detail},
+        "reply": _plain(trace.reply) if trace.reply is not None else None,
+    }
 
-    return json.dumps(asdict(trace), default=enc, indent=1)
+
+def to_json(trace: Trace) -> str:
+    return json.dumps(_plain(trace), indent=1)
+
+
+def frames(trace: Trace) -> list[object]:
+    """The packet as it entered each hop, request then reply (what a pcap of the trace holds)."""
+    out = [h.frame for h in trace.hops if h.frame is not None]
+    if trace.reply is not None:
+        out.extend(frames(trace.reply))
+    return out

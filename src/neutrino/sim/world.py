@@ -134,8 +134,10 @@ def _strip_vlans(frame: Ethernet) -> Ethernet:
 
 class World:
     def __init__(self, hosts: tuple[HostState, ...], *, tunnel_ips: dict[str, IPv4Address] | None = None,
-                 guests: tuple[GuestSpec, ...] = (), externals: tuple[ExternalNet, ...] = ()) -> None:
+                 guests: tuple[GuestSpec, ...] = (), externals: tuple[ExternalNet, ...] = (),
+                 network_hosts: frozenset[str] = frozenset()) -> None:
         self.specs = {g.name: g for g in guests}
+        self.network_hosts = network_hosts
         self.externals = externals
         host_list = list(hosts)
         if externals:
@@ -266,7 +268,9 @@ class World:
 
     def _hop(self, run: _Run, ev: _Event, element: str, steps: list[Step], goal: tuple[int, int] | None) -> None:
         host = ev.end.host or ev.end.element
-        hop = Hop(host, element or "root", ev.end.port, "", summary(ev.frame), tuple(steps))
+        peer = self.topo.peer(ev.end)
+        letter = diagram_letter(ev.end, host in self.network_hosts, peer.element if peer else "")
+        hop = Hop(host, element or "root", ev.end.port, letter, summary(ev.frame), tuple(steps), ev.frame)
         followed = goal is not None and _flow_key(_strip_vlans(ev.frame)) == goal
         (run.hops if followed else run.side).append(hop)
         if followed:
@@ -624,7 +628,10 @@ class World:
         if guest.ip is None:
             raise InvalidInput(f"{src} has no address (did DHCP work? run boot first)")
         target = dst if dst in self.guests else ""
-        dst_ip = self.guests[dst].ip if dst in self.guests else ipaddress.ip_address(dst)
+        try:
+            dst_ip = self.guests[dst].ip if dst in self.guests else ipaddress.ip_address(dst)
+        except ValueError:
+            raise InvalidInput(f"{dst!r} is neither an instance nor an IP address") from None
         if not isinstance(dst_ip, IPv4Address):
             raise InvalidInput(f"{dst!r} is not an IPv4 address or an instance with one")
         hop = guest.next_hop(dst_ip)
@@ -656,6 +663,40 @@ class World:
             return Trace(tuple(run.hops), Verdict(VerdictKind.DROPPED, DropReason.ARP_UNANSWERED, f"{spec.host} {src}",
                                                    detail=f"no answer to ARP for {hop}"), forks=_side(run))
         return _verdict(run, target or str(dst_ip))
+
+
+def diagram_letter(end: End, network_host: bool, peer_element: str = "") -> str:
+    """The letter the seeds' diagrams give the device a packet enters by (seed 000's section
+    titles: instance A,B,C; br-int D,E; br-tun F,G; the network host's br-tun H,I; router M,N;
+    external K,L; DHCP O,P — seed 001's Figure 2 uses the same letters)."""
+    dev, element = end.port, end.element
+    if end.kind is Kind.GUEST:
+        return ""
+    if end.kind is Kind.LBR:
+        return {"tap": "A", "qvb": "C"}.get(dev[:3], "B")
+    if end.kind is Kind.OVS:
+        if dev.startswith("qvo"):
+            return "D"
+        if dev == "patch-tun":
+            return "E"
+        if dev == "patch-int":
+            return "I" if network_host else "F"
+        if dev.startswith(("gre-", "vxlan-", "geneve-")):
+            return "H" if network_host else "G"
+        if dev.startswith("qg-") or (element == "br-ex" and dev.startswith("tap")):
+            return "L"
+        if dev.startswith("qr-") or (dev.startswith("tap") and peer_element.startswith("qrouter-")):
+            return "M"
+        if dev.startswith("tap") and peer_element.startswith("qdhcp-"):
+            return "O"
+        return ""
+    if dev.startswith("qr-"):
+        return "N"
+    if dev.startswith("qg-"):
+        return "K"
+    if element.startswith("qdhcp-"):
+        return "P"
+    return ""
 
 
 def _side(run: _Run) -> tuple[Trace, ...]:
