@@ -203,10 +203,14 @@ class World:
                 opts = proc.options
                 for ns in host.namespaces:
                     dev = opts.interface
-                    if dev is None:
+                    if dev is None and opts.listen_addresses:
                         listen = opts.listen_addresses
                         dev = next((lk.name for lk in ns.links or () for a in lk.addresses
                                     if a.interface.ip in listen), None)
+                    elif dev is None and ns.name.startswith("qdhcp-") and ns.name[6:] in (opts.pid_file or ""):
+                        # today's agent runs dnsmasq with --bind-dynamic and no --interface: the
+                        # namespace is the network's (its id is in the pid file path), the device its one
+                        dev = next((lk.name for lk in ns.links or () if lk.name != "lo"), None)
                     if dev is None or ns.link(dev) is None:
                         continue
                     try:
