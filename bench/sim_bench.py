@@ -78,10 +78,12 @@ def main() -> None:
             fip = next(str(f.floating_ip_address) for f in result.cloud.floating_ips)
             print(f"{name}: up through the API and planned in {t1 - t0:.1f} s; {len(leases)} guests booted by DHCP "
                   f"in {t2 - t1:.2f} s ({sum(1 for v in leases.values() if v)} got addresses)")
-            rate(f"{src} -> 8.8.8.8 (icmp, SNAT)", lambda s=src: world.probe(s, "8.8.8.8"), 300)
+            rate(f"{src} -> 8.8.8.8 (icmp, SNAT)", lambda w=world, s=src: w.probe(s, "8.8.8.8"), 300)
             if dst_vm:
-                rate(f"{src} -> {dst_vm} (icmp, across a tunnel)", lambda s=src: world.probe(s, dst_vm), 300)
-            rate(f"outside -> {fip} tcp/22", lambda: world.probe("outside", fip, proto="tcp", dport=22), 300)
+                rate(f"{src} -> {dst_vm} (icmp, across a tunnel)",
+                     lambda w=world, s=src, d=dst_vm: w.probe(s, d), 300)
+            rate(f"outside -> {fip} tcp/22",
+                 lambda w=world, f=fip: w.probe("outside", f, proto="tcp", dport=22), 300)
 
 
 if __name__ == "__main__":
