@@ -41,6 +41,11 @@ def _cmd_exec(args: argparse.Namespace) -> int:
     if not words:
         raise NotFound("no command given: neutrino exec HOST -- COMMAND")
     text = words[0] if len(words) == 1 else " ".join(_quote(w) for w in words)
+    if args.real:
+        from neutrino.linux import session
+
+        sys.stdout.write(session.exec_real(args.host, text, store.state_dir()))
+        return 0
     sys.stdout.write(answer(store.load_host(args.host), parse_command(text)))
     return 0
 
@@ -111,14 +116,46 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
+    from neutrino import store
     from neutrino.deploy import bring_up
 
     result = bring_up(args.scenario)
+    if args.backend == "linux":
+        from neutrino.linux import session
+        from neutrino.linux.fabric import Guest
+        from neutrino.sim.cloud import guests_of
+
+        specs = guests_of(result.cloud, {h.name: h for h in result.hosts})
+        guests = tuple(Guest(g.name, g.host, g.device, g.mac, str(g.fixed_ip) if g.fixed_ip else None)
+                       for g in specs)
+        realized = session.up(result.hosts, result.cloud.deployment, guests, store.state_dir())
+        leases = realized.leases()
+        print(f"built for real in {realized.timings.get('up', 0):.1f} s: "
+              + ", ".join(f"{k} {v or 'no lease'}" for k, v in sorted(leases.items())))
     for h in result.hosts:
         flows = sum(len(b.flows.flows) for b in h.ovs.bridges if b.flows is not None)
         rules = sum(len(t.rules) for ns in h.namespaces if ns.iptables for t in ns.iptables.tables)
         print(f"host {h.name}: {len(h.namespace_names())} namespaces, {flows} flows, {rules} iptables rules")
-    print("ask with: neutrino exec HOST -- COMMAND")
+    print("ask with: neutrino exec HOST -- COMMAND" + ("  (real tools: --real)" if args.backend == "linux" else ""))
+    return 0
+
+
+def _cmd_down(args: argparse.Namespace) -> int:
+    from neutrino import store
+    from neutrino.linux import session
+
+    print("removed the Linux backend's cloud" if session.tear_down(store.state_dir()) else "nothing was up")
+    return 0
+
+
+def _cmd_console(args: argparse.Namespace) -> int:
+    import os
+
+    from neutrino import store
+    from neutrino.linux import session
+
+    argv = session.console_argv(args.server, store.state_dir())
+    os.execvp(argv[0], argv)
     return 0
 
 
@@ -193,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("exec", help="answer a command (ovs-ofctl, iptables, ip, ...) for a host")
     s.add_argument("host")
+    s.add_argument("--real", action="store_true", help="run it for real in the Linux backend's namespaces")
     s.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS] [| grep PATTERN]")
     s.set_defaults(func=_cmd_exec)
 
@@ -206,7 +244,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("up", help="create a scenario's cloud through the API and plan every host")
     s.add_argument("scenario", help="a scenario YAML file (see examples/)")
+    s.add_argument("--backend", choices=("sim", "linux"), default="sim",
+                   help="sim (default): plan it for the simulator; linux: also build it for real (root)")
     s.set_defaults(func=_cmd_up)
+
+    s = sub.add_parser("down", help="remove everything the Linux backend built")
+    s.set_defaults(func=_cmd_down)
+
+    s = sub.add_parser("console", help="a shell inside an instance (Linux backend)")
+    s.add_argument("server")
+    s.set_defaults(func=_cmd_console)
 
     s = sub.add_parser("plan", help="print each host's planned plumbing for a scenario")
     s.add_argument("scenario")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from neutrino.errors import ApplyError
@@ -19,11 +19,20 @@ SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
 
 
 def _pid_alive(pid: int) -> bool:
+    """Whether ``pid`` still runs (a zombie waiting for its reaper counts as ended)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    return True
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _ended(pid: int) -> Callable[[], bool]:
+    return lambda: not _pid_alive(pid)
 
 
 @dataclass
@@ -73,7 +82,7 @@ class OvsInstance:
                 continue
         for pid in self.pids:
             try:
-                wait_for(lambda pid=pid: not _pid_alive(pid), timeout=10, what=f"pid {pid} to exit")
+                wait_for(_ended(pid), timeout=10, what=f"pid {pid} to exit")
             except Exception:
                 os.kill(pid, signal.SIGKILL)
         self.pids.clear()

@@ -1,0 +1,324 @@
+"""Apply a :class:`~neutrino.linux.readback.HostDiff` to a realized host.
+
+Links: a planned veth whose ``peer`` is in the same namespace (the hybrid plug's qvb/qvo) is made as
+one pair; a planned veth without a peer pairs with the planned device of the same suffix in another
+of the host's namespaces (Grizzly's ``tap…`` in the host and ``ns-``/``qr-``/``qg-…`` in qdhcp/qrouter,
+i.e. Neutron's ``ovs_use_veth``); an instance's tap is a veth whose peer is ``eth0`` in the guest's
+namespace; Linux bridges are bridges. Every veth end gets ``ethtool -K tx off`` (the userspace datapath
+does not fill in checksums). Addresses, routes, rules and neighbours go through ``ip -batch``; iptables
+through ``iptables-restore -n``; OVS bridges and ports in one ``ovs-vsctl`` transaction
+(``datapath_type=netdev``); flows with ``ovs-ofctl replace-flows``
+(OpenFlow 1.0 encoding; see :func:`apply_ovs`).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from neutrino.host import iptables as ipt
+from neutrino.host.dnsmasq import DnsmasqProcess
+from neutrino.host.iproute_link import Link, LinkKind
+from neutrino.host.iproute_route import format_rule
+from neutrino.host.openflow import format_add_flow
+from neutrino.host.ovsdb import Bridge, OvsdbShow, Port
+from neutrino.host.state import HostState
+from neutrino.linux import netns as netns_lib
+from neutrino.linux.ovs import OvsInstance
+from neutrino.linux.readback import HostDiff, route_key
+from neutrino.linux.records import Record, check_device
+from neutrino.linux.runner import run, wait_for
+
+log = logging.getLogger(__name__)
+
+_PAIR_PREFIX = re.compile(r"^(tap|ns-|qr-|qg-|sg-|fg-|rfp-|fpr-)(.+)$")
+_TUNNEL_TYPES = ("gre", "vxlan", "geneve")
+
+
+@dataclass(frozen=True, slots=True)
+class GuestEnd:
+    """The guest side of an instance's tap: the guest's namespace and its eth0's MAC."""
+
+    netns: str
+    mac: str
+    mtu: int | None = None
+
+
+@dataclass
+class Place:
+    """Where a host lives on this machine."""
+
+    host: str
+    netns: str
+    ns_real: dict[str, str]  # planned namespace -> real one ("" -> the host's namespace)
+    ovs: OvsInstance
+    workdir: Path
+    tunnel_ip: str | None
+    guests: dict[str, GuestEnd] = field(default_factory=dict)  # tap device -> guest end
+    paths: dict[str, str] = field(default_factory=dict)  # planned file path -> real path
+    spawn: Callable[[list[str], str, str], int] | None = None  # (argv, netns, what) -> pid
+
+    def real(self, planned: str) -> str:
+        return self.ns_real[planned]
+
+    def real_path(self, planned: str) -> str:
+        if planned not in self.paths:
+            self.paths[planned] = str(self.workdir / "files" / planned.lstrip("/"))
+        return self.paths[planned]
+
+
+def ip_batch(netns: str, lines: list[str]) -> None:
+    if lines:
+        run(["ip", "-batch", "-"], netns=netns, input="".join(line + "\n" for line in lines))
+
+
+def _tx_off(netns: str, dev: str) -> None:
+    run(["ethtool", "-K", dev, "tx", "off"], netns=netns, check=False)
+
+
+def _partner(state: HostState, ns: str, link: Link) -> tuple[str, str] | None:
+    """The (planned namespace, device) at the other end of a planned veth, if the plan has it."""
+    here = state.namespace(ns)
+    if link.peer and here is not None and here.link(link.peer) is not None:
+        return ns, link.peer
+    m = _PAIR_PREFIX.match(link.name)
+    if not m:
+        return None
+    for other in state.namespaces:
+        if other.name == ns:
+            continue
+        for lk in other.links or ():
+            o = _PAIR_PREFIX.match(lk.name)
+            if o and o.group(2) == m.group(2) and o.group(1) != m.group(1):
+                return other.name, lk.name
+    return None
+
+
+def _link_setup(lk: Link) -> list[str]:
+    cmds: list[str] = []
+    if lk.mac and lk.kind is not LinkKind.LOOPBACK:
+        cmds.append(f"link set dev {lk.name} address {lk.mac.lower()}")
+    if lk.mtu is not None and lk.kind is not LinkKind.LOOPBACK:
+        cmds.append(f"link set dev {lk.name} mtu {lk.mtu}")
+    if lk.master and lk.master != "ovs-system":
+        cmds.append(f"link set dev {lk.name} master {lk.master}")
+    if lk.promisc:
+        cmds.append(f"link set dev {lk.name} promisc on")
+    if lk.up:
+        cmds.append(f"link set dev {lk.name} up")
+    return cmds
+
+
+def apply_links(place: Place, desired: HostState, d: HostDiff) -> None:
+    made: set[tuple[str, str]] = set()
+    for ch in d.links:
+        if ch.have is not None:
+            continue
+        lk, ns = ch.want, ch.ns
+        check_device(lk.name)
+        real = place.real(ns)
+        if (ns, lk.name) in made:
+            continue
+        if lk.kind is LinkKind.BRIDGE:
+            ip_batch(real, [f"link add {lk.name} type bridge"])
+            made.add((ns, lk.name))
+            continue
+        guest = place.guests.get(lk.name)
+        if guest is not None:
+            ip_batch(real, [f"link add {lk.name} type veth peer name eth0 netns {guest.netns}"])
+            glines = [f"link set dev eth0 address {guest.mac.lower()}"]
+            if guest.mtu:
+                glines.append(f"link set dev eth0 mtu {guest.mtu}")
+            ip_batch(guest.netns, [*glines, "link set dev eth0 up"])
+            _tx_off(guest.netns, "eth0")
+            _tx_off(real, lk.name)
+            made.add((ns, lk.name))
+            continue
+        other = _partner(desired, ns, lk)
+        if other is None:
+            log.warning("%s: no partner for %s in %s; not made", place.host, lk.name, ns or "the host")
+            continue
+        ons, oname = other
+        check_device(oname)
+        peer_ns = "" if ons == ns else f" netns {place.real(ons)}"
+        ip_batch(real, [f"link add {lk.name} type veth peer name {oname}{peer_ns}"])
+        made.update({(ns, lk.name), (ons, oname)})
+        _tx_off(real, lk.name)
+        _tx_off(place.real(ons), oname)
+    # bridges first (ports are enslaved to them), then everything else
+    for bridges_first in (True, False):
+        by_ns: dict[str, list[str]] = {}
+        for ch in d.links:
+            if (ch.want.kind is LinkKind.BRIDGE) != bridges_first:
+                continue
+            by_ns.setdefault(place.real(ch.ns), []).extend(_link_setup(ch.want))
+        for real, lines in by_ns.items():
+            ip_batch(real, lines)
+
+
+def apply_ip(place: Place, d: HostDiff) -> None:
+    by_ns: dict[str, list[str]] = {}
+    for a in d.addresses:
+        iface = a.address.interface
+        if a.add:
+            extra = " nodad" if iface.version == 6 else (" brd +" if iface.network.prefixlen < 31 else "")
+            by_ns.setdefault(a.ns, []).append(f"addr add {iface} dev {a.dev}{extra}")
+        else:
+            by_ns.setdefault(a.ns, []).append(f"addr del {iface} dev {a.dev}")
+    for ns, lines in by_ns.items():
+        ip_batch(place.real(ns), lines)
+    by_ns = {}
+    for r in d.routes:
+        by_ns.setdefault(r.ns, []).append(f"route {'replace' if r.add else 'del'} {route_key(r.route)}")
+    for ns, rule in d.rules:
+        text = format_rule(rule).strip()
+        pref, _, body = text.partition(":")
+        by_ns.setdefault(ns, []).append(f"rule add pref {pref} {body.strip()}")
+    for ns, nb in d.neighbours:
+        if nb.lladdr and nb.dev:
+            by_ns.setdefault(ns, []).append(f"neigh replace {nb.address} lladdr {nb.lladdr} dev {nb.dev} nud permanent")
+    for ns, lines in by_ns.items():
+        ip_batch(place.real(ns), lines)
+    for ns, s in d.sysctls:
+        run(["sysctl", "-w", f"{s.key}={s.value}"], netns=place.real(ns))
+
+
+def apply_iptables(place: Place, d: HostDiff) -> None:
+    for ns, change in d.iptables:
+        text = ipt.format_restore(change, dialect=ipt.V1_8_9)
+        run(["iptables-restore", "-n"], netns=place.real(ns), input=text)
+
+
+def _ofport_requests(desired: HostState) -> dict[tuple[str, str], int]:
+    out: dict[tuple[str, str], int] = {}
+    for bf in desired.ovs.bridges:
+        for p in bf.ports.ports if bf.ports else ():
+            if isinstance(p.number, int):
+                out[(bf.bridge, p.name)] = p.number
+    return out
+
+
+def _port_args(bridge: str, port: Port, tunnel_ip: str | None, ofport: int | None) -> list[str]:
+    args = ["--", "--may-exist", "add-port", bridge, port.name]
+    if port.tag is not None:
+        args.append(f"tag={port.tag}")
+    if port.trunks:
+        args.append("trunks=" + ",".join(str(t) for t in port.trunks))
+    if port.vlan_mode:
+        args.append(f"vlan_mode={port.vlan_mode}")
+    for iface in port.interfaces or ():
+        sets: list[str] = []
+        if iface.type:
+            sets.append(f"type={iface.type}")
+        opts = dict(iface.options)
+        if iface.type in _TUNNEL_TYPES and "local_ip" not in opts and tunnel_ip:
+            opts["local_ip"] = tunnel_ip
+        sets.extend(f"options:{k}={v}" for k, v in opts.items())
+        if ofport is not None and iface.name == port.name:
+            sets.append(f"ofport_request={ofport}")
+        if sets:
+            args += ["--", "set", "Interface", iface.name, *sets]
+    return args
+
+
+def bridge_args(br: Bridge, *, protocols: str = "OpenFlow10,OpenFlow13") -> list[str]:
+    args = ["--", "--may-exist", "add-br", br.name, "--", "set", "Bridge", br.name, "datapath_type=netdev",
+            f"protocols={protocols}"]
+    if br.fail_mode:
+        args.append(f"fail_mode={br.fail_mode}")
+    return args
+
+
+def apply_ovs(place: Place, desired: HostState, d: HostDiff) -> None:
+    ofports = _ofport_requests(desired)
+    args: list[str] = []
+    for br in d.bridges:
+        args += bridge_args(br)
+        for p in br.ports:
+            if p.name != br.name:
+                args += _port_args(br.name, p, place.tunnel_ip, ofports.get((br.name, p.name)))
+    for bridge, p in d.ports:
+        args += _port_args(bridge, p, place.tunnel_ip, ofports.get((bridge, p.name)))
+    if args:
+        place.ovs.vsctl(*args[1:])
+    show = desired.ovs.show if isinstance(desired.ovs.show, OvsdbShow) else None
+    new_bridges = {b.name for b in d.bridges}
+    changed = {f.bridge for f in d.flows} | new_bridges
+    for bf in desired.ovs.bridges:
+        if bf.bridge not in changed or bf.flows is None:
+            continue
+        if show is not None and show.bridge(bf.bridge) is None:
+            continue
+        text = "".join(format_add_flow(f.without_stats()) + "\n" for f in bf.flows.flows)
+        sock = os.path.join(place.ovs.rundir, f"{bf.bridge}.mgmt")
+        wait_for(functools.partial(os.path.exists, sock), timeout=10, what=f"{bf.bridge}'s management socket")
+        # OpenFlow 1.0 + NXM encoding on purpose: the plans' flows are written in 1.0 terms, and sent as
+        # a 1.4 bundle ``mod_vlan_vid`` would push a second tag on a tagged frame (seen here with Grizzly's
+        # GRE, which carries tagged frames) and ``set_tunnel`` would read back as ``load:…->NXM_NX_TUN_ID[]``.
+        # replace-flows sends only the difference (it dumps the bridge and diffs itself).
+        place.ovs.ofctl("replace-flows", bf.bridge, "-", input=text)
+
+
+def apply_files(place: Place, d: HostDiff) -> None:
+    for f in d.files:
+        path = Path(place.real_path(f.path))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f.text)
+
+
+def real_dnsmasq_argv(place: Place, proc: DnsmasqProcess) -> list[str]:
+    """The planned argv with every file under the state directory, the lease script dropped, and
+    dnsmasq kept as root (its files are ours)."""
+    out = ["dnsmasq", "--user=root"]  # as nobody it could not read files under a 0700 state directory
+    for a in proc.argv[1:]:
+        key, eq, value = a.partition("=")
+        if key == "--dhcp-script":
+            continue
+        if key in ("--pid-file", "--dhcp-hostsfile", "--dhcp-optsfile", "--addn-hosts", "--dhcp-leasefile") and eq:
+            a = f"{key}={place.real_path(value)}"
+            Path(place.real_path(value)).parent.mkdir(parents=True, exist_ok=True)
+        out.append(a)
+    return out
+
+
+def _has_pid(path: Path) -> bool:
+    return path.exists() and path.read_text().strip().isdigit()
+
+
+def apply_processes(place: Place, desired: HostState, d: HostDiff, record: Record) -> None:
+    for proc in d.processes:
+        iface = proc.options.interface
+        ns = next((n.name for n in desired.namespaces if iface and n.link(iface) is not None), "")
+        real = place.real(ns)
+        argv = real_dnsmasq_argv(place, proc)
+        pid_file = proc.options.pid_file
+        if pid_file is None:
+            raise ValueError(f"{place.host}: dnsmasq for {iface} has no --pid-file")
+        real_pid = Path(place.real_path(pid_file))
+        real_pid.unlink(missing_ok=True)
+        record.add_rundir(str(real_pid.parent))  # its pid file names the process should we crash
+        if place.spawn is None:
+            raise ValueError("no way to start processes")
+        # in the foreground, as our child: its PID is known (and recorded) at once, and it is reaped
+        place.spawn([*argv, "--keep-in-foreground"], real, f"dnsmasq {iface}")
+        wait_for(functools.partial(_has_pid, real_pid), timeout=10, what=f"dnsmasq's pid file {real_pid}")
+
+
+def apply_diff(place: Place, desired: HostState, d: HostDiff, record: Record) -> None:
+    """Make the host the planned one, as far as ``d`` says it is not."""
+    for ns in d.namespaces:
+        real = place.real(ns)
+        record.add_namespace(real, planned=f"{place.host}/{ns}")
+        if not netns_lib.exists(real):
+            netns_lib.add(real)
+    apply_links(place, desired, d)
+    apply_ovs(place, desired, d)
+    apply_ip(place, d)
+    apply_iptables(place, d)
+    apply_files(place, d)
+    apply_processes(place, desired, d, record)

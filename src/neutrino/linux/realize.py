@@ -1,0 +1,196 @@
+"""The Linux backend's entry point: build planned hosts for real, read them back, tear them down.
+
+>>> from neutrino.linux.realize import realize, down          # doctest: +SKIP
+>>> up = bring_up("examples/seed000.yaml")                    # doctest: +SKIP
+>>> r = realize(up.hosts, scenario.deployment, prefix="nt1", state_dir=state, guests=guests)  # doctest: +SKIP
+>>> r.leases()                                                # doctest: +SKIP
+{'cirros': IPv4Interface('10.1.0.2/24')}
+>>> r.exec("network", ["ping", "-c1", "172.24.4.225"], namespace="qrouter-…").returncode  # doctest: +SKIP
+0
+>>> r.diff("compute").empty                                   # doctest: +SKIP
+True
+>>> down("nt1", state)                                        # doctest: +SKIP
+
+Names and records: see :mod:`neutrino.linux.records` (``nt1-<host>``, ``nt1-<host>-qrouter-<id>``,
+``nt1-vm-<server>``, ``nt1-net-mgmt``/``nt1-net-ext``); wires and guests: :mod:`neutrino.linux.fabric`;
+the reconciler: :mod:`neutrino.linux.readback` (``read_back``, ``diff``) and :mod:`neutrino.linux.apply`.
+
+br_netfilter here is built into the kernel and its ``net.bridge.bridge-nf-call-*`` sysctls are per
+network namespace (kernel >= 5.3), so each host namespace sets ``bridge-nf-call-iptables=1`` for
+itself and the hybrid plug's ``-m physdev`` rules see bridged traffic, without touching the root
+namespace's value.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from neutrino.errors import Conflict, NotFound
+from neutrino.host.state import HostState
+from neutrino.linux import netns as netns_lib
+from neutrino.linux.apply import GuestEnd, Place, apply_diff
+from neutrino.linux.fabric import Guest, boot_guest, build_ext, build_mgmt, spawn, wait_underlay
+from neutrino.linux.ovs import OvsInstance
+from neutrino.linux.readback import HostDiff, HostView, diff, read_back
+from neutrino.linux.records import Record, check_prefix, guest_ns, host_ns, planned_ns, record_path, teardown
+from neutrino.linux.runner import Result, run
+from neutrino.scenarios.model import Deployment
+
+log = logging.getLogger(__name__)
+
+_MAX_SOCKET = 100  # sun_path is 108 bytes; leave room for "br-xxxxx.mgmt"
+
+__all__ = ["Guest", "Realized", "down", "realize"]
+
+
+@dataclass
+class Realized:
+    """A cloud built on this machine: each host's place, the plan, the guests."""
+
+    prefix: str
+    state_dir: Path
+    hosts: dict[str, HostState]
+    places: dict[str, Place]
+    guests: tuple[Guest, ...]
+    record: Record
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def namespace(self, host: str, namespace: str | None = None) -> str:
+        """The real namespace for ``namespace`` (planned name, ``vm-<server>``, or a real name) of ``host``."""
+        place = self._place(host)
+        if not namespace:
+            return place.netns
+        if namespace in place.ns_real:
+            return place.ns_real[namespace]
+        if namespace.startswith("vm-"):
+            namespace = guest_ns(self.prefix, namespace[3:])
+        if namespace in self.record.namespaces:
+            return namespace
+        raise NotFound(f"host {host} has no namespace {namespace!r}")
+
+    def exec(self, host: str, argv: Sequence[str], namespace: str | None = None, *, timeout: float = 60.0) -> Result:
+        """Run ``argv`` in ``host`` (or one of its namespaces; planned names accepted)."""
+        return run(list(argv), netns=self.namespace(host, namespace), check=False, timeout=timeout)
+
+    def _place(self, host: str) -> Place:
+        try:
+            return self.places[host]
+        except KeyError:
+            raise NotFound(f"no realized host {host!r}") from None
+
+    def view(self, host: str) -> HostView:
+        place = self._place(host)
+        planned = self.hosts[host]
+        keys = tuple((ns.name, tuple(s.key for s in ns.sysctls or ())) for ns in planned.namespaces)
+        names = tuple(sorted(place.ns_real.items(), key=lambda kv: (kv[0] != "", kv[0])))
+        return HostView(host, place.netns, names, place.ovs, tuple(sorted(place.paths.items())), keys)
+
+    def read_back(self, host: str) -> HostState:
+        return read_back(self.view(host))
+
+    def diff(self, host: str) -> HostDiff:
+        return diff(self.hosts[host], self.read_back(host))
+
+    def apply(self, host: str) -> HostDiff:
+        """Apply only what differs; returns the difference that was applied."""
+        d = self.diff(host)
+        if not d.empty:
+            apply_diff(self._place(host), self.hosts[host], d, self.record)
+        return d
+
+    def leases(self) -> dict[str, ipaddress.IPv4Interface | None]:
+        """Each guest's IPv4 address on eth0 (what DHCP gave it), by server name."""
+        out: dict[str, ipaddress.IPv4Interface | None] = {}
+        for g in self.guests:
+            res = run(["ip", "-4", "-o", "addr", "show", "dev", "eth0"], netns=guest_ns(self.prefix, g.server),
+                      check=False)
+            toks = res.stdout.split()
+            out[g.server] = ipaddress.IPv4Interface(toks[toks.index("inet") + 1]) if "inet" in toks else None
+        return out
+
+    def down(self) -> None:
+        down(self.prefix, self.state_dir)
+
+
+def _socket_dir(state_dir: Path, prefix: str, host: str) -> Path:
+    rundir = state_dir / "linux" / prefix / host / "ovs"
+    if len(str(rundir)) + 16 > _MAX_SOCKET:
+        rundir = Path("/run/neutrino") / prefix / host
+    return rundir
+
+
+def _prefixlen(deployment: Deployment, host: str, ip: str) -> int:
+    for h in deployment.hosts:
+        if h.name != host:
+            continue
+        for _, cidr in h.interfaces:
+            if cidr and "/" in cidr and cidr.split("/")[0] == ip:
+                return int(cidr.split("/")[1])
+    return 24
+
+
+def realize(hosts: tuple[HostState, ...], deployment: Deployment, *, prefix: str, state_dir: Path,
+            guests: Sequence[Guest] = ()) -> Realized:
+    """Build every planned host in its own namespace, wire them, boot the guests."""
+    check_prefix(prefix)
+    state_dir = Path(state_dir)
+    if record_path(prefix, state_dir).exists():
+        raise Conflict(f"prefix {prefix} is already realized (run down first)")
+    t0 = time.monotonic()
+    record = Record(prefix, record_path(prefix, state_dir))
+    record.save()
+    by_name = {h.name: h for h in deployment.hosts}
+    places: dict[str, Place] = {}
+    try:
+        for g in guests:
+            ns = guest_ns(prefix, g.server)
+            record.add_namespace(ns, planned=f"vm/{g.server}")
+            netns_lib.add(ns)
+        for h in hosts:
+            ns = host_ns(prefix, h.name)
+            record.add_namespace(ns, planned=f"{h.name}/")
+            netns_lib.add(ns)
+            # per-namespace br_netfilter switch (kernel >= 5.3): physdev rules see bridged frames here
+            run(["sysctl", "-w", "net.bridge.bridge-nf-call-iptables=1"], netns=ns, check=False)
+            rundir = _socket_dir(state_dir, prefix, h.name)
+            record.add_rundir(str(rundir))
+            ovs = OvsInstance(ns, str(rundir))
+            try:
+                ovs.start()
+            finally:
+                for pid in ovs.pids:
+                    record.add_process(pid, "ovs " + h.name, ns)
+            spec = by_name.get(h.name)
+            tunnel = str(spec.tunnel_ip) if spec is not None and spec.tunnel_ip is not None else None
+            ns_real = {"": ns, **{n: planned_ns(prefix, h.name, n) for n in h.namespace_names()}}
+            guest_ends = {g.device: GuestEnd(guest_ns(prefix, g.server), g.mac, g.mtu) for g in guests
+                          if g.host == h.name}
+            places[h.name] = Place(h.name, ns, ns_real, ovs, state_dir / "linux" / prefix / h.name, tunnel,
+                                   guest_ends, spawn=functools.partial(spawn, record))
+        realized = Realized(prefix, state_dir, {h.name: h for h in hosts}, places, tuple(guests), record)
+        plist = [places[h.name] for h in hosts]
+        build_mgmt(record, prefix, plist, {p.host: _prefixlen(deployment, p.host, p.tunnel_ip or "") for p in plist})
+        for h in hosts:
+            realized.apply(h.name)
+        build_ext(record, prefix, plist, hosts, deployment.external_network_bridge or "br-ex")
+        wait_underlay(plist)
+        realized.timings["plumbing"] = time.monotonic() - t0
+        for g in guests:
+            boot_guest(record, guest_ns(prefix, g.server), state_dir / "linux" / prefix / f"vm-{g.server}")
+        realized.timings["up"] = time.monotonic() - t0
+        return realized
+    except BaseException:
+        log.exception("realize %s failed; tearing down what was made", prefix)
+        down(prefix, state_dir)
+        raise
+
+
+def down(prefix: str, state_dir: Path) -> None:
+    """Remove everything the record of ``prefix`` lists. Idempotent."""
+    teardown(prefix, Path(state_dir))

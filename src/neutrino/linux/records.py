@@ -1,0 +1,222 @@
+"""What the Linux backend made, written down *before* it is made, and the names it gives things.
+
+Naming (a cloud run owns one short ``prefix``, e.g. ``nt1``)::
+
+    host NAME                         -> namespace  <prefix>-<NAME>              (runs the host's private OVS)
+    host NAME's planned namespace NS  -> namespace  <prefix>-<NAME>-<NS>         (nt1-network-qrouter-<uuid>)
+    guest (instance) SERVER           -> namespace  <prefix>-vm-<SERVER>         (its eth0 is the tap's peer)
+    underlay wire WIRE                -> namespace  <prefix>-net-<WIRE>          (mgmt: tunnel/management L2,
+                                                                                  ext: external gateway and a
+                                                                                  stand-in internet address)
+
+Device names stay the plan's own (they fit 15 characters and live in the host's namespace, so two hosts
+may both have ``br-int``). The record file ``$STATE/linux/<prefix>.json`` lists every namespace and OVS run
+directory before it is created and every process the moment its PID is known (with its start time, so
+a recycled PID is never signalled); :func:`teardown` removes exactly those, even after a crash.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from neutrino.errors import ConvergenceTimeout, InvalidInput
+from neutrino.linux import netns as netns_lib
+from neutrino.linux.runner import wait_for
+
+IFNAMSIZ = 15
+_PREFIX = re.compile(r"^nt[a-z0-9]{0,6}$")
+
+
+def check_prefix(prefix: str) -> str:
+    """A prefix is ``nt`` and up to six lowercase letters or digits (it starts every name made)."""
+    if not _PREFIX.match(prefix):
+        raise InvalidInput(f"{prefix!r} is not a valid prefix (nt followed by up to 6 of [a-z0-9])")
+    return prefix
+
+
+def check_device(name: str) -> str:
+    if not name or len(name) > IFNAMSIZ or "/" in name or " " in name:
+        raise InvalidInput(f"{name!r} is not a valid device name (1-{IFNAMSIZ} characters)")
+    return name
+
+
+def host_ns(prefix: str, host: str) -> str:
+    return f"{prefix}-{host}"
+
+
+def planned_ns(prefix: str, host: str, ns: str) -> str:
+    """The real namespace of host ``host``'s planned namespace ``ns`` (``""`` is the host's own)."""
+    return host_ns(prefix, host) if not ns else f"{prefix}-{host}-{ns}"
+
+
+def guest_ns(prefix: str, server: str) -> str:
+    return f"{prefix}-vm-{server}"
+
+
+def wire_ns(prefix: str, wire: str) -> str:
+    return f"{prefix}-net-{wire}"
+
+
+def record_path(prefix: str, state_dir: Path) -> Path:
+    return Path(state_dir) / "linux" / f"{check_prefix(prefix)}.json"
+
+
+def proc_start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (field 22 of ``/proc/PID/stat``); ``None``
+    when there is no such process or it is a zombie."""
+    try:
+        data = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = data.rsplit(")", 1)[1].split()
+    if fields[0] in ("Z", "X"):
+        return None
+    return int(fields[19])
+
+
+CHILDREN: dict[int, subprocess.Popen[bytes]] = {}  # processes this Python process started, to reap
+
+
+@dataclass
+class ProcessRecord:
+    pid: int
+    start: int | None
+    what: str
+    netns: str
+
+
+@dataclass
+class Record:
+    """The record file's content; every ``add_*`` writes the file before returning."""
+
+    prefix: str
+    path: Path
+    namespaces: list[str] = field(default_factory=list)
+    rundirs: list[str] = field(default_factory=list)
+    processes: list[ProcessRecord] = field(default_factory=list)
+    ns_map: dict[str, str] = field(default_factory=dict)  # "host/planned-ns" -> real namespace
+
+    @classmethod
+    def load(cls, prefix: str, state_dir: Path) -> Record:
+        path = record_path(prefix, state_dir)
+        rec = cls(prefix, path)
+        if path.exists():
+            doc = json.loads(path.read_text())
+            rec.namespaces = list(doc.get("namespaces", []))
+            rec.rundirs = list(doc.get("rundirs", []))
+            rec.processes = [ProcessRecord(**p) for p in doc.get("processes", [])]
+            rec.ns_map = dict(doc.get("ns_map", {}))
+        return rec
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        doc = {"prefix": self.prefix, "namespaces": self.namespaces, "rundirs": self.rundirs,
+               "processes": [asdict(p) for p in self.processes], "ns_map": self.ns_map}
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.prefix}.", dir=self.path.parent)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(doc, fh, indent=1)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.path)
+
+    def add_namespace(self, name: str, *, planned: str | None = None) -> None:
+        if not name.startswith(self.prefix + "-"):
+            raise InvalidInput(f"namespace {name!r} lacks the prefix {self.prefix!r}")
+        if name not in self.namespaces:
+            self.namespaces.append(name)
+        if planned is not None:
+            self.ns_map[planned] = name
+        self.save()
+
+    def add_rundir(self, path: str) -> None:
+        if path not in self.rundirs:
+            self.rundirs.append(path)
+            self.save()
+
+    def add_process(self, pid: int, what: str, netns: str) -> None:
+        self.processes.append(ProcessRecord(pid, proc_start_time(pid), what, netns))
+        self.save()
+
+
+def _alive(p: ProcessRecord) -> bool:
+    start = proc_start_time(p.pid)
+    return start is not None and (p.start is None or start == p.start)
+
+
+def _end(p: ProcessRecord) -> None:
+    if not _alive(p):
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(p.pid, signal.SIGTERM)
+    try:
+        wait_for(lambda: not _alive(p), timeout=5, what=f"pid {p.pid} ({p.what}) to exit")
+    except ConvergenceTimeout:
+        if _alive(p):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p.pid, signal.SIGKILL)
+            wait_for(lambda: not _alive(p), timeout=5, what=f"pid {p.pid} ({p.what}) to die")
+
+
+_PIDFILE_PROGRAMS = ("ovsdb-server", "ovs-vswitchd", "dnsmasq")
+
+
+def _from_pid_files(rec: Record) -> list[ProcessRecord]:
+    """Processes named by pid files in the recorded run directories (started, then a crash before
+    their PID was recorded), when the PID is that program and lives in one of the recorded namespaces."""
+    out: list[ProcessRecord] = []
+    known = {p.pid for p in rec.processes}
+    for d in rec.rundirs:
+        for f in sorted(Path(d).glob("*pid*")) if Path(d).is_dir() else ():
+            text = f.read_text().strip() if f.is_file() else ""
+            if not text.isdigit() or int(text) in known:
+                continue
+            pid = int(text)
+            try:
+                comm = Path(f"/proc/{pid}/comm").read_text().strip()
+            except OSError:
+                continue
+            if comm not in _PIDFILE_PROGRAMS:
+                continue
+            where = subprocess.run(["ip", "netns", "identify", str(pid)], capture_output=True, text=True,
+                                   check=False).stdout.split()
+            if where and where[0] in rec.namespaces:
+                out.append(ProcessRecord(pid, proc_start_time(pid), comm, where[0]))
+    return out
+
+
+def _gone(name: str) -> bool:
+    return not netns_lib.exists(name)
+
+
+def teardown(prefix: str, state_dir: Path) -> None:
+    """End every recorded process (by PID, checking its start time), delete every recorded namespace
+    (guests and wires last) and the record file. Idempotent; safe after a crash."""
+    rec = Record.load(prefix, Path(state_dir))
+    for p in [*reversed(rec.processes), *_from_pid_files(rec)]:
+        _end(p)
+        child = CHILDREN.pop(p.pid, None)
+        if child is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(timeout=5)
+    for name in reversed(rec.namespaces):
+        if not name.startswith(prefix + "-"):
+            continue  # never delete what the record does not own by name
+        netns_lib.delete(name)
+    for name in rec.namespaces:
+        if netns_lib.exists(name):
+            wait_for(functools.partial(_gone, name), timeout=10, what=f"{name} to go")
+    for d in rec.rundirs:  # OVS databases and sockets, dnsmasq pid files: all ours, all gone
+        shutil.rmtree(d, ignore_errors=True)
+    shutil.rmtree(rec.path.parent / prefix, ignore_errors=True)
+    if rec.path.exists():
+        rec.path.unlink()
