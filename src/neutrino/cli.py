@@ -207,6 +207,8 @@ def _cmd_ping(args: argparse.Namespace) -> int:
               f"back via {len(trace.reply.hops)})")
         return 0
     v = trace.verdict if not trace.delivered else trace.reply.verdict if trace.reply else trace.verdict
+    if v.detail.startswith("ping: "):  # from a host (host:NAME): the system call failed, as ping says
+        print(v.detail.split(" (", 1)[0])
     reason = v.reason.value if v.reason else "no reply"
     print(f"{args.source} -> {args.destination}: no reply: {reason}" + (f" at {v.where}" if v.where else "")
           + (f" ({v.detail})" if v.detail else ""))
@@ -261,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_plan)
 
     s = sub.add_parser("trace", help="trace a packet through the cloud 'neutrino up' made, hop by hop")
-    s.add_argument("source", help="an instance's name, or 'outside'")
+    s.add_argument("source", help="an instance's name, 'outside', or host:NAME (a host's own namespace)")
     s.add_argument("destination", help="an instance's name or an IP address")
     s.add_argument("--proto", choices=("icmp", "tcp", "http"), default="icmp")
     s.add_argument("--dport", type=int, default=22)

@@ -1,17 +1,18 @@
 """A :class:`~neutrino.sim.world.World` for a planned cloud: its hosts' states, and from the cloud
 snapshot the guests (each server's port, tap or vnet device, MAC and fixed IP), the hosts' tunnel
-addresses and the outside world behind each router's external gateway."""
+addresses and the outside world: behind each router's external gateway (Neutron), or on the
+hosts' public network as the upstream gateway of their default route (nova-network)."""
 
 from __future__ import annotations
 
 import ipaddress
-from ipaddress import IPv4Address, IPv4Interface
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
-from neutrino.host.state import HostState
+from neutrino.host.state import ROOT, HostState
 from neutrino.plan import naming
 from neutrino.scenarios.model import Mechanism
 from neutrino.services.snapshot import CloudSnapshot
-from neutrino.sim.world import ExternalNet, GuestSpec, World
+from neutrino.sim.world import ExternalNet, GuestSpec, Uplink, World
 
 
 def _device_for(host: HostState | None, port_id: str, mac: str) -> str | None:
@@ -58,10 +59,39 @@ def externals_of(cloud: CloudSnapshot, hosts: dict[str, HostState]) -> tuple[Ext
     return tuple(out)
 
 
+def uplinks_of(cloud: CloudSnapshot, hosts: tuple[HostState, ...]) -> tuple[Uplink, ...]:
+    """nova-network: the upstream gateway each host's default route names, on the segment of the
+    route's device (the public interface), in the subnet of the host's address there. The
+    internet lies behind it only when the gateway's address is globally routable; the floating
+    pools (the external networks' subnets) are on the same wire, held as /32s by the hosts."""
+    if cloud.deployment.mechanism is not Mechanism.NOVA_NETWORK:
+        return ()
+    pools = tuple(s.cidr for n in cloud.networks if n.external for s in cloud.subnets_of(n.id)
+                  if isinstance(s.cidr, IPv4Network))
+    out: list[Uplink] = []
+    for host in hosts:
+        root = host.namespace(ROOT)
+        if root is None:
+            continue
+        for r in root.routes or ():
+            if (r.dst is not None and r.dst.prefixlen) or not isinstance(r.via, IPv4Address) or r.dev is None:
+                continue
+            lk = root.link(r.dev)
+            net = next((a.interface.network for a in lk.addresses if isinstance(a.interface, IPv4Interface)
+                        and r.via in a.interface.network), None) if lk is not None else None
+            if net is None:
+                continue
+            gw = IPv4Interface(f"{r.via}/{net.prefixlen}")
+            if not any(u.segment == r.dev and u.gateway == gw for u in out):
+                out.append(Uplink(r.dev, gw, internet=gw.ip.is_global, on_link=pools))
+    return tuple(out)
+
+
 def world_of(cloud: CloudSnapshot, hosts: tuple[HostState, ...]) -> World:
     by_name = {h.name: h for h in hosts}
     tunnel_ips = {h.name: h.tunnel_ip for h in cloud.deployment.hosts
                   if isinstance(h.tunnel_ip, ipaddress.IPv4Address)}
     network_hosts = frozenset(h.name for h in cloud.deployment.hosts if h.has("network"))
     return World(hosts, tunnel_ips=tunnel_ips, guests=guests_of(cloud, by_name),
-                 externals=externals_of(cloud, by_name), network_hosts=network_hosts)
+                 externals=externals_of(cloud, by_name), network_hosts=network_hosts,
+                 uplinks=uplinks_of(cloud, hosts))

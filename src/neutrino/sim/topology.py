@@ -6,6 +6,14 @@ device is enslaved to, the guest behind a tap, the remote host of a tunnel port,
 segments (the tenant/flat wire, the VLAN trunk, the external network) hosts share. All of it is
 derived from the host states alone (device names, masters, OVS port types and options), so it
 works the same for planned hosts and for hosts imported from a real deployment.
+
+Physical segments: the hosts' root-namespace NICs of one name share one wire, the deployment's
+convention (nova.conf's ``flat_interface``, ``vlan_interface`` and ``public_interface`` are
+cloud-wide; so are Neutron's bridge mappings). A NIC is wired to a :attr:`Kind.SEGMENT` end named
+``<host>:<dev>`` of the segment ``<dev>``; what it leads to on the host is the bridge port it is
+enslaved to, or else the root namespace's IP stack. A VLAN device ``vlanNNN@eth0`` is an end of
+segment ``eth0`` that tags with NNN (:attr:`Nic.vlan`): it sends tagged onto the trunk and
+receives only frames tagged NNN, untagged.
 """
 
 from __future__ import annotations
@@ -55,21 +63,41 @@ class Tunnel:
     remote_ip: IPAddress
 
 
+@dataclass(frozen=True, slots=True)
+class Nic:
+    """A host's attachment to a physical segment: the device (``eth2``, ``vlan100``) and the 802.1Q
+    tag it pushes and pops (``None``: untagged, the NIC itself)."""
+
+    segment: str
+    host: str
+    dev: str
+    vlan: int | None = None
+
+
 @dataclass
 class Topology:
     hosts: dict[str, HostState]
     wires: dict[End, End] = field(default_factory=dict)  # symmetric: a -> b and b -> a
     tunnels: list[Tunnel] = field(default_factory=list)
     tunnel_ips: dict[str, IPAddress] = field(default_factory=dict)  # host -> its tunnel address
-    segments: dict[str, list[End]] = field(default_factory=dict)  # segment -> the ends plugged into it
+    segments: dict[str, list[End]] = field(default_factory=dict)  # segment -> its ends (Kind.SEGMENT)
+    nics: dict[End, Nic] = field(default_factory=dict)  # a segment end -> the host device behind it
     notes: list[str] = field(default_factory=list)  # what could not be wired, and why
 
     def connect(self, a: End, b: End) -> None:
         self.wires[a] = b
         self.wires[b] = a
 
-    def plug(self, segment: str, end: End) -> None:
-        self.segments.setdefault(segment, []).append(end)
+    def plug(self, segment: str, end: End, host: str, dev: str, vlan: int | None = None) -> End:
+        """Attach ``end`` (a bridge port or an IP-stack device of ``host``) to ``segment`` through
+        ``dev``; returns the segment's end."""
+        here = End(Kind.SEGMENT, "", segment, f"{host}:{dev}")
+        if here in self.nics:
+            return here
+        self.connect(end, here)
+        self.segments.setdefault(segment, []).append(here)
+        self.nics[here] = Nic(segment, host, dev, vlan)
+        return here
 
     def peer(self, end: End) -> End | None:
         return self.wires.get(end)
@@ -109,7 +137,37 @@ def build(hosts: tuple[HostState, ...], *, tunnel_ips: dict[str, IPAddress] | No
     topo = Topology({h.name: h for h in hosts}, tunnel_ips=dict(tunnel_ips or {}))
     for host in hosts:
         _wire_host(topo, host, guests or {})
+    for host in hosts:
+        _wire_root_nics(topo, host)
     return topo
+
+
+_PHYSICAL = ("eth", "em", "en", "bond")
+
+
+def _vlan_id(lk: Link) -> int | None:
+    if lk.details is not None and lk.details.vlan_id is not None:
+        return lk.details.vlan_id
+    digits = "".join(ch for ch in lk.name.split(".")[-1] if ch.isdigit())
+    return int(digits) if digits and (lk.name.startswith("vlan") or "." in lk.name) else None
+
+
+def _wire_root_nics(topo: Topology, host: HostState) -> None:
+    """The root namespace's NICs (and VLAN devices) that are no bridge's port are devices of its
+    IP stack on their segment (eth1, the management or public network)."""
+    root = host.namespace(ROOT)
+    if root is None:
+        return
+    for lk in root.links or ():
+        if lk.master is not None or lk.link_type == "loopback":
+            continue
+        end = End(Kind.NS, host.name, ROOT, lk.name)
+        if end in topo.wires:
+            continue
+        if lk.kind is LinkKind.VLAN and lk.peer:
+            topo.plug(lk.peer, end, host.name, lk.name, _vlan_id(lk))
+        elif lk.kind in (None, LinkKind.ETHER) and lk.name.startswith(_PHYSICAL):
+            topo.plug(lk.name, end, host.name, lk.name)
 
 
 def _wire_host(topo: Topology, host: HostState, guests: dict[tuple[str, str], str]) -> None:
@@ -185,10 +243,10 @@ def _wire_device(topo: Topology, host: HostState, links: dict[tuple[str, str], L
                     topo.connect(here, End(Kind.NS, host.name, ns.name, inner))
                     return
     if lk is not None and lk.kind is LinkKind.VLAN and lk.peer:
-        topo.plug(f"{host.name}:{lk.peer}", here)  # resolved to a trunk by the orchestrator
+        topo.plug(lk.peer, here, host.name, dev, _vlan_id(lk))  # tagged onto its parent's trunk
         return
     if dev.startswith(("eth", "em", "en", "bond")):
-        topo.plug(f"phys:{host.name}:{dev}", here)
+        topo.plug(dev, here, host.name, dev)
         return
     if dev.startswith(("tap", "vnet")):
         topo.notes.append(f"{host.name}: {dev} has no guest behind it")

@@ -13,6 +13,17 @@ Order inside a namespace is the kernel's: PREROUTING, the input route, then INPU
 delivery or FORWARD, POSTROUTING and neighbour resolution; locally generated packets go OUTPUT,
 POSTROUTING. Bridged IPv4 between Linux bridge ports goes through PREROUTING, FORWARD and
 POSTROUTING of the host's root namespace with physdev matches (br_netfilter).
+
+Physical segments (:mod:`neutrino.sim.topology`) are learning switches, one per VLAN: a frame a
+host sends on its NIC reaches the other hosts' NICs of that segment; a VLAN device
+(``vlan100@eth0``) pushes its 802.1Q tag onto the trunk and only the other hosts' devices of the
+same VLAN receive the frame, the tag popped (the kernel's VLAN sub-interface). ``uplinks`` put
+the outside world on a segment: the upstream gateway of the hosts' default route, with the
+internet behind it when its address is globally routable (a private gateway, such as a
+VirtualBox host-only network's, routes nowhere).
+
+``probe("host:<name>", dst)`` sends from a host's root namespace (OUTPUT, POSTROUTING); a DROP in
+OUTPUT ends it the way the kernel does, with ``sendmsg: Operation not permitted``.
 """
 
 from __future__ import annotations
@@ -36,6 +47,7 @@ from neutrino.sim.netfilter import FORWARD_PATH, Hook, HookCtx, Netfilter
 from neutrino.sim.ovs import Meta, OvsBridgeSim
 from neutrino.sim.packets import (
     ARP,
+    BROADCAST,
     DHCP,
     ICMP,
     TCP,
@@ -46,8 +58,13 @@ from neutrino.sim.packets import (
     Mac,
     Raw,
     TCPFlag,
+    UnreachCode,
     echo_reply,
+    icmp_error,
+    pop_vlan,
+    push_vlan,
     summary,
+    vlan_ids,
     with_,
 )
 from neutrino.sim.services import DhcpServer, MetadataEndpoint, MetadataInstance, http_get_path
@@ -56,6 +73,8 @@ from neutrino.sim.trace import DropReason, Hop, Step, StepKind, Trace, Verdict, 
 
 OUTSIDE = "outside"  # the outside world's namespace and host name
 INTERNET = "internet"
+HOST_PREFIX = "host:"  # probe("host:controller-1", ...): from a host's root namespace
+WIRE = "wire"  # the host name of a physical segment's hops
 MAX_EVENTS = 5000
 METADATA_PORTS = (9697, 8775, 80)
 
@@ -82,6 +101,19 @@ class ExternalNet:
     gateway: IPv4Interface
 
 
+@dataclass(frozen=True, slots=True)
+class Uplink:
+    """The outside world on a physical segment (the hosts' public NICs): the upstream ``gateway``
+    of their default route; ``internet``: whether anything routes beyond it (and back);
+    ``on_link``: networks the gateway reaches on the segment itself (floating IP pools held as
+    /32s on the hosts' public NICs)."""
+
+    segment: str
+    gateway: IPv4Interface
+    internet: bool = True
+    on_link: tuple[ipaddress.IPv4Network, ...] = ()
+
+
 @dataclass
 class _Event:
     end: End
@@ -99,6 +131,8 @@ class _Run:
     replied: bool = False
     reply_start: int = -1
     drops: list[tuple[str, Step]] = field(default_factory=list)
+    errno: str = ""  # what the local sender's system call returned, when it failed
+    sender: str = ""  # the guest that sent the probe
 
 
 def _flow_key(frame: Ethernet) -> tuple[int, int] | None:
@@ -108,6 +142,9 @@ def _flow_key(frame: Ethernet) -> tuple[int, int] | None:
     if ip4 is None:
         return None
     p = ip4.payload
+    if isinstance(p, ICMP) and p.type in (ICMPType.DEST_UNREACH, ICMPType.TIME_EXCEEDED) \
+            and isinstance(p.payload, IPv4):  # an error belongs to the flow it quotes
+        return _flow_key(Ethernet(dst=Mac(0), src=Mac(0), payload=p.payload))
     if isinstance(p, ICMP):
         return (1, p.id)
     if isinstance(p, TCP):
@@ -135,19 +172,25 @@ def _strip_vlans(frame: Ethernet) -> Ethernet:
 class World:
     def __init__(self, hosts: tuple[HostState, ...], *, tunnel_ips: dict[str, IPv4Address] | None = None,
                  guests: tuple[GuestSpec, ...] = (), externals: tuple[ExternalNet, ...] = (),
-                 network_hosts: frozenset[str] = frozenset()) -> None:
+                 network_hosts: frozenset[str] = frozenset(), uplinks: tuple[Uplink, ...] = ()) -> None:
         self.specs = {g.name: g for g in guests}
         self.network_hosts = network_hosts
         self.externals = externals
+        self.uplinks = {_uplink_dev(u): u for u in uplinks}
         host_list = list(hosts)
         if externals:
             host_list = [self._with_outside_port(h, externals) for h in host_list]
-            host_list.append(self._outside_host(externals))
+        if externals or uplinks:
+            host_list.append(self._outside_host(externals, uplinks))
         dev_guests = {(g.host, g.device): g.name for g in guests}
         self.topo: Topology = build(tuple(host_list), tunnel_ips=dict(tunnel_ips or {}), guests=dev_guests)
         for ext in externals:
             self.topo.connect(End(Kind.OVS, ext.host, ext.bridge, f"{OUTSIDE}-{ext.host}"[:15]),
                               End(Kind.NS, OUTSIDE, ROOT, f"ext-{ext.host}"[:15]))
+        for dev, up in self.uplinks.items():
+            self.topo.plug(up.segment, End(Kind.NS, OUTSIDE, ROOT, dev), OUTSIDE, dev)
+        self._seg_fdb: dict[tuple[str, int | None], dict[Mac, End]] = {}
+        self.boot_hops: dict[str, list[Hop]] = {}
         self.hosts = {h.name: h for h in host_list}
         self.guests = {g.name: Guest(g.name, Mac.parse(g.mac)) for g in guests}
         self._stacks: dict[tuple[str, str], IpStack] = {}
@@ -183,7 +226,7 @@ class World:
             bridges.append(br)
         return replace(host, ovs=replace(ovs, show=replace(show, bridges=tuple(bridges))))
 
-    def _outside_host(self, externals: tuple[ExternalNet, ...]) -> HostState:
+    def _outside_host(self, externals: tuple[ExternalNet, ...], uplinks: tuple[Uplink, ...] = ()) -> HostState:
         links = []
         for i, e in enumerate(externals):
             name = f"ext-{e.host}"[:15]
@@ -191,9 +234,17 @@ class World:
                               state=OperState.UP, link_type="ether", mac=f"02:00:5e:00:00:{i + 1:02x}",
                               brd="ff:ff:ff:ff:ff:ff", addresses=(Address(e.gateway, "global"),),
                               kind=LinkKind.VETH))
-        routes = tuple(Route(e.gateway.network, dev=f"ext-{e.host}"[:15], proto="kernel", scope="link",
-                             src=e.gateway.ip) for e in externals)
-        ns = NamespaceState(ROOT, links=tuple(links), routes=routes,
+        routes = [Route(e.gateway.network, dev=f"ext-{e.host}"[:15], proto="kernel", scope="link",
+                        src=e.gateway.ip) for e in externals]
+        for i, u in enumerate(uplinks):
+            name = _uplink_dev(u)
+            links.append(Link(len(links) + 2, name, flags=("BROADCAST", "MULTICAST", "UP", "LOWER_UP"), mtu=1500,
+                              state=OperState.UP, link_type="ether", mac=f"02:00:5e:00:01:{i + 1:02x}",
+                              brd="ff:ff:ff:ff:ff:ff", addresses=(Address(u.gateway, "global"),),
+                              kind=LinkKind.VETH))
+            routes.append(Route(u.gateway.network, dev=name, proto="kernel", scope="link", src=u.gateway.ip))
+            routes.extend(Route(net, dev=name, scope="link") for net in u.on_link if net != u.gateway.network)
+        ns = NamespaceState(ROOT, links=tuple(links), routes=tuple(routes),
                             sysctls=(Sysctl("net.ipv4.ip_forward", "1"),))
         return HostState(OUTSIDE, namespaces=(ns,))
 
@@ -271,7 +322,7 @@ class World:
                 events.append(nxt)
 
     def _hop(self, run: _Run, ev: _Event, element: str, steps: list[Step], goal: tuple[int, int] | None) -> None:
-        host = ev.end.host or ev.end.element
+        host = ev.end.host or (WIRE if ev.end.kind is Kind.SEGMENT else ev.end.element)
         peer = self.topo.peer(ev.end)
         letter = diagram_letter(ev.end, host in self.network_hosts, peer.element if peer else "")
         hop = Hop(host, element or "root", ev.end.port, letter, summary(ev.frame), tuple(steps), ev.frame)
@@ -298,7 +349,51 @@ class World:
             return self._at_guest(ev, run, goal, target)
         if kind is Kind.NS:
             return self._at_namespace(ev, run, goal, target)
+        if kind is Kind.SEGMENT:
+            return self._at_segment(ev, run, goal)
         return []
+
+    def _at_segment(self, ev: _Event, run: _Run, goal: tuple[int, int] | None) -> list[_Event]:
+        """A frame a host put on a physical segment: a learning switch per VLAN between the hosts'
+        NICs; a VLAN device's frames are tagged onto the trunk and popped at the far VLAN device."""
+        nic = self.topo.nics[ev.end]
+        seg = ev.end.element
+        frame = ev.frame
+        steps: list[Step] = []
+        if nic.vlan is not None:
+            frame = push_vlan(frame, nic.vlan)
+            steps.append(Step(StepKind.DEVICE, f"{nic.dev}@{seg}", f"802.1Q tag {nic.vlan} pushed onto {seg}"))
+        tags = vlan_ids(frame)
+        vid = tags[0] if tags else None
+        fdb = self._seg_fdb.setdefault((seg, vid), {})
+        if not (frame.src.value >> 40) & 1:
+            fdb[frame.src] = ev.end
+        ends: dict[str, list[End]] = {}
+        for e in self.topo.segments.get(seg, ()):
+            if self.topo.nics[e].host != nic.host:
+                ends.setdefault(self.topo.nics[e].host, []).append(e)
+        known = fdb.get(frame.dst) if frame.dst != BROADCAST and not (frame.dst.value >> 40) & 1 else None
+        if known is not None and self.topo.nics[known].host != nic.host:
+            hosts = [self.topo.nics[known].host]
+            how = f"{frame.dst} learned on {known.port}"
+        else:
+            hosts = sorted(ends)
+            how = f"{frame.dst}: flooded" if hosts else f"{frame.dst}: no other host on {seg}"
+        out: list[_Event] = []
+        reached: list[str] = []
+        for h in hosts:
+            rcv = next((e for e in ends.get(h, ()) if self.topo.nics[e].vlan == vid), None)
+            if rcv is None:
+                reached.append(f"{h} has no vlan{vid} on {seg}: dropped" if vid is not None
+                               else f"{h}: no untagged device on {seg}")
+                continue
+            f = pop_vlan(frame) if vid is not None else frame
+            reached.append(f"{rcv.port}" + (f" (tag {vid} popped)" if vid is not None else ""))
+            out.extend(self._send_from(rcv, f))
+        what = f"vlan {vid}" if vid is not None else "untagged"
+        steps.append(Step(StepKind.NORMAL, f"{seg} switch ({what})", f"{how} -> " + (", ".join(reached) or "none")))
+        self._hop(run, ev, seg, steps, goal)
+        return out
 
     def _at_ovs(self, ev: _Event, run: _Run, goal: tuple[int, int] | None) -> list[_Event]:
         sim = self.bridge(ev.end.host, ev.end.element)
@@ -336,7 +431,8 @@ class World:
     def _at_linux_bridge(self, ev: _Event, run: _Run, goal: tuple[int, int] | None) -> list[_Event]:
         host, name = ev.end.host, ev.end.element
         sim = self.linux_bridge(host, name)
-        res = sim.receive(ev.end.port, ev.frame)
+        # the bridge's own device transmits (the IP stack's frames), or a port receives
+        res = sim.send(ev.frame) if ev.end.port == name else sim.receive(ev.end.port, ev.frame)
         steps = [res.step]
         out: list[_Event] = []
         nf = self.netfilter(host, ROOT)
@@ -367,7 +463,9 @@ class World:
         if goal is not None and key == goal:
             ip4 = _ip(frame)
             if ip4 is not None and guest.ip is not None and ip4.dst == guest.ip:
-                if ev.end.element == target:
+                # the target, or (an address behind NAT, e.g. a floating IP) the first guest the
+                # request reaches that is not its sender
+                if ev.end.element == target or (not target and not run.delivered_at and ev.end.element != run.sender):
                     run.delivered_at = f"{ev.end.host} {guest.name}"
                     steps.append(Step(StepKind.DELIVER, guest.name, f"{guest.name} received it"))
                     run.reply_start = len(run.hops) + 1
@@ -377,6 +475,20 @@ class World:
         self._hop(run, ev, guest.name, steps, goal)
         out = []
         for f in reply.frames:
+            ip_out = f.payload
+            if isinstance(ip_out, IPv4) and not (f.dst.value >> 40) & 1:
+                # the guest routes its answer itself: on-link, or to its default gateway (which
+                # need not be the router the request came through: seed 003's asymmetric routes)
+                hop = guest.next_hop(ip_out.dst)
+                hw = guest.resolve(hop) if hop is not None else None
+                if hop is not None and hw is None:
+                    first = (guest.name, hop) not in self._guest_pending
+                    self._guest_pending.setdefault((guest.name, hop), []).append(f)
+                    if first:
+                        out.extend(self._send_from(ev.end, guest.arp_request_for(hop)))
+                    continue
+                if hw is not None:
+                    f = replace(f, dst=hw)
             out.extend(self._send_from(ev.end, f))
         # frames the guest was holding until it learned a neighbour
         arp = frame.payload
@@ -435,7 +547,13 @@ class World:
                 return out
             packet, mark, ct = res.packet, res.mark, res.ct
         decision = st.route_input(dev, packet, mark=mark)
-        if host == OUTSIDE and (isinstance(decision, Unreachable) or not decision.local):
+        uplink = self.uplinks.get(dev) if host == OUTSIDE else None
+        if uplink is not None and (isinstance(decision, Unreachable) or not decision.local) \
+                and not (isinstance(decision, RouteDecision) and decision.route.dst is not None
+                         and decision.route.dst.prefixlen > 0):
+            out.extend(self._beyond_uplink(uplink, ev, packet, steps, run, goal, target))
+            return out
+        if host == OUTSIDE and uplink is None and (isinstance(decision, Unreachable) or not decision.local):
             replies = self._internet(packet, steps, run, goal, target)  # beyond the gateway
             self._hop(run, ev, INTERNET, steps, goal)
             for rp in replies:
@@ -479,6 +597,37 @@ class World:
         self._hop(run, ev, ns, steps, goal)
         return out
 
+    def _beyond_uplink(self, uplink: Uplink, ev: _Event, packet: IPv4, steps: list[Step], run: _Run,
+                       goal: tuple[int, int] | None, target: str) -> list[_Event]:
+        """A packet the upstream gateway must route off its segment: to the internet (which
+        answers), nowhere (a gateway on a private network), or back as ICMP host unreachable
+        (a private destination no upstream router knows)."""
+        gw = uplink.gateway
+        if not uplink.internet:
+            steps.append(Step(StepKind.DROP, f"no route to {packet.dst} from {gw.ip}",
+                              f"{gw.network} is not globally routable (a host-only network): nothing beyond "
+                              f"{gw.ip} carries {packet.src} > {packet.dst}, and nothing routes a reply back "
+                              f"to {packet.src}"))
+            self._hop(run, ev, ROOT, steps, goal)
+            return []
+        if not packet.dst.is_global:
+            steps.append(Step(StepKind.DROP, f"no route to {packet.dst} from {gw.ip}",
+                              f"{packet.dst} is a private address no upstream router knows: host unreachable "
+                              f"(ICMP type 3 code 1 back to {packet.src})"))
+            self._hop(run, ev, ROOT, steps, goal)
+            err = IPv4(src=gw.ip, dst=packet.src, payload=icmp_error(ICMPType.DEST_UNREACH, UnreachCode.HOST,
+                                                                     packet))
+            if isinstance(packet.payload, ICMP) and packet.payload.type not in (ICMPType.ECHO_REQUEST,
+                                                                                ICMPType.ECHO_REPLY):
+                return []
+            return self._send_local(OUTSIDE, ROOT, err, run, goal)
+        replies = self._internet(packet, steps, run, goal, target)
+        self._hop(run, ev, INTERNET, steps, goal)
+        out: list[_Event] = []
+        for rp in replies:
+            out.extend(self._send_local(OUTSIDE, ROOT, rp, run, goal))
+        return out
+
     def _transmit(self, host: str, ns: str, decision: RouteDecision, packet: IPv4, steps: list[Step]) -> list[_Event]:
         st = self.stack(host, ns)
         tx = st.transmit(decision, packet)
@@ -492,13 +641,18 @@ class World:
             return self._send_from(end, tx.frame) if first else []
         return self._send_from(end, tx.frame)
 
-    def _send_local(self, host: str, ns: str, packet: IPv4, run: _Run, goal: tuple[int, int] | None) -> list[_Event]:
-        """A packet the namespace itself sends: the output route, OUTPUT and POSTROUTING."""
+    def _send_local(self, host: str, ns: str, packet: IPv4, run: _Run, goal: tuple[int, int] | None, *,
+                    origin: bool = False) -> list[_Event]:
+        """A packet the namespace itself sends: the output route, OUTPUT and POSTROUTING.
+        ``origin``: the probe's own request, whose system call fails when it cannot leave."""
         st = self.stack(host, ns)
         steps: list[Step] = []
         decision = st.route(packet.dst, src=packet.src)
         if isinstance(decision, Unreachable):
             steps.append(decision.step)
+            if origin:
+                run.errno = decision.errno
+                steps.append(Step(StepKind.DROP, f"no route to {packet.dst}", f"sendmsg: {decision.errno}"))
             self._hop_local(run, host, ns, packet, steps, goal)
             return []
         steps.append(decision.step)
@@ -507,6 +661,8 @@ class World:
             res = nf.traverse((Hook.OUTPUT, Hook.POSTROUTING), packet, self._ctx(host, ns, out_dev=decision.dev))
             steps.extend(res.steps)
             if not res.accepted:
+                if origin:
+                    run.errno = "Operation not permitted"  # NF_DROP on ip_local_out: -EPERM
                 self._hop_local(run, host, ns, packet, steps, goal)
                 return []
             packet = res.packet
@@ -599,14 +755,17 @@ class World:
         return next((n for n, g in self.guests.items() if g.ip == ip), "")
 
     def boot(self) -> dict[str, str | None]:
-        """Every guest runs its DHCP client through the plumbing; returns each guest's address."""
+        """Every guest runs its DHCP client through the plumbing; returns each guest's address.
+        :attr:`boot_hops` keeps, per guest, the hops its DHCP exchange took."""
         for name, guest in self.guests.items():
             spec = self.specs[name]
             end = End(Kind.GUEST, spec.host, name, "eth0")
             gen = guest.boot()
             frame = next(gen)
+            hops: list[Hop] = []
+            self.boot_hops[name] = hops
             for _ in range(2):
-                run = _Run()
+                run = _Run(side=hops)
                 events = deque(self._send_from(end, frame))
                 captured: list[Ethernet] = []
                 self._capture = (name, captured)
@@ -620,24 +779,66 @@ class World:
 
     _capture: tuple[str, list[Ethernet]] | None = None
 
-    def probe(self, src: str, dst: str, *, proto: str = "icmp", dport: int = 22, ident: int = 41000) -> Trace:
-        """One packet from guest ``src`` to ``dst`` (a guest name or an IP address), traced, with its
-        reply."""
-        if src == OUTSIDE:
-            return self._probe_from_outside(dst, proto=proto, dport=dport, ident=ident)
-        spec = self.specs.get(src)
-        if spec is None:
-            raise InvalidInput(f"no instance named {src!r}")
-        guest = self.guests[src]
-        if guest.ip is None:
-            raise InvalidInput(f"{src} has no address (did DHCP work? run boot first)")
-        target = dst if dst in self.guests else ""
+    def _probe_from_host(self, name: str, dst: str, *, proto: str, dport: int, ident: int) -> Trace:
+        """``ping``/``nc`` run in a host's root namespace: the output route picks the source,
+        then OUTPUT and POSTROUTING; a DROP there fails the system call (EPERM)."""
+        if name not in self.hosts or name == OUTSIDE:
+            raise InvalidInput(f"no host named {name!r} (hosts: {', '.join(sorted(set(self.hosts) - {OUTSIDE}))})")
+        dst_ip = self._address_of(dst)
+        st = self.stack(name, ROOT)
+        decision = st.route(dst_ip)
+        tool = "ping" if proto == "icmp" else "connect"
+        if isinstance(decision, Unreachable):
+            hop = Hop(name, "root", "(local)", steps=(decision.step,))
+            return Trace((hop,), Verdict(VerdictKind.DROPPED, DropReason.NO_ROUTE, f"{name} root",
+                                         detail=f"{tool}: {decision.errno}"))
+        src_ip = decision.src or IPv4Address(0)
+        if proto == "icmp":
+            packet = IPv4(src=src_ip, dst=dst_ip, ttl=64, payload=ICMP(type=ICMPType.ECHO_REQUEST, id=ident, seq=1))
+            goal = (1, ident)
+        elif proto == "tcp":
+            packet = IPv4(src=src_ip, dst=dst_ip, ttl=64, payload=TCP(sport=ident, dport=dport, seq=1,
+                                                                      flags=TCPFlag.SYN))
+            goal = (6, ident)
+        else:
+            raise InvalidInput(f"from a host: icmp or tcp, not {proto!r}")
+        target = dst if dst in self.guests else self._target_of(dst_ip)
+        run = _Run()
+        events = deque(self._send_local(name, ROOT, packet, run, goal, origin=True))
+        self._run(events, run, goal, target)
+        trace = _verdict(run, target or str(dst_ip))
+        if run.errno:
+            call = "sendmsg" if proto == "icmp" else "connect"
+            v = trace.verdict
+            trace = replace(trace, verdict=replace(v, detail=f"{tool}: {call}: {run.errno} ({v.detail})"
+                                                   if tool == "ping" else f"{call}: {run.errno} ({v.detail})"))
+        return trace
+
+    def _address_of(self, dst: str) -> IPv4Address:
         try:
             dst_ip = self.guests[dst].ip if dst in self.guests else ipaddress.ip_address(dst)
         except ValueError:
             raise InvalidInput(f"{dst!r} is neither an instance nor an IP address") from None
         if not isinstance(dst_ip, IPv4Address):
             raise InvalidInput(f"{dst!r} is not an IPv4 address or an instance with one")
+        return dst_ip
+
+    def probe(self, src: str, dst: str, *, proto: str = "icmp", dport: int = 22, ident: int = 41000) -> Trace:
+        """One packet from ``src`` to ``dst`` (a guest name or an IP address), traced, with its
+        reply. ``src`` is a guest's name, ``outside``, or ``host:<name>`` for a host's root
+        namespace."""
+        if src == OUTSIDE:
+            return self._probe_from_outside(dst, proto=proto, dport=dport, ident=ident)
+        if src.startswith(HOST_PREFIX):
+            return self._probe_from_host(src[len(HOST_PREFIX):], dst, proto=proto, dport=dport, ident=ident)
+        spec = self.specs.get(src)
+        if spec is None:
+            raise InvalidInput(f"no instance named {src!r}")
+        guest = self.guests[src]
+        if guest.ip is None:
+            raise InvalidInput(f"{src} has no address (did DHCP work? run boot first)")
+        dst_ip = self._address_of(dst)
+        target = dst if dst in self.guests else self._target_of(dst_ip)
         hop = guest.next_hop(dst_ip)
         if hop is None:
             raise InvalidInput(f"{src} has no route to {dst_ip}")
@@ -654,7 +855,7 @@ class World:
         else:
             raise InvalidInput(f"unknown protocol {proto!r} (icmp, tcp or http)")
         end = End(Kind.GUEST, spec.host, src, "eth0")
-        run = _Run()
+        run = _Run(sender=src)
         events: deque[_Event] = deque()
         hw = guest.resolve(hop)
         if hw is None:
@@ -669,6 +870,10 @@ class World:
         return _verdict(run, target or str(dst_ip))
 
 
+def _uplink_dev(u: Uplink) -> str:
+    return f"up-{u.segment}"[:15]
+
+
 def diagram_letter(end: End, network_host: bool, peer_element: str = "") -> str:
     """The letter the seeds' diagrams give the device a packet enters by (seed 000's section
     titles: instance A,B,C; br-int D,E; br-tun F,G; the network host's br-tun H,I; router M,N;
@@ -677,6 +882,8 @@ def diagram_letter(end: End, network_host: bool, peer_element: str = "") -> str:
     if end.kind is Kind.GUEST:
         return ""
     if end.kind is Kind.LBR:
+        if not element.startswith("qbr"):
+            return ""  # the seeds' letters are for the firewall bridge; nova-network bridges have none
         return {"tap": "A", "qvb": "C"}.get(dev[:3], "B")
     if end.kind is Kind.OVS:
         if dev.startswith("qvo"):
