@@ -20,14 +20,11 @@ Across tenants the seed's security groups allow tcp only, so Scenarios 5 and 6 p
 
 from __future__ import annotations
 
-import dataclasses
 import pathlib
 import re
 
 import pytest
 
-from neutrino.host.iptables import format_save, parse_save
-from neutrino.host.state import ROOT
 from neutrino.sim.cloud import world_of
 from neutrino.sim.packets import ARP
 from neutrino.sim.trace import DropReason, StepKind, render
@@ -167,36 +164,11 @@ def test_scenario_4_across_hosts_tagged_100_on_the_trunk(planned):
     assert tags(t.reply.hops) == ["vlan100"]
 
 
-def _inter_tenant_accept(hosts):
-    """What the seed's Scenarios 5 and 6 take for granted: traffic between the tenants' fixed
-    ranges leaves un-NATed (as Essex's one ``fixed_range`` rule did). The planner adds
-    ``-s R -d R ! --ctstate DNAT -j ACCEPT`` per range only, so inter-tenant traffic falls to
-    ``nova-network-snat`` (see test_planned_rules_snat_inter_tenant_traffic)."""
-    extra = ["-A nova-network-POSTROUTING -s 10.0.0.0/24 -d 10.1.0.0/24 -m conntrack ! --ctstate DNAT -j ACCEPT",
-             "-A nova-network-POSTROUTING -s 10.1.0.0/24 -d 10.0.0.0/24 -m conntrack ! --ctstate DNAT -j ACCEPT"]
-    out = []
-    for host in hosts:
-        root = host.namespace(ROOT)
-        text = format_save(root.iptables) if root is not None and root.iptables else ""
-        if "-A nova-network-POSTROUTING -s 10.1.0.0/24" not in text or "-A nova-network-POSTROUTING -s 10.0.0.0/24" \
-                not in text:
-            out.append(host)
-            continue
-        lines = text.splitlines()
-        last = max(i for i, ln in enumerate(lines) if ln.startswith("-A nova-network-POSTROUTING"))
-        lines[last + 1:last + 1] = extra
-        ruleset = parse_save("\n".join(lines) + "\n")
-        namespaces = tuple(dataclasses.replace(ns, iptables=ruleset) if ns.name == ROOT else ns
-                           for ns in host.namespaces)
-        out.append(dataclasses.replace(host, namespaces=namespaces))
-    return tuple(out)
-
-
 def test_scenario_5_other_tenant_same_host_routed_br100_to_br102(planned):
     """003 Scenario 5: "The packet arrives at br100. Compute node routes the packet to br102 based on
     its internal routing table … VM_3 sends the reply to the default gateway, which is 10.1.0.1 (the
     address of br102). The packet is then routed back to tenant1's network via br100"."""
-    w = world(planned, "fixed", patch_hosts=_inter_tenant_accept)
+    w = world(planned, "fixed")
     t = w.probe("VM_1", "VM_3", proto="tcp", dport=22)
     assert t.delivered and t.reply is not None and t.reply.delivered, render(t, "summary")
     assert [(h.host, h.element, h.device) for h in t.hops][1:] == [
@@ -216,7 +188,7 @@ def test_scenario_6_other_tenant_other_host_asymmetric(planned):
     tag" (102) and reaches VM_6 through the other host's br102; the reply "is sent directly to the
     default gateway, which is 10.1.0.5", routed to br100 there, tagged 100, and "arrives at the
     physical network interface of the left compute node … vlan100"."""
-    w = world(planned, "fixed", patch_hosts=_inter_tenant_accept)
+    w = world(planned, "fixed")
     t = w.probe("VM_1", "VM_6", proto="tcp", dport=22)
     assert t.delivered and t.reply is not None and t.reply.delivered, render(t, "summary")
     assert tags(t.hops) == ["vlan102"] and tags(t.reply.hops) == ["vlan100"]
@@ -229,15 +201,12 @@ def test_scenario_6_other_tenant_other_host_asymmetric(planned):
     assert request_path != list(reversed(reply_path))  # the asymmetric route
 
 
-def test_planned_rules_snat_inter_tenant_traffic(planned):
-    """A planner finding, not a seed claim: as planned, VM_1 → VM_6 leaves compute-1 SNATed to
-    91.207.15.105 (no POSTROUTING ACCEPT between 10.0.0.0/24 and 10.1.0.0/24), and VM_6's group
-    (tcp from 10.0.0.0/24) then drops it on compute-2."""
+def test_inter_tenant_traffic_is_not_snated(planned):
+    """nova's fixed_range spans both tenants' networks, so init_host's POSTROUTING ACCEPT keeps
+    VM_1 -> VM_6 un-NATed: VM_6's group (tcp from 10.0.0.0/24) lets it in."""
     w = world(planned, "fixed")
     t = w.probe("VM_1", "VM_6", proto="tcp", dport=22)
-    assert not t.delivered and t.verdict.reason is DropReason.SECURITY_GROUP
-    assert nats(t.hops, "compute-1") == ["SNAT 10.0.0.3:41000 -> 91.207.15.105:41000"]
-    assert t.verdict.where == "compute-2 br102"
+    assert t.delivered and nats(t.hops, "compute-1") == []
 
 
 def test_what_about_this_one_no_br102_host_unreachable(planned):

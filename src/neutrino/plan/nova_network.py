@@ -597,6 +597,12 @@ def _iptables(cloud: CloudSnapshot, p: _Plan, options: NovaOptions
             add(N, f"-A nova-network-POSTROUTING -s {net.cidr} -d {options.dmz_cidr} -j ACCEPT", obj)
             add(N, f"-A nova-network-POSTROUTING -s {net.cidr} -d {net.cidr} -m conntrack ! --ctstate DNAT -j ACCEPT",
                 obj)
+            # nova's fixed_range spans every tenant network: traffic between two of them is not
+            # SNATed either (init_host's one rule over the whole range, one rule per pair here)
+            for other in p.nets:
+                if other.cidr != net.cidr:
+                    add(N, f"-A nova-network-POSTROUTING -s {net.cidr} -d {other.cidr} -m conntrack "
+                           f"! --ctstate DNAT -j ACCEPT", obj)
         plugged = () if cfg.manager is NovaManager.FLAT else p.nets  # FlatManager plugs nothing itself
         for bridge in dict.fromkeys(n.bridge for n in plugged):  # ensure_bridge
             add(F, f"-A nova-network-FORWARD -i {bridge} -j ACCEPT", f"bridge {bridge}")
