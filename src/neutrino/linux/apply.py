@@ -114,7 +114,8 @@ def _link_setup(lk: Link) -> list[str]:
     return cmds
 
 
-def apply_links(place: Place, desired: HostState, d: HostDiff) -> None:
+def make_links(place: Place, desired: HostState, d: HostDiff) -> None:
+    """Create the missing links (OVS internal ports aside: OVS makes those, see :func:`move_internal`)."""
     made: set[tuple[str, str]] = set()
     for ch in d.links:
         if ch.have is not None:
@@ -122,7 +123,7 @@ def apply_links(place: Place, desired: HostState, d: HostDiff) -> None:
         lk, ns = ch.want, ch.ns
         check_device(lk.name)
         real = place.real(ns)
-        if (ns, lk.name) in made:
+        if (ns, lk.name) in made or lk.kind in (LinkKind.OVS_INTERNAL, LinkKind.VLAN):
             continue
         if lk.kind is LinkKind.BRIDGE:
             ip_batch(real, [f"link add {lk.name} type bridge"])
@@ -150,7 +151,74 @@ def apply_links(place: Place, desired: HostState, d: HostDiff) -> None:
         made.update({(ns, lk.name), (ons, oname)})
         _tx_off(real, lk.name)
         _tx_off(place.real(ons), oname)
-    # bridges first (ports are enslaved to them), then everything else
+
+
+def _in_host(place: Place, dev: str) -> bool:
+    return run(["ip", "link", "show", "dev", dev], netns=place.netns, check=False).returncode == 0
+
+
+def move_internal(place: Place, d: HostDiff) -> None:
+    """OVS internal ports planned in another namespace (Stein's ``tap``/``qr-``/``qg-`` in qdhcp and
+    qrouter): ``ovs-vswitchd`` makes them in the host's namespace; move them where the plan has them.
+    (On the userspace datapath the port is a tap whose file descriptor OVS keeps, so it still passes
+    traffic in its new namespace.)"""
+    for ch in d.links:
+        lk, ns = ch.want, ch.ns
+        if ch.have is not None or lk.kind is not LinkKind.OVS_INTERNAL or not ns:
+            continue
+        wait_for(functools.partial(_in_host, place, lk.name), timeout=10, what=f"OVS to make {lk.name}")
+        run(["ip", "link", "set", "dev", lk.name, "netns", place.real(ns)], netns=place.netns)
+        _tx_off(place.real(ns), lk.name)
+
+
+TRUNK_BRIDGE = "br-trunk"  # the backend's own OVS bridge standing in for 8021q (not in any plan)
+_VLAN_NAME = re.compile(r"(\d+)$")
+
+
+def vlan_id(lk: Link) -> int:
+    if lk.details is not None and lk.details.vlan_id is not None:
+        return lk.details.vlan_id
+    m = _VLAN_NAME.search(lk.name)
+    if m is None:
+        raise ValueError(f"{lk.name}: a VLAN device without an id")
+    return int(m.group(1))
+
+
+def make_vlans(place: Place, d: HostDiff) -> None:
+    """VLAN devices (nova-network's ``vlan100`` on ``eth0``) without the 8021q module: the host's
+    private OVS gets a bridge ``br-trunk`` holding the parent (the trunk NIC, carrying tagged frames)
+    and, per VLAN, an internal port named as the planned device with ``tag=<id>``. The internal port
+    is an untagged device in the host's namespace, enslaved to ``br<id>`` like the real vlan device;
+    OVS pushes the tag on the way out and pops it on the way in."""
+    args: list[str] = []
+    made: list[tuple[str, str]] = []
+    for ch in d.links:
+        lk = ch.want
+        if ch.have is not None or lk.kind is not LinkKind.VLAN or ch.ns:
+            continue
+        parent = lk.peer or lk.link_type
+        if not parent:
+            raise ValueError(f"{place.host}: VLAN device {lk.name} has no parent")
+        check_device(lk.name)
+        if not args:
+            args = ["--may-exist", "add-br", TRUNK_BRIDGE, "--", "set", "Bridge", TRUNK_BRIDGE,
+                    "datapath_type=netdev"]
+        if (TRUNK_BRIDGE, parent) not in made:
+            args += ["--", "--may-exist", "add-port", TRUNK_BRIDGE, parent]
+            made.append((TRUNK_BRIDGE, parent))
+        args += ["--", "--may-exist", "add-port", TRUNK_BRIDGE, lk.name, f"tag={vlan_id(lk)}", "--", "set",
+                 "Interface", lk.name, "type=internal"]
+        made.append((TRUNK_BRIDGE, lk.name))
+    if not args:
+        return
+    place.ovs.vsctl(*args)
+    for _, dev in made:
+        wait_for(functools.partial(_in_host, place, dev), timeout=10, what=f"OVS to make {dev}")
+        _tx_off(place.netns, dev)
+
+
+def setup_links(place: Place, d: HostDiff) -> None:
+    """MAC, MTU, master, promisc, up: bridges first (ports are enslaved to them), then the rest."""
     for bridges_first in (True, False):
         by_ns: dict[str, list[str]] = {}
         for ch in d.links:
@@ -261,7 +329,11 @@ def apply_ovs(place: Place, desired: HostState, d: HostDiff) -> None:
         # a 1.4 bundle ``mod_vlan_vid`` would push a second tag on a tagged frame (seen here with Grizzly's
         # GRE, which carries tagged frames) and ``set_tunnel`` would read back as ``load:…->NXM_NX_TUN_ID[]``.
         # replace-flows sends only the difference (it dumps the bridge and diffs itself).
-        place.ovs.ofctl("replace-flows", bf.bridge, "-", input=text)
+        # Flows in tables other than 0 (Stein's br-int and br-tun pipelines) cannot go as OpenFlow 1.0
+        # to OVS 3.1 (no table_id extension there), so those bridges get OpenFlow 1.3; their
+        # ``mod_vlan_vid`` acts on untagged frames only (the local VLAN is pushed), where 1.0 and 1.3 agree.
+        tables = any(f.table not in (None, 0) for f in bf.flows.flows)
+        place.ovs.ofctl("replace-flows", bf.bridge, "-", input=text, options=("-O", "OpenFlow13") if tables else ())
 
 
 def apply_files(place: Place, d: HostDiff) -> None:
@@ -290,11 +362,27 @@ def _has_pid(path: Path) -> bool:
     return path.exists() and path.read_text().strip().isdigit()
 
 
+def process_ns(desired: HostState, proc: DnsmasqProcess) -> str:
+    """The planned namespace a dnsmasq runs in: the one holding its ``--interface``, else its
+    ``--listen-address``, else (today's agent: ``--bind-dynamic``, no interface) the ``qdhcp-<net>``
+    namespace whose network id is in its pid file's path; the host's own otherwise."""
+    opts = proc.options
+    for ns in desired.namespaces:
+        if opts.interface and ns.link(opts.interface) is not None:
+            return ns.name
+    for ns in desired.namespaces:
+        if any(a.interface.ip in opts.listen_addresses for lk in ns.links or () for a in lk.addresses):
+            return ns.name
+    for ns in desired.namespaces:
+        if ns.name.startswith("qdhcp-") and ns.name[6:] in (opts.pid_file or ""):
+            return ns.name
+    return ""
+
+
 def apply_processes(place: Place, desired: HostState, d: HostDiff, record: Record) -> None:
     for proc in d.processes:
         iface = proc.options.interface
-        ns = next((n.name for n in desired.namespaces if iface and n.link(iface) is not None), "")
-        real = place.real(ns)
+        real = place.real(process_ns(desired, proc))
         argv = real_dnsmasq_argv(place, proc)
         pid_file = proc.options.pid_file
         if pid_file is None:
@@ -316,8 +404,11 @@ def apply_diff(place: Place, desired: HostState, d: HostDiff, record: Record) ->
         record.add_namespace(real, planned=f"{place.host}/{ns}")
         if not netns_lib.exists(real):
             netns_lib.add(real)
-    apply_links(place, desired, d)
+    make_links(place, desired, d)
     apply_ovs(place, desired, d)
+    move_internal(place, d)
+    make_vlans(place, d)
+    setup_links(place, d)
     apply_ip(place, d)
     apply_iptables(place, d)
     apply_files(place, d)

@@ -9,8 +9,16 @@
 * Guests: namespace ``<prefix>-vm-<server>`` whose ``eth0`` is the peer of the instance's tap; they
   boot with ``busybox udhcpc`` and listen on tcp/22 (``busybox nc -ll``) and tcp/80 (``busybox httpd``).
 
-Not done here: nova-network's flat interface and VlanManager's ``vlanNNN`` trunk (the kernel has no
-8021q module; the plan is an OVS bridge in a trunk namespace doing the tagging).
+* NICs (:func:`plan_nics`, :func:`build_nics`): a host's planned physical devices (nova-network's
+  ``eth0``/``eth1``/``eth2``) and the uplinks its OVS bridges name (``em4`` on ``br-ex``, ``eth0`` on
+  ``br-eth0``) are veths under the planned name, made before the plan is applied, whose other end is a
+  port ``p<i>`` of the bridge ``br0`` of a wire: ``ext`` for the external bridge's uplink and for
+  nova-network's ``public_interface``; the physical network's name for other bridge uplinks (seed 002's
+  ``physnet1``: both hosts' ``br-eth0`` uplinks on one L2, VLAN-tagged frames passing the Linux bridge
+  unchanged); the device's name otherwise (seed 004's flat ``eth2``, seed 003's trunk ``eth0``).
+* VlanManager's ``vlanNNN`` (no 8021q module here): see :func:`neutrino.linux.apply.make_vlans`; an
+  OVS internal port with ``tag=NNN`` on a backend-owned ``br-trunk`` over the host's ``eth0``, so the
+  ``eth0`` wire carries 802.1Q frames for VLANs 100 and 102 as the real trunk does.
 """
 
 from __future__ import annotations
@@ -22,11 +30,14 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from neutrino.host.iproute_link import LinkKind
+from neutrino.host.ovsdb import OvsdbShow
 from neutrino.host.state import HostState
 from neutrino.linux import netns as netns_lib
 from neutrino.linux.apply import Place, ip_batch
 from neutrino.linux.records import CHILDREN, Record, wire_ns
 from neutrino.linux.runner import run, wait_for
+from neutrino.scenarios.model import Deployment, Mechanism
 
 INTERNET = ipaddress.ip_interface("203.0.113.1/32")
 
@@ -39,11 +50,14 @@ case "$1" in
   bound|renew)
     ip -4 addr flush dev "$interface"
     ip addr add "$ip/$mask" dev "$interface"
+    [ -n "$mtu" ] && ip link set dev "$interface" mtu "$mtu"
     for r in $router; do
       ip route replace default via "$r" dev "$interface"
       break
     done
     echo "$ip/$mask" > "$(dirname "$0")/lease-$interface"
+    echo "$router" > "$(dirname "$0")/router-$interface"
+    echo "$serverid" > "$(dirname "$0")/server-$interface"
     ;;
 esac
 exit 0
@@ -84,6 +98,97 @@ def _uplink(place: Place, wire: str, host_dev: str, wire_dev: str) -> None:
     ip_batch(wire, [f"link set {wire_dev} master br0", f"link set {wire_dev} up"])
     for ns, dev in ((place.netns, host_dev), (wire, wire_dev)):
         run(["ethtool", "-K", dev, "tx", "off"], netns=ns, check=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Nic:
+    """A host's physical device, realised as a veth named ``dev`` whose peer is in wire ``wire``."""
+
+    host: str
+    dev: str
+    wire: str
+
+
+EXT = "ext"
+
+
+def plan_nics(hosts: tuple[HostState, ...], deployment: Deployment) -> list[Nic]:
+    """Every physical device the plan names (see the module's docstring for the wire each joins)."""
+    nova = deployment.mechanism is Mechanism.NOVA_NETWORK
+    public = deployment.nova_network.public_interface if nova else None
+    ext_bridge = deployment.external_network_bridge or "br-ex"
+    out: list[Nic] = []
+    for h in hosts:
+        root = h.namespace("")
+        for lk in root.links or () if root else ():
+            if lk.kind is LinkKind.ETHER:
+                out.append(Nic(h.name, lk.name, EXT if lk.name == public else lk.name))
+        spec = deployment.host(h.name)
+        show = h.ovs.show
+        if spec is None or not isinstance(show, OvsdbShow):
+            continue
+        physnet = {bridge: net for net, bridge in spec.bridge_mappings}
+        for bridge, dev in spec.uplinks:
+            br = show.bridge(bridge)
+            if br is None or br.port(dev) is None or any(n.host == h.name and n.dev == dev for n in out):
+                continue
+            out.append(Nic(h.name, dev, EXT if bridge == ext_bridge else physnet.get(bridge, bridge)))
+    return out
+
+
+def build_nics(record: Record, prefix: str, places: dict[str, Place], nics: list[Nic]) -> None:
+    counts: dict[str, int] = {}
+    for nic in nics:
+        wire = _wire(record, prefix, nic.wire)
+        i = counts.get(nic.wire, 0)
+        counts[nic.wire] = i + 1
+        _uplink(places[nic.host], wire, nic.dev, f"p{i}")
+
+
+def outside_plan(hosts: tuple[HostState, ...], deployment: Deployment, nics: list[Nic]) -> list[str]:
+    """The ``ip`` lines that make the ext wire the outside, as the simulator models it: the gateways
+    the plan points at (Neutron's qg- default routes; nova-network hosts' ``default_gateway`` on their
+    public device), the floating IPs nova-network holds as /32s on the public device on-link (the
+    pool shares the wire), and the stand-in internet on ``lo`` behind Neutron's external gateways or a
+    globally routable nova-network gateway only (a host-only network such as seed 004's 192.168.56.0/24
+    leads nowhere; seed 003's hosts have no default route, so their wire has no outside address)."""
+    addrs: list[ipaddress.IPv4Interface | ipaddress.IPv6Interface] = list(external_gateways(hosts))
+    internet = bool(addrs)
+    onlink: list[str] = []
+    planned = {h.name: h for h in hosts}
+    for nic in nics:
+        if nic.wire != EXT:
+            continue
+        root = planned[nic.host].namespace("")
+        lk = root.link(nic.dev) if root else None
+        v4 = [a.interface for a in (lk.addresses if lk else ()) if a.interface.version == 4]
+        subnets = [a for a in v4 if a.network.prefixlen < 32]
+        spec = deployment.host(nic.host)
+        gw_ip = spec.default_gateway if spec is not None else None
+        for a in subnets:
+            if gw_ip is not None and gw_ip in a.network:
+                gw = ipaddress.ip_interface(f"{gw_ip}/{a.network.prefixlen}")
+                internet = internet or gw.ip.is_global
+                if gw not in addrs:
+                    addrs.append(gw)
+        onlink += [f"route replace {a.ip}/32 dev br0" for a in v4
+                   if a.network.prefixlen == 32 and not any(a.ip in n.network for n in subnets)]
+    lines = [f"addr add {gw} dev br0" for gw in addrs]
+    if internet:
+        lines.append(f"addr add {INTERNET} dev lo")
+    return [*lines, "link set br0 up", *(onlink if addrs else [])]
+
+
+def build_outside(record: Record, prefix: str, hosts: tuple[HostState, ...], deployment: Deployment,
+                  nics: list[Nic], *, force: bool) -> str | None:
+    """Make the ext wire the outside (when there is an ext wire, or ``force``: seed 000's br-ex has no
+    named uplink and gets one later)."""
+    if not force and not any(n.wire == EXT for n in nics):
+        return None
+    wire = _wire(record, prefix, EXT)
+    ip_batch(wire, outside_plan(hosts, deployment, nics))
+    run(["sysctl", "-w", "net.ipv4.ip_forward=1"], netns=wire)
+    return wire
 
 
 def build_mgmt(record: Record, prefix: str, places: list[Place], prefixlens: dict[str, int]) -> None:
@@ -131,22 +236,20 @@ def external_gateways(hosts: tuple[HostState, ...]) -> list[ipaddress.IPv4Interf
     return out
 
 
-def build_ext(record: Record, prefix: str, places: list[Place], hosts: tuple[HostState, ...],
-              bridge: str) -> str | None:
+def ext_users(places: list[Place], hosts: tuple[HostState, ...], bridge: str, nics: list[Nic]) -> list[Place]:
+    """Hosts whose plan has the external bridge but names no uplink for it (seed 000)."""
     planned = {h.name: h for h in hosts}
-    users = [p for p in places if planned[p.host].ovs.show is not None
-             and bridge in p.ovs.vsctl("list-br").stdout.split()]
-    if not users:
-        return None
-    wire = _wire(record, prefix, "ext")
-    lines = [f"addr add {gw} dev br0" for gw in external_gateways(hosts)]
-    lines.append(f"addr add {INTERNET} dev lo")
-    ip_batch(wire, lines)
+    named = {n.host for n in nics if n.wire == EXT}
+    return [p for p in places if p.host not in named and isinstance(show := planned[p.host].ovs.show, OvsdbShow)
+            and show.bridge(bridge) is not None]
+
+
+def build_ext(record: Record, prefix: str, users: list[Place], bridge: str) -> None:
+    """An ``ex0`` uplink from each of ``users``' external bridge into the ext wire (not in the plan)."""
+    wire = wire_ns(prefix, EXT)
     for i, place in enumerate(users):
         _uplink(place, wire, "ex0", f"x{i}")
         place.ovs.vsctl("--", "--may-exist", "add-port", bridge, "ex0")
-    run(["sysctl", "-w", "net.ipv4.ip_forward=1"], netns=wire)
-    return wire
 
 
 def spawn(record: Record, argv: list[str], netns: str, what: str) -> int:

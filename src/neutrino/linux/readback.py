@@ -21,7 +21,7 @@ from neutrino.host import iptables as ipt
 from neutrino.host.dnsmasq import DnsmasqProcess, argv_from_cmdline
 from neutrino.host.iproute_link import Address, Link
 from neutrino.host.iproute_route import Neighbour, Route, RoutingRule, format_rule
-from neutrino.host.openflow import FlowDump, format_add_flow
+from neutrino.host.openflow import Flow, FlowDump, format_add_flow
 from neutrino.host.ovsdb import Bridge, OvsdbShow, Port
 from neutrino.host.state import FileState, HostState, NamespaceState
 from neutrino.host.sysctl import Sysctl
@@ -143,6 +143,12 @@ def flow_texts(dump: FlowDump | None) -> frozenset[str]:
     return frozenset(format_add_flow(f.without_stats()) for f in (dump.flows if dump else ()))
 
 
+def _learned(flow: Flow) -> bool:
+    """A flow a ``learn()`` action made at run time (br-tun's table 20 MAC learning): it carries a
+    timeout and ages out, so it is not part of the plan and never deleted by a diff."""
+    return bool(flow.hard_timeout or flow.idle_timeout)
+
+
 def _port_key(p: Port) -> tuple[object, ...]:
     ifaces = tuple((i.name, i.type or "", tuple(sorted(i.options))) for i in p.interfaces)
     return (p.name, p.tag, tuple(p.trunks), ifaces)
@@ -228,12 +234,13 @@ def diff(desired: HostState, actual: HostState, *, iptables_owned: Callable[[str
             continue
         want = flow_texts(bf.flows)
         have_bf = actual.ovs.flows_of(bf.bridge)
-        have = flow_texts(have_bf.flows if have_bf else None)
+        have = frozenset(format_add_flow(f.without_stats()) for f in (have_bf.flows.flows if have_bf and have_bf.flows
+                                                                       else ()) if not _learned(f))
         if want != have:
             flows.append(FlowChange(bf.bridge, frozenset(want - have), frozenset(have - want)))
     files = tuple(f for f in desired.files if (actual.file(f.path) or FileState(f.path, "")).text != f.text)
-    running = {p.options.interface for p in actual.processes or ()}
-    procs = tuple(p for p in desired.processes or () if p.options.interface not in running)
+    running = {_process_key(p) for p in actual.processes or ()}
+    procs = tuple(p for p in desired.processes or () if _process_key(p) not in running)
     return HostDiff(desired.name, missing_ns,
                     links=tuple(acc.get("links", ())),  # type: ignore[arg-type]
                     addresses=tuple(acc.get("addresses", ())),  # type: ignore[arg-type]
@@ -243,6 +250,12 @@ def diff(desired: HostState, actual: HostState, *, iptables_owned: Callable[[str
                     sysctls=tuple(acc.get("sysctls", ())),  # type: ignore[arg-type]
                     iptables=tuple(acc.get("iptables", ())),  # type: ignore[arg-type]
                     bridges=tuple(bridges), ports=tuple(ports), flows=tuple(flows), files=files, processes=procs)
+
+
+def _process_key(p: DnsmasqProcess) -> tuple[str | None, str | None]:
+    """A dnsmasq by its interface and pid file (today's agent names no interface; each network's
+    pid file is its own)."""
+    return p.options.interface, p.options.pid_file
 
 
 def _with_local_ip(want: Port, have: Port) -> Port:
@@ -290,10 +303,10 @@ def read_back(view: HostView) -> HostState:
             if cmd == "ip neigh":  # only the entries someone set; the rest the kernel learnt
                 text = "".join(ln + "\n" for ln in text.splitlines() if "PERMANENT" in ln)
             state = _capture(state, pre + cmd, text)
-        for key in keys.get(planned, ()):
-            res = run(["sysctl", key], netns=real, check=False)
-            if res.returncode == 0:
-                state = _capture(state, f"{pre}sysctl {key}", res.stdout)
+        wanted = keys.get(planned, ())
+        if wanted:  # one command: each capture of a sysctl view replaces the namespace's sysctls
+            res = run(["sysctl", *wanted], netns=real, check=False)
+            state = _capture(state, f"{pre}sysctl {' '.join(wanted)}", res.stdout)
     state = _capture(state, "brctl show", run(["brctl", "show"], netns=view.netns).stdout)
     if view.ovs is not None:
         show = view.ovs.vsctl("show").stdout

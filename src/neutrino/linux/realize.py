@@ -35,7 +35,18 @@ from neutrino.errors import Conflict, NotFound
 from neutrino.host.state import HostState
 from neutrino.linux import netns as netns_lib
 from neutrino.linux.apply import GuestEnd, Place, apply_diff
-from neutrino.linux.fabric import Guest, boot_guest, build_ext, build_mgmt, spawn, wait_underlay
+from neutrino.linux.fabric import (
+    Guest,
+    boot_guest,
+    build_ext,
+    build_mgmt,
+    build_nics,
+    build_outside,
+    ext_users,
+    plan_nics,
+    spawn,
+    wait_underlay,
+)
 from neutrino.linux.ovs import OvsInstance
 from neutrino.linux.readback import HostDiff, HostView, diff, read_back
 from neutrino.linux.records import Record, check_prefix, guest_ns, host_ns, planned_ns, record_path, teardown
@@ -114,6 +125,17 @@ class Realized:
             out[g.server] = ipaddress.IPv4Interface(toks[toks.index("inet") + 1]) if "inet" in toks else None
         return out
 
+    def dhcp_of(self, server: str) -> tuple[ipaddress.IPv4Address | None, ipaddress.IPv4Address | None]:
+        """The router and the DHCP server a guest's lease named (what udhcpc's script wrote down)."""
+        workdir = self.state_dir / "linux" / self.prefix / f"vm-{server}"
+
+        def read(name: str) -> ipaddress.IPv4Address | None:
+            path = workdir / f"{name}-eth0"
+            words = path.read_text().split() if path.exists() else []
+            return ipaddress.IPv4Address(words[0]) if words else None
+
+        return read("router"), read("server")
+
     def down(self) -> None:
         down(self.prefix, self.state_dir)
 
@@ -176,9 +198,14 @@ def realize(hosts: tuple[HostState, ...], deployment: Deployment, *, prefix: str
         realized = Realized(prefix, state_dir, {h.name: h for h in hosts}, places, tuple(guests), record)
         plist = [places[h.name] for h in hosts]
         build_mgmt(record, prefix, plist, {p.host: _prefixlen(deployment, p.host, p.tunnel_ip or "") for p in plist})
+        nics = plan_nics(hosts, deployment)
+        build_nics(record, prefix, places, nics)
+        ext_bridge = deployment.external_network_bridge or "br-ex"
+        users = ext_users(plist, hosts, ext_bridge, nics)
+        build_outside(record, prefix, hosts, deployment, nics, force=bool(users))
         for h in hosts:
             realized.apply(h.name)
-        build_ext(record, prefix, plist, hosts, deployment.external_network_bridge or "br-ex")
+        build_ext(record, prefix, users, ext_bridge)
         wait_underlay(plist)
         realized.timings["plumbing"] = time.monotonic() - t0
         for g in guests:
