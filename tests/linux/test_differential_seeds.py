@@ -12,10 +12,8 @@ seed's test and prints, per probe, the simulator's trace beside the kernel's ver
 Metadata is not probed: the Linux backend runs no metadata proxy (nothing listens on 9697 in the
 qrouter namespaces nor on 8775), so both would only agree that it is closed.
 
-Every seed comes up on the kernel with its leases and an empty read-back diff (asserted first). Where
-the simulator cannot boot a seed's guests yet (``SIM_GAPS``: 002's VLAN uplinks, nova-network's 003
-and 004 while they are being taught to it) the test xfails at that point, saying why; once the
-simulator boots them, the full probe set runs and must agree.
+Every seed comes up on the kernel with its leases and an empty read-back diff (asserted first); the
+simulator must then give every guest the same lease, and every probe the same verdict.
 """
 
 from __future__ import annotations
@@ -94,12 +92,6 @@ def _build(seed: str, state: pathlib.Path) -> tuple[object, Realized, list[str],
 SEEDS = ["000", "001", "002", "003", "004"]
 # why the simulator may not boot a seed's guests yet (checked at run time: once it boots them, the
 # full probe set runs and must agree)
-SIM_GAPS = {
-    "002": "the simulator gives seed 002's guests no lease (VLAN mode: no L2 between the hosts' br-eth0 "
-           "uplinks in its topology)",
-    "003": SIM_CANNOT_BOOT,
-    "004": SIM_CANNOT_BOOT,
-}
 
 
 @pytest.mark.parametrize("seed", SEEDS, ids=[f"seed{s}" for s in SEEDS])
@@ -112,14 +104,7 @@ def test_simulator_and_kernel_agree(seed: str, tmp_path: pathlib.Path) -> None:
         for h in realized.hosts:
             d = realized.diff(h)
             assert d.empty, d.summary()
-        try:
-            booted = world.boot()
-        except Exception as exc:  # the simulator's gap, not the kernel's
-            if seed not in SIM_GAPS:
-                raise
-            pytest.xfail(f"{SIM_GAPS[seed]}: {type(exc).__name__}: {exc}")
-        if seed in SIM_GAPS and any(v is None for v in booted.values()):
-            pytest.xfail(f"{SIM_GAPS[seed]}: {booted}")
+        booted = world.boot()
         assert booted == {k: str(v) for k, v in leases.items()}, (
             f"the simulator's leases {booted} differ from the kernel's {leases}")
         todo = probes(realized, floating)

@@ -383,6 +383,14 @@ class World:
         reached: list[str] = []
         for h in hosts:
             rcv = next((e for e in ends.get(h, ()) if self.topo.nics[e].vlan == vid), None)
+            trunk = None
+            if rcv is None and vid is not None:  # an OVS bridge's NIC (br-ethX's uplink) takes every tag
+                trunk = next((e for e in ends.get(h, ()) if self.topo.nics[e].vlan is None
+                              and (peer := self.topo.peer(e)) is not None and peer.kind is Kind.OVS), None)
+            if trunk is not None:
+                reached.append(f"{trunk.port} (trunk, tag {vid} kept)")
+                out.extend(self._send_from(trunk, frame))
+                continue
             if rcv is None:
                 reached.append(f"{h} has no vlan{vid} on {seg}: dropped" if vid is not None
                                else f"{h}: no untagged device on {seg}")
@@ -554,6 +562,11 @@ class World:
             out.extend(self._beyond_uplink(uplink, ev, packet, steps, run, goal, target))
             return out
         if host == OUTSIDE and uplink is None and (isinstance(decision, Unreachable) or not decision.local):
+            if not _on_the_internet(packet.dst):  # a private address: no router beyond the gateway knows it
+                steps.append(Step(StepKind.DROP, f"no route to {packet.dst} beyond the external gateway",
+                                  f"{packet.dst} is a private address: nothing on the internet answers it"))
+                self._hop(run, ev, INTERNET, steps, goal)
+                return out
             replies = self._internet(packet, steps, run, goal, target)  # beyond the gateway
             self._hop(run, ev, INTERNET, steps, goal)
             for rp in replies:
@@ -908,6 +921,14 @@ def diagram_letter(end: End, network_host: bool, peer_element: str = "") -> str:
     if element.startswith("qdhcp-"):
         return "P"
     return ""
+
+
+_DOCUMENTATION = tuple(ipaddress.ip_network(n) for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24"))
+
+
+def _on_the_internet(addr: IPv4Address) -> bool:
+    """Public addresses, and the documentation ranges that stand for the outside world here."""
+    return addr.is_global or any(addr in n for n in _DOCUMENTATION)
 
 
 def _side(run: _Run) -> tuple[Trace, ...]:
