@@ -1,15 +1,17 @@
 """The Linux backend's entry point: build planned hosts for real, read them back, tear them down.
 
->>> from neutrino.linux.realize import realize, down          # doctest: +SKIP
->>> up = bring_up("examples/seed000.yaml")                    # doctest: +SKIP
->>> r = realize(up.hosts, scenario.deployment, prefix="nt1", state_dir=state, guests=guests)  # doctest: +SKIP
->>> r.leases()                                                # doctest: +SKIP
-{'cirros': IPv4Interface('10.1.0.2/24')}
->>> r.exec("network", ["ping", "-c1", "172.24.4.225"], namespace="qrouter-…").returncode  # doctest: +SKIP
-0
->>> r.diff("compute").empty                                   # doctest: +SKIP
-True
->>> down("nt1", state)                                        # doctest: +SKIP
+Usage (as root; see tests/linux/test_realize.py)::
+
+    from neutrino.linux.realize import realize, down
+    up = bring_up("examples/seed000.yaml")
+    r = realize(up.hosts, scenario.deployment, prefix="nt1", state_dir=state, guests=guests)
+    r.leases()
+    # -> {'cirros': IPv4Interface('10.1.0.2/24')}
+    r.exec("network", ["ping", "-c1", "172.24.4.225"], namespace="qrouter-…").returncode
+    # -> 0
+    r.diff("compute").empty
+    # -> True
+    down("nt1", state)
 
 Names and records: see :mod:`neutrino.linux.records` (``nt1-<host>``, ``nt1-<host>-qrouter-<id>``,
 ``nt1-vm-<server>``, ``nt1-net-mgmt``/``nt1-net-ext``); wires and guests: :mod:`neutrino.linux.fabric`;
