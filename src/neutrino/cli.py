@@ -265,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("trace", help="trace a packet through the cloud 'neutrino up' made, hop by hop")
     s.add_argument("source", help="an instance's name, 'outside', or host:NAME (a host's own namespace)")
     s.add_argument("destination", help="an instance's name or an IP address")
-    s.add_argument("--proto", choices=("icmp", "tcp", "http"), default="icmp")
+    s.add_argument("--proto", choices=("icmp", "tcp", "udp", "http"), default="icmp")
     s.add_argument("--dport", type=int, default=22)
     s.add_argument("--level", choices=("detailed", "summary", "minimal"), default="summary")
     s.add_argument("--json", action="store_true")

@@ -92,3 +92,31 @@ def test_the_router_answers_ping(world):
     assert t.delivered and t.reply is not None and t.reply.delivered
     text = render(t, "minimal")
     assert text.splitlines()[0].startswith("compute qbr") and "=> delivered" in text and "reply:" in text
+
+
+def test_without_a_floating_ip_the_router_snats_to_its_gateway_address(tmp_path, monkeypatch):
+    """seed 000: "an SNAT rule that NATs all outbound traffic from our private network to
+    172.24.4.227 … This permits instances to have outbound connectivity even without a public ip"."""
+    import yaml
+
+    from neutrino.deploy import bring_up
+
+    doc = yaml.safe_load(SCENARIO.read_text())
+    doc["resources"].pop("floating_ips")
+    variant = tmp_path / "seed000-no-fip.yaml"
+    variant.write_text(yaml.safe_dump(doc))
+    monkeypatch.setenv("NEUTRINO_STATE", str(tmp_path / "state"))
+    result = bring_up(variant)
+    w = world_of(result.cloud, result.hosts)
+    assert w.boot() == {"cirros": "10.1.0.2/24"}
+    t = w.probe("cirros", "8.8.8.8")
+    assert t.delivered and t.reply is not None and t.reply.delivered
+    nat = [st.text for st in kinds(t, StepKind.NAT)]
+    assert nat and nat[0].startswith("SNAT 10.1.0.2") and "172.24.4.227" in nat[0]
+    rule = next(st.text for st in kinds(t, StepKind.RULE) if "-j SNAT" in st.text)
+    assert rule == "-A quantum-l3-agent-snat -s 10.1.0.0/24 -j SNAT --to-source 172.24.4.227"
+
+
+def test_udp_to_the_router_is_delivered(world):
+    t = world.probe("cirros", "10.1.0.1", proto="udp", dport=53)
+    assert t.delivered and t.verdict.where.startswith("network/qrouter-")

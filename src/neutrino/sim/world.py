@@ -865,8 +865,15 @@ class World:
         elif proto == "http":
             frame = guest.http_get("/latest/meta-data/instance-id", dst_mac=placeholder, dst=dst_ip, sport=ident)
             goal = (6, ident)
+        elif proto == "udp":
+            src_ip = guest.ip
+            assert src_ip is not None
+            frame = Ethernet(dst=placeholder, src=guest.mac,
+                             payload=IPv4(src=src_ip, dst=dst_ip, ttl=64,
+                                          payload=UDP(sport=ident, dport=dport, payload=Raw(data=b"neutrino"))))
+            goal = (17, ident)
         else:
-            raise InvalidInput(f"unknown protocol {proto!r} (icmp, tcp or http)")
+            raise InvalidInput(f"unknown protocol {proto!r} (icmp, tcp, udp or http)")
         end = End(Kind.GUEST, spec.host, src, "eth0")
         run = _Run(sender=src)
         events: deque[_Event] = deque()
@@ -880,7 +887,10 @@ class World:
         if hw is None and guest.resolve(hop) is None:
             return Trace(tuple(run.hops), Verdict(VerdictKind.DROPPED, DropReason.ARP_UNANSWERED, f"{spec.host} {src}",
                                                    detail=f"no answer to ARP for {hop}"), forks=_side(run))
-        return _verdict(run, target or str(dst_ip))
+        trace = _verdict(run, target or str(dst_ip))
+        if proto == "udp" and trace.reply is not None and not trace.reply.delivered and not trace.reply.hops:
+            trace = replace(trace, reply=None)  # a datagram expects no answer
+        return trace
 
 
 def _uplink_dev(u: Uplink) -> str:
