@@ -105,6 +105,20 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     show("network", f"ip netns exec {router} iptables -t nat -S | grep 172.24.4.228")
     show("network", f"ip netns exec {router} route -n")
 
+    from neutrino.sim.cloud import world_of
+    from neutrino.sim.trace import render
+
+    world = world_of(result.cloud, result.hosts)
+    leases = world.boot()
+    print("\n== the simulator: the instance boots and gets its address by DHCP through that plumbing: "
+          + ", ".join(f"{k} {v}" for k, v in leases.items()))
+    for src, dst, proto, port, level in (("cirros", "8.8.8.8", "icmp", 0, "summary"),
+                                         ("outside", "172.24.4.228", "tcp", 22, "minimal"),
+                                         ("outside", "172.24.4.228", "tcp", 23, "minimal")):
+        extra = f" --proto {proto} --dport {port}" if proto != "icmp" else ""
+        print(f"\n$ neutrino trace {src} {dst}{extra} --level {level}")
+        sys.stdout.write(render(world.probe(src, dst, proto=proto, dport=port or 22), level))
+
     print("\n== the same seed's own captures, imported: what the author's hosts printed")
     state = store.import_host(EXAMPLES / "captures" / "seed000-network", "seed000-network")
     print("$ neutrino import examples/captures/seed000-network --host seed000-network")
