@@ -136,13 +136,12 @@ def _cmd_up(args: argparse.Namespace) -> int:
     result = bring_up(args.scenario)
     if args.backend == "linux":
         from neutrino.linux import session
-        from neutrino.linux.fabric import Guest
-        from neutrino.sim.cloud import guests_of
 
-        specs = guests_of(result.cloud, {h.name: h for h in result.hosts})
-        guests = tuple(Guest(g.name, g.host, g.device, g.mac, str(g.fixed_ip) if g.fixed_ip else None)
-                       for g in specs)
+        guests = session.guests_for(result.cloud, result.hosts)
         realized = session.up(result.hosts, result.cloud.deployment, guests, store.state_dir())
+        from neutrino.deploy import open_cloud
+
+        session.mark_ports(open_cloud(), result.cloud, result.hosts)
         leases = realized.leases()
         print(f"built for real in {realized.timings.get('up', 0):.1f} s: "
               + ", ".join(f"{k} {v or 'no lease'}" for k, v in sorted(leases.items())))
@@ -151,6 +150,15 @@ def _cmd_up(args: argparse.Namespace) -> int:
         rules = sum(len(t.rules) for ns in h.namespaces if ns.iptables for t in ns.iptables.tables)
         print(f"host {h.name}: {len(h.namespace_names())} namespaces, {flows} flows, {rules} iptables rules")
     print("ask with: neutrino exec HOST -- COMMAND" + ("  (real tools: --real)" if args.backend == "linux" else ""))
+    return 0
+
+
+def _cmd_sync(args: argparse.Namespace) -> int:
+    from neutrino import store
+    from neutrino.linux import session
+
+    for host, what in session.sync(store.state_dir()).items():
+        print(f"{host}: {what}")
     return 0
 
 
@@ -263,6 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--backend", choices=("sim", "linux"), default="sim",
                    help="sim (default): plan it for the simulator; linux: also build it for real (root)")
     s.set_defaults(func=_cmd_up)
+
+    s = sub.add_parser("sync", help="re-plan from the API's database and make the Linux backend match")
+    s.set_defaults(func=_cmd_sync)
 
     s = sub.add_parser("down", help="remove everything the Linux backend built")
     s.set_defaults(func=_cmd_down)

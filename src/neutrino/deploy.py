@@ -20,6 +20,7 @@ from neutrino.linux.runner import wait_for
 from neutrino.plan import plan_cloud
 from neutrino.scenarios.model import load_scenario
 from neutrino.scenarios.resources import apply_scenario_resources
+from neutrino.services.cloud import Cloud
 from neutrino.services.snapshot import CloudSnapshot
 
 
@@ -31,20 +32,33 @@ class UpResult:
     cloud: CloudSnapshot
 
 
-def load_cloud(state: Path | None = None) -> tuple[CloudSnapshot, tuple[HostState, ...]]:
-    """The cloud the last ``neutrino up`` made, and its planned hosts."""
+def open_cloud(state: Path | None = None) -> Cloud:
+    """The services over the database of the cloud the last ``neutrino up`` made here."""
     from neutrino.db.session import Database
-    from neutrino.services.cloud import Cloud
 
     root = state or store.state_dir()
     record = root / "cloud.json"
     if not record.is_file():
         raise NotFound("no cloud is up here: run 'neutrino up SCENARIO' first")
     doc = json.loads(record.read_text())
-    scenario = load_scenario(doc["scenario"])
-    cloud = Cloud(Database(doc["db"]), scenario).snapshot()
+    return Cloud(Database(doc["db"]), load_scenario(doc["scenario"]))
+
+
+def load_cloud(state: Path | None = None) -> tuple[CloudSnapshot, tuple[HostState, ...]]:
+    """The cloud the last ``neutrino up`` made, and its planned hosts (as kept)."""
+    cloud = open_cloud(state).snapshot()
     hosts = tuple(store.load_host(h.name) for h in cloud.deployment.hosts)
     return cloud, hosts
+
+
+def replan(state: Path | None = None) -> tuple[Cloud, CloudSnapshot, tuple[HostState, ...]]:
+    """Plan the cloud again from its database as it is now (after API changes) and keep the hosts."""
+    cloud = open_cloud(state)
+    snap = cloud.snapshot()
+    hosts = plan_cloud(snap)
+    for h in hosts:
+        store.save_host(h)
+    return cloud, snap, hosts
 
 
 def _free_port() -> int:

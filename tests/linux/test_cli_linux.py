@@ -44,3 +44,44 @@ def test_up_exec_real_down(tmp_path):
     names = subprocess.run(["ip", "netns"], capture_output=True, text=True, check=False).stdout
     assert "nt1-" not in names
     assert root_view() == before
+
+
+def test_api_changes_reach_the_kernel_with_sync(tmp_path):
+    """Ports turn ACTIVE once wired; deleting the tcp/22 rule through the API and running `neutrino
+    sync` removes it from the compute host's real iptables, and the outside can no longer connect."""
+    from neutrino.deploy import open_cloud
+    from neutrino.linux.records import wire_ns
+    from neutrino.linux.runner import run
+
+    before = root_view()
+    try:
+        up = neutrino(tmp_path, "up", str(ROOT / "examples" / "seed000.yaml"), "--backend", "linux")
+        assert up.returncode == 0, up.stderr
+        os.environ["NEUTRINO_STATE"] = str(tmp_path)
+        services = open_cloud(tmp_path)
+        snap = services.snapshot()
+        assert {p.status for p in snap.ports if p.binding_host} == {"ACTIVE"}
+
+        def connects(port: int) -> bool:
+            return run(["busybox", "nc", "-w", "1", "172.24.4.228", str(port)], netns=wire_ns("nt1", "ext"),
+                       check=False, input="", timeout=10).returncode == 0
+
+        assert connects(22)
+        rule = next(r for g in snap.security_groups for r in g.rules
+                    if r.protocol == "tcp" and r.port_range_min == 22)
+        with services.write(services.admin_context()) as tx:
+            from neutrino.services import securitygroups
+
+            securitygroups.delete_rule(tx, rule.id)
+        synced = neutrino(tmp_path, "sync")
+        assert synced.returncode == 0, synced.stderr
+        assert "compute:" in synced.stdout and "nothing to do" not in synced.stdout.split("compute:")[1].splitlines()[0]
+        rules = neutrino(tmp_path, "exec", "--real", "compute", "--", "iptables", "-S").stdout
+        assert "--dport 22 -j RETURN" not in rules and "--dport 80 -j RETURN" in rules
+        assert not connects(22) and connects(80)
+        again = neutrino(tmp_path, "sync")
+        assert all(line.endswith("nothing to do") for line in again.stdout.splitlines()), again.stdout
+    finally:
+        os.environ.pop("NEUTRINO_STATE", None)
+        neutrino(tmp_path, "down")
+    assert root_view() == before

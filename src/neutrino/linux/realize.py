@@ -36,7 +36,7 @@ from pathlib import Path
 from neutrino.errors import Conflict, NotFound
 from neutrino.host.state import HostState
 from neutrino.linux import netns as netns_lib
-from neutrino.linux.apply import GuestEnd, Place, apply_diff
+from neutrino.linux.apply import GuestEnd, Place, apply_diff, real_dnsmasq_argv
 from neutrino.linux.fabric import (
     Guest,
     boot_guest,
@@ -218,6 +218,35 @@ def realize(hosts: tuple[HostState, ...], deployment: Deployment, *, prefix: str
         log.exception("realize %s failed; tearing down what was made", prefix)
         down(prefix, state_dir)
         raise
+
+
+def attach(hosts: tuple[HostState, ...], deployment: Deployment, *, prefix: str, state_dir: Path,
+           guests: Sequence[Guest] = ()) -> Realized:
+    """The :class:`Realized` of a cloud ``realize`` built earlier (from another process), for
+    ``hosts`` as now planned: every name is derived the way ``realize`` derived it and the record
+    says what exists. Nothing is created here; ``apply`` then reconciles each host."""
+    state_dir = Path(state_dir)
+    if not record_path(prefix, state_dir).exists():
+        raise NotFound(f"nothing is realized under prefix {prefix}")
+    record = Record.load(prefix, state_dir)
+    by_name = {h.name: h for h in deployment.hosts}
+    places: dict[str, Place] = {}
+    for h in hosts:
+        ns = host_ns(prefix, h.name)
+        if ns not in record.namespaces:
+            raise NotFound(f"host {h.name} was not realized (it is new to the plan): bring the cloud up again")
+        spec = by_name.get(h.name)
+        tunnel = str(spec.tunnel_ip) if spec is not None and spec.tunnel_ip is not None else None
+        ns_real = {"": ns, **{n: planned_ns(prefix, h.name, n) for n in h.namespace_names()}}
+        guest_ends = {g.device: GuestEnd(guest_ns(prefix, g.server), g.mac, g.mtu) for g in guests if g.host == h.name}
+        place = Place(h.name, ns, ns_real, OvsInstance(ns, str(_socket_dir(state_dir, prefix, h.name))),
+                      state_dir / "linux" / prefix / h.name, tunnel, guest_ends, spawn=functools.partial(spawn, record))
+        for f in h.files:  # the same real paths realize gave them, so read-back maps them home
+            place.real_path(f.path)
+        for proc in h.processes or ():
+            real_dnsmasq_argv(place, proc)
+        places[h.name] = place
+    return Realized(prefix, state_dir, {h.name: h for h in hosts}, places, tuple(guests), record)
 
 
 def down(prefix: str, state_dir: Path) -> None:

@@ -13,10 +13,12 @@ from neutrino.errors import Conflict, InvalidInput, NotFound
 from neutrino.host.state import HostState
 from neutrino.ingest.commands import Command, View, parse_command
 from neutrino.linux.fabric import Guest
-from neutrino.linux.realize import Realized, _socket_dir, down, realize
-from neutrino.linux.records import guest_ns, planned_ns, record_path
+from neutrino.linux.realize import Realized, _socket_dir, attach, down, realize
+from neutrino.linux.records import Record, guest_ns, planned_ns, record_path
 from neutrino.linux.runner import run
 from neutrino.scenarios.model import Deployment
+from neutrino.services.cloud import Cloud
+from neutrino.services.snapshot import CloudSnapshot
 
 PREFIX = "nt1"
 
@@ -34,6 +36,50 @@ def up(hosts: tuple[HostState, ...], deployment: Deployment, guests: tuple[Guest
     _current(state).parent.mkdir(parents=True, exist_ok=True)
     _current(state).write_text(PREFIX + "\n")
     return realized
+
+
+def guests_for(cloud: CloudSnapshot, hosts: tuple[HostState, ...]) -> tuple[Guest, ...]:
+    from neutrino.sim.cloud import guests_of
+
+    return tuple(Guest(g.name, g.host, g.device, g.mac, g.fixed_ip)
+                 for g in guests_of(cloud, {h.name: h for h in hosts}))
+
+
+def mark_ports(services: Cloud, cloud: CloudSnapshot, hosts: tuple[HostState, ...]) -> int:
+    """Ports whose plumbing now exists become ACTIVE (as the OVS agent reports them up); ports on a
+    host that was not built, or admin-down ones, DOWN. Returns how many changed."""
+    built = {h.name for h in hosts}
+    changed = 0
+    for port in cloud.ports:
+        want = "ACTIVE" if port.binding_host in built and port.admin_state_up else "DOWN"
+        if port.binding_host and port.status != want:
+            services.set_port_status(port.id, want)
+            changed += 1
+    return changed
+
+
+def sync(state: Path) -> dict[str, str]:
+    """Re-plan from the database (what the API changed since) and make the kernel match, host by
+    host, applying only the difference; returns each host's applied difference in words."""
+    from neutrino.deploy import replan
+
+    if not is_up(state):
+        raise NotFound("no cloud is up on the Linux backend here")
+    services, cloud, hosts = replan(state)
+    guests = guests_for(cloud, hosts)
+    marker = guest_ns(PREFIX, "")
+    known = {n[len(marker):] for n in Record.load(PREFIX, state).namespaces if n.startswith(marker)}
+    new = [g.server for g in guests if g.server not in known]
+    if new:
+        raise Conflict(f"new instances {', '.join(new)} need their own namespaces: run 'neutrino down' and bring "
+                       "the cloud up again")
+    realized = attach(hosts, cloud.deployment, prefix=PREFIX, state_dir=state, guests=guests)
+    out = {}
+    for h in hosts:
+        applied = realized.apply(h.name)
+        out[h.name] = "nothing to do" if applied.empty else applied.summary()
+    mark_ports(services, services.snapshot(), hosts)
+    return out
 
 
 def is_up(state: Path) -> bool:
