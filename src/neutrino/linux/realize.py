@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import json
 import logging
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -52,7 +54,7 @@ from neutrino.linux.fabric import (
 from neutrino.linux.ovs import OvsInstance
 from neutrino.linux.readback import HostDiff, HostView, diff, read_back
 from neutrino.linux.records import Record, check_prefix, guest_ns, host_ns, planned_ns, record_path, teardown
-from neutrino.linux.runner import Result, run
+from neutrino.linux.runner import Result, run, wait_for
 from neutrino.scenarios.model import Deployment
 
 log = logging.getLogger(__name__)
@@ -210,6 +212,7 @@ def realize(hosts: tuple[HostState, ...], deployment: Deployment, *, prefix: str
         build_ext(record, prefix, users, ext_bridge)
         wait_underlay(plist)
         realized.timings["plumbing"] = time.monotonic() - t0
+        start_metadata(realized, hosts)
         for g in guests:
             boot_guest(record, guest_ns(prefix, g.server), state_dir / "linux" / prefix / f"vm-{g.server}")
         realized.timings["up"] = time.monotonic() - t0
@@ -247,6 +250,47 @@ def attach(hosts: tuple[HostState, ...], deployment: Deployment, *, prefix: str,
             real_dnsmasq_argv(place, proc)
         places[h.name] = place
     return Realized(prefix, state_dir, {h.name: h for h in hosts}, places, tuple(guests), record)
+
+
+def metadata_targets(hosts: Sequence[HostState]) -> list[tuple[str, str, int]]:
+    """Where the plan sends metadata requests: (host, planned namespace, port) for each router's
+    REDIRECT to 9697 and for nova's DNAT to the API address's 8775."""
+    out: list[tuple[str, str, int]] = []
+    for h in hosts:
+        for ns in h.namespaces:
+            nat = ns.iptables.find("nat") if ns.iptables is not None else None
+            for r in nat.rules if nat is not None else ():
+                if r.target is None:
+                    continue
+                if r.target.name == "REDIRECT" and r.target.value("to-ports") == "9697":
+                    out.append((h.name, ns.name, 9697))
+                elif r.target.name == "DNAT" and (r.target.value("to-destination") or "").endswith(":8775"):
+                    ip = (r.target.value("to-destination") or "").rsplit(":", 1)[0]
+                    for h2 in hosts:
+                        for ns2 in h2.namespaces:
+                            if any(str(a.interface.ip) == ip for lk in ns2.links or () for a in lk.addresses):
+                                out.append((h2.name, ns2.name, 8775))
+    return list(dict.fromkeys(out))
+
+
+def _listening(netns: str, port: int) -> bool:
+    return f":{port} " in run(["ss", "-ltnH"], netns=netns, check=False).stdout
+
+
+def start_metadata(realized: Realized, hosts: Sequence[HostState]) -> None:
+    """A metadata responder wherever the plan sends metadata requests (see :mod:`.metadata`)."""
+    instances = {str(g.ip): i for i, g in enumerate(realized.guests, 1) if g.ip is not None}
+    path = realized.state_dir / "linux" / realized.prefix / "metadata.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(instances))
+    for host, ns, port in metadata_targets(hosts):
+        place = realized.places.get(host)
+        if place is None or place.spawn is None:
+            continue
+        real = place.real(ns)
+        place.spawn([sys.executable, "-m", "neutrino.linux.metadata", str(port), str(path)], real,
+                    f"metadata {host} {ns or 'root'}:{port}")
+        wait_for(functools.partial(_listening, real, port), timeout=15, what=f"the metadata service on {real}:{port}")
 
 
 def down(prefix: str, state_dir: Path) -> None:
