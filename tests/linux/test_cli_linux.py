@@ -51,7 +51,7 @@ def test_api_changes_reach_the_kernel_with_sync(tmp_path):
     sync` removes it from the compute host's real iptables, and the outside can no longer connect."""
     from neutrino.deploy import open_cloud
     from neutrino.linux.records import wire_ns
-    from neutrino.linux.runner import run
+    from neutrino.linux.runner import run, wait_for
 
     before = root_view()
     try:
@@ -81,6 +81,19 @@ def test_api_changes_reach_the_kernel_with_sync(tmp_path):
         assert not connects(22) and connects(80)
         again = neutrino(tmp_path, "sync")
         assert all(line.endswith("nothing to do") for line in again.stdout.splitlines()), again.stdout
+        # a server created through the API after bring-up: its namespace is made, wired, and it boots
+        from neutrino.services import instances
+
+        with services.write(services.admin_context()) as tx:
+            instances.create_server(tx, {"server": {"name": "cirros2", "imageRef": instances.IMAGES[0].id, "flavorRef": "1",
+                                                    "availability_zone": "nova:compute"}})
+        added = neutrino(tmp_path, "sync")
+        assert added.returncode == 0, added.stderr
+        assert "instance cirros2: namespace made, wired and booted" in added.stdout
+        wait_for(lambda: "inet 10.1.0." in run(["ip", "-4", "-o", "addr", "show", "dev", "eth0"],
+                                               netns="nt1-vm-cirros2", check=False).stdout,
+                 timeout=20, what="cirros2's DHCP lease")
+        assert run(["ping", "-c", "1", "-W", "2", "10.1.0.1"], netns="nt1-vm-cirros2", check=False).returncode == 0
     finally:
         os.environ.pop("NEUTRINO_STATE", None)
         neutrino(tmp_path, "down")

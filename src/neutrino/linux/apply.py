@@ -13,10 +13,12 @@ through ``iptables-restore -n``; OVS bridges and ports in one ``ovs-vsctl`` tran
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
 import re
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -336,11 +338,25 @@ def apply_ovs(place: Place, desired: HostState, d: HostDiff) -> None:
         place.ovs.ofctl("replace-flows", bf.bridge, "-", input=text, options=("-O", "OpenFlow13") if tables else ())
 
 
-def apply_files(place: Place, d: HostDiff) -> None:
+def apply_files(place: Place, d: HostDiff, desired: HostState | None = None) -> None:
     for f in d.files:
         path = Path(place.real_path(f.path))
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(f.text)
+    if desired is None or not d.files:
+        return
+    # a running dnsmasq rereads its hosts and opts files on SIGHUP, as the DHCP agent's reload does
+    changed = {f.path for f in d.files}
+    restarting = {p.options.pid_file for p in d.processes}
+    for proc in desired.processes or ():
+        files = {proc.options.hostsfile, proc.options.optsfile, proc.options.get("addn-hosts")}
+        pid_file = proc.options.pid_file
+        if not pid_file or pid_file in restarting or not (files & changed):
+            continue
+        real_pid = Path(place.real_path(pid_file))
+        if real_pid.is_file() and real_pid.read_text().strip().isdigit():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(real_pid.read_text().strip()), signal.SIGHUP)
 
 
 def real_dnsmasq_argv(place: Place, proc: DnsmasqProcess) -> list[str]:
@@ -411,5 +427,5 @@ def apply_diff(place: Place, desired: HostState, d: HostDiff, record: Record) ->
     setup_links(place, d)
     apply_ip(place, d)
     apply_iptables(place, d)
-    apply_files(place, d)
+    apply_files(place, d, desired)
     apply_processes(place, desired, d, record)

@@ -12,7 +12,8 @@ from pathlib import Path
 from neutrino.errors import Conflict, InvalidInput, NotFound
 from neutrino.host.state import HostState
 from neutrino.ingest.commands import Command, View, parse_command
-from neutrino.linux.fabric import Guest
+from neutrino.linux import netns as netns_lib
+from neutrino.linux.fabric import Guest, boot_guest
 from neutrino.linux.realize import Realized, _socket_dir, attach, down, realize
 from neutrino.linux.records import Record, guest_ns, planned_ns, record_path
 from neutrino.linux.runner import run
@@ -68,16 +69,21 @@ def sync(state: Path) -> dict[str, str]:
     services, cloud, hosts = replan(state)
     guests = guests_for(cloud, hosts)
     marker = guest_ns(PREFIX, "")
-    known = {n[len(marker):] for n in Record.load(PREFIX, state).namespaces if n.startswith(marker)}
-    new = [g.server for g in guests if g.server not in known]
-    if new:
-        raise Conflict(f"new instances {', '.join(new)} need their own namespaces: run 'neutrino down' and bring "
-                       "the cloud up again")
+    record = Record.load(PREFIX, state)
+    known = {n[len(marker):] for n in record.namespaces if n.startswith(marker)}
+    new = [g for g in guests if g.server not in known]
+    for g in new:  # an instance created since: its namespace first, then its host's plumbing, then it boots
+        ns = guest_ns(PREFIX, g.server)
+        record.add_namespace(ns, planned=f"vm/{g.server}")
+        netns_lib.add(ns)
     realized = attach(hosts, cloud.deployment, prefix=PREFIX, state_dir=state, guests=guests)
     out = {}
     for h in hosts:
         applied = realized.apply(h.name)
         out[h.name] = "nothing to do" if applied.empty else applied.summary()
+    for g in new:
+        boot_guest(realized.record, guest_ns(PREFIX, g.server), state / "linux" / PREFIX / f"vm-{g.server}")
+        out[f"instance {g.server}"] = "namespace made, wired and booted"
     mark_ports(services, services.snapshot(), hosts)
     return out
 
