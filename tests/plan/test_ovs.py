@@ -36,6 +36,7 @@ from neutrino.services.snapshot import (
     Segment,
 )
 from seeds import excerpt, squash
+from tests.reference import BR_INT_HYBRID
 
 ip = ipaddress.ip_address
 GRIZZLY = Generation.GRIZZLY
@@ -341,27 +342,7 @@ REF_P = "3f2a1b7c-d4e5-4f60-8a9b-0c1d2e3f4a5b"
 
 # /work/shared/reference/neutron-dataplane.md §2.4 (br-int, hybrid case; ofports patch-tun=1, int-br-ex=2,
 # qvo3f2a1b7c-d4=3), comments after "<-" removed
-REF_BR_INT = """\
- priority=65535,dl_vlan=4095 actions=drop
- priority=10,icmp6,in_port=3,icmp_type=136 actions=resubmit(,24)
- priority=10,arp,in_port=3 actions=resubmit(,24)
- priority=9,in_port=3 actions=resubmit(,25)
- priority=3,in_port=2,vlan_tci=0x0000/0x1fff actions=mod_vlan_vid:2,resubmit(,58)
- priority=3,in_port=2,dl_vlan=200 actions=mod_vlan_vid:3,resubmit(,58)
- priority=2,in_port=2 actions=drop
- priority=0 actions=resubmit(,58)
- table=23, priority=0 actions=drop
- table=24, priority=2,icmp6,in_port=3,icmp_type=136,nd_target=fe80::f816:3eff:fe11:2233 actions=resubmit(,58)
- table=24, priority=2,arp,in_port=3,arp_spa=10.0.0.5 actions=resubmit(,25)
- table=24, priority=0 actions=drop
- table=25, priority=2,in_port=3,dl_src=fa:16:3e:11:22:33 actions=resubmit(,30)
- table=30, priority=0 actions=resubmit(,58)
- table=31, priority=0 actions=resubmit(,58)
- table=58, priority=0 actions=resubmit(,59)
- table=59, priority=0 actions=resubmit(,60)
- table=60, priority=1 actions=NORMAL
- table=62, priority=3 actions=NORMAL
-"""
+REF_BR_INT = BR_INT_HYBRID  # reference §2.4, read from the document
 
 # §3.2 (br-tun, l2pop with arp_responder, one remote MAC known; patch-int=1, vxlan-c0a80002=2); the learn
 # action's agent cookie (cookie=0x…) is left out as it is for cookie 0

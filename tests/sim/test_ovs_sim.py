@@ -28,6 +28,7 @@ from neutrino.sim.packets import (
     vlan_ids,
 )
 from neutrino.sim.trace import StepKind
+from tests.reference import BR_INT_HYBRID
 
 VM = mac("fa:16:3e:dd:c1:62")  # seed 000's instance
 REMOTE = mac("fa:16:3e:83:69:cc")  # seed 000's DHCP server, on the network host
@@ -274,27 +275,7 @@ def test_arp_responder_answers_in_place() -> None:
 
 # --- br-int (reference §2.4) -------------------------------------------------------------------------------
 
-BR_INT = """\
- priority=65535,dl_vlan=4095 actions=drop
- priority=10,icmp6,in_port=3,icmp_type=136 actions=resubmit(,24)
- priority=10,arp,in_port=3 actions=resubmit(,24)
- priority=9,in_port=3 actions=resubmit(,25)
- priority=3,in_port=2,vlan_tci=0x0000/0x1fff actions=mod_vlan_vid:2,resubmit(,58)
- priority=3,in_port=2,dl_vlan=200 actions=mod_vlan_vid:3,resubmit(,58)
- priority=2,in_port=2 actions=drop
- priority=0 actions=resubmit(,58)
- table=23, priority=0 actions=drop
- table=24, priority=2,icmp6,in_port=3,icmp_type=136,nd_target=fe80::f816:3eff:fe11:2233 actions=resubmit(,58)
- table=24, priority=2,arp,in_port=3,arp_spa=10.0.0.5 actions=resubmit(,25)
- table=24, priority=0 actions=drop
- table=25, priority=2,in_port=3,dl_src=fa:16:3e:11:22:33 actions=resubmit(,30)
- table=30, priority=0 actions=resubmit(,58)
- table=31, priority=0 actions=resubmit(,58)
- table=58, priority=0 actions=resubmit(,59)
- table=59, priority=0 actions=resubmit(,60)
- table=60, priority=1 actions=NORMAL
- table=62, priority=3 actions=NORMAL
-"""
+BR_INT = BR_INT_HYBRID  # reference §2.4, read from the document
 
 
 def br_int() -> OvsBridgeSim:
