@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 
 from neutrino.errors import ParseError
-from neutrino.host.iproute import unbreak_spaces
+from neutrino.host.iproute import parse_lines, unbreak_spaces
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -345,8 +345,7 @@ def format_opt_line(o: DhcpOpt) -> str:
 
 
 def parse_opts_file(text: str, *, source: str = "<string>") -> tuple[DhcpOpt, ...]:
-    return tuple(parse_opt_line(line, n=n, source=source)
-                 for n, line in enumerate(text.splitlines(), start=1) if line.strip())
+    return parse_lines(text, parse_opt_line, source)
 
 
 def format_opts_file(opts: tuple[DhcpOpt, ...] | list[DhcpOpt]) -> str:

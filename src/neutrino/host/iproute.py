@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -110,3 +111,9 @@ def restore_route_n_breaks(text: str) -> str:
     out.append(text[start:])
     lines = [ln.rstrip() for chunk in out for ln in chunk.split("\n")]
     return "\n".join(ln for ln in lines if ln.strip())
+
+
+def parse_lines(text: str, parse_line: Callable[..., T], source: str) -> tuple[T, ...]:
+    """``parse_line(line, n=N, source=source)`` for every non-blank line, numbered from 1."""
+    return tuple(parse_line(line, n=n, source=source)
+                 for n, line in enumerate(text.splitlines(), start=1) if line.strip())

@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass, replace
 
 from neutrino.errors import ParseError
-from neutrino.host.iproute import IprouteStyle, Partial, Skipped, is_elision
+from neutrino.host.iproute import IprouteStyle, Partial, Skipped, is_elision, parse_lines
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -383,8 +383,7 @@ def format_rule(rule: RoutingRule) -> str:
 
 
 def parse_ip_rule(text: str, *, source: str = "<string>") -> tuple[RoutingRule, ...]:
-    return tuple(parse_rule_line(line, n=n, source=source)
-                 for n, line in enumerate(text.splitlines(), start=1) if line.strip())
+    return parse_lines(text, parse_rule_line, source)
 
 
 def format_ip_rule(rules: tuple[RoutingRule, ...] | list[RoutingRule]) -> str:
@@ -450,8 +449,7 @@ def format_neigh(nb: Neighbour) -> str:
 
 
 def parse_ip_neigh(text: str, *, source: str = "<string>") -> tuple[Neighbour, ...]:
-    return tuple(parse_neigh_line(line, n=n, source=source)
-                 for n, line in enumerate(text.splitlines(), start=1) if line.strip())
+    return parse_lines(text, parse_neigh_line, source)
 
 
 def format_ip_neigh(neighbours: tuple[Neighbour, ...] | list[Neighbour]) -> str:

@@ -189,41 +189,38 @@ class Option:
         return " ".join(self.args)
 
 
+class _Options:
+    """Look-ups over an ``options`` tuple, shared by matches and targets."""
+
+    __slots__ = ()
+    options: tuple[Option, ...]
+
+    def option(self, name: str) -> Option | None:
+        return next((o for o in self.options if o.name == name), None)
+
+    def value(self, name: str) -> str | None:
+        opt = self.option(name)
+        return None if opt is None else opt.value
+
+    def has(self, name: str) -> bool:
+        return self.option(name) is not None
+
+
 @dataclass(frozen=True, slots=True)
-class Match:
+class Match(_Options):
     """``-m module`` and its options, in order (``-m physdev --physdev-out tapX --physdev-is-bridged``)."""
 
     module: str
     options: tuple[Option, ...] = ()
 
-    def option(self, name: str) -> Option | None:
-        return next((o for o in self.options if o.name == name), None)
-
-    def value(self, name: str) -> str | None:
-        opt = self.option(name)
-        return None if opt is None else opt.value
-
-    def has(self, name: str) -> bool:
-        return self.option(name) is not None
-
 
 @dataclass(frozen=True, slots=True)
-class Target:
+class Target(_Options):
     """``-j NAME`` (or ``-g NAME`` when ``goto``) and its options (``--to-destination 10.0.0.5``)."""
 
     name: str
     options: tuple[Option, ...] = ()
     goto: bool = False
-
-    def option(self, name: str) -> Option | None:
-        return next((o for o in self.options if o.name == name), None)
-
-    def value(self, name: str) -> str | None:
-        opt = self.option(name)
-        return None if opt is None else opt.value
-
-    def has(self, name: str) -> bool:
-        return self.option(name) is not None
 
 
 @dataclass(frozen=True, slots=True)

@@ -769,28 +769,15 @@ class World:
 
     def boot(self) -> dict[str, str | None]:
         """Every guest runs its DHCP client through the plumbing; returns each guest's address.
-        :attr:`boot_hops` keeps, per guest, the hops its DHCP exchange took."""
+        :attr:`boot_hops` keeps, per guest, the hops its DHCP exchange took. The DISCOVER is sent;
+        the loop carries the rest (the guest answers the OFFER with its REQUEST and binds on the ACK)."""
         for name, guest in self.guests.items():
             spec = self.specs[name]
-            end = End(Kind.GUEST, spec.host, name, "eth0")
-            gen = guest.boot()
-            frame = next(gen)
             hops: list[Hop] = []
             self.boot_hops[name] = hops
-            for _ in range(2):
-                run = _Run(side=hops)
-                events = deque(self._send_from(end, frame))
-                captured: list[Ethernet] = []
-                self._capture = (name, captured)
-                self._run(events, run, None, name)
-                self._capture = None
-                try:
-                    frame = gen.send(captured[0] if captured else None)
-                except StopIteration:
-                    break
+            events = deque(self._send_from(End(Kind.GUEST, spec.host, name, "eth0"), guest.discover()))
+            self._run(events, _Run(side=hops), None, name)
         return {n: (str(g.address) if g.address else None) for n, g in self.guests.items()}
-
-    _capture: tuple[str, list[Ethernet]] | None = None
 
     def _probe_from_host(self, name: str, dst: str, *, proto: str, dport: int, ident: int) -> Trace:
         """``ping``/``nc`` run in a host's root namespace: the output route picks the source,

@@ -11,29 +11,15 @@ from neutrino.host.state import ROOT, HostState, NamespaceState
 from neutrino.ingest.commands import parse_command
 from neutrino.views.answer import answer
 
+#: Each piece of a namespace's state and the command that shows all of it.
+_NS_VIEWS = (("links", "ip addr"), ("ifconfig", "ifconfig -a"), ("routes", "ip route show table all"),
+             ("route_n", "route -n"), ("rules", "ip rule"), ("neighbours", "ip neigh"), ("arp", "arp -n"),
+             ("iptables", "iptables-save -c"), ("sysctls", "sysctl"))
+
 
 def _ns_commands(ns: NamespaceState) -> list[str]:
     prefix = f"ip netns exec {ns.name} " if ns.name != ROOT else ""
-    cmds: list[str] = []
-    if ns.links is not None:
-        cmds.append("ip addr")
-    if ns.ifconfig is not None:
-        cmds.append("ifconfig -a")
-    if ns.routes is not None:
-        cmds.append("ip route show table all")
-    if ns.route_n is not None:
-        cmds.append("route -n")
-    if ns.rules is not None:
-        cmds.append("ip rule")
-    if ns.neighbours is not None:
-        cmds.append("ip neigh")
-    if ns.arp is not None:
-        cmds.append("arp -n")
-    if ns.iptables is not None:
-        cmds.append("iptables-save -c")
-    if ns.sysctls is not None:
-        cmds.append("sysctl")
-    return [prefix + c for c in cmds]
+    return [prefix + cmd for attr, cmd in _NS_VIEWS if getattr(ns, attr) is not None]
 
 
 def commands_of(host: HostState) -> list[str]:
