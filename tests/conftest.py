@@ -1,7 +1,11 @@
 """Shared fixtures: seed excerpts, throwaway namespaces, a private Open vSwitch.
 
 Tests marked ``root`` need root and the real tools. As root they always run; in CI (CI=true) a
-missing prerequisite is a failure, never a silent skip.
+missing prerequisite is a failure, never a silent skip; without root the run ends with one line
+saying how many did not run and why.
+
+Tests read only files inside the repository (``guard.py``): a file opened beside the clone fails
+the session.
 """
 
 from __future__ import annotations
@@ -21,6 +25,10 @@ from neutrino.linux.ovs import OvsInstance
 # the tests' shared helpers (seeds.py) import as top-level modules from any test directory
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from guard import GUARD, install  # noqa: E402
+
+install()
+
 IS_ROOT = os.geteuid() == 0
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 REAL_TOOLS = ("ip", "ovs-vsctl", "ovs-vswitchd", "ovsdb-server", "ovs-ofctl", "iptables", "iptables-save",
@@ -37,10 +45,30 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if not IS_ROOT:
             if IN_CI:  # never skipped in CI: a run that cannot do them fails
                 raise pytest.UsageError("CI must run as root: the real-tool tests (marked root) cannot run")
-            item.add_marker(pytest.mark.skip(reason="needs root (run `make test` as root)"))
+            item.add_marker(pytest.mark.skip(reason=NOT_ROOT))
         elif missing and not IN_CI:
             item.add_marker(pytest.mark.skip(reason=f"missing tools: {', '.join(missing)}"))
         # in CI as root with missing tools the test runs and fails loudly
+
+
+NOT_ROOT = "needs root (run `make test` as root)"
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int,
+                            config: pytest.Config) -> None:
+    left = [r for r in terminalreporter.stats.get("skipped", []) if "root" in r.keywords]
+    if left:
+        reasons = sorted({str(r.longrepr[2]).removeprefix("Skipped: ") for r in left
+                          if isinstance(r.longrepr, tuple)})
+        terminalreporter.write_line(f"real-tool tests not run: {len(left)} ({'; '.join(reasons)})")
+    if GUARD.seen:
+        terminalreporter.write_line("files read outside the repository (tests must read only its own files): "
+                                    + ", ".join(sorted(set(GUARD.seen))), red=True)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if GUARD.seen and session.exitstatus == 0:
+        session.exitstatus = 1
 
 
 @pytest.fixture

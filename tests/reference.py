@@ -1,11 +1,11 @@
-"""Blocks of ../shared/reference/neutron-dataplane.md that tests compare against, read from the
-document itself (so a test cites the reference rather than a copy of it)."""
+"""Blocks of the Neutron data-plane reference (tests/fixtures/reference/neutron-dataplane.md, a copy of
+the project's reference document) that tests compare against, read from the document itself."""
 
 from __future__ import annotations
 
 from tests.seeds import SEEDS
 
-REFERENCE = SEEDS.parent / "reference" / "neutron-dataplane.md"
+REFERENCE = SEEDS.parent / "reference" / "neutron-dataplane.md"  # tests/fixtures/reference/
 
 
 def code_block(heading: str, *, index: int = 0) -> str:

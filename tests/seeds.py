@@ -1,4 +1,7 @@
-"""Access to the seed documents (../shared/seeds) for tests that cite them.
+"""The seed documents' command outputs (tests/fixtures/seeds/NNN.txt) for tests that cite them.
+
+Each fixture holds the outputs of one seed document, copied verbatim with the section and source
+lines they came from (see tests/fixtures/README.md); the prose around them is left out.
 
 ``excerpt(seed, first, last)`` returns the text from the line containing ``first`` through the
 line containing ``last`` (both included), so a test names the seed file and the excerpt it checks.
@@ -11,11 +14,10 @@ import pathlib
 import re
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-SEEDS = ROOT.parent / "shared" / "seeds"
-if not SEEDS.is_dir():  # a checkout with shared/ inside it
-    SEEDS = ROOT / "shared" / "seeds"
+SEEDS = ROOT / "tests" / "fixtures" / "seeds"
 
-_NAMES = {
+#: the seed documents the fixtures were copied from
+SOURCES = {
     0: "000_8d4cb9bc99c28ac6.txt",
     1: "001_a698fdd90fe942cc.txt",
     2: "002_3f9ee22a6d480f79.txt",
@@ -25,7 +27,9 @@ _NAMES = {
 
 
 def seed_path(seed: int) -> pathlib.Path:
-    return SEEDS / _NAMES[seed]
+    if seed not in SOURCES:
+        raise KeyError(f"no seed {seed}")
+    return SEEDS / f"{seed:03d}.txt"
 
 
 def seed_text(seed: int) -> str:

@@ -33,9 +33,8 @@ from neutrino.host.iptables import (
     split_run_together,
 )
 from neutrino.host.iptables_listing import format_listing, format_num, format_row, parse_listing, parse_num
-from seeds import SEEDS, between, excerpt, seed_path, squash
-
-REFERENCE = SEEDS.parent / "reference" / "neutron-dataplane.md"
+from seeds import between, excerpt, seed_path, squash
+from tests.reference import REFERENCE  # noqa: E402
 
 
 def _lines(text: str) -> list[str]:

@@ -46,9 +46,8 @@ from neutrino.host.openflow import (
     parse_flow,
     sort_like_ofctl,
 )
-from seeds import SEEDS, excerpt
-
-REFERENCE = SEEDS.parent / "reference" / "neutron-dataplane.md"
+from seeds import excerpt, seed_text
+from tests.reference import REFERENCE  # noqa: E402
 
 
 def lines(text: str) -> list[str]:
@@ -73,7 +72,7 @@ def test_seed_dump_round_trips(seed: int, first: str, last: str, occ: int) -> No
 
 
 def _seed0_flow_lines() -> list[str]:
-    text = (SEEDS / "000_8d4cb9bc99c28ac6.txt").read_text()
+    text = seed_text(0)
     return sorted({ln for ln in text.splitlines() if ln.startswith(" cookie=")})
 
 

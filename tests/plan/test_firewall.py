@@ -32,9 +32,9 @@ from neutrino.services.snapshot import (
     Segment,
     Subnet,
 )
-from seeds import SEEDS, excerpt, squash
+from seeds import excerpt, squash
+from tests.reference import REFERENCE  # noqa: E402
 
-REFERENCE = SEEDS.parent / "reference" / "neutron-dataplane.md"
 HYBRID = (("ovs_hybrid_plug", True), ("port_filter", True))
 
 # --- cloud builders ------------------------------------------------------------------------------

@@ -340,7 +340,7 @@ REF_NET, REF_FLAT, REF_VLAN = ("5e6f7a8b-1234-4cde-9abc-def012345678", "6e6f7a8b
                                "7e6f7a8b-0000-4000-8000-000000000200")
 REF_P = "3f2a1b7c-d4e5-4f60-8a9b-0c1d2e3f4a5b"
 
-# /work/shared/reference/neutron-dataplane.md §2.4 (br-int, hybrid case; ofports patch-tun=1, int-br-ex=2,
+# tests/fixtures/reference/neutron-dataplane.md §2.4 (br-int, hybrid case; ofports patch-tun=1, int-br-ex=2,
 # qvo3f2a1b7c-d4=3), comments after "<-" removed
 REF_BR_INT = BR_INT_HYBRID  # reference §2.4, read from the document
 

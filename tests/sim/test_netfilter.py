@@ -33,9 +33,9 @@ from neutrino.sim.netfilter import (
 )
 from neutrino.sim.packets import ICMP, TCP, UDP, IPv4, Raw, TCPFlag, icmp_error, ip, mac
 from neutrino.sim.trace import StepKind
-from seeds import SEEDS, between, excerpt
+from seeds import between, excerpt
+from tests.reference import REFERENCE  # noqa: E402
 
-REFERENCE = SEEDS.parent / "reference" / "neutron-dataplane.md"
 SYN, ACK = TCPFlag.SYN, TCPFlag.ACK
 
 

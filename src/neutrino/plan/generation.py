@@ -4,7 +4,7 @@ Seed 000 shows Grizzly (2013, still called Quantum): chains wrapped as ``quantum
 ``quantum-l3-agent-…``, state under ``/var/lib/quantum``, veth pairs for the agents' devices
 (``ns-…``/``qr-…``/``qg-…`` in the namespace, ``tap…`` on the OVS bridge), no rule comments, the old
 firewall chain layout, per-subnet SNAT and the metadata REDIRECT without ``-i qr-+``. The reference
-(``/work/shared/reference/neutron-dataplane.md``) describes Neutron master (``MODERN``): comments,
+(``tests/fixtures/reference/neutron-dataplane.md``) describes Neutron master (``MODERN``): comments,
 the ``s…`` anti-spoof chain, CT zones, ``--random-fully``, the mangle marks and OVS internal ports.
 
 A :class:`Profile` holds every difference the planners look at; pass a :class:`Generation` or a

@@ -4,7 +4,7 @@ Neutron (and Nova, and Quantum before them) derive names from object ids and cut
 Linux's limits: an interface name holds at most 15 characters (``IFNAMSIZ`` 16 with the NUL), and
 the agents cut ``prefix + uuid`` to 14 (neutron-lib ``LINUX_DEV_LEN``), so a 3-character prefix
 keeps the first 11 characters of the UUID, dash included. The rules here follow neutron master
-``2131d26f``, neutron-lib ``6cd671a8`` and os-vif (see ``/work/shared/reference/neutron-dataplane.md``
+``2131d26f``, neutron-lib ``6cd671a8`` and os-vif (see ``tests/fixtures/reference/neutron-dataplane.md``
 §1, §6, §8); the older Grizzly/Havana forms that the seeds show are kept beside them.
 
 >>> port = "7c7ae61e-05e2-4e7e-bc1f-4a8b1b1c2f3a"
