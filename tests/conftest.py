@@ -56,7 +56,7 @@ NOT_ROOT = "needs root (run `make test` as root)"
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int,
                             config: pytest.Config) -> None:
-    left = [r for r in terminalreporter.stats.get("skipped", []) if "root" in r.keywords]
+    left = [r for r in terminalreporter.stats.get("skipped", []) if "root" in r.keywords or "postgres" in r.keywords]
     if left:
         reasons = sorted({str(r.longrepr[2]).removeprefix("Skipped: ") for r in left
                           if isinstance(r.longrepr, tuple)})
