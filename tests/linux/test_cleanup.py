@@ -17,9 +17,10 @@ import sys
 import pytest
 
 from neutrino.deploy import bring_up
+from neutrino.linux import session
 from neutrino.linux.fabric import Guest
 from neutrino.linux.realize import down, realize
-from neutrino.linux.records import ProcessRecord, Record, proc_start_time, record_path
+from neutrino.linux.records import ProcessRecord, Record, claim_owner, proc_start_time, record_path
 from neutrino.linux.runner import wait_for
 from neutrino.sim.cloud import guests_of
 
@@ -97,7 +98,8 @@ def _namespaces_listed(path: pathlib.Path, n: int) -> bool:
 def test_sigkill_mid_bring_up_is_cleaned_by_down(tmp_path: pathlib.Path) -> None:
     before = root_state()
     env = {**os.environ, "NEUTRINO_STATE": str(tmp_path)}
-    rec = record_path("nt1", tmp_path)
+    prefix = session.prefix_of(tmp_path)  # what the bring-up will claim (derived from the folder)
+    rec = record_path(prefix, tmp_path)
     proc = subprocess.Popen([EXE, "up", str(ROOT / "examples" / "seed001.yaml"), "--backend", "linux"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -107,13 +109,15 @@ def test_sigkill_mid_bring_up_is_cleaned_by_down(tmp_path: pathlib.Path) -> None
         assert proc.poll() is None, "the bring-up finished before it could be interrupted"
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
-        assert Record.load("nt1", tmp_path).namespaces
+        assert Record.load(prefix, tmp_path).namespaces
+        assert (tmp_path / "linux" / "current").read_text().strip() == prefix
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
         res = subprocess.run([EXE, "down"], env=env, capture_output=True, text=True, timeout=120, check=False)
     assert res.returncode == 0, res.stderr
-    assert ours_left("nt1", tmp_path) == []
+    assert ours_left(prefix, tmp_path) == []
     assert not rec.exists()
+    assert claim_owner(prefix) is None
     assert root_state() == before

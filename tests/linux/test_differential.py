@@ -53,8 +53,9 @@ def both(tmp_path_factory):
         mp.undo()
 
 
-def real(source: str, dst: str, proto: str, port: int) -> bool:
-    ns = wire_ns(session.PREFIX, "ext") if source == "outside" else guest_ns(session.PREFIX, source)
+def real(realized, source: str, dst: str, proto: str, port: int) -> bool:
+    prefix = realized.prefix
+    ns = wire_ns(prefix, "ext") if source == "outside" else guest_ns(prefix, source)
     if proto == "icmp":
         argv = ["ping", "-c", "1", "-W", "1", dst]
     elif proto == "http":  # busybox wget segfaults here; a request by hand does the same job
@@ -72,7 +73,7 @@ def test_simulator_and_kernel_agree(both, source, dst, proto, port):
     world, realized = both
     trace = world.probe(source, dst, proto=proto, dport=port or 22)
     simulated = trace.delivered and trace.reply is not None and trace.reply.delivered
-    kernel = real(source, dst, proto, port)
+    kernel = real(realized, source, dst, proto, port)
     assert simulated == kernel, (f"simulator says {'reached' if simulated else 'blocked'}, the kernel says "
                                  f"{'reached' if kernel else 'blocked'}\n" + render(trace, "summary"))
 

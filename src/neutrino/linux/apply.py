@@ -395,6 +395,11 @@ def process_ns(desired: HostState, proc: DnsmasqProcess) -> str:
     return ""
 
 
+def dnsmasq_what(desired: HostState, proc: DnsmasqProcess) -> str:
+    """How the record names a dnsmasq: by its interface, else (``--bind-dynamic``) its namespace."""
+    return f"dnsmasq {proc.options.interface or process_ns(desired, proc) or 'root'}"
+
+
 def apply_processes(place: Place, desired: HostState, d: HostDiff, record: Record) -> None:
     for proc in d.processes:
         iface = proc.options.interface
@@ -409,7 +414,7 @@ def apply_processes(place: Place, desired: HostState, d: HostDiff, record: Recor
         if place.spawn is None:
             raise ValueError("no way to start processes")
         # in the foreground, as our child: its PID is known (and recorded) at once, and it is reaped
-        place.spawn([*argv, "--keep-in-foreground"], real, f"dnsmasq {iface}")
+        place.spawn([*argv, "--keep-in-foreground"], real, dnsmasq_what(desired, proc))
         wait_for(functools.partial(_has_pid, real_pid), timeout=10, what=f"dnsmasq's pid file {real_pid}")
 
 

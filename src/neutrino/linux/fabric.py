@@ -262,16 +262,39 @@ def spawn(record: Record, argv: list[str], netns: str, what: str) -> int:
     return proc.pid
 
 
-def boot_guest(record: Record, netns: str, workdir: Path) -> None:
-    """DHCP on eth0, then listeners on tcp/22 and tcp/80."""
+GUEST_LISTENERS = (  # (port, argv without the web root, what): the instance's sshd stand-in and web server
+    (22, ["busybox", "nc", "-ll", "-p", "22", "-e", "/bin/cat"], "guest sshd stand-in (nc)"),
+    (80, ["busybox", "httpd", "-f", "-p", "80", "-h"], "guest httpd"),
+)
+
+
+def udhcpc_argv(workdir: Path) -> list[str]:
+    return ["busybox", "udhcpc", "-i", "eth0", "-q", "-n", "-t", "5", "-T", "1", "-s", str(workdir / "udhcpc.sh")]
+
+
+def dhcp_guest(netns: str, workdir: Path, *, check: bool = True) -> bool:
+    """The guest's DHCP exchange on eth0 (``udhcpc`` applies the lease through its script); whether
+    it got one."""
     workdir.mkdir(parents=True, exist_ok=True)
     script = workdir / "udhcpc.sh"
     script.write_text(UDHCPC_SCRIPT)
     os.chmod(script, 0o755)
+    return run(udhcpc_argv(workdir), netns=netns, timeout=30, check=check).returncode == 0
+
+
+def start_listener(record: Record, netns: str, workdir: Path, port: int) -> int:
+    """The guest's listener on ``port`` (one of :data:`GUEST_LISTENERS`), started and recorded."""
     www = workdir / "www"
-    www.mkdir(exist_ok=True)
+    www.mkdir(parents=True, exist_ok=True)
     (www / "index.html").write_text(f"{netns}\n")
-    run(["busybox", "udhcpc", "-i", "eth0", "-q", "-n", "-t", "5", "-T", "1", "-s", str(script)], netns=netns,
-        timeout=30)
-    spawn(record, ["busybox", "nc", "-ll", "-p", "22", "-e", "/bin/cat"], netns, "guest sshd stand-in (nc)")
-    spawn(record, ["busybox", "httpd", "-f", "-p", "80", "-h", str(www)], netns, "guest httpd")
+    for p, argv, what in GUEST_LISTENERS:
+        if p == port:
+            return spawn(record, [*argv, str(www)] if p == 80 else list(argv), netns, what)
+    raise ValueError(f"no guest listener on port {port}")
+
+
+def boot_guest(record: Record, netns: str, workdir: Path) -> None:
+    """DHCP on eth0, then listeners on tcp/22 and tcp/80."""
+    dhcp_guest(netns, workdir)
+    for port, _, _ in GUEST_LISTENERS:
+        start_listener(record, netns, workdir, port)

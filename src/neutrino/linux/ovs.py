@@ -7,6 +7,7 @@ are ended by the PIDs recorded at start, never by name.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from collections.abc import Callable, Sequence
@@ -16,6 +17,7 @@ from neutrino.errors import ApplyError
 from neutrino.linux.runner import Result, run, wait_for
 
 SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
+OVS_DAEMONS = ("ovsdb-server", "ovs-vswitchd")  # in the order they start (and PIDs are recorded)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -52,27 +54,67 @@ class OvsInstance:
         return {**os.environ, "OVS_RUNDIR": self.rundir, "OVS_DBDIR": self.rundir, "OVS_LOGDIR": self.rundir,
                 "OVS_SYSCONFDIR": self.rundir, "OVS_PKGDATADIR": "/usr/share/openvswitch"}
 
+    @property
+    def db_file(self) -> str:
+        return os.path.join(self.rundir, "conf.db")
+
     def start(self) -> None:
+        self.start_db()
+        self.start_switch()
+
+    def start_db(self) -> int:
+        """ovsdb-server on ``conf.db`` in the run directory (created, and initialised, when missing);
+        returns its PID. Run again after a crash it serves the same database file."""
         os.makedirs(self.rundir, exist_ok=True)
-        db = os.path.join(self.rundir, "conf.db")
-        if not os.path.exists(db):
-            run(["ovsdb-tool", "create", db, SCHEMA])
+        if not os.path.exists(self.db_file):
+            run(["ovsdb-tool", "create", self.db_file, SCHEMA])
         p = self.rundir
-        run(["ovsdb-server", db, f"--remote=punix:{self.db_sock}", f"--pidfile={p}/ovsdb-server.pid",
+        self._clear_pid("ovsdb-server.pid")
+        run(["ovsdb-server", self.db_file, f"--remote=punix:{self.db_sock}", f"--pidfile={p}/ovsdb-server.pid",
              f"--unixctl={p}/ovsdb-server.ctl", f"--log-file={p}/ovsdb-server.log", "--detach", "--no-chdir"],
             netns=self.netns, env=self.env)
-        self._record_pid("ovsdb-server.pid")
+        pid = self._record_pid("ovsdb-server.pid")
         self.vsctl("--no-wait", "init")
+        return pid
+
+    def start_switch(self) -> int:
+        """ovs-vswitchd on this instance's database; returns its PID. Run again after a crash it makes
+        the bridges and ports the database holds (flows are the caller's to put back)."""
+        p = self.rundir
+        self._clear_pid("ovs-vswitchd.pid")
         run(["ovs-vswitchd", f"unix:{self.db_sock}", f"--pidfile={p}/ovs-vswitchd.pid",
              f"--unixctl={p}/ovs-vswitchd.ctl", f"--log-file={p}/ovs-vswitchd.log", "--detach", "--no-chdir",
              "-vconsole:off"], netns=self.netns, env=self.env)
-        self._record_pid("ovs-vswitchd.pid")
+        return self._record_pid("ovs-vswitchd.pid")
 
-    def _record_pid(self, name: str) -> None:
+    def pid_of(self, daemon: str) -> int | None:
+        """The PID ``daemon``'s pid file names when that process runs and is ``daemon`` (a stale pid
+        file, a dead or a recycled PID give ``None``)."""
+        path = os.path.join(self.rundir, f"{daemon}.pid")
+        try:
+            with open(path) as fh:
+                text = fh.read().strip()
+            if not text.isdigit():
+                return None
+            with open(f"/proc/{text}/comm") as fh:
+                comm = fh.read().strip()
+        except OSError:
+            return None
+        pid = int(text)
+        return pid if comm == daemon[:15] and _pid_alive(pid) else None
+
+    def _clear_pid(self, name: str) -> None:
+        """A stale pid file (the daemon was killed) goes before a restart, so the new one is awaited."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(self.rundir, name))
+
+    def _record_pid(self, name: str) -> int:
         path = os.path.join(self.rundir, name)
         wait_for(lambda: os.path.exists(path), timeout=10, what=path)
         with open(path) as fh:
-            self.pids.append(int(fh.read().strip()))
+            pid = int(fh.read().strip())
+        self.pids.append(pid)
+        return pid
 
     def stop(self) -> None:
         for pid in reversed(self.pids):

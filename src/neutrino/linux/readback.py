@@ -89,13 +89,11 @@ class HostDiff:
                     or self.flows or self.files or self.processes)
 
     def summary(self) -> str:
-        parts = []
-        for name in ("namespaces", "links", "addresses", "routes", "rules", "neighbours", "sysctls", "iptables",
-                     "bridges", "ports", "flows", "files", "processes"):
-            items = getattr(self, name)
-            if items:
-                parts.append(f"{name}: {items!r}")
-        return f"{self.host}: " + ("; ".join(parts) if parts else "no difference")
+        """The difference in words (see :func:`neutrino.linux.report.describe`), on one line."""
+        from neutrino.linux.report import describe
+
+        lines = describe(self)
+        return f"{self.host}: " + ("; ".join(lines) if lines else "no difference")
 
 
 # --- comparison keys -------------------------------------------------------------------------

@@ -4,18 +4,21 @@ Usage (as root; see tests/linux/test_realize.py)::
 
     from neutrino.linux.realize import realize, down
     up = bring_up("examples/seed000.yaml")
-    r = realize(up.hosts, scenario.deployment, prefix="nt1", state_dir=state, guests=guests)
+    r = realize(up.hosts, scenario.deployment, prefix=derive_prefix(state), state_dir=state, guests=guests)
     r.leases()
     # -> {'cirros': IPv4Interface('10.1.0.2/24')}
     r.exec("network", ["ping", "-c1", "172.24.4.225"], namespace="qrouter-…").returncode
     # -> 0
     r.diff("compute").empty
     # -> True
-    down("nt1", state)
+    r.down()
 
-Names and records: see :mod:`neutrino.linux.records` (``nt1-<host>``, ``nt1-<host>-qrouter-<id>``,
-``nt1-vm-<server>``, ``nt1-net-mgmt``/``nt1-net-ext``); wires and guests: :mod:`neutrino.linux.fabric`;
-the reconciler: :mod:`neutrino.linux.readback` (``read_back``, ``diff``) and :mod:`neutrino.linux.apply`.
+Names and records: see :mod:`neutrino.linux.records` (``<prefix>-<host>``, ``<prefix>-<host>-qrouter-<id>``,
+``<prefix>-vm-<server>``, ``<prefix>-net-mgmt``/``<prefix>-net-ext``); ``realize`` claims the prefix
+machine-wide and ``down`` releases it; wires and guests: :mod:`neutrino.linux.fabric`; the reconciler:
+:mod:`neutrino.linux.readback` (``read_back``, ``diff``), :mod:`neutrino.linux.apply` and
+:meth:`Realized.reconcile` (the difference applied and said in words, :mod:`neutrino.linux.report`);
+what ``sync`` repairs first: :mod:`neutrino.linux.heal`.
 
 br_netfilter here is built into the kernel and its ``net.bridge.bridge-nf-call-*`` sysctls are per
 network namespace (kernel >= 5.3), so each host namespace sets ``bridge-nf-call-iptables=1`` for
@@ -29,6 +32,7 @@ import functools
 import ipaddress
 import json
 import logging
+import shlex
 import sys
 import time
 from collections.abc import Sequence
@@ -38,7 +42,7 @@ from pathlib import Path
 from neutrino.errors import Conflict, NotFound
 from neutrino.host.state import HostState
 from neutrino.linux import netns as netns_lib
-from neutrino.linux.apply import GuestEnd, Place, apply_diff, real_dnsmasq_argv
+from neutrino.linux.apply import GuestEnd, Place, apply_diff, dnsmasq_what, process_ns, real_dnsmasq_argv
 from neutrino.linux.fabric import (
     Guest,
     boot_guest,
@@ -51,9 +55,21 @@ from neutrino.linux.fabric import (
     spawn,
     wait_underlay,
 )
-from neutrino.linux.ovs import OvsInstance
+from neutrino.linux.ovs import OVS_DAEMONS, OvsInstance
 from neutrino.linux.readback import HostDiff, HostView, diff, read_back
-from neutrino.linux.records import Record, check_prefix, guest_ns, host_ns, planned_ns, record_path, teardown
+from neutrino.linux.records import (
+    Record,
+    check_prefix,
+    claim_owner,
+    claim_prefix,
+    guest_ns,
+    host_ns,
+    namespaces_named,
+    planned_ns,
+    record_path,
+    teardown,
+)
+from neutrino.linux.report import describe
 from neutrino.linux.runner import Result, run, wait_for
 from neutrino.scenarios.model import Deployment
 
@@ -75,6 +91,7 @@ class Realized:
     guests: tuple[Guest, ...]
     record: Record
     timings: dict[str, float] = field(default_factory=dict)
+    deployment: Deployment | None = None
 
     def namespace(self, host: str, namespace: str | None = None) -> str:
         """The real namespace for ``namespace`` (planned name, ``vm-<server>``, or a real name) of ``host``."""
@@ -119,6 +136,27 @@ class Realized:
             apply_diff(self._place(host), self.hosts[host], d, self.record)
         return d
 
+    def reconcile(self, host: str) -> list[str]:
+        """Read ``host`` back, apply what differs from the plan, and say what was done, one line per
+        change in the tools' syntax (:func:`neutrino.linux.report.describe`); ``[]`` when nothing."""
+        place = self._place(host)
+        desired = self.hosts[host]
+        actual = self.read_back(host)
+        d = diff(desired, actual)
+        if d.empty:
+            return []
+        before = {p.what for p in self.record.processes}
+        apply_diff(place, desired, d, self.record)
+        guest_ns = {dev: g.netns for dev, g in place.guests.items()}
+        lines = describe(d, desired, actual, tunnel_ip=place.tunnel_ip, guest_ns=guest_ns, processes=False)
+        for proc in d.processes:
+            pid_file = Path(place.real_path(proc.options.pid_file or ""))
+            pid = pid_file.read_text().strip() if pid_file.is_file() else "?"
+            ns = process_ns(desired, proc)
+            verb = "restarted" if dnsmasq_what(desired, proc) in before else "started"
+            lines.append(f"{verb} dnsmasq (pid {pid}) in {ns or 'the host'}: {shlex.join(proc.argv)}")
+        return lines
+
     def leases(self) -> dict[str, ipaddress.IPv4Interface | None]:
         """Each guest's IPv4 address on eth0 (what DHCP gave it), by server name."""
         out: dict[str, ipaddress.IPv4Interface | None] = {}
@@ -151,6 +189,11 @@ def _socket_dir(state_dir: Path, prefix: str, host: str) -> Path:
     return rundir
 
 
+def tunnel_prefixlens(deployment: Deployment, places: Sequence[Place]) -> dict[str, int]:
+    """Each host's tunnel address's prefix length (24 when the deployment gives none)."""
+    return {p.host: _prefixlen(deployment, p.host, p.tunnel_ip or "") for p in places}
+
+
 def _prefixlen(deployment: Deployment, host: str, ip: str) -> int:
     for h in deployment.hosts:
         if h.name != host:
@@ -168,6 +211,10 @@ def realize(hosts: tuple[HostState, ...], deployment: Deployment, *, prefix: str
     state_dir = Path(state_dir)
     if record_path(prefix, state_dir).exists():
         raise Conflict(f"prefix {prefix} is already realized (run down first)")
+    if namespaces_named(prefix):  # not this state directory's (it has no record): never touch them
+        raise Conflict(f"namespaces named {prefix}-… exist that this state directory did not make")
+    if not claim_prefix(prefix, state_dir):
+        raise Conflict(f"prefix {prefix} is held by another state directory ({claim_owner(prefix)})")
     t0 = time.monotonic()
     record = Record(prefix, record_path(prefix, state_dir))
     record.save()
@@ -190,8 +237,8 @@ def realize(hosts: tuple[HostState, ...], deployment: Deployment, *, prefix: str
             try:
                 ovs.start()
             finally:
-                for pid in ovs.pids:
-                    record.add_process(pid, "ovs " + h.name, ns)
+                for pid, daemon in zip(ovs.pids, OVS_DAEMONS, strict=False):
+                    record.add_process(pid, f"{daemon} {h.name}", ns)
             spec = by_name.get(h.name)
             tunnel = str(spec.tunnel_ip) if spec is not None and spec.tunnel_ip is not None else None
             ns_real = {"": ns, **{n: planned_ns(prefix, h.name, n) for n in h.namespace_names()}}
@@ -199,9 +246,10 @@ def realize(hosts: tuple[HostState, ...], deployment: Deployment, *, prefix: str
                           if g.host == h.name}
             places[h.name] = Place(h.name, ns, ns_real, ovs, state_dir / "linux" / prefix / h.name, tunnel,
                                    guest_ends, spawn=functools.partial(spawn, record))
-        realized = Realized(prefix, state_dir, {h.name: h for h in hosts}, places, tuple(guests), record)
+        realized = Realized(prefix, state_dir, {h.name: h for h in hosts}, places, tuple(guests), record,
+                            deployment=deployment)
         plist = [places[h.name] for h in hosts]
-        build_mgmt(record, prefix, plist, {p.host: _prefixlen(deployment, p.host, p.tunnel_ip or "") for p in plist})
+        build_mgmt(record, prefix, plist, tunnel_prefixlens(deployment, plist))
         nics = plan_nics(hosts, deployment)
         build_nics(record, prefix, places, nics)
         ext_bridge = deployment.external_network_bridge or "br-ex"
@@ -249,7 +297,8 @@ def attach(hosts: tuple[HostState, ...], deployment: Deployment, *, prefix: str,
         for proc in h.processes or ():
             real_dnsmasq_argv(place, proc)
         places[h.name] = place
-    return Realized(prefix, state_dir, {h.name: h for h in hosts}, places, tuple(guests), record)
+    return Realized(prefix, state_dir, {h.name: h for h in hosts}, places, tuple(guests), record,
+                    deployment=deployment)
 
 
 def metadata_targets(hosts: Sequence[HostState]) -> list[tuple[str, str, int]]:
@@ -277,20 +326,27 @@ def _listening(netns: str, port: int) -> bool:
     return f":{port} " in run(["ss", "-ltnH"], netns=netns, check=False).stdout
 
 
-def start_metadata(realized: Realized, hosts: Sequence[HostState]) -> None:
-    """A metadata responder wherever the plan sends metadata requests (see :mod:`.metadata`)."""
+def start_metadata(realized: Realized, hosts: Sequence[HostState], *, missing_only: bool = False) -> list[str]:
+    """A metadata responder wherever the plan sends metadata requests (see :mod:`.metadata`); with
+    ``missing_only``, only where none listens (one died). Returns what was started, in words."""
     instances = {str(g.ip): i for i, g in enumerate(realized.guests, 1) if g.ip is not None}
     path = realized.state_dir / "linux" / realized.prefix / "metadata.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(instances))
+    out: list[str] = []
     for host, ns, port in metadata_targets(hosts):
         place = realized.places.get(host)
         if place is None or place.spawn is None:
             continue
         real = place.real(ns)
-        place.spawn([sys.executable, "-m", "neutrino.linux.metadata", str(port), str(path)], real,
-                    f"metadata {host} {ns or 'root'}:{port}")
+        if missing_only and (not netns_lib.exists(real) or _listening(real, port)):
+            continue
+        pid = place.spawn([sys.executable, "-m", "neutrino.linux.metadata", str(port), str(path)], real,
+                          f"metadata {host} {ns or 'root'}:{port}")
         wait_for(functools.partial(_listening, real, port), timeout=15, what=f"the metadata service on {real}:{port}")
+        out.append(f"{host}: {'restarted' if missing_only else 'started'} the metadata service on port {port} "
+                   f"(pid {pid}) in {ns or 'the host'}")
+    return out
 
 
 def down(prefix: str, state_dir: Path) -> None:

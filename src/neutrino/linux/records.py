@@ -1,6 +1,7 @@
 """What the Linux backend made, written down *before* it is made, and the names it gives things.
 
-Naming (a cloud run owns one short ``prefix``, e.g. ``nt1``)::
+Naming (a cloud run owns one short ``prefix``: ``nt`` and four characters of a hash of its state
+directory's resolved path, e.g. ``nt4k2q``, see :func:`derive_prefix`)::
 
     host NAME                         -> namespace  <prefix>-<NAME>              (runs the host's private OVS)
     host NAME's planned namespace NS  -> namespace  <prefix>-<NAME>-<NS>         (nt1-network-qrouter-<uuid>)
@@ -10,15 +11,23 @@ Naming (a cloud run owns one short ``prefix``, e.g. ``nt1``)::
                                                                                   stand-in internet address)
 
 Device names stay the plan's own (they fit 15 characters and live in the host's namespace, so two hosts
-may both have ``br-int``). The record file ``$STATE/linux/<prefix>.json`` lists every namespace and OVS run
-directory before it is created and every process the moment its PID is known (with its start time, so
-a recycled PID is never signalled); :func:`teardown` removes exactly those, even after a crash.
+may both have ``br-int``), so the prefix only ever starts namespace names and run directories, never a
+device name, and Linux's 15-character limit on interface names is not at stake. The record file
+``$STATE/linux/<prefix>.json`` lists every namespace and OVS run directory before it is created and
+every process the moment its PID is known (with its start time, so a recycled PID is never signalled);
+:func:`teardown` removes exactly those, even after a crash.
+
+Two state directories never share a prefix: a prefix is claimed machine-wide (:func:`claim_prefix`, a
+file ``/run/neutrino/prefixes/<prefix>`` naming its state directory, made with ``O_EXCL``) before
+anything carrying it is made, and released by :func:`teardown`; a state directory whose first
+candidate is claimed by another one, or names namespaces it did not make, takes the next candidate.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import json
 import os
 import re
@@ -42,6 +51,76 @@ def check_prefix(prefix: str) -> str:
     if not _PREFIX.match(prefix):
         raise InvalidInput(f"{prefix!r} is not a valid prefix (nt followed by up to 6 of [a-z0-9])")
     return prefix
+
+
+_B36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+CLAIMS = Path("/run/neutrino/prefixes")
+
+
+def derive_prefix(state_dir: Path, attempt: int = 0) -> str:
+    """``nt`` and four base-36 characters of a SHA-256 of ``state_dir``'s resolved path (and
+    ``attempt``, when the first candidate is taken): short, stable for a folder, and well inside
+    :func:`check_prefix`."""
+    key = str(Path(state_dir).resolve()) + (f"#{attempt}" if attempt else "")
+    n = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big")
+    chars = []
+    for _ in range(4):
+        n, r = divmod(n, 36)
+        chars.append(_B36[r])
+    return check_prefix("nt" + "".join(chars))
+
+
+def _claim_file(prefix: str) -> Path:
+    return CLAIMS / check_prefix(prefix)
+
+
+def claim_owner(prefix: str) -> Path | None:
+    """The state directory that holds ``prefix``, if any."""
+    try:
+        text = _claim_file(prefix).read_text().strip()
+    except OSError:
+        return None
+    return Path(text) if text else None
+
+
+def namespaces_named(prefix: str) -> list[str]:
+    """The namespaces on this machine whose name carries ``prefix``."""
+    try:
+        names = os.listdir(netns_lib.NETNS_DIR)
+    except OSError:
+        return []
+    return sorted(n for n in names if n.startswith(check_prefix(prefix) + "-"))
+
+
+def claim_prefix(prefix: str, state_dir: Path) -> bool:
+    """Hold ``prefix`` for ``state_dir`` (true), unless another state directory holds it (false). A
+    claim whose state directory has no record of the prefix any more, and no namespace carrying the
+    prefix left, is stale and taken over."""
+    me = str(Path(state_dir).resolve())
+    path = _claim_file(prefix)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            owner = claim_owner(prefix)
+            if owner is not None and str(owner) == me:
+                return True
+            if owner is not None and (record_path(prefix, owner).exists() or namespaces_named(prefix)):
+                return False
+            path.unlink(missing_ok=True)  # stale: its folder was removed without ``down``
+            continue
+        with os.fdopen(fd, "w") as fh:
+            fh.write(me + "\n")
+        return True
+    return False
+
+
+def release_prefix(prefix: str, state_dir: Path) -> None:
+    """Give ``prefix`` up, if ``state_dir`` holds it."""
+    owner = claim_owner(prefix)
+    if owner is not None and str(owner) == str(Path(state_dir).resolve()):
+        _claim_file(prefix).unlink(missing_ok=True)
 
 
 def check_device(name: str) -> str:
@@ -217,6 +296,11 @@ def teardown(prefix: str, state_dir: Path) -> None:
             wait_for(functools.partial(_gone, name), timeout=10, what=f"{name} to go")
     for d in rec.rundirs:  # OVS databases and sockets, dnsmasq pid files: all ours, all gone
         shutil.rmtree(d, ignore_errors=True)
+        parent = Path(d).parent  # /run/neutrino/<prefix> when the state path was too long for sockets
+        if parent.name == prefix and parent.parent == CLAIMS.parent:
+            with contextlib.suppress(OSError):
+                parent.rmdir()
     shutil.rmtree(rec.path.parent / prefix, ignore_errors=True)
     if rec.path.exists():
         rec.path.unlink()
+    release_prefix(prefix, Path(state_dir))

@@ -1,7 +1,13 @@
 """The Linux backend from the command line: bring a planned cloud up for real, answer commands
 inside its namespaces with the real tools, open a shell in an instance, tear it all down.
 
-One cloud per state directory; its prefix (``nt1``) is kept in ``$NEUTRINO_STATE/linux/current``.
+One cloud per state directory. Its prefix (``nt`` and four characters of a hash of the directory's
+resolved path, :func:`neutrino.linux.records.derive_prefix`; the next candidate when another state
+directory holds that one) is claimed machine-wide and written to ``$NEUTRINO_STATE/linux/current``
+before anything carrying it is made, so two state directories never collide and ``down`` finds what
+a bring-up killed mid-way made.
+
+``sync`` repairs, then reconciles (:func:`sync`), and says what it did one line per change.
 """
 
 from __future__ import annotations
@@ -12,31 +18,87 @@ from pathlib import Path
 from neutrino.errors import Conflict, InvalidInput, NotFound
 from neutrino.host.state import HostState
 from neutrino.ingest.commands import Command, View, parse_command
+from neutrino.linux import heal
 from neutrino.linux import netns as netns_lib
-from neutrino.linux.fabric import Guest, boot_guest
-from neutrino.linux.realize import Realized, _socket_dir, attach, down, realize
-from neutrino.linux.records import Record, guest_ns, planned_ns, record_path
+from neutrino.linux.fabric import Guest, boot_guest, wait_underlay
+from neutrino.linux.realize import Realized, _socket_dir, attach, down, realize, start_metadata
+from neutrino.linux.records import (
+    Record,
+    check_prefix,
+    claim_owner,
+    claim_prefix,
+    derive_prefix,
+    guest_ns,
+    namespaces_named,
+    planned_ns,
+    record_path,
+    release_prefix,
+)
 from neutrino.linux.runner import run
 from neutrino.scenarios.model import Deployment
 from neutrino.services.cloud import Cloud
 from neutrino.services.snapshot import CloudSnapshot
 
-PREFIX = "nt1"
+_CANDIDATES = 16
 
 
 def _current(state: Path) -> Path:
     return state / "linux" / "current"
 
 
+def _recorded_prefix(state: Path) -> str | None:
+    try:
+        text = _current(state).read_text().strip()
+    except OSError:
+        return None
+    return check_prefix(text) if text else None
+
+
+def _free(prefix: str, state: Path) -> bool:
+    owner = claim_owner(prefix)
+    if owner is not None and owner != state.resolve():
+        return False
+    return owner is not None or not namespaces_named(prefix)
+
+
+def prefix_of(state: Path) -> str:
+    """The prefix of everything the Linux backend makes for ``state``: the one recorded there, else
+    the first of the folder's candidates (:func:`derive_prefix`) no other state directory holds."""
+    recorded = _recorded_prefix(state)
+    if recorded is not None:
+        return recorded
+    for attempt in range(_CANDIDATES):
+        prefix = derive_prefix(state, attempt)
+        if _free(prefix, state):
+            return prefix
+    raise Conflict("no free prefix for this state directory (every candidate is held by another)")
+
+
+def _claim(state: Path) -> str:
+    for attempt in range(_CANDIDATES):
+        prefix = derive_prefix(state, attempt)
+        if _free(prefix, state) and claim_prefix(prefix, state):
+            if namespaces_named(prefix):  # made by someone else since the look: leave them be
+                release_prefix(prefix, state)
+                continue
+            return prefix
+    raise Conflict("no free prefix for this state directory (every candidate is held by another)")
+
+
 def up(hosts: tuple[HostState, ...], deployment: Deployment, guests: tuple[Guest, ...], state: Path) -> Realized:
     if os.geteuid() != 0:
         raise InvalidInput("the Linux backend needs root (it builds namespaces, OVS and iptables)")
-    if record_path(PREFIX, state).exists():
+    if is_up(state) or list((state / "linux").glob("nt*.json")):
         raise Conflict("a cloud is already up on the Linux backend here: run 'neutrino down' first")
-    realized = realize(hosts, deployment, prefix=PREFIX, state_dir=state, guests=guests)
+    prefix = _claim(state)
     _current(state).parent.mkdir(parents=True, exist_ok=True)
-    _current(state).write_text(PREFIX + "\n")
-    return realized
+    _current(state).write_text(prefix + "\n")  # first, so 'down' finds a bring-up killed mid-way
+    try:
+        return realize(hosts, deployment, prefix=prefix, state_dir=state, guests=guests)
+    except BaseException:
+        release_prefix(prefix, state)
+        _current(state).unlink(missing_ok=True)
+        raise
 
 
 def guests_for(cloud: CloudSnapshot, hosts: tuple[HostState, ...]) -> tuple[Guest, ...]:
@@ -46,59 +108,94 @@ def guests_for(cloud: CloudSnapshot, hosts: tuple[HostState, ...]) -> tuple[Gues
                  for g in guests_of(cloud, {h.name: h for h in hosts}))
 
 
-def mark_ports(services: Cloud, cloud: CloudSnapshot, hosts: tuple[HostState, ...]) -> int:
+def port_changes(services: Cloud, cloud: CloudSnapshot, hosts: tuple[HostState, ...]) -> list[tuple[str, str]]:
     """Ports whose plumbing now exists become ACTIVE (as the OVS agent reports them up); ports on a
-    host that was not built, or admin-down ones, DOWN. Returns how many changed."""
+    host that was not built, or admin-down ones, DOWN. Returns each (port id, new status)."""
     built = {h.name for h in hosts}
-    changed = 0
+    changed = []
     for port in cloud.ports:
         want = "ACTIVE" if port.binding_host in built and port.admin_state_up else "DOWN"
         if port.binding_host and port.status != want:
             services.set_port_status(port.id, want)
-            changed += 1
+            changed.append((port.id, want))
     return changed
 
 
-def sync(state: Path) -> dict[str, str]:
-    """Re-plan from the database (what the API changed since) and make the kernel match, host by
-    host, applying only the difference; returns each host's applied difference in words."""
+def mark_ports(services: Cloud, cloud: CloudSnapshot, hosts: tuple[HostState, ...]) -> int:
+    """:func:`port_changes`, counted."""
+    return len(port_changes(services, cloud, hosts))
+
+
+def sync(state: Path) -> list[str]:
+    """Re-plan from the database (what the API changed since) and make the real hosts match it, as
+    Neutron's OVS agent resyncs: first what died is started again (a host's ovsdb-server and
+    ovs-vswitchd, on the same run directory and database; see :mod:`neutrino.linux.heal`), then each
+    host is read back and only the difference applied (flows, bridges, ports, links, addresses, routes,
+    iptables, dnsmasq and its files), then the backend's own underlay plumbing, the metadata service
+    and the instances (a lease that is gone is asked for again by DHCP; instances created since are
+    wired and booted). Returns what was done, one line per change (``host: <command>``, in the tools'
+    syntax), or ``["no change"]``."""
     from neutrino.deploy import replan
 
     if not is_up(state):
         raise NotFound("no cloud is up on the Linux backend here")
+    prefix = prefix_of(state)
     services, cloud, hosts = replan(state)
     guests = guests_for(cloud, hosts)
-    marker = guest_ns(PREFIX, "")
-    record = Record.load(PREFIX, state)
+    marker = guest_ns(prefix, "")
+    record = Record.load(prefix, state)
     known = {n[len(marker):] for n in record.namespaces if n.startswith(marker)}
     new = [g for g in guests if g.server not in known]
+    out: list[str] = []
     for g in new:  # an instance created since: its namespace first, then its host's plumbing, then it boots
-        ns = guest_ns(PREFIX, g.server)
+        ns = guest_ns(prefix, g.server)
         record.add_namespace(ns, planned=f"vm/{g.server}")
         netns_lib.add(ns)
-    realized = attach(hosts, cloud.deployment, prefix=PREFIX, state_dir=state, guests=guests)
-    out = {}
+        out.append(f"instance {g.server}: ip netns add {ns}")
+    realized = attach(hosts, cloud.deployment, prefix=prefix, state_dir=state, guests=guests)
+    restarted: list[str] = []
     for h in hosts:
-        applied = realized.apply(h.name)
-        out[h.name] = "nothing to do" if applied.empty else applied.summary()
+        restarted += heal.heal_ovs(realized, h.name)
+    out += restarted
+    for h in hosts:
+        out += heal.rehome_internal(realized, h.name)
+    for h in hosts:
+        out += [f"{h.name}: {line}" for line in realized.reconcile(h.name)]
+        stale = heal.rehome_internal(realized, h.name)  # internal ports the switch made only now (a new db)
+        if stale:
+            out += stale + [f"{h.name}: {line}" for line in realized.reconcile(h.name)]
+    fabric: list[str] = []
+    for h in hosts:
+        fabric += heal.heal_fabric(realized, h.name)
+    out += fabric
+    if restarted or fabric:  # OVS resolves its tunnels' neighbours again before tenant traffic needs them
+        wait_underlay(list(realized.places.values()))
+    out += start_metadata(realized, hosts, missing_only=True)
+    out += heal.heal_guests(realized, [g for g in guests if g not in new])
     for g in new:
-        boot_guest(realized.record, guest_ns(PREFIX, g.server), state / "linux" / PREFIX / f"vm-{g.server}")
-        out[f"instance {g.server}"] = "namespace made, wired and booted"
-    mark_ports(services, services.snapshot(), hosts)
-    return out
+        boot_guest(realized.record, guest_ns(prefix, g.server), state / "linux" / prefix / f"vm-{g.server}")
+        lease = realized.leases().get(g.server)
+        out.append(f"instance {g.server}: wired and booted by DHCP (lease {lease})")
+    out += [f"api: port {port} {status}" for port, status in port_changes(services, services.snapshot(), hosts)]
+    return out or ["no change"]
 
 
 def is_up(state: Path) -> bool:
-    return _current(state).is_file() and record_path(PREFIX, state).exists()
+    prefix = _recorded_prefix(state)
+    return prefix is not None and record_path(prefix, state).exists()
 
 
 def tear_down(state: Path) -> bool:
-    if not record_path(PREFIX, state).exists():
-        _current(state).unlink(missing_ok=True)
-        return False
-    down(PREFIX, state)
+    """Remove everything the backend made for ``state`` (every record there: the current prefix's,
+    and any a bring-up killed before it wrote ``current`` left)."""
+    prefixes = [p.stem for p in sorted((state / "linux").glob("nt*.json"))]
+    recorded = _recorded_prefix(state)
+    if recorded is not None and recorded not in prefixes and namespaces_named(recorded) == []:
+        release_prefix(recorded, state)
+    for prefix in prefixes:
+        down(check_prefix(prefix), state)
     _current(state).unlink(missing_ok=True)
-    return True
+    return bool(prefixes)
 
 
 def _argv(cmd: Command, host: str, state: Path) -> list[str]:
@@ -107,7 +204,7 @@ def _argv(cmd: Command, host: str, state: Path) -> list[str]:
         words = words[4:]
     if words and words[0] == "sudo":
         words = words[1:]
-    rundir = _socket_dir(state, PREFIX, host)
+    rundir = _socket_dir(state, prefix_of(state), host)
     if cmd.view is View.VSCTL_SHOW:
         return ["ovs-vsctl", f"--db=unix:{rundir}/db.sock", *words[1:]]
     if cmd.view in (View.OFCTL_DUMP_FLOWS, View.OFCTL_SHOW):
@@ -123,7 +220,7 @@ def exec_real(host: str, text: str, state: Path) -> str:
     if not is_up(state):
         raise NotFound("no cloud is up on the Linux backend here")
     cmd = parse_command(text)
-    ns = planned_ns(PREFIX, host, cmd.netns)
+    ns = planned_ns(prefix_of(state), host, cmd.netns)
     res = run(_argv(cmd, host, state), netns=ns, check=False)
     out = res.stdout if res.returncode == 0 else res.stdout + res.stderr
     for grep in cmd.greps:
@@ -134,4 +231,4 @@ def exec_real(host: str, text: str, state: Path) -> str:
 def console_argv(server: str, state: Path) -> list[str]:
     if not is_up(state):
         raise NotFound("no cloud is up on the Linux backend here")
-    return ["ip", "netns", "exec", guest_ns(PREFIX, server), "busybox", "sh"]
+    return ["ip", "netns", "exec", guest_ns(prefix_of(state), server), "busybox", "sh"]
