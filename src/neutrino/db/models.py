@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class Base(DeclarativeBase):
@@ -21,9 +21,15 @@ class Base(DeclarativeBase):
 
 
 class StandardAttrs:
-    """Neutron's standard attributes (description, timestamps, revision, tags) and ownership."""
+    """Neutron's standard attributes (description, timestamps, revision, tags) and ownership.
+
+    ``created_seq`` is the creation order: a number from the database-wide ``created_seq`` counter
+    (see ``Counter``), so rows made within the same second of ``created_at`` still sort in the order
+    they were made. Listings "in creation order" and the snapshot the planners number from use it.
+    """
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    created_seq: Mapped[int] = mapped_column(Integer, default=0)
     project_id: Mapped[str] = mapped_column(String(64), default="", index=True)
     name: Mapped[str] = mapped_column(String(255), default="")
     description: Mapped[str] = mapped_column(String(255), default="")
@@ -37,6 +43,17 @@ class SchemaVersion(Base):
     __tablename__ = "neutrino_schema"
     version: Mapped[int] = mapped_column(Integer, primary_key=True)
     applied_at: Mapped[str] = mapped_column(String(20))
+
+
+class Counter(Base):
+    """Monotonic counters, bumped inside the serialised write transactions: ``created_seq`` (the
+    creation order) and, for a cloud whose ids are seeded, the positions in its id and MAC streams
+    (``id:<table>``, ``mac``). Kept in the database so a restarted server, or a second server on the
+    same database, continues them instead of repeating them."""
+
+    __tablename__ = "neutrino_counters"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class Deployment(Base):
@@ -68,7 +85,6 @@ class Network(StandardAttrs, Base):
 
 class Subnet(StandardAttrs, Base):
     __tablename__ = "subnets"
-    created_seq: Mapped[int] = mapped_column(Integer, default=0)
     network_id: Mapped[str] = mapped_column(ForeignKey("networks.id", ondelete="CASCADE"), index=True)
     ip_version: Mapped[int] = mapped_column(Integer)
     cidr: Mapped[str] = mapped_column(String(64))

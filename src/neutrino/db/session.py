@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import create_engine, event, inspect, select, text
+from sqlalchemy import create_engine, delete, event, insert, inspect, select, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
@@ -45,7 +45,37 @@ def _migration_1(conn: Connection) -> None:
                                                   if t.name != "neutrino_schema"])
 
 
-MIGRATIONS: tuple[tuple[int, Callable[[Connection], None]], ...] = ((1, _migration_1),)
+# the tables with standard attributes, in the order migration 2 breaks ties between them
+SEQUENCED_TABLES = ("networks", "subnets", "security_groups", "security_group_rules", "ports", "routers",
+                    "floatingips", "servers")
+
+
+def _migration_2(conn: Connection) -> None:
+    """Version 2: a creation sequence (``created_seq``) on every table with standard attributes and
+    the ``neutrino_counters`` table that numbers it (and holds the seeded id and MAC streams).
+
+    Existing rows are numbered in the order they were listed before: by ``created_at``, then by the
+    order the table already kept (subnets' ``created_seq``, rules' ``seq``), then by id. Written to
+    also run on a database whose baseline already has the columns (migration 1 creates the current
+    models' tables)."""
+    counters: Any = models.Counter.__table__
+    counters.create(conn, checkfirst=True)
+    insp = inspect(conn)
+    rows: list[tuple[str, int, int, str, str]] = []
+    for rank, table in enumerate(SEQUENCED_TABLES):
+        if "created_seq" not in {c["name"] for c in insp.get_columns(table)}:
+            conn.execute(text(f"ALTER TABLE {table} ADD COLUMN created_seq INTEGER NOT NULL DEFAULT 0"))
+        kept = {"subnets": "created_seq", "security_group_rules": "seq"}.get(table, "0")
+        for rid, created, order in conn.execute(text(f"SELECT id, created_at, {kept} FROM {table}")):
+            rows.append((created or "", int(order or 0), rank, rid, table))
+    rows.sort()
+    for n, (_created, _order, _rank, rid, table) in enumerate(rows, 1):
+        conn.execute(text(f"UPDATE {table} SET created_seq = :n WHERE id = :id"), {"n": n, "id": rid})
+    conn.execute(delete(counters).where(counters.c.name == "created_seq"))
+    conn.execute(insert(counters).values(name="created_seq", value=len(rows)))
+
+
+MIGRATIONS: tuple[tuple[int, Callable[[Connection], None]], ...] = ((1, _migration_1), (2, _migration_2))
 
 
 class Database:

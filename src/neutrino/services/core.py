@@ -1,9 +1,9 @@
-"""What every service shares: the request context, the transaction handle, ids, timestamps,
+"""What every service shares: the request context, the transaction handle, ids and the creation
+sequence (made by the cloud's ``IdGenerator``, see ``neutrino.services.ids``), timestamps,
 ownership checks, revision constraints and Neutron's error constructors."""
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from neutrino.db.session import now
 from neutrino.errors import Conflict, InvalidInput, NotFound, PreconditionFailed
 from neutrino.scenarios.model import Deployment
+from neutrino.services.ids import RANDOM, IdGenerator, next_seq
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,15 +36,23 @@ class Page:
 
 @dataclass(slots=True)
 class Tx:
-    """One transaction of one request: the session, the caller and the deployment."""
+    """One transaction of one request: the session, the caller, the deployment and the cloud's
+    id generator (random unless the cloud was given a seed)."""
 
     session: Session
     ctx: Context
     deployment: Deployment
+    ids: IdGenerator = RANDOM
 
 
-def new_id() -> str:
-    return str(uuid.uuid4())
+def new_id(tx: Tx, model: Any) -> str:
+    """A fresh id for a new row of ``model``."""
+    return tx.ids.new_id(tx.session, model)
+
+
+def new_mac(tx: Tx) -> str:
+    """A candidate ``fa:16:3e`` MAC (the caller checks it is free on its network)."""
+    return tx.ids.new_mac(tx.session)
 
 
 def timestamp() -> str:
@@ -93,9 +102,12 @@ def owner_for_create(tx: Tx, attrs: dict[str, Any]) -> str:
     return project
 
 
-def stamp_new(row: Any, project_id: str, revision: int = 0) -> None:
+def stamp_new(tx: Tx, row: Any, project_id: str, revision: int = 0) -> None:
+    """Fill a new row's standard attributes: id (unless set), owner, timestamps, its place in the
+    creation sequence, revision and tags."""
     t = timestamp()
-    row.id = row.id or new_id()
+    row.id = row.id or new_id(tx, type(row))
+    row.created_seq = next_seq(tx.session)
     row.project_id = project_id
     row.created_at = t
     row.updated_at = t
@@ -135,9 +147,10 @@ def standard(row: Any) -> dict[str, Any]:
 
 
 def paged(tx: Tx, q: Any, model: Any, page: Page | None) -> Any:
-    """Add keyset pagination (order by id, after the marker, limit) to a select of ``model``."""
+    """Add keyset pagination (order by id, after the marker, limit) to a select of ``model``; without
+    a page, order it by creation."""
     if page is None:
-        return q
+        return q.order_by(model.created_seq)
     if page.marker is not None:
         if tx.session.get(model, page.marker) is None:
             kind = {"networks": "network", "subnets": "subnet", "ports": "port"}.get(model.__tablename__, "")

@@ -64,7 +64,8 @@ def find_router(tx: Tx, external_net: str, subnet: models.Subnet, port_id: str) 
         .join(models.IPAllocation, models.IPAllocation.port_id == models.Port.id)
         .where(models.Router.gw_network_id == external_net,
                models.Port.device_owner == "network:router_interface",
-               models.IPAllocation.subnet_id == subnet.id)).all()
+               models.IPAllocation.subnet_id == subnet.id)
+        .order_by(models.Router.created_seq, models.Port.created_seq)).all()
     if not rows:
         raise NotFound(f"External network {external_net} is not reachable from subnet {subnet.id}.  Therefore, "
                        f"cannot associate Port {port_id} with a Floating IP.",
@@ -119,7 +120,7 @@ def create_fip(tx: Tx, attrs: dict[str, Any]) -> dict[str, Any]:
     v4 = [s for s in network.subnets if s.ip_version == 4]
     if not v4:
         raise bad_request("floatingip", f"Network {network.id} does not contain any IPv4 subnet")
-    fid = new_id()
+    fid = new_id(tx, models.FloatingIP)
     requested: list[dict[str, Any]]
     if attrs.get("floating_ip_address"):
         requested = [{"ip_address": attrs["floating_ip_address"]}]
@@ -149,7 +150,7 @@ def create_fip(tx: Tx, attrs: dict[str, Any]) -> dict[str, Any]:
     address = next(a.ip_address for a in port.fixed_ips if ipaddress.ip_address(a.ip_address).version == 4)
     f = models.FloatingIP(id=fid, floating_network_id=network.id, floating_ip_address=address,
                           floating_port_id=port.id, status="DOWN", name="", description=attrs["description"])
-    stamp_new(f, project, revision=0)
+    stamp_new(tx, f, project, revision=0)
     tx.session.add(f)
     if attrs.get("port_id"):
         _associate(tx, f, attrs["port_id"], attrs.get("fixed_ip_address"))
@@ -158,7 +159,7 @@ def create_fip(tx: Tx, attrs: dict[str, Any]) -> dict[str, Any]:
 
 
 def list_fips(tx: Tx, filters: dict[str, list[str]]) -> list[dict[str, Any]]:
-    q = select(models.FloatingIP)
+    q = select(models.FloatingIP).order_by(models.FloatingIP.created_seq)
     for key, col in (("id", models.FloatingIP.id), ("port_id", models.FloatingIP.port_id),
                      ("floating_ip_address", models.FloatingIP.floating_ip_address)):
         if key in filters:

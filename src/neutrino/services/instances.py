@@ -18,7 +18,7 @@ from sqlalchemy.orm import selectinload
 from neutrino.db import models
 from neutrino.errors import Conflict, InvalidInput, NotFound
 from neutrino.services.attributes import is_uuid
-from neutrino.services.core import Tx, bump, new_id, stamp_new, timestamp
+from neutrino.services.core import Tx, bump, stamp_new, timestamp
 from neutrino.services.networks import get_network_row
 from neutrino.services.ports import bind, delete_port, ensure_dhcp_port, get_port_row, make_port
 from neutrino.services.securitygroups import ensure_default_group
@@ -111,16 +111,16 @@ def create_server(tx: Tx, body: Any) -> dict[str, Any]:
         nets = tx.session.scalars(select(models.Network).where(
             ((models.Network.project_id == tx.ctx.project_id) | models.Network.shared.is_(True)),
             models.Network.external.is_(False))).all()
-        requested = [{"uuid": n.id} for n in sorted(nets, key=lambda n: (n.created_at, n.name))]
+        requested = [{"uuid": n.id} for n in sorted(nets, key=lambda n: n.created_seq)]
     elif requested == "none":
         requested = []
     if not isinstance(requested, list):
         raise InvalidInput("Invalid input for field/attribute networks.")
-    server = models.Server(id=new_id(), name=name, user_id=tx.ctx.user_id, flavor_id=flv.id, image_id=img.id,
+    server = models.Server(name=name, user_id=tx.ctx.user_id, flavor_id=flv.id, image_id=img.id,
                            host=host, status="ACTIVE", availability_zone="nova", created_port_ids=[],
                            security_group_names=[], key_name=s.get("key_name"),
                            description=s.get("description") or "")
-    stamp_new(server, tx.ctx.project_id, revision=0)
+    stamp_new(tx, server, tx.ctx.project_id, revision=0)
     created: list[str] = []
     owner = "compute:nova"
     for item in requested:
@@ -179,7 +179,7 @@ def server_view(tx: Tx, servers: list[models.Server]) -> list[dict[str, Any]]:
     out = []
     for s in servers:
         addresses: dict[str, list[dict[str, Any]]] = {}
-        for p in sorted((p for p in ports if p.device_id == s.id), key=lambda p: p.created_at):
+        for p in sorted((p for p in ports if p.device_id == s.id), key=lambda p: p.created_seq):
             label = nets.get(p.network_id, p.network_id)
             for a in p.fixed_ips:
                 addr = ipaddress.ip_address(a.ip_address)
@@ -214,7 +214,7 @@ def list_servers(tx: Tx, name: str | None = None) -> list[dict[str, Any]]:
         q = q.where(models.Server.project_id == tx.ctx.project_id)
     if name:
         q = q.where(models.Server.name == name)
-    return server_view(tx, list(tx.session.scalars(q.order_by(models.Server.created_at)).all()))
+    return server_view(tx, list(tx.session.scalars(q.order_by(models.Server.created_seq)).all()))
 
 
 def get_server(tx: Tx, server_id: str) -> dict[str, Any]:

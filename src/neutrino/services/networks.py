@@ -215,7 +215,7 @@ def create_network(tx: Tx, attrs: dict[str, Any]) -> dict[str, Any]:
         port_security_enabled=attrs["port_security_enabled"], network_type=ntype, physical_network=physnet,
         segmentation_id=segid, mtu=attrs.get("mtu") or _mtu(tx.deployment, ntype),
         availability_zone_hints=attrs.get("availability_zone_hints", []), status="ACTIVE")
-    stamp_new(n, project, revision=1)
+    stamp_new(tx, n, project, revision=1)
     n.subnets = []
     tx.session.add(n)
     ensure_default_group(tx, project)
@@ -322,7 +322,7 @@ def create_subnet(tx: Tx, attrs: dict[str, Any]) -> dict[str, Any]:
     if version == 6 and (am == "slaac" or ra == "slaac") and net.prefixlen != 64:
         raise invalid(f"Invalid CIDR {cidr} for IPv6 address mode. OpenStack uses the EUI-64 address format, "
                       "which requires the prefix to be /64")
-    subnet_id = new_id()
+    subnet_id = new_id(tx, models.Subnet)
     _validate_common(net, attrs, subnet_id)
     if "gateway_ip" in attrs:
         gateway = attrs["gateway_ip"]
@@ -339,13 +339,12 @@ def create_subnet(tx: Tx, attrs: dict[str, Any]) -> dict[str, Any]:
     else:
         pools = ipam.default_pools(net, gateway)
     ipam.check_overlap(cidr, network.subnets, network.id)
-    seq = (tx.session.scalar(select(func.max(models.Subnet.created_seq))) or 0) + 1
     s = models.Subnet(
-        id=subnet_id, created_seq=seq, network_id=network.id, ip_version=version, cidr=cidr, gateway_ip=gateway,
+        id=subnet_id, network_id=network.id, ip_version=version, cidr=cidr, gateway_ip=gateway,
         allocation_pools=pools, dns_nameservers=attrs.get("dns_nameservers") or [],
         host_routes=attrs.get("host_routes") or [], enable_dhcp=attrs["enable_dhcp"],
         ipv6_ra_mode=ra, ipv6_address_mode=am, name=attrs["name"], description=attrs["description"])
-    stamp_new(s, project, revision=0)
+    stamp_new(tx, s, project, revision=0)
     s.network = network
     tx.session.add(s)
     bump(network)
@@ -371,7 +370,7 @@ def list_subnets(tx: Tx, filters: dict[str, list[str]], page: Page | None = None
     if "name" in filters:
         q = q.where(models.Subnet.name.in_(filters["name"]))
     out = []
-    for s in tx.session.scalars(q if page else q.order_by(models.Subnet.created_seq)).all():
+    for s in tx.session.scalars(q).all():
         if visible(tx, s, public=s.network.shared or s.network.external):
             out.append(subnet_dict(s))
     return out

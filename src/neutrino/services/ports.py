@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 import uuid
 from typing import Any
 
@@ -20,7 +19,7 @@ from neutrino.services.core import (
     conflict,
     core_scalar,
     invalid,
-    new_id,
+    new_mac,
     not_found,
     owner_for_create,
     paged,
@@ -35,8 +34,6 @@ ROUTER_OWNERS = ("network:router_interface", "network:router_gateway", "network:
                  "network:router_interface_distributed", "network:router_centralized_snat",
                  "network:ha_router_replicated_interface")
 PORT_STATUSES = ("ACTIVE", "DOWN", "BUILD", "ERROR", "N/A")
-
-_rng = random.SystemRandom()
 
 
 def port_dict(p: models.Port) -> dict[str, Any]:
@@ -74,8 +71,9 @@ def _network_owner_sees(tx: Tx, p: models.Port) -> bool:
 
 
 def _mac(tx: Tx, network_id: str) -> str:
+    """A MAC free on the network: the generator's next candidate, and the one after when it is taken."""
     for _ in range(16):
-        mac = "fa:16:3e:" + ":".join(f"{_rng.randrange(256):02x}" for _ in range(3))
+        mac = new_mac(tx)
         if not _mac_taken(tx, network_id, mac):
             return mac
     raise conflict("MacAddressGenerationFailure", f"Unable to generate unique mac on network {network_id}.")
@@ -160,7 +158,7 @@ def make_port(tx: Tx, network: models.Network, project: str, attrs: dict[str, An
         raise invalid("Port security must be enabled and port must have an IP address in order to use "
                       "security groups.", "PortSecurityAndIPRequiredForSecurityGroups")
     p = models.Port(
-        id=attrs.get("id") or new_id(), network_id=network.id, mac_address=mac, name=attrs.get("name", ""),
+        id=attrs.get("id"), network_id=network.id, mac_address=mac, name=attrs.get("name", ""),
         description=attrs.get("description", ""), admin_state_up=attrs.get("admin_state_up", True),
         status=attrs.get("status", "DOWN"), device_id=attrs.get("device_id", ""), device_owner=owner,
         port_security_enabled=psec,
@@ -169,7 +167,7 @@ def make_port(tx: Tx, network: models.Network, project: str, attrs: dict[str, An
         extra_dhcp_opts=attrs.get("extra_dhcp_opts") or [], binding_host_id=attrs.get("binding:host_id", ""),
         binding_profile=attrs.get("binding:profile") or {}, binding_vnic_type=attrs.get("binding:vnic_type",
                                                                                           "normal"))
-    stamp_new(p, project, revision=1)
+    stamp_new(tx, p, project, revision=1)
     p.fixed_ips = []
     p.sg_bindings = []
     _set_ips(p, pairs_ips)

@@ -32,7 +32,8 @@ GATEWAY = "network:router_gateway"
 
 def _router_ports(tx: Tx, router_id: str) -> list[models.Port]:
     return list(tx.session.scalars(select(models.Port).options(selectinload(models.Port.fixed_ips)).where(
-        models.Port.device_id == router_id, models.Port.device_owner.in_((INTERFACE, GATEWAY)))).all())
+        models.Port.device_id == router_id, models.Port.device_owner.in_((INTERFACE, GATEWAY)))
+        .order_by(models.Port.created_seq)).all())
 
 
 def router_dict(r: models.Router, gw_port: models.Port | None) -> dict[str, Any]:
@@ -155,7 +156,7 @@ def create_router(tx: Tx, attrs: dict[str, Any]) -> dict[str, Any]:
                       admin_state_up=attrs["admin_state_up"], routes=[], status="ACTIVE",
                       host=host.name if host else "", enable_snat=True,
                       availability_zone_hints=attrs.get("availability_zone_hints", []))
-    stamp_new(r, project, revision=1)
+    stamp_new(tx, r, project, revision=1)
     tx.session.add(r)
     tx.session.flush()
     if attrs.get("external_gateway_info"):
@@ -167,7 +168,7 @@ def create_router(tx: Tx, attrs: dict[str, Any]) -> dict[str, Any]:
 
 
 def list_routers(tx: Tx, filters: dict[str, list[str]]) -> list[dict[str, Any]]:
-    q = select(models.Router)
+    q = select(models.Router).order_by(models.Router.created_seq)
     if "id" in filters:
         q = q.where(models.Router.id.in_(filters["id"]))
     if "name" in filters:

@@ -16,7 +16,6 @@ from neutrino.services.core import (
     conflict,
     core_scalar,
     invalid,
-    new_id,
     not_found,
     owner_for_create,
     stamp_new,
@@ -49,11 +48,11 @@ def group_dict(g: models.SecurityGroup) -> dict[str, Any]:
     return d
 
 
-def _new_rule(g: models.SecurityGroup, seq: int, direction: str, ethertype: str, **kw: Any
+def _new_rule(tx: Tx, g: models.SecurityGroup, seq: int, direction: str, ethertype: str, **kw: Any
               ) -> models.SecurityGroupRule:
-    r = models.SecurityGroupRule(id=new_id(), seq=seq, direction=direction, ethertype=ethertype, name="",
-                                 description="", **kw)
-    stamp_new(r, g.project_id, revision=0)
+    r = models.SecurityGroupRule(seq=seq, direction=direction, ethertype=ethertype, name="", description="",
+                                 **kw)
+    stamp_new(tx, r, g.project_id, revision=0)
     return r
 
 
@@ -76,13 +75,13 @@ def ensure_default_group(tx: Tx, project_id: str) -> models.SecurityGroup:
         return g
     g = models.SecurityGroup(name="default", description="Default security group", is_default=True,
                              stateful=True)
-    stamp_new(g, project_id, revision=1)
+    stamp_new(tx, g, project_id, revision=1)
     seq = _next_seq(tx)
     g.rules = [
-        _new_rule(g, seq, "egress", "IPv4"),
-        _new_rule(g, seq + 1, "egress", "IPv6"),
-        _new_rule(g, seq + 2, "ingress", "IPv4", remote_group_id=g.id),
-        _new_rule(g, seq + 3, "ingress", "IPv6", remote_group_id=g.id),
+        _new_rule(tx, g, seq, "egress", "IPv4"),
+        _new_rule(tx, g, seq + 1, "egress", "IPv6"),
+        _new_rule(tx, g, seq + 2, "ingress", "IPv4", remote_group_id=g.id),
+        _new_rule(tx, g, seq + 3, "ingress", "IPv6", remote_group_id=g.id),
     ]
     tx.session.add(g)
     tx.session.flush()
@@ -102,15 +101,15 @@ def create_group(tx: Tx, attrs: dict[str, Any]) -> dict[str, Any]:
     if attrs["name"] == "default" and default is not None:
         raise conflict("SecurityGroupDefaultAlreadyExists", "Default security group already exists.")
     g = models.SecurityGroup(name=attrs["name"], description=attrs["description"], stateful=attrs["stateful"])
-    stamp_new(g, project, revision=1)
+    stamp_new(tx, g, project, revision=1)
     seq = _next_seq(tx)
-    g.rules = [_new_rule(g, seq, "egress", "IPv4"), _new_rule(g, seq + 1, "egress", "IPv6")]
+    g.rules = [_new_rule(tx, g, seq, "egress", "IPv4"), _new_rule(tx, g, seq + 1, "egress", "IPv6")]
     tx.session.add(g)
     return group_dict(g)
 
 
 def list_groups(tx: Tx, filters: dict[str, list[str]]) -> list[dict[str, Any]]:
-    q = select(models.SecurityGroup)
+    q = select(models.SecurityGroup).order_by(models.SecurityGroup.created_seq)
     if "id" in filters:
         q = q.where(models.SecurityGroup.id.in_(filters["id"]))
     if not tx.ctx.is_admin:
@@ -221,11 +220,11 @@ def create_rule(tx: Tx, attrs: dict[str, Any]) -> dict[str, Any]:
             raise conflict("SecurityGroupRuleExists",
                            f"Security group rule already exists. Rule id is {existing.id}.")
     r = models.SecurityGroupRule(
-        id=new_id(), seq=_next_seq(tx), security_group_id=g.id, direction=attrs["direction"],
+        seq=_next_seq(tx), security_group_id=g.id, direction=attrs["direction"],
         ethertype=attrs["ethertype"], protocol=attrs.get("protocol"), port_range_min=attrs.get("port_range_min"),
         port_range_max=attrs.get("port_range_max"), remote_ip_prefix=attrs.get("remote_ip_prefix"),
         remote_group_id=attrs.get("remote_group_id"), name="", description=attrs.get("description", ""))
-    stamp_new(r, project if tx.ctx.is_admin else g.project_id, revision=0)
+    stamp_new(tx, r, project if tx.ctx.is_admin else g.project_id, revision=0)
     g.rules.append(r)
     bump(g)
     tx.session.flush()

@@ -1,8 +1,9 @@
 """A consistent, immutable picture of the whole cloud for the planners.
 
 ``load(session)`` reads every resource in one transaction and returns frozen dataclasses: no ORM
-object escapes. Collections are tuples ordered by (created_at, id); look-ups by id go through the
-``CloudSnapshot`` methods.
+object escapes. Collections are tuples in creation order (``created_seq``, which does not depend
+on the clock's resolution: the planners number local VLANs, devices and rules in this order);
+look-ups by id go through the ``CloudSnapshot`` methods.
 """
 
 from __future__ import annotations
@@ -271,7 +272,7 @@ def _routes(raw: list[dict[str, str]]) -> tuple[HostRoute, ...]:
 
 
 def _order(rows: Any) -> list[Any]:
-    return sorted(rows, key=lambda r: (r.created_at, r.id))
+    return sorted(rows, key=lambda r: (r.created_seq, r.id))
 
 
 def load(session: Session) -> CloudSnapshot:
@@ -279,7 +280,7 @@ def load(session: Session) -> CloudSnapshot:
     doc = session.get(models.Deployment, 1)
     deployment = deployment_from_doc(doc.document) if doc is not None else default_scenario().deployment
     nets = _order(session.scalars(select(models.Network).options(selectinload(models.Network.subnets))).all())
-    subnets = sorted(session.scalars(select(models.Subnet)).all(), key=lambda s: s.created_seq)
+    subnets = _order(session.scalars(select(models.Subnet)).all())
     ports = _order(session.scalars(select(models.Port).options(selectinload(models.Port.fixed_ips),
                                                                selectinload(models.Port.sg_bindings))).all())
     routers = _order(session.scalars(select(models.Router)).all())

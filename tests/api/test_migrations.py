@@ -1,0 +1,88 @@
+"""Schema migrations: a version-1 database (no creation sequence) is brought to version 2 with its
+rows numbered in the order they listed before, and new rows continue the sequence."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import inspect, select, text
+
+from neutrino.db import models
+from neutrino.db.session import SEQUENCED_TABLES, Database, _migration_1, now
+from neutrino.scenarios.model import default_scenario
+from neutrino.services.cloud import Cloud, networks, prepare
+
+SAME_SECOND = "2020-01-01T00:00:00Z"
+# made in this order, all within one second; by id they sort c, a, b
+NETWORKS = [("bbbbbbbb-0000-4000-8000-000000000000", "first"),
+            ("cccccccc-0000-4000-8000-000000000000", "second"),
+            ("aaaaaaaa-0000-4000-8000-000000000000", "third")]
+SUBNETS = [("ffffffff-0000-4000-8000-000000000000", "s1", 1),
+           ("dddddddd-0000-4000-8000-000000000000", "s2", 2)]
+
+
+def _version_1_database(path: Path) -> str:
+    """A database as version 1 left it: no created_seq (but on subnets), no counters table."""
+    url = f"sqlite:///{path}"
+    db = Database(url, migrate=False)
+    with db.write() as s:
+        conn = s.connection()
+        models.SchemaVersion.__table__.create(conn)  # type: ignore[attr-defined]
+        _migration_1(conn)
+        s.add(models.SchemaVersion(version=1, applied_at=now()))
+        for nid, name in NETWORKS:
+            s.add(models.Network(id=nid, name=name, project_id="p", created_at=SAME_SECOND,
+                                 updated_at=SAME_SECOND, tags=[]))
+        s.flush()
+        for sid, name, seq in SUBNETS:
+            s.add(models.Subnet(id=sid, name=name, project_id="p", network_id=NETWORKS[0][0], ip_version=4,
+                                cidr=f"10.{seq}.0.0/24", created_seq=seq, created_at=SAME_SECOND,
+                                updated_at=SAME_SECOND, tags=[]))
+        s.flush()
+        for table in SEQUENCED_TABLES:
+            if table != "subnets":
+                conn.execute(text(f"ALTER TABLE {table} DROP COLUMN created_seq"))
+        conn.execute(text("DROP TABLE neutrino_counters"))
+    db.dispose()
+    return url
+
+
+def test_version_1_database_gets_a_creation_sequence(tmp_path):
+    url = _version_1_database(tmp_path / "v1.db")
+    old = inspect(Database(url, migrate=False).engine)
+    assert "created_seq" not in {c["name"] for c in old.get_columns("networks")}
+    assert not old.has_table("neutrino_counters")
+    db = Database(url)
+    assert db.schema_version() == models.SCHEMA_VERSION == 2
+    insp = inspect(db.engine)
+    for table in SEQUENCED_TABLES:
+        assert "created_seq" in {c["name"] for c in insp.get_columns(table)}
+    with db.read() as s:
+        nets = s.execute(select(models.Network.name, models.Network.created_seq)
+                         .order_by(models.Network.created_seq)).all()
+        subs = s.execute(select(models.Subnet.name, models.Subnet.created_seq)
+                         .order_by(models.Subnet.created_seq)).all()
+        counter = s.scalar(select(models.Counter.value).where(models.Counter.name == "created_seq"))
+    # the order they listed in before: created_at, then id (networks) or the subnets' own sequence
+    assert [n for n, _ in nets] == ["third", "first", "second"]
+    assert [n for n, _ in subs] == ["s1", "s2"]
+    numbers = sorted(seq for _, seq in nets + subs)
+    assert numbers == list(range(1, len(NETWORKS) + len(SUBNETS) + 1)) and counter == numbers[-1]
+
+    cloud = Cloud(db, default_scenario())
+    with cloud.write(cloud.admin_context()) as tx:
+        networks.create_network(tx, prepare("network", {"name": "after"}))
+    with cloud.read(cloud.admin_context()) as tx:
+        listed = [n["name"] for n in networks.list_networks(tx, {})]
+    assert listed == ["third", "first", "second", "after"]
+    assert Database(url).schema_version() == 2  # migrating again changes nothing
+
+
+def test_a_fresh_database_starts_the_sequence_at_one(tmp_path):
+    db = Database(f"sqlite:///{tmp_path / 'fresh.db'}")
+    cloud = Cloud(db, default_scenario())
+    with cloud.write(cloud.admin_context()) as tx:
+        networks.create_network(tx, prepare("network", {"name": "one"}))
+    with db.read() as s:
+        seqs = sorted(s.scalars(select(models.Network.created_seq)).all())
+    assert seqs[0] == 1
