@@ -11,7 +11,7 @@ import pathlib
 import sys
 from collections.abc import Sequence
 
-from neutrino.errors import NeutrinoError, NotFound
+from neutrino.errors import InvalidInput, NeutrinoError, NotFound
 
 EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples"
 
@@ -130,18 +130,19 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
+    import os
+
     from neutrino import store
     from neutrino.deploy import bring_up
 
-    result = bring_up(args.scenario)
+    if args.backend == "linux" and os.geteuid() != 0:
+        raise InvalidInput("the Linux backend needs root (it builds namespaces, OVS and iptables)")
+    result = bring_up(args.scenario, replace=args.replace)
     if args.backend == "linux":
         from neutrino.linux import session
 
         guests = session.guests_for(result.cloud, result.hosts)
         realized = session.up(result.hosts, result.cloud.deployment, guests, store.state_dir())
-        from neutrino.deploy import open_cloud
-
-        session.mark_ports(open_cloud(), result.cloud, result.hosts)
         leases = realized.leases()
         print(f"built for real in {realized.timings.get('up', 0):.1f} s: "
               + ", ".join(f"{k} {v or 'no lease'}" for k, v in sorted(leases.items())))
@@ -157,8 +158,8 @@ def _cmd_sync(args: argparse.Namespace) -> int:
     from neutrino import store
     from neutrino.linux import session
 
-    for host, what in session.sync(store.state_dir()).items():
-        print(f"{host}: {what}")
+    for line in session.sync(store.state_dir()):
+        print(line)
     return 0
 
 
@@ -200,13 +201,9 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _world():  # type: ignore[no-untyped-def]
-    from neutrino.deploy import load_cloud
-    from neutrino.sim.cloud import world_of
+    from neutrino import store, worldkeep
 
-    cloud, hosts = load_cloud()
-    world = world_of(cloud, hosts)
-    world.boot()
-    return world
+    return worldkeep.booted_world(store.state_dir())
 
 
 def _cmd_trace(args: argparse.Namespace) -> int:
@@ -270,6 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("scenario", help="a scenario YAML file (see examples/)")
     s.add_argument("--backend", choices=("sim", "linux"), default="sim",
                    help="sim (default): plan it for the simulator; linux: also build it for real (root)")
+    s.add_argument("--replace", action="store_true",
+                   help="tear down the cloud this state folder holds first (default: refuse)")
     s.set_defaults(func=_cmd_up)
 
     s = sub.add_parser("sync", help="re-plan from the API's database and make the Linux backend match")
@@ -305,14 +304,11 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("demo", help="the main job: a seed scenario, shown")
     s.set_defaults(func=_cmd_demo)
 
-    try:
-        from neutrino.api import serve
-    except ImportError:  # the control plane is optional at import time
-        serve = None  # type: ignore[assignment]
-    if serve is not None and hasattr(serve, "add_arguments"):
-        s = sub.add_parser("server", help="serve the Neutron, Identity and Compute APIs")
-        serve.add_arguments(s)
-        s.set_defaults(func=_cmd_server)
+    from neutrino.api.options import add_server_arguments
+
+    s = sub.add_parser("server", help="serve the Neutron, Identity and Compute APIs")
+    add_server_arguments(s)
+    s.set_defaults(func=_cmd_server)
     return p
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from neutrino import store
-from neutrino.errors import ConvergenceTimeout, NotFound
+from neutrino.errors import Conflict, ConvergenceTimeout, NotFound
 from neutrino.host.state import HostState
 from neutrino.linux.runner import wait_for
 from neutrino.plan import plan_cloud
@@ -35,13 +35,10 @@ class UpResult:
 def open_cloud(state: Path | None = None) -> Cloud:
     """The services over the database of the cloud the last ``neutrino up`` made here."""
     from neutrino.db.session import Database
+    from neutrino.scenarios.model import default_scenario
 
-    root = state or store.state_dir()
-    record = root / "cloud.json"
-    if not record.is_file():
-        raise NotFound("no cloud is up here: run 'neutrino up SCENARIO' first")
-    doc = json.loads(record.read_text())
-    return Cloud(Database(doc["db"]), load_scenario(doc["scenario"]))
+    doc = cloud_record(state)
+    return Cloud(Database(doc["db"]), load_scenario(doc["scenario"]) if doc.get("scenario") else default_scenario())
 
 
 def load_cloud(state: Path | None = None) -> tuple[CloudSnapshot, tuple[HostState, ...]]:
@@ -67,38 +64,96 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def bring_up(scenario_path: str | Path, *, state: Path | None = None, keep: bool = True) -> UpResult:
-    """Create ``scenario_path``'s cloud from nothing and plan it."""
+def holds_cloud(state: Path | None = None) -> bool:
+    return ((state or store.state_dir()) / "cloud.json").is_file()
+
+
+def cloud_record(state: Path | None = None) -> dict[str, str]:
+    """The state folder's cloud: its scenario file and database URL."""
+    record = (state or store.state_dir()) / "cloud.json"
+    if not record.is_file():
+        raise NotFound("no cloud is up here: run 'neutrino up SCENARIO' first")
+    doc: dict[str, str] = json.loads(record.read_text())
+    return doc
+
+
+def tear_down_cloud(state: Path | None = None) -> None:
+    """Remove the state folder's cloud: the Linux backend's hosts (if built), the planned hosts, the
+    kept world and the database. Imported hosts stay."""
+    from neutrino import worldkeep
+    from neutrino.linux import session
+
+    root = state or store.state_dir()
+    planned: list[str] = []
+    if holds_cloud(root):
+        try:
+            planned = [h.name for h in open_cloud(root).snapshot().deployment.hosts]
+        except Exception:  # noqa: BLE001 - a broken database is removed all the same
+            planned = []
+    if (root / "linux").is_dir():
+        session.tear_down(root)
+    for name in planned:
+        if name in store.list_hosts():
+            store.remove_host(name)
+    worldkeep.invalidate(root)
+    (root / "cloud.json").unlink(missing_ok=True)
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{root / 'cloud.db'}{suffix}").unlink(missing_ok=True)
+
+
+def bring_up(scenario_path: str | Path, *, state: Path | None = None, keep: bool = True,
+             replace: bool = False) -> UpResult:
+    """Create ``scenario_path``'s cloud from nothing in the state folder and plan it. A folder that
+    holds a cloud already is refused before anything is touched (``replace``: tear it down first);
+    a bring-up that fails leaves the folder as it was."""
     import uvicorn
 
     from neutrino.api.serve import make_app
+    from neutrino.services.ids import seed_of_file
 
     scenario = load_scenario(scenario_path)  # bad YAML fails here, before anything is made
     root = state or store.state_dir()
+    if keep and holds_cloud(root):
+        if not replace:
+            raise Conflict(f"{root} holds a cloud already ({cloud_record(root).get('scenario', '?')}): "
+                           "'neutrino up --replace' tears it down first, or set NEUTRINO_STATE to another folder")
+        tear_down_cloud(root)
     root.mkdir(parents=True, exist_ok=True)
-    db_path = root / "cloud.db"
+    db_path = root.resolve() / "cloud.db"
     for suffix in ("", "-wal", "-shm"):
         Path(f"{db_path}{suffix}").unlink(missing_ok=True)
     db_url = f"sqlite:///{db_path}"
-    app, _ = make_app(db_url, str(scenario_path), "keystone")
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           access_log=False))
-    thread = threading.Thread(target=server.run, name="neutrino-up-api", daemon=True)
-    thread.start()
     try:
-        wait_for(lambda: server.started or not thread.is_alive(), timeout=30, what="the API server to start")
-        if not server.started:
-            raise ConvergenceTimeout("the API server did not start")
-        apply_scenario_resources(scenario, f"http://127.0.0.1:{port}", auth="keystone")
-        cloud = app.state.cloud.snapshot()
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-    hosts = plan_cloud(cloud)
-    if keep:
-        for h in hosts:
-            store.save_host(h)
-        (root / "cloud.json").write_text(json.dumps({"scenario": str(Path(scenario_path).resolve()),
-                                                     "db": db_url}))
+        app, _ = make_app(db_url, str(scenario_path), "keystone", seed_of_file(scenario_path))
+        port = _free_port()
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                               access_log=False))
+        thread = threading.Thread(target=server.run, name="neutrino-up-api", daemon=True)
+        thread.start()
+        try:
+            wait_for(lambda: server.started or not thread.is_alive(), timeout=30, what="the API server to start")
+            if not server.started:
+                raise ConvergenceTimeout("the API server did not start")
+            apply_scenario_resources(scenario, f"http://127.0.0.1:{port}", auth="keystone")
+        finally:
+            server.should_exit = True
+            thread.join(timeout=10)
+        services = app.state.cloud
+        if keep:
+            (root / "cloud.json").write_text(json.dumps({"scenario": str(Path(scenario_path).resolve()),
+                                                         "db": db_url}))
+            from neutrino.agent import Agents
+
+            agents = Agents(services, root)
+            agents.converge()  # the agents' first pass: hosts kept, ports reported
+            hosts = agents.hosts
+            cloud = services.snapshot()
+        else:
+            cloud = services.snapshot()
+            hosts = plan_cloud(cloud)
+    except BaseException:
+        (root / "cloud.json").unlink(missing_ok=True)
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{db_path}{suffix}").unlink(missing_ok=True)
+        raise
     return UpResult(str(scenario_path), hosts, db_url, cloud)

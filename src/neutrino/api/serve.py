@@ -17,23 +17,14 @@ import yaml
 
 from neutrino.api.app import build_app
 from neutrino.api.identity import Auth
+from neutrino.api.options import add_server_arguments
 from neutrino.db.session import Database, default_url
 from neutrino.scenarios.model import Scenario, default_scenario, load_scenario
 
 log = logging.getLogger(__name__)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=9696, help="port for every API (default 9696)")
-    parser.add_argument("--db", default=None, help="database URL (default sqlite in $NEUTRINO_STATE or ./state)")
-    parser.add_argument("--scenario", default=None, help="scenario YAML file (deployment, hosts, identity)")
-    parser.add_argument("--auth", choices=("keystone", "noauth"), default="keystone")
-    parser.add_argument("--clouds-yaml", default=None,
-                        help="clouds.yaml to write the 'neutrino' entry into (default ~/.config/openstack/clouds.yaml;"
-                             " 'none' to skip)")
-    parser.add_argument("--cloud-name", default="neutrino", help="name of the clouds.yaml entry")
-    parser.add_argument("--log-level", default="warning")
+add_arguments = add_server_arguments
 
 
 def cloud_entry(scenario: Scenario, base: str, auth: str) -> dict[str, Any]:
@@ -61,11 +52,12 @@ def write_clouds_yaml(path: Path, name: str, entry: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def make_app(db_url: str | None, scenario_path: str | None, auth_mode: str) -> Any:
+def make_app(db_url: str | None, scenario_path: str | None, auth_mode: str, seed: str | None = None) -> Any:
+    """The ASGI app and its scenario. ``seed``: ids and MACs from that seed instead of at random."""
     from neutrino.services.cloud import Cloud
 
     scenario = load_scenario(scenario_path) if scenario_path else default_scenario()
-    cloud = Cloud(Database(db_url or default_url()), scenario)
+    cloud = Cloud(Database(db_url or default_url()), scenario, seed=seed)
     return build_app(cloud, Auth(auth_mode, scenario.identity)), scenario
 
 
@@ -74,15 +66,49 @@ def run(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.WARNING),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app, scenario = make_app(args.db, args.scenario, args.auth)
+    db_url, scenario_path = state_cloud(args.db, args.scenario)
+    app, scenario = make_app(db_url, scenario_path, args.auth, getattr(args, "deterministic", None))
+    agents = None
+    if not getattr(args, "no_agents", False):
+        from neutrino.agent import Agents
+
+        agents = Agents(app.state.cloud)
+        agents.start()
+        app.state.agents = agents
     base = f"http://{args.host}:{args.port}"
     if args.clouds_yaml != "none":
         path = Path(args.clouds_yaml) if args.clouds_yaml else Path.home() / ".config/openstack/clouds.yaml"
         write_clouds_yaml(path, args.cloud_name, cloud_entry(scenario, base, args.auth))
         log.warning("wrote cloud '%s' to %s", args.cloud_name, path)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False,
-                timeout_graceful_shutdown=2)
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False,
+                    timeout_graceful_shutdown=2)
+    finally:
+        if agents is not None:
+            agents.stop()
     return 0
+
+
+def state_cloud(db: str | None, scenario: str | None) -> tuple[str, str | None]:
+    """The database and scenario to serve: the cloud the state folder holds (``neutrino up`` made it,
+    or an earlier server), or a new one there, recorded so that every later command reads it."""
+    import json
+
+    from neutrino import store
+    from neutrino.errors import Conflict
+
+    state = store.state_dir()
+    record = state / "cloud.json"
+    if record.is_file():
+        doc = json.loads(record.read_text())
+        if db and db != doc["db"]:
+            raise Conflict(f"{state} holds a cloud in {doc['db']}; set NEUTRINO_STATE to another folder "
+                           f"to serve {db}")
+        return doc["db"], scenario or doc.get("scenario") or None
+    url = db or f"sqlite:///{(state / 'cloud.db').resolve()}"
+    state.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps({"scenario": str(Path(scenario).resolve()) if scenario else "", "db": url}))
+    return url, scenario
 
 
 def main(argv: list[str] | None = None) -> int:

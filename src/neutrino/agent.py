@@ -1,0 +1,177 @@
+"""Neutron's agents for one cloud: told of every API change, they re-plan the hosts and converge them.
+
+The server records intent; after each committed change (:class:`neutrino.services.changes.ChangeFeed`)
+the agents take a fresh snapshot, plan every host (pure), and for the hosts whose plan changed:
+keep them in the state folder (what ``neutrino exec`` answers), refresh the simulator's kept world
+(what ``trace`` and ``ping`` run against), and, when the Linux backend is up, make the real hosts
+match (``neutrino.linux.session.sync``). Then they report ports ACTIVE when wired and DOWN when not,
+as the OVS agent does. Like Neutron's ``rpc_loop``, a pass that fails sets a resync flag and the
+next pass reconciles everything again.
+
+    agents = Agents(cloud, state_dir)      # in-process, the default
+    agents.start()                          # a thread that waits on the change feed
+    ...                                     # API changes
+    agents.wait(timeout=10)                 # converged up to the latest change
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from neutrino import store
+from neutrino.convergence import mark as _mark
+from neutrino.errors import NeutrinoError
+from neutrino.host.state import HostState
+from neutrino.plan import plan_cloud
+from neutrino.services.cloud import Cloud
+from neutrino.services.snapshot import CloudSnapshot
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Pass:
+    """What one convergence pass did."""
+
+    generation: int
+    replanned: tuple[str, ...]  # hosts whose plan changed (kept again, world refreshed)
+    ports: int  # ports whose status changed
+    linux: tuple[str, ...]  # what the Linux backend changed, one line each
+    seconds: float
+
+
+def wired_status(cloud: CloudSnapshot, hosts: tuple[HostState, ...]) -> dict[str, str]:
+    """The status each bound port should have: ACTIVE when its host is planned (its plumbing exists)
+    and it is administratively up, DOWN otherwise. Unbound ports are left as they are."""
+    planned = {h.name for h in hosts}
+    return {p.id: "ACTIVE" if p.binding_host in planned and p.admin_state_up else "DOWN"
+            for p in cloud.ports if p.binding_host}
+
+
+def report_ports(services: Cloud, cloud: CloudSnapshot, hosts: tuple[HostState, ...]) -> int:
+    """Set the ports whose status differs from :func:`wired_status`; how many changed."""
+    changed = 0
+    by_id = {p.id: p for p in cloud.ports}
+    for pid, want in wired_status(cloud, hosts).items():
+        if by_id[pid].status != want:
+            services.set_port_status(pid, want)
+            changed += 1
+    return changed
+
+
+class Agents:
+    """Every host's agents, in one process, over one cloud and its state folder."""
+
+    def __init__(self, services: Cloud, state: Path | None = None) -> None:
+        self.services = services
+        self.state = state or store.state_dir()
+        self._kept: dict[str, HostState] | None = None  # the hosts as last kept (None: read them)
+        self._done = 0
+        self._cond = threading.Condition()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.resync = True
+        self.last: Pass | None = None
+        self.errors: list[str] = []
+
+    @property
+    def hosts(self) -> tuple[HostState, ...]:
+        """The hosts as the last pass planned them."""
+        return tuple((self._kept or {}).values())
+
+    # -- the loop ---------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.services.changes.listen(self._changed)
+        _mark(self.state, "changed", self.services.changes.generation)  # the first pass is pending
+        self._wake.set()  # converge once at start: the hosts may predate this process
+        self._thread = threading.Thread(target=self._loop, name="neutrino-agents", daemon=True)
+        self._thread.start()
+
+    def _changed(self, generation: int) -> None:
+        _mark(self.state, "changed", generation)
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait()
+            if self._stop.is_set():
+                return
+            self._wake.clear()
+            generation = self.services.changes.generation
+            try:
+                self.converge()
+            except Exception as exc:  # noqa: BLE001 - an agent survives a failed pass and resyncs
+                log.exception("convergence pass failed; the next pass resyncs")
+                self.errors.append(f"{type(exc).__name__}: {exc}")
+                self.resync = True
+                _mark(self.state, "converged", generation)  # nobody waits on a pass that failed
+                with self._cond:
+                    self._cond.notify_all()
+
+    def wait(self, generation: int | None = None, timeout: float = 30.0) -> bool:
+        """Block until a pass has converged the cloud up to ``generation`` (default: the latest
+        change); False on timeout."""
+        want = self.services.changes.generation if generation is None else generation
+        with self._cond:
+            return self._cond.wait_for(lambda: self._done >= want, timeout=timeout)
+
+    # -- one pass ---------------------------------------------------------------------------------
+
+    def converge(self) -> Pass:
+        """Re-plan from the database as it is now and converge what changed."""
+        started = time.perf_counter()
+        generation = self.services.changes.generation
+        snap = self.services.snapshot()
+        hosts = plan_cloud(snap)
+        kept = self._load_kept(hosts) if self._kept is None or self.resync else self._kept
+        changed = tuple(h for h in hosts if kept.get(h.name) != h)
+        gone = set(kept) - {h.name for h in hosts}
+        for h in changed:
+            store.save_host(h)
+        for name in gone:
+            store.remove_host(name)
+        if changed or gone or self.resync:
+            from neutrino import worldkeep
+
+            worldkeep.invalidate(self.state)
+        linux = self._converge_linux(changed, gone)
+        ports = report_ports(self.services, snap, hosts)
+        self._kept = {h.name: h for h in hosts}
+        self.resync = False
+        result = Pass(generation, tuple(h.name for h in changed), ports, linux,
+                      time.perf_counter() - started)
+        self.last = result
+        with self._cond:
+            self._done = max(self._done, generation)
+            self._cond.notify_all()
+        if self._thread is not None:
+            _mark(self.state, "converged", generation)
+        return result
+
+    def _load_kept(self, hosts: tuple[HostState, ...]) -> dict[str, HostState]:
+        out: dict[str, HostState] = {}
+        for h in hosts:
+            try:
+                out[h.name] = store.load_host(h.name)
+            except (NeutrinoError, OSError):
+                continue  # not kept yet, or unreadable: it is saved again
+        return out
+
+    def _converge_linux(self, changed: tuple[HostState, ...], gone: set[str]) -> tuple[str, ...]:
+        from neutrino.linux import session
+
+        if not session.is_up(self.state) or not (changed or gone or self.resync):
+            return ()
+        return tuple(line for line in session.sync(self.state) if line != "no change")
