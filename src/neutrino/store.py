@@ -1,23 +1,45 @@
 """Where neutrino keeps hosts between commands: ``$NEUTRINO_STATE`` (default ``./state``).
 
-An imported host is kept as the captures it came from (``hosts/<name>/captures/``), verbatim, and
-read back through the same importer, so what ``exec`` answers never depends on a second format.
-Writes go to a temporary directory renamed into place: a failed import leaves nothing behind.
+A host is kept as captures (``hosts/<name>/captures/``), read back through the same importer, so
+what ``exec`` answers never depends on a second format. An imported host keeps the captures it came
+from, verbatim; a host neutrino made is written out by :func:`neutrino.views.export.captures_of`,
+in the forms of the tools' output that carry everything the host state knows, so that it loads
+back equal. Beside the captures:
+
+* ``origins.json``: why each planned item exists;
+* ``unprinted.json``: what no tool prints: how each namespace's iptables prints (``iptables_dialect``,
+  which the rules show only through a MAC match or a version header) and which captures were cut
+  (``partial``);
+* ``cache.pickle``: the host as last read, keyed by a hash of the files above and of the code that
+  reads them. It is rewritten on save and import, and ignored (and rebuilt) when stale or unreadable:
+  the captures stay the source of truth.
+
+Writes go to a temporary directory renamed into place: a failed import or save leaves nothing behind,
+and a save whose captures do not read back fails before anything is replaced.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import io
+import ipaddress
 import json
 import os
 import pathlib
+import pickle
 import shutil
 import tempfile
+from typing import Any
 
 from neutrino.errors import InvalidInput, NotFound
 from neutrino.host.state import HostState, Origin
-from neutrino.ingest.captures import read_capture_dir
-from neutrino.views.export import captures_of
+
+CAPTURES = "captures"
+ORIGINS = "origins.json"
+UNPRINTED = "unprinted.json"
+CACHE = "cache.pickle"
+_CACHE_FORMAT = b"neutrino-host-cache-1: constructor arguments"
 
 
 def state_dir() -> pathlib.Path:
@@ -36,15 +58,17 @@ def _valid_name(name: str) -> str:
 
 def import_host(directory: str | pathlib.Path, name: str) -> HostState:
     """Read ``directory`` as host ``name`` and keep it (replacing an earlier host of that name)."""
+    from neutrino.ingest.captures import read_capture_dir
+
     _valid_name(name)
     state = read_capture_dir(directory, name)  # raises before anything is written
-    dest = hosts_dir() / name
     hosts_dir().mkdir(parents=True, exist_ok=True)
     tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{name}.", dir=hosts_dir()))
     try:
-        shutil.copytree(directory, tmp / "captures")
+        shutil.copytree(directory, tmp / CAPTURES)
         (tmp / "source").write_text(str(pathlib.Path(directory).resolve()) + "\n")
-        _swap_into_place(tmp, dest)
+        _write_cache(tmp, state)
+        _swap_into_place(tmp, hosts_dir() / name)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -52,21 +76,39 @@ def import_host(directory: str | pathlib.Path, name: str) -> HostState:
 
 
 def save_host(state: HostState) -> None:
-    """Keep a host that neutrino made (planned or read back): its captures, and why each item
-    exists (``origins.json``), replacing an earlier host of that name."""
+    """Keep a host that neutrino made (planned or read back): its captures, why each item exists
+    (``origins.json``) and what no tool prints (``unprinted.json``), replacing an earlier host of
+    that name."""
+    from neutrino.views.export import captures_of
+
     name = _valid_name(state.name)
     hosts_dir().mkdir(parents=True, exist_ok=True)
     tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{name}.", dir=hosts_dir()))
     try:
-        cap = tmp / "captures"
+        cap = tmp / CAPTURES
         cap.mkdir()
         for i, (command, text) in enumerate(captures_of(state)):
             (cap / f"{i:03d}.txt").write_text(f"$ {command}\n{text}")
-        (tmp / "origins.json").write_text(json.dumps([dataclasses.asdict(o) for o in state.origins], indent=0))
+        (tmp / ORIGINS).write_text(json.dumps([dataclasses.asdict(o) for o in state.origins], indent=0))
+        (tmp / UNPRINTED).write_text(json.dumps(_unprinted(state), indent=1, sort_keys=True) + "\n")
+        _write_cache(tmp, _read(tmp, name))  # what the captures give back, not what was handed in
         _swap_into_place(tmp, hosts_dir() / name)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _unprinted(state: HostState) -> dict[str, Any]:
+    return {"iptables_dialect": {ns.name: ns.iptables_dialect for ns in state.namespaces},
+            "partial": list(state.partial)}
+
+
+def _apply_unprinted(state: HostState, doc: dict[str, Any]) -> HostState:
+    dialects = doc.get("iptables_dialect", {})
+    namespaces = tuple(dataclasses.replace(ns, iptables_dialect=dialects[ns.name])
+                       if ns.name in dialects else ns for ns in state.namespaces)
+    partial = tuple(doc["partial"]) if "partial" in doc else state.partial
+    return dataclasses.replace(state, namespaces=namespaces, partial=partial)
 
 
 def _swap_into_place(tmp: pathlib.Path, dest: pathlib.Path) -> None:
@@ -80,15 +122,118 @@ def _swap_into_place(tmp: pathlib.Path, dest: pathlib.Path) -> None:
         tmp.rename(dest)
 
 
+def _read(host_dir: pathlib.Path, name: str) -> HostState:
+    """Host ``name`` from the files of ``host_dir``: the captures, then what is kept beside them."""
+    from neutrino.ingest.captures import read_capture_dir
+
+    state = read_capture_dir(host_dir / CAPTURES, name)
+    origins = host_dir / ORIGINS
+    if origins.is_file():
+        kept = json.loads(origins.read_text())
+        state = dataclasses.replace(state, origins=tuple(Origin(**o) for o in kept))
+    unprinted = host_dir / UNPRINTED
+    if unprinted.is_file():
+        state = _apply_unprinted(state, json.loads(unprinted.read_text()))
+    return state
+
+
+def _code_fingerprint() -> bytes:
+    """The size and time of every module that reads captures into a host state: a cache made by
+    other code is stale."""
+    import neutrino.host
+    import neutrino.ingest
+
+    h = hashlib.sha256(_CACHE_FORMAT)
+    for pkg in (neutrino.host, neutrino.ingest):
+        for path in sorted(pathlib.Path(next(iter(pkg.__path__))).glob("*.py")):
+            st = path.stat()
+            h.update(f"{path.name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    st = pathlib.Path(__file__).stat()
+    h.update(f"store:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    return h.digest()
+
+
+_FINGERPRINT: bytes | None = None
+
+
+def _key(host_dir: pathlib.Path, name: str) -> str:
+    """A hash of everything :func:`_read` reads (the files it reads, in the order it reads them),
+    of the host's name and of the code."""
+    global _FINGERPRINT
+    if _FINGERPRINT is None:
+        _FINGERPRINT = _code_fingerprint()
+    h = hashlib.sha256(_FINGERPRINT)
+    h.update(name.encode() + b"\0")
+    cap = host_dir / CAPTURES
+    for path in sorted(p for p in cap.iterdir() if p.is_file() and not p.name.startswith(".")):
+        data = path.read_bytes()
+        h.update(f"{CAPTURES}/{path.name}\0{len(data)}\0".encode() + data)
+    for side in (ORIGINS, UNPRINTED):
+        path = host_dir / side
+        if path.is_file():
+            data = path.read_bytes()
+            h.update(f"{side}\0{len(data)}\0".encode() + data)
+    return h.hexdigest()
+
+
+class _Pickler(pickle.Pickler):
+    """Pickles the model's dataclasses as their constructor's arguments, and addresses as numbers:
+    that loads twice as fast as the dataclasses' own ``__setstate__`` (which looks their fields
+    up for every object) and ``ipaddress``'s (which parses a string)."""
+
+    _fields: dict[type, tuple[str, ...]] = {}
+
+    def reducer_override(self, obj: Any) -> Any:
+        cls = type(obj)
+        names = self._fields.get(cls)
+        if names is None:
+            if cls in (ipaddress.IPv4Address, ipaddress.IPv6Address):
+                return cls, (int(obj),)
+            if cls in (ipaddress.IPv4Interface, ipaddress.IPv6Interface):
+                return cls, ((int(obj.ip), obj.network.prefixlen),)
+            if cls in (ipaddress.IPv4Network, ipaddress.IPv6Network):
+                return cls, ((int(obj.network_address), obj.prefixlen),)
+            if not dataclasses.is_dataclass(cls) or not all(f.init for f in dataclasses.fields(cls)):
+                return NotImplemented
+            names = self._fields[cls] = tuple(f.name for f in dataclasses.fields(cls))
+        return cls, tuple(getattr(obj, n) for n in names)
+
+
+def _write_cache(host_dir: pathlib.Path, state: HostState) -> None:
+    """Keep ``state`` as read from ``host_dir``'s files; a cache that cannot be written is no loss."""
+    try:
+        buf = io.BytesIO()
+        _Pickler(buf, protocol=pickle.HIGHEST_PROTOCOL).dump((_key(host_dir, state.name), state))
+        blob = buf.getvalue()
+        fd, tmp = tempfile.mkstemp(prefix=f".{CACHE}.", dir=host_dir)
+        with os.fdopen(fd, "wb") as f:
+            f.write(blob)
+        os.replace(tmp, host_dir / CACHE)
+    except OSError:
+        pass
+
+
+def _cached(host_dir: pathlib.Path, name: str) -> HostState | None:
+    """The cached host when the cache is there, readable and made from the files as they are now."""
+    path = host_dir / CACHE
+    try:
+        key, state = pickle.loads(path.read_bytes())
+    except Exception:  # missing, truncated, or written by other code: read the captures instead
+        return None
+    if not isinstance(state, HostState) or state.name != name or key != _key(host_dir, name):
+        return None
+    return state
+
+
 def load_host(name: str) -> HostState:
-    path = hosts_dir() / _valid_name(name) / "captures"
-    if not path.is_dir():
+    host_dir = hosts_dir() / _valid_name(name)
+    if not (host_dir / CAPTURES).is_dir():
         known = ", ".join(list_hosts()) or "none"
         raise NotFound(f"no host {name!r} (known hosts: {known})")
-    state = read_capture_dir(path, name)
-    origins = path.parent / "origins.json"
-    if origins.is_file():
-        state = dataclasses.replace(state, origins=tuple(Origin(**o) for o in json.loads(origins.read_text())))
+    state = _cached(host_dir, name)
+    if state is None:
+        state = _read(host_dir, name)
+        _write_cache(host_dir, state)
     return state
 
 

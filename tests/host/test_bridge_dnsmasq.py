@@ -185,3 +185,15 @@ def test_malformed_input_names_line_and_expectation(name: str) -> None:
     with pytest.raises(ParseError) as info:
         parse(text, source="case")
     assert expected in str(info.value) and str(info.value).startswith("case:1: expected ")
+
+
+def test_a_planned_process_has_what_ps_shows_of_a_fresh_one() -> None:
+    from neutrino.host.dnsmasq import DnsmasqProcess
+
+    fe = DnsmasqProcess("nobody", 0, ("dnsmasq", "--no-hosts"), ppid=1)
+    assert (fe.c, fe.stime, fe.cpu, fe.vsz) == (0, "00:00", None, None)  # only the columns ps -fe prints
+    aux = DnsmasqProcess("nobody", 0, ("dnsmasq", "--no-hosts"), "aux")
+    columns = (aux.cpu, aux.mem, aux.vsz, aux.rss, aux.stat, aux.stime, aux.ppid)
+    assert columns == ("0.0", "0.0", 0, 0, "S", "00:00", None)
+    for p in (fe, aux):
+        assert parse_ps_line(format_ps_line(p)) == p

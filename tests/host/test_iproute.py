@@ -346,3 +346,49 @@ def test_malformed_input_names_line_and_expectation(name: str) -> None:
     msg = str(info.value)
     assert expected in msg
     assert re.match(r"case:\d+: expected ", msg) and "\n" not in msg
+
+
+# --- the forms kept hosts are written in (neutrino.views.export) ------------------------------------
+
+def _planned(name: str, kind: LinkKind | None, **kw: object) -> Link:
+    return Link(index=4, name=name, flags=("BROADCAST", "MULTICAST", "UP", "LOWER_UP"), mtu=1500,
+                qdisc="noqueue", state=OperState.UP, link_type="ether", mac="fa:16:3e:03:0f:ac",
+                brd="ff:ff:ff:ff:ff:ff", kind=kind, **kw)  # type: ignore[arg-type]
+
+
+def test_ip_d_link_names_a_planned_devices_kind_and_reads_it_back() -> None:
+    links = (_planned("vlan100", LinkKind.VLAN, peer="eth0"), _planned("eth0", LinkKind.ETHER),
+             _planned("vnet0", LinkKind.TAP), _planned("br100", LinkKind.BRIDGE))
+    text = format_ip_link(links, detailed=True)
+    assert text.splitlines()[:3] == [
+        "4: vlan100@eth0: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc noqueue state UP ",
+        "    link/ether fa:16:3e:03:0f:ac brd ff:ff:ff:ff:ff:ff",
+        "    vlan"]
+    assert "\n    tun type tap\n" in text and "\n    bridge\n" in text
+    assert parse_ip_link(text, detailed=True) == links  # kind alone: details stay None
+    # without -d the same lines are details of their own, and plain `ip link` shows no kind
+    assert parse_ip_link(text)[0].details is not None
+    assert [lk.kind for lk in parse_ip_link(format_ip_link(links))] == [None] * 4
+
+
+def test_details_a_planner_gives_round_trip_through_ip_addr() -> None:
+    from neutrino.host.iproute_link import LinkDetails
+
+    link = _planned("vlan100", LinkKind.VLAN, peer="eth0", details=LinkDetails(kind="vlan", vlan_id=100))
+    text = format_ip_addr((link,))
+    assert "\n    vlan protocol 802.1Q id 100 \n" in text
+    assert parse_ip_addr(text) == (link,)
+
+
+def test_a_link_style_follows_its_header() -> None:
+    assert _planned("x", None, style=IprouteStyle.MODERN).style is IprouteStyle.LEGACY  # no group printed
+    assert _planned("x", None, group="default", style=IprouteStyle.LEGACY).style is IprouteStyle.MODERN
+
+
+def test_route_style_matters_only_where_it_prints() -> None:
+    default = Route(None, via=ipaddress.ip_address("10.0.0.1"), dev="eth0", style=IprouteStyle.LEGACY)
+    assert default.style is IprouteStyle.MODERN and parse_ip_route(format_ip_route((default,))) == (default,)
+    connected = Route(ipaddress.ip_network("10.0.0.0/24"), dev="eth0", proto="kernel", scope="link",
+                      src=ipaddress.ip_address("10.0.0.2"), style=IprouteStyle.LEGACY)
+    assert connected.style is IprouteStyle.LEGACY
+    assert parse_ip_route(format_ip_route((connected, default))) == (connected, default)

@@ -118,6 +118,9 @@ def test_seed_000_mac_source_keeps_the_classic_upper_case() -> None:
     rule = parse_rule("-A o -m mac ! --mac-source FA:16:3E:03:00:E7 -j DROP")
     assert format_rule(rule) == "-A o -m mac ! --mac-source FA:16:3E:03:00:E7 -j DROP"
     assert format_rule(rule, dialect=V1_8_9) == "-A o -m mac ! --mac-source fa:16:3e:03:00:e7 -j DROP"
+    # the model holds one spelling (a planner's, lower case): the dialect only decides how it prints
+    assert rule == parse_rule("-A o -m mac ! --mac-source fa:16:3e:03:00:e7 -j DROP")
+    assert rule.matches[0].options[0].args == ("fa:16:3e:03:00:e7",)
 
 
 SEED_002_DAMAGED = {

@@ -192,3 +192,28 @@ def test_malformed_show(text: str, line: int, expected: str) -> None:
         parse_vsctl_show(text, source="show.txt")
     msg = str(ei.value)
     assert msg.startswith(f"show.txt:{line}: expected ") and expected in msg and "\n" not in msg
+
+
+def test_vsctl_list_keeps_what_show_does_not_print() -> None:
+    from neutrino.host.ovsdb import (
+        bridge_list_record,
+        format_vsctl_list,
+        parse_list_optional,
+        parse_list_set,
+        parse_vsctl_list,
+    )
+
+    bridges = [Bridge("br-int", protocols=("OpenFlow10", "OpenFlow13")),
+               Bridge("br-ex", datapath_id="0000aa")]
+    text = format_vsctl_list([bridge_list_record(b) for b in bridges])
+    assert text == ("name                : br-int\ndatapath_id         : []\n"
+                    "protocols           : [OpenFlow10, OpenFlow13]\n\n"
+                    'name                : br-ex\ndatapath_id         : "0000aa"\nprotocols           : []\n')
+    records = parse_vsctl_list(text)
+    assert [dict(r)["name"] for r in records] == ["br-int", "br-ex"]
+    assert parse_list_set(dict(records[0])["protocols"]) == ("OpenFlow10", "OpenFlow13")
+    assert parse_list_optional(dict(records[1])["datapath_id"]) == "0000aa"
+    assert parse_list_set('["OpenFlow10", "OpenFlow13"]') == ("OpenFlow10", "OpenFlow13")  # OVS before 2.6
+    assert parse_list_optional("[]") is None
+    with pytest.raises(ParseError):
+        parse_vsctl_list("name br-int\n")

@@ -184,7 +184,9 @@ def dnsmasq_argv(program: str, options: DnsmasqOptions | tuple[DnsmasqOption, ..
 class DnsmasqProcess:
     """A dnsmasq process line from ``ps -fe`` (``style`` ``"fe"``: UID PID PPID C STIME TTY TIME CMD)
     or ``ps aux`` (``"aux"``: USER PID %CPU %MEM VSZ RSS TTY STAT START TIME COMMAND).
-    Columns a style does not print are ``None``."""
+    Columns a style does not print are ``None``; the ones it prints are never ``None``: a process
+    made without them (a planned one, not started yet) gets what ``ps`` shows of a fresh process
+    (``0``, ``0.0``, ``S``, ``00:00``), so that equal lines are equal processes."""
 
     user: str
     pid: int
@@ -201,6 +203,12 @@ class DnsmasqProcess:
     rss: int | None = None
     stat: str | None = None
 
+    def __post_init__(self) -> None:
+        fresh = _FRESH_AUX if self.style == "aux" else _FRESH_FE
+        for name, value in fresh:
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)
+
     @property
     def options(self) -> DnsmasqOptions:
         return parse_dnsmasq_argv(self.argv)
@@ -209,6 +217,11 @@ class DnsmasqProcess:
     def program(self) -> str:
         return self.argv[0]
 
+
+#: The columns each style prints, with what ``ps`` shows for them of a process that has just started.
+_FRESH_FE: tuple[tuple[str, object], ...] = (("ppid", 0), ("c", 0), ("stime", "00:00"))
+_FRESH_AUX: tuple[tuple[str, object], ...] = (("cpu", "0.0"), ("mem", "0.0"), ("vsz", 0), ("rss", 0),
+                                               ("stat", "S"), ("stime", "00:00"))
 
 _PS_FE = re.compile(r"^(\S+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\S+)\s+(\S+)\s+(\d[\d:-]*)\s+(\S.*)$")
 _PS_AUX = re.compile(r"^(\S+)\s+(\d+)\s+(\d+\.\d)\s+(\d+\.\d)\s+(\d+)\s+(\d+)\s+(\S+)\s+(\S+)\s+(\S+)\s+"

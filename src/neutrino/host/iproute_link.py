@@ -130,7 +130,8 @@ class Link:
     """One device as ``ip link``/``ip addr`` print it; ``addresses`` is empty for ``ip link``.
 
     ``flags`` is ``None`` when the capture lost them (seed 004 prints ``3: eth1:  mtu 1500``).
-    ``peer`` is the text after ``@`` (``if5``, ``eth0``, ``NONE``).
+    ``peer`` is the text after ``@`` (``if5``, ``eth0``, ``NONE``). ``style`` follows ``group``
+    (``LEGACY`` without it, as iproute2 before 3.x printed), whatever value is given.
     """
 
     index: int
@@ -157,6 +158,14 @@ class Link:
     addresses: tuple[Address, ...] = ()
     kind: LinkKind | None = None
     style: IprouteStyle = IprouteStyle.MODERN
+
+    def __post_init__(self) -> None:
+        # Which iproute2 printed the header shows only in ``group`` (printed from iproute2 3.x on),
+        # and nothing else of a link's text depends on it: the style is read from ``group``, so
+        # that links that print the same are equal, however they were made.
+        style = IprouteStyle.LEGACY if self.group is None else IprouteStyle.MODERN
+        if self.style is not style:
+            object.__setattr__(self, "style", style)
 
     @property
     def up(self) -> bool:
@@ -201,7 +210,6 @@ def _parse_header(line: str, n: int, source: str) -> Link:
     kw: dict[str, object] = {}
     toks = rest.split()
     i = 0
-    style = IprouteStyle.MODERN
     while i < len(toks):
         key = toks[i]
         if i + 1 >= len(toks):
@@ -221,10 +229,7 @@ def _parse_header(line: str, n: int, source: str) -> Link:
             raise ParseError(f"a link attribute (mtu, qdisc, master, state, mode, group, qlen), not {key!r}",
                              text=line, line=n, source=source)
         i += 2
-    if "group" not in kw:
-        style = IprouteStyle.LEGACY
-    return Link(index=int(index), name=name, peer=peer, flags=flags, style=style,
-                **kw)  # type: ignore[arg-type]
+    return Link(index=int(index), name=name, peer=peer, flags=flags, **kw)  # type: ignore[arg-type]
 
 
 _DETAIL_INT = {"promiscuity", "allmulti", "minmtu", "maxmtu"}
@@ -270,6 +275,18 @@ def _parse_details(text: tuple[str, ...]) -> LinkDetails:
                 if "stp_state" in pairs:
                     kw["stp_state"] = int(pairs["stp_state"])
     return LinkDetails(text=text, **kw)  # type: ignore[arg-type]
+
+
+#: The line ``ip -d link`` prints under a device of each kind when nothing more is known of it (what
+#: iproute2 before 3.x printed; later ones add attributes). A NIC and loopback print no such line.
+KIND_LINES: dict[LinkKind, str] = {
+    LinkKind.VETH: "veth", LinkKind.TUN: "tun type tun", LinkKind.TAP: "tun type tap",
+    LinkKind.BRIDGE: "bridge", LinkKind.VLAN: "vlan", LinkKind.VXLAN: "vxlan", LinkKind.GRE: "gre",
+    LinkKind.GRETAP: "gretap", LinkKind.OVS_INTERNAL: "openvswitch", LinkKind.DUMMY: "dummy",
+    LinkKind.MACVLAN: "macvlan",
+}
+#: What a device ``ip -d link`` shows no details for is, by its ``link/`` type.
+_BARE_KINDS = {"ether": LinkKind.ETHER, "loopback": LinkKind.LOOPBACK}
 
 
 def _kind_of(link_type: str | None, details: LinkDetails | None) -> LinkKind | None:
@@ -374,7 +391,29 @@ def _parse_lifetimes(body: str, line: str, n: int, source: str) -> Lifetimes:
     return Lifetimes(one(m.group(1)), one(m.group(2)))
 
 
-def _links(text: str, source: str, skipped: list[Skipped] | None) -> tuple[Link, ...]:
+def _details_and_kind(link: Link, block: list[str],
+                      detailed: bool) -> tuple[LinkDetails | None, LinkKind | None]:
+    """What the text after ``link/`` (``block``: the rest of that line, then each detail line) says.
+
+    In ``ip -d`` output (``detailed``) a device with nothing after ``link/`` is a NIC (``ether``) or
+    loopback, and one with only its kind's line (:data:`KIND_LINES`) is known by its kind alone, as
+    planned devices are: both keep ``details`` ``None`` so that they print back the same way.
+    Details that are exactly what the formatter makes of their typed fields (a planner's
+    ``LinkDetails(kind="vlan", vlan_id=100)``) keep no ``text`` either."""
+    if not any(t.strip() for t in block):
+        return None, (_BARE_KINDS.get(link.link_type or "") if detailed else _kind_of(link.link_type, None))
+    details = _parse_details(tuple(block))
+    kind = _kind_of(link.link_type, details)
+    bare = replace(details, text=())
+    if tuple(block) == _format_details_synth(bare):
+        return bare, kind
+    if detailed and kind in KIND_LINES and block == ["", KIND_LINES[kind]]:
+        return None, kind
+    return details, kind
+
+
+def _links(text: str, source: str, skipped: list[Skipped] | None,
+           detailed: bool = False) -> tuple[Link, ...]:
     links: list[Link] = []
     cur: Link | None = None
     addrs: list[Address] = []
@@ -384,8 +423,7 @@ def _links(text: str, source: str, skipped: list[Skipped] | None) -> tuple[Link,
     def finish() -> None:
         nonlocal cur, addrs, details_text
         if cur is not None:
-            details = _parse_details(tuple(details_text)) if details_text else None
-            kind = cur.kind or _kind_of(cur.link_type, details)
+            details, kind = _details_and_kind(cur, details_text, detailed)
             links.append(replace(cur, details=details, addresses=tuple(addrs), kind=kind))
         cur, addrs, details_text = None, [], []
 
@@ -408,9 +446,8 @@ def _links(text: str, source: str, skipped: list[Skipped] | None) -> tuple[Link,
                                  source=source)
             if body.startswith("link/"):
                 cur, rest = _parse_link_line(cur, line.lstrip(), line, n, source)
-                if rest.strip():
-                    details_text.append(rest)
-                    in_details = True
+                details_text = [rest]  # the details (ip -d) go on after link/ and on the lines below
+                in_details = True
             elif body.startswith("inet"):
                 in_details = False
                 addrs.append(_parse_address(body, line, n, source))
@@ -437,20 +474,23 @@ def _links(text: str, source: str, skipped: list[Skipped] | None) -> tuple[Link,
     return tuple(links)
 
 
-def parse_ip_link(text: str, *, source: str = "<string>") -> tuple[Link, ...]:
-    """Parse ``ip link``/``ip -d link``/``ip addr`` output (``ip addr`` is ``ip link`` plus addresses)."""
-    return _links(_unfold_oneline(text), source, None)
+def parse_ip_link(text: str, *, source: str = "<string>", detailed: bool = False) -> tuple[Link, ...]:
+    """Parse ``ip link``/``ip -d link``/``ip addr`` output (``ip addr`` is ``ip link`` plus addresses).
+
+    ``detailed``: the output of ``ip -d`` (see :func:`_details_and_kind` for what that tells)."""
+    return _links(_unfold_oneline(text), source, None, detailed)
 
 
-def parse_ip_addr(text: str, *, source: str = "<string>") -> tuple[Link, ...]:
-    """Parse ``ip addr``/``ip a``/``ip addr show dev X`` output."""
-    return _links(text, source, None)
+def parse_ip_addr(text: str, *, source: str = "<string>", detailed: bool = False) -> tuple[Link, ...]:
+    """Parse ``ip addr``/``ip a``/``ip addr show dev X`` (``detailed``: ``ip -d addr``) output."""
+    return _links(text, source, None, detailed)
 
 
-def parse_ip_addr_partial(text: str, *, source: str = "<string>") -> Partial[Link]:
+def parse_ip_addr_partial(text: str, *, source: str = "<string>",
+                          detailed: bool = False) -> Partial[Link]:
     """Like :func:`parse_ip_addr`, but skip elisions and unreadable lines and report them."""
     skipped: list[Skipped] = []
-    links = _links(text, source, skipped)
+    links = _links(text, source, skipped, detailed)
     return Partial(links, tuple(skipped))
 
 
@@ -464,9 +504,10 @@ def _unfold_oneline(text: str) -> str:
     return "\n".join(seg for line in text.splitlines() for seg in line.split("\\"))
 
 
-def parse_ip_link_oneline(text: str, *, source: str = "<string>") -> tuple[Link, ...]:
+def parse_ip_link_oneline(text: str, *, source: str = "<string>",
+                          detailed: bool = False) -> tuple[Link, ...]:
     """Parse ``ip -o link`` output (each link on one line, ``\\`` between its lines)."""
-    return _links(_unfold_oneline(text), source, None)
+    return _links(_unfold_oneline(text), source, None, detailed)
 
 
 _ONELINE_ADDR = re.compile(r"^(\d+): (\S+)\s+(inet6? .*?)\\\s+(valid_lft .*)$")
@@ -544,7 +585,7 @@ def _format_details_synth(d: LinkDetails) -> tuple[str, ...]:
     return tuple(lines)
 
 
-def _format_link_lines(link: Link, *, with_mode: bool) -> list[str]:
+def _format_link_lines(link: Link, *, with_mode: bool, detailed: bool = False) -> list[str]:
     lines = [_format_header(link, with_mode=with_mode)]
     if link.link_type is not None:
         s = f"    link/{link.link_type} "
@@ -565,6 +606,8 @@ def _format_link_lines(link: Link, *, with_mode: bool) -> list[str]:
             lines.extend("    " + t for t in text[1:])
         else:
             lines.append(s)
+            if detailed and link.kind in KIND_LINES:
+                lines.append("    " + KIND_LINES[link.kind])
     if link.alias is not None and (with_mode or link.details is not None):
         lines.append(f"    alias {link.alias}")
     lines.extend(f"    altname {a}" for a in link.altnames)
@@ -605,21 +648,25 @@ def _address_lines(addr: Address) -> list[str]:
     return out
 
 
-def format_ip_addr(links: tuple[Link, ...] | list[Link]) -> str:
-    """Render links and their addresses as ``ip addr`` prints them."""
+def format_ip_addr(links: tuple[Link, ...] | list[Link], *, detailed: bool = False) -> str:
+    """Render links and their addresses as ``ip addr`` prints them (``detailed``: ``ip -d addr``,
+    which also names the kind of a device known by its kind alone)."""
     out: list[str] = []
     for link in links:
-        out.extend(_format_link_lines(link, with_mode=False))
+        out.extend(_format_link_lines(link, with_mode=False, detailed=detailed))
         for a in link.addresses:
             out.extend(_address_lines(a))
     return "".join(line + "\n" for line in out)
 
 
-def format_ip_link(links: tuple[Link, ...] | list[Link]) -> str:
-    """Render links as ``ip link`` (or ``ip -d link`` when they carry details) prints them."""
+def format_ip_link(links: tuple[Link, ...] | list[Link], *, detailed: bool = False) -> str:
+    """Render links as ``ip link`` (or ``ip -d link`` when they carry details) prints them.
+
+    ``detailed``: as ``ip -d link``, which also names the kind of a device known by its kind alone
+    (a planned one: ``vlan``, ``veth``); :func:`parse_ip_link` with ``detailed`` reads that back."""
     out: list[str] = []
     for link in links:
-        out.extend(_format_link_lines(link, with_mode=True))
+        out.extend(_format_link_lines(link, with_mode=True, detailed=detailed))
     return "".join(line + "\n" for line in out)
 
 

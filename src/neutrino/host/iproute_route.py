@@ -48,7 +48,11 @@ class Nexthop:
 @dataclass(frozen=True, slots=True)
 class Route:
     """One route as ``ip route`` prints it. ``dst`` ``None`` is ``default``; ``type`` is printed
-    only when it is not unicast; ``table`` is ``None`` for main."""
+    only when it is not unicast; ``table`` is ``None`` for main.
+
+    ``style`` is the spacing: old iproute2 put two spaces before ``table``, ``proto``, ``scope``,
+    ``src`` and ``metric``. A route with none of those prints the same either way, so it is always
+    ``MODERN``: two routes that print the same are equal."""
 
     dst: IPNetwork | None
     type: str | None = None
@@ -66,6 +70,11 @@ class Route:
     pref: str | None = None
     nexthops: tuple[Nexthop, ...] = ()
     style: IprouteStyle = IprouteStyle.MODERN
+
+    def __post_init__(self) -> None:
+        if self.style is IprouteStyle.LEGACY and self.table is None and self.proto is None \
+                and self.scope is None and self.src is None and self.metric is None:
+            object.__setattr__(self, "style", IprouteStyle.MODERN)
 
     @property
     def is_default(self) -> bool:

@@ -622,6 +622,8 @@ def parse_rule(line: str, *, lineno: int = 0, source: str = "<string>") -> Rule:
                 while i < len(tokens) and tokens[i] != "!" and not _is_option(tokens[i]):
                     args.append(tokens[i])
                     i += 1
+            if name == "mac-source":
+                args = [a.lower() for a in args]  # kept in lower case; the dialect decides how it prints
             opt = Option(name, tuple(args), negate)
             if in_target and target is not None:
                 target = replace(target, options=(*target.options, opt))

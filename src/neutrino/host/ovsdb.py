@@ -28,6 +28,8 @@ from neutrino.errors import ParseError
 __all__ = [
     "Bridge", "Column", "Controller", "Elided", "Interface", "Manager", "OvsdbShow", "Piece", "Port",
     "QuoteStyle", "VsctlShowExcerpt", "format_vsctl_show", "needs_quotes", "parse_vsctl_show", "quote",
+    "ListRecord", "bridge_list_record", "format_vsctl_list", "list_value_optional", "list_value_set",
+    "parse_list_optional", "parse_list_set", "parse_vsctl_list",
 ]
 
 Pairs = tuple[tuple[str, str], ...]
@@ -610,3 +612,77 @@ def format_vsctl_show(state: OvsdbShow | VsctlShowExcerpt,
         for piece in state.pieces:
             p.item(piece.level, piece.item)
     return "\n".join(p.lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------------
+# ovs-vsctl [--columns=...] list TABLE: what ``show`` leaves out (a bridge's protocols, datapath_id)
+
+#: One record of ``ovs-vsctl list``: (column, value as printed), in the order printed.
+ListRecord = tuple[tuple[str, str], ...]
+
+_LIST_LINE = re.compile(r"^([A-Za-z_][\w:-]*)\s*: ?(.*)$")
+
+
+def parse_vsctl_list(text: str, source: str = "<string>") -> tuple[ListRecord, ...]:
+    """``ovs-vsctl list TABLE`` output: ``column : value`` lines, records apart by a blank line."""
+    records: list[ListRecord] = []
+    cur: list[tuple[str, str]] = []
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            if cur:
+                records.append(tuple(cur))
+            cur = []
+            continue
+        m = _LIST_LINE.match(line.rstrip())
+        if not m:
+            raise ParseError("'column : value' (ovs-vsctl list)", text=line, line=n, source=source)
+        cur.append((m.group(1), m.group(2)))
+    if cur:
+        records.append(tuple(cur))
+    return tuple(records)
+
+
+def format_vsctl_list(records: tuple[ListRecord, ...] | list[ListRecord]) -> str:
+    """``ovs-vsctl list`` text: each column as ``%-20s: value``, a blank line between records."""
+    return "\n".join("".join(f"{name:<20}: {value}\n" for name, value in rec) for rec in records)
+
+
+def list_value_set(values: tuple[str, ...], style: QuoteStyle = QuoteStyle.MODERN) -> str:
+    """A set of strings as ``ovs-vsctl list`` prints it: ``[OpenFlow10, OpenFlow13]``, ``[]``."""
+    return "[" + ", ".join(quote(v, style) for v in values) + "]"
+
+
+def list_value_optional(value: str | None, style: QuoteStyle = QuoteStyle.MODERN) -> str:
+    """An optional string column (``datapath_id``): the string, or ``[]`` when it has none."""
+    return "[]" if value is None else quote(value, style)
+
+
+def parse_list_set(text: str) -> tuple[str, ...]:
+    """The strings of a printed set (``[a, "b c"]``, ``[]``) or a single atom."""
+    body = text.strip()
+    if not (body.startswith("[") and body.endswith("]")):
+        return (_parse_atom(body)[0],)
+    body, pos, out = body[1:-1], 0, []
+    while pos < len(body):
+        while pos < len(body) and body[pos] in " ,":
+            pos += 1
+        if pos >= len(body):
+            break
+        value, _, pos = _scan_atom(body, pos)
+        out.append(value)
+    return tuple(out)
+
+
+def parse_list_optional(text: str) -> str | None:
+    """An optional column's value: ``None`` for ``[]``."""
+    values = parse_list_set(text)
+    if len(values) > 1:
+        raise ValueError("at most one value")
+    return values[0] if values else None
+
+
+def bridge_list_record(bridge: Bridge, style: QuoteStyle = QuoteStyle.MODERN) -> ListRecord:
+    """What ``ovs-vsctl --columns=name,datapath_id,protocols list Bridge`` prints of ``bridge``."""
+    return (("name", quote(bridge.name, style)),
+            ("datapath_id", list_value_optional(bridge.datapath_id, style)),
+            ("protocols", list_value_set(bridge.protocols, style)))

@@ -38,7 +38,13 @@ from neutrino.host.iptables_listing import parse_listing
 from neutrino.host.nettools import parse_arp_n, parse_ifconfig, parse_ifconfig_partial, parse_route_n
 from neutrino.host.ofctl_show import parse_ofctl_show
 from neutrino.host.openflow import parse_dump_flows
-from neutrino.host.ovsdb import parse_vsctl_show
+from neutrino.host.ovsdb import (
+    OvsdbShow,
+    parse_list_optional,
+    parse_list_set,
+    parse_vsctl_list,
+    parse_vsctl_show,
+)
 from neutrino.host.state import BridgeFlows, FileState, HostState, NamespaceState
 from neutrino.host.sysctl import parse_sysctls
 from neutrino.ingest.commands import Command, View, parse_command
@@ -100,6 +106,8 @@ def apply_capture(state: HostState, cmd: Command, text: str, *, source: str = "<
     if v is View.VSCTL_SHOW:
         show = parse_vsctl_show(text, source, partial=True) if partial else parse_vsctl_show(text, source)
         return replace(state, ovs=replace(state.ovs, show=show))
+    if v is View.VSCTL_LIST:
+        return _apply_vsctl_list(state, cmd, text, source)
     if v is View.OFCTL_DUMP_FLOWS:
         dump = parse_dump_flows(text, source)
         old = state.ovs.flows_of(cmd.target) or BridgeFlows(cmd.target)
@@ -124,6 +132,31 @@ def apply_capture(state: HostState, cmd: Command, text: str, *, source: str = "<
     return state.with_namespace(_apply_ns(ns, cmd, text, partial, source))
 
 
+def _apply_vsctl_list(state: HostState, cmd: Command, text: str, source: str) -> HostState:
+    """``ovs-vsctl list Bridge``: the columns ``show`` does not print (``protocols``, ``datapath_id``)
+    of the bridges an earlier ``ovs-vsctl show`` capture gave; other tables and columns are not kept."""
+    records = parse_vsctl_list("\n".join("" if is_elision(ln) else ln for ln in text.splitlines()), source)
+    show = state.ovs.show
+    if cmd.table.lower() != "bridge" or not isinstance(show, OvsdbShow):
+        return state
+    bridges = list(show.bridges)
+    for rec in records:
+        cols = dict(rec)
+        try:
+            name = parse_list_optional(cols.get("name", "[]"))
+            kw: dict[str, object] = {}
+            if "protocols" in cols:
+                kw["protocols"] = parse_list_set(cols["protocols"])
+            if "datapath_id" in cols:
+                kw["datapath_id"] = parse_list_optional(cols["datapath_id"])
+        except ValueError as exc:
+            raise ParseError(f"OVSDB values in a Bridge record ({exc})", source=source) from None
+        for i, br in enumerate(bridges):
+            if br.name == name:
+                bridges[i] = replace(br, **kw)  # type: ignore[arg-type]
+    return replace(state, ovs=replace(state.ovs, show=replace(show, bridges=tuple(bridges))))
+
+
 def _merge_links(old: tuple[Link, ...] | None, new: tuple[Link, ...], *, keep_addresses: bool) -> tuple[Link, ...]:
     """``new`` links, keeping the addresses already known when ``new`` came from ``ip link``, and
     the links of ``old`` that ``new`` does not mention."""
@@ -140,6 +173,7 @@ def _merge_links(old: tuple[Link, ...] | None, new: tuple[Link, ...], *, keep_ad
 
 def _apply_ns(ns: NamespaceState, cmd: Command, text: str, partial: bool, source: str) -> NamespaceState:
     v = cmd.view
+    detailed = "-d" in cmd.options
     if v is View.IP_ADDR:
         if "-o" in cmd.options:
             entries = parse_ip_addr_oneline(text, source=source)
@@ -152,11 +186,14 @@ def _apply_ns(ns: NamespaceState, cmd: Command, text: str, partial: bool, source
                         index=e.index, name=e.ifname, flags=None)
                 grouped[e.ifname] = replace(lk, addresses=(*lk.addresses, e.address))
             return replace(ns, links=_merge_links(ns.links, tuple(grouped.values()), keep_addresses=False))
-        links = parse_ip_addr_partial(text, source=source).items if partial else parse_ip_addr(text, source=source)
+        if partial:
+            links = parse_ip_addr_partial(text, source=source, detailed=detailed).items
+        else:
+            links = parse_ip_addr(text, source=source, detailed=detailed)
         return replace(ns, links=_merge_links(ns.links, links, keep_addresses=False))
     if v is View.IP_LINK:
-        links = parse_ip_link_oneline(text, source=source) if "-o" in cmd.options else parse_ip_link(
-            text, source=source)
+        links = parse_ip_link_oneline(text, source=source, detailed=detailed) if "-o" in cmd.options else \
+            parse_ip_link(text, source=source, detailed=detailed)
         return replace(ns, links=_merge_links(ns.links, links, keep_addresses=True))
     if v is View.IP_ROUTE:
         routes = parse_ip_route_partial(text, source=source).items if partial else parse_ip_route(

@@ -19,6 +19,7 @@ class View(enum.Enum):
     """A kind of output some tool prints."""
 
     VSCTL_SHOW = "ovs-vsctl show"
+    VSCTL_LIST = "ovs-vsctl list"
     OFCTL_DUMP_FLOWS = "ovs-ofctl dump-flows"
     OFCTL_SHOW = "ovs-ofctl show"
     IPTABLES_SAVE = "iptables-save"
@@ -74,7 +75,7 @@ class Grep:
 class Command:
     view: View
     netns: str = ""  # "" is the host's root namespace
-    table: str = ""  # iptables table ("filter" when not given), or an ip route table ("" = main)
+    table: str = ""  # iptables table ("filter" if not given), ip route table ("" = main), OVSDB table
     target: str = ""  # bridge, chain, device or file path, by view
     options: frozenset[str] = frozenset()  # view-specific flags: "-v", "-n", "-x", "-c", "-o", "-d", "-a", "OF13"
     greps: tuple[Grep, ...] = ()
@@ -142,9 +143,7 @@ def _classify(words: list[str], text: str) -> Command:
     tool, args = words[0].rsplit("/", 1)[-1], words[1:]
     bad = InvalidInput(f"neutrino does not answer {text.strip()!r}")
     if tool == "ovs-vsctl":
-        if args == ["show"]:
-            return Command(View.VSCTL_SHOW)
-        raise bad
+        return _vsctl(args, bad)
     if tool == "ovs-ofctl":
         opts: set[str] = set()
         rest: list[str] = []
@@ -204,6 +203,19 @@ def _classify(words: list[str], text: str) -> Command:
                        options=frozenset(a for a in args if a.startswith("-")))
     if tool == "cat" and len(args) == 1:
         return Command(View.CAT, target=args[0])
+    raise bad
+
+
+def _vsctl(args: list[str], bad: InvalidInput) -> Command:
+    """``ovs-vsctl show``, or ``ovs-vsctl [--columns=A,B] list TABLE [RECORD]`` (``table`` is the OVSDB
+    table, ``target`` the record, the columns an option ``columns:A,B``)."""
+    if args == ["show"]:
+        return Command(View.VSCTL_SHOW)
+    columns = [a.split("=", 1)[1] for a in args if a.startswith("--columns=")]
+    rest = [a for a in args if not a.startswith("--columns=")]
+    if len(columns) <= 1 and len(rest) in (2, 3) and rest[0] == "list":
+        return Command(View.VSCTL_LIST, table=rest[1], target=rest[2] if len(rest) == 3 else "",
+                       options=frozenset(f"columns:{c}" for c in columns))
     raise bad
 
 
