@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import difflib
 import enum
+import functools
 import ipaddress
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -522,7 +523,23 @@ def parse_address(text: str, *, negated: bool = False, lineno: int = 0, source: 
 
 
 def parse_rule(line: str, *, lineno: int = 0, source: str = "<string>") -> Rule:
-    """One ``[p:b] -A chain ...`` line (``iptables-save``, ``iptables -S`` or restore input)."""
+    """One ``[p:b] -A chain ...`` line (``iptables-save``, ``iptables -S`` or restore input).
+
+    A rule is immutable and depends on its text alone, so lines read before are not parsed again
+    (a host's rulesets repeat across captures, read-backs and re-plans); a line that does not parse
+    is parsed anew to say where it was."""
+    try:
+        return _parse_rule_text(line)
+    except ParseError:
+        return _parse_rule(line, lineno=lineno, source=source)
+
+
+@functools.lru_cache(maxsize=1 << 18)
+def _parse_rule_text(line: str) -> Rule:
+    return _parse_rule(line)
+
+
+def _parse_rule(line: str, *, lineno: int = 0, source: str = "<string>") -> Rule:
     text = line.strip()
     counters: Counters | None = None
     m = re.match(r"\[(\d+):(\d+)\]\s+", text)

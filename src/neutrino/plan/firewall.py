@@ -113,14 +113,31 @@ def _v4(addrs: Iterable[ipaddress.IPv4Address | ipaddress.IPv6Address]) -> list[
 
 def _group_members(cloud: CloudSnapshot, sg_id: str) -> list[ipaddress.IPv4Network]:
     """Every IPv4 address (fixed IPs and allowed address pairs) of the ports in a security group."""
-    nets: set[ipaddress.IPv4Network] = set()
+    return _members_by_group(cloud).get(sg_id, [])
+
+
+_MEMBERS: tuple[CloudSnapshot | None, dict[str, list[ipaddress.IPv4Network]]] = (None, {})
+
+
+def _members_by_group(cloud: CloudSnapshot) -> dict[str, list[ipaddress.IPv4Network]]:
+    """Each group's members, computed once per snapshot (every port's chains ask for them): a
+    one-entry memo keyed by the snapshot object itself."""
+    global _MEMBERS
+    memo = _MEMBERS
+    if memo[0] is cloud:
+        return memo[1]
+    sets: dict[str, set[ipaddress.IPv4Network]] = {}
     for p in cloud.ports:
-        if sg_id not in p.security_group_ids:
+        if not p.security_group_ids:
             continue
-        nets.update(ipaddress.IPv4Network(a) for a in _v4(f.ip_address for f in p.fixed_ips))
+        nets = {ipaddress.IPv4Network(a) for a in _v4(f.ip_address for f in p.fixed_ips)}
         nets.update(pair.ip_address for pair in p.allowed_address_pairs
                     if isinstance(pair.ip_address, ipaddress.IPv4Network))
-    return sorted(nets)
+        for sg_id in p.security_group_ids:
+            sets.setdefault(sg_id, set()).update(nets)
+    out = {sg_id: sorted(nets) for sg_id, nets in sets.items()}
+    _MEMBERS = (cloud, out)
+    return out
 
 
 def _sg_rules(cloud: CloudSnapshot, port: Port, direction: str, chain: str,

@@ -21,6 +21,7 @@ neutron-named chains over Grizzly's rules, as seed 002 shows).
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 import ipaddress
 from collections.abc import Iterable
@@ -191,7 +192,14 @@ def manager_skeleton(prof: Profile, binary: str, tables: Iterable[TableName], bu
 
 def rule(text: str, origin: str) -> Rule:
     """One ``-A chain …`` line in parsed form, stamped with why it exists."""
-    return replace(parse_rule(text), origin=origin)
+    return replace(_parsed_rule(text), origin=origin)
+
+
+@functools.lru_cache(maxsize=1 << 18)
+def _parsed_rule(text: str) -> Rule:
+    """Rules are immutable and parsing is pure: a cloud re-planned after a change writes mostly the
+    same lines again, so each is parsed once."""
+    return parse_rule(text)
 
 
 def assemble(prof: Profile, chains: Iterable[PlannedChain], rules: Iterable[PlannedRule],

@@ -20,6 +20,7 @@ numbers sticky until it restarts).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass, replace
 from enum import Enum
@@ -134,8 +135,13 @@ class PlannedFlow:
 
 def planned_flow(ctx: OvsContext, bridge: str, text: str, obj: str, builder: str) -> PlannedFlow:
     """Parse ``text`` (add-flow form) and stamp it with the agent's cookie."""
-    flow = parse_flow(text, source=builder)
-    return PlannedFlow(bridge, replace(flow, cookie=ctx.cookie), obj, builder)
+    return PlannedFlow(bridge, replace(_parsed_flow(text, builder), cookie=ctx.cookie), obj, builder)
+
+
+@functools.lru_cache(maxsize=1 << 17)
+def _parsed_flow(text: str, builder: str) -> Flow:
+    """Flows are immutable and parsing is pure: a re-plan after a change parses each line once."""
+    return parse_flow(text, source=builder)
 
 
 @dataclass(frozen=True, slots=True)
