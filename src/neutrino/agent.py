@@ -70,6 +70,7 @@ class Agents:
         self.services = services
         self.state = state or store.state_dir()
         self._kept: dict[str, HostState] | None = None  # the hosts as last kept (None: read them)
+        self._snap: CloudSnapshot | None = None  # the snapshot they were planned from
         self._done = 0
         self._cond = threading.Condition()
         self._wake = threading.Event()
@@ -134,6 +135,10 @@ class Agents:
         started = time.perf_counter()
         generation = self.services.changes.generation
         snap = self.services.snapshot()
+        if not self.resync and self._kept is not None and snap == self._snap:
+            result = Pass(generation, (), 0, (), time.perf_counter() - started)  # nothing the planners read
+            self._finish(result)
+            return result
         hosts = plan_cloud(snap)
         kept = self._load_kept(hosts) if self._kept is None or self.resync else self._kept
         changed = tuple(h for h in hosts if kept.get(h.name) != h)
@@ -149,16 +154,20 @@ class Agents:
         linux = self._converge_linux(changed, gone)
         ports = report_ports(self.services, snap, hosts)
         self._kept = {h.name: h for h in hosts}
+        self._snap = self.services.snapshot() if ports else snap
         self.resync = False
         result = Pass(generation, tuple(h.name for h in changed), ports, linux,
                       time.perf_counter() - started)
+        self._finish(result)
+        return result
+
+    def _finish(self, result: Pass) -> None:
         self.last = result
         with self._cond:
-            self._done = max(self._done, generation)
+            self._done = max(self._done, result.generation)
             self._cond.notify_all()
         if self._thread is not None:
-            _mark(self.state, "converged", generation)
-        return result
+            _mark(self.state, "converged", result.generation)
 
     def _load_kept(self, hosts: tuple[HostState, ...]) -> dict[str, HostState]:
         out: dict[str, HostState] = {}
