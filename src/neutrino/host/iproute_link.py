@@ -659,15 +659,66 @@ def format_ip_addr(links: tuple[Link, ...] | list[Link], *, detailed: bool = Fal
     return "".join(line + "\n" for line in out)
 
 
-def format_ip_link(links: tuple[Link, ...] | list[Link], *, detailed: bool = False) -> str:
+def format_ip_link(links: tuple[Link, ...] | list[Link], *, detailed: bool = False, stats: bool = False) -> str:
     """Render links as ``ip link`` (or ``ip -d link`` when they carry details) prints them.
 
     ``detailed``: as ``ip -d link``, which also names the kind of a device known by its kind alone
-    (a planned one: ``vlan``, ``veth``); :func:`parse_ip_link` with ``detailed`` reads that back."""
+    (a planned one: ``vlan``, ``veth``); :func:`parse_ip_link` with ``detailed`` reads that back.
+    ``stats``: as ``ip -s link``, with zero counters (the model keeps none: a planned device has
+    not counted anything yet), in the layout of the links' iproute2 (:data:`_STATS`)."""
     out: list[str] = []
     for link in links:
         out.extend(_format_link_lines(link, with_mode=True, detailed=detailed))
+        if stats:
+            out.extend(_STATS[link.style])
     return "".join(line + "\n" for line in out)
+
+
+#: ``ip -s link``'s counter lines for a device that has counted nothing: iproute2 6.1 (``print_link_stats``
+#: sizes each column to its widest number) and the iproute2 3.x layout of the seeds' hosts.
+_STATS = {
+    IprouteStyle.MODERN: (
+        "    RX:  bytes packets errors dropped  missed   mcast           ",
+        "             0       0      0       0       0       0 ",
+        "    TX:  bytes packets errors dropped carrier collsns           ",
+        "             0       0      0       0       0       0 "),
+    IprouteStyle.LEGACY: (
+        "    RX: bytes  packets  errors  dropped overrun mcast   ",
+        "    0          0        0       0       0       0      ",
+        "    TX: bytes  packets  errors  dropped carrier collsns ",
+        "    0          0        0       0       0       0      "),
+}
+
+
+def _brief_name(link: Link) -> str:
+    return f"{link.name}@{link.peer}" if link.peer else link.name
+
+
+def _brief_state(link: Link) -> str:
+    return link.state.value if link.state is not None else "UNKNOWN"
+
+
+def format_ip_addr_brief(links: tuple[Link, ...] | list[Link]) -> str:
+    """``ip -br addr``: name (``@peer``), operational state, then each address as ``ADDR/PREFIX``
+    (iproute2's ``print_linkinfo_brief`` and ``print_addrinfo`` in brief mode)."""
+    out = []
+    for link in links:
+        line = f"{_brief_name(link):<16} {_brief_state(link):<14} "
+        line += "".join(f"{a.interface.ip}/{a.interface.network.prefixlen} " for a in link.addresses)
+        out.append(line + "\n")
+    return "".join(out)
+
+
+def format_ip_link_brief(links: tuple[Link, ...] | list[Link]) -> str:
+    """``ip -br link``: name (``@peer``), operational state, link-layer address and ``<FLAGS>``."""
+    out = []
+    for link in links:
+        line = f"{_brief_name(link):<16} {_brief_state(link):<14} "
+        if link.mac is not None:
+            line += f"{link.mac} "
+        line += "<" + ",".join(link.flags or ()) + "> "
+        out.append(line + "\n")
+    return "".join(out)
 
 
 def format_ip_link_oneline(links: tuple[Link, ...] | list[Link]) -> str:

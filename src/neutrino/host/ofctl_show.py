@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from neutrino.errors import ParseError
 from neutrino.host.openflow_fields import Mac, ReservedPort
 
-__all__ = ["OfctlShow", "OfPort", "parse_ofctl_show", "format_ofctl_show"]
+__all__ = ["OfctlShow", "OfPort", "parse_ofctl_show", "format_ofctl_show", "format_dump_ports"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,3 +149,19 @@ def format_ofctl_show(show: OfctlShow) -> str:
         out.append(f"     speed: {p.speed_now_mbps} Mbps now, {p.speed_max_mbps} Mbps max")
     out.append(f"{show.config_header}: frags={show.frags} miss_send_len={show.miss_send_len}")
     return "\n".join(out) + "\n"
+
+
+def format_dump_ports(ports: tuple[OfPort, ...], *, partial_stats: frozenset[str] = frozenset()) -> str:
+    """``ovs-ofctl dump-ports BR [PORT]`` (OpenFlow 1.0) with zero counters, ``LOCAL`` first and then by
+    number (OVS lists them in hash order). The ports named in ``partial_stats`` (patch and tunnel
+    ports, whose netdevs count only packets and bytes) print ``?`` for the other counters."""
+    def key(p: OfPort) -> int:
+        return -1 if isinstance(p.number, ReservedPort) else p.number
+
+    out = f"OFPST_PORT reply (xid=0x2): {len(ports)} ports\n"
+    for p in sorted(ports, key=key):
+        n = p.number.value if isinstance(p.number, ReservedPort) else f"{p.number:2d}"
+        e = "?" if p.name in partial_stats else "0"
+        out += f"  port {n}: rx pkts=0, bytes=0, drop={e}, errs={e}, frame={e}, over={e}, crc={e}\n"
+        out += f"           tx pkts=0, bytes=0, drop={e}, errs={e}, coll={e}\n"
+    return out

@@ -29,7 +29,7 @@ __all__ = [
     "Bridge", "Column", "Controller", "Elided", "Interface", "Manager", "OvsdbShow", "Piece", "Port",
     "QuoteStyle", "VsctlShowExcerpt", "format_vsctl_show", "needs_quotes", "parse_vsctl_show", "quote",
     "ListRecord", "bridge_list_record", "format_vsctl_list", "list_value_optional", "list_value_set",
-    "parse_list_optional", "parse_list_set", "parse_vsctl_list",
+    "parse_list_optional", "parse_list_set", "parse_vsctl_list", "BRIDGE_COLUMNS", "bridge_list_columns",
 ]
 
 Pairs = tuple[tuple[str, str], ...]
@@ -686,3 +686,20 @@ def bridge_list_record(bridge: Bridge, style: QuoteStyle = QuoteStyle.MODERN) ->
     return (("name", quote(bridge.name, style)),
             ("datapath_id", list_value_optional(bridge.datapath_id, style)),
             ("protocols", list_value_set(bridge.protocols, style)))
+
+
+#: The Bridge columns a host state knows, as ``ovs-vsctl list`` prints them (its other columns hold
+#: row UUIDs or state the model does not keep).
+BRIDGE_COLUMNS = ("name", "datapath_id", "datapath_type", "fail_mode", "protocols")
+
+
+def bridge_list_columns(bridge: Bridge, columns: tuple[str, ...],
+                        style: QuoteStyle = QuoteStyle.MODERN) -> ListRecord:
+    """What ``ovs-vsctl --columns=A,B list Bridge`` prints of ``bridge``, for columns of
+    :data:`BRIDGE_COLUMNS` (``KeyError`` for another)."""
+    values = {"name": quote(bridge.name, style),
+              "datapath_id": list_value_optional(bridge.datapath_id, style),
+              "datapath_type": quote(bridge.datapath_type or "", style),
+              "fail_mode": list_value_optional(bridge.fail_mode, style),
+              "protocols": list_value_set(bridge.protocols, style)}
+    return tuple((c, values[c]) for c in columns)

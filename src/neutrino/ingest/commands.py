@@ -20,6 +20,11 @@ class View(enum.Enum):
 
     VSCTL_SHOW = "ovs-vsctl show"
     VSCTL_LIST = "ovs-vsctl list"
+    VSCTL_LIST_BR = "ovs-vsctl list-br"
+    VSCTL_LIST_PORTS = "ovs-vsctl list-ports"
+    APPCTL_FDB_SHOW = "ovs-appctl fdb/show"
+    DPCTL_SHOW = "ovs-dpctl show"
+    OFCTL_DUMP_PORTS = "ovs-ofctl dump-ports"
     OFCTL_DUMP_FLOWS = "ovs-ofctl dump-flows"
     OFCTL_SHOW = "ovs-ofctl show"
     IPTABLES_SAVE = "iptables-save"
@@ -77,7 +82,8 @@ class Command:
     netns: str = ""  # "" is the host's root namespace
     table: str = ""  # iptables table ("filter" if not given), ip route table ("" = main), OVSDB table
     target: str = ""  # bridge, chain, device or file path, by view
-    options: frozenset[str] = frozenset()  # view-specific flags: "-v", "-n", "-x", "-c", "-o", "-d", "-a", "OF13"
+    options: frozenset[str] = frozenset()  # view-specific flags: "-v", "-n", "-x", "-c", "-o", "-d", "-a", "-s",
+    #                                          "-br", "OF13"
     greps: tuple[Grep, ...] = ()
     text: str = ""
 
@@ -167,7 +173,19 @@ def _classify(words: list[str], text: str) -> Command:
             return Command(View.OFCTL_DUMP_FLOWS, target=rest[1], options=filt)
         if len(rest) == 2 and rest[0] == "show":
             return Command(View.OFCTL_SHOW, target=rest[1], options=frozenset(opts))
+        if len(rest) in (2, 3) and rest[0] == "dump-ports":
+            return Command(View.OFCTL_DUMP_PORTS, target=rest[1], table=rest[2] if len(rest) == 3 else "",
+                           options=frozenset(opts))
         raise bad
+    if tool == "ovs-appctl":
+        rest = [a for a in args if not a.startswith("-")]
+        if len(rest) == 2 and rest[0] == "fdb/show":
+            return Command(View.APPCTL_FDB_SHOW, target=rest[1])
+        if rest == ["dpctl/show"]:
+            return Command(View.DPCTL_SHOW)
+        raise bad
+    if tool == "ovs-dpctl" and args == ["show"]:
+        return Command(View.DPCTL_SHOW)
     if tool in ("iptables-save", "iptables-legacy-save", "iptables-nft-save"):
         table = ""
         opts = set()
@@ -211,6 +229,10 @@ def _vsctl(args: list[str], bad: InvalidInput) -> Command:
     table, ``target`` the record, the columns an option ``columns:A,B``)."""
     if args == ["show"]:
         return Command(View.VSCTL_SHOW)
+    if args == ["list-br"]:
+        return Command(View.VSCTL_LIST_BR)
+    if len(args) == 2 and args[0] == "list-ports":
+        return Command(View.VSCTL_LIST_PORTS, target=args[1])
     columns = [a.split("=", 1)[1] for a in args if a.startswith("--columns=")]
     rest = [a for a in args if not a.startswith("--columns=")]
     if len(columns) <= 1 and len(rest) in (2, 3) and rest[0] == "list":
@@ -283,6 +305,8 @@ def _ip(args: list[str], bad: InvalidInput) -> Command:
             opts.add(flag)
         elif flag in ("-br", "-brief"):
             opts.add("-br")
+        elif flag in ("-s", "-stats", "-statistics"):
+            opts.add("-s")
         else:
             raise bad
         args = args[1:]

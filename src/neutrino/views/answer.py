@@ -16,13 +16,16 @@ from neutrino.host.dnsmasq import format_ps_line
 from neutrino.host.iproute_link import (
     Link,
     format_ip_addr,
+    format_ip_addr_brief,
     format_ip_addr_oneline,
     format_ip_link,
+    format_ip_link_brief,
     format_ip_link_oneline,
     oneline_addresses,
 )
 from neutrino.host.iproute_route import (
     Netns,
+    Route,
     format_ip_neigh,
     format_ip_netns,
     format_ip_route,
@@ -30,9 +33,17 @@ from neutrino.host.iproute_route import (
 )
 from neutrino.host.iptables_listing import format_listing
 from neutrino.host.nettools import format_arp_n, format_ifconfig, format_route_n
-from neutrino.host.ofctl_show import format_ofctl_show
+from neutrino.host.ofctl_show import format_dump_ports, format_ofctl_show
 from neutrino.host.openflow import FlowDump, FlowStats, format_dump_flows, parse_flow
-from neutrino.host.ovsdb import format_vsctl_show
+from neutrino.host.ovs_datapath import datapaths_of, format_dpctl_show, format_fdb_show
+from neutrino.host.ovsdb import (
+    BRIDGE_COLUMNS,
+    Bridge,
+    OvsdbShow,
+    bridge_list_columns,
+    format_vsctl_list,
+    format_vsctl_show,
+)
 from neutrino.host.state import ROOT, HostState, NamespaceState
 from neutrino.host.sysctl import format_sysctls
 from neutrino.ingest.commands import Command, View
@@ -72,6 +83,8 @@ def _render(host: HostState, cmd: Command) -> str:
         return format_vsctl_show(host.ovs.show, style="as_parsed")
     if v is View.OFCTL_DUMP_FLOWS:
         return _dump_flows(host, cmd)
+    if v in _OVS_VIEWS:
+        return _ovs(host, cmd)
     if v is View.OFCTL_SHOW:
         br = host.ovs.flows_of(cmd.target)
         if br is None or br.ports is None:
@@ -122,11 +135,79 @@ def _dump_flows(host: HostState, cmd: Command) -> str:
 
 
 def _bridge_names(host: HostState) -> set[str]:
+    return {b.name for b in _bridges(host)}
+
+
+def _bridges(host: HostState) -> tuple[Bridge, ...]:
     show = host.ovs.show
     if show is None:
-        return set()
-    bridges = show.bridges if not callable(show.bridges) else show.bridges()
-    return {b.name for b in bridges}
+        return ()
+    return show.bridges if isinstance(show, OvsdbShow) else show.bridges()
+
+
+def planned(host: HostState) -> bool:
+    """Whether ``host`` was planned (not imported): its state is all there is, so what the kernel and
+    Open vSwitch would make of it (connected routes, the default rules, an empty MAC table) can be
+    derived; for an imported host what was not captured stays unknown."""
+    return bool(host.origins)
+
+
+_OVS_VIEWS = frozenset({View.VSCTL_LIST, View.VSCTL_LIST_BR, View.VSCTL_LIST_PORTS, View.APPCTL_FDB_SHOW,
+                        View.DPCTL_SHOW, View.OFCTL_DUMP_PORTS})
+
+
+def _ovs(host: HostState, cmd: Command) -> str:
+    v = cmd.view
+    if host.ovs.show is None:
+        raise _missing(host, cmd)
+    bridges = _bridges(host)
+    if v is View.VSCTL_LIST_BR:
+        return "".join(f"{b.name}\n" for b in sorted(bridges, key=lambda b: b.name))
+    if v is View.DPCTL_SHOW:
+        if not planned(host):
+            raise _missing(host, cmd)
+        return format_dpctl_show(datapaths_of(bridges))
+    if v is View.VSCTL_LIST:
+        return _vsctl_list(host, cmd, bridges)
+    br = next((b for b in bridges if b.name == cmd.target), None)
+    if br is None:
+        if v is View.APPCTL_FDB_SHOW:
+            raise NotFound("no such bridge\novs-appctl: ovs-vswitchd: server returned an error")
+        if v is View.OFCTL_DUMP_PORTS:
+            raise NotFound(f"ovs-ofctl: {cmd.target} is not a bridge or a socket")
+        raise NotFound(f"ovs-vsctl: no bridge named {cmd.target}")
+    if v is View.VSCTL_LIST_PORTS:
+        return "".join(f"{n}\n" for n in sorted(p.name for p in br.ports if p.name != br.name))
+    if v is View.APPCTL_FDB_SHOW:
+        if not planned(host):
+            raise _missing(host, cmd, f"what {br.name} has learned (ovs-appctl fdb/show)")
+        return format_fdb_show()
+    flows = host.ovs.flows_of(br.name)  # OFCTL_DUMP_PORTS
+    if flows is None or flows.ports is None or not planned(host) or "OF13" in cmd.options:
+        raise _missing(host, cmd)
+    ports = flows.ports.ports
+    if cmd.table:
+        ports = tuple(p for p in ports if str(getattr(p.number, "value", p.number)) == cmd.table or p.name == cmd.table)
+        if not ports:
+            raise NotFound(f"ovs-ofctl: {cmd.table}: port not found")
+    counted_in_part = frozenset(i.name for p in br.ports for i in p.interfaces
+                                if i.type in ("patch", "gre", "vxlan", "geneve", "stt"))
+    return format_dump_ports(ports, partial_stats=counted_in_part)
+
+
+def _vsctl_list(host: HostState, cmd: Command, bridges: tuple[Bridge, ...]) -> str:
+    """``ovs-vsctl [--columns=...] list Bridge [BR]`` for the columns a host state knows."""
+    show = host.ovs.show
+    if cmd.table.lower() != "bridge" or not isinstance(show, OvsdbShow):
+        raise _missing(host, cmd)
+    columns = tuple(c for o in cmd.options if o.startswith("columns:") for c in o[len("columns:"):].split(","))
+    if not columns or any(c not in BRIDGE_COLUMNS for c in columns):
+        raise _missing(host, cmd, f"{cmd.text or 'ovs-vsctl list Bridge'!r} (a Bridge's record is known only in "
+                       f"the columns {','.join(BRIDGE_COLUMNS)}: ask with --columns=...)")
+    chosen = [b for b in bridges if not cmd.target or b.name == cmd.target]
+    if cmd.target and not chosen:
+        raise NotFound(f'ovs-vsctl: no row "{cmd.target}" in table Bridge')
+    return format_vsctl_list([bridge_list_columns(b, columns, show.style) for b in chosen])
 
 
 def _links(host: HostState, ns: NamespaceState, cmd: Command) -> tuple[Link, ...]:
@@ -143,22 +224,41 @@ def _links(host: HostState, ns: NamespaceState, cmd: Command) -> tuple[Link, ...
     return links
 
 
+def _kernel_routes(host: HostState, ns: NamespaceState, cmd: Command) -> tuple[Route, ...]:
+    """The routes of a planned namespace whose tables were not planned: what the kernel makes of its
+    links' addresses (:func:`~neutrino.views.derive.kernel_routes`)."""
+    if not planned(host):
+        raise _missing(host, cmd)
+    if ns.links is None:
+        where = f"namespace {ns.name}" if ns.name else "the root namespace"
+        raise _missing(host, cmd, f"{cmd.text or cmd.view.value!r} (the plan holds no devices of {where}, "
+                                  "so its routes cannot be derived)")
+    return derive.kernel_routes(ns.links)
+
+
 def _render_ns(host: HostState, ns: NamespaceState, cmd: Command) -> str:
     v = cmd.view
     if v is View.IP_ADDR:
         links = _links(host, ns, cmd)
-        return format_ip_addr_oneline(oneline_addresses(links)) if "-o" in cmd.options else format_ip_addr(links)
+        if "-br" in cmd.options:
+            return format_ip_addr_brief(links)
+        return format_ip_addr_oneline(oneline_addresses(links)) if "-o" in cmd.options else \
+            format_ip_addr(links, detailed="-d" in cmd.options)
     if v is View.IP_LINK:
         links = tuple(replace(lk, addresses=()) for lk in _links(host, ns, cmd))
-        return format_ip_link_oneline(links) if "-o" in cmd.options else format_ip_link(links)
+        if "-br" in cmd.options:
+            return format_ip_link_brief(links)
+        if "-s" in cmd.options and not planned(host):
+            raise _missing(host, cmd, "the devices' counters (ip -s link)")
+        return format_ip_link_oneline(links) if "-o" in cmd.options else \
+            format_ip_link(links, detailed="-d" in cmd.options, stats="-s" in cmd.options)
     if v is View.IP_ROUTE:
         routes = ns.routes if ns.routes is not None else (
-            derive.routes_of(ns.route_n) if ns.route_n is not None else None)
-        if routes is None:
-            raise _missing(host, cmd)
+            derive.routes_of(ns.route_n) if ns.route_n is not None else _kernel_routes(host, ns, cmd))
         if cmd.table != "all":
             want = None if cmd.table in ("", "main", "254") else cmd.table
-            routes = tuple(r for r in routes if r.table == want)
+            # asked for one table, iproute2 does not print its name
+            routes = tuple(replace(r, table=None) for r in routes if r.table == want)
         # like iproute2: IPv4 unless -6, but 'table all' without -4/-6 lists every family
         versions = {6} if "-6" in cmd.options else {4} if ("-4" in cmd.options or cmd.table != "all") else {4, 6}
         routes = tuple(r for r in routes if (r.dst.version if r.dst is not None else
@@ -166,13 +266,17 @@ def _render_ns(host: HostState, ns: NamespaceState, cmd: Command) -> str:
         return format_ip_route(routes)
     if v is View.IP_RULE:
         if ns.rules is None:
-            raise _missing(host, cmd)
+            if not planned(host):
+                raise _missing(host, cmd)
+            return format_ip_rule(derive.DEFAULT_RULES_6 if "-6" in cmd.options else derive.DEFAULT_RULES)
         return format_ip_rule(ns.rules)
     if v is View.IP_NEIGH:
         if ns.neighbours is not None:
             return format_ip_neigh(ns.neighbours)
         if ns.arp is not None:
             return format_ip_neigh(tuple(e.neighbour() for e in ns.arp))
+        if planned(host):
+            return ""  # a planned namespace has resolved no neighbour yet
         raise _missing(host, cmd)
     if v is View.IP_NETNS:
         raise NotFound("ip netns inside a namespace lists the host's namespaces; run it without 'ip netns exec'")
@@ -193,12 +297,14 @@ def _render_ns(host: HostState, ns: NamespaceState, cmd: Command) -> str:
             return format_route_n(ns.route_n)
         if ns.routes is not None:
             return format_route_n(derive.route_n_of(ns.routes))
-        raise _missing(host, cmd)
+        return format_route_n(derive.route_n_of(_kernel_routes(host, ns, cmd)))
     if v is View.ARP_N:
         if ns.arp is not None:
             return format_arp_n(ns.arp)
         if ns.neighbours is not None:
             return format_arp_n(derive.arp_of(ns.neighbours))
+        if planned(host):
+            return ""  # arp -n prints nothing at all for an empty cache
         raise _missing(host, cmd)
     if v is View.SYSCTL:
         if ns.sysctls is None:

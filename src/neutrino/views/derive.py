@@ -6,7 +6,7 @@ from __future__ import annotations
 import ipaddress
 
 from neutrino.host.iproute_link import Address, Link, LinkKind, OperState
-from neutrino.host.iproute_route import Neighbour, Route
+from neutrino.host.iproute_route import Neighbour, Route, RoutingRule
 from neutrino.host.nettools import ArpEntry, IfconfigInet6, IfconfigInterface, IfconfigStats, RouteEntry
 
 # net/if.h flag bits, as ifconfig prints them in flags=<N>
@@ -108,3 +108,82 @@ def arp_of(neighbours: tuple[Neighbour, ...]) -> tuple[ArpEntry, ...]:
         flags = "CM" if "PERMANENT" in nb.states else "C"
         out.append(ArpEntry(nb.address, "ether", nb.lladdr, flags, "", nb.dev))
     return tuple(out)
+
+
+# --- what the kernel makes of a namespace's links (for planned hosts, whose tables are not planned) ---
+
+#: the rules every namespace starts with (``ip rule``; ``ip -6 rule`` has no ``default`` one)
+DEFAULT_RULES = (RoutingRule(0, table="local"), RoutingRule(32766, table="main"),
+                 RoutingRule(32767, table="default"))
+DEFAULT_RULES_6 = DEFAULT_RULES[:2]
+
+
+_ALL_ONES = ipaddress.IPv4Address("255.255.255.255")
+
+
+def _is_up(link: Link) -> bool:
+    return "UP" in (link.flags or ())
+
+
+def kernel_routes(links: tuple[Link, ...]) -> tuple[Route, ...]:
+    """The routes the kernel adds for the addresses of ``links`` (Linux 6.x): in ``main`` a connected
+    route for each IPv4 prefix (``proto kernel scope link src ADDR``) and each IPv6 prefix (``proto
+    kernel metric 256 pref medium``); in ``local`` the ``local`` and ``broadcast`` routes of each
+    address and IPv6's ``multicast ff00::/8``. Only links that are up have routes. In the order
+    ``ip route show table all`` lists them: main, then local, IPv4 before IPv6."""
+    v4_main: list[Route] = []
+    v4_local: list[Route] = []
+    v6_main: list[Route] = []
+    v6_local: list[Route] = []
+    v6_mcast: list[Route] = []
+    for lk in links:
+        if not _is_up(lk):
+            continue
+        style = lk.style
+        has_v6 = False
+        for a in lk.addresses:
+            iface = a.interface
+            if isinstance(iface, ipaddress.IPv4Interface):
+                net = iface.network
+                if a.peer is not None:
+                    v4_main.append(Route(a.peer.network, dev=lk.name, proto="kernel", scope="link", src=iface.ip,
+                                         style=style))
+                elif net.prefixlen < 32 and not (lk.name == "lo" and net.is_loopback):
+                    v4_main.append(Route(net, dev=lk.name, proto="kernel", scope="link", src=iface.ip, style=style))
+                if net.is_loopback and net.prefixlen < 32:
+                    v4_local.append(Route(net, type="local", dev=lk.name, table="local", proto="kernel", scope="host",
+                                          src=iface.ip, style=style))
+                v4_local.append(Route(ipaddress.IPv4Network(iface.ip), type="local", dev=lk.name, table="local",
+                                      proto="kernel", scope="host", src=iface.ip, style=style))
+                # fib_add_ifaddr: the address's brd, and the prefix's broadcast address when it makes sense
+                brds = {a.brd} if isinstance(a.brd, ipaddress.IPv4Address) and a.brd != _ALL_ONES else set()
+                if net.prefixlen < 31 and "secondary" not in a.flags:
+                    brds.add(net.broadcast_address)
+                v4_local.extend(Route(ipaddress.IPv4Network(b), type="broadcast", dev=lk.name, table="local",
+                                      proto="kernel", scope="link", src=iface.ip, style=style) for b in sorted(brds))
+            else:
+                has_v6 = True
+                if iface.network.prefixlen < 128 and iface.ip != ipaddress.IPv6Address("::1"):
+                    v6_main.append(Route(iface.network, dev=lk.name, proto="kernel", metric=256, pref="medium",
+                                         style=style))
+                v6_local.append(Route(ipaddress.IPv6Network(iface.ip), type="local", dev=lk.name, table="local",
+                                      proto="kernel", metric=0, pref="medium", style=style))
+        if has_v6 and lk.name != "lo":
+            v6_mcast.append(Route(ipaddress.IPv6Network("ff00::/8"), type="multicast", dev=lk.name, table="local",
+                                  proto="kernel", metric=256, pref="medium", style=style))
+    v4_local.sort(key=lambda r: (r.dst.network_address if r.dst is not None else 0, r.type != "local"))
+    v6_local.sort(key=lambda r: r.dst.network_address if r.dst is not None else 0)
+    v4_main.sort(key=lambda r: r.dst.network_address if r.dst is not None else 0)
+    v6_main.sort(key=lambda r: r.dst.network_address if r.dst is not None else 0)
+    return (*v4_main, *v4_local, *_dedup(v6_main), *v6_local, *v6_mcast)
+
+
+def _dedup(routes: list[Route]) -> list[Route]:
+    seen: set[tuple[object, ...]] = set()
+    out = []
+    for r in routes:
+        key = (r.dst, r.dev)
+        if key not in seen:
+            seen.add(key)
+            out.append(r)
+    return out

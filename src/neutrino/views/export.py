@@ -13,8 +13,7 @@ Each piece of state goes out in the form of the tool's output that carries all o
   elision line where only a cut capture could show a chain;
 * flows: ``ovs-ofctl dump-flows --no-stats BR`` when no flow has counters (planned flows);
 * bridges' ``protocols`` and ``datapath_id``, which ``ovs-vsctl show`` does not print:
-  ``ovs-vsctl --columns=name,datapath_id,protocols list Bridge`` (:func:`unanswered_commands`:
-  ``neutrino exec`` does not answer it yet).
+  ``ovs-vsctl --columns=name,datapath_id,protocols list Bridge``.
 
 What no tool prints (which iptables release a namespace's rules are printed as when the rules do not
 tell, and which captures were cut) is for the keeper of the captures to note beside them
@@ -23,15 +22,13 @@ tell, and which captures were cut) is for the keeper of the captures to note bes
 
 from __future__ import annotations
 
-from dataclasses import replace
-
-from neutrino.host.iproute_link import Link, format_ip_link
+from neutrino.host.iproute_link import Link
 from neutrino.host.iptables import Chain, Ruleset, Table
-from neutrino.host.ovsdb import OvsdbShow, bridge_list_record, format_vsctl_list
+from neutrino.host.ovsdb import OvsdbShow
 from neutrino.host.state import ROOT, HostState, NamespaceState
 from neutrino.ingest.captures import apply_capture
 from neutrino.ingest.commands import Command, View, parse_command
-from neutrino.views.answer import NotCaptured, answer
+from neutrino.views.answer import answer
 
 #: Each piece of a namespace's state and the command that shows all of it (the commands for links
 #: and iptables depend on what is known of them: :func:`_link_commands`, :func:`_iptables_commands`).
@@ -118,7 +115,7 @@ def _ns_commands(host: HostState, ns: NamespaceState) -> list[str]:
 
 def commands_of(host: HostState) -> list[str]:
     """The commands ``neutrino exec`` answers whose output, together, holds everything ``host``
-    knows but what only :func:`unanswered_commands` show."""
+    knows (the bridges' ``ovs-vsctl list`` right after ``ovs-vsctl show``, whose bridges it adds to)."""
     cmds: list[str] = []
     if host.netns_list is not None or host.namespace_names():
         cmds.append("ip netns")
@@ -126,6 +123,9 @@ def commands_of(host: HostState) -> list[str]:
         cmds.extend(_ns_commands(host, ns))
     if host.ovs.show is not None:
         cmds.append("ovs-vsctl show")
+    show = host.ovs.show
+    if isinstance(show, OvsdbShow) and any(b.protocols or b.datapath_id is not None for b in show.bridges):
+        cmds.append(BRIDGE_LIST)
     for br in host.ovs.bridges:
         if br.flows is not None:
             planned = bool(br.flows.flows) and all(f.stats is None for f in br.flows.flows)
@@ -141,38 +141,19 @@ def commands_of(host: HostState) -> list[str]:
 
 
 def unanswered_commands(host: HostState) -> list[str]:
-    """The commands of the captures that :func:`~neutrino.views.answer.answer` does not answer
-    (yet): the bridges' ``ovs-vsctl list`` (``protocols``, ``datapath_id``), when any is set."""
-    show = host.ovs.show
-    if isinstance(show, OvsdbShow) and any(b.protocols or b.datapath_id is not None for b in show.bridges):
-        return [BRIDGE_LIST]
+    """The commands of the captures that :func:`~neutrino.views.answer.answer` does not answer: none
+    now (the bridges' ``ovs-vsctl list`` is answered, and is one of :func:`commands_of`)."""
     return []
 
 
 def render(host: HostState, cmd: Command) -> str:
-    """What ``cmd`` prints on ``host``: :func:`~neutrino.views.answer.answer`, and the two forms
-    that only the captures need: ``ip -d link`` naming the kind of every device, and the bridges'
-    ``ovs-vsctl list``."""
-    ns = host.namespace(cmd.netns)
-    if cmd.view is View.IP_LINK and "-d" in cmd.options and not cmd.greps and "-o" not in cmd.options \
-            and ns is not None and ns.links is not None and not cmd.target:
-        return format_ip_link(tuple(replace(lk, addresses=()) for lk in ns.links), detailed=True)
-    if cmd.view is View.VSCTL_LIST:
-        show = host.ovs.show
-        if not isinstance(show, OvsdbShow) or cmd.table.lower() != "bridge":
-            raise NotCaptured(f"host {host.name}: {cmd.text or cmd.view.value!r} is not known")
-        text = format_vsctl_list([bridge_list_record(b, show.style) for b in show.bridges
-                                  if not cmd.target or b.name == cmd.target])
-        for grep in cmd.greps:
-            text = grep.apply(text)
-        return text
+    """What ``cmd`` prints on ``host`` (:func:`~neutrino.views.answer.answer`)."""
     return answer(host, cmd)
 
 
 def captures_of(host: HostState) -> list[tuple[str, str]]:
-    """(command, output) for every command of :func:`commands_of` and :func:`unanswered_commands`
-    (which come after ``ovs-vsctl show``, whose bridges they add to). An output that only a cut
-    capture could show ends with an elision line (``...``), as a cut capture does."""
+    """(command, output) for every command of :func:`commands_of`. An output that only a cut capture
+    could show ends with an elision line (``...``), as a cut capture does."""
     out: list[tuple[str, str]] = []
     for c in [*commands_of(host), *unanswered_commands(host)]:
         cmd = parse_command(c)
