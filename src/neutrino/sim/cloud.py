@@ -1,18 +1,21 @@
 """A :class:`~neutrino.sim.world.World` for a planned cloud: its hosts' states, and from the cloud
 snapshot the guests (each server's port, tap or vnet device, MAC and fixed IP), the hosts' tunnel
 addresses and the outside world: behind each router's external gateway (Neutron), or on the
-hosts' public network as the upstream gateway of their default route (nova-network)."""
+hosts' public network as the upstream gateway of their default route (nova-network).
+
+:func:`refresh_world` applies a change to a world already booted (see :meth:`World.refresh`)."""
 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Collection, Iterable, Mapping
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
 from neutrino.host.state import ROOT, HostState
 from neutrino.plan import naming
 from neutrino.scenarios.model import Mechanism
 from neutrino.services.snapshot import CloudSnapshot
-from neutrino.sim.world import ExternalNet, GuestSpec, Uplink, World
+from neutrino.sim.world import OUTSIDE, ExternalNet, GuestSpec, Refreshed, Uplink, World
 
 
 def _device_for(host: HostState | None, port_id: str, mac: str) -> str | None:
@@ -27,12 +30,20 @@ def _device_for(host: HostState | None, port_id: str, mac: str) -> str | None:
     return None
 
 
-def guests_of(cloud: CloudSnapshot, hosts: dict[str, HostState]) -> tuple[GuestSpec, ...]:
+def guests_of(cloud: CloudSnapshot, hosts: Mapping[str, HostState],
+              known: Mapping[str, GuestSpec] | None = None) -> tuple[GuestSpec, ...]:
+    """Each server's first port as a guest. ``known``: guests as a world has them, whose device is
+    taken as it is when their host is not in ``hosts`` (a refresh passes only the changed hosts)."""
     out = []
     for n, server in enumerate(cloud.servers, 1):
         for pid in server.port_ids[:1]:
             port = cloud.port(pid)
-            dev = _device_for(hosts.get(server.host), port.id, port.mac_address)
+            had = (known or {}).get(server.name)
+            if server.host not in hosts and had is not None and had.host == server.host \
+                    and had.mac == port.mac_address:
+                dev: str | None = had.device
+            else:
+                dev = _device_for(hosts.get(server.host), port.id, port.mac_address)
             if dev is None:
                 continue
             ip = next((f.ip_address for f in port.fixed_ips if isinstance(f.ip_address, IPv4Address)), None)
@@ -41,7 +52,8 @@ def guests_of(cloud: CloudSnapshot, hosts: dict[str, HostState]) -> tuple[GuestS
     return tuple(out)
 
 
-def externals_of(cloud: CloudSnapshot, hosts: dict[str, HostState]) -> tuple[ExternalNet, ...]:
+def externals_of(cloud: CloudSnapshot, hosts: Collection[str]) -> tuple[ExternalNet, ...]:
+    """The external gateways behind the routers on ``hosts`` (host names, or states by name)."""
     out: list[ExternalNet] = []
     if cloud.deployment.mechanism is Mechanism.NOVA_NETWORK:
         return ()
@@ -87,11 +99,35 @@ def uplinks_of(cloud: CloudSnapshot, hosts: tuple[HostState, ...]) -> tuple[Upli
     return tuple(out)
 
 
+def refresh_world(world: World, cloud: CloudSnapshot, changed: Iterable[HostState], *,
+                  gone: Iterable[str] = ()) -> Refreshed:
+    """Bring ``world`` (booted, kept or loaded) to ``cloud`` as it is now: ``changed`` are the
+    hosts whose planned state changed, ``gone`` the hosts no longer planned. See
+    :meth:`World.refresh` (it raises :class:`~neutrino.sim.world.StaleWorld` when the world must
+    be built anew)."""
+    changed = tuple(changed)
+    by_name = {h.name: h for h in changed}
+    gone = tuple(gone)
+    names = (set(world.hosts) - {OUTSIDE} - set(gone)) | set(by_name)
+    uplinks: tuple[Uplink, ...] = ()
+    if cloud.deployment.mechanism is Mechanism.NOVA_NETWORK:
+        roots = tuple(by_name.get(n) or HostState(n, namespaces=(world.stack(n, ROOT).ns,)) for n in sorted(names))
+        uplinks = uplinks_of(cloud, roots)
+    return world.refresh(changed, guests=guests_of(cloud, by_name, world.specs), externals=externals_of(cloud, names),
+                         uplinks=uplinks, tunnel_ips=_tunnel_ips(cloud), network_hosts=_network_hosts(cloud),
+                         gone=gone)
+
+
+def _tunnel_ips(cloud: CloudSnapshot) -> dict[str, IPv4Address]:
+    return {h.name: h.tunnel_ip for h in cloud.deployment.hosts if isinstance(h.tunnel_ip, ipaddress.IPv4Address)}
+
+
+def _network_hosts(cloud: CloudSnapshot) -> frozenset[str]:
+    return frozenset(h.name for h in cloud.deployment.hosts if h.has("network"))
+
+
 def world_of(cloud: CloudSnapshot, hosts: tuple[HostState, ...]) -> World:
     by_name = {h.name: h for h in hosts}
-    tunnel_ips = {h.name: h.tunnel_ip for h in cloud.deployment.hosts
-                  if isinstance(h.tunnel_ip, ipaddress.IPv4Address)}
-    network_hosts = frozenset(h.name for h in cloud.deployment.hosts if h.has("network"))
-    return World(hosts, tunnel_ips=tunnel_ips, guests=guests_of(cloud, by_name),
-                 externals=externals_of(cloud, by_name), network_hosts=network_hosts,
+    return World(hosts, tunnel_ips=_tunnel_ips(cloud), guests=guests_of(cloud, by_name),
+                 externals=externals_of(cloud, by_name), network_hosts=_network_hosts(cloud),
                  uplinks=uplinks_of(cloud, hosts))

@@ -42,7 +42,7 @@ There are no timers: an entry lives until a TCP RST or a new SYN on a closed con
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address
 
@@ -276,6 +276,25 @@ class Conntrack:
             other._insert(replace(conn, nat_done=set(conn.nat_done)))
         other._next_id = self._next_id
         return other
+
+    def rezone(self, moves: dict[int, int | None]) -> None:
+        """Move connections between zones (old -> new; None drops them): a host's ports were
+        renumbered, and each port's zone with it."""
+        conns = list(self._conns.values())
+        self.clear()
+        for conn in conns:
+            zone = moves.get(conn.zone, conn.zone)
+            if zone is None:
+                continue
+            conn.zone = zone
+            if (zone, conn.original) not in self._index and (zone, conn.reply) not in self._index:
+                self._insert(conn)
+
+    def forget(self, addresses: Collection[IPv4Address]) -> None:
+        """Drop the connections to or from ``addresses`` (hosts that are gone)."""
+        for conn in [c for c in self._conns.values()
+                     if {c.original.src, c.original.dst, c.reply.src, c.reply.dst} & set(addresses)]:
+            self.remove(conn)
 
     def dump(self) -> str:
         """``conntrack -L``-like lines, in creation order."""

@@ -15,7 +15,7 @@ broken-DHCP case).
 from __future__ import annotations
 
 import enum
-from collections.abc import Generator
+from collections.abc import Collection, Generator
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
@@ -212,6 +212,11 @@ class Guest:
 
     def learn(self, addr: IPv4Address, hw: Mac) -> None:
         self._neigh[addr] = hw
+
+    def forget(self, macs: Collection[Mac]) -> None:
+        """Drop neighbours at ``macs`` (instances that are gone)."""
+        for addr in [a for a, m in self._neigh.items() if m in macs]:
+            del self._neigh[addr]
 
     def arp_request_for(self, addr: IPv4Address) -> Ethernet:
         return arp_request(self.mac, self._need_ip(), addr)

@@ -37,7 +37,7 @@ netfilter.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
@@ -188,6 +188,9 @@ class IpStack:
             forwarding = self.sysctls.get("net.ipv4.ip_forward", "0").strip() == "1"
         self.forwarding = forwarding
         self.links: dict[str, Link] = {lk.name: lk for lk in ns.links or ()}
+        self._addrs: dict[str, tuple[IPv4Interface, ...]] = {}  # the links never change: computed once
+        self._local: frozenset[IPv4Address] | None = None
+        self._macs: dict[str, Mac | None] = {}
         self.rules: tuple[RoutingRule, ...] = tuple(sorted(ns.rules, key=lambda r: r.priority)) \
             if ns.rules else DEFAULT_RULES
         routes = [r for r in ns.routes or () if r.dst is None or r.dst.version == 4]
@@ -207,10 +210,11 @@ class IpStack:
 
     def addresses(self, dev: str) -> tuple[IPv4Interface, ...]:
         """The IPv4 addresses on ``dev``, primary ones first (as ``ip addr`` lists them)."""
-        lk = self.links.get(dev)
-        if lk is None:
-            return ()
-        return tuple(_v4(a.interface for a in lk.addresses))
+        got = self._addrs.get(dev)
+        if got is None:
+            lk = self.links.get(dev)
+            got = self._addrs[dev] = tuple(_v4(a.interface for a in lk.addresses)) if lk is not None else ()
+        return got
 
     def _primary(self, dev: str) -> list[IPv4Interface]:
         lk = self.links.get(dev)
@@ -219,14 +223,20 @@ class IpStack:
         return _v4(a.interface for a in lk.addresses if not a.secondary)
 
     def local_addresses(self) -> frozenset[IPv4Address]:
-        return frozenset(a.ip for lk in self.links.values() for a in _v4(x.interface for x in lk.addresses))
+        if self._local is None:
+            self._local = frozenset(a.ip for lk in self.links.values() for a in _v4(x.interface for x in lk.addresses))
+        return self._local
 
     def is_local(self, addr: IPv4Address) -> bool:
         return addr in self.local_addresses() or addr.is_loopback
 
     def mac_of(self, dev: str) -> Mac | None:
+        if dev in self._macs:
+            return self._macs[dev]
         lk = self.links.get(dev)
-        return Mac.parse(lk.mac) if lk is not None and lk.mac and lk.link_type != "loopback" else None
+        got = Mac.parse(lk.mac) if lk is not None and lk.mac and lk.link_type != "loopback" else None
+        self._macs[dev] = got
+        return got
 
     def device_with_mac(self, m: Mac) -> str | None:
         return next((n for n, lk in self.links.items() if lk.mac and Mac.parse(lk.mac) == m), None)
@@ -398,6 +408,30 @@ class IpStack:
         """Record ``addr`` is-at ``hw`` on ``dev`` (an ARP reply or request arrived)."""
         self._neigh[(dev, addr)] = hw
         return Step(StepKind.ARP, f"{addr} dev {dev} lladdr {hw} REACHABLE", "neighbour learned")
+
+    def learned(self) -> dict[tuple[str, IPv4Address], Mac]:
+        """The neighbour table as (device, address) -> MAC (what a rebuilt stack takes over)."""
+        return dict(self._neigh)
+
+    def forget(self, macs: Collection[Mac]) -> None:
+        """Drop the neighbours at ``macs`` (instances that are gone)."""
+        for key in [k for k, m in self._neigh.items() if m in macs]:
+            del self._neigh[key]
+
+    def __getstate__(self) -> dict[str, object]:
+        """What the IPv4 stack reads: its namespace without the ruleset (netfilter keeps it) and
+        its links without their IPv6 addresses (a compute host's root namespace has a link and
+        an fe80:: address per port, costly to read back)."""
+        state = dict(self.__dict__)
+        slim: dict[int, Link] = {}
+        for lk in (*(self.ns.links or ()), *self.links.values()):
+            if id(lk) not in slim:
+                v4 = tuple(a for a in lk.addresses if isinstance(a.interface, IPv4Interface))
+                slim[id(lk)] = lk if len(v4) == len(lk.addresses) else replace(lk, addresses=v4)
+        state["links"] = {name: slim[id(lk)] for name, lk in self.links.items()}
+        state["ns"] = replace(self.ns, iptables=None, ifconfig=None, route_n=None,
+                              links=None if self.ns.links is None else tuple(slim[id(lk)] for lk in self.ns.links))
+        return state
 
     def neighbours(self) -> tuple[tuple[str, IPv4Address, Mac], ...]:
         """The neighbour table (device, address, MAC), sorted."""

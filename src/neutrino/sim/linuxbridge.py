@@ -22,7 +22,7 @@ orchestrator to run that hook, with ``physdev_in`` the input port and each outpu
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from neutrino.host.bridge import BridgeInfo
@@ -93,6 +93,17 @@ class LinuxBridgeSim:
     def fdb(self) -> tuple[tuple[Mac, str], ...]:
         """The learned entries (``bridge fdb``'s dynamic ones), by MAC."""
         return tuple(sorted(self._fdb.items(), key=lambda kv: kv[0].value))
+
+    def take_over(self, old: LinuxBridgeSim) -> None:
+        """Keep what ``old`` (this bridge before a change) learned on ports it still has."""
+        for m, port in old._fdb.items():
+            if port in self.port_info and m not in self._local:
+                self._fdb[m] = port
+
+    def forget(self, macs: Collection[Mac]) -> None:
+        """Drop the entries of ``macs`` (instances that are gone)."""
+        for m in [m for m in self._fdb if m in macs]:
+            del self._fdb[m]
 
     def receive(self, in_port: str, frame: Ethernet) -> BridgeOutput:
         """A frame arriving on ``in_port``."""

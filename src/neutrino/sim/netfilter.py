@@ -43,9 +43,11 @@ bridge as ``in_dev``/``out_dev``; ``--physdev-is-bridged`` holds once ``physdev_
 
 from __future__ import annotations
 
+import bisect
 import enum
+import pickle
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Network, ip_network
 
@@ -53,6 +55,8 @@ from neutrino.errors import PlanError
 from neutrino.host.iptables import (
     BUILTIN_CHAINS,
     Address,
+    Chain,
+    Counters,
     Fragment,
     Interface,
     Match,
@@ -60,6 +64,7 @@ from neutrino.host.iptables import (
     Policy,
     Rule,
     Ruleset,
+    Table,
     TableName,
     Target,
     format_rule,
@@ -228,14 +233,26 @@ class _Kind(enum.Enum):
     NONE = 8  # no target: counts only
 
 
-@dataclass(frozen=True, slots=True)
 class _Compiled:
-    rule: Rule
-    text: str
-    tests: tuple[_Test, ...]
-    kind: _Kind
-    chain: str = ""
-    action: Callable[[_Pkt], NfVerdict | None] | None = None
+    """One rule ready to run: its tests, what its target does, and its text (formatted when a
+    packet first matches it: only matching rules become trace steps)."""
+
+    __slots__ = ("rule", "tests", "kind", "chain", "action", "_text")
+
+    def __init__(self, rule: Rule, tests: tuple[_Test, ...], kind: _Kind, chain: str = "",
+                 action: Callable[[_Pkt], NfVerdict | None] | None = None) -> None:
+        self.rule = rule
+        self.tests = tests
+        self.kind = kind
+        self.chain = chain
+        self.action = action
+        self._text: str | None = None
+
+    @property
+    def text(self) -> str:
+        if self._text is None:
+            self._text = format_rule(self.rule)
+        return self._text
 
     def matches(self, p: _Pkt) -> bool:
         for t in self.tests:  # noqa: SIM110 - a plain loop is faster than all() on this hot path
@@ -587,7 +604,7 @@ def _reject_packet(p: _Pkt, how: str) -> IPv4 | None:
     return IPv4(src=src, dst=pkt.src, payload=icmp_error(3, _REJECT[how], pkt))
 
 
-def _target(rule: Rule, t: Target, table: TableName, chains: set[str]) -> tuple[
+def _target(rule: Rule, t: Target, table: TableName, chains: Collection[str]) -> tuple[
         _Kind, str, Callable[[_Pkt], NfVerdict | None] | None]:
     name = t.name
 
@@ -721,46 +738,281 @@ def _action_text(c: _Compiled, table: TableName) -> str:
 # ------------------------------------------------------------------------------------ tables
 
 
-@dataclass(frozen=True, slots=True)
+_KEY_OF: dict[str, Callable[[_Pkt], object]] = {
+    "src": lambda p: int(p.ip.src), "dst": lambda p: int(p.ip.dst), "in": lambda p: p.ctx.in_dev,
+    "out": lambda p: p.ctx.out_dev, "physdev-in": lambda p: p.ctx.physdev_in,
+    "physdev-out": lambda p: p.ctx.physdev_out,
+}
+MIN_BLOCK = 4
+"""Runs of at least this many rules that each test one value (a /32 source, a device) are indexed."""
+_UNSET = object()
+
+
+def _rule_key(rule: Rule) -> tuple[str, object] | None:
+    """A value the packet must have for ``rule`` to match it (one of :data:`_KEY_OF`): a plain
+    /32 source or destination, an exact ``-i``/``-o`` device or ``--physdev-in/out`` port."""
+    for kind, addr in (("src", rule.source), ("dst", rule.destination)):
+        if addr is not None and not addr.negated and addr.mask is None and isinstance(addr.network, IPv4Network) \
+                and addr.network.prefixlen == 32:
+            return kind, int(addr.network.network_address)
+    for kind, iface in (("in", rule.in_interface), ("out", rule.out_interface)):
+        if iface is not None and not iface.negated and not iface.wildcard and iface.name:
+            return kind, iface.name
+    for m in rule.matches:
+        if m.module != "physdev":
+            continue
+        for o in m.options:
+            if o.name in ("physdev-in", "physdev-out") and not o.negated and len(o.args) == 1 and o.args[0] \
+                    and not o.args[0].endswith("+"):
+                return o.name, o.args[0]
+    return None
+
+
+class _Block:
+    """Consecutive rules ``[start, end)`` each testing one value: where the next rule that can
+    match a packet is, without trying the ones in between (they cannot match it)."""
+
+    __slots__ = ("end", "index")
+
+    def __init__(self, end: int, index: dict[str, dict[object, list[int]]]) -> None:
+        self.end = end
+        self.index = index
+
+    def next(self, i: int, p: _Pkt) -> int:
+        best = self.end
+        for kind, by_value in self.index.items():
+            hits = by_value.get(_KEY_OF[kind](p))
+            if hits:
+                j = bisect.bisect_left(hits, i)
+                if j < len(hits) and hits[j] < best:
+                    best = hits[j]
+        return best
+
+
+_Key = tuple[str, object] | None
+_SavedChain = tuple[Policy | None, tuple[_Key, ...], list[bytes], Counters | None]
+"""A chain as saved: its policy, each rule's key (see :func:`_rule_key`), each rule pickled, and
+its counters."""
+
+
 class _Chain:
-    name: str
-    policy: Policy | None
-    rules: tuple[_Compiled, ...]
+    """A chain as netfilter runs it: rules compiled when first reached, runs of rules keyed on one
+    value (per-port physdev jumps, remote-group ``-s X/32`` returns) indexed by that value when a
+    packet first skips over one. A loaded chain holds its rules pickled one by one, unpickled
+    when reached."""
+
+    __slots__ = ("name", "policy", "table", "rules", "names", "_compiled", "_keys", "_blocks")
+
+    def __init__(self, name: str, policy: Policy | None, table: TableName, rules: Sequence[Rule | bytes],
+                 names: frozenset[str], keys: Sequence[_Key] | None = None) -> None:
+        self.name = name
+        self.policy = policy
+        self.table = table
+        self.rules: list[Rule | bytes] = list(rules)
+        self.names = names
+        self._compiled: list[_Compiled | None] = [None] * len(rules)
+        self._keys: list[_Key | object] = list(keys) if keys is not None else [_UNSET] * len(rules)
+        self._blocks: list[_Block | None | object] = [_UNSET] * len(rules)
+
+    def key(self, i: int) -> _Key:
+        k = self._keys[i]
+        if k is _UNSET:
+            k = self._keys[i] = _rule_key(self.rule(i))
+        return k  # type: ignore[return-value]
+
+    def _block(self, i: int) -> _Block | None:
+        """The indexed run of keyed rules ``i`` is in (None: too short to be worth one)."""
+        got = self._blocks[i]
+        if got is _UNSET:
+            start, end = i, i + 1
+            while start > 0 and self.key(start - 1) is not None:
+                start -= 1
+            while end < len(self.rules) and self.key(end) is not None:
+                end += 1
+            block = None
+            if end - start >= MIN_BLOCK:
+                index: dict[str, dict[object, list[int]]] = {}
+                for k in range(start, end):
+                    kind, value = self.key(k)  # type: ignore[misc]
+                    index.setdefault(kind, {}).setdefault(value, []).append(k)
+                block = _Block(end, index)
+            for k in range(start, end):
+                self._blocks[k] = block
+            got = block
+        return got  # type: ignore[return-value]
+
+    def rule(self, i: int) -> Rule:
+        r = self.rules[i]
+        if isinstance(r, bytes):
+            r = self.rules[i] = pickle.loads(r)
+        return r
+
+    def at(self, i: int) -> _Compiled:
+        c = self._compiled[i]
+        if c is None:
+            rule = self.rule(i)
+            if rule.target is None:
+                kind, dest, action = _Kind.NONE, "", None
+            else:
+                kind, dest, action = _target(rule, rule.target, self.table, self.names)
+            c = self._compiled[i] = _Compiled(rule, _rule_tests(rule), kind, dest, action)
+        return c
+
+    def next(self, i: int, p: _Pkt) -> int:
+        """The first rule from ``i`` on that may match ``p``."""
+        if i >= len(self.rules):
+            return i
+        k = self.key(i)
+        if k is None or _KEY_OF[k[0]](p) == k[1]:
+            return i
+        block = self._block(i)
+        return block.next(i, p) if block is not None else i
+
+
+def _saved_chain(chain: Chain, before: tuple[Chain, bytes] | None = None) -> bytes:
+    """``chain`` pickled (see :data:`_SavedChain`); ``before``: the chain it replaces, pickled,
+    whose rules (with the same origin) are not pickled again."""
+    known: dict[tuple[Rule, str], bytes] = {}
+    if before is not None:
+        old_blobs = pickle.loads(before[1])[2]
+        known = {(r, r.origin): b for r, b in zip(before[0].rules, old_blobs, strict=False)}
+    blobs = []
+    for r in chain.rules:
+        blob = known.get((r, r.origin))
+        blobs.append(blob if blob is not None else pickle.dumps(r, protocol=pickle.HIGHEST_PROTOCOL))
+    saved: _SavedChain = (chain.policy, tuple(_rule_key(r) for r in chain.rules), blobs, chain.counters)
+    return pickle.dumps(saved, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 class Netfilter:
-    """The netfilter of one network namespace: its ruleset and its conntrack table."""
+    """The netfilter of one network namespace: its ruleset and its conntrack table.
 
-    def __init__(self, ruleset: Ruleset, conntrack: Conntrack | None = None) -> None:
-        self.ruleset = ruleset
+    Pickled, it keeps each rule pickled on its own: a loaded netfilter unpickles only the rules
+    packets reach (a compute host's ruleset grows with the square of the instances)."""
+
+    def __init__(self, ruleset: Ruleset, conntrack: Conntrack | None = None, *,
+                 previous: Netfilter | None = None) -> None:
+        """``previous``: the netfilter this one replaces (the same namespace before a change);
+        chains it had, pickled, are not pickled again."""
+        self._ruleset: Ruleset | None = ruleset
+        self._saved: dict[TableName, dict[str, bytes]] | None = None  # loaded: each chain pickled
+        self._previous = previous._pickled_chains() if previous is not None else None
+        self._zones: dict[str, int] | None = None
         self.conntrack = conntrack if conntrack is not None else Conntrack()
         self._compiled: dict[tuple[TableName, str], _Chain] = {}
+        self._tables: dict[TableName, tuple[dict[str, Chain], frozenset[str]]] = {}
+        self._names: dict[TableName, frozenset[str]] = {}
+
+    @property
+    def ruleset(self) -> Ruleset:
+        if self._ruleset is None:  # a loaded one: every rule unpickled
+            assert self._saved is not None
+            tables = []
+            for t, chains in self._saved.items():
+                got = []
+                for name, blob in chains.items():
+                    policy, _, rules, counters = pickle.loads(blob)
+                    got.append(Chain(name, policy, counters, tuple(pickle.loads(b) for b in rules)))
+                tables.append(Table(t, tuple(got)))
+            self._ruleset = Ruleset(tuple(tables))
+        return self._ruleset
+
+    def ruleset_if_held(self) -> Ruleset | None:
+        """The ruleset object it was built from (None for one loaded from a file)."""
+        return self._ruleset
+
+    def zones(self) -> dict[str, int]:
+        """The conntrack zone the raw table gives each device (``-i qvbX``/``--physdev-in tapX``
+        ``-j CT --zone N``: the hybrid firewall's zone per port)."""
+        if self._zones is None:
+            zones: dict[str, int] = {}
+            raw = self.ruleset.find(TableName.RAW)
+            for chain in raw.chains if raw is not None else ():
+                for r in chain.rules:
+                    t = r.target
+                    if t is None or t.name != "CT" or not t.has("zone"):
+                        continue
+                    key = _rule_key(r)
+                    if key is not None and key[0] in ("in", "physdev-in") and isinstance(key[1], str):
+                        try:
+                            zones.setdefault(key[1], int(t.value("zone") or "0", 0))
+                        except ValueError:
+                            continue
+            self._zones = zones
+        return self._zones
+
+    def _pickled_chains(self) -> dict[tuple[TableName, str], tuple[Chain, bytes]] | None:
+        """The chains this netfilter holds with their pickled form, if it has both at hand."""
+        if self._ruleset is None or self._saved is None:
+            return self._previous
+        out: dict[tuple[TableName, str], tuple[Chain, bytes]] = {}
+        for table in self._ruleset.tables:
+            for chain in table.chains:
+                blob = self._saved.get(table.name, {}).get(chain.name)
+                if blob is not None:
+                    out.setdefault((table.name, chain.name), (chain, blob))
+        return out
+
+    def __getstate__(self) -> dict[str, object]:
+        if self._saved is None:
+            assert self._ruleset is not None
+            saved: dict[TableName, dict[str, bytes]] = {}
+            before = self._previous or {}
+            for table in self._ruleset.tables:
+                chains = saved.setdefault(table.name, {})
+                for chain in table.chains:
+                    if chain.name not in chains:
+                        had = before.get((table.name, chain.name))
+                        chains[chain.name] = had[1] if had is not None and had[0] == chain else \
+                            _saved_chain(chain, had)
+            self._saved = saved  # the ruleset never changes: pickled once
+            self._previous = None
+        return {"tables": self._saved, "conntrack": self.conntrack, "zones": self.zones()}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__init__(Ruleset(), state["conntrack"])  # type: ignore[misc]
+        self._ruleset = None
+        self._saved = state["tables"]  # type: ignore[assignment]
+        self._zones = state["zones"]  # type: ignore[assignment]
 
     def compile_all(self) -> None:
         """Compile every chain now (raises :class:`UnsupportedRule` for any rule the simulator
-        cannot interpret; otherwise chains compile when first reached)."""
+        cannot interpret; otherwise rules compile when first reached)."""
         for table in self.ruleset.tables:
             for chain in table.chains:
-                self._chain(table.name, chain.name)
+                compiled = self._chain(table.name, chain.name)
+                for i in range(len(compiled.rules) if compiled is not None else 0):
+                    compiled.at(i)  # type: ignore[union-attr]
 
     def _chain(self, table: TableName, name: str) -> _Chain | None:
         key = (table, name)
         got = self._compiled.get(key)
         if got is not None:
             return got
-        tab = self.ruleset.find(table)
-        chain = None if tab is None else tab.find(name)
-        if tab is None or chain is None:
+        if self._ruleset is None and self._saved is not None:
+            chains = self._saved.get(table)
+            saved = chains.get(name) if chains is not None else None
+            if saved is None or chains is None:
+                return None
+            names = self._names.get(table)
+            if names is None:
+                names = self._names[table] = frozenset(chains)
+            policy, keys, blobs, _ = pickle.loads(saved)
+            compiled = self._compiled[key] = _Chain(name, policy, table, blobs, names, keys)
+            return compiled
+        known = self._tables.get(table)
+        if known is None:
+            tab = self.ruleset.find(table)
+            if tab is None:
+                return None
+            by_name: dict[str, Chain] = {}
+            for c in tab.chains:
+                by_name.setdefault(c.name, c)
+            known = self._tables[table] = (by_name, frozenset(by_name))
+        chain = known[0].get(name)
+        if chain is None:
             return None
-        names = {c.name for c in tab.chains}
-        rules = []
-        for rule in chain.rules:
-            if rule.target is None:
-                kind, dest, action = _Kind.NONE, "", None
-            else:
-                kind, dest, action = _target(rule, rule.target, table, names)
-            rules.append(_Compiled(rule, format_rule(rule), _rule_tests(rule), kind, dest, action))
-        compiled = _Chain(name, chain.policy, tuple(rules))
+        compiled = _Chain(name, chain.policy, table, chain.rules, known[1])
         self._compiled[key] = compiled
         return compiled
 
@@ -775,12 +1027,13 @@ class Netfilter:
         chain, i = start, 0
         stack: list[tuple[_Chain, int]] = []
         while True:
+            i = chain.next(i, p)
             if i >= len(chain.rules):
                 if stack:
                     chain, i = stack.pop()
                     continue
                 return self._policy(table, start, p), None
-            c = chain.rules[i]
+            c = chain.at(i)
             i += 1
             if not c.matches(p):
                 continue

@@ -29,10 +29,13 @@ crossing a patch port.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
-from collections.abc import Callable, Sequence
+import pickle
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address
+from typing import Any
 
 from neutrino.errors import InvalidInput
 from neutrino.host.ofctl_show import OfctlShow
@@ -487,15 +490,227 @@ def _compile_match(f: MatchField, port_number: Callable[[PortName | ReservedPort
     raise InvalidInput(f"unsupported match field {f!r}")
 
 
-@dataclass(frozen=True, slots=True)
-class _Compiled:
-    flow: Flow
-    matchers: tuple[Matcher, ...]
-    text: str
-    learned: bool = False
+_Part = tuple[str, int | None, int | None]
+"""One indexable test of a flow: field ``name`` (as :func:`_get` reads it), masked with ``mask``
+(None: exact), equal to ``value`` (None: never, e.g. ``in_port`` naming a port the bridge lacks)."""
 
-    def matches(self, ctx: _Ctx) -> bool:
-        return all(m(ctx) for m in self.matchers)
+
+def _index_parts(f: MatchField, port_number: Callable[[PortName | ReservedPort | int], int | None]
+                 ) -> tuple[_Part, ...] | None:
+    """The tests of match field ``f`` as exact (masked) field values, or None when ``f`` is not an
+    equality (tcp flags, fragments, ct_state, IPv6): the same tests :func:`_compile_match` builds."""
+    if isinstance(f, ProtoMatch):
+        parts: tuple[_Part, ...] = (("eth_type", None, f.proto.dl_type),)
+        return parts if f.proto.nw_proto is None else (*parts, ("nw_proto", None, f.proto.nw_proto))
+    if isinstance(f, InPort):
+        return (("in_port", None, port_number(f.port)),)
+    if isinstance(f, EthMatch | IPv4Match):
+        info = field_info(f.field)
+        value = f.mac.value if isinstance(f, EthMatch) else int(f.address)
+        mask = None if f.mask is None else (f.mask.value if isinstance(f.mask, Mac) else int(f.mask))
+        return (_part(info.name if info else f.field, value, mask),)
+    if isinstance(f, DlVlan):
+        if f.vid == 0xFFFF:
+            return (("vlan_tci", None, 0),)
+        return (_part("vlan_tci", 0x1000 | (f.vid & 0xFFF), 0x1FFF),)
+    if isinstance(f, DlVlanPcp):
+        return (_part("vlan_tci", 0x1000 | ((f.pcp & 7) << 13), 0xF000),)
+    if isinstance(f, VlanTci):
+        if f.field == "vlan_tci":
+            return (_part("vlan_tci", f.value, 0xFFFF if f.mask is None else f.mask),)
+        if f.field == "vlan_vid":
+            return (_part("vlan_tci", f.value, 0x1FFF if f.mask is None else f.mask & 0x1FFF),)
+        return (_part("vlan_tci", 0x1000 | ((f.value & 7) << 13), 0xF000),)
+    if isinstance(f, IntMatch):
+        info = field_info(f.field)
+        return (_part(info.name if info else f.field, f.value, f.mask),)
+    return None
+
+
+def _part(name: str, value: int, mask: int | None) -> _Part:
+    return (name, mask, value if mask is None else value & mask)
+
+
+_REST: dict[MatchField, Matcher] = {}
+
+
+def _no_port(port: PortName | ReservedPort | int) -> int | None:
+    return None
+
+
+def _rest_matcher(f: MatchField) -> Matcher:
+    """The test of a match field that is not an equality (no port numbers involved), compiled once."""
+    got = _REST.get(f)
+    if got is None:
+        got = _REST[f] = _compile_match(f, _no_port)
+    return got
+
+
+def _same(kept: object, new: object) -> bool:
+    if isinstance(kept, bytes):
+        return kept == pickle.dumps(new, protocol=pickle.HIGHEST_PROTOCOL)
+    return kept == new
+
+
+def _pickled(obj: object) -> bytes:
+    return obj if isinstance(obj, bytes) else pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+class _Compiled:
+    """A flow ready for lookup: its equality tests split into the subtable signature ``sig``
+    (field, mask) and the values ``key``, its other tests in ``rest``, its place ``seq`` among the
+    bridge's flows (ties in priority go to the earlier one). The flow itself (kept pickled in a
+    saved bridge) and its text (``ovs-ofctl add-flow`` form) are read when it matches."""
+
+    __slots__ = ("_flow", "_blob", "priority", "sig", "key", "rest", "learned", "seq", "_text")
+
+    def __init__(self, flow: Flow, port_number: Callable[[PortName | ReservedPort | int], int | None],
+                 learned: bool = False, seq: int = 0) -> None:
+        parts: list[_Part] = []
+        rest: list[MatchField] = []
+        for m in dict.fromkeys(flow.match):
+            got = _index_parts(m, port_number)
+            if got is None:
+                _rest_matcher(m)  # raises on what the simulator cannot match
+                rest.append(m)
+            else:
+                parts.extend(got)
+        parts.sort(key=lambda p: (p[0], -1 if p[1] is None else p[1], -1 if p[2] is None else p[2]))
+        self._flow: Flow | bytes = flow
+        self._blob: bytes | None = None  # the flow pickled, once it was
+        self.priority = flow.priority
+        self.sig: tuple[tuple[str, int | None], ...] = tuple((n, m) for n, m, _ in parts)
+        self.key: tuple[int | None, ...] = tuple(v for _, _, v in parts)
+        self.rest: tuple[MatchField, ...] = tuple(rest)
+        self.learned = learned
+        self.seq = seq
+        self._text: str | None = None
+
+    @property
+    def flow(self) -> Flow:
+        f = self._flow
+        if isinstance(f, bytes):
+            loaded: Flow = pickle.loads(f)
+            self._flow = f = loaded
+        return f
+
+    @property
+    def text(self) -> str:
+        if self._text is None:
+            self._text = format_add_flow(self.flow.without_stats())
+        return self._text
+
+    def rest_matches(self, ctx: _Ctx) -> bool:
+        return all(_rest_matcher(m)(ctx) for m in self.rest)
+
+    def __getstate__(self) -> tuple[object, ...]:
+        if self._blob is None:
+            self._blob = _pickled(self._flow)
+        return (self._blob, self.priority, self.sig, self.key, self.rest, self.learned, self.seq, self._text)
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        self._blob, self.priority, self.sig, self.key, self.rest, self.learned, self.seq, self._text = state
+        self._flow = self._blob
+
+
+def _packet_key(sig: tuple[tuple[str, int | None], ...], ctx: _Ctx) -> tuple[int, ...] | None:
+    out: list[int] = []
+    for name, mask in sig:
+        v = ctx.in_port if name == "in_port" else _get(ctx, name)
+        if v is None:
+            return None
+        out.append(v if mask is None else v & mask)
+    return tuple(out)
+
+
+def _rank(c: _Compiled) -> tuple[int, int]:
+    return (-c.priority, c.seq)
+
+
+class _Subtable:
+    """The flows of one table sharing a signature, by key; each bucket in lookup order."""
+
+    __slots__ = ("sig", "buckets", "top")
+
+    def __init__(self, sig: tuple[tuple[str, int | None], ...]) -> None:
+        self.sig = sig
+        self.buckets: dict[tuple[int | None, ...], list[_Compiled]] = {}
+        self.top = -1  # the highest priority it ever held (an upper bound)
+
+    def __getstate__(self) -> tuple[object, ...]:
+        return (self.sig, self.buckets, self.top)
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        self.sig, self.buckets, self.top = state
+
+
+class _Table:
+    """One OpenFlow table as OVS's classifier holds it (tuple space search): flows grouped by the
+    fields and masks they match on, hashed by the values. A lookup finds the same flow a scan in
+    priority order (ties: the earlier flow) would: the best ``(-priority, seq)`` over subtables."""
+
+    __slots__ = ("subtables", "order", "by_ident")
+
+    def __init__(self) -> None:
+        self.subtables: dict[tuple[tuple[str, int | None], ...], _Subtable] = {}
+        self.order: list[_Subtable] = []
+        self.by_ident: dict[tuple[int, tuple[tuple[str, int | None], ...], tuple[int | None, ...]],
+                            list[_Compiled]] = {}
+
+    def __getstate__(self) -> tuple[object, ...]:
+        return (self.subtables, self.order, self.by_ident)
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        self.subtables, self.order, self.by_ident = state
+
+    def add(self, c: _Compiled) -> None:
+        sub = self.subtables.get(c.sig)
+        if sub is None:
+            sub = self.subtables[c.sig] = _Subtable(c.sig)
+            self.order.append(sub)
+        bisect.insort(sub.buckets.setdefault(c.key, []), c, key=_rank)
+        if c.priority > sub.top:
+            sub.top = c.priority
+            self.order.sort(key=lambda t: -t.top)
+        self.by_ident.setdefault((c.priority, c.sig, c.key), []).append(c)
+
+    def remove_same(self, new: _Compiled) -> None:
+        """Take out every flow with ``new``'s priority and match (a flow add replaces them)."""
+        ident = (new.priority, new.sig, new.key)
+        same = self.by_ident.get(ident)
+        if not same:
+            return
+        match = frozenset(new.flow.match)
+        gone = [c for c in same if frozenset(c.flow.match) == match]
+        if not gone:
+            return
+        self.by_ident[ident] = [c for c in same if c not in gone]
+        bucket = self.subtables[new.sig].buckets[new.key]
+        bucket[:] = [c for c in bucket if c not in gone]
+
+    def lookup(self, ctx: _Ctx) -> _Compiled | None:
+        best: _Compiled | None = None
+        best_rank = (1, 0)
+        for sub in self.order:
+            if best is not None and sub.top < best.priority:
+                break
+            if not sub.buckets:
+                continue
+            key = _packet_key(sub.sig, ctx)
+            if key is None:
+                continue
+            for c in sub.buckets.get(key, ()):
+                rank = (-c.priority, c.seq)
+                if rank >= best_rank:
+                    break
+                if not c.rest or c.rest_matches(ctx):
+                    best, best_rank = c, rank
+                    break
+        return best
+
+    def flows(self) -> list[_Compiled]:
+        """The live flows in lookup order."""
+        return sorted((c for lst in self.by_ident.values() for c in lst), key=_rank)
 
 
 # --- learn -----------------------------------------------------------------------------------------
@@ -603,27 +818,71 @@ def _describe_tci(before: Ethernet, after: Ethernet) -> str:
     return f"VLAN {b & 0xFFF} -> {a & 0xFFF}"
 
 
+def _renumber(flow: Flow, numbers: Mapping[int, int | None], vlans: Mapping[int, int | None]) -> Flow | None:
+    """``flow`` with OpenFlow port numbers moved (``in_port`` matches, ``output`` actions) and the
+    VLAN it matches on moved; None when it names a port or a VLAN that is gone."""
+    if all(n == o for o, n in numbers.items()) and not vlans:
+        return flow
+    match: list[MatchField] = []
+    for m in flow.match:
+        if isinstance(m, InPort) and isinstance(m.port, int) and m.port in numbers:
+            new = numbers[m.port]
+            if new is None:
+                return None
+            m = dataclasses.replace(m, port=new)
+        elif isinstance(m, VlanTci | DlVlan) and vlans:
+            vid = m.vid if isinstance(m, DlVlan) else m.value & 0xFFF
+            covered = isinstance(m, DlVlan) or (m.field in ("vlan_tci", "vlan_vid")
+                                                 and (m.mask is None or m.mask & 0xFFF == 0xFFF))
+            if covered and vid in vlans:
+                now = vlans[vid]
+                if now is None:
+                    return None
+                m = dataclasses.replace(m, vid=now) if isinstance(m, DlVlan) else \
+                    dataclasses.replace(m, value=(m.value & ~0xFFF) | now)
+        match.append(m)
+    actions: list[Action] = []
+    for a in flow.actions:
+        if isinstance(a, Output) and isinstance(a.port, int) and a.port in numbers:
+            new = numbers[a.port]
+            if new is None:
+                return None
+            a = dataclasses.replace(a, port=new)
+        actions.append(a)
+    return dataclasses.replace(flow, match=tuple(match), actions=tuple(actions))
+
+
 class OvsBridgeSim:
     """One Open vSwitch bridge, interpreted. ``ports`` (``ovs-ofctl show``) gives the OpenFlow port
     numbers; without it the bridge's ports are numbered from 1 in the order the Bridge lists them,
     the bridge's own port being ``LOCAL``."""
 
     def __init__(self, bridge: Bridge, flows: FlowDump | None, ports: OfctlShow | None) -> None:
-        self.bridge = bridge
+        self._bridge: Bridge | bytes = bridge
+        self._dump: FlowDump | bytes | None = flows
+        self._show: OfctlShow | bytes | None = ports
         self.ports = _sim_ports(bridge, ports)
         self._by_name = {p.name: p for p in self.ports}
         self._by_number = {p.number: p for p in self.ports}
         static = flows.flows if flows is not None else ()
         self._static: dict[int, list[_Compiled]] = {}
-        for f in static:
-            self._static.setdefault(f.table, []).append(self._compile(f))
-        for lst in self._static.values():
-            lst.sort(key=lambda c: -c.flow.priority)
+        for seq, f in enumerate(static):  # dump order: among equal priorities the first one wins
+            self._static.setdefault(f.table, []).append(_Compiled(f, self._number, seq=seq))
+        self._n_static = len(static)
         self._standalone = not static and bridge.fail_mode != "secure"
         self._fdb = MacTable()
         self._learned: dict[tuple[int, int, frozenset[MatchField]], Flow] = {}
-        self._tables: dict[int, list[_Compiled]] = {}
+        self._learned_saved: bytes | None = None  # a loaded bridge's learned flows, unpickled when asked
+        self._tables: dict[int, _Table] = {}
+        self._seq = 0
         self.reset()
+
+    @property
+    def bridge(self) -> Bridge:
+        """The bridge's OVSDB row."""
+        if isinstance(self._bridge, bytes):
+            self._bridge = pickle.loads(self._bridge)
+        return self._bridge  # type: ignore[return-value]
 
     # -- state --------------------------------------------------------------------------------------
 
@@ -631,12 +890,93 @@ class OvsBridgeSim:
         """Forget learned MACs and learned flows."""
         self._fdb.clear()
         self._learned.clear()
-        self._tables = {t: list(lst) for t, lst in self._static.items()}
+        self._learned_saved = None
+        self._tables = {}
+        for t, lst in self._static.items():
+            table = self._tables[t] = _Table()
+            for c in lst:
+                table.add(c)
+        self._seq = self._n_static
+
+    def __getstate__(self) -> dict[str, object]:
+        """The compiled tables as they are (learned flows in place); rows and flows stay pickled
+        until asked for, so a loaded bridge does no work before a packet reaches it."""
+        learned = self._learned_saved if not self._learned else pickle.dumps(
+            self._learned_map(), protocol=pickle.HIGHEST_PROTOCOL)
+        return {"bridge": _pickled(self._bridge), "dump": _pickled(self._dump), "show": _pickled(self._show),
+                "ports": self.ports, "static": self._static, "n_static": self._n_static, "tables": self._tables,
+                "seq": self._seq, "standalone": self._standalone, "fdb": self._fdb, "learned": learned}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self._bridge = state["bridge"]  # type: ignore[assignment]
+        self._dump = state["dump"]  # type: ignore[assignment]
+        self._show = state["show"]  # type: ignore[assignment]
+        self.ports = state["ports"]  # type: ignore[assignment]
+        self._by_name = {p.name: p for p in self.ports}
+        self._by_number = {p.number: p for p in self.ports}
+        self._static = state["static"]  # type: ignore[assignment]
+        self._n_static = state["n_static"]  # type: ignore[assignment]
+        self._tables = state["tables"]  # type: ignore[assignment]
+        self._seq = state["seq"]  # type: ignore[assignment]
+        self._standalone = state["standalone"]  # type: ignore[assignment]
+        self._fdb = state["fdb"]  # type: ignore[assignment]
+        self._learned = {}
+        self._learned_saved = state["learned"]  # type: ignore[assignment]
+
+    def _learned_map(self) -> dict[tuple[int, int, frozenset[MatchField]], Flow]:
+        if self._learned_saved is not None:
+            merged: dict[tuple[int, int, frozenset[MatchField]], Flow] = pickle.loads(self._learned_saved)
+            for k, v in self._learned.items():  # learned since loading: a re-learned flow keeps its place
+                merged[k] = v
+            self._learned, self._learned_saved = merged, None
+        return self._learned
+
+    def _live_installs(self) -> list[Flow]:
+        """The learned flows in their tables, in the order they were (last) installed."""
+        live = [c for t in self._tables.values() for c in t.flows() if c.learned]
+        return [c.flow for c in sorted(live, key=lambda c: c.seq)]
+
+    def built_from(self, bridge: Bridge, flows: FlowDump | None, ports: OfctlShow | None) -> bool:
+        """Whether this bridge was built from these rows, flows and port numbers (a loaded one
+        compares their pickled forms: equal bytes are equal rows, different ones are taken as
+        different)."""
+        return all(_same(mine, theirs) for mine, theirs in ((self._bridge, bridge), (self._show, ports),
+                                                           (self._dump, flows)))
+
+    def take_over(self, old: OvsBridgeSim, vlans: Mapping[int, int | None] | None = None) -> None:
+        """Keep what ``old`` (this bridge before a change) learned: MAC entries on ports it still
+        has, and learned flows, their port numbers translated by port name (a flow naming a port
+        that is gone is dropped). ``vlans``: the host's local VLANs renumbered (old -> new, None:
+        gone), which MAC entries and the VLAN a learned flow matches on follow."""
+        moves = dict(vlans or {})
+        for vlan, mac, port in old.mac_table:
+            now = moves.get(vlan, vlan)
+            if port in self._by_name and now is not None:
+                self._fdb.learn(now, mac, port)
+        numbers: dict[int, int | None] = {}
+        for p in old.ports:
+            here = self._by_name.get(p.name)
+            numbers[p.number] = here.number if here is not None else None
+        for flow in old._live_installs():
+            moved = _renumber(flow, numbers, moves)
+            if moved is not None:
+                self._install(moved)
+
+    def forget(self, macs: Collection[Mac]) -> None:
+        """Drop MAC entries and learned flows of ``macs`` (instances that are gone)."""
+        self._fdb.forget(macs)
+        learned = self._learned_map()
+        for key, flow in list(learned.items()):
+            if any(isinstance(m, EthMatch) and m.mask is None and m.mac in macs for m in flow.match):
+                del learned[key]
+                table = self._tables.get(flow.table)
+                if table is not None:
+                    table.remove_same(self._compile(flow, learned=True))
 
     @property
     def learned_flows(self) -> tuple[Flow, ...]:
         """The flows ``learn`` installed, in learning order (a re-learned flow keeps its place)."""
-        return tuple(self._learned.values())
+        return tuple(self._learned_map().values())
 
     @property
     def mac_table(self) -> tuple[tuple[int, Mac, str], ...]:
@@ -645,7 +985,8 @@ class OvsBridgeSim:
 
     def flows(self, table: int) -> tuple[Flow, ...]:
         """The live flows of ``table`` (learned ones included) in lookup order."""
-        return tuple(c.flow for c in self._tables.get(table, ()))
+        t = self._tables.get(table)
+        return tuple(c.flow for c in t.flows()) if t is not None else ()
 
     def port_number(self, name: str) -> int:
         """The OpenFlow number of port ``name`` (``LOCAL`` is 0xfffe)."""
@@ -663,17 +1004,17 @@ class OvsBridgeSim:
         return OFPP_LOCAL if port is ReservedPort.LOCAL else None
 
     def _compile(self, flow: Flow, learned: bool = False) -> _Compiled:
-        return _Compiled(flow, tuple(_compile_match(m, self._number) for m in flow.match),
-                         format_add_flow(flow.without_stats()), learned)
+        return _Compiled(flow, self._number, learned, self._seq)
 
     def _install(self, flow: Flow) -> None:
-        key = (flow.table, flow.priority, frozenset(flow.match))
-        self._learned[key] = flow
-        table = [c for c in self._tables.get(flow.table, [])
-                 if not (c.flow.priority == flow.priority and frozenset(c.flow.match) == key[2])]
-        table.append(self._compile(flow, learned=True))
-        table.sort(key=lambda c: -c.flow.priority)
-        self._tables[flow.table] = table
+        self._learned[(flow.table, flow.priority, frozenset(flow.match))] = flow
+        table = self._tables.get(flow.table)
+        if table is None:
+            table = self._tables[flow.table] = _Table()
+        c = self._compile(flow, learned=True)
+        table.remove_same(c)
+        table.add(c)
+        self._seq += 1
 
     # -- processing ---------------------------------------------------------------------------------
 
@@ -706,10 +1047,8 @@ class OvsBridgeSim:
         return Result(tuple(run.outputs), tuple(run.steps))
 
     def _lookup(self, table: int, ctx: _Ctx) -> _Compiled | None:
-        for c in self._tables.get(table, ()):
-            if c.matches(ctx):
-                return c
-        return None
+        t = self._tables.get(table)
+        return t.lookup(ctx) if t is not None else None
 
     def _table(self, ctx: _Ctx, table: int, run: _Run, depth: int) -> None:
         if depth > MAX_RESUBMIT_DEPTH:

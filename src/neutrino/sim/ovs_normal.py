@@ -10,7 +10,7 @@ Neutron's dead VLAN: NORMAL never switches it.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from neutrino.host.openflow_fields import Mac
@@ -108,6 +108,11 @@ class MacTable:
 
     def clear(self) -> None:
         self._entries.clear()
+
+    def forget(self, macs: Collection[Mac]) -> None:
+        """Drop the entries of ``macs``."""
+        for key in [k for k in self._entries if k[1] in macs]:
+            del self._entries[key]
 
 
 def _is_multicast(mac: Mac) -> bool:

@@ -635,7 +635,23 @@ def _classless(routes: tuple[tuple[IPv4Network, IPv4Address], ...]) -> bytes:
     return out
 
 
+_DHCP_BYTES: dict[int, tuple[DHCP, bytes]] = {}
+"""The last messages serialised, by identity (a message crosses every hop of its path unchanged
+and each hop's summary counts its bytes); the entry holds the message, so its id stays its own."""
+
+
 def _b_dhcp(p: DHCP, ctx: _Ctx) -> bytes:
+    got = _DHCP_BYTES.get(id(p))
+    if got is not None and got[0] is p:
+        return got[1]
+    data = _dhcp_bytes(p)
+    if len(_DHCP_BYTES) >= 64:
+        _DHCP_BYTES.pop(next(iter(_DHCP_BYTES)))
+    _DHCP_BYTES[id(p)] = (p, data)
+    return data
+
+
+def _dhcp_bytes(p: DHCP) -> bytes:
     head = struct.pack("!BBBBIHH4s4s4s4s16s64s128s", p.op, 1, 6, p.hops, p.xid, p.secs,
                        0x8000 if p.broadcast else 0, p.ciaddr.packed, p.yiaddr.packed, p.siaddr.packed,
                        p.giaddr.packed, p.chaddr.value.to_bytes(6, "big"), p.sname.encode(), p.file.encode())

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
 from neutrino.errors import InvalidInput
@@ -121,6 +121,7 @@ class DhcpServer:
     mtu: int | None = None
     classless_routes: tuple[tuple[IPv4Network, IPv4Address], ...] = ()
     pid: int = 0
+    _by_mac: dict[Mac, tuple[DhcpHost, ...]] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @classmethod
     def from_state(cls, proc: DnsmasqProcess, files: Iterable[FileState], ns: NamespaceState | None = None, *,
@@ -194,8 +195,15 @@ class DhcpServer:
 
     def host_for(self, hw: Mac) -> DhcpHost | None:
         """The static lease of ``hw`` whose address this server's ranges serve."""
-        for h in self.hosts:
-            if Mac.parse(h.mac) == hw and isinstance(h.ip, IPv4Address) and self._in_range(h.ip):
+        if not self._by_mac and self.hosts:  # indexed once: a server may hold thousands of hosts
+            for h in self.hosts:
+                try:
+                    m = Mac.parse(h.mac)
+                except ValueError:
+                    continue
+                self._by_mac[m] = (*self._by_mac.get(m, ()), h)
+        for h in self._by_mac.get(hw, ()):
+            if isinstance(h.ip, IPv4Address) and self._in_range(h.ip):
                 return h
         return None
 

@@ -83,6 +83,16 @@ class Topology:
     segments: dict[str, list[End]] = field(default_factory=dict)  # segment -> its ends (Kind.SEGMENT)
     nics: dict[End, Nic] = field(default_factory=dict)  # a segment end -> the host device behind it
     notes: list[str] = field(default_factory=list)  # what could not be wired, and why
+    _by_port: dict[tuple[str, str, str], Tunnel] | None = field(default=None, repr=False, compare=False)
+    _far: dict[tuple[str, str, str, IPAddress, str], Tunnel | None] = field(default_factory=dict, repr=False,
+                                                                          compare=False)
+    _tunnels_seen: int = field(default=-1, repr=False, compare=False)
+
+    def __getstate__(self) -> dict[str, object]:
+        """The wiring without the host states (what the wires were read from) or the indexes."""
+        state = dict(self.__dict__)
+        state.update(hosts={}, _by_port=None, _far={}, _tunnels_seen=-1)
+        return state
 
     def connect(self, a: End, b: End) -> None:
         self.wires[a] = b
@@ -102,14 +112,69 @@ class Topology:
     def peer(self, end: End) -> End | None:
         return self.wires.get(end)
 
+    def _tunnel_index(self) -> dict[tuple[str, str, str], Tunnel]:
+        if self._tunnels_seen != len(self.tunnels) or self._by_port is None:
+            self._by_port = {}
+            for t in self.tunnels:
+                self._by_port.setdefault((t.host, t.bridge, t.port), t)
+            self._far = {}
+            self._tunnels_seen = len(self.tunnels)
+        return self._by_port
+
+    def tunnel_at(self, end: End) -> Tunnel | None:
+        """The tunnel whose port ``end`` (an OVS bridge's port) is, if it is one."""
+        return self._tunnel_index().get((end.host, end.element, end.port))
+
     def tunnel_to(self, tunnel: Tunnel) -> Tunnel | None:
         """The far end of ``tunnel``: the remote host's port of the same type pointing back at us."""
+        self._tunnel_index()
+        key = (tunnel.host, tunnel.bridge, tunnel.port, tunnel.remote_ip, tunnel.type)
+        if key in self._far:
+            return self._far[key]
         remote_host = next((h for h, ip in self.tunnel_ips.items() if ip == tunnel.remote_ip), None)
-        if remote_host is None:
-            return None
-        back = self.tunnel_ips.get(tunnel.host) or tunnel.local_ip
-        return next((t for t in self.tunnels if t.host == remote_host and t.type == tunnel.type
-                     and t.remote_ip == back), None)
+        far = None
+        if remote_host is not None:
+            back = self.tunnel_ips.get(tunnel.host) or tunnel.local_ip
+            far = next((t for t in self.tunnels if t.host == remote_host and t.type == tunnel.type
+                        and t.remote_ip == back), None)
+        self._far[key] = far
+        return far
+
+    def changed(self) -> None:
+        """Call after changing :attr:`tunnels` or :attr:`tunnel_ips` in place (the indexes are rebuilt)."""
+        self._by_port = None
+
+
+def unwire(topo: Topology, host: str) -> None:
+    """Take ``host`` out of ``topo``: its wires (and the other ends' wires to it), its tunnel ports
+    and its attachments to segments."""
+    for end in [e for e in topo.wires if e.host == host or (e.kind is Kind.SEGMENT and e in topo.nics
+                                                              and topo.nics[e].host == host)]:
+        other = topo.wires.pop(end, None)
+        if other is not None and topo.wires.get(other) == end:
+            del topo.wires[other]
+    for seg, ends in list(topo.segments.items()):
+        kept = [e for e in ends if topo.nics[e].host != host]
+        for e in ends:
+            if topo.nics[e].host == host:
+                del topo.nics[e]
+        if kept:
+            topo.segments[seg] = kept
+        else:
+            del topo.segments[seg]
+    topo.tunnels[:] = [t for t in topo.tunnels if t.host != host]
+    topo.hosts.pop(host, None)
+    topo.changed()
+
+
+def rewire(topo: Topology, hosts: tuple[HostState, ...], guests: dict[tuple[str, str], str]) -> None:
+    """Wire ``hosts`` (new, or taken out with :func:`unwire` first) into ``topo``."""
+    for host in hosts:
+        topo.hosts[host.name] = host
+        _wire_host(topo, host, guests)
+    for host in hosts:
+        _wire_root_nics(topo, host)
+    topo.changed()
 
 
 def _links(host: HostState) -> dict[tuple[str, str], Link]:
@@ -175,9 +240,16 @@ def _wire_host(topo: Topology, host: HostState, guests: dict[tuple[str, str], st
     names_in_ns = {name: ns for (ns, name) in links}
     bridges = _bridges(host)
     ovs_port_of: dict[str, str] = {}
+    first_ovs: dict[str, str] = {}
     for br in bridges:
         for port in br.ports:
             ovs_port_of[port.name] = br.name
+            first_ovs.setdefault(port.name, br.name)
+    lbr_of: dict[str, str] = {}
+    for lbr in host.linux_bridges or ():
+        for dev in lbr.interfaces:
+            lbr_of.setdefault(dev, lbr.name)
+    on = _Owners(first_ovs, lbr_of)
     # OVS ports
     for br in bridges:
         for port in br.ports:
@@ -207,16 +279,24 @@ def _wire_host(topo: Topology, host: HostState, guests: dict[tuple[str, str], st
                 elif ns == ROOT:
                     topo.connect(here, End(Kind.NS, host.name, ROOT, port.name))
             else:  # a system device: a veth end, a tap, or a physical NIC
-                _wire_device(topo, host, links, here, port.name, guests)
+                _wire_device(topo, host, links, here, port.name, guests, on)
     # Linux bridges
     for lbr in host.linux_bridges or ():
         topo.connect(End(Kind.LBR, host.name, lbr.name, lbr.name), End(Kind.NS, host.name, ROOT, lbr.name))
         for dev in lbr.interfaces:
-            _wire_device(topo, host, links, End(Kind.LBR, host.name, lbr.name, dev), dev, guests)
+            _wire_device(topo, host, links, End(Kind.LBR, host.name, lbr.name, dev), dev, guests, on)
+
+
+@dataclass(frozen=True, slots=True)
+class _Owners:
+    """Which bridge each device of a host is a port of: OVS ports, Linux bridge ports (the first)."""
+
+    ovs: dict[str, str]
+    lbr: dict[str, str]
 
 
 def _wire_device(topo: Topology, host: HostState, links: dict[tuple[str, str], Link], here: End, dev: str,
-                 guests: dict[tuple[str, str], str]) -> None:
+                 guests: dict[tuple[str, str], str], on: _Owners) -> None:
     """``here`` (a bridge port) holds root-namespace device ``dev``: wire it to what ``dev`` leads to."""
     guest = guests.get((host.name, dev))
     if guest is not None:
@@ -227,11 +307,11 @@ def _wire_device(topo: Topology, host: HostState, links: dict[tuple[str, str], L
     if lk is not None and lk.kind in (LinkKind.VETH, None) and lk.peer and lk.peer != "NONE" \
             and not lk.peer.startswith("if") and (ROOT, lk.peer) in links:
         peer = lk.peer
-        peer_lbr = next((b.name for b in host.linux_bridges or () if peer in b.interfaces), None)
+        peer_lbr = on.lbr.get(peer)
         if peer_lbr is not None:
             topo.connect(here, End(Kind.LBR, host.name, peer_lbr, peer))
             return
-        peer_ovs = next((b.name for b in _bridges(host) if any(p.name == peer for p in b.ports)), None)
+        peer_ovs = on.ovs.get(peer)
         if peer_ovs is not None:
             topo.connect(here, End(Kind.OVS, host.name, peer_ovs, peer))
             return

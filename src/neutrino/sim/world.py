@@ -24,16 +24,26 @@ VirtualBox host-only network's, routes nowhere).
 
 ``probe("host:<name>", dst)`` sends from a host's root namespace (OUTPUT, POSTROUTING); a DROP in
 OUTPUT ends it the way the kernel does, with ``sendmsg: Operation not permitted``.
+
+A world lives between commands: it pickles (:mod:`neutrino.sim.keep` saves it to a file, each
+element on its own, and a loaded world unpickles only the elements packets reach), and
+:meth:`World.refresh` applies a change to the cloud in place, keeping what the world learned
+(:func:`neutrino.sim.cloud.refresh_world` from a new snapshot).
 """
 
 from __future__ import annotations
 
+import gc
 import ipaddress
+import pickle
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Interface
+from typing import TypeVar
 
-from neutrino.errors import InvalidInput
+from neutrino.errors import InvalidInput, NeutrinoError
 from neutrino.host.iproute_link import Address, Link, LinkKind, OperState
 from neutrino.host.iproute_route import Route
 from neutrino.host.ofctl_show import OfPort
@@ -68,8 +78,11 @@ from neutrino.sim.packets import (
     with_,
 )
 from neutrino.sim.services import DhcpServer, MetadataEndpoint, MetadataInstance, http_get_path
-from neutrino.sim.topology import End, Kind, Topology, Tunnel, build
+from neutrino.sim.topology import End, Kind, Topology, Tunnel, build, rewire, unwire
 from neutrino.sim.trace import DropReason, Hop, Step, StepKind, Trace, Verdict, VerdictKind
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 OUTSIDE = "outside"  # the outside world's namespace and host name
 INTERNET = "internet"
@@ -161,12 +174,199 @@ def _ip(frame: Ethernet) -> IPv4 | None:
     return p if isinstance(p, IPv4) else None
 
 
+def _dhcp_client(frame: Ethernet) -> Mac | None:
+    """The client hardware address of a DHCP client's message (to port 67) in ``frame``."""
+    ip4 = _ip(frame)
+    udp = ip4.payload if ip4 is not None else None
+    if isinstance(udp, UDP) and udp.sport == 68 and udp.dport == 67 and isinstance(udp.payload, DHCP):
+        return udp.payload.chaddr
+    return None
+
+
 def _strip_vlans(frame: Ethernet) -> Ethernet:
     from neutrino.sim.packets import pop_vlan, vlan_ids
 
     while vlan_ids(frame):
         frame = pop_vlan(frame)
     return frame
+
+
+class StaleWorld(NeutrinoError):
+    """The world cannot stand for the cloud as it is now (a kept world of another format or code,
+    a change it cannot apply in place): build it anew (:func:`~neutrino.sim.cloud.world_of`, then
+    :meth:`World.boot`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Refreshed:
+    """What :meth:`World.refresh` did: the guests it booted (new ones, and those whose DHCP answer
+    changed) with their addresses, the guests it dropped, and the hosts whose plumbing it replaced."""
+
+    booted: tuple[tuple[str, str | None], ...] = ()
+    dropped: tuple[str, ...] = ()
+    hosts: tuple[str, ...] = ()
+
+
+class _Lazy(MutableMapping[K, V]):
+    """A dict whose values may still be pickled bytes: each is unpickled when first asked for (a
+    loaded world only unpickles the elements a probe goes through). ``settled``: values are not
+    changed once set (a guest's boot hops), so their pickled form is kept for the next save."""
+
+    def __init__(self, items: dict[K, V] | None = None, blobs: dict[K, bytes] | None = None, *,
+                 settled: bool = False) -> None:
+        self._items: dict[K, V] = items if items is not None else {}
+        self._blobs: dict[K, bytes] = blobs if blobs is not None else {}
+        self._settled = settled
+        self._kept: dict[K, bytes] = {}
+
+    def __getitem__(self, key: K) -> V:
+        try:
+            return self._items[key]
+        except KeyError:
+            blob = self._blobs.pop(key)  # KeyError when neither has it
+            value: V = pickle.loads(blob)
+            self._items[key] = value
+            if self._settled:
+                self._kept[key] = blob
+            return value
+
+    def __setitem__(self, key: K, value: V) -> None:
+        self._blobs.pop(key, None)
+        self._kept.pop(key, None)
+        self._items[key] = value
+
+    def __delitem__(self, key: K) -> None:
+        self._kept.pop(key, None)
+        if self._blobs.pop(key, None) is None:
+            del self._items[key]
+        else:
+            self._items.pop(key, None)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._items or key in self._blobs
+
+    def __iter__(self) -> Iterator[K]:
+        yield from list(self._items)
+        yield from [k for k in list(self._blobs) if k not in self._items]
+
+    def __len__(self) -> int:
+        return len(self._items) + len(self._blobs)
+
+    def loaded(self) -> dict[K, V]:
+        """The values unpickled so far."""
+        return self._items
+
+    def blobs(self) -> dict[K, bytes]:
+        """Every value pickled (the ones never unpickled as they were read)."""
+        out = dict(self._blobs)
+        for k, v in self._items.items():
+            blob = self._kept.get(k)
+            if blob is None:
+                blob = pickle.dumps(v, protocol=pickle.HIGHEST_PROTOCOL)
+                if self._settled:
+                    self._kept[k] = blob
+            out[k] = blob
+        return out
+
+
+class _Absent(Mapping[str, HostState]):
+    """The host states of a loaded world: their names only (its elements were saved built)."""
+
+    def __init__(self, names: Iterable[str]) -> None:
+        self._names = tuple(names)
+
+    def __getitem__(self, key: str) -> HostState:
+        if key in self._names:
+            raise StaleWorld(f"this world was loaded from a file and does not hold host {key}'s state")
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._names
+
+    def get(self, key: str, default: HostState | None = None) -> HostState | None:  # type: ignore[override]
+        """The state if this world holds it (never raises)."""
+        return self.known().get(key, default)
+
+    def known(self) -> dict[str, HostState]:
+        """The host states it does hold."""
+        return {}
+
+
+class _PartlyAbsent(_Absent):
+    """A loaded world's host states after a refresh: the refreshed ones are known."""
+
+    def __init__(self, names: Iterable[str], known: Mapping[str, HostState]) -> None:
+        super().__init__(names)
+        self._known = dict(known)
+
+    def __getitem__(self, key: str) -> HostState:
+        if key in self._known:
+            return self._known[key]
+        return super().__getitem__(key)
+
+    def known(self) -> dict[str, HostState]:
+        return self._known
+
+
+@dataclass
+class _Old:
+    """A changed host's elements, taken out so the new ones can learn from them."""
+
+    stacks: dict[tuple[str, str], IpStack] = field(default_factory=dict)
+    nf: dict[tuple[str, str], Netfilter | None] = field(default_factory=dict)
+    ovs: dict[tuple[str, str], OvsBridgeSim] = field(default_factory=dict)
+    lbr: dict[tuple[str, str], LinuxBridgeSim] = field(default_factory=dict)
+    dhcp: dict[tuple[str, str, str], DhcpServer] = field(default_factory=dict)
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection meanwhile: booting and refreshing make no cycles to speak of,
+    and each full collection over a big cloud's objects (hosts, worlds: millions of them) takes
+    longer than a refresh, and comes more often the more a boot keeps (it runs after instead)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def _same_guest(a: GuestSpec | None, b: GuestSpec | None) -> bool:
+    """The same instance on the same plumbing (its address and number may change: a changed
+    address comes with a changed DHCP answer, which boots it again)."""
+    return a is not None and b is not None and (a.host, a.device, a.mac) == (b.host, b.device, b.mac)
+
+
+def _take(lazy: _Lazy[tuple[str, str], V], hosts: set[str]) -> dict[tuple[str, str], V]:
+    """Remove and return the elements of ``hosts``."""
+    out = {}
+    for key in [k for k in lazy if k[0] in hosts]:
+        out[key] = lazy[key]
+        del lazy[key]
+    return out
+
+
+def _zone_moves(before: Mapping[str, int], after: Mapping[str, int]) -> dict[int, int | None]:
+    """How conntrack zones move when ports are renumbered: old zone -> new zone (None: its port is
+    gone). Zones no port names (0) stay."""
+    moves: dict[int, int | None] = {}
+    for dev, zone in before.items():
+        new = after.get(dev)
+        if moves.get(zone) is None:
+            moves[zone] = new
+    return {z: n for z, n in moves.items() if n != z}
+
+
+_SAVED = ("specs", "network_hosts", "externals", "uplinks", "topo", "flood_pruning", "_seg_fdb", "guests",
+          "_dhcp", "_dhcp_inputs", "_unbuilt", "_pending", "_guest_pending", "metadata")
 
 
 class World:
@@ -177,34 +377,104 @@ class World:
         self.network_hosts = network_hosts
         self.externals = externals
         self.uplinks = {_uplink_dev(u): u for u in uplinks}
-        host_list = list(hosts)
-        if externals:
-            host_list = [self._with_outside_port(h, externals) for h in host_list]
+        self._raw: Mapping[str, HostState] = {h.name: h for h in hosts}  # as given (before the outside port)
+        host_list = [self._effective(h) for h in hosts]
         if externals or uplinks:
             host_list.append(self._outside_host(externals, uplinks))
         dev_guests = {(g.host, g.device): g.name for g in guests}
         self.topo: Topology = build(tuple(host_list), tunnel_ips=dict(tunnel_ips or {}), guests=dev_guests)
-        for ext in externals:
-            self.topo.connect(End(Kind.OVS, ext.host, ext.bridge, f"{OUTSIDE}-{ext.host}"[:15]),
-                              End(Kind.NS, OUTSIDE, ROOT, f"ext-{ext.host}"[:15]))
-        for dev, up in self.uplinks.items():
-            self.topo.plug(up.segment, End(Kind.NS, OUTSIDE, ROOT, dev), OUTSIDE, dev)
+        self._wire_outside()
+        self.flood_pruning = True  # see _not_for; False follows every flooded copy (as before)
+        self._attached: dict[End, str | None] = {}
         self._seg_fdb: dict[tuple[str, int | None], dict[Mac, End]] = {}
-        self.boot_hops: dict[str, list[Hop]] = {}
-        self.hosts = {h.name: h for h in host_list}
+        self._ns_addrs: dict[tuple[str, str], tuple[frozenset[IPv4Address], tuple[tuple[str, IPv4Address], ...]]] = {}
+        self._boot_hops: _Lazy[str, list[Hop]] = _Lazy(settled=True)
+        self.hosts: Mapping[str, HostState] = {h.name: h for h in host_list}
         self.guests = {g.name: Guest(g.name, Mac.parse(g.mac)) for g in guests}
-        self._stacks: dict[tuple[str, str], IpStack] = {}
-        self._nf: dict[tuple[str, str], Netfilter | None] = {}
-        self._ovs: dict[tuple[str, str], OvsBridgeSim] = {}
-        self._lbr: dict[tuple[str, str], LinuxBridgeSim] = {}
+        self._stacks: _Lazy[tuple[str, str], IpStack] = _Lazy()
+        self._nf: _Lazy[tuple[str, str], Netfilter | None] = _Lazy()
+        self._ovs: _Lazy[tuple[str, str], OvsBridgeSim] = _Lazy()
+        self._lbr: _Lazy[tuple[str, str], LinuxBridgeSim] = _Lazy()
         self._dhcp: dict[tuple[str, str, str], DhcpServer] = {}
+        self._dhcp_inputs: dict[tuple[str, str, str], tuple[object, ...]] = {}  # what each was read from
+        self._unbuilt: dict[tuple[str, str, str], str] = {}  # elements that could not be built, and why
         self._pending: dict[tuple[str, str, IPv4Address], list[Ethernet]] = {}
         self._guest_pending: dict[tuple[str, IPv4Address], list[Ethernet]] = {}
         self.metadata = MetadataEndpoint(MetadataInstance(g.fixed_ip, g.instance_number, g.name)
                                          for g in guests if g.fixed_ip is not None)
-        self._find_dhcp_servers()
+        for h in self.hosts.values():
+            self._find_dhcp_servers(h)
+
+    @property
+    def boot_hops(self) -> MutableMapping[str, list[Hop]]:
+        """Per guest, the hops its DHCP exchange took (see :meth:`boot`)."""
+        return self._boot_hops
+
+    # ---------------------------------------------------------------------------- saving
+
+    def __getstate__(self) -> dict[str, object]:
+        """Every element built (a loaded world then needs no host state) and pickled on its own,
+        so that loading unpickles only what a probe goes through (see :mod:`neutrino.sim.keep`)."""
+        self.build_all()
+        state: dict[str, object] = {k: self.__dict__[k] for k in _SAVED}
+        state["hosts"] = tuple(self.hosts)
+        for name in ("_stacks", "_nf", "_ovs", "_lbr", "_boot_hops"):
+            lazy = self.__dict__[name]
+            state[name] = lazy.blobs()
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        for k in _SAVED:
+            setattr(self, k, state[k])
+        self._raw = _Absent(state["hosts"])  # type: ignore[arg-type]
+        self.hosts = _Absent(state["hosts"])  # type: ignore[arg-type]
+        for name in ("_stacks", "_nf", "_ovs", "_lbr", "_boot_hops"):
+            setattr(self, name, _Lazy(blobs=state[name], settled=name == "_boot_hops"))  # type: ignore[arg-type]
+        self._attached = {}
+        self._ns_addrs = {}
+
+    def build_all(self) -> None:
+        """Build every element now (each namespace's IP stack and netfilter, each bridge): what a
+        saved world must hold, since it keeps no host states."""
+        states = self.hosts.known() if isinstance(self.hosts, _Absent) else self.hosts
+        for h in states.values():
+            self._build_host(h)
+
+    def _build_host(self, h: HostState) -> None:
+        """Build ``h``'s elements; one the simulator cannot build is noted, to fail the same way
+        when a loaded world reaches it."""
+        todo: list[tuple[str, str, Callable[[str, str], object]]] = []
+        for ns in sorted({ROOT, *(n.name for n in h.namespaces)}):
+            todo += [("stack", ns, self.stack), ("netfilter", ns, self.netfilter)]
+        todo += [("bridge", br.name, self.bridge) for br in _ovs_bridges(h)]
+        todo += [("linux_bridge", lbr.name, self.linux_bridge) for lbr in h.linux_bridges or ()]
+        for kind, name, build_one in todo:
+            try:
+                build_one(h.name, name)
+            except (NeutrinoError, ValueError, StopIteration) as exc:
+                self._unbuilt[(kind, h.name, name)] = f"{h.name} {name}: {exc}"
+
+    def _cannot_build(self, kind: str, host: str, name: str) -> None:
+        why = self._unbuilt.get((kind, host, name))
+        if why is not None:
+            raise InvalidInput(why)
 
     # ---------------------------------------------------------------------------- the world
+
+    def _effective(self, host: HostState) -> HostState:
+        """The host as the simulator runs it: with the outside world's port on its br-ex."""
+        return self._with_outside_port(host, self.externals) if self.externals else host
+
+    def _wire_outside(self, rewired: Iterable[str] | None = None) -> None:
+        """Wire the outside world to the external bridges and segments (of the ``rewired`` hosts)."""
+        again = None if rewired is None else set(rewired)
+        for ext in self.externals:
+            if again is None or ext.host in again or OUTSIDE in again:
+                self.topo.connect(End(Kind.OVS, ext.host, ext.bridge, f"{OUTSIDE}-{ext.host}"[:15]),
+                                  End(Kind.NS, OUTSIDE, ROOT, f"ext-{ext.host}"[:15]))
+        if again is None or OUTSIDE in again:
+            for dev, up in self.uplinks.items():
+                self.topo.plug(up.segment, End(Kind.NS, OUTSIDE, ROOT, dev), OUTSIDE, dev)
 
     def _with_outside_port(self, host: HostState, externals: tuple[ExternalNet, ...]) -> HostState:
         wanted = [e for e in externals if e.host == host.name]
@@ -248,38 +518,48 @@ class World:
                             sysctls=(Sysctl("net.ipv4.ip_forward", "1"),))
         return HostState(OUTSIDE, namespaces=(ns,))
 
-    def _find_dhcp_servers(self) -> None:
-        for host in self.hosts.values():
-            for proc in host.processes or ():
-                opts = proc.options
-                for ns in host.namespaces:
-                    dev = opts.interface
-                    if dev is None and opts.listen_addresses:
-                        listen = opts.listen_addresses
-                        dev = next((lk.name for lk in ns.links or () for a in lk.addresses
-                                    if a.interface.ip in listen), None)
-                    elif dev is None and ns.name.startswith("qdhcp-") and ns.name[6:] in (opts.pid_file or ""):
-                        # today's agent runs dnsmasq with --bind-dynamic and no --interface: the
-                        # namespace is the network's (its id is in the pid file path), the device its one
-                        dev = next((lk.name for lk in ns.links or () if lk.name != "lo"), None)
-                    if dev is None or ns.link(dev) is None:
-                        continue
-                    try:
-                        server = DhcpServer.from_state(proc, host.files, ns, interface=dev)
-                    except InvalidInput:
-                        continue
-                    self._dhcp[(host.name, ns.name, dev)] = server
+    def _find_dhcp_servers(self, host: HostState,
+                           before: Mapping[tuple[str, str, str], DhcpServer] | None = None) -> None:
+        """The dnsmasq servers of ``host``; one read from the same process, files and device as a
+        server of ``before`` is that server."""
+        for proc in host.processes or ():
+            opts = proc.options
+            for ns in host.namespaces:
+                dev = opts.interface
+                if dev is None and opts.listen_addresses:
+                    listen = opts.listen_addresses
+                    dev = next((lk.name for lk in ns.links or () for a in lk.addresses
+                                if a.interface.ip in listen), None)
+                elif dev is None and ns.name.startswith("qdhcp-") and ns.name[6:] in (opts.pid_file or ""):
+                    # today's agent runs dnsmasq with --bind-dynamic and no --interface: the
+                    # namespace is the network's (its id is in the pid file path), the device its one
+                    dev = next((lk.name for lk in ns.links or () if lk.name != "lo"), None)
+                if dev is None or ns.link(dev) is None:
+                    continue
+                key = (host.name, ns.name, dev)
+                inputs = (proc, ns.link(dev), tuple(f for f in host.files if f.path in (opts.hostsfile, opts.optsfile)))
+                known = self._dhcp_inputs.get(key)
+                if known is not None and known[0] == inputs and before is not None and key in before:
+                    self._dhcp[key] = before[key]  # read from the same process, files and device
+                    continue
+                try:
+                    server = DhcpServer.from_state(proc, host.files, ns, interface=dev)
+                except InvalidInput:
+                    continue
+                self._dhcp[key] = server
+                self._dhcp_inputs[key] = (inputs,)
 
     def stack(self, host: str, ns: str) -> IpStack:
         key = (host, ns)
         if key not in self._stacks:
-            state = self.hosts[host].namespace(ns) or NamespaceState(ns)
-            self._stacks[key] = IpStack(state)
+            self._cannot_build("stack", host, ns)
+            self._stacks[key] = _new_stack(self.hosts[host], ns)
         return self._stacks[key]
 
     def netfilter(self, host: str, ns: str) -> Netfilter | None:
         key = (host, ns)
         if key not in self._nf:
+            self._cannot_build("netfilter", host, ns)
             state = self.hosts[host].namespace(ns)
             self._nf[key] = Netfilter(state.iptables) if state is not None and state.iptables else None
         return self._nf[key]
@@ -287,25 +567,15 @@ class World:
     def bridge(self, host: str, name: str) -> OvsBridgeSim:
         key = (host, name)
         if key not in self._ovs:
-            h = self.hosts[host]
-            show = h.ovs.show
-            bridges = show.bridges if isinstance(show, OvsdbShow) else (show.bridges() if show else ())
-            br: Bridge = next(b for b in bridges if b.name == name)
-            flows = h.ovs.flows_of(name)
-            self._ovs[key] = OvsBridgeSim(br, flows.flows if flows else None, flows.ports if flows else None)
+            self._cannot_build("bridge", host, name)
+            self._ovs[key] = _new_bridge(self.hosts[host], name)
         return self._ovs[key]
 
     def linux_bridge(self, host: str, name: str) -> LinuxBridgeSim:
         key = (host, name)
         if key not in self._lbr:
-            h = self.hosts[host]
-            info = next(b for b in h.linux_bridges or () if b.name == name)
-            root = h.namespace(ROOT)
-            ports = {}
-            for dev in info.interfaces:
-                lk = root.link(dev) if root is not None else None
-                ports[dev] = PortInfo(Mac.parse(lk.mac) if lk is not None and lk.mac else None)
-            self._lbr[key] = LinuxBridgeSim(info, ports)
+            self._cannot_build("linux_bridge", host, name)
+            self._lbr[key] = _new_linux_bridge(self.hosts[host], name)
         return self._lbr[key]
 
     # ---------------------------------------------------------------------------- the loop
@@ -410,8 +680,7 @@ class World:
         out: list[_Event] = []
         for emit in res.outputs:
             here = End(Kind.OVS, ev.end.host, ev.end.element, emit.port)
-            tun = next((t for t in self.topo.tunnels if t.host == here.host and t.bridge == here.element
-                        and t.port == here.port), None)
+            tun = self.topo.tunnel_at(here)
             if tun is not None:
                 far = self.topo.tunnel_to(tun)
                 if far is None:
@@ -422,9 +691,49 @@ class World:
                                   Meta(tun_id=emit.meta.tun_id, tun_src=self._v4(tun.local_ip or self.topo.tunnel_ips.get(tun.host)),
                                        tun_dst=self._v4(tun.remote_ip))))
                 continue
+            if self._not_for(here, emit.frame):
+                continue
             out.extend(self._send_from(here, emit.frame))
         self._hop(run, ev, ev.end.element, steps, goal)
         return out
+
+    def _not_for(self, out: End, frame: Ethernet) -> bool:
+        """Whether the copy of ``frame`` a bridge floods out of ``out`` needs no following: a DHCP
+        client's broadcast (DISCOVER, REQUEST) going into another guest's attachment (its tap, or
+        its firewall bridge). That guest's udhcpc ignores it (a hybrid firewall drops it before);
+        the only state the copy can leave on the way, a conntrack entry for 0.0.0.0:68 >
+        255.255.255.255:67 on that host in that port's zone, the guest's own DHCP exchange leaves
+        too. So the world after :meth:`boot`, and every probe after it, are what following every
+        copy gives (``flood_pruning = False`` does; tests/sim/test_living_world.py compares);
+        only :attr:`boot_hops` no longer lists these copies. Not following them keeps a guest's
+        boot from growing with the number of guests sharing its network."""
+        if frame.dst != BROADCAST or not self.flood_pruning:
+            return False
+        guest = self._attachment(out)
+        if guest is None:
+            return False
+        chaddr = _dhcp_client(frame)
+        return chaddr is not None and chaddr != self.guests[guest].mac
+
+    def _attachment(self, end: End) -> str | None:
+        """The guest a bridge port leads to and to nothing else: the port of its tap (or vnet), or
+        the br-int port of its hybrid firewall bridge (qvo → qbr, whose other ports are the
+        guest's tap)."""
+        if end in self._attached:
+            return self._attached[end]
+        found: str | None = None
+        peer = self.topo.peer(end)
+        if peer is not None and peer.kind is Kind.GUEST:
+            found = peer.element if peer.element in self.guests else None
+        elif peer is not None and peer.kind is Kind.LBR and end.kind is Kind.OVS:
+            ports = self.linux_bridge(peer.host, peer.element).ports
+            behind = {self.topo.peer(End(Kind.LBR, peer.host, peer.element, p)) for p in ports if p != peer.port}
+            names = {e.element for e in behind if e is not None and e.kind is Kind.GUEST}
+            if len(names) == 1 and all(e is not None and e.kind is Kind.GUEST for e in behind):
+                found = next(iter(names))
+                found = found if found in self.guests else None
+        self._attached[end] = found
+        return found
 
     @staticmethod
     def _v4(ip: object) -> IPv4Address | None:
@@ -447,6 +756,8 @@ class World:
         ip4 = _ip(ev.frame)
         for port in res.ports:
             frame = ev.frame
+            if res.flooded and self._not_for(End(Kind.LBR, host, name, port), frame):
+                continue
             if res.netfilter and nf is not None and ip4 is not None:
                 ctx = HookCtx(in_dev=name, out_dev=name, physdev_in=ev.end.port, physdev_out=port,
                               physdev_is_bridged=True, src_mac=ev.frame.src,
@@ -509,10 +820,13 @@ class World:
 
     def _ctx(self, host: str, ns: str, **kw: object) -> HookCtx:
         st = self.stack(host, ns)
-        devs = tuple((d, a) for d in st.links for a in [next(iter(st.addresses(d)), None)] if a is not None)
-        return HookCtx(local_addrs=frozenset(st.local_addresses()),
-                       dev_addrs=tuple((d, a.ip if isinstance(a, IPv4Interface) else a) for d, a in devs),
-                       **kw)  # type: ignore[arg-type]
+        addrs = self._ns_addrs.get((host, ns))
+        if addrs is None:  # a namespace's addresses never change: computed once
+            devs = tuple((d, a) for d in st.links for a in [next(iter(st.addresses(d)), None)] if a is not None)
+            addrs = self._ns_addrs[(host, ns)] = (
+                frozenset(st.local_addresses()),
+                tuple((d, a.ip if isinstance(a, IPv4Interface) else a) for d, a in devs))
+        return HookCtx(local_addrs=addrs[0], dev_addrs=addrs[1], **kw)  # type: ignore[arg-type]
 
     def _at_namespace(self, ev: _Event, run: _Run, goal: tuple[int, int] | None, target: str) -> list[_Event]:
         host, ns, dev = ev.end.host, ev.end.element, ev.end.port
@@ -767,17 +1081,262 @@ class World:
     def _target_of(self, ip: IPv4Address) -> str:
         return next((n for n, g in self.guests.items() if g.ip == ip), "")
 
-    def boot(self) -> dict[str, str | None]:
-        """Every guest runs its DHCP client through the plumbing; returns each guest's address.
-        :attr:`boot_hops` keeps, per guest, the hops its DHCP exchange took. The DISCOVER is sent;
-        the loop carries the rest (the guest answers the OFFER with its REQUEST and binds on the ACK)."""
-        for name, guest in self.guests.items():
-            spec = self.specs[name]
-            hops: list[Hop] = []
-            self.boot_hops[name] = hops
-            events = deque(self._send_from(End(Kind.GUEST, spec.host, name, "eth0"), guest.discover()))
-            self._run(events, _Run(side=hops), None, name)
+    def boot(self, only: Iterable[str] | None = None) -> dict[str, str | None]:
+        """Every guest (or the ``only`` ones, in the world's order) runs its DHCP client through
+        the plumbing; returns each guest's address. :attr:`boot_hops` keeps, per guest, the hops
+        its DHCP exchange took. The DISCOVER is sent; the loop carries the rest (the guest answers
+        the OFFER with its REQUEST and binds on the ACK)."""
+        chosen = None if only is None else set(only)
+        with _collector_paused():
+            for name, guest in self.guests.items():
+                if chosen is not None and name not in chosen:
+                    continue
+                spec = self.specs[name]
+                hops: list[Hop] = []
+                self.boot_hops[name] = hops
+                events = deque(self._send_from(End(Kind.GUEST, spec.host, name, "eth0"), guest.discover()))
+                self._run(events, _Run(side=hops), None, name)
         return {n: (str(g.address) if g.address else None) for n, g in self.guests.items()}
+
+    # ---------------------------------------------------------------------------- refresh
+
+    def refresh(self, hosts: Iterable[HostState] = (), *, guests: Iterable[GuestSpec] | None = None,
+                externals: Iterable[ExternalNet] | None = None, uplinks: Iterable[Uplink] | None = None,
+                tunnel_ips: Mapping[str, IPv4Address] | None = None, network_hosts: frozenset[str] | None = None,
+                gone: Iterable[str] = ()) -> Refreshed:
+        """Apply a change: ``hosts`` are the new states of the hosts that changed (others keep
+        theirs, untouched), ``guests`` the instances now (None: the same), ``gone`` hosts that no
+        longer exist; ``externals``, ``uplinks``, ``tunnel_ips`` and ``network_hosts`` as for the
+        constructor (None: unchanged).
+
+        What was booted stays booted: a changed host's elements are built from its new state and
+        take over what the old ones learned (MAC tables and learned flows on ports that remain,
+        neighbours on devices that remain, conntrack entries moved with their ports' zones, MAC
+        entries and learned flows moved with their networks' local VLANs when the planner
+        renumbered them); new guests boot, removed ones go (with what was learned of their MACs
+        and addresses), and guests whose DHCP answer changed boot again. A refreshed world that
+        has not been probed traces as one built and booted from scratch. Raises
+        :class:`StaleWorld` when a change cannot be followed (one local VLAN split in two) or needs
+        a host state the world no longer holds (a loaded world): build the world anew then."""
+        with _collector_paused():
+            return self._refresh({h.name: h for h in hosts}, guests, externals, uplinks, tunnel_ips, network_hosts,
+                                 set(gone))
+
+    def _refresh(self, given: dict[str, HostState], guests: Iterable[GuestSpec] | None,
+                 externals: Iterable[ExternalNet] | None, uplinks: Iterable[Uplink] | None,
+                 tunnel_ips: Mapping[str, IPv4Address] | None, network_hosts: frozenset[str] | None,
+                 gone_set: set[str]) -> Refreshed:
+        new_specs = {g.name: g for g in guests} if guests is not None else dict(self.specs)
+        removed = [n for n, g in self.specs.items() if not _same_guest(g, new_specs.get(n))]
+        added = [n for n, g in new_specs.items() if not _same_guest(self.specs.get(n), g)]
+        new_ext = tuple(externals) if externals is not None else self.externals
+        new_up = tuple(uplinks) if uplinks is not None else tuple(self.uplinks.values())
+        outside_changed = new_ext != self.externals or new_up != tuple(self.uplinks.values())
+        guests_moved = {self.specs[n].host for n in removed} | {new_specs[n].host for n in added}
+        ext_moved = {e.host for e in (*self.externals, *new_ext)} if new_ext != self.externals else set()
+        touched = (set(given) | guests_moved | ext_moved) - gone_set
+        raw: dict[str, HostState] = {}
+        for name in touched:
+            if name in given:
+                raw[name] = given[name]
+            elif name in self._raw:
+                raw[name] = self._raw[name]  # StaleWorld from a loaded world
+        if not raw and not gone_set and not outside_changed and not removed and not added:
+            self._retarget(tunnel_ips, network_hosts)
+            return Refreshed()
+        states = {n: self._with_outside_port(h, new_ext) if new_ext else h for n, h in raw.items()}
+        if new_ext or new_up:
+            if outside_changed or OUTSIDE not in self.hosts:
+                states[OUTSIDE] = self._outside_host(new_ext, new_up)
+        elif OUTSIDE in self.hosts:
+            gone_set.add(OUTSIDE)
+        for n in [n for n in states if n != OUTSIDE and n in self.hosts and n not in guests_moved
+                  and n not in ext_moved and self._raw.get(n) is raw[n]]:
+            del states[n]  # given as it was
+        vlans = self._vlan_moves(states)  # may refuse: nothing is changed yet
+        self._retarget(tunnel_ips, network_hosts)
+        self.externals = new_ext
+        self.uplinks = {_uplink_dev(u): u for u in new_up}
+        # take the changed hosts out, keeping their elements to learn from
+        old = self._take_out(set(states) | gone_set)
+        dropped_macs = {self.guests[n].mac for n in removed}
+        dropped_ips = {ip for n in removed for ip in (self.guests[n].ip, self.specs[n].fixed_ip) if ip is not None}
+        for n in removed:
+            self.guests.pop(n, None)
+            self.boot_hops.pop(n, None)
+            for key in [k for k in self._guest_pending if k[0] == n]:
+                del self._guest_pending[key]
+        self.specs = new_specs
+        self.guests = {n: (self.guests[n] if n in self.guests else Guest(n, Mac.parse(g.mac)))
+                       for n, g in new_specs.items()}
+        hosts_now = {k: v for k, v in self.hosts.items() if k not in states and k not in gone_set} \
+            if not isinstance(self.hosts, _Absent) else None
+        if hosts_now is not None:
+            hosts_now.update(states)
+            self.hosts = hosts_now
+            self._raw = {k: v for k, v in self._raw.items() if k not in gone_set} | raw
+        else:
+            assert isinstance(self.hosts, _Absent) and isinstance(self._raw, _Absent)
+            names = [k for k in self.hosts if k not in gone_set]
+            self.hosts = _PartlyAbsent(names + [n for n in states if n not in names],
+                                       {k: v for k, v in self.hosts.known().items() if k not in gone_set} | states)
+            self._raw = _PartlyAbsent([n for n in names if n != OUTSIDE] + [n for n in raw if n not in names],
+                                      {k: v for k, v in self._raw.known().items() if k not in gone_set} | raw)
+        rewire(self.topo, tuple(states.values()), {(g.host, g.device): g.name for g in new_specs.values()})
+        self._wire_outside(states)
+        self._attached.clear()
+        live = set(self.topo.nics)
+        for fdb in self._seg_fdb.values():
+            for mac in [m for m, e in fdb.items() if e not in live]:
+                del fdb[mac]
+        for h in states.values():
+            self._find_dhcp_servers(h, old.dhcp)
+            self._rebuild(h, old, vlans.get(h.name, {}))
+        reboot = self._dhcp_changed(old.dhcp, states)
+        self._forget(dropped_macs, dropped_ips)
+        self.metadata = MetadataEndpoint(MetadataInstance(g.fixed_ip, g.instance_number, g.name)
+                                         for g in new_specs.values() if g.fixed_ip is not None)
+        again = [n for n in self.guests if n in added or n in reboot]
+        for n in again:
+            if n not in added:
+                self.guests[n] = Guest(n, Mac.parse(new_specs[n].mac))
+        self.boot(again)
+        return Refreshed(tuple((n, str(self.guests[n].address) if self.guests[n].address else None) for n in again),
+                         tuple(removed), tuple(sorted(states)))
+
+    def _retarget(self, tunnel_ips: Mapping[str, IPv4Address] | None, network_hosts: frozenset[str] | None) -> None:
+        if network_hosts is not None:
+            self.network_hosts = network_hosts
+        if tunnel_ips is not None and dict(tunnel_ips) != self.topo.tunnel_ips:
+            self.topo.tunnel_ips = dict(tunnel_ips)
+            self.topo.changed()
+
+    def _vlan_moves(self, states: Mapping[str, HostState]) -> dict[str, dict[int, int | None]]:
+        """Per changed host, how its local VLANs were renumbered (old -> new; None: that network
+        left the host), read from the tags of the ports its bridges keep. Learned MACs and flows
+        are keyed on them. Raises :class:`StaleWorld` when one old VLAN splits into several."""
+        out: dict[str, dict[int, int | None]] = {}
+        for name, h in states.items():
+            moves: dict[int, int | None] = {}
+            seen: dict[int, int | None] = {}
+            for br in _ovs_bridges(h):
+                if (name, br.name) not in self._ovs:
+                    continue
+                now = {p.name: p.tag for p in br.ports}
+                for port in self.bridge(name, br.name).ports:
+                    if port.tag is None:
+                        continue
+                    new = now.get(port.name)
+                    if port.tag in seen and seen[port.tag] is not None and new is not None and seen[port.tag] != new:
+                        raise StaleWorld(f"{name} {br.name}: the ports of VLAN {port.tag} now have VLANs "
+                                         f"{seen[port.tag]} and {new}: the learned state cannot follow")
+                    if new is not None or port.tag not in seen:
+                        seen[port.tag] = new
+            moves = {old: new for old, new in seen.items() if new != old}
+            if moves:
+                out[name] = moves
+        return out
+
+    def _take_out(self, names: set[str]) -> _Old:
+        out = _Old(_take(self._stacks, names), _take(self._nf, names), _take(self._ovs, names),
+                   _take(self._lbr, names))
+        for dkey in [k for k in self._dhcp if k[0] in names]:
+            out.dhcp[dkey] = self._dhcp.pop(dkey)
+        for akey in [k for k in self._ns_addrs if k[0] in names]:
+            del self._ns_addrs[akey]
+        for ukey in [k for k in self._unbuilt if k[1] in names]:
+            del self._unbuilt[ukey]
+        for pkey in [k for k in self._pending if k[0] in names]:
+            del self._pending[pkey]
+        for name in names:
+            unwire(self.topo, name)
+        return out
+
+    def _rebuild(self, h: HostState, old: _Old, vlans: Mapping[int, int | None]) -> None:
+        """Build ``h``'s elements that existed before, taking over what the old ones learned
+        (moved to the renumbered local ``vlans``)."""
+        name = h.name
+        namespaces = {ns.name: ns for ns in h.namespaces}
+        for (host, ns), st in old.stacks.items():
+            if host != name or (ns not in namespaces and ns != ROOT):
+                continue
+            new = _new_stack(h, ns)
+            for (dev, addr), hw in st.learned().items():
+                if dev in new.links:
+                    new.learn(dev, addr, hw)
+            self._stacks[(name, ns)] = new
+        for (host, ns), nf in old.nf.items():
+            state = namespaces.get(ns)
+            if host != name or nf is None or state is None or not state.iptables:
+                continue
+            if state.iptables is nf.ruleset_if_held():
+                self._nf[(name, ns)] = nf
+                continue
+            new_nf = Netfilter(state.iptables, nf.conntrack, previous=nf)
+            moves = _zone_moves(nf.zones(), new_nf.zones())
+            if moves:
+                new_nf.conntrack.rezone(moves)
+            self._nf[(name, ns)] = new_nf
+        bridges = {b.name: b for b in _ovs_bridges(h)}
+        for (host, br), sim in old.ovs.items():
+            if host != name or br not in bridges:
+                continue
+            flows = h.ovs.flows_of(br)
+            dump, show = (flows.flows, flows.ports) if flows is not None else (None, None)
+            if not vlans and sim.built_from(bridges[br], dump, show):
+                self._ovs[(name, br)] = sim  # the same rows and flows: kept as it is
+                continue
+            fresh = OvsBridgeSim(bridges[br], dump, show)
+            fresh.take_over(sim, vlans)
+            self._ovs[(name, br)] = fresh
+        lbrs = {b.name: b for b in h.linux_bridges or ()}
+        root = h.namespace(ROOT)
+        links = {lk.name: lk for lk in root.links or ()} if root is not None else {}
+        for (host, br), lsim in old.lbr.items():
+            if host != name or br not in lbrs:
+                continue
+            new_l = _new_linux_bridge(h, br, links)
+            if new_l.info == lsim.info and new_l.port_info == lsim.port_info:
+                self._lbr[(name, br)] = lsim  # the same ports: kept as it is
+                continue
+            new_l.take_over(lsim)
+            self._lbr[(name, br)] = new_l
+
+    def _dhcp_changed(self, before: Mapping[tuple[str, str, str], DhcpServer],
+                      states: Mapping[str, HostState]) -> set[str]:
+        """The guests whose DHCP answer differs now (a changed host entry, or changed options)."""
+        by_mac = {g.mac: n for n, g in self.guests.items()}
+        out: set[str] = set()
+        for key in set(before) | {k for k in self._dhcp if k[0] in states}:
+            a, b = before.get(key), self._dhcp.get(key)
+            if a == b:
+                continue
+            if a is None or b is None or replace(a, hosts=()) != replace(b, hosts=()):
+                macs = {Mac.parse(h.mac) for srv in (a, b) if srv is not None for h in srv.hosts}
+            else:
+                macs = {Mac.parse(h.mac) for h in set(a.hosts) ^ set(b.hosts)}
+            out |= {by_mac[m] for m in macs if m in by_mac}
+        return out
+
+    def _forget(self, macs: set[Mac], addresses: set[IPv4Address]) -> None:
+        """Drop what the elements learned of removed guests: their ``macs`` and the connections of
+        their ``addresses`` (their DHCP exchange's)."""
+        for nf in self._nf.loaded().values():
+            if nf is not None and addresses:
+                nf.conntrack.forget(addresses)
+        if not macs:
+            return
+        for sim in self._ovs.loaded().values():
+            sim.forget(macs)
+        for lsim in self._lbr.loaded().values():
+            lsim.forget(macs)
+        for st in self._stacks.loaded().values():
+            st.forget(macs)
+        for g in self.guests.values():
+            g.forget(macs)
+        for fdb in self._seg_fdb.values():
+            for m in macs & set(fdb):
+                del fdb[m]
 
     def _probe_from_host(self, name: str, dst: str, *, proto: str, dport: int, ident: int) -> Trace:
         """``ping``/``nc`` run in a host's root namespace: the output route picks the source,
@@ -878,6 +1437,34 @@ class World:
         if proto == "udp" and trace.reply is not None and not trace.reply.delivered and not trace.reply.hops:
             trace = replace(trace, reply=None)  # a datagram expects no answer
         return trace
+
+
+def _ovs_bridges(h: HostState) -> tuple[Bridge, ...]:
+    show = h.ovs.show
+    return show.bridges if isinstance(show, OvsdbShow) else (show.bridges() if show else ())
+
+
+def _new_stack(h: HostState, ns: str) -> IpStack:
+    return IpStack(h.namespace(ns) or NamespaceState(ns))
+
+
+def _new_bridge(h: HostState, name: str) -> OvsBridgeSim:
+    br: Bridge = next(b for b in _ovs_bridges(h) if b.name == name)
+    flows = h.ovs.flows_of(name)
+    return OvsBridgeSim(br, flows.flows if flows else None, flows.ports if flows else None)
+
+
+def _new_linux_bridge(h: HostState, name: str, links: Mapping[str, Link] | None = None) -> LinuxBridgeSim:
+    """Linux bridge ``name`` of ``h`` (``links``: the root namespace's links by name, if at hand)."""
+    info = next(b for b in h.linux_bridges or () if b.name == name)
+    if links is None:
+        root = h.namespace(ROOT)
+        links = {lk.name: lk for lk in root.links or ()} if root is not None else {}
+    ports = {}
+    for dev in info.interfaces:
+        lk = links.get(dev)
+        ports[dev] = PortInfo(Mac.parse(lk.mac) if lk is not None and lk.mac else None)
+    return LinuxBridgeSim(info, ports)
 
 
 def _uplink_dev(u: Uplink) -> str:
