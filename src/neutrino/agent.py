@@ -21,6 +21,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from neutrino import store
 from neutrino.convergence import mark as _mark
@@ -29,6 +30,9 @@ from neutrino.host.state import HostState
 from neutrino.plan import plan_cloud
 from neutrino.services.cloud import Cloud
 from neutrino.services.snapshot import CloudSnapshot
+
+if TYPE_CHECKING:
+    from neutrino.sim.world import World
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +75,7 @@ class Agents:
         self.state = state or store.state_dir()
         self._kept: dict[str, HostState] | None = None  # the hosts as last kept (None: read them)
         self._snap: CloudSnapshot | None = None  # the snapshot they were planned from
+        self._world: World | None = None  # the simulator's booted world, refreshed after each change
         self._done = 0
         self._cond = threading.Condition()
         self._wake = threading.Event()
@@ -148,9 +153,7 @@ class Agents:
         for name in gone:
             store.remove_host(name)
         if changed or gone or self.resync:
-            from neutrino import worldkeep
-
-            worldkeep.invalidate(self.state)
+            self._refresh_world(snap, hosts, changed, gone)
         linux = self._converge_linux(changed, gone)
         ports = report_ports(self.services, snap, hosts)
         self._kept = {h.name: h for h in hosts}
@@ -168,6 +171,34 @@ class Agents:
             self._cond.notify_all()
         if self._thread is not None:
             _mark(self.state, "converged", result.generation)
+
+    def _refresh_world(self, snap: CloudSnapshot, hosts: tuple[HostState, ...], changed: tuple[HostState, ...],
+                       gone: set[str]) -> None:
+        """Bring the simulator's world to the hosts as now planned, in place (new guests boot,
+        learned state elsewhere stays), and keep it for ``trace``; boot it anew when it cannot be
+        refreshed. If even that fails, the kept world is dropped, so commands boot their own."""
+        from neutrino import worldkeep
+        from neutrino.sim.cloud import refresh_world, world_of
+        from neutrino.sim.world import StaleWorld
+
+        world = None if self.resync else self._world
+        if world is None and not self.resync:
+            world = worldkeep.load(self.state)
+        try:
+            if world is not None:
+                try:
+                    refresh_world(world, snap, changed, gone=gone)
+                except StaleWorld:
+                    world = None
+            if world is None:
+                world = world_of(snap, hosts)
+                world.boot()
+            worldkeep.publish(self.state, world)
+            self._world = world
+        except BaseException:
+            self._world = None
+            worldkeep.invalidate(self.state)
+            raise
 
     def _load_kept(self, hosts: tuple[HostState, ...]) -> dict[str, HostState]:
         out: dict[str, HostState] = {}

@@ -1,24 +1,28 @@
 """The simulator's booted world, kept in the state folder between commands.
 
 ``trace`` and ``ping`` run against the world as the agents left it (leases, ARP and FDB state)
-instead of booting the whole cloud again. The world file is tagged with the state folder's
-*stamp*, which the agents change whenever the hosts change: a world booted from hosts that have
-since changed is never used (a trace that raced a change saves a world nobody will load).
+instead of booting the whole cloud again. The agents refresh it in place after each change and
+publish it (:func:`publish`); the file format is :mod:`neutrino.sim.keep`'s.
+
+The world file is tagged with the state folder's *stamp*, which changes whenever the hosts change:
+a world booted from hosts that have since changed is never used (a trace that raced a change saves
+a world nobody will load). A world is saved only as booted or refreshed, never after a probe (a
+probe leaves ARP and conntrack state behind).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import pickle
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from neutrino.sim.world import World
 
 log = logging.getLogger(__name__)
-
-FORMAT = 1
 
 
 def _world_path(state: Path) -> Path:
@@ -36,47 +40,49 @@ def stamp(state: Path) -> str:
         return ""
 
 
-def invalidate(state: Path) -> None:
-    """The hosts changed: no kept world stands for them any more."""
+def _write_stamp(state: Path, value: str) -> None:
     state.mkdir(parents=True, exist_ok=True)
-    _atomic_write(_stamp_path(state), uuid.uuid4().hex.encode())
-    _world_path(state).unlink(missing_ok=True)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=".world.stamp.", dir=state)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
+        with os.fdopen(fd, "w") as f:
+            f.write(value)
+        os.replace(tmp, _stamp_path(state))
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
-def load(state: Path) -> Any | None:
+def invalidate(state: Path) -> None:
+    """The hosts changed and nobody refreshed the world: no kept world stands for them any more."""
+    _write_stamp(state, uuid.uuid4().hex)
+    _world_path(state).unlink(missing_ok=True)
+
+
+def publish(state: Path, world: World) -> None:
+    """Keep ``world`` as the one that stands for the hosts now kept (the agents, after a pass)."""
+    from neutrino.sim.keep import save_world
+
+    tag = uuid.uuid4().hex
+    save_world(world, _world_path(state), tag=tag)
+    _write_stamp(state, tag)
+
+
+def load(state: Path) -> World | None:
     """The kept world if it stands for the hosts as they are now, else None."""
+    from neutrino.sim.keep import load_world
+    from neutrino.sim.world import StaleWorld
+
+    path = _world_path(state)
+    if not path.exists():
+        return None
     try:
-        doc = pickle.loads(_world_path(state).read_bytes())
-    except FileNotFoundError:
+        return load_world(path, tag=stamp(state))
+    except StaleWorld as exc:
+        log.info("kept world not used (%s); booting the cloud again", exc)
         return None
-    except Exception:  # noqa: BLE001 - a stale or broken file is rebuilt, never trusted
-        log.warning("kept world unreadable; booting the cloud again")
-        return None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("stamp") != stamp(state):
-        return None
-    return doc["world"]
 
 
-def save(state: Path, world: Any, tag: str) -> None:
-    """Keep ``world``, booted from the hosts as they were when the stamp was ``tag``."""
-    if tag != stamp(state):
-        return  # the hosts changed while it booted
-    _atomic_write(_world_path(state), pickle.dumps({"format": FORMAT, "stamp": tag, "world": world},
-                                                   protocol=pickle.HIGHEST_PROTOCOL))
-
-
-def booted_world(state: Path) -> Any:
+def booted_world(state: Path) -> World:
     """The world ``trace`` and ``ping`` run against: the kept one, or the cloud booted anew (and kept).
     A change the server's agents are still converging is waited for first."""
     from neutrino.convergence import wait_converged
@@ -87,13 +93,15 @@ def booted_world(state: Path) -> Any:
         return world
     from neutrino.deploy import load_cloud
     from neutrino.sim.cloud import world_of
+    from neutrino.sim.keep import save_world
 
     tag = stamp(state)
     cloud, hosts = load_cloud(state)
     world = world_of(cloud, hosts)
     world.boot()
-    try:
-        save(state, world, tag)
-    except (OSError, pickle.PicklingError, TypeError, AttributeError) as exc:
-        log.warning("could not keep the booted world: %s", exc)
+    if tag == stamp(state):  # the hosts did not change while it booted
+        try:
+            save_world(world, _world_path(state), tag=tag)
+        except OSError as exc:
+            log.warning("could not keep the booted world: %s", exc)
     return world
