@@ -102,10 +102,11 @@ def tear_down_cloud(state: Path | None = None) -> None:
 
 
 def bring_up(scenario_path: str | Path, *, state: Path | None = None, keep: bool = True,
-             replace: bool = False) -> UpResult:
+             replace: bool = False, db: str | None = None) -> UpResult:
     """Create ``scenario_path``'s cloud from nothing in the state folder and plan it. A folder that
     holds a cloud already is refused before anything is touched (``replace``: tear it down first);
-    a bring-up that fails leaves the folder as it was."""
+    a bring-up that fails leaves the folder as it was. ``db``: the cloud's database URL (an empty
+    PostgreSQL database, say, that a server elsewhere shares) instead of ``cloud.db`` in the folder."""
     import uvicorn
 
     from neutrino.api.serve import make_app
@@ -122,7 +123,7 @@ def bring_up(scenario_path: str | Path, *, state: Path | None = None, keep: bool
     db_path = root.resolve() / "cloud.db"
     for suffix in ("", "-wal", "-shm"):
         Path(f"{db_path}{suffix}").unlink(missing_ok=True)
-    db_url = f"sqlite:///{db_path}"
+    db_url = db or f"sqlite:///{db_path}"
     try:
         app, _ = make_app(db_url, str(scenario_path), "keystone", seed_of_file(scenario_path))
         port = _free_port()

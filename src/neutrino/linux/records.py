@@ -26,6 +26,7 @@ candidate is claimed by another one, or names namespaces it did not make, takes 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
 import hashlib
 import json
@@ -35,6 +36,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -187,7 +189,10 @@ class Record:
 
     @classmethod
     def load(cls, prefix: str, state_dir: Path) -> Record:
-        path = record_path(prefix, state_dir)
+        return cls._read(prefix, record_path(prefix, state_dir))
+
+    @classmethod
+    def _read(cls, prefix: str, path: Path) -> Record:
         rec = cls(prefix, path)
         if path.exists():
             doc = json.loads(path.read_text())
@@ -198,15 +203,27 @@ class Record:
         return rec
 
     def save(self) -> None:
+        """Write the record. Several processes may add to one record at once (``neutrino agent``, one
+        per host, each recording what it makes): under an exclusive lock on the record's folder,
+        what the file holds now is merged in first, so no process's entries are lost."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        doc = {"prefix": self.prefix, "namespaces": self.namespaces, "rundirs": self.rundirs,
-               "processes": [asdict(p) for p in self.processes], "ns_map": self.ns_map}
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.prefix}.", dir=self.path.parent)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(doc, fh, indent=1)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
+        with _locked(self.path.parent):
+            self._merge(Record._read(self.prefix, self.path))
+            doc = {"prefix": self.prefix, "namespaces": self.namespaces, "rundirs": self.rundirs,
+                   "processes": [asdict(p) for p in self.processes], "ns_map": self.ns_map}
+            fd, tmp = tempfile.mkstemp(prefix=f".{self.prefix}.", dir=self.path.parent)
+            with os.fdopen(fd, "w") as fh:
+                json.dump(doc, fh, indent=1)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.path)
+
+    def _merge(self, disk: Record) -> None:
+        """Take in what another process recorded since this one loaded the file (records only grow)."""
+        self.namespaces = [*disk.namespaces, *(n for n in self.namespaces if n not in disk.namespaces)]
+        self.rundirs = [*disk.rundirs, *(d for d in self.rundirs if d not in disk.rundirs)]
+        self.processes = [*disk.processes, *(p for p in self.processes if p not in disk.processes)]
+        self.ns_map = {**disk.ns_map, **self.ns_map}
 
     def add_namespace(self, name: str, *, planned: str | None = None) -> None:
         if not name.startswith(self.prefix + "-"):
@@ -225,6 +242,17 @@ class Record:
     def add_process(self, pid: int, what: str, netns: str) -> None:
         self.processes.append(ProcessRecord(pid, proc_start_time(pid), what, netns))
         self.save()
+
+
+@contextlib.contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on ``folder`` (the records' folder) for as long as the block runs."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def _alive(p: ProcessRecord) -> bool:

@@ -7,11 +7,13 @@ directory holds that one) is claimed machine-wide and written to ``$NEUTRINO_STA
 before anything carrying it is made, so two state directories never collide and ``down`` finds what
 a bring-up killed mid-way made.
 
-``sync`` repairs, then reconciles (:func:`sync`), and says what it did one line per change.
+``sync`` repairs, then reconciles (:func:`sync`), and says what it did one line per change;
+:func:`sync_host` does it for one host from a snapshot given (``neutrino agent --backend linux``).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -20,8 +22,17 @@ from neutrino.host.state import HostState
 from neutrino.ingest.commands import Command, View, parse_command
 from neutrino.linux import heal
 from neutrino.linux import netns as netns_lib
+from neutrino.linux.apply import Place
 from neutrino.linux.fabric import Guest, boot_guest, wait_underlay
-from neutrino.linux.realize import Realized, _socket_dir, attach, down, realize, start_metadata
+from neutrino.linux.realize import (
+    Realized,
+    _socket_dir,
+    attach,
+    down,
+    metadata_targets,
+    realize,
+    start_metadata,
+)
 from neutrino.linux.records import (
     Record,
     check_prefix,
@@ -34,7 +45,7 @@ from neutrino.linux.records import (
     record_path,
     release_prefix,
 )
-from neutrino.linux.runner import run
+from neutrino.linux.runner import run, wait_for
 from neutrino.scenarios.model import Deployment
 from neutrino.services.cloud import Cloud
 from neutrino.services.snapshot import CloudSnapshot
@@ -178,6 +189,84 @@ def sync(state: Path) -> list[str]:
         out.append(f"instance {g.server}: wired and booted by DHCP (lease {lease})")
     out += [f"api: port {port} {status}" for port, status in port_changes(services, services.snapshot(), hosts)]
     return out or ["no change"]
+
+
+def sync_host(state: Path, cloud: CloudSnapshot, host: HostState) -> list[str]:
+    """:func:`sync` for one host, from a snapshot and a plan given (what ``neutrino agent --backend
+    linux`` does, one process per host, after the server tells it of a change): its instances created
+    since get their namespace; its OVS daemons are started again if they died; it is read back and only
+    the difference applied; its share of the backend's underlay plumbing and its metadata service are
+    put back; its new instances are wired and booted, the others given a lease again if theirs is gone.
+    No other host is read or touched, and no database is opened. The record is shared: each process
+    merges what it adds (:meth:`~neutrino.linux.records.Record.save`). Returns what was done, one line
+    per change, or ``[]``."""
+    if not is_up(state):
+        raise NotFound("no cloud is up on the Linux backend here")
+    prefix = prefix_of(state)
+    name = host.name
+    mine = tuple(g for g in guests_for(cloud, (host,)) if g.host == name)
+    marker = guest_ns(prefix, "")
+    record = Record.load(prefix, state)
+    known = {n[len(marker):] for n in record.namespaces if n.startswith(marker)}
+    new = [g for g in mine if g.server not in known]
+    out: list[str] = []
+    for g in new:
+        ns = guest_ns(prefix, g.server)
+        record.add_namespace(ns, planned=f"vm/{g.server}")
+        netns_lib.add(ns)
+        out.append(f"instance {g.server}: ip netns add {ns}")
+    realized = attach((host,), cloud.deployment, prefix=prefix, state_dir=state,
+                      guests=_every_guest(cloud, name, mine))
+    restarted = heal.heal_ovs(realized, name)
+    out += restarted
+    out += heal.rehome_internal(realized, name)
+    out += [f"{name}: {line}" for line in realized.reconcile(name)]
+    stale = heal.rehome_internal(realized, name)
+    if stale:
+        out += stale + [f"{name}: {line}" for line in realized.reconcile(name)]
+    fabric = heal.heal_fabric(realized, name)
+    out += fabric
+    if restarted or fabric:
+        _wait_peers(realized.places[name], cloud.deployment)
+    if metadata_targets((host,)):
+        out += start_metadata(realized, (host,), missing_only=True)
+    out += heal.heal_guests(realized, [g for g in mine if g not in new])
+    for g in new:
+        boot_guest(realized.record, guest_ns(prefix, g.server), state / "linux" / prefix / f"vm-{g.server}")
+        lease = realized.leases().get(g.server)
+        out.append(f"instance {g.server}: wired and booted by DHCP (lease {lease})")
+    return out
+
+
+def _every_guest(cloud: CloudSnapshot, host: str, mine: tuple[Guest, ...]) -> tuple[Guest, ...]:
+    """Every instance in the order :func:`guests_for` gives them: ``host``'s as planned (``mine``), the
+    others' from the snapshot alone (their device is their host's business; the metadata service
+    needs only their address)."""
+    here = {g.server: g for g in mine}
+    hosts = {h.name for h in cloud.deployment.hosts}
+    out: list[Guest] = []
+    for server in cloud.servers:
+        if server.name in here:
+            out.append(here[server.name])
+        elif server.host in hosts and server.host != host and server.port_ids:
+            port = cloud.port(server.port_ids[0])
+            ip = next((f.ip_address for f in port.fixed_ips if f.ip_address.version == 4), None)
+            out.append(Guest(server.name, server.host, "", port.mac_address, ip))
+    return tuple(out)
+
+
+def _wait_peers(place: Place, deployment: Deployment) -> None:
+    """Until ``place`` reaches every other host's tunnel address (after its OVS or underlay came back)."""
+    for other in deployment.hosts:
+        ip = str(other.tunnel_ip) if other.tunnel_ip is not None else None
+        if other.name == place.host or ip is None or place.tunnel_ip is None:
+            continue
+        wait_for(functools.partial(_reaches, place.netns, ip), timeout=20,
+                 what=f"{place.host} to reach {other.name}'s tunnel address {ip}")
+
+
+def _reaches(netns: str, ip: str) -> bool:
+    return run(["ping", "-c", "1", "-W", "1", ip], netns=netns, check=False).returncode == 0
 
 
 def is_up(state: Path) -> bool:
