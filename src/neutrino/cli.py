@@ -66,13 +66,38 @@ def _cmd_hosts(args: argparse.Namespace) -> int:
 
 def _cmd_explain(args: argparse.Namespace) -> int:
     from neutrino import store
-    from neutrino.views.explain import explain_flows
+    from neutrino.views.explain import explain
 
-    host = store.load_host(args.host)
-    br = host.ovs.flows_of(args.bridge)
-    if br is None or br.flows is None:
-        raise NotFound(f"host {args.host}: no flows known for bridge {args.bridge}")
-    sys.stdout.write(explain_flows(br.flows, args.bridge, br.ports))
+    sys.stdout.write(explain(store.load_host(args.host), args.bridge))
+    return 0
+
+
+def _cmd_easyovs(args: argparse.Namespace) -> int:
+    from neutrino import store
+    from neutrino.views.easyovs import run
+
+    text, status = run(store.load_host(args.host), args.words, as_json=args.json, colour=sys.stdout.isatty())
+    sys.stdout.write(text)
+    return status
+
+
+def _cmd_diagram(args: argparse.Namespace) -> int:
+    from neutrino import store
+    from neutrino.views.diagram import diagram_dot, render
+
+    names = args.host or store.list_hosts()
+    dot = diagram_dot([store.load_host(n) for n in names])
+    fmt = args.format or (pathlib.Path(args.output).suffix.lstrip(".") if args.output else "dot") or "dot"
+    if fmt not in ("dot", "svg", "png"):
+        raise InvalidInput(f"unknown diagram format {fmt!r}: dot, svg or png")
+    data = dot.encode() if fmt == "dot" else render(dot, fmt)
+    if args.output:
+        pathlib.Path(args.output).write_bytes(data)
+        print(f"wrote {args.output} ({fmt}, {len(names)} hosts)", file=sys.stderr)
+    elif fmt == "png" and sys.stdout.isatty():
+        raise InvalidInput("a PNG is not for a terminal: give -o FILE.png")
+    else:
+        sys.stdout.buffer.write(data)
     return 0
 
 
@@ -137,7 +162,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
 
     if args.backend == "linux" and os.geteuid() != 0:
         raise InvalidInput("the Linux backend needs root (it builds namespaces, OVS and iptables)")
-    result = bring_up(args.scenario, replace=args.replace)
+    result = bring_up(args.scenario, replace=args.replace, db=args.db)
     if args.backend == "linux":
         from neutrino.linux import session
 
@@ -206,26 +231,72 @@ def _world():  # type: ignore[no-untyped-def]
     return worldkeep.booted_world(store.state_dir())
 
 
+def _named(trace):  # type: ignore[no-untyped-def]
+    """The trace with its OpenStack objects named from the cloud's snapshot."""
+    from neutrino import store
+    from neutrino.answers.objects import Names, annotate, flow_origins
+    from neutrino.deploy import open_cloud
+
+    cloud = open_cloud(store.state_dir()).snapshot()
+    flows = flow_origins(store.hosts_dir(), (h.name for h in cloud.deployment.hosts))
+    return annotate(trace, Names(cloud, flows))
+
+
 def _cmd_trace(args: argparse.Namespace) -> int:
     from neutrino.sim.pcap import save_pcap, timestamps
     from neutrino.sim.trace import frames, render, to_json
 
-    trace = _world().probe(args.source, args.destination, proto=args.proto, dport=args.dport)
+    trace = _named(_world().probe(args.source, args.destination, proto=args.proto, dport=args.dport))
     if args.pcap:
         stamps = timestamps(0.0, 0.001)
         count = save_pcap(args.pcap, [(next(stamps), f) for f in frames(trace)])  # type: ignore[misc]
         print(f"wrote {count} packets to {args.pcap}", file=sys.stderr)
     sys.stdout.write(to_json(trace) + "\n" if args.json else render(trace, args.level))
-    return 0 if trace.delivered else 1
+    return 0 if trace.succeeded else 1
+
+
+def _cmd_diagnose(args: argparse.Namespace) -> int:
+    import json
+
+    from neutrino import store
+    from neutrino.answers.diagnose import check_args, diagnose
+
+    check_args(args.proto, args.dport)
+    d = diagnose(store.state_dir(), args.source, args.destination, proto=args.proto, dport=args.dport,
+                 world=_world())
+    sys.stdout.write(json.dumps(d.plain(), indent=1) + "\n" if args.json else d.text())
+    return 0 if d.reachable else 1
+
+
+def _cmd_matrix(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from neutrino import store
+    from neutrino.answers import matrix as mx
+    from neutrino.deploy import open_cloud
+
+    protocols = mx.parse_protocols(args.proto) if args.proto else mx.DEFAULT_PROTOCOLS
+    cells = mx.matrix(_world(), open_cloud(store.state_dir()).snapshot(), protocols,
+                      outside=not args.no_outside, exhaustive=args.exhaustive)
+    if args.save:
+        Path(args.save).write_text(mx.to_json(cells) + "\n")
+    if args.diff:
+        changed = mx.diff(mx.load(Path(args.diff).read_text()), cells)
+        sys.stdout.write("".join(ln + "\n" for ln in changed) if changed else "no change\n")
+        return 1 if changed else 0
+    fmt = "json" if args.json else args.format
+    sys.stdout.write(mx.to_json(cells) + "\n" if fmt == "json" else mx.to_csv(cells) if fmt == "csv"
+                     else mx.to_table(cells))
+    return 0
 
 
 def _cmd_ping(args: argparse.Namespace) -> int:
-    trace = _world().probe(args.source, args.destination, proto="icmp")
-    if trace.delivered and trace.reply is not None and trace.reply.delivered:
+    trace = _named(_world().probe(args.source, args.destination, proto="icmp"))
+    if trace.succeeded and trace.reply is not None:
         print(f"{args.source} -> {args.destination}: reply (via {len(trace.hops)} hops, "
               f"back via {len(trace.reply.hops)})")
         return 0
-    v = trace.verdict if not trace.delivered else trace.reply.verdict if trace.reply else trace.verdict
+    v = trace.failure or trace.verdict
     if v.detail.startswith("ping: "):  # from a host (host:NAME): the system call failed, as ping says
         print(v.detail.split(" (", 1)[0])
     reason = v.reason.value if v.reason else "no reply"
@@ -238,6 +309,13 @@ def _cmd_server(args: argparse.Namespace) -> int:
     from neutrino.api import serve
 
     return serve.run(args)
+
+
+def _cmd_agent(args: argparse.Namespace) -> int:
+    from neutrino import remote_agent
+
+    return remote_agent.main(args.host, args.server, backend=args.backend, once=args.once,
+                             os_cloud=args.os_cloud, poll=args.poll, log_level=args.log_level)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -258,10 +336,24 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("hosts", help="list the hosts neutrino knows")
     s.set_defaults(func=_cmd_hosts)
 
-    s = sub.add_parser("explain", help="a bridge's flows, each with a line saying what it does")
+    s = sub.add_parser("explain", help="a bridge's flows or an iptables chain's rules, each with a line saying "
+                                       "what it does")
     s.add_argument("host")
-    s.add_argument("bridge")
+    s.add_argument("bridge", metavar="BRIDGE|CHAIN")
     s.set_defaults(func=_cmd_explain)
+
+    s = sub.add_parser("easyovs", help="EasyOVS's screens for a host: list, show BR, dump BR, ipt IP...")
+    s.add_argument("host")
+    s.add_argument("words", nargs="+", metavar="list|show BR|dump BR|ipt IP [IP...]")
+    s.add_argument("--json", action="store_true", help="the same, as JSON")
+    s.set_defaults(func=_cmd_easyovs)
+
+    s = sub.add_parser("diagram", help="draw the kept hosts: namespaces, bridges, devices, tunnels (Graphviz)")
+    s.add_argument("--host", action="append", help="only this host (repeat for more; default: every kept host)")
+    s.add_argument("--format", choices=("dot", "svg", "png"), default=None,
+                   help="dot (the graph's text; default), svg or png (these need Graphviz's dot program)")
+    s.add_argument("-o", "--output", help="write to this file (its suffix gives the format when --format is not given)")
+    s.set_defaults(func=_cmd_diagram)
 
     s = sub.add_parser("up", help="create a scenario's cloud through the API and plan every host")
     s.add_argument("scenario", help="a scenario YAML file (see examples/)")
@@ -269,6 +361,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sim (default): plan it for the simulator; linux: also build it for real (root)")
     s.add_argument("--replace", action="store_true",
                    help="tear down the cloud this state folder holds first (default: refuse)")
+    s.add_argument("--db", default=None,
+                   help="the cloud's database URL, e.g. an empty postgresql://... a server shares "
+                        "(default: cloud.db in the state folder)")
     s.set_defaults(func=_cmd_up)
 
     s = sub.add_parser("sync", help="re-plan from the API's database and make the Linux backend match")
@@ -296,6 +391,26 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--pcap", help="also write the packet at every hop to this pcap file")
     s.set_defaults(func=_cmd_trace)
 
+    s = sub.add_parser("diagnose", help="why SOURCE does not reach DESTINATION, and a fix, checked first")
+    s.add_argument("source", help="an instance's name, 'outside', or host:NAME")
+    s.add_argument("destination", help="an instance's name or an IP address")
+    s.add_argument("--proto", choices=("icmp", "tcp", "udp", "http"), default="icmp")
+    s.add_argument("--dport", type=int, default=22)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=_cmd_diagnose)
+
+    s = sub.add_parser("matrix", help="who reaches whom among the instances and the outside, per protocol")
+    s.add_argument("--proto", action="append", metavar="P",
+                   help="icmp, tcp/PORT or udp/PORT (repeat or comma-separate; default icmp,tcp/22,tcp/80)")
+    s.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    s.add_argument("--json", action="store_true", help="the same as --format json")
+    s.add_argument("--save", metavar="FILE", help="also keep the matrix (JSON) in FILE")
+    s.add_argument("--diff", metavar="FILE", help="print only the cells changed since FILE (exit 1 if any)")
+    s.add_argument("--no-outside", action="store_true", help="instances only")
+    s.add_argument("--exhaustive", action="store_true",
+                   help="trace every pair (default: one pair per class of instances treated alike)")
+    s.set_defaults(func=_cmd_matrix)
+
     s = sub.add_parser("ping", help="the short answer: does a ping from SOURCE to DESTINATION come back")
     s.add_argument("source")
     s.add_argument("destination")
@@ -309,6 +424,21 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("server", help="serve the Neutron, Identity and Compute APIs")
     add_server_arguments(s)
     s.set_defaults(func=_cmd_server)
+
+    s = sub.add_parser("agent", help="one host's agent as its own process, fed by a server over HTTP")
+    s.add_argument("--host", required=True, help="the host this agent plans and converges")
+    s.add_argument("--server", required=True, help="the server's URL, e.g. http://192.0.2.1:9696")
+    s.add_argument("--backend", choices=("sim", "linux"), default="sim",
+                   help="sim (default): keep the host in $NEUTRINO_STATE; linux: also make the real host "
+                        "match (root; the cloud brought up with 'neutrino up --backend linux' there)")
+    s.add_argument("--once", action="store_true", help="one pass, then exit (1 if it failed)")
+    s.add_argument("--os-cloud", default=None,
+                   help="clouds.yaml entry with the admin credentials (default $OS_CLOUD, else OS_* "
+                        "variables, else 'neutrino')")
+    s.add_argument("--poll", type=float, default=30.0,
+                   help="seconds each long-poll for changes waits (at most 60; default 30)")
+    s.add_argument("--log-level", default="info")
+    s.set_defaults(func=_cmd_agent)
     return p
 
 

@@ -45,6 +45,7 @@ class Hop:
     packet: str = ""  # the packet's one-line summary on entering
     steps: tuple[Step, ...] = ()
     frame: object = field(default=None, compare=False, repr=False)  # the packet itself (for pcap)
+    obj: str = ""  # the OpenStack object the device belongs to (a port, a router, a network), named
 
 
 class VerdictKind(enum.Enum):
@@ -67,6 +68,10 @@ class DropReason(enum.Enum):
     NO_LISTENER = "nothing listening"
     TTL = "TTL exceeded"
     LOOP = "loop"
+    REFUSED = "connection refused"  # the answer was a TCP reset
+    UNREACHABLE = "ICMP unreachable"  # the answer was an ICMP error
+    NO_REPLY = "no reply"  # the request arrived; nothing came back
+    IGNORED = "ignored by the service"  # a service (dnsmasq) took the packet and discarded it
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,42 +94,122 @@ class Trace:
     def delivered(self) -> bool:
         return self.verdict.kind is VerdictKind.DELIVERED
 
+    @property
+    def succeeded(self) -> bool:
+        """The exchange worked: the request arrived and, when an answer is expected, the answer
+        came back and was not a refusal (a TCP reset, an ICMP error)."""
+        return self.delivered and (self.reply is None or self.reply.delivered)
 
-def render(trace: Trace, level: str = "summary") -> str:
-    """``detailed``: every step; ``summary``: each hop with its deciding steps; ``minimal``: the
-    hops on one line each and the verdict (what regression tests compare)."""
+    @property
+    def failure(self) -> Verdict | None:
+        """The verdict that says why the exchange failed (the request's or the reply's), or None."""
+        if not self.delivered:
+            return self.verdict
+        if self.reply is not None and not self.reply.delivered:
+            return self.reply.verdict
+        return None
+
+
+def _where(hop: Hop, *, obj: bool = False) -> str:
+    return f"{hop.host} {hop.element}" + (f" [{hop.device}]" if hop.device else "") + (
+        f" ({hop.letter})" if hop.letter else "") + (f" {{{hop.obj}}}" if obj and hop.obj else "")
+
+
+def _step_line(st: Step, *, obj: bool = False) -> str:
+    return f"{st.kind.value}: {st.text}" + (f"  -> {st.detail}" if st.detail else "") + (
+        f"  [{st.obj}]" if obj and st.obj else "")
+
+
+def _matches_something(st: Step) -> bool:
+    """An iptables rule with a match of its own (a security-group rule, an anti-spoofing rule),
+    not a bare jump or the chain's closing ACCEPT."""
+    words = st.text.split()
+    return len(words) > 4 or (len(words) > 2 and words[2] != "-j")
+
+
+def deciding_steps(hop: Hop) -> tuple[Step, ...]:
+    """The steps that decided what ``hop`` did with the packet (what ``summary`` prints): its
+    drop, its delivery or answer, its NAT, and the flow, rule or route that sent it on."""
+    steps = hop.steps
+    drop = [st for st in steps if st.kind is StepKind.DROP]
+    if drop:
+        rules = [st for st in steps if st.kind in (StepKind.RULE, StepKind.POLICY)]
+        last = drop[-1]
+        return (rules[-1], last) if rules and not last.text.startswith(rules[-1].text) else (last,)
+    out: list[Step] = [st for st in steps if st.kind is StepKind.NAT]
+    ends = [st for st in steps if st.kind in (StepKind.DELIVER, StepKind.REPLY)]
+    if ends:
+        return tuple(out + ends)
+    returns = [st for st in steps if st.kind is StepKind.RULE and st.detail.endswith("] RETURN")]
+    rules = returns or [st for st in steps if st.kind is StepKind.RULE and _matches_something(st)
+                        and not st.detail.split("] ", 1)[-1].startswith("jump to")]
+    flows = [st for st in steps if st.kind is StepKind.FLOW]
+    routes = [st for st in steps if st.kind is StepKind.ROUTE]
+    encap = [st for st in steps if st.kind is StepKind.ENCAP]
+    normal = [st for st in steps if st.kind is StepKind.NORMAL]
+    if flows:
+        out.append(flows[-1])
+    elif routes:
+        out.append(routes[-1])
+    elif normal:
+        out.append(normal[-1])
+    out.extend(rules[-1:])
+    out.extend(encap[-1:])
+    if not out and steps:
+        out.append(steps[-1])
+    return tuple(out)
+
+
+def _verdict_line(v: Verdict, level: str) -> str:
+    end = v.kind.value if v.reason is None else f"{v.kind.value}: {v.reason.value}"
+    return (f"=> {end}" + (f" at {v.where}" if v.where else "") + (f" ({v.obj})" if v.obj else "")
+            + (f": {v.detail}" if v.detail and level != "minimal" else ""))
+
+
+def render(trace: Trace, level: str = "summary", *, outcome: bool = True) -> str:
+    """Three levels, as ovn-trace has them. ``detailed``: every step of every hop (each table's
+    flow, each chain's rule, each route and neighbour lookup, conntrack), the packet as it
+    entered and the object behind each item; ``summary``: one line per device with what decided
+    there (the flow, the security-group rule, the route, the NAT); ``minimal``: the hops' names
+    and the verdict (what regression tests compare). ``outcome``: end with whether the exchange
+    (request and answer) succeeded."""
     lines: list[str] = []
     for hop in trace.hops:
-        where = f"{hop.host} {hop.element}" + (f" [{hop.device}]" if hop.device else "") + (
-            f" ({hop.letter})" if hop.letter else "")
+        where = _where(hop, obj=level != "minimal")
         if level == "minimal":
             lines.append(where)
-            continue
-        lines.append(where + (f": {hop.packet}" if hop.packet and level == "detailed" else ""))
-        for st in hop.steps:
-            if level == "summary" and st.kind in (StepKind.DEVICE, StepKind.CONNTRACK):
-                continue
-            text = f"    {st.kind.value}: {st.text}" + (f"  -> {st.detail}" if st.detail else "")
-            lines.append(text + (f"  [{st.obj}]" if st.obj and level == "detailed" else ""))
-    v = trace.verdict
-    end = v.kind.value if v.reason is None else f"{v.kind.value}: {v.reason.value}"
-    lines.append(f"=> {end}" + (f" at {v.where}" if v.where else "") + (f" ({v.obj})" if v.obj else "")
-                 + (f": {v.detail}" if v.detail and level != "minimal" else ""))
+        elif level == "summary":
+            decided = deciding_steps(hop)
+            said = "; ".join(_step_line(st, obj=True) for st in decided)
+            lines.append(where + (f": {said}" if said else ""))
+        else:
+            lines.append(where)
+            if hop.packet:
+                lines.append(f"    packet: {hop.packet}")
+            lines.extend("    " + _step_line(st, obj=True) for st in hop.steps)
+    lines.append(_verdict_line(trace.verdict, level))
     if trace.reply is not None:
         lines.append("reply:")
-        lines.extend("  " + ln for ln in render(trace.reply, level).splitlines())
+        lines.extend("  " + ln for ln in render(trace.reply, level, outcome=False).splitlines())
+    if outcome and trace.delivered and trace.reply is not None:
+        failure = trace.failure
+        lines.append("=> the exchange succeeded: the answer came back" if failure is None else
+                     f"=> the exchange failed: {failure.reason.value if failure.reason else 'no reply'}"
+                     + (f" ({failure.detail})" if failure.detail and level != "minimal" else ""))
     return "\n".join(lines) + "\n"
 
 
 def _plain(trace: Trace) -> dict[str, object]:
     return {
         "hops": [{"host": h.host, "element": h.element, "device": h.device, "letter": h.letter,
-                  "packet": h.packet, "steps": [{"kind": st.kind.value, "text": st.text, "detail": st.detail,
-                                                 "obj": st.obj} for st in h.steps]} for h in trace.hops],
+                  "packet": h.packet, "obj": h.obj,
+                  "steps": [{"kind": st.kind.value, "text": st.text, "detail": st.detail, "obj": st.obj}
+                            for st in h.steps]} for h in trace.hops],
         "verdict": {"kind": trace.verdict.kind.value,
                     "reason": trace.verdict.reason.value if trace.verdict.reason else None,
                     "where": trace.verdict.where, "obj": trace.verdict.obj, "detail": trace.verdict.detail},
         "reply": _plain(trace.reply) if trace.reply is not None else None,
+        "succeeded": trace.succeeded,
     }
 
 

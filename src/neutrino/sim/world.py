@@ -50,6 +50,7 @@ from neutrino.host.ofctl_show import OfPort
 from neutrino.host.ovsdb import Bridge, Interface, OvsdbShow, Port
 from neutrino.host.state import ROOT, HostState, NamespaceState
 from neutrino.host.sysctl import Sysctl
+from neutrino.sim.guest import LISTENING as GUEST_LISTENING
 from neutrino.sim.guest import Guest
 from neutrino.sim.ipstack import Action, IpStack, RouteDecision, Unreachable
 from neutrino.sim.linuxbridge import LinuxBridgeSim, PortInfo
@@ -146,6 +147,38 @@ class _Run:
     drops: list[tuple[str, Step]] = field(default_factory=list)
     errno: str = ""  # what the local sender's system call returned, when it failed
     sender: str = ""  # the guest that sent the probe
+    failed: str = ""  # the answer that came back says the exchange failed (a reset, an ICMP error)
+
+
+def _is_request(frame: Ethernet, goal: tuple[int, int] | None) -> bool:
+    """Whether ``frame`` is the probe's request (not its answer): an echo request, a TCP SYN or
+    segment from the probe's source port, a UDP datagram from it."""
+    ip4 = _ip(frame)
+    if ip4 is None or goal is None:
+        return False
+    p = ip4.payload
+    if isinstance(p, ICMP):
+        return bool(p.type == ICMPType.ECHO_REQUEST)
+    if isinstance(p, TCP):  # a SYN, whatever port a SNAT with --random-fully gave it; or from our port
+        return bool(not p.flags & TCPFlag.ACK or p.sport == goal[1])
+    if isinstance(p, UDP):
+        return bool(p.sport == goal[1])
+    return False
+
+
+REFUSED = "refused: "  # marks a failure that is a TCP reset
+
+
+def _failure_of(packet: IPv4) -> str:
+    """What an answer reaching the sender says about the exchange: '' when it succeeded."""
+    p = packet.payload
+    if isinstance(p, TCP) and p.flags & TCPFlag.RST:
+        return f"{REFUSED}{packet.src} answered tcp/{p.sport} with a reset (RST)"
+    if isinstance(p, ICMP) and p.type == ICMPType.DEST_UNREACH:
+        return f"ICMP destination unreachable (code {int(p.code)}) from {packet.src}"
+    if isinstance(p, ICMP) and p.type == ICMPType.TIME_EXCEEDED:
+        return f"ICMP time exceeded from {packet.src}"
+    return ""
 
 
 def _flow_key(frame: Ethernet) -> tuple[int, int] | None:
@@ -782,14 +815,17 @@ class World:
         if goal is not None and key == goal:
             ip4 = _ip(frame)
             if ip4 is not None and guest.ip is not None and ip4.dst == guest.ip:
-                # the target, or (an address behind NAT, e.g. a floating IP) the first guest the
-                # request reaches that is not its sender
-                if ev.end.element == target or (not target and not run.delivered_at and ev.end.element != run.sender):
+                # the request reaching the target, or (an address behind NAT, e.g. a floating IP)
+                # the first guest it reaches, the sender itself included (its own floating IP,
+                # hairpinned by the router); any other packet of the flow is the answer
+                request = _is_request(frame, goal)
+                if request and not run.delivered_at and (ev.end.element == target or not target):
                     run.delivered_at = f"{ev.end.host} {guest.name}"
                     steps.append(Step(StepKind.DELIVER, guest.name, f"{guest.name} received it"))
                     run.reply_start = len(run.hops) + 1
-                else:
+                elif not request:
                     run.replied = True
+                    run.failed = run.failed or _failure_of(ip4)
                     steps.append(Step(StepKind.DELIVER, guest.name, "the reply reached the sender"))
         self._hop(run, ev, guest.name, steps, goal)
         out = []
@@ -1010,6 +1046,7 @@ class World:
         here = f"{host}/{ns or 'root'}"
         if goal is not None and key == goal and run.delivered_at and target != here:
             run.replied = True
+            run.failed = run.failed or _failure_of(packet)
             steps.append(Step(StepKind.DELIVER, str(packet.dst), "the reply reached the sender"))
             return []
         p = packet.payload
@@ -1072,10 +1109,10 @@ class World:
             goal = (6, ident)
         else:
             raise InvalidInput(f"from the outside: icmp or tcp, not {proto!r}")
-        target = next((g.name for g in self.specs.values()), "")
         run = _Run()
         events = deque(self._send_local(OUTSIDE, ROOT, packet, run, goal))
-        self._run(events, run, goal, self._target_of(dst_ip) or target)
+        # a floating IP is no guest's own address: the first guest the request reaches is its target
+        self._run(events, run, goal, self._target_of(dst_ip))
         return _verdict(run, str(dst_ip))
 
     def _target_of(self, ip: IPv4Address) -> str:
@@ -1386,6 +1423,10 @@ class World:
         """One packet from ``src`` to ``dst`` (a guest name or an IP address), traced, with its
         reply. ``src`` is a guest's name, ``outside``, or ``host:<name>`` for a host's root
         namespace."""
+        if proto not in PROTOCOLS:
+            raise InvalidInput(f"unknown protocol {proto!r} (icmp, tcp, udp or http)")
+        if not 1 <= dport <= 65535:
+            raise InvalidInput(f"--dport {dport}: a port is a number from 1 to 65535")
         if src == OUTSIDE:
             return self._probe_from_outside(dst, proto=proto, dport=dport, ident=ident)
         if src.startswith(HOST_PREFIX):
@@ -1398,6 +1439,8 @@ class World:
             raise InvalidInput(f"{src} has no address (did DHCP work? run boot first)")
         dst_ip = self._address_of(dst)
         target = dst if dst in self.guests else self._target_of(dst_ip)
+        if dst_ip == guest.ip:
+            return _loopback(spec.host, src, dst_ip, proto=proto, dport=dport)
         hop = guest.next_hop(dst_ip)
         if hop is None:
             raise InvalidInput(f"{src} has no route to {dst_ip}")
@@ -1526,17 +1569,29 @@ def _verdict(run: _Run, target: str) -> Trace:
     if run.delivered_at:
         request = hops[:run.reply_start] if run.reply_start > 0 else hops
         reply_hops = hops[len(request):]
-        reply_verdict = Verdict(VerdictKind.DELIVERED, where="the sender") if run.replied else _dropped(run, "reply")
+        if run.replied and run.failed:
+            reason = DropReason.REFUSED if run.failed.startswith(REFUSED) else DropReason.UNREACHABLE
+            reply_verdict = Verdict(VerdictKind.DROPPED, reason, "the sender",
+                                    detail=run.failed.removeprefix(REFUSED))
+        elif run.replied:
+            reply_verdict = Verdict(VerdictKind.DELIVERED, where="the sender")
+        else:
+            reply_verdict = _dropped(run, "the sender (no reply came back)", reply=True)
         reply = Trace(reply_hops, reply_verdict)
         return Trace(request, Verdict(VerdictKind.DELIVERED, where=run.delivered_at), reply=reply, forks=_side(run))
     return Trace(hops, _dropped(run, target), forks=_side(run))
 
 
-def _dropped(run: _Run, what: str) -> Verdict:
+def _dropped(run: _Run, what: str, *, reply: bool = False) -> Verdict:
     if not run.drops:
+        if reply:
+            return Verdict(VerdictKind.DROPPED, DropReason.NO_REPLY, detail=f"nothing reached {what}")
         return Verdict(VerdictKind.DROPPED, DropReason.NO_ROUTE, detail=f"the packet never reached {what}")
     where, step = run.drops[-1]
     text = f"{step.text} {step.detail}"
+    if step.text.split("[")[0] in SERVICES:
+        return Verdict(VerdictKind.DROPPED, DropReason.IGNORED, where, step.obj,
+                       f"{step.text} ignores it: {step.detail}")
     if "sg-fallback" in text or "security" in step.obj or "sg-rule" in step.obj:
         reason = DropReason.SECURITY_GROUP
     elif "--mac-source" in text or "! -s" in text or "IP/MAC" in text:
@@ -1552,6 +1607,43 @@ def _dropped(run: _Run, what: str) -> Verdict:
     else:
         reason = DropReason.NO_ROUTE
     return Verdict(VerdictKind.DROPPED, reason, where, step.obj, f"{step.text} {step.detail}".strip())
+
+
+PROTOCOLS = ("icmp", "tcp", "udp", "http")
+
+
+def _loopback(host: str, name: str, ip: IPv4Address, *, proto: str, dport: int) -> Trace:
+    """An instance's packet to its own address: the guest's kernel takes it over ``lo`` and
+    answers it itself (no frame leaves eth0, so no ARP)."""
+    route = Step(StepKind.ROUTE, f"local {ip} dev lo table local proto kernel scope host src {ip}",
+                 "local delivery (loopback)")
+    port = 80 if proto == "http" else dport
+    what = "icmp echo" if proto == "icmp" else f"{'udp' if proto == 'udp' else 'tcp'}/{port}"
+    request = Hop(host, name, "lo", packet=f"{ip} > {ip} {what}",
+                  steps=(route, Step(StepKind.DELIVER, name, f"{name} received it")))
+    failed = ""
+    if proto == "icmp":
+        answer = Step(StepKind.REPLY, name, f"echo reply to {ip}")
+    elif proto == "udp":
+        answer = Step(StepKind.REPLY, name, f"udp port {port} unreachable")
+        failed = f"ICMP destination unreachable (code 3) from {ip}"
+    elif port in GUEST_LISTENING:
+        answer = Step(StepKind.REPLY, name, f"SYN-ACK from port {port}")
+    else:
+        answer = Step(StepKind.REPLY, name, f"RST: nothing listens on port {port}")
+        failed = f"{REFUSED}{ip} answered tcp/{port} with a reset (RST)"
+    back = Hop(host, name, "lo", packet=f"{ip} > {ip} reply",
+               steps=(answer, Step(StepKind.DELIVER, name, "the reply reached the sender")))
+    if failed:
+        reason = DropReason.REFUSED if failed.startswith(REFUSED) else DropReason.UNREACHABLE
+        verdict = Verdict(VerdictKind.DROPPED, reason, "the sender", detail=failed.removeprefix(REFUSED))
+    else:
+        verdict = Verdict(VerdictKind.DELIVERED, where="the sender")
+    return Trace((request,), Verdict(VerdictKind.DELIVERED, where=f"{host} {name}"),
+                 reply=Trace((back,), verdict))
+
+
+SERVICES = frozenset({"dnsmasq", "metadata", "metadata proxy"})  # a DROP step by a service, not the network
 
 
 def _replace_ip(frame: Ethernet, packet: IPv4) -> Ethernet:

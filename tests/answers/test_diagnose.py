@@ -1,0 +1,141 @@
+"""Issue 13, part 3: ``neutrino diagnose``: where, why, what to change, and a fix checked on a copy.
+
+Each fix is then applied to the cloud itself (the services layer on its database, as the API
+would), the hosts planned again, and ``neutrino trace`` run again: it must now get through."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import yaml
+
+from neutrino import worldkeep
+from neutrino.answers.diagnose import Diagnosis, diagnose
+from neutrino.cli import main
+from neutrino.deploy import open_cloud, replan
+from tests.answers.conftest import ROOT, Cli
+
+
+def _variant(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch,
+             edit: Callable[[dict[str, Any]], object]) -> pathlib.Path:
+    doc = yaml.safe_load((ROOT / "examples" / "seed000.yaml").read_text())
+    edit(doc["resources"])
+    path = tmp_path / "variant.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    state = tmp_path / "state"
+    monkeypatch.setenv("NEUTRINO_STATE", str(state))
+    assert main(["up", str(path)]) == 0
+    return state
+
+
+def _apply_for_real(state: pathlib.Path, d: Diagnosis) -> None:
+    cloud = open_cloud(state)
+    for fix in d.fixes:
+        fix.apply(cloud)
+    replan(state)
+    worldkeep.invalidate(state)
+
+
+def test_missing_rule_to_the_floating_ip(cli000: Cli, seed000: pathlib.Path) -> None:
+    rc, out, _ = cli000("diagnose", "outside", "172.24.4.228", "--proto", "tcp", "--dport", "23")
+    assert rc == 1
+    lines = out.splitlines()
+    assert lines[0] == "outside -> 172.24.4.228 (tcp/23): not reachable: security group"
+    assert lines[1].startswith("stops at: compute qbr")
+    assert lines[2].startswith("why: no rule of security group 'default' (")
+    sg = open_cloud(seed000).snapshot().security_groups[0].id
+    assert f"change: security group 'default' ({sg})" in out
+    assert (f"fix 1: openstack security group rule create --ingress --ethertype IPv4 --protocol tcp "
+            f"--dst-port 23 --remote-ip 0.0.0.0/0 {sg}") in out
+    # cirros listens on 22 and 80 only: the network now lets tcp/23 through, the instance resets it
+    assert "checked on a copy of the cloud: works (the packet now reaches compute cirros; it answers" in out
+    # the copy was a copy: the cloud itself still drops it
+    rc, out, _ = cli000("trace", "outside", "172.24.4.228", "--proto", "tcp", "--dport", "23")
+    assert rc == 1 and "security group" in out
+
+
+def test_reachable_says_so(cli000: Cli) -> None:
+    rc, out, _ = cli000("diagnose", "outside", "cirros", "--proto", "tcp", "--dport", "22")
+    assert rc == 0
+    assert out == ("outside -> 172.24.4.228 (tcp/22): reachable: the request arrived and the answer "
+                   "came back\n")
+
+
+def test_seed001_floating_ip_fix_applied_then_traced(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    state = tmp_path / "state"
+    monkeypatch.setenv("NEUTRINO_STATE", str(state))
+    assert main(["up", str(ROOT / "examples" / "seed001.yaml")]) == 0
+    cli = Cli(capsys)
+    rc, out, _ = cli("diagnose", "outside", "vm2")
+    assert rc == 1
+    assert "no rule of security group 'bare'" in out and "of instance 'vm2'" in out
+    assert "fix 1: openstack security group rule create --ingress --ethertype IPv4 --protocol icmp " \
+           "--remote-ip 0.0.0.0/0 " in out
+    assert "checked on a copy of the cloud: works (192.168.100.63: the request arrives" in out
+    rc, data = cli.json("diagnose", "outside", "vm2")
+    assert data["reachable"] is False and data["fixes"][0]["works"] is True
+    d = diagnose(state, "outside", "vm2")
+    _apply_for_real(state, d)
+    rc, out, _ = cli("trace", "outside", "192.168.100.63")
+    assert rc == 0, out
+    rc, out, _ = cli("diagnose", "outside", "vm2")
+    assert rc == 0 and "reachable" in out
+
+
+def test_no_router_interface(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch,
+                             capsys: pytest.CaptureFixture[str]) -> None:
+    def no_interface(res: dict[str, Any]) -> None:
+        res["routers"][0]["interfaces"] = []
+        res.pop("floating_ips")
+
+    state = _variant(tmp_path, monkeypatch, no_interface)
+    cli = Cli(capsys)
+    rc, out, _ = cli("trace", "cirros", "8.8.8.8")
+    assert rc == 1
+    rc, out, _ = cli("diagnose", "cirros", "8.8.8.8")
+    assert rc == 1
+    assert "fix 1: openstack router add subnet router1 private-subnet" in out
+    assert "checked on a copy of the cloud: works (8.8.8.8: the request arrives and the answer comes back)" \
+        in out
+    _apply_for_real(state, diagnose(state, "cirros", "8.8.8.8"))
+    rc, out, _ = cli("trace", "cirros", "8.8.8.8")
+    assert rc == 0, out
+
+
+def test_no_floating_ip(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch,
+                        capsys: pytest.CaptureFixture[str]) -> None:
+    state = _variant(tmp_path, monkeypatch, lambda res: res.pop("floating_ips"))
+    cli = Cli(capsys)
+    rc, out, _ = cli("diagnose", "outside", "cirros", "--proto", "tcp", "--dport", "22", "--json")
+    data = json.loads(out)
+    assert rc == 1 and data["reachable"] is False and data["verdict"] == "not reachable: no floating IP"
+    fix = data["fixes"][0]
+    assert fix["command"].startswith("openstack floating ip create --port ")
+    assert fix["command"].endswith(" public")
+    assert fix["works"] is True
+    address = fix["after"].split(":")[0]
+    _apply_for_real(state, diagnose(state, "outside", "cirros", proto="tcp", dport=22))
+    rc, out, _ = cli("trace", "outside", address, "--proto", "tcp", "--dport", "22")
+    assert rc == 0, out
+
+
+def test_nova_network_names_the_instance_chain_and_offers_nova_secgroup_add_rule(
+        tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("NEUTRINO_STATE", str(tmp_path / "state"))
+    assert main(["up", str(ROOT / "examples" / "seed004.yaml")]) == 0
+    cli = Cli(capsys)
+    rc, out, _ = cli("trace", "host:compute-1", "cirros", "--proto", "tcp", "--dport", "23")
+    assert rc == 1
+    assert "no rule of security group 'nova-default' (" in out and "(its chain nova-compute-inst-9)" in out
+    assert "nova-compute firewall" not in out.splitlines()[-1]
+    rc, out, _ = cli("diagnose", "host:compute-1", "cirros", "--proto", "tcp", "--dport", "23")
+    assert rc == 1
+    assert "fix 1: nova secgroup-add-rule nova-default tcp 23 23 0.0.0.0/0" in out
+    # compute-1 has no address on the flat network: with the rule, its packet goes to the upstream
+    # gateway, which has no route to 10.0.0.2; the fix is honest about it
+    assert "checked on a copy of the cloud: not enough on its own (then: no route at outside root)" in out
