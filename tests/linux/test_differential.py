@@ -72,7 +72,7 @@ def real(realized, source: str, dst: str, proto: str, port: int) -> bool:
 def test_simulator_and_kernel_agree(both, source, dst, proto, port):
     world, realized = both
     trace = world.probe(source, dst, proto=proto, dport=port or 22)
-    simulated = trace.delivered and trace.reply is not None and trace.reply.delivered
+    simulated = trace.answered
     kernel = real(realized, source, dst, proto, port)
     assert simulated == kernel, (f"simulator says {'reached' if simulated else 'blocked'}, the kernel says "
                                  f"{'reached' if kernel else 'blocked'}\n" + render(trace, "summary"))

@@ -119,7 +119,7 @@ def test_simulator_and_kernel_agree(seed: str, tmp_path: pathlib.Path) -> None:
                     raise
                 simulated, why = False, f"simulator: {exc}"
             else:
-                simulated = trace.delivered and trace.reply is not None and trace.reply.delivered
+                simulated = trace.answered
                 why = render(trace, "summary")
             if simulated != kernel[p]:
                 wrong.append(f"--- {p}: simulator {'reached' if simulated else 'blocked'}, kernel "

@@ -101,6 +101,13 @@ class Trace:
         return self.delivered and (self.reply is None or self.reply.delivered)
 
     @property
+    def answered(self) -> bool:
+        """The destination answered: its reply came back, accepting (an echo reply, a SYN-ACK) or
+        refusing (a TCP reset from a closed port) — what a probe from a real host calls reached."""
+        return self.delivered and self.reply is not None and (
+            self.reply.delivered or self.reply.verdict.reason is DropReason.REFUSED)
+
+    @property
     def failure(self) -> Verdict | None:
         """The verdict that says why the exchange failed (the request's or the reply's), or None."""
         if not self.delivered:
