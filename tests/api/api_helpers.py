@@ -204,6 +204,45 @@ def stop_server(s: Server) -> None:
 
 SCENARIO = ROOT / "examples" / "seed000.yaml"
 
+# A controller and two compute hosts, an admin and a member of another project (for the compute tests).
+TWO_COMPUTES = """\
+name: two-computes
+deployment: {mechanism: ml2_ovs, tenant_network_types: [vxlan], vni_ranges: ["1:1000"], flat_networks: [provider],
+             firewall_driver: iptables_hybrid, generation: modern}
+hosts:
+  - {name: controller, roles: [controller, network], management_ip: 10.0.0.1, tunnel_ip: 10.0.0.1,
+     bridge_mappings: {provider: br-ex}}
+  - {name: compute1, roles: [compute], management_ip: 10.0.0.11, tunnel_ip: 10.0.0.11}
+  - {name: compute2, roles: [compute], management_ip: 10.0.0.12, tunnel_ip: 10.0.0.12}
+identity:
+  region: RegionOne
+  projects: [admin, demo]
+  users:
+    - {name: admin, password: secret, project: admin, roles: [admin, member, reader]}
+    - {name: demo, password: secret, project: demo, roles: [member, reader]}
+"""
+
+
+def two_computes(tmp: Path) -> Path:
+    """``TWO_COMPUTES`` written to a file in ``tmp``."""
+    path = tmp / "two-computes.yaml"
+    path.write_text(TWO_COMPUTES)
+    return path
+
+
+def fresh_database(db_url: str, name: str, tmp: Path) -> str:
+    """A new, empty database for one module's server: a file on SQLite, a database of its own in the
+    cluster on PostgreSQL."""
+    if not db_url.startswith("postgresql"):
+        return f"sqlite:///{tmp}/{name}.db"
+    import sqlalchemy
+    eng = sqlalchemy.create_engine(db_url)
+    with eng.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+        c.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
+        c.exec_driver_sql(f"CREATE DATABASE {name}")
+    eng.dispose()
+    return db_url.rsplit("/", 1)[0] + "/" + name
+
 
 @pytest.fixture(scope="session")
 def server(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
@@ -218,3 +257,33 @@ def server(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Se
         yield s
     finally:
         stop_server(s)
+
+
+# -- error bodies -----------------------------------------------------------------------------
+
+NOVA_FAULTS = {400: "badRequest", 403: "forbidden", 404: "itemNotFound", 405: "badMethod", 409: "conflictingRequest",
+               413: "overLimit"}
+
+
+def shape_problem(path: str, status: int, body: Any) -> str | None:
+    """Why an error body is not in the shape of the service at ``path`` (None when it is)."""
+    head = path.lstrip("/").split("/", 1)[0]
+    if head == "identity" or (head == "compute" and status == 401):
+        err = body.get("error") if isinstance(body, dict) else None
+        if not (isinstance(err, dict) and err.get("code") == status and isinstance(err.get("message"), str)
+                and isinstance(err.get("title"), str) and set(body) == {"error"}):
+            return "not Keystone's {'error': {code, title, message}}"
+        return None
+    if head == "compute":
+        if not (isinstance(body, dict) and len(body) == 1):
+            return "not one Nova fault"
+        name, fault = next(iter(body.items()))
+        if name != NOVA_FAULTS.get(status, "computeFault") or not isinstance(fault, dict) or \
+                fault.get("code") != status or not isinstance(fault.get("message"), str) or not fault["message"]:
+            return f"not Nova's {NOVA_FAULTS.get(status, 'computeFault')} fault"
+        return None
+    err = body.get("NeutronError") if isinstance(body, dict) else None
+    if not (isinstance(err, dict) and isinstance(err.get("type"), str) and isinstance(err.get("message"), str)
+            and err.get("message") and err.get("detail") == "" and set(body) == {"NeutronError"}):
+        return "not Neutron's {'NeutronError': {type, message, detail}}"
+    return None

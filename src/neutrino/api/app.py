@@ -1,9 +1,13 @@
 """The ASGI application: Neutron at ``/`` and ``/v2.0``, Keystone at ``/identity``, Nova at
-``/compute``, Glance at ``/image``, all on one port.
+``/compute``, Glance at ``/image``, the agent processes' API at ``/neutrino/v1``
+(:mod:`neutrino.api.agentapi`), all on one port.
 
-Paths are normalised first (``//`` collapsed, trailing ``/`` and ``.json`` tolerated). Every
-neutrino error becomes Neutron's ``NeutronError`` body with Neutron's type name; anything else is
-logged and answered 500 without a traceback.
+Paths are normalised first (``//`` collapsed, trailing ``/`` and ``.json`` tolerated). Requests are
+held to the limits of ``neutrino.api.common`` (path and query, body size, nesting, strings, Unicode)
+before any route sees them. Every neutrino error is answered in the shape of the service that was
+asked (Neutron's ``NeutronError`` with Neutron's type name, Nova's faults, Keystone's ``error``);
+anything else is logged and answered 500 in that shape, without a traceback. ``/openapi.json`` is
+the OpenAPI document of all of it (``neutrino.api.openapi``).
 """
 
 from __future__ import annotations
@@ -14,32 +18,69 @@ import re
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from neutrino.api import identity
-from neutrino.api.common import neutron_error, neutron_error_from
-from neutrino.api.compute import ComputeAPI, ImageAPI, nova_error
+from neutrino.api.agentapi import AgentAPI
+from neutrino.api.common import (
+    MAX_URL,
+    BadBody,
+    UriTooLong,
+    error_for,
+    internal_error,
+    json_response,
+    neutron_error,
+    read_limited,
+    service_of,
+)
+from neutrino.api.compute import ComputeAPI, ImageAPI, VolumeAPI
 from neutrino.api.identity import Auth
 from neutrino.api.neutron import NeutronAPI, versions
 from neutrino.errors import NeutrinoError
 from neutrino.services.cloud import Cloud
 
 log = logging.getLogger(__name__)
-METHODS = ["GET", "POST", "PUT", "DELETE", "HEAD", "PATCH", "OPTIONS"]
+
+
+def check_request(request: Request) -> None:
+    """What no route takes: a path and query past ``MAX_URL`` (414), NUL characters in them (400)."""
+    raw_path = request.scope.get("raw_path") or request.url.path.encode()
+    query = request.scope.get("query_string", b"")
+    if len(raw_path) + len(query) > MAX_URL:
+        raise UriTooLong(f"The request URI is longer than {MAX_URL} bytes.")
+    if "\x00" in request.url.path or any("\x00" in k or "\x00" in v for k, v in request.query_params.multi_items()):
+        raise BadBody("NUL characters are not allowed in the path or the query.")
+
+
+def openapi_response(request: Request) -> Response:
+    from neutrino.api.openapi import document
+
+    return json_response(document())
 
 
 def build_app(cloud: Cloud, auth: Auth) -> Starlette:
     neutron = NeutronAPI(cloud)
     compute = ComputeAPI(cloud)
     image = ImageAPI()
+    volume = VolumeAPI()
+    agents_api = AgentAPI(cloud)
 
     async def dispatch(request: Request) -> Response:
         path = re.sub(r"/{2,}", "/", request.url.path)
         parts = [p for p in path.split("/") if p]
+        service = service_of(path)
         try:
+            check_request(request)
+            await read_limited(request)
+            if parts == ["openapi.json"]:
+                return openapi_response(request)
             if parts[:1] == ["identity"]:
                 return await identity.handle(auth, request, "/".join(parts[1:]))
             ctx = auth.context(request)
+            if parts[:1] == ["neutrino"]:  # the agent processes' API (neutrino.api.agentapi)
+                if ctx is None:
+                    return neutron_error(401, "Authentication required", "HTTPUnauthorized")
+                return await agents_api.handle(request, parts[1:], ctx)
             if parts[:1] == ["compute"]:
                 if ctx is None and len(parts) > 2:
                     return identity.keystone_error(401, "The request you have made requires authentication.")
@@ -48,10 +89,12 @@ def build_app(cloud: Cloud, auth: Auth) -> Starlette:
                 if ctx is None and len(parts) > 2:
                     return identity.keystone_error(401, "The request you have made requires authentication.")
                 return await image.handle(request, parts[1:])
+            if parts[:1] == ["volume"]:  # version discovery only, for clients without a catalog
+                return await volume.handle(request, parts[1:])
             if parts[:1] == ["network"]:  # tolerate an endpoint override ending in /network
                 parts = parts[1:]
             if not parts:
-                if request.method != "GET":
+                if request.method not in ("GET", "HEAD"):
                     return neutron_error(405, "Method not allowed")
                 return versions(request)
             if parts[0] != "v2.0":
@@ -60,14 +103,21 @@ def build_app(cloud: Cloud, auth: Auth) -> Starlette:
                 return neutron_error(401, "Authentication required", "HTTPUnauthorized")
             return await neutron.handle(request, parts[1:], ctx)
         except NeutrinoError as e:
-            if parts[:1] == ["compute"]:
-                return nova_error(e)
-            return neutron_error_from(e)
+            return error_for(service, e)
         except Exception:  # never a traceback to the client
             log.exception("unexpected error on %s %s", request.method, request.url.path)
-            return neutron_error(500, "Request Failed: internal server error while processing your request.")
+            return internal_error(service)
 
-    app = Starlette(routes=[Route("/{path:path}", dispatch, methods=METHODS)])
+    async def every_request(scope: Scope, receive: Receive, send: Send) -> None:
+        """Every HTTP request, whatever its path (newlines too) and method, goes to ``dispatch``."""
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1003})
+            return
+        response = await dispatch(Request(scope, receive))
+        await response(scope, receive, send)
+
+    app = Starlette(routes=[])
+    app.router.default = every_request
     app.state.cloud = cloud
     app.state.auth = auth
     return app

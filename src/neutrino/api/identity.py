@@ -5,6 +5,7 @@ scenario's identity section. Tokens live in memory; after a restart clients re-a
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -14,12 +15,13 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from neutrino.api.common import base_url, json_response, read_json
+from neutrino.api.common import base_url, json_response, keystone_error, read_json
 from neutrino.errors import InvalidInput
 from neutrino.scenarios.model import Identity, User
 from neutrino.services.core import Context
 
 TOKEN_TTL = 24 * 3600
+_PROJECT_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 DOMAIN = {"id": "default", "name": "Default"}
 
 
@@ -43,6 +45,8 @@ class Auth:
 
     def default_context(self, request: Request) -> Context:
         project = request.headers.get("x-project-id") or request.headers.get("x-tenant-id")
+        if project is not None and not _PROJECT_ID.fullmatch(project):
+            raise InvalidInput(f"Invalid project id in the X-Project-Id header: {project[:80]!r}")
         admin = next((u for u in self.identity.users if "admin" in u.roles), None)
         pid = project or Identity.project_id(admin.project if admin else "admin")
         return Context(pid, Identity.user_id(admin.name) if admin else "", True, ("admin", "member", "reader"))
@@ -62,11 +66,7 @@ def _iso(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S.000000Z")
 
 
-def keystone_error(status: int, message: str) -> Response:
-    titles = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found"}
-    return json_response({"error": {"code": status, "message": message, "title": titles.get(status, "Error")}},
-                         status)
-
+__all__ = ["Auth", "Token", "catalog", "handle", "keystone_error"]
 
 def _version(base: str) -> dict[str, Any]:
     return {"id": "v3.14", "status": "stable", "updated": "2020-04-07T00:00:00Z",
@@ -107,22 +107,42 @@ def _find_project(auth: Auth, ref: Any) -> str | None:
     return None
 
 
+def _field(value: Any, path: str, kind: type, *, required: bool = True) -> Any:
+    """``value`` when it is a ``kind``; else Keystone's schema error (400)."""
+    if value is None and not required:
+        return None
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        if value is None:
+            raise InvalidInput(f"Invalid input for field '{path}': '{path.rsplit('/', 1)[-1]}' is a required "
+                               "property")
+        names: dict[type, str] = {dict: "object", list: "array", str: "string"}
+        raise InvalidInput(f"Invalid input for field '{path}': {value!r} is not of type "
+                           f"'{names.get(kind, kind.__name__)}'")
+    return value
+
+
 def _authenticate(auth: Auth, body: Any) -> Token:
-    try:
-        a = body["auth"]
-        methods = a["identity"]["methods"]
-    except (TypeError, KeyError):
-        raise InvalidInput("Expecting to find auth in request body.") from None
+    if not isinstance(body, dict) or not isinstance(body.get("auth"), dict):
+        raise InvalidInput("Expecting to find auth in request body.")
+    a = body["auth"]
+    ident = _field(a.get("identity"), "auth/identity", dict)
+    methods = _field(ident.get("methods"), "auth/identity/methods", list)
+    if not all(isinstance(m, str) for m in methods):
+        raise InvalidInput("Invalid input for field 'auth/identity/methods': the methods must be strings")
     user: User | None = None
     project: str | None = None
     if "password" in methods:
-        pu = a["identity"].get("password", {}).get("user", {})
+        pw = _field(ident.get("password"), "auth/identity/password", dict)
+        pu = _field(pw.get("user"), "auth/identity/password/user", dict)
+        for k in ("name", "id", "password"):
+            _field(pu.get(k), f"auth/identity/password/user/{k}", str, required=False)
         user = next((u for u in auth.identity.users
                      if pu.get("name") == u.name or pu.get("id") == Identity.user_id(u.name)), None)
         if user is None or pu.get("password") != user.password:
             raise PermissionError("The request you have made requires authentication.")
     elif "token" in methods:
-        old = auth.tokens.get(a["identity"].get("token", {}).get("id", ""))
+        tk = _field(ident.get("token"), "auth/identity/token", dict)
+        old = auth.tokens.get(_field(tk.get("id"), "auth/identity/token/id", str))
         if old is None or old.expires < time.time():
             raise PermissionError("The request you have made requires authentication.")
         user, project = old.user, old.project
@@ -139,19 +159,63 @@ def _authenticate(auth: Auth, body: Any) -> Token:
     return tok
 
 
+AUTH_SCHEMA: dict[str, Any] = {
+    "type": "object", "required": ["auth"], "properties": {"auth": {
+        "type": "object", "required": ["identity"], "properties": {
+            "identity": {"type": "object", "required": ["methods"], "properties": {
+                "methods": {"type": "array", "items": {"type": "string", "enum": ["password", "token"]}},
+                "password": {"type": "object", "properties": {"user": {"type": "object", "properties": {
+                    "name": {"type": "string"}, "id": {"type": "string"}, "password": {"type": "string"},
+                    "domain": {"type": "object"}}}}},
+                "token": {"type": "object", "properties": {"id": {"type": "string"}}}}},
+            "scope": {"type": "object", "properties": {"project": {"type": "object", "properties": {
+                "name": {"type": "string"}, "id": {"type": "string"}, "domain": {"type": "object"}}}}}}}},
+}
+
+# (method, path below /identity, summary, request body schema): the routes, for the OpenAPI document
+ROUTES: tuple[tuple[str, str, str, dict[str, Any] | None], ...] = (
+    ("GET", "/", "The Identity API versions (300 Multiple Choices)", None),
+    ("GET", "/v3", "Identity v3", None),
+    ("POST", "/v3/auth/tokens", "Authenticate (password or token), scoped to a project", AUTH_SCHEMA),
+    ("GET", "/v3/auth/tokens", "Validate the token in X-Subject-Token", None),
+    ("HEAD", "/v3/auth/tokens", "Check the token in X-Subject-Token", None),
+    ("DELETE", "/v3/auth/tokens", "Revoke the token in X-Subject-Token", None),
+    ("GET", "/v3/auth/catalog", "The service catalog", None),
+    ("GET", "/v3/projects", "Projects", None),
+    ("GET", "/v3/projects/{project_id}", "A project", None),
+    ("GET", "/v3/users", "Users", None),
+    ("GET", "/v3/users/{user_id}", "A user", None),
+    ("GET", "/v3/domains", "Domains", None),
+    ("GET", "/v3/domains/{domain_id}", "A domain", None),
+)
+
+
+def _allowed(path: list[str]) -> list[str]:
+    """The methods ``ROUTES`` has for ``path`` (segments below /identity)."""
+    out = []
+    for method, template, _, _ in ROUTES:
+        segs = [s for s in template.split("/") if s]
+        if len(segs) == len(path) and all(t.startswith("{") or t == p for t, p in zip(segs, path, strict=True)):
+            out.append(method)
+    return out
+
+
 async def handle(auth: Auth, request: Request, path: str) -> Response:
     """``path`` is what follows ``/identity``."""
     base = base_url(request)
     parts = [p for p in path.split("/") if p]
     method = request.method
+    allowed = _allowed(parts)
+    if not allowed:
+        return keystone_error(404, "The resource could not be found.")
+    if method not in allowed and not (method == "HEAD" and "GET" in allowed):
+        return keystone_error(405, "The method specified is not allowed for this resource.")
     if not parts:
         return json_response({"versions": {"values": [_version(base)]}}, 300)
-    if parts[0] != "v3":
-        return keystone_error(404, "The resource could not be found.")
     rest = parts[1:]
     if not rest:
         return json_response({"version": _version(base)})
-    if rest[:2] == ["auth", "tokens"]:
+    if rest == ["auth", "tokens"]:
         if method == "POST":
             try:
                 body = await read_json(request)
@@ -162,6 +226,8 @@ async def handle(auth: Auth, request: Request, path: str) -> Response:
                 return keystone_error(400, str(e))
             return json_response(_token_body(auth, tok, base, "nocatalog" not in request.query_params), 201,
                                  {"X-Subject-Token": tok.id})
+        if auth.mode == "keystone" and auth.context(request) is None:
+            return keystone_error(401, "The request you have made requires authentication.")
         if method in ("GET", "HEAD"):
             sub = auth.tokens.get(request.headers.get("x-subject-token", ""))
             if sub is None or sub.expires < time.time():
@@ -170,10 +236,8 @@ async def handle(auth: Auth, request: Request, path: str) -> Response:
                 return Response(status_code=200, headers={"X-Subject-Token": sub.id})
             return json_response(_token_body(auth, sub, base, "nocatalog" not in request.query_params), 200,
                                  {"X-Subject-Token": sub.id})
-        if method == "DELETE":
-            auth.tokens.pop(request.headers.get("x-subject-token", ""), None)
-            return Response(status_code=204)
-        return keystone_error(405, "Method not allowed")
+        auth.tokens.pop(request.headers.get("x-subject-token", ""), None)
+        return Response(status_code=204)
     if auth.mode == "keystone" and auth.context(request) is None:
         return keystone_error(401, "The request you have made requires authentication.")
     if rest[0] == "projects":
@@ -205,6 +269,4 @@ async def handle(auth: Auth, request: Request, path: str) -> Response:
             return json_response({"domain": d}) if rest[1] in ("default", "Default") else \
                 keystone_error(404, f"Could not find domain: {rest[1]}.")
         return json_response({"domains": [d], "links": {"self": f"{base}/identity/v3/domains"}})
-    if rest[0] == "auth" and rest[1:] == ["catalog"]:
-        return json_response({"catalog": catalog(base, auth.identity.region)})
-    return keystone_error(404, "The resource could not be found.")
+    return json_response({"catalog": catalog(base, auth.identity.region)})

@@ -9,6 +9,8 @@ from urllib.parse import urlencode
 from neutrino.errors import InvalidInput, NotFound
 from neutrino.services.attributes import to_bool
 
+MAX_LIMIT = 2**31 - 1  # what SQL's LIMIT takes on every database
+
 RESERVED = {"fields", "sort_key", "sort_dir", "limit", "marker", "page_reverse", "tags", "tags-any", "not-tags",
             "not-tags-any", "verbose"}
 
@@ -46,7 +48,7 @@ def parse(items: list[tuple[str, str]], known: frozenset[str] | set[str], *, val
                 n = -1
             if n < 0:
                 raise _bad(f"Limit must be an integer 0 or greater and not '{v}'")
-            q.limit = n or None
+            q.limit = min(n, MAX_LIMIT) or None
         elif k == "marker":
             q.marker = v
         elif k == "page_reverse":

@@ -18,7 +18,17 @@ from neutrino.api import listing
 from neutrino.api.common import base_url, json_response, neutron_error, read_json
 from neutrino.errors import InvalidInput
 from neutrino.services import agents, floatingips, networks, ports, quotas, routers, securitygroups, tags
-from neutrino.services.attributes import RESOURCES, Resource, bad_request, prepare_body, to_bool
+from neutrino.services.attributes import (
+    DB_INTEGER_MAX,
+    PROJECT_ID_MAX,
+    RESOURCES,
+    Resource,
+    bad_request,
+    int_range,
+    prepare_body,
+    string_or_none,
+    to_bool,
+)
 from neutrino.services.cloud import Cloud
 from neutrino.services.core import Context, Page, Tx
 
@@ -310,14 +320,15 @@ class NeutronAPI:
             if not isinstance(body, dict) or not isinstance(body.get("agent"), dict):
                 raise bad_request("Unable to find 'agent' in request body")
             attrs = dict(body["agent"])
-            unknown = set(attrs) - {"admin_state_up", "description"}
+            unknown = set(attrs) - set(AGENT_ATTRS)
             if unknown:
                 raise bad_request(f"Unrecognized attribute(s) '{', '.join(sorted(unknown))}'")
-            if "admin_state_up" in attrs:
-                try:
-                    attrs["admin_state_up"] = to_bool(attrs["admin_state_up"])
-                except ValueError as e:
-                    raise bad_request(f"Invalid input for admin_state_up. Reason: {e}.") from None
+            for k, conv in AGENT_ATTRS.items():
+                if k in attrs:
+                    try:
+                        attrs[k] = conv(attrs[k])
+                    except ValueError as e:
+                        raise bad_request(f"Invalid input for {k}. Reason: {e}.") from None
             with self.cloud.write(ctx) as tx:
                 return json_response({"agent": agents.update_agent(tx, rest[0], attrs)})
         if method == "DELETE":
@@ -345,13 +356,41 @@ class NeutronAPI:
             body = await read_json(request)
             if not isinstance(body, dict) or "quota" not in body:
                 raise bad_request("Unable to find 'quota' in request body")
+            limits = _quota_body(body["quota"])
+            _project_in_path(project)
             with self.cloud.write(ctx) as tx:
-                return json_response({"quota": quotas.update(tx, project, body["quota"])})
+                return json_response({"quota": quotas.update(tx, project, limits)})
         if method == "DELETE" and sub is None:
+            _project_in_path(project)
             with self.cloud.write(ctx) as tx:
                 quotas.reset(tx, project)
             return json_response(None, 204)
         return neutron_error(405, "Method not allowed")
+
+
+AGENT_ATTRS = {"admin_state_up": to_bool, "description": string_or_none(255)}
+QUOTA_VALUE = int_range(-1, DB_INTEGER_MAX)
+
+
+def _quota_body(body: Any) -> dict[str, int]:
+    """A quota update: known resources, each an integer from -1 (unlimited) up."""
+    if not isinstance(body, dict):
+        raise bad_request(f"Invalid input for quota. Reason: '{body}' is not a dictionary.")
+    out: dict[str, int] = {}
+    for k, v in body.items():
+        if k not in quotas.DEFAULTS:
+            raise bad_request(f"Unrecognized attribute(s) '{k}'")
+        try:
+            out[k] = QUOTA_VALUE(v)
+        except ValueError as e:
+            raise bad_request(f"Invalid input for {k}. Reason: {e}.") from None
+    return out
+
+
+def _project_in_path(project: str) -> None:
+    if len(project) > PROJECT_ID_MAX:
+        raise bad_request(f"Invalid input for project_id. Reason: '{project}' exceeds maximum length of "
+                          f"{PROJECT_ID_MAX}.")
 
 
 def _pushdown(coll: Collection, q: listing.ListQuery, ctx: Context) -> Page | None:

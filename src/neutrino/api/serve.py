@@ -32,12 +32,43 @@ def cloud_entry(scenario: Scenario, base: str, auth: str) -> dict[str, Any]:
     if auth == "noauth":
         return {"auth_type": "none", "auth": {"endpoint": f"{base}/"}, "region_name": region,
                 "network_endpoint_override": f"{base}/", "compute_endpoint_override": f"{base}/compute/v2.1",
-                "image_endpoint_override": f"{base}/image"}
+                "image_endpoint_override": f"{base}/image", "identity_endpoint_override": f"{base}/identity/v3",
+                "identity_api_version": 3, "block_storage_endpoint_override": f"{base}/volume/v3",
+                "block_storage_api_version": "3"}
     admin = next((u for u in scenario.identity.users if "admin" in u.roles), scenario.identity.users[0])
     return {"auth": {"auth_url": f"{base}/identity", "username": admin.name, "password": admin.password,
                      "project_name": admin.project, "user_domain_name": "Default",
                      "project_domain_name": "Default"},
             "region_name": region, "identity_api_version": 3, "interface": "public"}
+
+
+def http_protocol() -> Any:
+    """uvicorn's HTTP/1.1 protocol, answering what its parser refuses (a request line past 64 KiB, a
+    malformed header) in the shape of the service the path names instead of plain text."""
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    except ImportError:  # no httptools: uvicorn's own choice (h11)
+        return "auto"
+
+    from neutrino.api.common import MAX_URL, BadBody, UriTooLong, error_for, service_of
+
+    class ShapedErrors(HttpToolsProtocol):
+        def send_400_response(self, msg: str) -> None:
+            url = bytes(getattr(self, "url", b"") or b"")
+            too_long = len(url) > MAX_URL
+            error = UriTooLong(f"The request URI is longer than {MAX_URL} bytes.") if too_long else BadBody(msg)
+            response = error_for(service_of(url[:64].decode("latin-1").split("?", 1)[0]), error)
+            content = bytes(response.body)
+            reason = b"Request-URI Too Long" if too_long else b"Bad Request"
+            head = [b"HTTP/1.1 %d %s\r\n" % (response.status_code, reason)]
+            for name, value in self.server_state.default_headers:
+                head.append(name + b": " + value + b"\r\n")
+            head += [b"content-type: %s\r\n" % (response.media_type or "text/plain").encode(),
+                     b"content-length: %d\r\n" % len(content), b"connection: close\r\n", b"\r\n", content]
+            self.transport.write(b"".join(head))
+            self.transport.close()
+
+    return ShapedErrors
 
 
 def write_clouds_yaml(path: Path, name: str, entry: dict[str, Any]) -> None:
@@ -82,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
         log.warning("wrote cloud '%s' to %s", args.cloud_name, path)
     try:
         uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False,
-                    timeout_graceful_shutdown=2)
+                    timeout_graceful_shutdown=2, http=http_protocol())
     finally:
         if agents is not None:
             agents.stop()

@@ -116,6 +116,11 @@ def _set_groups(tx: Tx, p: models.Port, group_ids: list[str], *, checked: bool =
                      for i, g in enumerate(dict.fromkeys(group_ids))]
 
 
+def set_security_groups(tx: Tx, p: models.Port, group_ids: list[str]) -> None:
+    """Bind the port to exactly ``group_ids`` (checked to exist and be visible)."""
+    _set_groups(tx, p, group_ids)
+
+
 def _set_ips(p: models.Port, pairs: list[tuple[str, str]]) -> None:
     keep = {(a.subnet_id, a.ip_address): a for a in p.fixed_ips}
     new = []
