@@ -72,6 +72,30 @@ def is_partial(cmd: Command, text: str) -> bool:
     return cmd.view is View.VSCTL_SHOW and bool(lines) and not _UUID.match(lines[0].strip())
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x0c\x0e-\x1f\x7f]")
+
+
+def read_capture_text(path: pathlib.Path) -> str:
+    """A capture's text: UTF-8 without NUL or other control characters (tab and line ends aside);
+    anything else is refused with the file and line, as no tool prints it."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InvalidInput(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise InvalidInput(f"{path}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x} at column {column})") from None
+    for n, line_text in enumerate(text.split("\n"), 1):
+        m = _CONTROL.search(line_text.rstrip("\r"))
+        if m:
+            raise InvalidInput(f"{path}:{n}: control character U+{ord(m.group()):04X} at column {m.start() + 1}: "
+                               "not the output of a command")
+    return text
+
+
 def read_capture_dir(directory: str | pathlib.Path, host: str) -> HostState:
     """Every capture in ``directory`` (files in name order) read into one host state."""
     root = pathlib.Path(directory)
@@ -82,10 +106,7 @@ def read_capture_dir(directory: str | pathlib.Path, host: str) -> HostState:
     if not files:
         raise InvalidInput(f"{root}: no capture files in it")
     for path in files:
-        try:
-            text = path.read_text()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InvalidInput(f"{path}: cannot read: {exc}") from exc
+        text = read_capture_text(path)
         try:
             cmd, body, offset = command_of(path, text)
         except InvalidInput as exc:
