@@ -36,8 +36,9 @@ from neutrino.api.common import (
 from neutrino.api.compute import ComputeAPI, ImageAPI, VolumeAPI
 from neutrino.api.identity import Auth
 from neutrino.api.neutron import NeutronAPI, versions
-from neutrino.errors import NeutrinoError
+from neutrino.errors import NeutrinoError, NotAuthorized
 from neutrino.services.cloud import Cloud
+from neutrino.services.core import Context
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,17 @@ def check_request(request: Request) -> None:
         raise UriTooLong(f"The request URI is longer than {MAX_URL} bytes.")
     if "\x00" in request.url.path or any("\x00" in k or "\x00" in v for k, v in request.query_params.multi_items()):
         raise BadBody("NUL characters are not allowed in the path or the query.")
+
+
+WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def check_role(ctx: Context, request: Request) -> None:
+    """The default policy of today's Neutron and Nova (secure RBAC): the reader role reads; writing
+    takes the member role on the project, or admin."""
+    if request.method in WRITES and not ctx.is_admin and "member" not in ctx.roles:
+        raise NotAuthorized(f"{request.method} {request.url.path} is disallowed by policy: the reader role "
+                            "may only read (writing takes the member role)")
 
 
 def openapi_response(request: Request) -> Response:
@@ -77,6 +89,8 @@ def build_app(cloud: Cloud, auth: Auth) -> Starlette:
             if parts[:1] == ["identity"]:
                 return await identity.handle(auth, request, "/".join(parts[1:]))
             ctx = auth.context(request)
+            if ctx is not None:
+                check_role(ctx, request)
             if parts[:1] == ["neutrino"]:  # the agent processes' API (neutrino.api.agentapi)
                 if ctx is None:
                     return neutron_error(401, "Authentication required", "HTTPUnauthorized")

@@ -98,6 +98,12 @@ def _token_body(auth: Auth, tok: Token, base: str, with_catalog: bool) -> dict[s
     return {"token": body}
 
 
+def may_scope(user: User, project: str) -> bool:
+    """Whether ``user`` holds a role on ``project``: their own project, where their roles are
+    assigned; the cloud's admins hold theirs on every project."""
+    return project == user.project or "admin" in user.roles
+
+
 def _find_project(auth: Auth, ref: Any) -> str | None:
     if not isinstance(ref, dict):
         return None
@@ -151,7 +157,8 @@ def _authenticate(auth: Auth, body: Any) -> Token:
     scope = a.get("scope")
     if isinstance(scope, dict) and "project" in scope:
         project = _find_project(auth, scope["project"])
-        if project is None:
+        if project is None or not may_scope(user, project):
+            # Keystone: a user with no role on the project gets no token for it
             raise PermissionError("The request you have made requires authentication.")
     now = time.time()
     tok = Token(secrets.token_hex(16), user, project or user.project, now + TOKEN_TTL, now, tuple(methods))
