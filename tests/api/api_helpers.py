@@ -194,12 +194,17 @@ def start_server(tmp: Path, db: str, *, auth: str = "keystone", scenario: Path |
 
 
 def stop_server(s: Server) -> None:
-    s.proc.send_signal(signal.SIGINT)
+    stop_process(s.proc)
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 15) -> None:
+    """End a server or agent this test started: SIGINT, as a user's ^C, then SIGKILL after ``timeout``."""
+    proc.send_signal(signal.SIGINT)
     try:
-        s.proc.wait(timeout=10)
+        proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        s.proc.kill()
-        s.proc.wait()
+        proc.kill()
+        proc.wait()
 
 
 SCENARIO = ROOT / "examples" / "seed000.yaml"

@@ -28,7 +28,7 @@ from neutrino.scenarios.model import load_scenario
 from neutrino.services.instances import IMAGES
 from neutrino.services.snapshot import CloudSnapshot
 from neutrino.services.wire import snapshot_from_json
-from tests.api.api_helpers import free_port, wait_until
+from tests.api.api_helpers import free_port, stop_process, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED000 = ROOT / "examples" / "seed000.yaml"
@@ -114,12 +114,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         yield Served(base, db, clouds, proc, log, _token(base, "admin", "secret", "admin"),
                      _token(base, "demo", "demo-secret", "demo"))
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, timeout=15)
 
 
 def _neutron_error(r: httpx.Response, status: int, kind: str) -> None:

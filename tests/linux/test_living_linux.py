@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import signal
 import subprocess
 import sys
 
@@ -16,7 +15,7 @@ import pytest
 
 from neutrino.linux.records import guest_ns, wire_ns
 from neutrino.linux.runner import run, wait_for
-from tests.api.api_helpers import OPENSTACK, free_port
+from tests.api.api_helpers import OPENSTACK, free_port, stop_process
 
 pytestmark = pytest.mark.root
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -83,11 +82,6 @@ def test_cli_changes_reach_the_real_hosts_without_sync(tmp_path):
         assert not connects(22) and connects(80)
     finally:
         if proc is not None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc, timeout=20)
         cli(EXE, "down", check=False)
     assert root_view() == before

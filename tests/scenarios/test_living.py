@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from neutrino.cli import main
-from tests.api.api_helpers import OPENSTACK, free_port, wait_until
+from tests.api.api_helpers import OPENSTACK, free_port, stop_process, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED000 = ROOT / "examples" / "seed000.yaml"
@@ -108,12 +107,7 @@ def served(state: Path, tmp_path: Path) -> Iterator[dict[str, str]]:
         wait_until(ready, 60, "neutrino server to answer")
         yield env
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, timeout=15)
 
 
 def test_the_server_serves_the_cloud_up_made(served: dict[str, str]) -> None:
