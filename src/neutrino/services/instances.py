@@ -454,8 +454,10 @@ def _server_ports(tx: Tx, s: models.Server) -> list[models.Port]:
     return _ports_of(tx, [s.id])
 
 
-def add_security_group(tx: Tx, server_id: str, name: str) -> None:
-    """``addSecurityGroup``: the group joins every port of the server."""
+def _server_group_ports(tx: Tx, server_id: str, name: str
+                        ) -> tuple[models.Server, models.SecurityGroup, list[models.Port]]:
+    """The server, the group ``name`` of the caller's project, and the server's ports (Nova's
+    errors when either is missing)."""
     s = get_server_row(tx, server_id)
     g = _find_group(tx, name)
     if g is None:
@@ -463,6 +465,12 @@ def add_security_group(tx: Tx, server_id: str, name: str) -> None:
     ports = _server_ports(tx, s)
     if not ports:
         raise NotFound(f"instance_id {s.id} could not be found as device id on any ports")
+    return s, g, ports
+
+
+def add_security_group(tx: Tx, server_id: str, name: str) -> None:
+    """``addSecurityGroup``: the group joins every port of the server."""
+    s, g, ports = _server_group_ports(tx, server_id, name)
     for p in ports:
         if not p.port_security_enabled or not p.fixed_ips:
             raise InvalidInput("Network requires port_security_enabled and subnet associated in order to apply "
@@ -478,13 +486,7 @@ def add_security_group(tx: Tx, server_id: str, name: str) -> None:
 
 def remove_security_group(tx: Tx, server_id: str, name: str) -> None:
     """``removeSecurityGroup``: the group leaves every port of the server that has it."""
-    s = get_server_row(tx, server_id)
-    g = _find_group(tx, name)
-    if g is None:
-        raise NotFound(f"Security group {name} is not found for project {tx.ctx.project_id}")
-    ports = _server_ports(tx, s)
-    if not ports:
-        raise NotFound(f"instance_id {s.id} could not be found as device id on any ports")
+    s, g, ports = _server_group_ports(tx, server_id, name)
     found = False
     for p in ports:
         current = [b.security_group_id for b in p.sg_bindings]
