@@ -291,7 +291,9 @@ def _cmd_matrix(args: argparse.Namespace) -> int:
 
 
 def _cmd_ping(args: argparse.Namespace) -> int:
-    trace = _named(_world().probe(args.source, args.destination, proto="icmp"))
+    trace = _world().probe(args.source, args.destination, proto="icmp")
+    if not trace.succeeded:  # the objects are named only where a failure is explained
+        trace = _named(trace)
     if trace.succeeded and trace.reply is not None:
         print(f"{args.source} -> {args.destination}: reply (via {len(trace.hops)} hops, "
               f"back via {len(trace.reply.hops)})")
