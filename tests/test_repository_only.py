@@ -22,11 +22,11 @@ def test_a_read_beside_the_repository_is_caught() -> None:
 
 @pytest.mark.parametrize(("path", "outside"), [
     ("tests/fixtures/seeds/000.txt", False),
-    ("../shared/seeds/000_8d4cb9bc99c28ac6.txt", True),
+    ("../documents/seeds/000.txt", True),
     ("../main-other/README.md", True),
     ("/tmp/x", False),
     ("/proc/self/status", False),
-], ids=["fixture", "shared", "sibling-with-prefix", "tmp", "proc"])
+], ids=["fixture", "beside", "sibling-with-prefix", "tmp", "proc"])
 def test_what_counts_as_beside(path: str, outside: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(ROOT)
     assert OutsideReads(ROOT).outside(path) is outside
