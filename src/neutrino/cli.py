@@ -114,8 +114,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     scenario = EXAMPLES / "seed000.yaml"
     print("== seed 000, 'Networking in too much detail': GRE, a network host and a compute host")
-    print(f"$ neutrino up {scenario.relative_to(EXAMPLES.parent)}")
-    result = bring_up(scenario)
+    print(f"$ neutrino up --replace {scenario.relative_to(EXAMPLES.parent)}")
+    result = bring_up(scenario, replace=True)  # the main job runs again and again in one folder
     for h in result.hosts:
         print(f"planned host {h.name}: namespaces {', '.join(h.namespace_names()) or '(none)'}")
     compute = next(h for h in result.hosts if h.name == "compute")
