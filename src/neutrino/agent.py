@@ -154,7 +154,7 @@ class Agents:
             store.remove_host(name)
         if changed or gone or self.resync:
             self._refresh_world(snap, hosts, changed, gone)
-        linux = self._converge_linux(changed, gone)
+        linux = self._converge_linux(changed, gone, (self.services, snap, hosts))
         ports = report_ports(self.services, snap, hosts)
         self._kept = {h.name: h for h in hosts}
         self._snap = self.services.snapshot() if ports else snap
@@ -209,9 +209,10 @@ class Agents:
                 continue  # not kept yet, or unreadable: it is saved again
         return out
 
-    def _converge_linux(self, changed: tuple[HostState, ...], gone: set[str]) -> tuple[str, ...]:
+    def _converge_linux(self, changed: tuple[HostState, ...], gone: set[str],
+                        planned: tuple[Cloud, CloudSnapshot, tuple[HostState, ...]]) -> tuple[str, ...]:
         from neutrino.linux import session
 
         if not session.is_up(self.state) or not (changed or gone or self.resync):
             return ()
-        return tuple(line for line in session.sync(self.state) if line != "no change")
+        return tuple(line for line in session.sync(self.state, planned) if line != "no change")

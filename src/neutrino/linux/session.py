@@ -137,7 +137,7 @@ def mark_ports(services: Cloud, cloud: CloudSnapshot, hosts: tuple[HostState, ..
     return len(port_changes(services, cloud, hosts))
 
 
-def sync(state: Path) -> list[str]:
+def sync(state: Path, planned: tuple[Cloud, CloudSnapshot, tuple[HostState, ...]] | None = None) -> list[str]:
     """Re-plan from the database (what the API changed since) and make the real hosts match it, as
     Neutron's OVS agent resyncs: first what died is started again (a host's ovsdb-server and
     ovs-vswitchd, on the same run directory and database; see :mod:`neutrino.linux.heal`), then each
@@ -145,13 +145,14 @@ def sync(state: Path) -> list[str]:
     iptables, dnsmasq and its files), then the backend's own underlay plumbing, the metadata service
     and the instances (a lease that is gone is asked for again by DHCP; instances created since are
     wired and booted). Returns what was done, one line per change (``host: <command>``, in the tools'
-    syntax), or ``["no change"]``."""
+    syntax), or ``["no change"]``. ``planned``: the services, snapshot and hosts a caller (the agents)
+    has just planned and kept, instead of planning them again here."""
     from neutrino.deploy import replan
 
     if not is_up(state):
         raise NotFound("no cloud is up on the Linux backend here")
     prefix = prefix_of(state)
-    services, cloud, hosts = replan(state)
+    services, cloud, hosts = planned or replan(state)
     guests = guests_for(cloud, hosts)
     marker = guest_ns(prefix, "")
     record = Record.load(prefix, state)
