@@ -455,8 +455,8 @@ def test_snat_port_clash_picks_another_port() -> None:
     one = nf.traverse(FORWARD_PATH, udp("10.0.0.1", "192.0.2.1", 5000, 53), ctx)
     two = nf.traverse(FORWARD_PATH, udp("10.0.0.2", "192.0.2.1", 5000, 53), ctx)
     assert one.packet.src == two.packet.src == ip("203.0.113.1")
-    assert one.packet.payload.sport == 5000 and two.packet.payload.sport == 1024  # type: ignore[union-attr]
-    back = nf.traverse(FORWARD_PATH, udp("192.0.2.1", "203.0.113.1", 53, 1024), HookCtx(in_dev="eth0"))
+    assert one.packet.payload.sport == 5000 and two.packet.payload.sport == 5001  # type: ignore[union-attr]
+    back = nf.traverse(FORWARD_PATH, udp("192.0.2.1", "203.0.113.1", 53, 5001), HookCtx(in_dev="eth0"))
     assert back.packet.dst == ip("10.0.0.2") and back.packet.payload.dport == 5000  # type: ignore[union-attr]
 
 

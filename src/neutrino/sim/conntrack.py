@@ -387,7 +387,8 @@ class Conntrack:
              ports: tuple[int, int] | None = None) -> None:
         """Set ``conn``'s NAT binding for ``manip`` (once, on its first packet): the reply tuple
         changes so replies are un-NATed automatically. A source binding that would clash with
-        another connection's tuple gets the next free port (TCP/UDP) or ICMP id, deterministically."""
+        another connection's tuple gets the next free port (TCP/UDP) or ICMP id above its own,
+        deterministically."""
         r = conn.reply
         if manip is Manip.DST:
             conn.reply = replace(r, src=addr, sport=r.sport if port is None or r.proto == 1 else port)
@@ -395,7 +396,9 @@ class Conntrack:
             cand = replace(r, dst=addr, dport=r.dport if port is None or r.proto == 1 else port)
             if r.proto in (1, 6, 17) and (conn.zone, cand) in self._index:
                 lo, hi = ports or ((0, 65535) if r.proto == 1 else (1024, 65535))
-                for p in range(lo, hi + 1):
+                was = cand.sport if r.proto == 1 else cand.dport
+                start = was + 1 if lo <= was < hi else lo  # the next one up, as a second ping's id would be
+                for p in (*range(start, hi + 1), *range(lo, start)):
                     trial = replace(cand, sport=p) if r.proto == 1 else replace(cand, dport=p)
                     if (conn.zone, trial) not in self._index:
                         cand = trial
