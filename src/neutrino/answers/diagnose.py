@@ -9,7 +9,14 @@ answer is the whole list of changes that makes the exchange work (or says how fa
 
 Fixes known: a security-group rule the packet lacks (``openstack security group rule create``,
 nova-network's ``nova secgroup-add-rule``), a subnet with no router interface (``openstack router
-add subnet``), an instance without a floating IP (``openstack floating ip set`` / ``create``).
+add subnet``), a router with no external gateway (``openstack router set --external-gateway``), an
+instance without a floating IP (``openstack floating ip set`` / ``create``); and the two the
+nova-network seeds explain: VlanManager bootstraps a network's bridge on a compute only when an
+instance of that network lands there (seed 003: compute-3 has no br102, so its instances cannot
+reach tenant2's; an instance of tenant2 booted there makes one), and in FlatDHCP single-host mode a
+compute host has no address on the instances' network, so its own packets leave from its
+management address, which the instances' chains do not accept (seed 004: ask from the network
+host, the instances' gateway, instead).
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ import shutil
 import sqlite3
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, ip_address
 from pathlib import Path
 from typing import Any
@@ -28,8 +35,9 @@ from neutrino.errors import InvalidInput, NeutrinoError
 from neutrino.scenarios.model import Mechanism
 from neutrino.services.cloud import Cloud
 from neutrino.services.snapshot import CloudSnapshot, Port, Server
-from neutrino.sim.trace import DropReason, Trace
-from neutrino.sim.world import OUTSIDE, World
+from neutrino.sim.ipstack import IpStack, Unreachable
+from neutrino.sim.trace import DropReason, Step, StepKind, Trace
+from neutrino.sim.world import HOST_PREFIX, OUTSIDE, World
 
 MAX_FIXES = 3
 
@@ -41,6 +49,8 @@ class Fix:
     apply: Callable[[Cloud], None] = field(repr=False, compare=False)
     works: bool | None = None  # after this fix (and the ones before it) the exchange succeeds
     after: str = ""  # the verdict once applied
+    source: str = ""  # the fix is to ask from somewhere else: trace from here instead
+    why: str = ""  # what the obstacle is, in a learner's words, when the fix knows it best
 
 
 @dataclass(frozen=True)
@@ -253,18 +263,140 @@ def _fip_fix(snap: CloudSnapshot, names: Names, port: Port) -> Fix | None:
     return Fix(f"{names.network(ext.id)} and {names.port(port)}", command, create)
 
 
+def _gateway_fix(snap: CloudSnapshot, names: Names, port: Port) -> Fix | None:
+    """The router of the port's subnet has no external gateway, and an external network exists."""
+    subnets = {f.subnet_id for f in port.fixed_ips if isinstance(f.ip_address, IPv4Address)}
+    router = next((r for r in snap.routers for pid in r.interface_port_ids
+                   if subnets & {f.subnet_id for f in snap.port(pid).fixed_ips}), None)
+    ext = next((n for n in snap.networks if n.external), None)
+    if router is None or router.gateway is not None or ext is None:
+        return None
+    command = f"openstack router set --external-gateway {ext.name or ext.id} {router.name or router.id}"
+
+    def apply(cloud: Cloud) -> None:
+        from neutrino.services import routers
+
+        with cloud.write(cloud.admin_context()) as tx:
+            routers.update_router(tx, router.id, {"external_gateway_info": {"network_id": ext.id}})
+
+    return Fix(f"{names.router(router.id)} and {names.network(ext.id)}", command, apply)
+
+
+def _nova_net_of(snap: CloudSnapshot, addr: IPv4Address) -> Any:
+    from neutrino.plan.nova_network import nova_networks
+
+    return next((n for n in nova_networks(snap) if addr in n.subnet.cidr), None)
+
+
+def _root_addresses(world: World, host: str) -> list[tuple[str, Any]]:
+    st = _root_stack(world, host)
+    return [(dev, a) for dev in st.links for a in st.addresses(dev)] if st is not None else []
+
+
+def _root_stack(world: World, host: str) -> IpStack | None:
+    """A host's root namespace as the simulator runs it (None: no such host, or not in a kept world)."""
+    if host not in world.hosts:
+        return None
+    try:
+        return world.stack(host, "")
+    except NeutrinoError:
+        return None
+
+
+def _bridge_fix(snap: CloudSnapshot, names: Names, world: World, src: str, dst_ip: IPv4Address | None) -> Fix | None:
+    """VlanManager, seed 003: the sender's compute has no bridge for the destination's network
+    (nova-network sets a network up on a compute only when an instance of it lands there), so
+    the compute has no route to it and sends it to its own default gateway. An instance of that
+    network booted on that compute makes the bridge, its address and the route."""
+    from neutrino.scenarios.model import NovaManager
+    from neutrino.services import instances
+
+    if not _nova(snap) or snap.deployment.nova_network.manager is not NovaManager.VLAN or dst_ip is None:
+        return None
+    server = _server(snap, src)
+    net = _nova_net_of(snap, dst_ip)
+    if server is None or net is None or server.host is None:
+        return None
+    root = _root_stack(world, server.host)
+    if root is None or net.bridge in root.links:
+        return None
+    name = f"{net.network.name or 'net'}-on-{server.host}"
+    command = (f"openstack server create --image cirros --flavor 1 --network {net.network.name or net.network.id} "
+               f"--availability-zone nova:{server.host} {name}")
+    net_id, host = net.network.id, server.host
+    image = instances.IMAGES[0].id
+
+    def apply(cloud: Cloud) -> None:
+        from neutrino.services import instances
+
+        with cloud.write(cloud.admin_context()) as tx:
+            instances.create_server(tx, {"server": {"name": name, "imageRef": image, "flavorRef": "1",
+                                                    "networks": [{"uuid": net_id}],
+                                                    "availability_zone": f"nova:{host}"}})
+
+    what = (f"compute {server.host}: no {net.bridge} there (no instance of {names.network(net_id)} runs on it, "
+            f"so nova-network never set the network up there)")
+    decision = world.stack(server.host, "").route(dst_ip)
+    via = f"its default gateway {decision.next_hop} by {decision.dev}" \
+        if not isinstance(decision, Unreachable) else "nowhere"
+    why = (f"{server.host} has no {net.bridge}, so no route to {net.subnet.cidr} ({net.network.name}): it sends the "
+           f"packet to {via}, which does not know {dst_ip} either. nova-network sets a network up on a compute "
+           f"(its bridge, VLAN interface and gateway address) only when an instance of that network lands there.")
+    return Fix(what, command, apply, why=why)
+
+
+def _proto_words(proto: str, dport: int) -> str:
+    return "" if proto == "icmp" else f" --proto {proto}" if proto == "http" else f" --proto {proto} --dport {dport}"
+
+
+def _host_source_fix(snap: CloudSnapshot, world: World, src: str, dst: str, dst_ip: IPv4Address | None,
+                     proto: str = "icmp", dport: int = 22) -> tuple[Fix, str] | None:
+    """nova-network, seed 004: a host with no address on the instance's network sends from
+    another address (its management one, by its default route), which the instance's chain does
+    not accept; the network host holds the network's gateway address and reaches it. The fix is to
+    ask from there; the why says what happened."""
+    if not _nova(snap) or not src.startswith(HOST_PREFIX) or dst_ip is None:
+        return None
+    host = src[len(HOST_PREFIX):]
+    net = _nova_net_of(snap, dst_ip)
+    if net is None or any(a.ip in net.subnet.cidr for _, a in _root_addresses(world, host)):
+        return None
+    other = next((h for h in sorted(world.hosts) if h != host
+                  and any(a.ip in net.subnet.cidr for _, a in _root_addresses(world, h))), None)
+    if other is None:
+        return None
+    decision = world.stack(host, "").route(dst_ip)
+    sent = f"{decision.src} (its {decision.dev}, by the route to {dst_ip})" \
+        if not isinstance(decision, Unreachable) and decision.src is not None else "another network's address"
+    held = next(f"{a.ip} on {dev}" for dev, a in _root_addresses(world, other) if a.ip in net.subnet.cidr)
+    why = (f"{host} has no address in {net.subnet.cidr}, so it sends from {sent}; the instance's chain accepts "
+           f"only its own network, so {host}'s own iptables drop the packet "
+           f"before it leaves (ping says 'Operation not permitted'). This is by design: only the network host "
+           f"{other} ({held}) is the instances' gateway and reaches them.")
+    command = f"neutrino trace host:{other} {dst}" + _proto_words(proto, dport)
+    return Fix(f"where you ask from: host {other} instead of {host}", command, lambda cloud: None,
+               source=f"host:{other}", why=why), why
+
+
 def _next_fix(snap: CloudSnapshot, names: Names, trace: Trace, src: str, dst: str, proto: str, dport: int,
-              src_ip: IPv4Address | None) -> Fix | None:
+              src_ip: IPv4Address | None, world: World | None = None) -> Fix | None:
     """The change that removes the first obstacle ``trace`` met."""
     v = trace.failure
     if v is None:
         return None
+    dst_ip = _address(snap, world, dst) if world is not None else None
+    if world is not None:
+        bridge = _bridge_fix(snap, names, world, src, dst_ip)
+        if bridge is not None and v.reason in (DropReason.NO_ROUTE, DropReason.UNREACHABLE,
+                                               DropReason.ARP_UNANSWERED):
+            return bridge
     if v.reason is DropReason.SECURITY_GROUP:
-        port, direction = _dropping_port(names, trace)
+        port, direction, seen = _dropping_port(names, trace)
         if port is None:
             return None
-        if direction == "ingress":
-            peer = "0.0.0.0/0" if src == OUTSIDE or src_ip is None else f"{src_ip}/32"
+        if direction == "ingress":  # the source as the packet arrives there (a NAT may have changed it)
+            came = seen or src_ip
+            peer = "0.0.0.0/0" if src == OUTSIDE or came is None else f"{came}/32"
         else:
             peer = "0.0.0.0/0"
         return _sg_fix(snap, names, port, direction, proto, dport, peer)
@@ -272,11 +404,20 @@ def _next_fix(snap: CloudSnapshot, names: Names, trace: Trace, src: str, dst: st
         server = _server(snap, src)
         port = _first_port(snap, server) if server is not None else None
         if port is not None:
-            return _router_fix(snap, names, port)
+            return _router_fix(snap, names, port) or _gateway_fix(snap, names, port)
     return None
 
 
-def _dropping_port(names: Names, trace: Trace) -> tuple[Port | None, str]:
+def _source_of(frame: object) -> IPv4Address | None:
+    from neutrino.sim.packets import IPv4
+
+    while frame is not None and not isinstance(frame, IPv4):
+        frame = getattr(frame, "payload", None)
+    return frame.src if isinstance(frame, IPv4) else None
+
+
+def _dropping_port(names: Names, trace: Trace) -> tuple[Port | None, str, IPv4Address | None]:
+    """The port whose rules dropped the packet, the direction, and the packet's source there."""
     from neutrino.answers.objects import _CHAIN_PORT, _NOVA_JUMP
 
     t = trace if not trace.delivered or trace.reply is None else trace.reply
@@ -284,20 +425,21 @@ def _dropping_port(names: Names, trace: Trace) -> tuple[Port | None, str]:
     for hop in reversed(t.hops):
         if f"{hop.host} {hop.element}" != where:
             continue
+        seen = _source_of(hop.frame)
         for st in reversed(hop.steps):
             nova = _NOVA_JUMP.match(st.text)
             if nova:
                 ip = nova.group("ip")
                 port = next((p for p in names.cloud.ports
                              if any(str(f.ip_address) == ip for f in p.fixed_ips)), None)
-                return port, "ingress"
+                return port, "ingress", seen
             m = _CHAIN_PORT.search(st.text.split()[1] if st.text.startswith("-A ") else "")
             if m:
-                return names.port_of_prefix(m.group("id")), "ingress" if m.group("dir") == "i" else "egress"
+                return names.port_of_prefix(m.group("id")), "ingress" if m.group("dir") == "i" else "egress", seen
         port = names.port_of_device(hop.device) or names.port_of_device(hop.element)
         if port is not None:
-            return port, "ingress" if hop.device.startswith(("qvb", "vnet")) else "egress"
-    return None, ""
+            return port, "ingress" if hop.device.startswith(("qvb", "vnet")) else "egress", seen
+    return None, "", None
 
 
 def _summary(trace: Trace) -> str:
@@ -307,14 +449,45 @@ def _summary(trace: Trace) -> str:
     return f"not reachable: {v.reason.value if v.reason else 'dropped'}"
 
 
+_REASON_WORDS = {
+    DropReason.NO_ROUTE: "no route",
+    DropReason.ARP_UNANSWERED: "nobody answered ARP",
+    DropReason.ANTI_SPOOFING: "the port's anti-spoofing rules dropped it",
+    DropReason.NO_FLOW: "no OpenFlow rule matched it",
+    DropReason.FLOW_DROP: "an OpenFlow rule drops it",
+    DropReason.VLAN_MISMATCH: "the VLAN or VNI does not match",
+    DropReason.FIREWALL: "an iptables rule drops it",
+    DropReason.REFUSED: "the destination refused the connection",
+    DropReason.UNREACHABLE: "an ICMP error came back",
+    DropReason.NO_REPLY: "the request arrived but nothing answered",
+    DropReason.IGNORED: "the service there ignored it",
+}
+
+
+def _drop_step(trace: Trace, where: str) -> Step | None:
+    """The step that dropped the probe's packet at ``where`` (request or reply)."""
+    for t in (trace, trace.reply):
+        for hop in reversed(t.hops if t is not None else ()):
+            if f"{hop.host} {hop.element}" == where:
+                st = next((s for s in reversed(hop.steps) if s.kind is StepKind.DROP), None)
+                if st is not None:
+                    return st
+    return None
+
+
 def _why(trace: Trace) -> str:
+    """The obstacle in one sentence: the object's words when it was named, else the dropping
+    step's own (what it is, then why), else the verdict's."""
     v = trace.failure
     if v is None:
         return ""
     if v.reason is DropReason.SECURITY_GROUP and v.obj.startswith("no rule"):
         return v.obj + "."
-    text = v.detail or v.reason.value if v.reason else v.detail
-    return f"{v.reason.value if v.reason else 'dropped'}: {text}" + (f" ({v.obj})" if v.obj else "") + "."
+    head = _REASON_WORDS.get(v.reason, v.reason.value) if v.reason else "dropped"
+    st = _drop_step(trace, v.where)
+    said = f"{st.text}: {st.detail}" if st is not None and st.detail else st.text if st is not None else v.detail
+    at = f" at {v.where}" if v.where and v.where != "the sender" else ""
+    return f"{head}{at}" + (f": {said}" if said else "") + (f" ({v.obj})" if v.obj else "") + "."
 
 
 def diagnose(state: Path, src: str, dst: str, *, proto: str = "icmp", dport: int = 22,
@@ -349,20 +522,25 @@ def diagnose(state: Path, src: str, dst: str, *, proto: str = "icmp", dport: int
         v = trace.failure
         assert v is not None
         verdict, where, why = _summary(trace), v.where, _why(trace)
-        first = _next_fix(snap, names, trace, src, target, proto, dport, src_ip)
+        host_fix = _host_source_fix(snap, world, src, target, _address(snap, world, target), proto, dport)
+        first = host_fix[0] if host_fix is not None else \
+            _next_fix(snap, names, trace, src, target, proto, dport, src_ip, world)
         obj = first.obj if first is not None else v.obj
         if first is not None:
             pre.append(first)
+            why = first.why or why
+        elif v.reason is DropReason.ARP_UNANSWERED:
+            addr = _address(snap, world, target)
+            if addr is not None and not any(f.ip_address == addr for p in snap.ports for f in p.fixed_ips):
+                why += f" No port of the cloud has {addr}: nothing is there to answer."
     if not pre:
         assert trace is not None
         return Diagnosis(src, target, proto, dport, trace, verdict, where, why, obj)
-    return _check(state, snap, names, src, dst, target, proto, dport, pre[0], trace, verdict, where, why, obj,
-                  src_ip)
+    return _check(state, snap, names, src, dst, target, proto, dport, pre[0], trace, verdict, where, why, obj)
 
 
 def _check(state: Path, snap: CloudSnapshot, names: Names, src: str, dst: str, target: str, proto: str,
-           dport: int, first: Fix, trace: Trace | None, verdict: str, where: str, why: str, obj: str,
-           src_ip: IPv4Address | None) -> Diagnosis:
+           dport: int, first: Fix, trace: Trace | None, verdict: str, where: str, why: str, obj: str) -> Diagnosis:
     tmp = Path(tempfile.mkdtemp(prefix="neutrino-diagnose-"))
     try:
         cloud = copy_cloud(state, tmp)
@@ -373,30 +551,33 @@ def _check(state: Path, snap: CloudSnapshot, names: Names, src: str, dst: str, t
         fixes: list[Fix] = []
         fix: Fix | None = first
         after: Trace | None = None
+        sender = src
         while fix is not None and len(fixes) < MAX_FIXES:
             try:
                 fix.apply(cloud)
             except NeutrinoError as exc:
-                fixes.append(Fix(fix.obj, fix.command, fix.apply, False, f"refused: {exc}"))
+                fixes.append(replace(fix, works=False, after=f"refused: {exc}"))
                 break
+            sender = fix.source or sender
             new = cloud.snapshot()
             world = world_for(new)
             new_names = Names(new)
             to = target
             server = _server(new, dst)
-            if src == OUTSIDE and server is not None:
+            if sender == OUTSIDE and server is not None:
                 port = _first_port(new, server)
                 fip = _fip_of(new, port) if port is not None else None
                 to = str(fip) if fip is not None else target
-            if src == OUTSIDE and not _is_address(to):
-                fixes.append(Fix(fix.obj, fix.command, fix.apply, False, "still no address to reach it by"))
+            if sender == OUTSIDE and not _is_address(to):
+                fixes.append(replace(fix, works=False, after="still no address to reach it by"))
                 break
-            after = annotate(world.probe(src, to, proto=proto, dport=dport), new_names)
+            after = annotate(world.probe(sender, to, proto=proto, dport=dport), new_names)
             ok, said = _outcome(after, to)
-            fixes.append(Fix(fix.obj, fix.command, fix.apply, ok, said))
+            fixes.append(replace(fix, works=ok, after=said))
             if ok:
                 break
-            fix = _next_fix(new, new_names, after, src, to, proto, dport, src_ip)
+            sender_ip = world.guests[sender].ip if sender in world.guests else None
+            fix = _next_fix(new, new_names, after, sender, to, proto, dport, sender_ip, world)
         shown = trace if trace is not None else after if after is not None else Trace((), _no_trace())
         return Diagnosis(src, target, proto, dport, shown, verdict, where, why, obj, tuple(fixes))
     finally:

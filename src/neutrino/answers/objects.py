@@ -236,9 +236,10 @@ def _nova_fallback(names: Names, trace: Trace, v: Verdict) -> Verdict | None:
     port = next((p for p in names.cloud.ports if any(str(f.ip_address) == ip for f in p.fixed_ips)), None)
     if port is None:
         return None
-    bridges = sorted({h.element for h in trace.hops
-                      if h.element.startswith("br") and h.element[2:].isdigit()})
-    on = f", bridge {bridges[0]}" if bridges else ""
+    from neutrino.plan.nova_network import nova_networks
+
+    bridge = next((n.bridge for n in nova_networks(names.cloud) if n.network.id == port.network_id), "")
+    on = f", bridge {bridge}" if bridge else ""
     return replace(v, obj=f"no rule of {names.groups_of(port)} allows it into {names.port(port)} "
                           f"(its chain {chain}{on})")
 
