@@ -219,3 +219,21 @@ def test_no_external_gateway(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyP
     _apply_for_real(state, diagnose(state, "cirros", "8.8.8.8"))
     rc, out, _ = cli("trace", "cirros", "8.8.8.8")
     assert rc == 0, out
+
+
+def test_seed002_destination_subnet_without_router_interface(tmp_path: pathlib.Path,
+                                                            monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """Seed 002: db's net2 has no router interface, so web's router sends the packet to the
+    internet; the fix attaches net2-subnet to web's router."""
+    state = tmp_path / "state"
+    monkeypatch.setenv("NEUTRINO_STATE", str(state))
+    assert main(["up", str(ROOT / "examples" / "seed002.yaml")]) == 0
+    cli = Cli(capsys)
+    rc, out, _ = cli("diagnose", "web", "db")
+    assert rc == 1
+    assert "fix 1: openstack router add subnet router net2-subnet" in out
+    assert "checked on a copy of the cloud: works (db: the request arrives and the answer comes back)" in out
+    _apply_for_real(state, diagnose(state, "web", "db"))
+    rc, out, _ = cli("trace", "web", "db")
+    assert rc == 0, out

@@ -209,7 +209,16 @@ def _sg_fix(snap: CloudSnapshot, names: Names, port: Port, direction: str, proto
     return Fix(names.group(gid), command, apply)
 
 
-def _router_fix(snap: CloudSnapshot, names: Names, port: Port) -> Fix | None:
+def _router_of(snap: CloudSnapshot, port: Port | None) -> Any:
+    """The router with an interface on one of the port's subnets."""
+    subnets = {f.subnet_id for f in port.fixed_ips} if port is not None else set()
+    return next((r for r in snap.routers for pid in r.interface_port_ids
+                 if subnets & {f.subnet_id for f in snap.port(pid).fixed_ips}), None)
+
+
+def _router_fix(snap: CloudSnapshot, names: Names, port: Port, peer: Port | None = None) -> Fix | None:
+    """The port's subnet has no router interface: add one, on the router of the ``peer``'s subnet
+    when it has one (so the two meet), else on a router of the port's project with a gateway."""
     subnet = next((snap.subnet(f.subnet_id) for f in port.fixed_ips
                    if isinstance(f.ip_address, IPv4Address)), None)
     if subnet is None:
@@ -218,8 +227,8 @@ def _router_fix(snap: CloudSnapshot, names: Names, port: Port) -> Fix | None:
                 for f in snap.port(pid).fixed_ips}
     if subnet.id in attached:
         return None
-    router = next((r for r in snap.routers if r.project_id == port.project_id and r.gateway is not None),
-                  None) \
+    router = _router_of(snap, peer) \
+        or next((r for r in snap.routers if r.project_id == port.project_id and r.gateway is not None), None) \
         or next((r for r in snap.routers if r.gateway is not None), None) or next(iter(snap.routers), None)
     if router is None:
         return None
@@ -403,8 +412,12 @@ def _next_fix(snap: CloudSnapshot, names: Names, trace: Trace, src: str, dst: st
     if v.reason in (DropReason.NO_ROUTE, DropReason.ARP_UNANSWERED) and src != OUTSIDE:
         server = _server(snap, src)
         port = _first_port(snap, server) if server is not None else None
+        dst_port = next((p for p in snap.ports if p.device_owner.startswith("compute")
+                         and any(f.ip_address == dst_ip for f in p.fixed_ips)), None) if dst_ip is not None else None
         if port is not None:
-            return _router_fix(snap, names, port) or _gateway_fix(snap, names, port)
+            return _router_fix(snap, names, port, dst_port) \
+                or (_router_fix(snap, names, dst_port, port) if dst_port is not None else None) \
+                or (_gateway_fix(snap, names, port) if dst_port is None else None)
     return None
 
 
