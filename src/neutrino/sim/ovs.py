@@ -809,8 +809,8 @@ def _sim_ports(bridge: Bridge, show: OfctlShow | None) -> tuple[SimPort, ...]:
 
 def _describe_tci(before: Ethernet, after: Ethernet) -> str:
     b, a = _tci(before), _tci(after)
-    if b == a:
-        return "VLAN unchanged"
+    if b == a:  # mod_vlan_vid to the VID the frame already carries (a provider VLAN equal to the local one)
+        return f"set VLAN {a & 0xFFF} (it already was)" if a & 0x1000 else "no VLAN tag: no change"
     if not a & 0x1000:
         return f"stripped VLAN {b & 0xFFF}"
     if not b & 0x1000:
