@@ -97,6 +97,7 @@ class Guest:
         self._offer: DHCP | None = None
         self._neigh: dict[IPv4Address, Mac] = {}
         self._isn = 1000
+        self._conns: set[tuple[IPv4Address, int, int]] = set()  # (peer, its port, ours) this guest opened
 
     # -- address --
 
@@ -228,13 +229,34 @@ class Guest:
         return echo_request(self.mac, dst_mac, self._need_ip(), dst, id=id, seq=seq)
 
     def tcp_syn(self, dst: IPv4Address, dport: int, *, dst_mac: Mac, sport: int = 40000) -> Ethernet:
+        return self.tcp_segment(dst, dport, dst_mac=dst_mac, sport=sport, flags=TCPFlag.SYN)
+
+    def tcp_segment(self, dst: IPv4Address, dport: int, *, dst_mac: Mac, sport: int = 40000,
+                    flags: TCPFlag = TCPFlag.SYN) -> Ethernet:
+        """A TCP segment with ``flags`` (a SYN opens a connection; an ACK without a connection is
+        what ``hping3 -A`` or a stale connection sends: the peer answers it with a reset)."""
+        self.opened(dst, dport, sport)
         return Ethernet(dst=dst_mac, src=self.mac, payload=IPv4(
             src=self._need_ip(), dst=dst, df=True,
-            payload=TCP(sport=sport, dport=dport, seq=self._isn, flags=TCPFlag.SYN, window=64240)))
+            payload=TCP(sport=sport, dport=dport, seq=self._isn, ack=1 if flags & TCPFlag.ACK else 0,
+                        flags=flags, window=64240)))
+
+    def opened(self, peer: IPv4Address, dport: int, sport: int) -> None:
+        """Remember the connection this guest opened (its answers are not strays to reset)."""
+        conns: set[tuple[IPv4Address, int, int]] | None = getattr(self, "_conns", None)
+        if conns is None:  # a guest pickled before guests kept their connections
+            conns = set()
+            self._conns = conns
+        conns.add((peer, dport, sport))
+
+    def _knows(self, peer: IPv4Address, sport: int, dport: int) -> bool:
+        conns: set[tuple[IPv4Address, int, int]] = getattr(self, "_conns", None) or set()
+        return (peer, sport, dport) in conns
 
     def http_get(self, path: str, *, dst_mac: Mac, dst: IPv4Address = METADATA_IP, sport: int = 40001) -> Ethernet:
         """The request segment of ``wget http://169.254.169.254<path>`` (after the handshake)."""
         req = f"GET {path} HTTP/1.1\r\nHost: {dst}\r\nUser-Agent: Wget\r\nConnection: close\r\n\r\n".encode()
+        self.opened(dst, 80, sport)
         return Ethernet(dst=dst_mac, src=self.mac, payload=IPv4(
             src=self._need_ip(), dst=dst, df=True,
             payload=TCP(sport=sport, dport=80, seq=self._isn + 1, ack=1, flags=TCPFlag.PSH | TCPFlag.ACK,
@@ -283,8 +305,18 @@ class Guest:
                           Step(StepKind.REPLY, self.name, f"{ip} is-at {self.mac}"))
 
     def _on_tcp(self, frame: Ethernet, p: IPv4, seg: TCP) -> GuestReply:
-        if not seg.flags & TCPFlag.SYN or seg.flags & TCPFlag.ACK:
+        syn_only = seg.flags & TCPFlag.SYN and not seg.flags & TCPFlag.ACK
+        if not syn_only and (seg.flags & TCPFlag.RST or self._knows(p.src, seg.sport, seg.dport)):
             return GuestReply((), (), Step(StepKind.DELIVER, self.name, f"tcp segment to port {seg.dport}"))
+        if not syn_only:  # no connection it belongs to: RFC 793's reset, as Linux sends it
+            size = len(seg.payload.data) if isinstance(seg.payload, Raw) else 0
+            out_seg = reset_for(seg, size, listening=seg.dport in LISTENING)
+            if out_seg is None:
+                return GuestReply((), (), Step(StepKind.DROP, self.name,
+                                               f"tcp segment to listening port {seg.dport} without ACK: discarded"))
+            reply = Ethernet(dst=frame.src, src=self.mac, payload=IPv4(src=p.dst, dst=p.src, df=True, payload=out_seg))
+            return GuestReply((reply,), (), Step(StepKind.REPLY, self.name,
+                                                 f"RST: no connection for port {seg.dport}"))
         if seg.dport in LISTENING:
             out = TCP(sport=seg.dport, dport=seg.sport, seq=self._isn, ack=(seg.seq + 1) & 0xFFFFFFFF,
                       flags=TCPFlag.SYN | TCPFlag.ACK, window=64240)
@@ -295,3 +327,19 @@ class Guest:
             what = f"RST: nothing listens on port {seg.dport}"
         reply = Ethernet(dst=frame.src, src=self.mac, payload=IPv4(src=p.dst, dst=p.src, df=True, payload=out))
         return GuestReply((reply,), (), Step(StepKind.REPLY, self.name, what))
+
+
+def reset_for(seg: TCP, length: int = 0, *, listening: bool = False) -> TCP | None:
+    """The reset a kernel sends for ``seg``, a segment no connection owns (RFC 793, Linux's
+    ``tcp_v4_send_reset``): to an ACK, a RST with the ACK's number as its sequence; to anything
+    else, a RST/ACK acknowledging it. ``None``: no answer (a reset is never answered, and a
+    listening socket silently discards a segment with neither SYN nor ACK)."""
+    if seg.flags & TCPFlag.RST:
+        return None
+    if seg.flags & TCPFlag.ACK:
+        return TCP(sport=seg.dport, dport=seg.sport, seq=seg.ack, flags=TCPFlag.RST, window=0)
+    if listening and not seg.flags & TCPFlag.SYN:
+        return None
+    size = length + (1 if seg.flags & TCPFlag.SYN else 0) + (1 if seg.flags & TCPFlag.FIN else 0)
+    return TCP(sport=seg.dport, dport=seg.sport, seq=0, ack=(seg.seq + size) & 0xFFFFFFFF,
+               flags=TCPFlag.RST | TCPFlag.ACK, window=0)

@@ -14,13 +14,19 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from ipaddress import IPv4Address
+from typing import TYPE_CHECKING, BinaryIO
 
 from neutrino.errors import ParseError
-from neutrino.sim.packets import Ethernet, from_bytes, to_bytes
+from neutrino.host.openflow_fields import Mac
+from neutrino.sim.packets import ZERO_MAC, Ethernet, encapsulate_gre, encapsulate_vxlan, from_bytes, to_bytes
+
+if TYPE_CHECKING:
+    from neutrino.sim.trace import Hop, Trace
 
 LINKTYPE_ETHERNET = 1
 MAGIC_USEC = 0xA1B2C3D4
@@ -128,3 +134,63 @@ def load_pcap(path: str | os.PathLike[str]) -> list[PcapRecord]:
     """All records of the pcap file at ``path``."""
     with open(path, "rb") as f:
         return list(read_pcap(f, source=os.fspath(path)))
+
+
+# --- a trace's packets as they were on the wire ----------------------------------------------------
+
+_ENCAP = re.compile(r"(?P<kind>\w+) (?P<src>[0-9.]+) > (?P<dst>[0-9.]+), (?:key (?P<key>0x[0-9a-f]+)|no key), "
+                    r"to (?P<host>\S+) (?P<bridge>\S+) (?P<port>\S+)$")
+
+
+def underlay_mac(address: IPv4Address) -> Mac:
+    """The MAC of the NIC that holds a host's tunnel address. Host states do not know it (neither
+    plans nor the seeds' captures list that NIC), so it is made up, the same for the same address:
+    52:54:00 (libvirt's prefix: the seeds' hosts are libvirt guests on 192.168.122.0/24) and the
+    address's last three bytes."""
+    return Mac(0x525400000000 | (int(address) & 0xFFFFFF))
+
+
+def _tunnels(hop: Hop) -> dict[tuple[str, str, str], tuple[str, IPv4Address, IPv4Address, int | None]]:
+    """Where the hop's tunnel ports sent the packet (the far host, bridge and port), and how."""
+    from neutrino.sim.trace import StepKind
+
+    out: dict[tuple[str, str, str], tuple[str, IPv4Address, IPv4Address, int | None]] = {}
+    for st in hop.steps:
+        if st.kind is not StepKind.ENCAP:
+            continue
+        m = _ENCAP.match(st.detail)
+        if m is None:
+            continue
+        try:
+            src, dst = IPv4Address(m["src"]), IPv4Address(m["dst"])
+        except ValueError:
+            continue
+        key = int(m["key"], 16) if m["key"] else None
+        out[(m["host"], m["bridge"], m["port"])] = (m["kind"].lower(), src, dst, key)
+    return out
+
+
+def on_the_wire(frame: Ethernet, kind: str, src: IPv4Address, dst: IPv4Address, key: int | None) -> Ethernet:
+    """``frame`` inside the tunnel's outer headers, from the sending host's NIC to the receiving one's."""
+    src_mac, dst_mac = underlay_mac(src), underlay_mac(dst)
+    if kind == "vxlan":
+        return encapsulate_vxlan(frame, src_mac=src_mac, dst_mac=dst_mac, src=src, dst=dst, vni=key or 0)
+    return encapsulate_gre(frame, src_mac=src_mac, dst_mac=dst_mac, src=src, dst=dst, key=key)
+
+
+def wire_frames(trace: Trace) -> list[tuple[Hop, Ethernet]]:
+    """Each hop that a frame entered, with that frame as it was on the wire: a hop entered through a
+    tunnel port carries the outer headers the previous hop's tunnel port put on; a hop whose frame
+    has no MACs at all (the IP stack's own packet before it was sent, a ``(local)`` hop) is left
+    out, since no device carried it. The request's hops, then the reply's."""
+    out: list[tuple[Hop, Ethernet]] = []
+    sent: dict[tuple[str, str, str], tuple[str, IPv4Address, IPv4Address, int | None]] = {}
+    for hop in trace.hops:
+        frame = hop.frame
+        if isinstance(frame, Ethernet) and not (frame.src == ZERO_MAC and frame.dst == ZERO_MAC):
+            tunnel = sent.get((hop.host, hop.element, hop.device))
+            out.append((hop, on_the_wire(frame, *tunnel) if tunnel is not None else frame))
+        sent = _tunnels(hop)
+    if trace.reply is not None:
+        out.extend(wire_frames(trace.reply))
+    return out

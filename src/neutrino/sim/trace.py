@@ -89,6 +89,7 @@ class Trace:
     verdict: Verdict
     reply: Trace | None = None
     forks: tuple[Trace, ...] = field(default=())  # copies a flood sent elsewhere, traced separately
+    packet: tuple[tuple[str, str], ...] = ()  # the probe's packet, field by field, when it was specified
 
     @property
     def delivered(self) -> bool:
@@ -181,6 +182,8 @@ def render(trace: Trace, level: str = "summary", *, outcome: bool = True) -> str
     and the verdict (what regression tests compare). ``outcome``: end with whether the exchange
     (request and answer) succeeded."""
     lines: list[str] = []
+    if trace.packet and level != "minimal":
+        lines.append("packet: " + ", ".join(f"{k}={v}" for k, v in trace.packet))
     for hop in trace.hops:
         where = _where(hop, obj=level != "minimal")
         if level == "minimal":
@@ -207,7 +210,7 @@ def render(trace: Trace, level: str = "summary", *, outcome: bool = True) -> str
 
 
 def _plain(trace: Trace) -> dict[str, object]:
-    return {
+    out: dict[str, object] = {
         "hops": [{"host": h.host, "element": h.element, "device": h.device, "letter": h.letter,
                   "packet": h.packet, "obj": h.obj,
                   "steps": [{"kind": st.kind.value, "text": st.text, "detail": st.detail, "obj": st.obj}
@@ -218,6 +221,9 @@ def _plain(trace: Trace) -> dict[str, object]:
         "reply": _plain(trace.reply) if trace.reply is not None else None,
         "succeeded": trace.succeeded,
     }
+    if trace.packet:
+        out["packet"] = dict(trace.packet)
+    return out
 
 
 def to_json(trace: Trace) -> str:
@@ -225,8 +231,10 @@ def to_json(trace: Trace) -> str:
 
 
 def frames(trace: Trace) -> list[object]:
-    """The packet as it entered each hop, request then reply (what a pcap of the trace holds)."""
-    out = [h.frame for h in trace.hops if h.frame is not None]
-    if trace.reply is not None:
-        out.extend(frames(trace.reply))
-    return out
+    """The packet as it entered each hop, request then reply (what a pcap of the trace holds), as
+    it was on the wire there: a hop entered through a GRE or VXLAN port has its outer Ethernet, IP
+    and GRE (or UDP and VXLAN) headers; a packet the IP stack made but that entered no device yet
+    (a ``(local)`` hop, before ARP gave it its MACs) is left out (see :func:`neutrino.sim.pcap.wire_frames`)."""
+    from neutrino.sim.pcap import wire_frames
+
+    return [f for _, f in wire_frames(trace)]

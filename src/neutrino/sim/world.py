@@ -25,6 +25,13 @@ VirtualBox host-only network's, routes nowhere).
 ``probe("host:<name>", dst)`` sends from a host's root namespace (OUTPUT, POSTROUTING); a DROP in
 OUTPUT ends it the way the kernel does, with ``sendmsg: Operation not permitted``.
 
+A probe's packet can be given field by field, as ``ofproto/trace`` takes a flow: a spoofed source
+address or MAC from an instance (the anti-spoofing rules and flows see exactly that), the
+destination MAC, the source port, TCP flags (a segment without SYN meets conntrack's loose pick-up
+or INVALID state, and the peer's reset), or a frame injected where it enters any device of any
+host (``at="network:patch-int"``), tagged. ``proto="arp"`` traces an instance's ARP request and
+the reply, ``proto="dhcp"`` its DISCOVER and the OFFERs (the instance's lease is left as it was).
+
 A world lives between commands: it pickles (:mod:`neutrino.sim.keep` saves it to a file, each
 element on its own, and a loaded world unpickles only the elements packets reach), and
 :meth:`World.refresh` applies a change to the cloud in place, keeping what the world learned
@@ -33,11 +40,12 @@ element on its own, and a loaded world unpickles only the elements packets reach
 
 from __future__ import annotations
 
+import difflib
 import gc
 import ipaddress
 import pickle
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Interface
@@ -51,7 +59,8 @@ from neutrino.host.ovsdb import Bridge, Interface, OvsdbShow, Port
 from neutrino.host.state import ROOT, HostState, NamespaceState
 from neutrino.host.sysctl import Sysctl
 from neutrino.sim.guest import LISTENING as GUEST_LISTENING
-from neutrino.sim.guest import Guest
+from neutrino.sim.guest import PARAMS as GUEST_PARAMS
+from neutrino.sim.guest import DhcpState, Guest, reset_for
 from neutrino.sim.ipstack import Action, IpStack, RouteDecision, Unreachable
 from neutrino.sim.linuxbridge import LinuxBridgeSim, PortInfo
 from neutrino.sim.netfilter import FORWARD_PATH, Hook, HookCtx, Netfilter
@@ -63,6 +72,8 @@ from neutrino.sim.packets import (
     ICMP,
     TCP,
     UDP,
+    ARPOp,
+    DHCPMessageType,
     Ethernet,
     ICMPType,
     IPv4,
@@ -70,7 +81,10 @@ from neutrino.sim.packets import (
     Raw,
     TCPFlag,
     UnreachCode,
+    arp_request,
+    dhcp_client_frame,
     echo_reply,
+    echo_request,
     icmp_error,
     pop_vlan,
     push_vlan,
@@ -148,9 +162,30 @@ class _Run:
     errno: str = ""  # what the local sender's system call returned, when it failed
     sender: str = ""  # the guest that sent the probe
     failed: str = ""  # the answer that came back says the exchange failed (a reset, an ICMP error)
+    answer: str = ""  # what the answer said (an ARP reply's MAC, a DHCP offer's address)
+    aliases: set[tuple[int, int]] = field(default_factory=set)  # the probe's key as a NAT remapped it
+
+    def follows(self, key: tuple[int, int] | None, goal: tuple[int, int] | None) -> bool:
+        """Whether a packet with flow ``key`` belongs to the probe (whose key is ``goal``)."""
+        return goal is not None and key is not None and (key == goal or key in self.aliases)
+
+    def follows_frame(self, frame: Ethernet, goal: tuple[int, int] | None) -> bool:
+        """Whether ``frame`` belongs to the probe: by its flow key, or as :func:`_follows` says."""
+        return _follows(frame, goal) or self.follows(_flow_key(frame), goal)
+
+    def translated(self, before: IPv4, after: IPv4, goal: tuple[int, int] | None) -> None:
+        """A NAT rewrote ``before`` into ``after``: when it was the probe's and the rewrite changed
+        its id or port (a source binding that would clash with another connection), follow the new key."""
+        if after is before or goal is None:
+            return
+        kb = _flow_key(Ethernet(dst=Mac(0), src=Mac(0), payload=before))
+        ka = _flow_key(Ethernet(dst=Mac(0), src=Mac(0), payload=after))
+        if ka is not None and ka != kb and self.follows(kb, goal):
+            self.aliases.add(ka)
 
 
-def _is_request(frame: Ethernet, goal: tuple[int, int] | None) -> bool:
+def _is_request(frame: Ethernet, goal: tuple[int, int] | None,
+                aliases: Collection[tuple[int, int]] = ()) -> bool:
     """Whether ``frame`` is the probe's request (not its answer): an echo request, a TCP SYN or
     segment from the probe's source port, a UDP datagram from it."""
     ip4 = _ip(frame)
@@ -160,9 +195,10 @@ def _is_request(frame: Ethernet, goal: tuple[int, int] | None) -> bool:
     if isinstance(p, ICMP):
         return bool(p.type == ICMPType.ECHO_REQUEST)
     if isinstance(p, TCP):  # a SYN, whatever port a SNAT with --random-fully gave it; or from our port
-        return bool(not p.flags & TCPFlag.ACK or p.sport == goal[1])
+        return bool((p.flags & TCPFlag.SYN and not p.flags & TCPFlag.ACK) or p.sport == goal[1]
+                    or (6, p.sport) in aliases)
     if isinstance(p, UDP):
-        return bool(p.sport == goal[1])
+        return bool(p.sport == goal[1] or (17, p.sport) in aliases)
     return False
 
 
@@ -198,6 +234,46 @@ def _flow_key(frame: Ethernet) -> tuple[int, int] | None:
     if isinstance(p, UDP) and not isinstance(p.payload, DHCP):
         return (17, p.sport if p.sport >= 30000 else p.dport)
     return None
+
+
+ARP_GOAL = -1  # goal (ARP_GOAL, the target address): an ARP request for it and the replies
+DHCP_GOAL = -2  # goal (DHCP_GOAL, xid): a client's DISCOVER and the servers' OFFERs
+
+
+def _follows(frame: Ethernet, goal: tuple[int, int] | None) -> bool:
+    """Whether ``frame`` belongs to the exchange the probe follows (``goal``) beyond its flow key:
+    for TCP and UDP, a packet to or from the probe's port (or an ICMP error quoting one); for
+    ARP, the request for the target address and the answers from it; for DHCP, the DISCOVER and
+    the OFFERs of its xid."""
+    if goal is None:
+        return False
+    if goal[0] == ARP_GOAL:
+        arp = frame.payload
+        return isinstance(arp, ARP) and int(arp.pdst if arp.op == ARPOp.REQUEST else arp.psrc) == goal[1]
+    if goal[0] == DHCP_GOAL:
+        msg = _dhcp_of(frame)
+        return msg is not None and msg.xid == goal[1] and msg.message_type in (DHCPMessageType.DISCOVER,
+                                                                              DHCPMessageType.OFFER)
+    ip4 = _ip(frame)
+    return ip4 is not None and _ports_follow(ip4, goal)
+
+
+def _ports_follow(ip4: IPv4, goal: tuple[int, int]) -> bool:
+    p = ip4.payload
+    if isinstance(p, ICMP) and p.type in (ICMPType.DEST_UNREACH, ICMPType.TIME_EXCEEDED) \
+            and isinstance(p.payload, IPv4):
+        return _ports_follow(p.payload, goal)
+    if isinstance(p, TCP) and goal[0] == 6:
+        return goal[1] in (p.sport, p.dport)
+    if isinstance(p, UDP) and goal[0] == 17 and not isinstance(p.payload, DHCP):
+        return goal[1] in (p.sport, p.dport)
+    return False
+
+
+def _dhcp_of(frame: Ethernet) -> DHCP | None:
+    ip4 = _ip(frame)
+    udp = ip4.payload if ip4 is not None else None
+    return udp.payload if isinstance(udp, UDP) and isinstance(udp.payload, DHCP) else None
 
 
 def _ip(frame: Ethernet) -> IPv4 | None:
@@ -629,7 +705,7 @@ class World:
         peer = self.topo.peer(ev.end)
         letter = diagram_letter(ev.end, host in self.network_hosts, peer.element if peer else "")
         hop = Hop(host, element or "root", ev.end.port, letter, summary(ev.frame), tuple(steps), ev.frame)
-        followed = goal is not None and _flow_key(_strip_vlans(ev.frame)) == goal
+        followed = run.follows_frame(_strip_vlans(ev.frame), goal)
         (run.hops if followed else run.side).append(hop)
         if followed:
             for st in steps:
@@ -811,14 +887,15 @@ class World:
         frame = _strip_vlans(ev.frame)
         reply = guest.receive(frame)
         steps = [reply.step]
-        key = _flow_key(frame)
-        if goal is not None and key == goal:
+        if goal is not None and goal[0] < 0:
+            self._l2_exchange(ev, frame, reply.frames, steps, run, goal)
+        elif run.follows_frame(frame, goal):
             ip4 = _ip(frame)
             if ip4 is not None and guest.ip is not None and ip4.dst == guest.ip:
                 # the request reaching the target, or (an address behind NAT, e.g. a floating IP)
                 # the first guest it reaches, the sender itself included (its own floating IP,
                 # hairpinned by the router); any other packet of the flow is the answer
-                request = _is_request(frame, goal)
+                request = _is_request(frame, goal, run.aliases)
                 if request and not run.delivered_at and (ev.end.element == target or not target):
                     run.delivered_at = f"{ev.end.host} {guest.name}"
                     steps.append(Step(StepKind.DELIVER, guest.name, f"{guest.name} received it"))
@@ -854,6 +931,33 @@ class World:
                     out.extend(self._send_from(ev.end, replace(f, dst=hw)))
         return out
 
+    def _l2_exchange(self, ev: _Event, frame: Ethernet, answers: tuple[Ethernet, ...], steps: list[Step],
+                     run: _Run, goal: tuple[int, int]) -> None:
+        """An ARP or DHCP probe's frame at a guest: the target answering the request, or the
+        answer reaching the sender (an ARP reply, a DHCP offer it takes)."""
+        if not _follows(frame, goal):
+            return
+        guest = self.guests[ev.end.element]
+        took = steps[0].kind is not StepKind.DROP
+        arp = frame.payload
+        if isinstance(arp, ARP):
+            if arp.op == ARPOp.REQUEST and answers and not run.delivered_at:
+                run.delivered_at = f"{ev.end.host} {guest.name}"
+            elif arp.op == ARPOp.REPLY and took and ev.end.element == run.sender and not run.replied:
+                self._answered(run, steps, guest.name, f"{arp.psrc} is-at {arp.hwsrc}")
+            return
+        msg = _dhcp_of(frame)
+        ip4 = _ip(frame)
+        if msg is not None and ip4 is not None and msg.message_type == DHCPMessageType.OFFER and took \
+                and ev.end.element == run.sender and not run.replied:
+            self._answered(run, steps, guest.name, f"{msg.yiaddr} offered by {msg.server_id or ip4.src}")
+
+    @staticmethod
+    def _answered(run: _Run, steps: list[Step], who: str, answer: str) -> None:
+        run.replied = True
+        run.answer = answer
+        steps.append(Step(StepKind.DELIVER, who, f"the answer reached the sender: {answer}"))
+
     def _ctx(self, host: str, ns: str, **kw: object) -> HookCtx:
         st = self.stack(host, ns)
         addrs = self._ns_addrs.get((host, ns))
@@ -872,6 +976,12 @@ class World:
         steps = list(d.steps)
         out: list[_Event] = []
         if d.action is Action.ARP_REPLY or d.action is Action.LEARNED:
+            if goal is not None and goal[0] == ARP_GOAL and _follows(frame, goal) and isinstance(frame.payload, ARP):
+                if d.action is Action.ARP_REPLY and not run.delivered_at:
+                    run.delivered_at = f"{host}/{ns or 'root'}"
+                elif frame.payload.op == ARPOp.REPLY and not run.sender and not run.replied \
+                        and st.is_local(frame.payload.pdst):
+                    self._answered(run, steps, ns or "root", f"{frame.payload.psrc} is-at {frame.payload.hwsrc}")
             for odev, f in d.frames:
                 out.extend(self._send_from(End(Kind.NS, host, ns, odev), f))
             arp = frame.payload
@@ -890,6 +1000,9 @@ class World:
         if dhcp is not None and isinstance(packet.payload, UDP) and packet.payload.dport == 67:
             rep = dhcp.handle(frame)
             steps.append(rep.step)
+            if rep.frame is not None and goal is not None and goal[0] == DHCP_GOAL and _follows(frame, goal) \
+                    and not run.delivered_at:
+                run.delivered_at = f"{host}/{ns or 'root'}"
             if rep.frame is not None:
                 out.extend(self._send_from(ev.end, rep.frame))
             self._hop(run, ev, ns, steps, goal)
@@ -903,6 +1016,7 @@ class World:
             if not res.accepted:
                 self._hop(run, ev, ns, steps, goal)
                 return out
+            run.translated(packet, res.packet, goal)
             packet, mark, ct = res.packet, res.mark, res.ct
         decision = st.route_input(dev, packet, mark=mark)
         uplink = self.uplinks.get(dev) if host == OUTSIDE else None
@@ -935,6 +1049,7 @@ class World:
                 if not res.accepted:
                     self._hop(run, ev, ns, steps, goal)
                     return out
+                run.translated(packet, res.packet, goal)
                 packet = res.packet
             replies = self._local_delivery(host, ns, packet, steps, run, goal, target)
             self._hop(run, ev, ns, steps, goal)
@@ -955,6 +1070,7 @@ class World:
             if not res.accepted:
                 self._hop(run, ev, ns, steps, goal)
                 return out
+            run.translated(fwd, res.packet, goal)
             fwd = res.packet
         out.extend(self._transmit(host, ns, decision, fwd, steps))
         self._hop(run, ev, ns, steps, goal)
@@ -973,7 +1089,7 @@ class World:
                               f"to {packet.src}"))
             self._hop(run, ev, ROOT, steps, goal)
             return []
-        if not packet.dst.is_global:
+        if not _on_the_internet(packet.dst):
             steps.append(Step(StepKind.DROP, f"no route to {packet.dst} from {gw.ip}",
                               f"{packet.dst} is a private address no upstream router knows: host unreachable "
                               f"(ICMP type 3 code 1 back to {packet.src})"))
@@ -1028,6 +1144,7 @@ class World:
                     run.errno = "Operation not permitted"  # NF_DROP on ip_local_out: -EPERM
                 self._hop_local(run, host, ns, packet, steps, goal)
                 return []
+            run.translated(packet, res.packet, goal)
             packet = res.packet
         out = self._transmit(host, ns, decision, packet, steps)
         self._hop_local(run, host, ns, packet, steps, goal)
@@ -1042,15 +1159,16 @@ class World:
                         goal: tuple[int, int] | None, target: str) -> list[IPv4]:
         """A packet for one of the namespace's addresses: the kernel answers pings, the metadata
         proxy answers HTTP on its port, other ports reset."""
-        key = _flow_key(Ethernet(dst=Mac(0), src=Mac(0), payload=packet))
+        followed = goal is not None and goal[0] >= 0 and run.follows_frame(Ethernet(dst=Mac(0), src=Mac(0),
+                                                                                   payload=packet), goal)
         here = f"{host}/{ns or 'root'}"
-        if goal is not None and key == goal and run.delivered_at and target != here:
+        if followed and run.delivered_at and target != here:
             run.replied = True
             run.failed = run.failed or _failure_of(packet)
             steps.append(Step(StepKind.DELIVER, str(packet.dst), "the reply reached the sender"))
             return []
         p = packet.payload
-        if goal is not None and key == goal and not run.delivered_at:
+        if followed and not run.delivered_at:
             run.delivered_at = here
             run.reply_start = len(run.hops) + 1
         if isinstance(p, ICMP) and p.type == ICMPType.ECHO_REQUEST:
@@ -1063,6 +1181,13 @@ class World:
                 return [_tcp_reply(packet, TCPFlag.SYN | TCPFlag.ACK)]
             steps.append(Step(StepKind.REPLY, f"tcp/{p.dport}", "nothing listens: reset"))
             return [_tcp_reply(packet, TCPFlag.RST | TCPFlag.ACK)]
+        if isinstance(p, TCP) and followed and not isinstance(p.payload, Raw):
+            # a segment of no connection (an ACK, a FIN, a SYN-ACK): the kernel resets (RFC 793)
+            listening = p.dport in METADATA_PORTS and (ns.startswith("qrouter-") or p.dport == 8775)
+            seg = reset_for(p, listening=listening)
+            if seg is not None:
+                steps.append(Step(StepKind.REPLY, f"tcp/{p.dport}", "no connection: reset"))
+                return [IPv4(src=packet.dst, dst=packet.src, ttl=64, payload=seg)]
         if isinstance(p, TCP) and isinstance(p.payload, Raw):
             path = http_get_path(p.payload.data)
             if path is not None:
@@ -1074,8 +1199,8 @@ class World:
 
     def _internet(self, packet: IPv4, steps: list[Step], run: _Run, goal: tuple[int, int] | None,
                   target: str) -> list[IPv4]:
-        key = _flow_key(Ethernet(dst=Mac(0), src=Mac(0), payload=packet))
-        if goal is not None and key == goal and not run.delivered_at:
+        if goal is not None and goal[0] >= 0 and not run.delivered_at \
+                and run.follows_frame(Ethernet(dst=Mac(0), src=Mac(0), payload=packet), goal):
             run.delivered_at = f"{INTERNET} {packet.dst}"
             run.reply_start = len(run.hops) + 1
         p = packet.payload
@@ -1419,14 +1544,34 @@ class World:
             raise InvalidInput(f"{dst!r} is not an IPv4 address or an instance with one")
         return dst_ip
 
-    def probe(self, src: str, dst: str, *, proto: str = "icmp", dport: int = 22, ident: int = 41000) -> Trace:
+    def probe(self, src: str, dst: str, *, proto: str = "icmp", dport: int = 22, ident: int = 41000,
+              src_ip: str | IPv4Address | None = None, src_mac: str | Mac | None = None,
+              dst_mac: str | Mac | None = None, sport: int | None = None, tcp_flags: str | None = None,
+              at: str | None = None, vlan: int | None = None) -> Trace:
         """One packet from ``src`` to ``dst`` (a guest name or an IP address), traced, with its
         reply. ``src`` is a guest's name, ``outside``, or ``host:<name>`` for a host's root
-        namespace."""
+        namespace.
+
+        ``proto``: icmp (an echo request), tcp (a SYN), udp, http (a GET to the metadata
+        address), arp (the instance's request for ``dst``, an address, and the reply: success when
+        the MAC reached it) or dhcp (the instance's DISCOVER to dnsmasq and the OFFER back; ``dst``
+        is not used). The packet can be given field by field (as ``ofproto/trace`` takes a flow):
+        ``src_ip`` and ``src_mac`` (spoofed: the anti-spoofing rules and flows see them),
+        ``dst_mac`` (no ARP then), ``sport``, ``tcp_flags`` (tcpdump's letters: S, SA or S., R,
+        F, PA...; a segment without SYN meets conntrack and the peer as it is), and ``at``:
+        ``HOST:DEVICE`` (or ``HOST:ELEMENT:DEVICE``) injects the frame where it enters that
+        device's bridge (or namespace), tagged ``vlan`` when given; ``src`` is then an instance
+        (its MAC and address are the defaults) or an address."""
         if proto not in PROTOCOLS:
-            raise InvalidInput(f"unknown protocol {proto!r} (icmp, tcp, udp or http)")
+            raise InvalidInput(f"unknown protocol {proto!r} ({', '.join(PROTOCOLS[:-1])} or {PROTOCOLS[-1]})")
         if not 1 <= dport <= 65535:
             raise InvalidInput(f"--dport {dport}: a port is a number from 1 to 65535")
+        pk = packet_spec(proto, src_ip=src_ip, src_mac=src_mac, dst_mac=dst_mac, sport=sport,
+                         tcp_flags=tcp_flags, at=at, vlan=vlan)
+        if pk.at is not None or proto in L2_PROTOCOLS:
+            return self._probe_exact(src, dst, proto, dport, ident, pk)
+        if pk.given() and (src == OUTSIDE or src.startswith(HOST_PREFIX)):
+            raise InvalidInput(f"{src}: the packet's fields can be given from an instance, or with --at")
         if src == OUTSIDE:
             return self._probe_from_outside(dst, proto=proto, dport=dport, ident=ident)
         if src.startswith(HOST_PREFIX):
@@ -1440,46 +1585,236 @@ class World:
         dst_ip = self._address_of(dst)
         target = dst if dst in self.guests else self._target_of(dst_ip)
         if dst_ip == guest.ip:
+            if pk.given():
+                raise InvalidInput(f"{dst_ip} is {src}'s own address: the packet never leaves it (over lo, "
+                                   "nothing of it can be given)")
             return _loopback(spec.host, src, dst_ip, proto=proto, dport=dport)
         hop = guest.next_hop(dst_ip)
         if hop is None:
             raise InvalidInput(f"{src} has no route to {dst_ip}")
         placeholder = Mac(0)
+        port = pk.sport if pk.sport is not None else ident
         if proto == "icmp":
             frame = guest.ping(dst_ip, dst_mac=placeholder, id=ident)
             goal = (1, ident)
         elif proto == "tcp":
-            frame = guest.tcp_syn(dst_ip, dport, dst_mac=placeholder, sport=ident)
-            goal = (6, ident)
+            if pk.flags is None:
+                frame = guest.tcp_syn(dst_ip, dport, dst_mac=placeholder, sport=port)
+            else:
+                frame = guest.tcp_segment(dst_ip, dport, dst_mac=placeholder, sport=port, flags=pk.flags)
+            goal = (6, port)
         elif proto == "http":
-            frame = guest.http_get("/latest/meta-data/instance-id", dst_mac=placeholder, dst=dst_ip, sport=ident)
-            goal = (6, ident)
+            frame = guest.http_get("/latest/meta-data/instance-id", dst_mac=placeholder, dst=dst_ip, sport=port)
+            goal = (6, port)
         elif proto == "udp":
-            src_ip = guest.ip
-            assert src_ip is not None
+            src_ip_ = guest.ip
+            assert src_ip_ is not None
             frame = Ethernet(dst=placeholder, src=guest.mac,
-                             payload=IPv4(src=src_ip, dst=dst_ip, ttl=64,
-                                          payload=UDP(sport=ident, dport=dport, payload=Raw(data=b"neutrino"))))
-            goal = (17, ident)
+                             payload=IPv4(src=src_ip_, dst=dst_ip, ttl=64,
+                                          payload=UDP(sport=port, dport=dport, payload=Raw(data=b"neutrino"))))
+            goal = (17, port)
         else:
             raise InvalidInput(f"unknown protocol {proto!r} (icmp, tcp, udp or http)")
+        frame = pk.spoof(frame)
         end = End(Kind.GUEST, spec.host, src, "eth0")
         run = _Run(sender=src)
         events: deque[_Event] = deque()
-        hw = guest.resolve(hop)
+        hw = pk.dst_mac or guest.resolve(hop)
         if hw is None:
             self._guest_pending.setdefault((src, hop), []).append(frame)
             events.extend(self._send_from(end, guest.arp_request_for(hop)))
         else:
             events.extend(self._send_from(end, replace(frame, dst=hw)))
         self._run(events, run, goal, target)
+        told = _described(replace(frame, dst=hw or guest.resolve(hop) or frame.dst), proto, pk) if pk.given() else ()
         if hw is None and guest.resolve(hop) is None:
             return Trace(tuple(run.hops), Verdict(VerdictKind.DROPPED, DropReason.ARP_UNANSWERED, f"{spec.host} {src}",
-                                                   detail=f"no answer to ARP for {hop}"), forks=_side(run))
-        trace = _verdict(run, target or str(dst_ip))
+                                                   detail=f"no answer to ARP for {hop}"), forks=_side(run), packet=told)
+        trace = replace(_verdict(run, target or str(dst_ip)), packet=told)
         if proto == "udp" and trace.reply is not None and not trace.reply.delivered and not trace.reply.hops:
             trace = replace(trace, reply=None)  # a datagram expects no answer
         return trace
+
+    # ------------------------------------------------------------------ packets given field by field
+
+    def _probe_exact(self, src: str, dst: str, proto: str, dport: int, ident: int, pk: PacketSpec) -> Trace:
+        """An ARP or DHCP exchange, or a packet injected at a device (``pk.at``)."""
+        guest: Guest | None = None
+        spec = self.specs.get(src)
+        if spec is not None:
+            guest = self.guests[src]
+        elif pk.at is None:
+            raise InvalidInput(f"no instance named {src!r}" + (" (--proto arp and dhcp start at an instance, "
+                                                               "or at a device with --at)"))
+        start = self._end_at(pk.at) if pk.at is not None else None
+        s_ip: IPv4Address | None = pk.src_ip
+        if s_ip is None and guest is not None:
+            s_ip = guest.ip
+        if s_ip is None and guest is None and proto != "dhcp":
+            s_ip = self._address_of(src)
+        s_mac = pk.src_mac or (guest.mac if guest is not None else self._mac_of(s_ip) if s_ip is not None else None)
+        if s_mac is None:
+            raise InvalidInput(f"nothing in this cloud holds {s_ip or src}: give the source MAC (--src-mac)")
+        if proto == "dhcp":
+            return self._probe_dhcp(src, guest, start, s_mac, pk)
+        if s_ip is None:
+            raise InvalidInput(f"{src} has no address (did DHCP work?): give the source address (--src-ip)")
+        dst_ip = self._address_of(dst)
+        if proto == "arp":
+            return self._probe_arp(src, guest, start, s_mac, s_ip, dst_ip, pk)
+        assert start is not None and pk.at is not None
+        target = dst if dst in self.guests else self._target_of(dst_ip)
+        d_mac = pk.dst_mac
+        if d_mac is None:
+            via = guest.next_hop(dst_ip) if guest is not None and guest.ip is not None else None
+            d_mac = self._mac_of(via or dst_ip)
+            if d_mac is None:
+                raise InvalidInput(f"nothing in this cloud holds {via or dst_ip}: give the destination MAC (--dst-mac)")
+        port = pk.sport if pk.sport is not None else ident
+        frame, goal = _frame(proto, s_mac, d_mac, s_ip, dst_ip, dport, port, ident, pk.flags)
+        if guest is not None and proto in ("tcp", "http"):
+            guest.opened(dst_ip, 80 if proto == "http" else dport, port)
+        if pk.vlan is not None:
+            frame = push_vlan(frame, pk.vlan)
+        run = _Run(sender=src if guest is not None else "")
+        self._run(deque([_Event(start, frame)]), run, goal, target)
+        trace = replace(_verdict(run, target or str(dst_ip)), packet=_described(frame, proto, pk, start))
+        if proto == "udp" and trace.reply is not None and not trace.reply.delivered and not trace.reply.hops:
+            trace = replace(trace, reply=None)
+        return trace
+
+    def _end_at(self, at: str) -> End:
+        """The end ``HOST:DEVICE`` (or ``HOST:ELEMENT:DEVICE``) names: where a frame enters the
+        bridge that device is a port of (or, for a namespace's own device, the namespace)."""
+        parts = at.split(":")
+        if len(parts) not in (2, 3) or not all(parts):
+            raise InvalidInput(f"--at {at}: give HOST:DEVICE or HOST:ELEMENT:DEVICE (e.g. network:patch-int)")
+        host, dev = parts[0], parts[-1]
+        element = parts[1] if len(parts) == 3 else None
+        if host not in self.hosts or host == OUTSIDE:
+            raise InvalidInput(f"--at {at}: no host named {host!r} "
+                               f"(hosts: {', '.join(sorted(set(self.hosts) - {OUTSIDE}))})")
+        ends = {e for e in self.topo.wires if e.host == host and e.kind in (Kind.OVS, Kind.LBR, Kind.NS)}
+        ends |= {End(Kind.OVS, t.host, t.bridge, t.port) for t in self.topo.tunnels if t.host == host}
+        order = {Kind.OVS: 0, Kind.LBR: 1, Kind.NS: 2}
+        found = sorted((e for e in ends if e.port == dev and (element is None or e.element == element
+                                                               or (element == "root" and e.element == ROOT))),
+                       key=lambda e: (order[e.kind], e.element))
+        if not found:
+            names = sorted({e.port for e in ends})
+            close = difflib.get_close_matches(dev, names, n=3)
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            where = f"{element} of {host}" if element else host
+            raise InvalidInput(f"--at {at}: {where} has no device {dev!r} wired to anything{hint}")
+        return found[0]
+
+    def _mac_of(self, addr: IPv4Address) -> Mac | None:
+        """The MAC of the guest or namespace device holding ``addr``."""
+        for g in self.guests.values():
+            if g.ip == addr:
+                return g.mac
+        states = self.hosts.known() if isinstance(self.hosts, _Absent) else self.hosts
+        keys = set(self._stacks) | {(h.name, ns.name) for h in states.values() for ns in (*h.namespaces,)}
+        for host, ns in sorted(keys):
+            st = self.stack(host, ns)
+            for dev in st.links:
+                if any(a.ip == addr for a in st.addresses(dev)):
+                    return st.mac_of(dev)
+        return None
+
+    def _probe_arp(self, src: str, guest: Guest | None, start: End | None, s_mac: Mac, s_ip: IPv4Address,
+                   target: IPv4Address, pk: PacketSpec) -> Trace:
+        """The ARP request for ``target`` and its answer: success when the reply reached the sender."""
+        if guest is not None and target == guest.ip:
+            raise InvalidInput(f"{target} is {src}'s own address: it asks nobody for it")
+        frame = arp_request(s_mac, s_ip, target)
+        if pk.dst_mac is not None:
+            frame = replace(frame, dst=pk.dst_mac)
+        if pk.vlan is not None:
+            frame = push_vlan(frame, pk.vlan)
+        goal = (ARP_GOAL, int(target))
+        run = _Run(sender=src if guest is not None else "")
+        where = self._sender_where(src, start)
+        if start is None:
+            assert guest is not None
+            events = deque(self._send_from(End(Kind.GUEST, self.specs[src].host, src, "eth0"), frame))
+        else:
+            events = deque([_Event(start, frame)])
+        self._run(events, run, goal, "")
+        told = _described(frame, "arp", pk, start)
+
+        def of(op: ARPOp) -> tuple[Hop, ...]:
+            return tuple(h for h in run.hops if isinstance(h.frame, Ethernet)
+                         and isinstance((a := _strip_vlans(h.frame).payload), ARP) and a.op == op)
+
+        asked, answered = of(ARPOp.REQUEST), of(ARPOp.REPLY)
+        if run.delivered_at or answered:
+            at_ = run.delivered_at or "the network (an ARP responder)"
+            if run.replied:
+                reply = Trace(answered, Verdict(VerdictKind.DELIVERED, where="the sender", detail=run.answer))
+            else:
+                reply = Trace(answered, _dropped(_Run(drops=_drops(answered)), "the sender", reply=True))
+            return Trace(asked, Verdict(VerdictKind.DELIVERED, where=at_), reply=reply, forks=_side(run), packet=told)
+        for d in _drops(asked):
+            v = _dropped(_Run(drops=[d]), str(target))
+            if v.reason in (DropReason.ANTI_SPOOFING, DropReason.SECURITY_GROUP):
+                return Trace(asked, v, forks=_side(run), packet=told)
+        return Trace(asked, Verdict(VerdictKind.DROPPED, DropReason.ARP_UNANSWERED, where,
+                                    detail=f"no answer to ARP for {target}"), forks=_side(run), packet=told)
+
+    def _sender_where(self, src: str, start: End | None) -> str:
+        if start is not None:
+            return f"{start.host} {start.element or 'root'}"
+        return f"{self.specs[src].host} {src}"
+
+    def _probe_dhcp(self, src: str, guest: Guest | None, start: End | None, s_mac: Mac, pk: PacketSpec) -> Trace:
+        """The client's DISCOVER to the DHCP servers and their OFFERs: success when an offer reached
+        it (the address offered is the answer). The client's guest state is left as it was."""
+        xid = guest.xid if guest is not None and s_mac == guest.mac else s_mac.value & 0xFFFFFFFF
+        msg = DHCP(xid=xid, chaddr=s_mac, message_type=DHCPMessageType.DISCOVER,
+                   client_id=b"\x01" + s_mac.value.to_bytes(6, "big"), param_request_list=GUEST_PARAMS)
+        frame = dhcp_client_frame(msg, dst_mac=pk.dst_mac or BROADCAST)
+        if pk.vlan is not None:
+            frame = push_vlan(frame, pk.vlan)
+        goal = (DHCP_GOAL, xid)
+        run = _Run(sender=src if guest is not None else "")
+        kept = guest.__dict__.copy() if guest is not None else None
+        console = list(guest.console) if guest is not None else []
+        if guest is not None:
+            guest.state = DhcpState.SELECTING  # udhcpc again: it takes the offer
+        try:
+            if start is None:
+                assert guest is not None
+                events = deque(self._send_from(End(Kind.GUEST, self.specs[src].host, src, "eth0"), frame))
+            else:
+                events = deque([_Event(start, frame)])
+            self._run(events, run, goal, "")
+        finally:
+            if guest is not None and kept is not None:
+                guest.__dict__.clear()
+                guest.__dict__.update(kept)
+                guest.console = console
+        told = _described(frame, "dhcp", pk, start)
+
+        def of(kind: DHCPMessageType) -> tuple[Hop, ...]:
+            return tuple(h for h in run.hops if isinstance(h.frame, Ethernet)
+                         and (m := _dhcp_of(_strip_vlans(h.frame))) is not None and m.message_type == kind)
+
+        asked, offered = of(DHCPMessageType.DISCOVER), of(DHCPMessageType.OFFER)
+        if run.delivered_at:
+            if run.replied:
+                reply = Trace(offered, Verdict(VerdictKind.DELIVERED, where="the sender", detail=run.answer))
+            else:
+                reply = Trace(offered, _dropped(_Run(drops=_drops(offered)), "the sender", reply=True))
+            return Trace(asked, Verdict(VerdictKind.DELIVERED, where=run.delivered_at), reply=reply,
+                         forks=_side(run), packet=told)
+        drops = _drops(asked)
+        served = [d for d in drops if d[1].text.startswith("dnsmasq")]
+        if served or drops:
+            return Trace(asked, _dropped(_Run(drops=served[-1:] or drops), "a DHCP server"), forks=_side(run),
+                         packet=told)
+        return Trace(asked, Verdict(VerdictKind.DROPPED, DropReason.NO_REPLY, self._sender_where(src, start),
+                                    detail="no DHCP server answered the DISCOVER"), forks=_side(run), packet=told)
 
 
 def _ovs_bridges(h: HostState) -> tuple[Bridge, ...]:
@@ -1517,7 +1852,8 @@ def _uplink_dev(u: Uplink) -> str:
 def diagram_letter(end: End, network_host: bool, peer_element: str = "") -> str:
     """The letter the seeds' diagrams give the device a packet enters by (seed 000's section
     titles: instance A,B,C; br-int D,E; br-tun F,G; the network host's br-tun H,I; router M,N;
-    external K,L; DHCP O,P — seed 001's Figure 2 uses the same letters)."""
+    external K,L; DHCP O,P; and J, the one they leave out, for the network host's br-int, whose
+    section has no letters — seed 001's Figure 2 uses the same letters)."""
     dev, element = end.port, end.element
     if end.kind is Kind.GUEST:
         return ""
@@ -1528,8 +1864,8 @@ def diagram_letter(end: End, network_host: bool, peer_element: str = "") -> str:
     if end.kind is Kind.OVS:
         if dev.startswith("qvo"):
             return "D"
-        if dev == "patch-tun":
-            return "E"
+        if dev == "patch-tun":  # the network host's br-int has the one letter the titles leave out
+            return "J" if network_host else "E"
         if dev == "patch-int":
             return "I" if network_host else "F"
         if dev.startswith(("gre-", "vxlan-", "geneve-")):
@@ -1594,8 +1930,9 @@ def _dropped(run: _Run, what: str, *, reply: bool = False) -> Verdict:
                        f"{step.text} ignores it: {step.detail}")
     if "sg-fallback" in text or "security" in step.obj or "sg-rule" in step.obj:
         reason = DropReason.SECURITY_GROUP
-    elif "--mac-source" in text or "! -s" in text or "IP/MAC" in text:
-        reason = DropReason.ANTI_SPOOFING
+    elif "--mac-source" in text or "! -s" in text or "IP/MAC" in text or (
+            where.endswith(" br-int") and step.text.split(",")[0] in ("table=24", "table=25")):
+        reason = DropReason.ANTI_SPOOFING  # br-int's ARP_SPOOF_TABLE (24) and MAC_SPOOF_TABLE (25) too
     elif "no flow matched" in text or "table miss" in text:
         reason = DropReason.NO_FLOW
     elif "explicit drop" in text or "actions=drop" in text:
@@ -1609,7 +1946,7 @@ def _dropped(run: _Run, what: str, *, reply: bool = False) -> Verdict:
     return Verdict(VerdictKind.DROPPED, reason, where, step.obj, f"{step.text} {step.detail}".strip())
 
 
-PROTOCOLS = ("icmp", "tcp", "udp", "http")
+PROTOCOLS = ("icmp", "tcp", "udp", "http", "arp", "dhcp")
 
 
 def _loopback(host: str, name: str, ip: IPv4Address, *, proto: str, dport: int) -> Trace:
@@ -1641,6 +1978,156 @@ def _loopback(host: str, name: str, ip: IPv4Address, *, proto: str, dport: int) 
         verdict = Verdict(VerdictKind.DELIVERED, where="the sender")
     return Trace((request,), Verdict(VerdictKind.DELIVERED, where=f"{host} {name}"),
                  reply=Trace((back,), verdict))
+
+
+# ---------------------------------------------------------------------------- packets given field by field
+
+L2_PROTOCOLS = ("arp", "dhcp")
+_FLAG_LETTERS = {"F": TCPFlag.FIN, "S": TCPFlag.SYN, "R": TCPFlag.RST, "P": TCPFlag.PSH, "A": TCPFlag.ACK,
+                 ".": TCPFlag.ACK, "U": TCPFlag.URG, "E": TCPFlag.ECE, "W": TCPFlag.CWR, "C": TCPFlag.CWR}
+_FLAG_ORDER = ((TCPFlag.FIN, "F"), (TCPFlag.SYN, "S"), (TCPFlag.RST, "R"), (TCPFlag.PSH, "P"),
+               (TCPFlag.ACK, "."), (TCPFlag.URG, "U"), (TCPFlag.ECE, "E"), (TCPFlag.CWR, "W"))
+
+
+def parse_tcp_flags(text: str) -> TCPFlag:
+    """TCP flags in tcpdump's letters (``S``, ``S.`` or ``SA``, ``R``, ``F.``, ``P.`` or ``PA``;
+    ``A`` stands for ACK as ``.`` does, ``C`` for CWR as ``W`` does); ``none``: no flag."""
+    if text.strip().lower() == "none":
+        return TCPFlag(0)
+    flags = TCPFlag(0)
+    for ch in text.strip():
+        flag = _FLAG_LETTERS.get(ch.upper())
+        if flag is None:
+            raise InvalidInput(f"--tcp-flags {text}: unknown flag {ch!r} (tcpdump's letters: S SYN, "
+                               f". or A ACK, F FIN, R RST, P PSH, U URG, E ECE, W CWR; or none)")
+        flags |= flag
+    if not text.strip():
+        raise InvalidInput("--tcp-flags: give the flags in tcpdump's letters (S, SA, R, F, PA...) or none")
+    return flags
+
+
+def tcp_flags_text(flags: TCPFlag) -> str:
+    """tcpdump's letters for ``flags`` (``S.`` for a SYN-ACK), ``none`` for none."""
+    return "".join(ch for f, ch in _FLAG_ORDER if flags & f) or "none"
+
+
+def _parse_mac(option: str, value: str | Mac | None) -> Mac | None:
+    if value is None or isinstance(value, Mac):
+        return value
+    try:
+        return Mac.parse(value)
+    except ValueError:
+        raise InvalidInput(f"{option} {value}: not a MAC address (six hex bytes, aa:bb:cc:dd:ee:ff)") from None
+
+
+def _parse_ip(option: str, value: str | IPv4Address | None) -> IPv4Address | None:
+    if value is None or isinstance(value, IPv4Address):
+        return value
+    try:
+        return IPv4Address(value)
+    except ValueError:
+        raise InvalidInput(f"{option} {value}: not an IPv4 address") from None
+
+
+@dataclass(frozen=True, slots=True)
+class PacketSpec:
+    """The fields of a probe's packet given by hand (None: as the source would send it)."""
+
+    src_ip: IPv4Address | None = None
+    src_mac: Mac | None = None
+    dst_mac: Mac | None = None
+    sport: int | None = None
+    flags: TCPFlag | None = None
+    at: str | None = None
+    vlan: int | None = None
+
+    def given(self) -> bool:
+        return any(v is not None for v in (self.src_ip, self.src_mac, self.dst_mac, self.sport, self.flags,
+                                           self.at, self.vlan))
+
+    def spoof(self, frame: Ethernet) -> Ethernet:
+        """``frame`` with the given source MAC and address."""
+        if self.src_mac is not None:
+            frame = with_(frame, src=self.src_mac)
+        if self.src_ip is not None and isinstance(frame.payload, IPv4):
+            frame = with_(frame, payload=with_(frame.payload, src=self.src_ip))
+        return frame
+
+
+def packet_spec(proto: str, *, src_ip: str | IPv4Address | None = None, src_mac: str | Mac | None = None,
+                dst_mac: str | Mac | None = None, sport: int | None = None, tcp_flags: str | None = None,
+                at: str | None = None, vlan: int | None = None) -> PacketSpec:
+    """The fields given, checked: each malformed or out-of-range value, or one that does not go
+    with ``proto``, raises :class:`InvalidInput` naming its option."""
+    sip = _parse_ip("--src-ip", src_ip)
+    smac = _parse_mac("--src-mac", src_mac)
+    dmac = _parse_mac("--dst-mac", dst_mac)
+    if sport is not None and not 1 <= sport <= 65535:
+        raise InvalidInput(f"--sport {sport}: a port is a number from 1 to 65535")
+    if vlan is not None and not 0 <= vlan <= 4095:
+        raise InvalidInput(f"--vlan {vlan}: a VLAN id is a number from 0 to 4095")
+    flags = parse_tcp_flags(tcp_flags) if tcp_flags is not None else None
+    if flags is not None and proto != "tcp":
+        raise InvalidInput(f"--tcp-flags: only with --proto tcp (not {proto})")
+    if sport is not None and proto not in ("tcp", "udp", "http"):
+        raise InvalidInput(f"--sport: only with --proto tcp, udp or http (not {proto})")
+    if vlan is not None and at is None:
+        raise InvalidInput("--vlan: a tag goes on a frame injected at a trunk or bridge port (give --at)")
+    if sip is not None and proto == "dhcp":
+        raise InvalidInput("--src-ip: a DHCP client sends from 0.0.0.0")
+    return PacketSpec(sip, smac, dmac, sport, flags, at, vlan)
+
+
+def _frame(proto: str, s_mac: Mac, d_mac: Mac, s_ip: IPv4Address, d_ip: IPv4Address, dport: int, port: int,
+           ident: int, flags: TCPFlag | None) -> tuple[Ethernet, tuple[int, int]]:
+    """The probe's frame, as a guest sends it (see :class:`Guest`), and the key that follows it."""
+    if proto == "icmp":
+        return echo_request(s_mac, d_mac, s_ip, d_ip, id=ident, seq=1), (1, ident)
+    if proto == "tcp":
+        f = flags if flags is not None else TCPFlag.SYN
+        seg = TCP(sport=port, dport=dport, seq=1000, ack=1 if f & TCPFlag.ACK else 0, flags=f, window=64240)
+        return Ethernet(dst=d_mac, src=s_mac, payload=IPv4(src=s_ip, dst=d_ip, df=True, payload=seg)), (6, port)
+    if proto == "http":
+        req = (f"GET /latest/meta-data/instance-id HTTP/1.1\r\nHost: {d_ip}\r\nUser-Agent: Wget\r\n"
+               "Connection: close\r\n\r\n").encode()
+        seg = TCP(sport=port, dport=80, seq=1001, ack=1, flags=TCPFlag.PSH | TCPFlag.ACK, payload=Raw(data=req))
+        return Ethernet(dst=d_mac, src=s_mac, payload=IPv4(src=s_ip, dst=d_ip, df=True, payload=seg)), (6, port)
+    return Ethernet(dst=d_mac, src=s_mac, payload=IPv4(src=s_ip, dst=d_ip, ttl=64, payload=UDP(
+        sport=port, dport=dport, payload=Raw(data=b"neutrino")))), (17, port)
+
+
+def _described(frame: Ethernet, proto: str, pk: PacketSpec, start: End | None = None) -> tuple[tuple[str, str], ...]:
+    """The probe's packet field by field (what ``--json`` carries as ``packet``)."""
+    out: list[tuple[str, str]] = []
+    if start is not None:
+        out.append(("at", f"{start.host}:{start.element or 'root'}:{start.port}"))
+    tags = vlan_ids(frame)
+    if tags:
+        out.append(("vlan", str(tags[0])))
+    f = _strip_vlans(frame)
+    out += [("src_mac", str(f.src)), ("dst_mac", str(f.dst)), ("proto", proto)]
+    p = f.payload
+    if isinstance(p, ARP):
+        return (*out, ("src_ip", str(p.psrc)), ("dst_ip", str(p.pdst)),
+                ("arp", f"{'request' if p.op == ARPOp.REQUEST else 'reply'} who-has {p.pdst} tell {p.psrc}"))
+    if not isinstance(p, IPv4):
+        return tuple(out)
+    out += [("src_ip", str(p.src)), ("dst_ip", str(p.dst))]
+    l4 = p.payload
+    if isinstance(l4, TCP):
+        out += [("sport", str(l4.sport)), ("dport", str(l4.dport)), ("tcp_flags", tcp_flags_text(l4.flags))]
+    elif isinstance(l4, UDP) and isinstance(l4.payload, DHCP):
+        out += [("sport", str(l4.sport)), ("dport", str(l4.dport)),
+                ("dhcp", f"DISCOVER xid {l4.payload.xid:#010x} chaddr {l4.payload.chaddr}")]
+    elif isinstance(l4, UDP):
+        out += [("sport", str(l4.sport)), ("dport", str(l4.dport))]
+    elif isinstance(l4, ICMP):
+        out += [("icmp", f"echo request id {l4.id} seq {l4.seq}")]
+    return tuple(out)
+
+
+def _drops(hops: Iterable[Hop]) -> list[tuple[str, Step]]:
+    return [(f"{h.host} {h.element}", st) for h in hops for st in h.steps if st.kind is StepKind.DROP]
 
 
 SERVICES = frozenset({"dnsmasq", "metadata", "metadata proxy"})  # a DROP step by a service, not the network
