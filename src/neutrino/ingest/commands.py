@@ -23,6 +23,7 @@ class View(enum.Enum):
     VSCTL_LIST_BR = "ovs-vsctl list-br"
     VSCTL_LIST_PORTS = "ovs-vsctl list-ports"
     APPCTL_FDB_SHOW = "ovs-appctl fdb/show"
+    APPCTL_OFPROTO_TRACE = "ovs-appctl ofproto/trace"
     DPCTL_SHOW = "ovs-dpctl show"
     OFCTL_DUMP_PORTS = "ovs-ofctl dump-ports"
     OFCTL_DUMP_FLOWS = "ovs-ofctl dump-flows"
@@ -43,6 +44,8 @@ class View(enum.Enum):
     PS = "ps"
     SYSCTL = "sysctl"
     CAT = "cat"
+    CONNTRACK_L = "conntrack -L"
+    TCPDUMP = "tcpdump"
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +89,8 @@ class Command:
     #                                          "-br", "OF13"
     greps: tuple[Grep, ...] = ()
     text: str = ""
+    args: tuple[str, ...] = ()  # the tool's arguments in order, for the views that read them themselves
+    #                             (ofproto/trace, conntrack, tcpdump)
 
     def key(self) -> str:
         """A stable file-system-friendly name for a capture of this command."""
@@ -142,7 +147,7 @@ def parse_command(text: str) -> Command:
     if not words:
         raise InvalidInput(f"no command in {text!r}")
     cmd = _classify(words, text)
-    return Command(cmd.view, netns, cmd.table, cmd.target, cmd.options, greps, raw)
+    return Command(cmd.view, netns, cmd.table, cmd.target, cmd.options, greps, raw, cmd.args)
 
 
 def _classify(words: list[str], text: str) -> Command:
@@ -178,6 +183,11 @@ def _classify(words: list[str], text: str) -> Command:
                            options=frozenset(opts))
         raise bad
     if tool == "ovs-appctl":
+        at = [i for i, a in enumerate(args) if a == "ofproto/trace"]
+        if at:  # what comes before it (-t TARGET, --timeout=N) says which daemon: here, the host's
+            rest = args[at[0] + 1:]
+            bridge = next((a for a in rest if not a.startswith("-")), "")
+            return Command(View.APPCTL_OFPROTO_TRACE, target=bridge, args=tuple(rest))
         rest = [a for a in args if not a.startswith("-")]
         if len(rest) == 2 and rest[0] == "fdb/show":
             return Command(View.APPCTL_FDB_SHOW, target=rest[1])
@@ -221,7 +231,25 @@ def _classify(words: list[str], text: str) -> Command:
                        options=frozenset(a for a in args if a.startswith("-")))
     if tool == "cat" and len(args) == 1:
         return Command(View.CAT, target=args[0])
+    if tool == "conntrack" and any(a in ("-L", "--dump") for a in args):
+        return Command(View.CONNTRACK_L, args=tuple(args))
+    if tool == "tcpdump":
+        return _tcpdump(args, bad)
     raise bad
+
+
+def _tcpdump(args: list[str], bad: InvalidInput) -> Command:
+    """``tcpdump -i DEV [flags] [EXPRESSION]``: the device is the target, the rest kept in order."""
+    device = ""
+    for i, a in enumerate(args):
+        if (a == "--interface" or a.startswith("-") and not a.startswith("--") and a.endswith("i")) \
+                and i + 1 < len(args):  # -i DEV, -ni DEV
+            device = args[i + 1]
+        elif a.startswith("-i") and len(a) > 2 and not a.startswith("--"):
+            device = a[2:]
+    if not device:
+        raise bad
+    return Command(View.TCPDUMP, target=device, args=tuple(args))
 
 
 def _vsctl(args: list[str], bad: InvalidInput) -> Command:

@@ -7,7 +7,11 @@ same state: ``ifconfig`` from ``ip addr``), then applies the ``| grep`` filters.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import replace
+from ipaddress import IPv4Address
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
 
 from neutrino.errors import NotFound
 from neutrino.host import iptables as ipt
@@ -49,16 +53,136 @@ from neutrino.host.sysctl import format_sysctls
 from neutrino.ingest.commands import Command, View
 from neutrino.views import derive
 
+if TYPE_CHECKING:
+    from neutrino.sim.ovs import OvsBridgeSim
+    from neutrino.sim.world import World
+
 
 class NotCaptured(NotFound):
     """The host state does not know what this command would show."""
 
 
-def answer(host: HostState, cmd: Command) -> str:
-    text = _render(host, cmd)
+def answer(host: HostState, cmd: Command, *, world: World | None = None, state: Path | None = None,
+           stderr: TextIO | None = None) -> str:
+    """What ``cmd`` prints on ``host`` (stdout; what the tool writes to stderr goes to ``stderr``,
+    by default this process's). The commands that need the simulator (``ovs-appctl ofproto/trace``,
+    ``conntrack -L``, ``tcpdump``) use ``world``, or else the world kept in the state folder
+    ``state`` (by default the one ``$NEUTRINO_STATE`` names), and the last trace kept there."""
+    if cmd.view in _WORLD_VIEWS:
+        out, err = _simulated(host, cmd, world, state)
+        if err:
+            (stderr or sys.stderr).write(err)
+        text = out
+    else:
+        text = _render(host, cmd)
     for grep in cmd.greps:
         text = grep.apply(text)
     return text
+
+
+_WORLD_VIEWS = frozenset({View.APPCTL_OFPROTO_TRACE, View.CONNTRACK_L, View.TCPDUMP})
+
+
+def _state_dir(state: Path | None) -> Path:
+    if state is not None:
+        return state
+    from neutrino import store
+
+    return store.state_dir()
+
+
+def _kept_world(host: HostState, state: Path | None) -> World | None:
+    """The world the agents keep in the state folder (booted now if none is kept), for a planned
+    host of the cloud kept there; None for an imported host or a folder without a cloud."""
+    if not planned(host):
+        return None
+    folder = _state_dir(state)
+    if not (folder / "cloud.json").exists():
+        return None
+    from neutrino import worldkeep
+    from neutrino.errors import NeutrinoError
+
+    try:
+        world = worldkeep.booted_world(folder)
+    except NeutrinoError:
+        return None
+    return world if host.name in world.hosts else None
+
+
+def _simulated(host: HostState, cmd: Command, world: World | None, state: Path | None) -> tuple[str, str]:
+    """(stdout, stderr) of the commands the simulator answers."""
+    if cmd.view is View.APPCTL_OFPROTO_TRACE:
+        from neutrino.views.ofproto_trace import ofproto_trace, parse_trace_args
+
+        if host.ovs.show is None:
+            raise _missing(host, cmd)
+        req = parse_trace_args(cmd.args)
+        w = world if world is not None else _kept_world(host, state)
+
+        def learned(bridge: str) -> OvsBridgeSim | None:
+            if w is None:
+                return None
+            try:
+                return w.bridge(host.name, bridge)
+            except Exception:  # noqa: BLE001 - a bridge the world could not build has learned nothing
+                return None
+
+        return ofproto_trace(host, req, learned), ""
+    ns = _namespace(host, cmd)
+    if cmd.view is View.CONNTRACK_L:
+        return _conntrack(host, ns, cmd, world, state)
+    return _tcpdump(host, ns, cmd, world, state)
+
+
+def _conntrack(host: HostState, ns: NamespaceState, cmd: Command, world: World | None,
+               state: Path | None) -> tuple[str, str]:
+    from neutrino.views.conntrack import conntrack_list, parse_conntrack_args
+    from neutrino.views.tcpdump import kept_trace
+
+    q = parse_conntrack_args(cmd.args)
+    if world is None and planned(host):
+        kept = kept_trace(_state_dir(state))
+        if kept is not None and (host.name, ns.name) in kept.conntrack:  # as the last trace left it
+            return conntrack_list(kept.conntrack[(host.name, ns.name)], q)
+    w = world if world is not None else _kept_world(host, state)
+    if w is None:
+        raise NotCaptured(f"host {host.name}: conntrack -L: the simulator keeps the connection tables of the "
+                          "planned hosts of the cloud kept here, not of an imported host")
+    nf = w.netfilter(host.name, ns.name)
+    return conntrack_list(nf.conntrack.entries() if nf is not None else (), q)
+
+
+def _tcpdump(host: HostState, ns: NamespaceState, cmd: Command, world: World | None,
+             state: Path | None) -> tuple[str, str]:
+    from neutrino.views.tcpdump import kept_trace, no_such_device, parse_tcpdump_args, tcpdump
+
+    q = parse_tcpdump_args(cmd.args)
+    if q.device not in _device_names(host, ns):
+        raise no_such_device(q.device)
+    kept = kept_trace(_state_dir(state))
+    if kept is None:
+        raise NotFound("tcpdump: no trace kept to capture from: run 'neutrino trace SOURCE DESTINATION' first "
+                       "(tcpdump answers with the packets the last trace sent through the device)")
+    topo = kept.topo if kept.topo is not None else (world.topo if world is not None else None)
+    device = next((lk for lk in ns.links or () if lk.name == q.device), None)
+    addresses = frozenset(a.interface.ip for a in (device.addresses if device is not None else ())
+                          if isinstance(a.interface.ip, IPv4Address))
+    return tcpdump(kept.trace, topo, host.name, q, addresses)
+
+
+def _device_names(host: HostState, ns: NamespaceState) -> set[str]:
+    """The devices of the namespace: its links, and in the root namespace the OVS bridges' own and
+    internal ports no other namespace holds."""
+    names = {lk.name for lk in ns.links or ()} | {i.name for i in ns.ifconfig or ()}
+    if not ns.name:
+        elsewhere = {lk.name for other in host.namespaces if other.name for lk in other.links or ()}
+        for b in _bridges(host):
+            names.add(b.name)
+            for p in b.ports:
+                for i in p.interfaces:
+                    if (i.type == "internal" or p.name == b.name) and i.name not in elsewhere:
+                        names.add(i.name)
+    return names
 
 
 def _missing(host: HostState, cmd: Command, what: str = "") -> NotCaptured:
