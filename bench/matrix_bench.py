@@ -3,8 +3,9 @@
     .venv/bin/python bench/matrix_bench.py
 
 Brings the cloud up in a temporary state folder, boots its world, then times the matrix (icmp,
-tcp/22, tcp/80; instances and the outside) with one traced pair per class of instances the
-plumbing treats alike (the default), and, for comparison, a sample of the exhaustive one.
+tcp/22, tcp/80; the instances, the outside, the hosts as sources and the router's addresses as
+destinations) with one traced pair per class of endpoints the plumbing treats alike (the
+default), and, for comparison, a sample of the exhaustive one. Target: under 2 s.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from sim_bench import big_scenario  # noqa: E402
 
 
 def main() -> None:
-    from neutrino.answers.matrix import matrix
+    from neutrino.answers.matrix import endpoints, matrix
     from neutrino.deploy import bring_up
     from neutrino.sim.cloud import world_of
 
@@ -34,11 +35,15 @@ def main() -> None:
         result = bring_up(path, state=tmp / "up100", keep=False)
         world = world_of(result.cloud, result.hosts)
         world.boot()
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         cells = matrix(world, result.cloud)
-        took = time.perf_counter() - start
+        took, cpu = time.perf_counter() - start, time.process_time() - cpu
         ok = sum(c.ok for c in cells)
-        print(f"100 instances + outside, 3 protocols: {len(cells)} cells ({ok} reachable) in {took:.2f} s")
+        srcs, dsts = endpoints(world, result.cloud)
+        hosts = sum(e.kind == "host" for e in srcs)
+        routers = sum(e.kind == "router" for e in dsts)
+        print(f"100 instances, the outside, {hosts} hosts, {routers} router addresses, 3 protocols: "
+              f"{len(cells)} cells ({ok} reachable) in {took:.2f} s ({cpu:.2f} s of CPU)")
         small = dataclasses.replace(result.cloud, servers=result.cloud.servers[:10], _index={})
         start = time.perf_counter()
         full = matrix(world, small, exhaustive=True)
