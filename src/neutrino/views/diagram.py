@@ -17,6 +17,13 @@ are the simulator's letters (``sim/world.py`` ``diagram_letter``), computed here
 names alone, and J, which the seed's figure gives the network host's patch-tun.
 
 :func:`render` runs Graphviz's ``dot`` (Debian's ``graphviz`` package) for SVG or PNG.
+
+Traced packets (``neutrino diagram --trace SRC DST``) are drawn over the hosts: an edge from each
+hop's device to the next one's, numbered (``1``, ``2``… forward, ``r1``, ``r2``… the reply), the
+forward path and the reply each in its colour (:data:`TRACE_COLOURS`), the devices they entered
+outlined in it, a note with the trace's title and outcome where it starts, and where a packet was
+dropped a red octagon saying why (``dropped: security group``). A guest's hop is its instance's node
+(named after the instance), the outside a node of its own.
 """
 
 from __future__ import annotations
@@ -24,11 +31,13 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from neutrino.errors import InvalidInput
 from neutrino.host.ovsdb import Bridge, OvsdbShow
 from neutrino.host.state import ROOT, HostState
+from neutrino.sim.trace import Hop, Trace, VerdictKind
 from neutrino.views.easyovs import port_addresses
 
 _ID = re.compile(r"^(qvo|qvb|tap|qr-|qg-|ns-|qbr)([0-9a-f]{8}-[0-9a-f]{2})$")
@@ -75,12 +84,12 @@ def letter(host: HostState, bridge: str, device: str, namespace: str = ROOT, pee
 class _Graph:
     lines: list[str] = field(default_factory=list)
     edges: list[str] = field(default_factory=list)
-    nodes: set[str] = field(default_factory=set)
+    nodes: dict[str, str] = field(default_factory=dict)  # node id -> its label
 
     def node(self, nid: str, label: str, indent: str, **attrs: str) -> None:
         if nid in self.nodes:
             return
-        self.nodes.add(nid)
+        self.nodes[nid] = label
         extra = "".join(f", {k}={_q(v)}" for k, v in attrs.items())
         self.lines.append(f"{indent}{_q(nid)} [label={_q(label)}{extra}];")
 
@@ -190,8 +199,10 @@ def _host_graph(g: _Graph, host: HostState) -> list[tuple[str, str, str, str]]:
     return tunnels
 
 
-def diagram_dot(hosts: list[HostState]) -> str:
-    """The DOT text of ``hosts`` and the tunnels between them."""
+def diagram_dot(hosts: list[HostState], traces: Sequence[tuple[str, Trace]] = ()) -> str:
+    """The DOT text of ``hosts`` and the tunnels between them; with ``traces`` (each a title such as
+    ``cirros -> 8.8.8.8 icmp`` and its :class:`~neutrino.sim.trace.Trace`), each traced path drawn
+    over it (:func:`_overlay`)."""
     if not hosts:
         raise InvalidInput("no hosts to draw: bring a cloud up (neutrino up) or import a host first")
     g = _Graph()
@@ -213,7 +224,110 @@ def diagram_dot(hosts: list[HostState]) -> str:
             if remote_a == ips.get(host_b) and remote_b == ips.get(host_a) and key not in seen:
                 seen.add(key)
                 g.edge(a, b, style="bold", color="darkorange3", label=f"{kind.upper()} tunnel")
+    for n, (title, trace) in enumerate(traces):
+        _overlay(g, {h.name for h in hosts}, n, title, trace)
     return "\n".join(g.lines + g.edges + ["}"]) + "\n"
+
+
+#: each trace's (forward, reply) colours, in the order the traces are given (SVG's colour names, which
+#: Graphviz's SVG keeps as they are)
+TRACE_COLOURS = (("royalblue", "forestgreen"), ("darkorchid", "darkorange"), ("teal", "olivedrab"),
+                 ("maroon", "goldenrod"))
+DROP_COLOUR = "red"
+OUTSIDE_NODE = "outside"
+
+
+def _hop_node(g: _Graph, drawn: set[str], hops: tuple[Hop, ...], i: int) -> str:
+    """The node a hop entered: its device's; the instance's for a guest (its port's id is on the
+    tap next to it); the bridge's for a device the plan does not hold (the simulator's wire to the
+    outside on br-ex); the outside's; else a node made for it."""
+    hop = hops[i]
+    if hop.host not in drawn:
+        if hop.host == OUTSIDE_NODE:
+            g.node(OUTSIDE_NODE, "the outside\n(external network, internet)", "  ", shape="box3d",
+                   style="filled", fillcolor="whitesmoke")
+            return OUTSIDE_NODE
+        nid = f"host {hop.host}"
+        g.node(nid, f"host {hop.host}\n(not drawn)", "  ", shape="box", style="dashed")
+        return nid
+    device = f"{hop.host}/{hop.device}"
+    if device in g.nodes:
+        return device
+    for j in sorted(range(len(hops)), key=lambda j: abs(j - i)):  # a guest: the instance of the tap nearest
+        m = _ID.match(hops[j].device)
+        if j != i and hops[j].host == hop.host and m and hop.device.startswith("eth"):
+            vm = f"{hop.host}/vm-{m.group(2)}"
+            if vm in g.nodes:
+                return vm
+    element = f"{hop.host}/{hop.element}"
+    if element in g.nodes:
+        return element
+    g.node(device, _dev_label(hop.device, hop.letter, f"{hop.element} on host {hop.host}"), "  ", shape="ellipse",
+           style="dashed")
+    return device
+
+
+def _overlay(g: _Graph, drawn: set[str], n: int, title: str, trace: Trace) -> None:
+    """One trace over the diagram: an edge between the devices of consecutive hops, numbered, in
+    the forward colour (the reply's in the reply colour), every device it entered outlined, each
+    instance it names labelled with its name, and where it was dropped a red node saying why."""
+    forward, back = TRACE_COLOURS[n % len(TRACE_COLOURS)]
+    tag = f"trace {n + 1}" if n else "trace"
+    start = f"{tag}: start"
+    verdict = _verdict_text(trace)
+    g.node(start, f"{tag}: {title}\n{verdict}", "  ", shape="note", style="filled", fillcolor="white",
+           color=forward, fontcolor=forward)
+    legs: list[tuple[Trace, str, str]] = [(trace, forward, "")]
+    if trace.reply is not None:
+        legs.append((trace.reply, back, "r"))
+    for leg, colour, prefix in legs:
+        hops = leg.hops
+        nodes = [_hop_node(g, drawn, hops, i) for i in range(len(hops))]
+        for i, (hop, nid) in enumerate(zip(hops, nodes, strict=True)):
+            _name_guest(g, hop, nid)
+            g.lines.append(f"  {_q(nid)} [color={_q(colour)}, penwidth=2.5];")
+            before = nodes[i - 1] if i else (_source(g, hop, start) if not prefix else "")
+            if before and before != nid:
+                g.edge(before, nid, color=colour, fontcolor=colour, penwidth="2.5", dir="forward",
+                       constraint="false", label=f"{prefix}{i + 1}")
+        if leg.verdict.kind is VerdictKind.DROPPED:
+            reason = leg.verdict.reason.value if leg.verdict.reason is not None else "no reason given"
+            drop = f"{tag}: dropped{' (reply)' if prefix else ''}"
+            g.node(drop, f"dropped: {reason}" + (f"\nat {leg.verdict.where}" if leg.verdict.where else ""), "  ",
+                   shape="octagon", style="filled", fillcolor="mistyrose", color=DROP_COLOUR, fontcolor=DROP_COLOUR,
+                   penwidth="3")
+            if nodes:
+                g.lines.append(f"  {_q(nodes[-1])} [color={_q(DROP_COLOUR)}, penwidth=3.5];")
+                g.edge(nodes[-1], drop, color=DROP_COLOUR, penwidth="3", style="dashed", constraint="false",
+                       label="dropped here")
+
+
+def _source(g: _Graph, first: Hop, start: str) -> str:
+    """Where the forward path starts: the instance whose tap the first hop is (tied to the trace's
+    note), else the note itself."""
+    m = _ID.match(first.device)
+    vm = f"{first.host}/vm-{m.group(2)}" if m and first.device.startswith("tap") else ""
+    if vm not in g.nodes:
+        return start
+    g.edge(start, vm, style="dotted", constraint="false")
+    return vm
+
+
+def _name_guest(g: _Graph, hop: Hop, nid: str) -> None:
+    """An instance's node, labelled with the instance's name the trace gives (its element)."""
+    label = g.nodes.get(nid, "")
+    if label.startswith("instance\n") and hop.element not in ("", "root"):
+        named = f"instance {hop.element}\n" + label.split("\n", 1)[1]
+        g.nodes[nid] = named
+        g.lines.append(f"  {_q(nid)} [label={_q(named)}];")
+
+
+def _verdict_text(trace: Trace) -> str:
+    failure = trace.failure
+    if failure is None:
+        return "delivered" + (", the answer came back" if trace.reply is not None else "")
+    where = "the reply " if failure is not trace.verdict else ""
+    return f"{where}dropped: {failure.reason.value if failure.reason else 'no reply'}"
 
 
 def _tunnel_ips(ends: list[tuple[str, str, str, str]]) -> dict[str, str]:

@@ -15,10 +15,14 @@ Origin when the host was planned) and which chains jump to it. :func:`explain` t
 
 from __future__ import annotations
 
+import json
 import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from neutrino.errors import NotFound
 from neutrino.host import iptables as ipt
+from neutrino.host.iproute_route import Route, RoutingRule, format_route, format_rule
 from neutrino.host.ofctl_show import OfctlShow
 from neutrino.host.openflow import Flow, FlowDump, format_flow
 from neutrino.host.openflow_actions import (
@@ -57,7 +61,60 @@ from neutrino.host.openflow_match import (
     VlanTci,
     format_match,
 )
-from neutrino.host.state import HostState
+from neutrino.host.state import ROOT, HostState, NamespaceState
+
+if TYPE_CHECKING:
+    from neutrino.answers.objects import Names
+    from neutrino.services.snapshot import CloudSnapshot, Router
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One line as its tool prints it (a flow, a rule, a route; ``""`` for a remark on the whole),
+    what it does in words, and the OpenStack object behind it when known."""
+
+    line: str
+    says: str = ""
+    obj: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Section:
+    """What one explanation holds: its kind (``flows``, ``chain``, ``routes``), where it is, the
+    title lines (the ``#`` lines of the text) and the entries."""
+
+    kind: str
+    name: str
+    namespace: str = ""
+    title: tuple[str, ...] = ()
+    entries: tuple[Entry, ...] = ()
+
+    def plain(self) -> dict[str, object]:
+        return {"kind": self.kind, "name": self.name, "namespace": self.namespace, "title": list(self.title),
+                "entries": [{"line": e.line, "explanation": e.says, "object": e.obj} for e in self.entries]}
+
+
+def render(sections: list[Section], *, colour: bool = False) -> str:
+    """The sections as ``neutrino explain`` prints them: each ``#`` title line, then each line
+    followed by ``     -> `` and its explanation (and ``[the object]`` when known); sections
+    apart by an empty line. ``colour``: titles, explanations and objects in colour (a terminal)."""
+    from neutrino.views.terminal import paint
+
+    blocks: list[str] = []
+    for sec in sections:
+        out = [paint(f"# {t}", "comment", colour=colour) for t in sec.title]
+        for e in sec.entries:
+            if e.line:
+                out.append(paint(e.line, "bad", colour=colour) if colour and _drops(e.says) else e.line)
+            if e.says:
+                obj = f" [{e.obj}]" if e.obj else ""
+                out.append(paint("     -> " + e.says, "explain", colour=colour) + paint(obj, "dim", colour=colour))
+        blocks.append("\n".join(out) + "\n")
+    return "\n".join(blocks)
+
+
+def _drops(says: str) -> bool:
+    return any(w in says for w in (": drop them", ": reject them", "are dropped.", "refused", "thrown away"))
 
 # neutron-lib's ovs_constants, by bridge
 _TABLES = {
@@ -221,13 +278,15 @@ def explain_flow(flow: Flow, bridge: str = "", ports: OfctlShow | None = None) -
     return f"{where}, priority {flow.priority}: {what}: {does}."
 
 
+def flows_section(dump: FlowDump, bridge: str = "", ports: OfctlShow | None = None) -> Section:
+    """Each flow of the dump, explained."""
+    return Section("flows", bridge, entries=tuple(Entry(" " + format_flow(flow), explain_flow(flow, bridge, ports))
+                                                  for flow in dump.flows))
+
+
 def explain_flows(dump: FlowDump, bridge: str = "", ports: OfctlShow | None = None) -> str:
     """The dump, each flow line followed by its explanation."""
-    out: list[str] = []
-    for flow in dump.flows:
-        out.append(" " + format_flow(flow))
-        out.append("     -> " + explain_flow(flow, bridge, ports))
-    return "\n".join(out) + "\n"
+    return render([flows_section(dump, bridge, ports)])
 
 
 # ------------------------------------------------------------------------------------ iptables
@@ -362,36 +421,42 @@ def explain_rule(r: ipt.Rule, table: ipt.Table) -> str:
     return f"{what}: {_verdict(r, table)}.{note}"
 
 
-def _chain_title(chain: ipt.Chain, table: ipt.Table, host: HostState) -> str:
+def _chain_title(chain: ipt.Chain, table: ipt.Table, host: HostState, namespace: str = ROOT) -> str:
     m = _PORT_CHAIN.match(chain.name)
     about = _PORT_CHAIN_KINDS[m.group(1)].format(m.group(2) + "…") if m else ""
-    origin = next((o for o in host.origins if o.kind == "chain" and o.item == f"{table.name}/{chain.name}"), None)
+    items = {f"{table.name}/{chain.name}", f"{namespace}:{table.name}/{chain.name}"} if namespace else \
+        {f"{table.name}/{chain.name}"}
+    origin = next((o for o in host.origins if o.kind == "chain" and o.item in items), None)
     made = f"made for {origin.obj} by {origin.builder}" if origin is not None else ""
     callers = [r for r in table.rules if r.target is not None and r.target.name == chain.name]
     called = f"reached from {', '.join(sorted({r.chain for r in callers}))}" if callers else ""
     return "; ".join(x for x in (about, made, called) if x)
 
 
-def explain_chain(host: HostState, namespace: str, table: ipt.Table, chain: ipt.Chain) -> str:
-    """The chain as ``iptables -S CHAIN`` prints it, each rule followed by a line saying what it does."""
+def chain_section(host: HostState, namespace: str, table: ipt.Table, chain: ipt.Chain) -> Section:
+    """The chain as ``iptables -S CHAIN`` prints it, each rule with what it does."""
     where = f"namespace {namespace}, " if namespace else ""
-    out = [f"# {where}table {table.name}, chain {chain.name}"]
-    title = _chain_title(chain, table, host)
-    if title:
-        out.append(f"# {title}")
+    title = [f"{where}table {table.name}, chain {chain.name}"]
+    about = _chain_title(chain, table, host, namespace)
+    if about:
+        title.append(about)
+    entries: list[Entry] = []
     for line in ipt.format_rules(table, chain.name).splitlines():
-        out.append(line)
         if line.startswith("-P "):
             verb = {"ACCEPT": "accepted", "DROP": "dropped"}.get(str(chain.policy), str(chain.policy))
-            out.append(f"     -> the policy: packets that no rule of {chain.name} decides are {verb}.")
+            entries.append(Entry(line, f"the policy: packets that no rule of {chain.name} decides are {verb}."))
         elif line.startswith("-N "):
-            continue
+            entries.append(Entry(line))
         else:
-            rule = ipt.parse_rule(line)
-            out.append("     -> " + explain_rule(rule, table))
+            entries.append(Entry(line, explain_rule(ipt.parse_rule(line), table)))
     if chain.policy is None:
-        out.append(f"     -> packets no rule decides go back to the chain that jumped to {chain.name}.")
-    return "\n".join(out) + "\n"
+        entries.append(Entry("", f"packets no rule decides go back to the chain that jumped to {chain.name}."))
+    return Section("chain", chain.name, namespace, tuple(title), tuple(entries))
+
+
+def explain_chain(host: HostState, namespace: str, table: ipt.Table, chain: ipt.Chain) -> str:
+    """The chain as ``iptables -S CHAIN`` prints it, each rule followed by a line saying what it does."""
+    return render([chain_section(host, namespace, table, chain)])
 
 
 def find_chains(host: HostState, name: str) -> list[tuple[str, ipt.Table, ipt.Chain]]:
@@ -405,12 +470,282 @@ def find_chains(host: HostState, name: str) -> list[tuple[str, ipt.Table, ipt.Ch
     return found
 
 
-def explain(host: HostState, name: str) -> str:
-    """``neutrino explain HOST NAME``: a bridge's flows, or an iptables chain's rules, explained."""
+def explain(host: HostState, name: str, cloud: CloudSnapshot | None = None, *, namespace: str | None = None,
+            colour: bool = False) -> str:
+    """``neutrino explain HOST NAME``: a bridge's flows, an iptables chain's rules, or (``routes``,
+    or a namespace's name) a namespace's routing rules and routes, explained."""
+    return render(explain_sections(host, name, cloud, namespace=namespace), colour=colour)
+
+
+def explain_json(host: HostState, name: str, cloud: CloudSnapshot | None = None, *,
+                 namespace: str | None = None) -> str:
+    """The same as :func:`explain`, as JSON: a list of sections, each with its entries."""
+    return json.dumps([sec.plain() for sec in explain_sections(host, name, cloud, namespace=namespace)], indent=1)
+
+
+def explain_sections(host: HostState, name: str, cloud: CloudSnapshot | None = None, *,
+                     namespace: str | None = None) -> list[Section]:
+    if name == "routes":
+        return [routes_section(host, ns, cloud) for ns in pick_namespaces(host, namespace)]
     br = host.ovs.flows_of(name)
     if br is not None and br.flows is not None:
-        return explain_flows(br.flows, name, br.ports)
+        return [flows_section(br.flows, name, br.ports)]
     chains = find_chains(host, name)
+    if namespace is not None:
+        chains = [c for c in chains if c[0] in {ns.name for ns in pick_namespaces(host, namespace)}]
     if chains:
-        return "\n".join(explain_chain(host, ns, table, chain) for ns, table, chain in chains)
-    raise NotFound(f"host {host.name}: no flows known for bridge {name}, and no iptables chain {name}")
+        return [chain_section(host, ns, table, chain) for ns, table, chain in chains]
+    if namespace is None and name and any(ns.name.startswith(name) for ns in host.namespaces if ns.name):
+        return [routes_section(host, ns, cloud) for ns in pick_namespaces(host, name)]
+    raise NotFound(f"host {host.name}: no flows known for bridge {name}, no iptables chain {name}"
+                   + (f" in namespace {namespace}" if namespace else " and no namespace of that name")
+                   + " ('routes' explains every namespace's routes)")
+
+
+# ------------------------------------------------------------------------------------ routes
+
+def pick_namespaces(host: HostState, wanted: str | None) -> list[NamespaceState]:
+    """``wanted``'s namespace of ``host``: its name, the start of one name (``qrouter``), or ``root``
+    (the host's own); every namespace whose routes are known (root first) when ``None``."""
+    if wanted is None:
+        return [ns for ns in host.namespaces if _routes_known(host, ns)]
+    if wanted in ("root", "-", ROOT):
+        ns = host.namespace(ROOT)
+        if ns is None:
+            raise NotFound(f"host {host.name}: its root namespace is not known")
+        return [ns]
+    exact = host.namespace(wanted)
+    if exact is not None:
+        return [exact]
+    starts = [ns for ns in host.namespaces if ns.name and ns.name.startswith(wanted)]
+    if len(starts) == 1:
+        return starts
+    names = ", ".join(ns.name or "root" for ns in host.namespaces)
+    if starts:
+        raise NotFound(f"host {host.name}: {wanted!r} names more than one namespace ({names}): give more of it")
+    raise NotFound(f"host {host.name}: no namespace {wanted!r} (it has: {names})")
+
+
+def _planned(host: HostState) -> bool:
+    return bool(host.origins)
+
+
+def _routes_known(host: HostState, ns: NamespaceState) -> bool:
+    return ns.routes is not None or ns.route_n is not None or (_planned(host) and ns.links is not None)
+
+
+def namespace_routes(host: HostState, ns: NamespaceState) -> tuple[tuple[Route, ...], tuple[RoutingRule, ...]]:
+    """The routes (every table) and routing rules of ``ns`` as ``ip route show table all`` and
+    ``ip rule`` print them: kept, derived from ``route -n``, or (a planned host) what the kernel
+    makes of the devices' addresses and the default rules."""
+    from neutrino.views import derive
+
+    if ns.routes is not None:
+        routes = ns.routes
+    elif ns.route_n is not None:
+        routes = derive.routes_of(ns.route_n)
+    elif _planned(host) and ns.links is not None:
+        routes = derive.kernel_routes(ns.links)
+    else:
+        where = f"namespace {ns.name}" if ns.name else "the root namespace"
+        raise NotFound(f"host {host.name}: the routes of {where} are not known (not captured)")
+    rules = ns.rules if ns.rules is not None else derive.DEFAULT_RULES if _planned(host) else ()
+    return routes, rules
+
+
+_RULE_TABLES = {"local": "table local (the namespace's own addresses and broadcasts, which the kernel keeps)",
+                "main": "table main (the routes ip route prints)",
+                "default": "table default (empty unless something adds to it)"}
+
+
+def explain_routing_rule(rule: RoutingRule) -> str:
+    """One sentence: which packets the ``ip rule`` takes and where it looks them up."""
+    conds: list[str] = []
+    if rule.src is not None:
+        conds.append(f"from {rule.src}")
+    if rule.dst is not None:
+        conds.append(f"to {rule.dst}")
+    if rule.fwmark is not None:
+        conds.append(f"marked {rule.fwmark:#x}" + (f"/{rule.fwmask:#x}" if rule.fwmask is not None else ""))
+    if rule.iif:
+        conds.append(f"coming in on {rule.iif}")
+    if rule.oif:
+        conds.append(f"going out of {rule.oif}")
+    if rule.tos:
+        conds.append(f"with TOS {rule.tos}")
+    if rule.ipproto:
+        conds.append(f"of protocol {rule.ipproto}")
+    if rule.dport:
+        conds.append(f"to port {rule.dport}")
+    what = "packets " + ", ".join(conds) if conds else "every packet"
+    if rule.invert:
+        what = "packets other than " + (", ".join(conds) if conds else "these")
+    if rule.action in ("unreachable", "prohibit"):
+        does = f"refused ({rule.action}: the sender gets an ICMP error)"
+    elif rule.action == "blackhole":
+        does = "thrown away silently (blackhole)"
+    elif rule.action == "nop":
+        does = "nothing (nop)"
+    elif rule.goto is not None:
+        does = f"go on at rule {rule.goto}"
+    else:
+        table = rule.table or "main"
+        does = "look up " + _RULE_TABLES.get(table, f"table {table}")
+        if rule.suppress_prefixlength is not None:
+            does += f", unless the route found is /{rule.suppress_prefixlength} or shorter"
+    return f"priority {rule.priority}, {what}: {does}."
+
+
+def _dst_words(route: Route) -> str:
+    if route.dst is None:
+        return "packets no other route matches (the default route)"
+    net = route.dst
+    if net.prefixlen == net.max_prefixlen:
+        return f"packets to {net.network_address}"
+    return f"packets to {net}"
+
+
+def explain_route(route: Route, ns: NamespaceState | None = None) -> str:
+    """One sentence: which packets the route takes and where they go."""
+    kind = route.type or "unicast"
+    dst = route.dst
+    dev = route.dev or "?"
+    table = f" (table {route.table})" if route.table not in (None, "main", "local") else ""
+    if kind == "local":
+        said = f"packets to {dst.network_address if dst is not None and dst.prefixlen == dst.max_prefixlen else dst} " \
+               f"are for this namespace itself (an address of {dev}): delivered to its own sockets"
+    elif kind == "broadcast":
+        said = f"packets to {dst.network_address if dst is not None else '?'} are broadcasts on {dev}'s link: " \
+               "delivered to this namespace too"
+    elif kind == "multicast":
+        said = f"multicast packets ({dst}) on {dev}: for the groups this namespace joins"
+    elif kind in ("unreachable", "prohibit"):
+        said = f"{_dst_words(route)}: refused ({kind}: the sender gets an ICMP error)"
+    elif kind == "blackhole":
+        said = f"{_dst_words(route)}: thrown away silently (blackhole)"
+    elif route.nexthops:
+        hops = ", ".join(f"{h.via or 'on-link'} out of {h.dev or '?'}" + (f" (weight {h.weight})" if h.weight else "")
+                         for h in route.nexthops)
+        said = f"{_dst_words(route)}: spread over the gateways {hops}"
+    elif route.via is not None:
+        said = f"{_dst_words(route)}: sent to the gateway {route.via} out of {dev}"
+    else:
+        said = f"{_dst_words(route)}: sent out of {dev} straight to their destination (on its link, no gateway)"
+    if route.src is not None and kind not in ("local", "broadcast"):
+        said += f", from the address {route.src}"
+    if route.metric:
+        said += f", metric {route.metric}"
+    said += table
+    if route.proto == "kernel" and kind in ("unicast", "local", "broadcast") and dst is not None:
+        owner = _address_of(ns, route) if ns is not None else ""
+        said += f"; the kernel's route for {owner or 'an address'} of {dev}"
+    elif route.proto == "dhcp":
+        said += "; learned by DHCP"
+    elif route.proto == "ra":
+        said += "; learned from a router advertisement"
+    return said + "."
+
+
+def _address_of(ns: NamespaceState, route: Route) -> str:
+    lk = ns.link(route.dev or "")
+    for a in lk.addresses if lk is not None else ():
+        if (route.src is not None and a.interface.ip == route.src) or (
+                route.type == "local" and route.dst is not None and a.interface.ip == route.dst.network_address) or (
+                route.dst is not None and a.interface.ip in route.dst and a.interface.network == route.dst):
+            return f"the address {a.interface}"
+    return ""
+
+
+def _route_object(host: HostState, ns: NamespaceState, route: Route, names: Names | None,
+                  cloud: CloudSnapshot | None) -> str:
+    """The OpenStack object that made ``route``: the port of its device and the subnet it reaches
+    (or whose gateway it goes through), the router's external gateway or extra route; from the
+    planner's record, or the device's name, when there is no cloud to ask."""
+    dev = route.dev or ""
+    parts: list[str] = []
+    if names is not None and cloud is not None:
+        port = names.port_of_device(dev)
+        if port is not None:
+            parts.append(names.port(port))
+        subnets = cloud.subnets
+        if route.dst is not None and route.type in (None, "unicast"):
+            sub = next((s for s in subnets if s.cidr == route.dst), None)
+            if sub is not None:
+                parts.append(f"subnet '{sub.name}' {sub.cidr} ({sub.id})")
+        if route.via is not None:
+            sub = next((s for s in subnets if s.gateway_ip == route.via and route.via in s.cidr), None)
+            router = _router_of(ns, cloud)
+            extra = next((r for r in router.routes if route.dst is not None and r.destination == route.dst
+                          and r.nexthop == route.via), None) if router is not None else None
+            if extra is not None and router is not None:
+                parts.append(f"extra route {extra.destination} via {extra.nexthop} of {names.router(router.id)}")
+            elif route.dst is None and router is not None and router.gateway is not None:
+                parts.append(f"the external gateway of {names.router(router.id)}"
+                             + (f": the gateway_ip of subnet '{sub.name}' {sub.cidr} ({sub.id})" if sub else ""))
+            elif sub is not None:
+                parts.append(f"the gateway_ip of subnet '{sub.name}' {sub.cidr} ({sub.id})")
+        if parts:
+            return "; ".join(parts)
+    item = str(route.dst) if route.dst is not None else "default"
+    ident = ns.name.split("-", 1)[1] if "-" in ns.name else ""
+    origin = next((o for o in host.origins if o.kind == "route" and o.item == item and (not ident or ident in o.obj)),
+                  None)
+    by_name = _device_words(dev, ns.name)
+    if origin is not None:
+        return f"{origin.obj}" + (f", {by_name}" if by_name else "")
+    return by_name
+
+
+def _router_of(ns: NamespaceState, cloud: CloudSnapshot) -> Router | None:
+    if not ns.name.startswith(("qrouter-", "snat-")):
+        return None
+    rid = ns.name.split("-", 1)[1]
+    return next((r for r in cloud.routers if r.id == rid), None)
+
+
+def _device_words(dev: str, namespace: str) -> str:
+    """What a device's name says it is (Neutron names devices after the first 11 characters of their port's id)."""
+    kinds = {"qr-": "a router interface", "qg-": "a router's external gateway", "ns-": "a DHCP server's port",
+             "sg-": "a DVR SNAT interface", "rfp-": "a DVR router-to-FIP link", "fg-": "a DVR FIP gateway",
+             "tap": "the DHCP server's port" if namespace.startswith("qdhcp-") else "a port"}
+    for prefix, what in kinds.items():
+        if dev.startswith(prefix) and len(dev) > len(prefix):
+            return f"{what} (port {dev[len(prefix):]}…)"
+    return ""
+
+
+def routes_section(host: HostState, ns: NamespaceState, cloud: CloudSnapshot | None = None) -> Section:
+    """``ip rule`` and ``ip route show table all`` of ``ns``, each line with what it does and the
+    OpenStack object that made it."""
+    names = None
+    if cloud is not None:
+        from neutrino.answers.objects import Names
+
+        names = Names(cloud)
+    routes, rules = namespace_routes(host, ns)
+    where = f"namespace {ns.name}" if ns.name else "the root namespace"
+    title = [f"{where} of host {host.name}: routing rules (ip rule) and routes (ip route show table all)"]
+    made = _namespace_object(host, ns, names)
+    if made:
+        title.append(made)
+    if not rules:
+        title.append("its routing rules (ip rule) were not captured")
+    entries = [Entry(format_rule(r), explain_routing_rule(r)) for r in rules]
+    order = {None: 0, "main": 0, "local": 2}
+    for r in sorted(routes, key=lambda r: order.get(r.table, 1)):
+        obj = _route_object(host, ns, r, names, cloud) if r.table != "local" else ""
+        entries.append(Entry(format_route(r).rstrip(), explain_route(r, ns), obj))
+    if not routes:
+        entries.append(Entry("", "no routes: packets from this namespace go nowhere (Network is unreachable)."))
+    return Section("routes", "routes", ns.name, tuple(title), tuple(entries))
+
+
+def _namespace_object(host: HostState, ns: NamespaceState, names: Names | None) -> str:
+    if not ns.name:
+        return ""
+    origin = next((o for o in host.origins if o.kind == "namespace" and o.item == ns.name), None)
+    if names is not None and ns.name.startswith("qrouter-"):
+        return f"the namespace of {names.router(ns.name[len('qrouter-'):])}"
+    if names is not None and ns.name.startswith("qdhcp-"):
+        return f"the DHCP server of {names.network(ns.name[len('qdhcp-'):])}"
+    return f"made for {origin.obj} by {origin.builder}" if origin is not None else ""
