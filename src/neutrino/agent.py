@@ -193,7 +193,7 @@ class Agents:
             if world is None:
                 world = world_of(snap, hosts)
                 world.boot()
-            worldkeep.publish(self.state, world)
+            worldkeep.publish(self.state, world, snap)
             self._world = world
         except BaseException:
             self._world = None

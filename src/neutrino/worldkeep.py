@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import tempfile
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from neutrino.services.snapshot import CloudSnapshot
     from neutrino.sim.world import World
 
 log = logging.getLogger(__name__)
@@ -31,6 +33,33 @@ def _world_path(state: Path) -> Path:
 
 def _stamp_path(state: Path) -> Path:
     return state / "world.stamp"
+
+
+def _cloud_path(state: Path) -> Path:
+    return state / "world.cloud.pickle"
+
+
+def _keep_cloud(state: Path, cloud: CloudSnapshot, tag: str) -> None:
+    """Keep the snapshot the world was built from beside it (same tag), so a command that names the
+    objects of a trace reads it without the database and its ORM."""
+    fd, tmp = tempfile.mkstemp(prefix=".world.cloud.", dir=state)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            pickle.dump((tag, cloud), f, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, _cloud_path(state))
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def kept_cloud(state: Path) -> CloudSnapshot | None:
+    """The snapshot the kept world stands for, when it still does (else None: read the database)."""
+    try:
+        with _cloud_path(state).open("rb") as f:
+            tag, cloud = pickle.load(f)
+    except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError, ValueError):
+        return None
+    return cloud if tag and tag == stamp(state) else None
 
 
 def stamp(state: Path) -> str:
@@ -56,14 +85,20 @@ def invalidate(state: Path) -> None:
     """The hosts changed and nobody refreshed the world: no kept world stands for them any more."""
     _write_stamp(state, uuid.uuid4().hex)
     _world_path(state).unlink(missing_ok=True)
+    _cloud_path(state).unlink(missing_ok=True)
 
 
-def publish(state: Path, world: World) -> None:
-    """Keep ``world`` as the one that stands for the hosts now kept (the agents, after a pass)."""
+def publish(state: Path, world: World, cloud: CloudSnapshot | None = None) -> None:
+    """Keep ``world`` as the one that stands for the hosts now kept (the agents, after a pass), and
+    ``cloud``, the snapshot it was planned from."""
     from neutrino.sim.keep import save_world
 
     tag = uuid.uuid4().hex
     save_world(world, _world_path(state), tag=tag)
+    if cloud is not None:
+        _keep_cloud(state, cloud, tag)
+    else:
+        _cloud_path(state).unlink(missing_ok=True)
     _write_stamp(state, tag)
 
 
@@ -102,6 +137,7 @@ def booted_world(state: Path) -> World:
     if tag == stamp(state):  # the hosts did not change while it booted
         try:
             save_world(world, _world_path(state), tag=tag)
+            _keep_cloud(state, cloud, tag)
         except OSError as exc:
             log.warning("could not keep the booted world: %s", exc)
     return world

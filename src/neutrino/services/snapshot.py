@@ -10,12 +10,8 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
-
-from neutrino.db import models
 from neutrino.scenarios.model import Deployment, default_scenario, deployment_from_doc
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -275,8 +271,18 @@ def _order(rows: Any) -> list[Any]:
     return sorted(rows, key=lambda r: (r.created_seq, r.id))
 
 
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+
 def load(session: Session) -> CloudSnapshot:
-    """Everything, from one transaction, as frozen dataclasses."""
+    """Everything, from one transaction, as frozen dataclasses. (The ORM is imported here only: a
+    kept snapshot unpickles without it, which keeps ``neutrino trace`` quick.)"""
+    from sqlalchemy import select
+    from sqlalchemy.orm import selectinload
+
+    from neutrino.db import models
+
     doc = session.get(models.Deployment, 1)
     deployment = deployment_from_doc(doc.document) if doc is not None else default_scenario().deployment
     nets = _order(session.scalars(select(models.Network).options(selectinload(models.Network.subnets))).all())
