@@ -17,6 +17,8 @@ EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples"
 
 
 def _cmd_import(args: argparse.Namespace) -> int:
+    import json
+
     from neutrino import store
 
     name = args.host or pathlib.Path(args.directory).resolve().name
@@ -24,6 +26,10 @@ def _cmd_import(args: argparse.Namespace) -> int:
     namespaces = len(state.namespace_names())
     flows = sum(len(b.flows.flows) for b in state.ovs.bridges if b.flows is not None)
     rules = sum(len(t.rules) for ns in state.namespaces if ns.iptables for t in ns.iptables.tables)
+    if args.json:
+        print(json.dumps({"host": name, "namespaces": namespaces, "bridges": len(state.ovs.bridges), "flows": flows,
+                          "iptables_rules": rules, "partial": list(state.partial)}, indent=1))
+        return 0
     cut = f"; partial captures: {', '.join(state.partial)}" if state.partial else ""
     print(f"imported host {name}: {namespaces} namespaces, {len(state.ovs.bridges)} bridges with flows "
           f"({flows} flows), {rules} iptables rules{cut}")
@@ -57,18 +63,36 @@ def _quote(word: str) -> str:
 
 
 def _cmd_hosts(args: argparse.Namespace) -> int:
+    import json
+
     from neutrino import store
 
-    for name in store.list_hosts():
+    names = store.list_hosts()
+    if args.json:
+        print(json.dumps(names))
+        return 0
+    for name in names:
         print(name)
     return 0
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
     from neutrino import store
-    from neutrino.views.explain import explain
+    from neutrino.views.explain import explain, explain_json
+    from neutrino.views.terminal import use_colour
 
-    sys.stdout.write(explain(store.load_host(args.host), args.bridge))
+    host = store.load_host(args.host)
+    cloud = None
+    if args.name == "routes" or args.ns is not None or host.namespace(args.name) is not None:
+        from neutrino.deploy import holds_cloud, open_cloud
+
+        if host.origins and holds_cloud(store.state_dir()):  # a planned host: its cloud names the objects
+            snap = open_cloud(store.state_dir()).snapshot()
+            cloud = snap if any(h.name == host.name for h in snap.deployment.hosts) else None
+    if args.json:
+        sys.stdout.write(explain_json(host, args.name, cloud, namespace=args.ns) + "\n")
+    else:
+        sys.stdout.write(explain(host, args.name, cloud, namespace=args.ns, colour=use_colour(sys.stdout)))
     return 0
 
 
@@ -86,14 +110,20 @@ def _cmd_diagram(args: argparse.Namespace) -> int:
     from neutrino.views.diagram import diagram_dot, render
 
     names = args.host or store.list_hosts()
-    dot = diagram_dot([store.load_host(n) for n in names])
     fmt = args.format or (pathlib.Path(args.output).suffix.lstrip(".") if args.output else "dot") or "dot"
     if fmt not in ("dot", "svg", "png"):
         raise InvalidInput(f"unknown diagram format {fmt!r}: dot, svg or png")
+    traces = []
+    for src, dst in args.trace or ():
+        trace = _world().probe(src, dst, proto=args.proto, dport=args.dport)
+        port = f" port {args.dport}" if args.proto in ("tcp", "udp", "http") else ""
+        traces.append((f"{src} -> {dst} {args.proto}{port}", trace))
+    dot = diagram_dot([store.load_host(n) for n in names], traces)
     data = dot.encode() if fmt == "dot" else render(dot, fmt)
     if args.output:
         pathlib.Path(args.output).write_bytes(data)
-        print(f"wrote {args.output} ({fmt}, {len(names)} hosts)", file=sys.stderr)
+        drawn = f", {len(traces)} traces" if traces else ""
+        print(f"wrote {args.output} ({fmt}, {len(names)} hosts{drawn})", file=sys.stderr)
     elif fmt == "png" and sys.stdout.isatty():
         raise InvalidInput("a PNG is not for a terminal: give -o FILE.png")
     else:
@@ -102,48 +132,37 @@ def _cmd_diagram(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    """Seed 000's story, told with the commands a user types: the cloud made, its plumbing, the
+    instance's way out letter by letter, why the outside cannot reach it on tcp/23 (and the fix,
+    checked), who reaches whom, and the seed author's own captures explained."""
     from neutrino import store
-    from neutrino.deploy import bring_up
-    from neutrino.ingest.commands import parse_command
-    from neutrino.views.answer import answer
     from neutrino.views.explain import explain_flows
 
-    def show(host: str, command: str) -> None:
-        print(f"\n$ neutrino exec {host} -- {command}")
-        sys.stdout.write(answer(store.load_host(host), parse_command(command)))
+    def run(*argv: str, shown: str = "") -> int:
+        print(f"\n$ neutrino {shown or ' '.join(argv)}", flush=True)
+        rc = main(list(argv))
+        sys.stdout.flush()
+        return rc
 
     scenario = EXAMPLES / "seed000.yaml"
     print("== seed 000, 'Networking in too much detail': GRE, a network host and a compute host")
-    print(f"$ neutrino up --replace {scenario.relative_to(EXAMPLES.parent)}")
-    result = bring_up(scenario, replace=True)  # the main job runs again and again in one folder
-    for h in result.hosts:
-        print(f"planned host {h.name}: namespaces {', '.join(h.namespace_names()) or '(none)'}")
-    compute = next(h for h in result.hosts if h.name == "compute")
+    # the main job runs again and again in one folder: --replace
+    if run("up", "--replace", str(scenario), shown=f"up --replace {scenario.relative_to(EXAMPLES.parent)}"):
+        raise NeutrinoError("the demo's cloud did not come up")
+    compute = store.load_host("compute")
     tap = next(lk.name for ns in compute.namespaces for lk in ns.links or () if lk.name.startswith("tap"))
-    show("compute", f"iptables -S | grep {tap}")
-    print("\n$ neutrino explain compute br-tun")
-    br = compute.ovs.flows_of("br-tun")
-    assert br is not None and br.flows is not None
-    sys.stdout.write(explain_flows(br.flows, "br-tun", br.ports))
-    network = next(h for h in result.hosts if h.name == "network")
+    print("\n== the plumbing the agents built, as the seed's author printed it")
+    run("exec", "compute", "--", f"iptables -S | grep {tap}")
+    run("explain", "compute", "br-tun")
+    network = store.load_host("network")
     router = next(n for n in network.namespace_names() if n.startswith("qrouter-"))
-    show("network", f"ip netns exec {router} iptables -t nat -S | grep 172.24.4.228")
-    show("network", f"ip netns exec {router} route -n")
-
-    from neutrino.sim.cloud import world_of
-    from neutrino.sim.trace import render
-
-    world = world_of(result.cloud, result.hosts)
-    leases = world.boot()
-    print("\n== the simulator: the instance boots and gets its address by DHCP through that plumbing: "
-          + ", ".join(f"{k} {v}" for k, v in leases.items()))
-    for src, dst, proto, port, level in (("cirros", "8.8.8.8", "icmp", 0, "summary"),
-                                         ("outside", "172.24.4.228", "tcp", 22, "minimal"),
-                                         ("outside", "172.24.4.228", "tcp", 23, "minimal")):
-        extra = f" --proto {proto} --dport {port}" if proto != "icmp" else ""
-        print(f"\n$ neutrino trace {src} {dst}{extra} --level {level}")
-        sys.stdout.write(render(world.probe(src, dst, proto=proto, dport=port or 22), level))
-
+    run("exec", "network", "--", f"ip netns exec {router} iptables -t nat -S | grep 172.24.4.228")
+    print("\n== the instance's way out to the internet, letter by letter (the seed's diagram: A..P)")
+    run("trace", "cirros", "8.8.8.8", "--level", "minimal")
+    print("\n== the seed's group lets tcp/22 in but not tcp/23: why, and what would change it")
+    run("diagnose", "outside", "172.24.4.228", "--proto", "tcp", "--dport", "23")
+    print("\n== who reaches whom: every instance, router and the outside, per protocol")
+    run("matrix", "--no-hosts")
     print("\n== the same seed's own captures, imported: what the author's hosts printed")
     state = store.import_host(EXAMPLES / "captures" / "seed000-network", "seed000-network")
     print("$ neutrino import examples/captures/seed000-network --host seed000-network")
@@ -155,27 +174,50 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
+    import json
     import os
 
     from neutrino import store
-    from neutrino.deploy import bring_up
+    from neutrino.deploy import bring_up, open_cloud
+    from neutrino.views.terminal import Progress, instance_table, instances_of, use_colour
 
     if args.backend == "linux" and os.geteuid() != 0:
         raise InvalidInput("the Linux backend needs root (it builds namespaces, OVS and iptables)")
-    result = bring_up(args.scenario, replace=args.replace, db=args.db)
+    progress = Progress("up")
+    with progress.stage("cloud made through the API, hosts planned"):
+        result = bring_up(args.scenario, replace=args.replace, db=args.db)
+    leases: dict[str, str | None] = {}
+    built = 0.0
     if args.backend == "linux":
         from neutrino.linux import session
 
-        guests = session.guests_for(result.cloud, result.hosts)
-        realized = session.up(result.hosts, result.cloud.deployment, guests, store.state_dir())
-        leases = realized.leases()
-        print(f"built for real in {realized.timings.get('up', 0):.1f} s: "
-              + ", ".join(f"{k} {v or 'no lease'}" for k, v in sorted(leases.items())))
+        with progress.stage("built for real (namespaces, OVS, iptables, guests)"):
+            guests = session.guests_for(result.cloud, result.hosts)
+            realized = session.up(result.hosts, result.cloud.deployment, guests, store.state_dir())
+            leases = dict(realized.leases())
+        built = realized.timings.get("up", 0)
+    hosts = []
     for h in result.hosts:
         flows = sum(len(b.flows.flows) for b in h.ovs.bridges if b.flows is not None)
         rules = sum(len(t.rules) for ns in h.namespaces if ns.iptables for t in ns.iptables.tables)
-        print(f"host {h.name}: {len(h.namespace_names())} namespaces, {flows} flows, {rules} iptables rules")
-    print("ask with: neutrino exec HOST -- COMMAND" + ("  (real tools: --real)" if args.backend == "linux" else ""))
+        hosts.append({"name": h.name, "namespaces": len(h.namespace_names()), "flows": flows, "iptables_rules": rules})
+    instances = instances_of(open_cloud(store.state_dir()).snapshot())
+    if args.json:
+        doc: dict[str, object] = {"scenario": str(args.scenario), "backend": args.backend, "hosts": hosts,
+                                  "instances": instances}
+        if args.backend == "linux":
+            doc["leases"] = leases
+        print(json.dumps(doc, indent=1))
+        return 0
+    colour = use_colour(sys.stdout)
+    if args.backend == "linux":
+        print(f"built for real in {built:.1f} s: "
+              + ", ".join(f"{k} {v or 'no lease'}" for k, v in sorted(leases.items())))
+    for h in hosts:
+        print(f"host {h['name']}: {h['namespaces']} namespaces, {h['flows']} flows, {h['iptables_rules']} iptables rules")
+    print()
+    sys.stdout.write(instance_table(instances, colour=colour))
+    print("\nask with: neutrino exec HOST -- COMMAND" + ("  (real tools: --real)" if args.backend == "linux" else ""))
     return 0
 
 
@@ -233,11 +275,14 @@ def _world():  # type: ignore[no-untyped-def]
 
 def _named(trace):  # type: ignore[no-untyped-def]
     """The trace with its OpenStack objects named from the cloud's snapshot."""
-    from neutrino import store
+    from neutrino import store, worldkeep
     from neutrino.answers.objects import Names, annotate, flow_origins
-    from neutrino.deploy import open_cloud
 
-    cloud = open_cloud(store.state_dir()).snapshot()
+    cloud = worldkeep.kept_cloud(store.state_dir())
+    if cloud is None:  # no kept world, or it no longer stands for the hosts: the database
+        from neutrino.deploy import open_cloud
+
+        cloud = open_cloud(store.state_dir()).snapshot()
     flows = flow_origins(store.hosts_dir(), (h.name for h in cloud.deployment.hosts))
     return annotate(trace, Names(cloud, flows))
 
@@ -246,7 +291,23 @@ def _cmd_trace(args: argparse.Namespace) -> int:
     from neutrino.sim.pcap import save_pcap, timestamps
     from neutrino.sim.trace import frames, render, to_json
 
-    trace = _named(_world().probe(args.source, args.destination, proto=args.proto, dport=args.dport))
+    def number(option: str, text: str | None, what: str, low: int, high: int) -> int | None:
+        if text is None:
+            return None
+        try:
+            value = int(text, 10)
+        except ValueError:
+            value = -1
+        if not low <= value <= high:
+            raise InvalidInput(f"{option} {text}: {what} is a number from {low} to {high}")
+        return value
+
+    dport = number("--dport", args.dport, "a port", 1, 65535)
+    assert dport is not None
+    trace = _named(_world().probe(
+        args.source, args.destination, proto=args.proto, dport=dport, src_ip=args.src_ip, src_mac=args.src_mac,
+        dst_mac=args.dst_mac, sport=number("--sport", args.sport, "a port", 1, 65535), tcp_flags=args.tcp_flags,
+        at=args.at, vlan=number("--vlan", args.vlan, "a VLAN id", 0, 4095)))
     if args.pcap:
         stamps = timestamps(0.0, 0.001)
         count = save_pcap(args.pcap, [(next(stamps), f) for f in frames(trace)])  # type: ignore[misc]
@@ -275,15 +336,29 @@ def _cmd_matrix(args: argparse.Namespace) -> int:
     from neutrino.answers import matrix as mx
     from neutrino.deploy import open_cloud
 
+    policy = mx.load_policy(args.expect) if args.expect else None
     protocols = mx.parse_protocols(args.proto) if args.proto else mx.DEFAULT_PROTOCOLS
-    cells = mx.matrix(_world(), open_cloud(store.state_dir()).snapshot(), protocols,
-                      outside=not args.no_outside, exhaustive=args.exhaustive)
+    if policy is not None:
+        protocols += tuple(p for p in policy.protocols() if p not in protocols)
+    world, cloud = _world(), open_cloud(store.state_dir()).snapshot()
+    ends = mx.endpoints(world, cloud, outside=not args.no_outside, hosts=not args.no_hosts,
+                        routers=not args.no_routers)
+    cells = mx.matrix(world, cloud, protocols, exhaustive=args.exhaustive, ends=ends)
     if args.save:
         Path(args.save).write_text(mx.to_json(cells) + "\n")
+    rc = 0
     if args.diff:
-        changed = mx.diff(mx.load(Path(args.diff).read_text()), cells)
+        changed = mx.diff(mx.load(Path(args.diff).read_text(errors="replace"), args.diff), cells)
         sys.stdout.write("".join(ln + "\n" for ln in changed) if changed else "no change\n")
-        return 1 if changed else 0
+        rc = 1 if changed else 0
+    if policy is not None:
+        violations, checked = mx.check_policy(policy, cells, ends, cloud)
+        sys.stdout.write("".join(ln + "\n" for ln in violations))
+        print(f"policy violated: {len(violations)} of {checked} cells checked" if violations
+              else f"policy holds ({checked} cells checked)")
+        rc = 1 if violations else rc
+    if args.diff or policy is not None:
+        return rc
     fmt = "json" if args.json else args.format
     sys.stdout.write(mx.to_json(cells) + "\n" if fmt == "json" else mx.to_csv(cells) if fmt == "csv"
                      else mx.to_table(cells))
@@ -327,6 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("import", help="read a directory of one host's captured command outputs")
     s.add_argument("directory")
     s.add_argument("--host", help="the host's name (default: the directory's name)")
+    s.add_argument("--json", action="store_true", help="what was imported, as JSON")
     s.set_defaults(func=_cmd_import)
 
     s = sub.add_parser("exec", help="answer a command (ovs-ofctl, iptables, ip, ...) for a host")
@@ -336,12 +412,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_exec)
 
     s = sub.add_parser("hosts", help="list the hosts neutrino knows")
+    s.add_argument("--json", action="store_true", help="the same, as a JSON list")
     s.set_defaults(func=_cmd_hosts)
 
-    s = sub.add_parser("explain", help="a bridge's flows or an iptables chain's rules, each with a line saying "
-                                       "what it does")
+    s = sub.add_parser("explain", help="a bridge's flows, an iptables chain's rules or a namespace's routes, each "
+                                       "with a line saying what it does")
     s.add_argument("host")
-    s.add_argument("bridge", metavar="BRIDGE|CHAIN")
+    s.add_argument("name", metavar="BRIDGE|CHAIN|routes|NAMESPACE",
+                   help="a bridge (its flows), an iptables chain (its rules), 'routes' (every namespace's routing "
+                        "rules and routes, with the OpenStack object behind each) or a namespace (its routes)")
+    s.add_argument("--ns", metavar="NAMESPACE",
+                   help="only this namespace (its name, the start of it such as 'qrouter', or 'root')")
+    s.add_argument("--json", action="store_true", help="the same, as JSON (sections of lines and explanations)")
     s.set_defaults(func=_cmd_explain)
 
     s = sub.add_parser("easyovs", help="EasyOVS's screens for a host: list, show BR, dump BR, ipt IP...")
@@ -355,6 +437,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--format", choices=("dot", "svg", "png"), default=None,
                    help="dot (the graph's text; default), svg or png (these need Graphviz's dot program)")
     s.add_argument("-o", "--output", help="write to this file (its suffix gives the format when --format is not given)")
+    s.add_argument("--trace", nargs=2, action="append", metavar=("SOURCE", "DESTINATION"),
+                   help="also trace a packet (as 'neutrino trace' does) and draw its path over the hosts: the "
+                        "forward path and the reply in two colours, the drop point marked (repeat for more)")
+    s.add_argument("--proto", choices=("icmp", "tcp", "udp", "http"), default="icmp", help="the traces' protocol")
+    s.add_argument("--dport", type=int, default=22, help="the traces' destination port (tcp, udp)")
     s.set_defaults(func=_cmd_diagram)
 
     s = sub.add_parser("up", help="create a scenario's cloud through the API and plan every host")
@@ -366,6 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--db", default=None,
                    help="the cloud's database URL, e.g. an empty postgresql://... a server shares "
                         "(default: cloud.db in the state folder)")
+    s.add_argument("--json", action="store_true", help="the hosts and the instances table as JSON")
     s.set_defaults(func=_cmd_up)
 
     s = sub.add_parser("sync", help="re-plan from the API's database and make the Linux backend match")
@@ -385,9 +473,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("trace", help="trace a packet through the cloud 'neutrino up' made, hop by hop")
     s.add_argument("source", help="an instance's name, 'outside', or host:NAME (a host's own namespace)")
-    s.add_argument("destination", help="an instance's name or an IP address")
-    s.add_argument("--proto", choices=("icmp", "tcp", "udp", "http"), default="icmp")
-    s.add_argument("--dport", type=int, default=22)
+    s.add_argument("destination", help="an instance's name or an IP address (--proto dhcp: not used)")
+    s.add_argument("--proto", default="icmp", metavar="{icmp,tcp,udp,http,arp,dhcp}",
+                   help="icmp (default), tcp (a SYN unless --tcp-flags), udp, http (GET to the metadata "
+                        "address), arp (the ARP request for DESTINATION and its reply) or dhcp (DISCOVER, OFFER)")
+    s.add_argument("--dport", default="22", metavar="N", help="destination port (tcp, udp; default 22)")
+    s.add_argument("--sport", metavar="N", help="source port (tcp, udp, http; default 41000)")
+    s.add_argument("--tcp-flags", metavar="FLAGS",
+                   help="tcpdump's letters: S, SA or S., A or ., R, F, PA ... (default S): a segment without "
+                        "SYN meets conntrack and the peer as it is (a lone ACK gets a reset)")
+    s.add_argument("--src-ip", metavar="IP", help="the packet's source address (spoofed from an instance)")
+    s.add_argument("--src-mac", metavar="MAC", help="the frame's source MAC (spoofed from an instance)")
+    s.add_argument("--dst-mac", metavar="MAC", help="the frame's destination MAC (no ARP for the next hop)")
+    s.add_argument("--at", metavar="HOST:[ELEMENT:]DEVICE",
+                   help="inject the frame where it enters through DEVICE of HOST (a bridge port, as "
+                        "ofproto/trace's in_port, e.g. network:patch-int; or a namespace's device); SOURCE "
+                        "is then an instance or an address")
+    s.add_argument("--vlan", metavar="VID", help="802.1Q tag on the frame injected with --at (0-4095)")
     s.add_argument("--level", choices=("detailed", "summary", "minimal"), default="summary")
     s.add_argument("--json", action="store_true")
     s.add_argument("--pcap", help="also write the packet at every hop to this pcap file")
@@ -396,21 +498,28 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("diagnose", help="why SOURCE does not reach DESTINATION, and a fix, checked first")
     s.add_argument("source", help="an instance's name, 'outside', or host:NAME")
     s.add_argument("destination", help="an instance's name or an IP address")
-    s.add_argument("--proto", choices=("icmp", "tcp", "udp", "http"), default="icmp")
+    s.add_argument("--proto", choices=("icmp", "tcp", "udp", "http", "arp", "dhcp"), default="icmp")
     s.add_argument("--dport", type=int, default=22)
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_cmd_diagnose)
 
-    s = sub.add_parser("matrix", help="who reaches whom among the instances and the outside, per protocol")
+    s = sub.add_parser("matrix", help="who reaches whom among the instances, routers, hosts and the outside, "
+                                      "per protocol")
     s.add_argument("--proto", action="append", metavar="P",
                    help="icmp, tcp/PORT or udp/PORT (repeat or comma-separate; default icmp,tcp/22,tcp/80)")
     s.add_argument("--format", choices=("table", "json", "csv"), default="table")
     s.add_argument("--json", action="store_true", help="the same as --format json")
     s.add_argument("--save", metavar="FILE", help="also keep the matrix (JSON) in FILE")
     s.add_argument("--diff", metavar="FILE", help="print only the cells changed since FILE (exit 1 if any)")
-    s.add_argument("--no-outside", action="store_true", help="instances only")
+    s.add_argument("--no-outside", action="store_true", help="leave the outside out")
+    s.add_argument("--no-hosts", action="store_true", help="leave the hosts (host:NAME sources) out")
+    s.add_argument("--no-routers", action="store_true",
+                   help="leave the routers' addresses (ROUTER:ADDRESS, gateway:ADDRESS destinations) out")
+    s.add_argument("--expect", metavar="POLICY",
+                   help="check the matrix against POLICY (YAML: isolate, deny, allow) and print only the "
+                        "violations; exit 1 on any")
     s.add_argument("--exhaustive", action="store_true",
-                   help="trace every pair (default: one pair per class of instances treated alike)")
+                   help="trace every pair (default: one pair per class of endpoints treated alike)")
     s.set_defaults(func=_cmd_matrix)
 
     s = sub.add_parser("ping", help="the short answer: does a ping from SOURCE to DESTINATION come back")
