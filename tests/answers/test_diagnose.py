@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from neutrino import worldkeep
-from neutrino.answers.diagnose import Diagnosis, diagnose
+from neutrino.answers.diagnose import Diagnosis, Fix, diagnose
 from neutrino.cli import main
 from neutrino.deploy import open_cloud, replan
 from tests.answers.conftest import ROOT, Cli
@@ -32,9 +32,9 @@ def _variant(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch,
     return state
 
 
-def _apply_for_real(state: pathlib.Path, d: Diagnosis) -> None:
+def _apply_for_real(state: pathlib.Path, d: Diagnosis, fixes: tuple[Fix, ...] | None = None) -> None:
     cloud = open_cloud(state)
-    for fix in d.fixes:
+    for fix in d.fixes if fixes is None else fixes:
         fix.apply(cloud)
     replan(state)
     worldkeep.invalidate(state)
@@ -237,3 +237,189 @@ def test_seed002_destination_subnet_without_router_interface(tmp_path: pathlib.P
     _apply_for_real(state, diagnose(state, "web", "db"))
     rc, out, _ = cli("trace", "web", "db")
     assert rc == 0, out
+
+
+# ---------------------------------------------------------------------------- spoofing, port security
+
+
+def _fresh(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, scenario: str) -> pathlib.Path:
+    state = tmp_path / "state"
+    monkeypatch.setenv("NEUTRINO_STATE", str(state))
+    assert main(["up", str(ROOT / "examples" / f"{scenario}.yaml")]) == 0
+    return state
+
+
+def test_seed000_spoofed_source_allowed_address_pair_then_port_security_off(
+        tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Grizzly's hybrid firewall: cirros sending from 10.1.0.99 is dropped by its o- chain; an
+    allowed address pair lets it out (Havana's s- chain), and so does port security off."""
+    state = _fresh(tmp_path, monkeypatch, "seed000")
+    cli = Cli(capsys)
+    pid = next(p.id for p in open_cloud(state).snapshot().ports if p.device_owner.startswith("compute"))
+    rc, out, _ = cli("diagnose", "cirros", "10.1.0.1", "--src-ip", "10.1.0.99")
+    assert rc == 1
+    lines = out.splitlines()
+    assert lines[0] == "cirros -> 10.1.0.1 (icmp, from 10.1.0.99): not reachable: anti-spoofing"
+    assert lines[1].startswith("stops at: compute qbr")
+    assert lines[2].startswith("why: cirros sends from address 10.1.0.99, which is not its port's. The port's "
+                               "anti-spoofing rules (on compute, ")
+    assert "only the port's own address 10.1.0.2 with its MAC" in lines[2]
+    assert "its allowed address pairs (here: none)" in lines[2]
+    assert lines[3].startswith(f"change: port {pid} (10.1.0.2) of instance 'cirros'")
+    assert lines[4] == f"fix 1: openstack port set --allowed-address ip-address=10.1.0.99 {pid}"
+    assert lines[6].startswith("   checked on a copy of the cloud: works (the packet now reaches network/qrouter-")
+    assert "the answer goes back to 10.1.0.99, which the sender must hold too" in lines[6]
+    assert lines[7] == f"or: openstack port set --no-security-group --disable-port-security {pid}"
+    assert lines[9].startswith("   checked on a copy of the cloud: works (the packet now reaches network/qrouter-")
+    # the pair, for real: Havana's s- chain lets 10.1.0.99 out with cirros's MAC
+    d = diagnose(state, "cirros", "10.1.0.1", src_ip="10.1.0.99")
+    _apply_for_real(state, d)
+    rc, out, _ = cli("exec", "compute", "--", "iptables -S")
+    assert f"-A quantum-openvswi-s{pid[:10]} -s 10.1.0.99/32 -m mac --mac-source " in out
+    rc, out, _ = cli("trace", "cirros", "10.1.0.1", "--src-ip", "10.1.0.99")
+    assert "=> delivered at network/qrouter-" in out and "anti-spoofing" not in out
+    rc, out, _ = cli("diagnose", "cirros", "10.1.0.1", "--src-ip", "10.1.0.99")
+    assert rc == 0 and out.startswith("cirros -> 10.1.0.1 (icmp, from 10.1.0.99): reachable: the packet now "
+                                      "reaches network/qrouter-")
+    # another MAC: the pair with it, or port security off; the alternative, for real
+    rc, out, _ = cli("diagnose", "cirros", "10.1.0.1", "--src-mac", "fa:16:3e:00:00:99")
+    assert rc == 1
+    assert (f"fix 1: openstack port set --allowed-address ip-address=10.1.0.2,mac-address=fa:16:3e:00:00:99 "
+            f"{pid}") in out
+    assert "allowed address pairs (here: 10.1.0.99/32 (fa:16:3e:" in out
+    d = diagnose(state, "cirros", "10.1.0.1", src_mac="fa:16:3e:00:00:99")
+    assert [f.works for f in d.fixes] == [True]
+    assert [a.works for a in d.alternatives] == [True] and d.alternatives[0].instead_of == 1
+    _apply_for_real(state, d, d.alternatives[0].fixes)
+    port = open_cloud(state).snapshot().port(pid)
+    assert port.port_security_enabled is False and port.security_group_ids == ()
+    rc, out, _ = cli("trace", "cirros", "10.1.0.1", "--src-mac", "fa:16:3e:00:00:99")
+    assert rc == 0, out
+    rc, out, _ = cli("exec", "compute", "--", "iptables -S")
+    assert f"quantum-openvswi-o{pid[:10]}" not in out  # no chains for a port without port security
+
+
+def test_seed001_spoofed_source_pair_needs_the_egress_rule_port_security_off_alone_does_not(
+        tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Modern: vm1 from 10.11.11.99. Group 'bare' lets nothing out, so the pair needs an egress
+    rule after it; turning port security off is enough on its own. Then by remote group."""
+    state = _fresh(tmp_path, monkeypatch, "seed001")
+    cli = Cli(capsys)
+    snap = open_cloud(state).snapshot()
+    pid = next(s for s in snap.servers if s.name == "vm1").port_ids[0]
+    bare = next(g.id for g in snap.security_groups if g.name == "bare")
+    rc, data = cli.json("diagnose", "vm1", "10.11.11.1", "--src-ip", "10.11.11.99")
+    assert rc == 1 and data["reason"] == "anti-spoofing" and data["src_ip"] == "10.11.11.99"
+    assert data["src_mac"] is None
+    fixes = data["fixes"]
+    assert isinstance(fixes, list)
+    assert [f["command"] for f in fixes] == [
+        f"openstack port set --allowed-address ip-address=10.11.11.99 {pid}",
+        f"openstack security group rule create --egress --ethertype IPv4 --protocol icmp --remote-ip 0.0.0.0/0 {bare}"]
+    assert [f["works"] for f in fixes] == [False, True]
+    alts = data["alternatives"]
+    assert isinstance(alts, list) and len(alts) == 1
+    assert alts[0]["instead_of"] == 1 and alts[0]["works"] is True
+    assert [f["command"] for f in alts[0]["fixes"]] == [
+        f"openstack port set --no-security-group --disable-port-security {pid}"]
+    # the ARP for the gateway claiming the address: br-int's spoofing table; the pair alone does
+    rc, out, _ = cli("diagnose", "vm1", "10.11.11.1", "--proto", "arp", "--src-ip", "10.11.11.99")
+    assert rc == 1 and "stops at: compute01 br-int" in out
+    assert "fix 1: openstack port set --allowed-address ip-address=10.11.11.99 " in out
+    assert "checked on a copy of the cloud: works (10.11.11.1: the request arrives" in out
+    # the alternative, for real
+    d = diagnose(state, "vm1", "10.11.11.1", src_ip="10.11.11.99")
+    _apply_for_real(state, d, d.alternatives[0].fixes)
+    rc, out, _ = cli("trace", "vm1", "10.11.11.1", "--src-ip", "10.11.11.99")
+    assert "=> delivered at controller/qrouter-" in out and "anti-spoofing" not in out
+
+
+def test_seed001_rule_by_remote_group(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    state = _fresh(tmp_path, monkeypatch, "seed001")
+    cli = Cli(capsys)
+    bare = next(g.id for g in open_cloud(state).snapshot().security_groups if g.name == "bare")
+    rc, out, _ = cli("diagnose", "vm1", "vm2", "--proto", "tcp", "--dport", "22")
+    assert rc == 1
+    ingress = "openstack security group rule create --ingress --ethertype IPv4 --protocol tcp --dst-port 22 "
+    assert f"fix 2: {ingress}--remote-ip 10.11.11.81/32 {bare}" in out
+    assert f"or, instead of fix 2: {ingress}--remote-group bare {bare}" in out
+    tail = out.split("or, instead of fix 2:")[1]
+    assert "checked on a copy of the cloud: works (vm2: the request arrives and the answer comes back)" in tail
+    d = diagnose(state, "vm1", "vm2", proto="tcp", dport=22)
+    _apply_for_real(state, d, (d.fixes[0], *d.alternatives[0].fixes))
+    rules = [r for g in open_cloud(state).snapshot().security_groups for r in g.rules]
+    assert any(r.remote_group_id == bare and r.direction == "ingress" for r in rules)
+    rc, out, _ = cli("trace", "vm1", "vm2", "--proto", "tcp", "--dport", "22")
+    assert rc == 0, out
+
+
+# ---------------------------------------------------------------------------- DHCP, metadata, arguments
+
+
+def test_dhcp_disabled_on_the_subnet(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    def no_dhcp(res: dict[str, Any]) -> None:
+        res["networks"][1]["subnets"][0]["enable_dhcp"] = False
+
+    state = _variant(tmp_path, monkeypatch, no_dhcp)
+    cli = Cli(capsys)
+    rc, out, _ = cli("diagnose", "cirros", "-", "--proto", "dhcp")
+    assert rc == 1
+    lines = out.splitlines()
+    assert lines[0] == "cirros -> - (dhcp): not reachable: no reply"
+    assert lines[2].startswith("why: subnet 'private-subnet' 10.1.0.0/24 has DHCP disabled (enable_dhcp is "
+                               "false), so the DHCP agent runs no dnsmasq for it")
+    assert "fix 1: openstack subnet set --dhcp private-subnet" in lines
+    assert "   checked on a copy of the cloud: works (dnsmasq answers the DISCOVER with an OFFER)" in lines
+    _apply_for_real(state, diagnose(state, "cirros", "-", proto="dhcp"))
+    rc, out, _ = cli("trace", "cirros", "-", "--proto", "dhcp")
+    assert rc == 0, out
+
+
+def test_metadata_without_a_router(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    def no_interface(res: dict[str, Any]) -> None:
+        res["routers"][0]["interfaces"] = []
+        res.pop("floating_ips")
+
+    state = _variant(tmp_path, monkeypatch, no_interface)
+    cli = Cli(capsys)
+    rc, out, _ = cli("diagnose", "cirros", "169.254.169.254", "--proto", "http")
+    assert rc == 1
+    why = next(line for line in out.splitlines() if line.startswith("why: "))
+    assert why.startswith("why: cirros reaches the metadata service at 169.254.169.254 through its default "
+                          "gateway, the router: the router's namespace redirects tcp/80 to 169.254.169.254 to the "
+                          "metadata proxy listening on port 9697")
+    assert "subnet 'private-subnet' 10.1.0.0/24 has no router interface (its gateway 10.1.0.1 is nobody)" in why
+    assert "fix 1: openstack router add subnet router1 private-subnet" in out
+    assert "checked on a copy of the cloud: works (169.254.169.254: the request arrives" in out
+    _apply_for_real(state, diagnose(state, "cirros", "169.254.169.254", proto="http"))
+    rc, out, _ = cli("trace", "cirros", "169.254.169.254", "--proto", "http")
+    assert rc == 0, out
+    assert "9697" in out
+
+
+@pytest.mark.parametrize(("argv", "error"), [
+    (["cirros", "10.1.0.1", "--proto", "arp", "--dport", "22"],
+     "neutrino: --dport 22 with --proto arp: arp has no ports (--dport is for tcp and udp)"),
+    (["cirros", "-", "--proto", "dhcp", "--dport", "67"],
+     "neutrino: --dport 67 with --proto dhcp: dhcp has no ports (--dport is for tcp and udp)"),
+    (["cirros", "169.254.169.254", "--proto", "http", "--dport", "81"],
+     "neutrino: --dport 81 with --proto http: http is tcp/80 (--dport is for tcp and udp)"),
+    (["cirros", "10.1.0.1", "--proto", "tcp", "--dport", "x"], "neutrino: --dport x: a port is a number from 1 to 65535"),
+    (["cirros", "10.1.0.1", "--proto", "sctp"], "neutrino: --proto sctp: one of icmp, tcp, udp, http, arp, dhcp"),
+    (["outside", "cirros", "--src-ip", "1.2.3.4"],
+     "neutrino: outside: the packet's source can be given from an instance only"),
+])
+def test_bad_combinations_are_one_line_errors(cli000: Cli, argv: list[str], error: str) -> None:
+    rc, out, err = cli000("diagnose", *argv)
+    assert rc != 0 and out == ""
+    assert err == error + "\n"
+
+
+def test_arp_and_dhcp_reachable_on_seed000(cli000: Cli) -> None:
+    rc, out, _ = cli000("diagnose", "cirros", "10.1.0.1", "--proto", "arp")
+    assert rc == 0 and out.startswith("cirros -> 10.1.0.1 (arp): reachable")
+    rc, data = cli000.json("diagnose", "cirros", "-", "--proto", "dhcp")
+    assert rc == 0 and data["reachable"] is True and data["alternatives"] == [] and data["proto"] == "dhcp"

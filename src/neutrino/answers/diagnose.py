@@ -17,15 +17,27 @@ reach tenant2's; an instance of tenant2 booted there makes one), and in FlatDHCP
 compute host has no address on the instances' network, so its own packets leave from its
 management address, which the instances' chains do not accept (seed 004: ask from the network
 host, the instances' gateway, instead).
+
+The packet's source can be given as ``trace`` takes it (``src_ip``, ``src_mac``): an instance
+sending from an address or MAC that is not its port's meets the port's anti-spoofing rules; the fix
+is an allowed address pair on the port (``openstack port set --allowed-address``), or, offered as
+the alternative, port security off (``--no-security-group --disable-port-security``). A fix can
+carry alternatives (a rule by the sender's remote group instead of its address, too): each is
+checked on a fresh copy of its own, after the fixes before the one it replaces. ``--proto dhcp``
+finds a subnet with DHCP disabled (``openstack subnet set --dhcp``), and ``--proto http`` to the
+metadata address says how the request would get there (the router's redirect to the metadata
+proxy on 9697) when the subnet has no router.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import sqlite3
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from ipaddress import IPv4Address, ip_address
 from pathlib import Path
 from typing import Any
@@ -40,6 +52,18 @@ from neutrino.sim.trace import DropReason, Step, StepKind, Trace
 from neutrino.sim.world import HOST_PREFIX, OUTSIDE, World
 
 MAX_FIXES = 3
+METADATA = IPv4Address("169.254.169.254")
+
+
+@dataclass(frozen=True)
+class Packet:
+    """The packet's fields given on the command line (as ``neutrino trace`` takes them)."""
+
+    src_ip: str | None = None
+    src_mac: str | None = None
+
+    def probe_args(self) -> dict[str, Any]:
+        return {"src_ip": self.src_ip, "src_mac": self.src_mac}
 
 
 @dataclass(frozen=True)
@@ -51,6 +75,24 @@ class Fix:
     after: str = ""  # the verdict once applied
     source: str = ""  # the fix is to ask from somewhere else: trace from here instead
     why: str = ""  # what the obstacle is, in a learner's words, when the fix knows it best
+    # other changes that would do instead of this one (each checked on a copy of its own)
+    alternatives: tuple[Fix, ...] = field(default=(), repr=False, compare=False)
+
+    def plain(self) -> dict[str, Any]:
+        return {"command": self.command, "object": self.obj, "works": self.works, "after": self.after}
+
+
+@dataclass(frozen=True)
+class Alternative:
+    """Another way past the obstacle fix ``instead_of`` (1-based) removes: its own fixes, checked
+    on a fresh copy of the cloud with the fixes before ``instead_of`` applied first."""
+
+    instead_of: int
+    fixes: tuple[Fix, ...]
+
+    @property
+    def works(self) -> bool:
+        return bool(self.fixes) and self.fixes[-1].works is True
 
 
 @dataclass(frozen=True)
@@ -67,10 +109,16 @@ class Diagnosis:
     fixes: tuple[Fix, ...] = ()
     checked: bool = True  # False when the cloud's database could not be copied (PostgreSQL)
     reachable: bool = False  # as the cloud is now (``trace`` may be the one after the fixes)
+    src_ip: str | None = None  # the packet's source address when given (spoofed)
+    src_mac: str | None = None  # the frame's source MAC when given (spoofed)
+    alternatives: tuple[Alternative, ...] = ()
 
     def text(self) -> str:
         port = 80 if self.proto == "http" else self.dport
-        what = self.proto if self.proto == "icmp" else f"{self.proto}/{port}"
+        what = self.proto if self.proto in ("icmp", "arp", "dhcp") else f"{self.proto}/{port}"
+        given = [f"from {self.src_ip}"] if self.src_ip else []
+        given += [f"from MAC {self.src_mac}"] if self.src_mac else []
+        what = ", ".join([what, *given])
         lines = [f"{self.source} -> {self.destination} ({what}): {self.verdict}"]
         if self.reachable:
             return "\n".join(lines) + "\n"
@@ -84,26 +132,36 @@ class Diagnosis:
             lines.append("fix: none known for this drop")
         for n, fix in enumerate(self.fixes, 1):
             lines.append(f"fix {n}: {fix.command}")
-            lines.append(f"   object: {fix.obj}")
-            if not self.checked:
-                lines.append("   checked: no (only a SQLite cloud can be copied to try it)")
-            elif fix.works:
-                lines.append("   checked on a copy of the cloud: works"
-                             + (f" ({fix.after})" if fix.after else ""))
-            else:
-                lines.append("   checked on a copy of the cloud: not enough on its own"
-                             + (f" ({fix.after})" if fix.after else ""))
+            lines += self._checked(fix)
+        for alt in self.alternatives:
+            for n, fix in enumerate(alt.fixes):
+                head = ("or: " if alt.instead_of == 1 else f"or, instead of fix {alt.instead_of}: ") \
+                    if n == 0 else "   then: "
+                lines.append(head + fix.command)
+                lines += self._checked(fix)
         return "\n".join(lines) + "\n"
+
+    def _checked(self, fix: Fix) -> list[str]:
+        lines = [f"   object: {fix.obj}"]
+        if not self.checked:
+            lines.append("   checked: no (only a SQLite cloud can be copied to try it)")
+        elif fix.works:
+            lines.append("   checked on a copy of the cloud: works" + (f" ({fix.after})" if fix.after else ""))
+        else:
+            lines.append("   checked on a copy of the cloud: not enough on its own"
+                         + (f" ({fix.after})" if fix.after else ""))
+        return lines
 
     def plain(self) -> dict[str, Any]:
         v = self.trace.failure
         return {"source": self.source, "destination": self.destination, "proto": self.proto,
-                "dport": self.dport,
+                "dport": self.dport, "src_ip": self.src_ip, "src_mac": self.src_mac,
                 "reachable": self.reachable, "verdict": self.verdict,
                 "reason": v.reason.value if v is not None and v.reason else None, "where": self.where,
                 "why": self.why, "object": self.obj, "checked": self.checked,
-                "fixes": [{"command": f.command, "object": f.obj, "works": f.works, "after": f.after}
-                          for f in self.fixes]}
+                "fixes": [f.plain() for f in self.fixes],
+                "alternatives": [{"instead_of": a.instead_of, "works": a.works,
+                                  "fixes": [f.plain() for f in a.fixes]} for a in self.alternatives]}
 
 
 # ---------------------------------------------------------------------------- the cloud's copy
@@ -180,7 +238,9 @@ def _ports_proto(proto: str, dport: int) -> tuple[str, int | None]:
 
 
 def _sg_fix(snap: CloudSnapshot, names: Names, port: Port, direction: str, proto: str, dport: int,
-            peer: str) -> Fix | None:
+            peer: str, remote_group: str | None = None) -> Fix | None:
+    """The rule that lets the packet in (or out) of ``port``, from ``peer`` (a CIDR); with
+    ``remote_group``, the same rule by the sender's group is offered as the alternative."""
     if not port.security_group_ids:
         return None
     gid = port.security_group_ids[0]
@@ -197,16 +257,29 @@ def _sg_fix(snap: CloudSnapshot, names: Names, port: Port, direction: str, proto
                    f"--protocol {p}{ports} "
                    f"--remote-ip {peer} {gid}")
 
-    def apply(cloud: Cloud) -> None:
-        from neutrino.services import securitygroups
+    def rule(remote: dict[str, Any]) -> Callable[[Cloud], None]:
+        def apply(cloud: Cloud) -> None:
+            from neutrino.services import securitygroups
 
-        attrs: dict[str, Any] = {"security_group_id": gid, "direction": direction, "ethertype": "IPv4",
-                                 "protocol": p, "port_range_min": num, "port_range_max": num,
-                                 "remote_ip_prefix": peer, "project_id": group.project_id}
-        with cloud.write(cloud.admin_context()) as tx:
-            securitygroups.create_rule(tx, attrs)
+            attrs: dict[str, Any] = {"security_group_id": gid, "direction": direction, "ethertype": "IPv4",
+                                     "protocol": p, "port_range_min": num, "port_range_max": num,
+                                     "project_id": group.project_id, **remote}
+            with cloud.write(cloud.admin_context()) as tx:
+                securitygroups.create_rule(tx, attrs)
 
-    return Fix(names.group(gid), command, apply)
+        return apply
+
+    alternatives: tuple[Fix, ...] = ()
+    other = next((g for g in snap.security_groups if g.id == remote_group), None)
+    if other is not None and other.project_id == group.project_id:  # a project names its own groups only
+        if _nova(snap):
+            by_group = f"nova secgroup-add-group-rule {group.name} {other.name} {p} {lo} {hi}"
+        else:
+            unique = sum(g.name == other.name for g in snap.security_groups) == 1
+            by_group = command.replace(f"--remote-ip {peer} ", f"--remote-group {other.name if unique else other.id} ")
+        alternatives = (Fix(f"{names.group(gid)}, from the members of {names.group(other.id)}", by_group,
+                            rule({"remote_group_id": other.id})),)
+    return Fix(names.group(gid), command, rule({"remote_ip_prefix": peer}), alternatives=alternatives)
 
 
 def _router_of(snap: CloudSnapshot, port: Port | None) -> Any:
@@ -354,6 +427,113 @@ def _bridge_fix(snap: CloudSnapshot, names: Names, world: World, src: str, dst_i
     return Fix(what, command, apply, why=why)
 
 
+def _own_ip(port: Port) -> IPv4Address | None:
+    return next((f.ip_address for f in port.fixed_ips if isinstance(f.ip_address, IPv4Address)), None)
+
+
+def _spoof_fix(snap: CloudSnapshot, names: Names, trace: Trace, src: str, own: IPv4Address | None,
+               packet: Packet) -> Fix | None:
+    """The sender sends from an address or MAC that is not its port's: the port's anti-spoofing
+    rules drop it. Allow it as an address pair on the port, or (the alternative) turn the port's
+    security off, security groups and all."""
+    server = _server(snap, src)
+    port = _first_port(snap, server) if server is not None else None
+    if port is None:
+        return None
+    own = own or _own_ip(port)
+    ip = packet.src_ip if packet.src_ip and ip_address(packet.src_ip) != own else None
+    mac = packet.src_mac.lower() if packet.src_mac and packet.src_mac.lower() != port.mac_address.lower() else None
+    if (ip is None and mac is None) or own is None:
+        return None
+    pair = f"ip-address={ip or own}" + (f",mac-address={mac}" if mac else "")
+    pairs = [{"ip_address": str(pr.ip_address), "mac_address": pr.mac_address} for pr in port.allowed_address_pairs]
+    extra: dict[str, Any] = {"ip_address": str(ip or own)} | ({"mac_address": mac} if mac else {})
+    pid = port.id
+
+    def allow(cloud: Cloud) -> None:
+        from neutrino.services import ports
+
+        with cloud.write(cloud.admin_context()) as tx:
+            ports.update_port(tx, pid, {"allowed_address_pairs": [*pairs, extra]})
+
+    def unsecure(cloud: Cloud) -> None:
+        from neutrino.services import ports
+
+        with cloud.write(cloud.admin_context()) as tx:
+            ports.update_port(tx, pid, {"security_groups": [], "port_security_enabled": False,
+                                        "allowed_address_pairs": []})
+
+    sent = " and ".join(([f"from address {ip}"] if ip else []) + ([f"from MAC {mac}"] if mac else []))
+    allowed = ", ".join(f"{pr.ip_address} ({pr.mac_address})" for pr in port.allowed_address_pairs) or "none"
+    why = (f"{src} sends {sent}, which is not its port's. The port's anti-spoofing rules (on {server.host if server else 'its compute'}, "
+           f"where the instance's interface meets the network) let out only the port's own address {own} with its MAC "
+           f"{port.mac_address}, and its allowed address pairs (here: {allowed}); anything else is dropped as "
+           f"spoofed, so that an instance cannot pretend to be another. To send from another address (a "
+           f"virtual IP shared by two instances, a router or firewall instance forwarding others' traffic), "
+           f"name it as an allowed address pair of the port, or turn port security off on the port (its "
+           f"security groups go with it).")
+    off = Fix(f"{names.port(port)}: its port security and security groups",
+              f"openstack port set --no-security-group --disable-port-security {pid}", unsecure)
+    return Fix(names.port(port), f"openstack port set --allowed-address {pair} {pid}", allow, why=why,
+               alternatives=(off,))
+
+
+_SPOOF_CHAIN = re.compile(r"^-A (quantum|neutron)-openvswi-s[0-9a-f-]{10} .*-j DROP$")
+
+
+def _spoof_chain_drop(trace: Trace) -> bool:
+    """Dropped at the end of a port's s- chain (its (MAC, address) allows), which the simulator
+    calls an iptables rule when the rule has no comment to tell it (the Havana-style chain)."""
+    v = trace.failure
+    if v is None or v.reason is not DropReason.FIREWALL:
+        return False
+    st = _drop_step(trace, v.where)
+    return st is not None and _SPOOF_CHAIN.match(st.text) is not None
+
+
+def _subnet_of(snap: CloudSnapshot, src: str) -> Any:
+    server = _server(snap, src)
+    port = _first_port(snap, server) if server is not None else None
+    return next((snap.subnet(f.subnet_id) for f in port.fixed_ips if isinstance(f.ip_address, IPv4Address)),
+                None) if port is not None else None
+
+
+def _dhcp_fix(snap: CloudSnapshot, names: Names, src: str) -> Fix | None:
+    """The instance's subnet has DHCP disabled: no dnsmasq serves it, nobody answers the DISCOVER."""
+    subnet = _subnet_of(snap, src)
+    if subnet is None or subnet.enable_dhcp:
+        return None
+    sid, nid = subnet.id, subnet.network_id
+
+    def apply(cloud: Cloud) -> None:
+        from neutrino.services import networks, ports
+
+        with cloud.write(cloud.admin_context()) as tx:
+            networks.update_subnet(tx, sid, {"enable_dhcp": True})
+            # the DHCP agent, told of the change, makes (or extends) the network's DHCP port
+            tx.session.flush()
+            ports.ensure_dhcp_port(tx, networks.get_network_row(tx, nid), refresh=True)
+
+    why = (f"subnet '{subnet.name}' {subnet.cidr} has DHCP disabled (enable_dhcp is false), so the DHCP agent "
+           f"runs no dnsmasq for it (no qdhcp- namespace holds an address there): the instance's DISCOVER, "
+           f"broadcast on the network, reaches no DHCP server and nothing answers. The instance gets no "
+           f"address (cirros keeps asking, then comes up without one) unless it is configured by hand.")
+    what = names.network(subnet.network_id)
+    return Fix(what, f"openstack subnet set --dhcp {subnet.name or subnet.id}", apply, why=why)
+
+
+def _metadata_why(snap: CloudSnapshot, src: str, said: str) -> str:
+    """Why the metadata service is out of reach when the instance's subnet has no router."""
+    subnet = _subnet_of(snap, src)
+    where = f"subnet '{subnet.name}' {subnet.cidr}" if subnet is not None else "the instance's subnet"
+    gw = f" (its gateway {subnet.gateway_ip} is nobody)" if subnet is not None and subnet.gateway_ip else ""
+    return (f"{src} reaches the metadata service at {METADATA} through its default gateway, the router: the "
+            f"router's namespace redirects tcp/80 to {METADATA} to the metadata proxy listening on port 9697, "
+            f"which passes the request on to nova's metadata API with the instance's identity. {where} has "
+            f"no router interface{gw} and the DHCP agent serves no isolated metadata, so the request has "
+            f"nowhere to go: {said}")
+
+
 def _proto_words(proto: str, dport: int) -> str:
     return "" if proto == "icmp" else f" --proto {proto}" if proto == "http" else f" --proto {proto} --dport {dport}"
 
@@ -388,11 +568,16 @@ def _host_source_fix(snap: CloudSnapshot, world: World, src: str, dst: str, dst_
 
 
 def _next_fix(snap: CloudSnapshot, names: Names, trace: Trace, src: str, dst: str, proto: str, dport: int,
-              src_ip: IPv4Address | None, world: World | None = None) -> Fix | None:
+              src_ip: IPv4Address | None, world: World | None = None, packet: Packet | None = None) -> Fix | None:
     """The change that removes the first obstacle ``trace`` met."""
     v = trace.failure
     if v is None:
         return None
+    packet = packet or Packet()
+    if v.reason is DropReason.ANTI_SPOOFING or _spoof_chain_drop(trace):
+        return _spoof_fix(snap, names, trace, src, src_ip, packet)
+    if proto == "dhcp":
+        return _dhcp_fix(snap, names, src) if v.reason in (DropReason.NO_REPLY, DropReason.IGNORED) else None
     dst_ip = _address(snap, world, dst) if world is not None else None
     if world is not None:
         bridge = _bridge_fix(snap, names, world, src, dst_ip)
@@ -403,21 +588,30 @@ def _next_fix(snap: CloudSnapshot, names: Names, trace: Trace, src: str, dst: st
         port, direction, seen = _dropping_port(names, trace)
         if port is None:
             return None
+        group = None
         if direction == "ingress":  # the source as the packet arrives there (a NAT may have changed it)
             came = seen or src_ip
             peer = "0.0.0.0/0" if src == OUTSIDE or came is None else f"{came}/32"
+            sender = _server(snap, src)
+            sport = _first_port(snap, sender) if sender is not None else None
+            if sport is not None and sport.security_group_ids and came is not None \
+                    and any(f.ip_address == came for f in sport.fixed_ips):  # not NATed on the way
+                group = sport.security_group_ids[0]
         else:
             peer = "0.0.0.0/0"
-        return _sg_fix(snap, names, port, direction, proto, dport, peer)
+        return _sg_fix(snap, names, port, direction, proto, dport, peer, group)
     if v.reason in (DropReason.NO_ROUTE, DropReason.ARP_UNANSWERED) and src != OUTSIDE:
         server = _server(snap, src)
         port = _first_port(snap, server) if server is not None else None
         dst_port = next((p for p in snap.ports if p.device_owner.startswith("compute")
                          and any(f.ip_address == dst_ip for f in p.fixed_ips)), None) if dst_ip is not None else None
         if port is not None:
-            return _router_fix(snap, names, port, dst_port) \
+            fix = _router_fix(snap, names, port, dst_port) \
                 or (_router_fix(snap, names, dst_port, port) if dst_port is not None else None) \
                 or (_gateway_fix(snap, names, port) if dst_port is None else None)
+            if fix is not None and proto == "http" and dst_ip == METADATA:
+                fix = replace(fix, why=_metadata_why(snap, src, _why(trace)))
+            return fix
     return None
 
 
@@ -504,13 +698,19 @@ def _why(trace: Trace) -> str:
 
 
 def diagnose(state: Path, src: str, dst: str, *, proto: str = "icmp", dport: int = 22,
-             world: World | None = None) -> Diagnosis:
+             src_ip: str | None = None, src_mac: str | None = None, world: World | None = None) -> Diagnosis:
+    """Trace ``src`` to ``dst`` and, when it does not get through, say where, why, what to change,
+    with the fixes (and their alternatives) checked on copies of the cloud. ``src_ip`` and
+    ``src_mac`` give the packet's source as ``neutrino trace --src-ip/--src-mac`` do."""
     from neutrino.deploy import open_cloud
     from neutrino.worldkeep import booted_world
 
     snap = open_cloud(state).snapshot()
     names = Names(snap)
     world = world if world is not None else booted_world(state)
+    packet = Packet(src_ip, src_mac)
+    if (src_ip or src_mac) and (src == OUTSIDE or src.startswith(HOST_PREFIX)):
+        raise InvalidInput(f"{src}: the packet's source can be given from an instance only")
     pre: list[Fix] = []
     target = dst
     server = _server(snap, dst)
@@ -523,21 +723,26 @@ def diagnose(state: Path, src: str, dst: str, *, proto: str = "icmp", dport: int
             fix = _fip_fix(snap, names, port)
             if fix is not None:
                 pre.append(fix)
-    src_ip = world.guests[src].ip if src in world.guests else None
+    own_ip = world.guests[src].ip if src in world.guests else None
+    spoofed = _spoofed(snap, src, packet)
+    made = partial(Diagnosis, src, target, proto, dport, src_ip=src_ip, src_mac=src_mac)
     if pre:
         trace = None
         verdict, where, why, obj = ("not reachable: no floating IP", "", f"{dst} has no floating IP: nothing "
                                     "outside can address it", pre[0].obj)
     else:
-        trace = annotate(world.probe(src, target, proto=proto, dport=dport), names)
+        trace = annotate(world.probe(src, target, proto=proto, dport=dport, **packet.probe_args()), names)
         if trace.succeeded:
-            return Diagnosis(src, target, proto, dport, trace, _summary(trace), reachable=True)
+            return made(trace, _summary(trace), reachable=True)
+        ok, said = _outcome(trace, target, spoofed)
+        if ok and spoofed is not None:  # the request gets through; the answer goes to the address given
+            return made(trace, f"reachable: {said}", reachable=True)
         v = trace.failure
         assert v is not None
         verdict, where, why = _summary(trace), v.where, _why(trace)
         host_fix = _host_source_fix(snap, world, src, target, _address(snap, world, target), proto, dport)
         first = host_fix[0] if host_fix is not None else \
-            _next_fix(snap, names, trace, src, target, proto, dport, src_ip, world)
+            _next_fix(snap, names, trace, src, target, proto, dport, own_ip, world, packet)
         obj = first.obj if first is not None else v.obj
         if first is not None:
             pre.append(first)
@@ -548,23 +753,70 @@ def diagnose(state: Path, src: str, dst: str, *, proto: str = "icmp", dport: int
                 why += f" No port of the cloud has {addr}: nothing is there to answer."
     if not pre:
         assert trace is not None
-        return Diagnosis(src, target, proto, dport, trace, verdict, where, why, obj)
-    return _check(state, snap, names, src, dst, target, proto, dport, pre[0], trace, verdict, where, why, obj)
-
-
-def _check(state: Path, snap: CloudSnapshot, names: Names, src: str, dst: str, target: str, proto: str,
-           dport: int, first: Fix, trace: Trace | None, verdict: str, where: str, why: str, obj: str) -> Diagnosis:
+        return made(trace, verdict, where, why, obj)
     tmp = Path(tempfile.mkdtemp(prefix="neutrino-diagnose-"))
     try:
-        cloud = copy_cloud(state, tmp)
+        probe = _Probe(state, tmp, src, dst, target, proto, dport, packet, spoofed)
+        shown = trace
+        fixes, after = probe.chain((), pre[0])
+        if fixes is None:  # not a SQLite cloud: offered unchecked
+            alts = tuple(Alternative(1, (a,)) for a in pre[0].alternatives)
+            return made(trace or Trace((), _no_trace()), verdict, where, why, obj, (pre[0],), checked=False,
+                        alternatives=alts)
+        alternatives: list[Alternative] = []
+        for n, fix in enumerate(fixes):
+            for alt in fix.alternatives:
+                done, _ = probe.chain(tuple(fixes[:n]), alt)
+                alternatives.append(Alternative(n + 1, tuple(done or (alt,))))
+        shown = trace if trace is not None else after if after is not None else Trace((), _no_trace())
+        return made(shown, verdict, where, why, obj, tuple(fixes), alternatives=tuple(alternatives))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _spoofed(snap: CloudSnapshot, src: str, packet: Packet) -> str | None:
+    """The source address (else MAC) the packet was given that is not the sender's port's own."""
+    server = _server(snap, src)
+    port = _first_port(snap, server) if server is not None else None
+    if port is None:
+        return None
+    if packet.src_ip and all(str(f.ip_address) != packet.src_ip for f in port.fixed_ips):
+        return packet.src_ip
+    if packet.src_mac and packet.src_mac.lower() != port.mac_address.lower():
+        return packet.src_mac.lower()
+    return None
+
+
+@dataclass
+class _Probe:
+    """Tries fixes on copies of the cloud: each chain on a fresh copy of its own."""
+
+    state: Path
+    tmp: Path
+    src: str
+    dst: str
+    target: str
+    proto: str
+    dport: int
+    packet: Packet
+    spoofed: str | None
+    copies: int = 0
+
+    def chain(self, before: tuple[Fix, ...], fix: Fix | None) -> tuple[list[Fix] | None, Trace | None]:
+        """``before`` applied, then ``fix`` and the fixes the traces after it call for, each
+        checked; None when the cloud cannot be copied."""
+        self.copies += 1
+        into = self.tmp / str(self.copies)
+        into.mkdir()
+        cloud = copy_cloud(self.state, into)
         if cloud is None:
-            return Diagnosis(src, target, proto, dport, trace or Trace((), _no_trace()), verdict, where, why,
-                             obj,
-                             (first,), checked=False)
+            return None, None
+        sender = self.src
+        for b in before:
+            b.apply(cloud)
+            sender = b.source or sender
         fixes: list[Fix] = []
-        fix: Fix | None = first
         after: Trace | None = None
-        sender = src
         while fix is not None and len(fixes) < MAX_FIXES:
             try:
                 fix.apply(cloud)
@@ -575,38 +827,44 @@ def _check(state: Path, snap: CloudSnapshot, names: Names, src: str, dst: str, t
             new = cloud.snapshot()
             world = world_for(new)
             new_names = Names(new)
-            to = target
-            server = _server(new, dst)
+            to = self.target
+            server = _server(new, self.dst)
             if sender == OUTSIDE and server is not None:
                 port = _first_port(new, server)
                 fip = _fip_of(new, port) if port is not None else None
-                to = str(fip) if fip is not None else target
+                to = str(fip) if fip is not None else self.target
             if sender == OUTSIDE and not _is_address(to):
                 fixes.append(replace(fix, works=False, after="still no address to reach it by"))
                 break
-            after = annotate(world.probe(sender, to, proto=proto, dport=dport), new_names)
-            ok, said = _outcome(after, to)
+            given = self.packet.probe_args() if sender == self.src else {}
+            after = annotate(world.probe(sender, to, proto=self.proto, dport=self.dport, **given), new_names)
+            ok, said = _outcome(after, to, self.spoofed if sender == self.src else None, self.proto)
             fixes.append(replace(fix, works=ok, after=said))
             if ok:
                 break
             sender_ip = world.guests[sender].ip if sender in world.guests else None
-            fix = _next_fix(new, new_names, after, sender, to, proto, dport, sender_ip, world)
-        shown = trace if trace is not None else after if after is not None else Trace((), _no_trace())
-        return Diagnosis(src, target, proto, dport, shown, verdict, where, why, obj, tuple(fixes))
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+            fix = _next_fix(new, new_names, after, sender, to, self.proto, self.dport, sender_ip, world,
+                            self.packet if sender == self.src else None)
+        return fixes, after
 
 
-def _outcome(after: Trace, to: str) -> tuple[bool, str]:
+def _outcome(after: Trace, to: str, spoofed: str | None = None, proto: str = "icmp") -> tuple[bool, str]:
     """Whether the network now carries the exchange, in words. A reset from the destination itself
-    means the packet got through and nothing listens there: the fix did its part."""
+    means the packet got through and nothing listens there: the fix did its part. With a spoofed
+    source, the request arriving is the network's part: the answer goes to the address given,
+    which the sender must hold too."""
     v = after.failure
     if v is None:
+        if proto == "dhcp":
+            return True, "dnsmasq answers the DISCOVER with an OFFER"
         return True, f"{to}: the request arrives and the answer comes back"
     if v.reason is DropReason.REFUSED and after.delivered:
         return True, (f"the packet now reaches {after.verdict.where}; it answers with a reset: "
                       "nothing listens "
                       f"on that port there")
+    if spoofed is not None and after.delivered:
+        return True, (f"the packet now reaches {after.verdict.where or to}; the answer goes back to {spoofed}, "
+                      "which the sender must hold too (on its interface) for the exchange to complete")
     return False, f"then: {v.reason.value if v.reason else 'dropped'}" + (f" at {v.where}" if v.where else "")
 
 
@@ -624,6 +882,25 @@ def _no_trace() -> Any:
     return Verdict(VerdictKind.DROPPED, DropReason.NO_ROUTE, detail="no address to send to")
 
 
-def check_args(proto: str, dport: int) -> None:
+PROTOCOLS = ("icmp", "tcp", "udp", "http", "arp", "dhcp")
+
+
+def check_args(proto: str, dport: str | int | None) -> int:
+    """The destination port to trace (22 unless given); a one-line error for an unknown protocol,
+    a port out of range, or a port given to a protocol that has none (icmp, arp, dhcp; http is
+    tcp/80)."""
+    if proto not in PROTOCOLS:
+        raise InvalidInput(f"--proto {proto}: one of {', '.join(PROTOCOLS)}")
+    if dport is None:
+        return 22
+    if isinstance(dport, str):
+        try:
+            dport = int(dport, 10)
+        except ValueError:
+            raise InvalidInput(f"--dport {dport}: a port is a number from 1 to 65535") from None
+    if proto not in ("tcp", "udp"):
+        has = "http is tcp/80" if proto == "http" else f"{proto} has no ports"
+        raise InvalidInput(f"--dport {dport} with --proto {proto}: {has} (--dport is for tcp and udp)")
     if not 1 <= dport <= 65535:
         raise InvalidInput(f"--dport {dport}: a port is a number from 1 to 65535")
+    return dport

@@ -224,11 +224,25 @@ def _port_chains(cloud: CloudSnapshot, port: Port, prof: Profile) -> tuple[list[
         rules += ingress
         add(ichain, invalid)
         add(ichain, f"{_comment(prof, UNMATCHED).strip()} -j {fallback}")
+    elif port.allowed_address_pairs:
+        # Grizzly's agent knew no allowed address pairs (they came with Havana, whose agent moved
+        # the address checks to an s- chain of (MAC, address) allows): a port given pairs gets
+        # Havana's chain, so that what the API accepts is honoured.
+        pairs = [(pair.ip_address, pair.mac_address or port.mac_address) for pair in port.allowed_address_pairs
+                 if isinstance(pair.ip_address, ipaddress.IPv4Network)]
+        pairs += [(ipaddress.IPv4Network(ip), port.mac_address) for ip in ips]
+        add(ochain, "-p udp -m udp --sport 68 --dport 67 -j RETURN")
+        chains.append(PlannedChain(TableName.FILTER, schain, obj))
+        for net, mac in pairs:
+            add(schain, f"-s {net} -m mac --mac-source {mac} -j RETURN")
+        add(schain, "-j DROP")
+        add(ochain, f"-j {schain}")
     else:
         add(ochain, f"-m mac ! --mac-source {port.mac_address} -j DROP")
         add(ochain, "-p udp -m udp --sport 68 --dport 67 -j RETURN")
         for ip in ips:
             add(ochain, f"! -s {ip}/32 -j DROP")
+    if not prof.modern:
         add(ochain, "-p udp -m udp --sport 67 --dport 68 -j DROP")
         add(ochain, invalid)
         add(ochain, established)
@@ -274,7 +288,7 @@ def plan_firewall(cloud: CloudSnapshot, host: Host | str,
 
     add(TableName.FILTER, fallback, f"{_comment(prof, FALLBACK_DROP).strip()} -j DROP", f"sg-fallback via {BUILDER}")
     ports = filtered_ports(cloud, name)
-    secured = [p for p in ports if p.port_security_enabled or not prof.modern]
+    secured = [p for p in ports if p.port_security_enabled]
     bottom: list[PlannedRule] = []  # FORWARD's non-top rules (port security off, trusted ports)
     for port in secured:
         tap = naming.tap_device(port.id)
