@@ -4,7 +4,11 @@ device, in conntrack-tools' and tcpdump's formats (held to the real tools in tes
 
 from __future__ import annotations
 
+import json
+import os
 import pathlib
+import subprocess
+import sys
 
 import pytest
 
@@ -136,3 +140,68 @@ def test_tcpdump_on_the_tunnel_endpoint_nic_shows_gre(seeds) -> None:
         "00:00:00.003000 IP 192.168.122.11 > 192.168.122.10: GREv0, key=0x2, length 110: "
         "IP 10.1.0.2 > 8.8.8.8: ICMP echo request, id 41000, seq 1, length 64")
     assert captured(trace, world.topo, "compute", "eth0") == []  # without the address: nothing tunnelled
+
+
+def test_neutrino_trace_keeps_its_trace_for_tcpdump_and_conntrack(seeds, neutrino: Run) -> None:
+    state = seeds("seed000")
+    (state / "last-trace.pickle").unlink(missing_ok=True)
+    rc, _, _ = neutrino("trace", "cirros", "8.8.8.8", "--level", "minimal")
+    assert rc == 0 and (state / "last-trace.pickle").exists()
+    rc, out, _ = neutrino("exec", "compute", "--", "tcpdump", "-i", "qvo61e31514-15", "-n", "-e")
+    assert rc == 0 and [ln.split(": ", 1)[1] for ln in out.splitlines()] == [
+        "10.1.0.2 > 8.8.8.8: ICMP echo request, id 41000, seq 1, length 64",
+        "8.8.8.8 > 10.1.0.2: ICMP echo reply, id 41000, seq 1, length 64"]
+    rc, out, err = neutrino("exec", "network", "--", "ip", "netns", "exec", ROUTER, "conntrack", "-L", "-p", "icmp")
+    assert rc == 0 and out.startswith("icmp     1 29 src=10.1.0.2 dst=8.8.8.8 type=8 code=0 id=41000 src=8.8.8.8 "
+                                      "dst=172.24.4.228 ")
+    assert err == "conntrack v1.4.7 (conntrack-tools): 1 flow entries have been shown.\n"
+    # a tcp trace replaces it: the ICMP exchange is no longer what tcpdump shows
+    rc, _, _ = neutrino("trace", "outside", "172.24.4.228", "--proto", "tcp", "--dport", "22", "--level", "minimal")
+    assert rc == 0
+    out = neutrino("exec", "compute", "--", "tcpdump", "-i", "qvo61e31514-15", "-n")[1]
+    assert "ICMP" not in out and "172.24.4.225.41000 > 10.1.0.2.22: Flags [S]" in out
+
+
+def test_trace_tcpdump_option(seeds, neutrino: Run) -> None:
+    seeds("seed000")
+    rc, out, _ = neutrino("trace", "cirros", "8.8.8.8", "--level", "minimal", "--tcpdump", "compute:qvo61e31514-15",
+                          "--tcpdump", f"network:{ROUTER}:qg-343b7107-6d")
+    assert rc == 0
+    text = out.split("\n--- tcpdump ")
+    assert len(text) == 3 and "=> the exchange succeeded" in text[0]
+    assert text[1].splitlines()[0] == "-n -e -i qvo61e31514-15 on compute: 2 packets"
+    assert text[1].splitlines()[1].startswith("00:00:00.001000 fa:16:3e:30:80:d4 > fa:16:3e:6a:3f:36, ethertype IPv4")
+    assert text[2].splitlines()[0] == f"-n -e -i qg-343b7107-6d on network, namespace {ROUTER}: 2 packets"
+    assert "172.24.4.228 > 8.8.8.8: ICMP echo request" in text[2].splitlines()[1]
+    rc, out, _ = neutrino("trace", "cirros", "8.8.8.8", "--json", "--tcpdump", "compute:qvo61e31514-15")
+    doc = json.loads(out)
+    assert doc["tcpdump"][0]["device"] == "qvo61e31514-15" and len(doc["tcpdump"][0]["lines"]) == 2
+    rc, out, err = neutrino("trace", "cirros", "8.8.8.8", "--tcpdump", "compute")
+    assert rc == 2 and out == "" and "HOST:DEVICE" in err and err.count("\n") == 1
+    rc, _, err = neutrino("trace", "cirros", "8.8.8.8", "--tcpdump", "compute:nodev")
+    assert rc == 2 and "tcpdump: nodev: No such device exists" in err
+
+
+def test_exec_prints_the_tools_stderr_after_its_output(seeds) -> None:
+    state = seeds("seed000")
+    exe = str(pathlib.Path(sys.executable).with_name("neutrino"))
+    env = {**os.environ, "NEUTRINO_STATE": str(state)}
+    res = subprocess.run([exe, "exec", "network", "--", "ip", "netns", "exec", ROUTER, "conntrack", "-L"],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, timeout=60, check=False)
+    lines = res.stdout.splitlines()
+    assert res.returncode == 0 and len(lines) >= 2
+    assert lines[-1].startswith("conntrack v1.4.7 (conntrack-tools): ") and lines[0].startswith(("icmp", "udp", "tcp"))
+
+
+def test_trace_size_reaches_the_probe_and_tcpdump(seeds, neutrino: Run) -> None:
+    """``--size N`` is ping -s N: tcpdump shows the sized echo (8 + N bytes of ICMP); too big for the
+    instance's MTU, the sender's kernel refuses it; a size that is no number is one line."""
+    seeds("seed000")
+    rc, out, _ = neutrino("trace", "cirros", "8.8.8.8", "--size", "1400", "--level", "minimal", "--tcpdump",
+                          "compute:qvo61e31514-15")
+    assert rc == 0
+    assert "length 1442: 10.1.0.2 > 8.8.8.8: ICMP echo request, id 41000, seq 1, length 1408" in out
+    rc, out, _ = neutrino("trace", "cirros", "8.8.8.8", "--size", "1500", "--level", "minimal")
+    assert rc == 1 and "=> dropped: MTU at compute cirros" in out
+    rc, out, err = neutrino("trace", "cirros", "8.8.8.8", "--size", "big")
+    assert rc == 2 and out == "" and err == "neutrino: --size big: a payload size in bytes is a number from 0 to 65535\n"

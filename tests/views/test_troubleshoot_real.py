@@ -17,7 +17,7 @@ from neutrino import store, worldkeep
 from neutrino.ingest.commands import parse_command
 from neutrino.linux import session
 from neutrino.linux.realize import _socket_dir
-from neutrino.linux.records import planned_ns, wire_ns
+from neutrino.linux.records import guest_ns, planned_ns, wire_ns
 from neutrino.linux.runner import run, wait_for
 from neutrino.views.answer import answer
 from neutrino.views.ofproto_trace import TraceRequest, ofproto_trace
@@ -228,3 +228,79 @@ def test_tcpdump_on_the_gateway_matches(linux: pathlib.Path, capsys: pytest.Capt
                                          "172.24.4.225 > 172.24.4.228: ICMP echo request, id N, seq 1, length L")
     assert len(norm(sim, sim_outside)) == 2 and "ICMP echo reply" in sim.splitlines()[1]
 
+
+
+def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    from neutrino.cli import main
+
+    capsys.readouterr()
+    rc = main(list(argv))
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    return out
+
+
+def _ping_dhcp_port(prefix: str) -> None:
+    """The instance pings the DHCP port: both hosts' bridges learn the two MACs again (the
+    ofproto/trace tests above flush them)."""
+    res = run(["ping", "-c", "1", "-W", "3", "10.1.0.3"], netns=guest_ns(prefix, "cirros"), check=False)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_exec_real_appctl_targets_the_hosts_own_ovs(linux: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``exec --real HOST -- ovs-appctl ...`` talks to that host's private ovs-vswitchd, and its
+    ofproto/trace agrees with ``exec HOST -- ...`` (the simulator's) on the tables and the datapath
+    actions, for a frame to a MAC both have learned (the DHCP port's, on patch-tun)."""
+    _ping_dhcp_port(session.prefix_of(linux))
+    flow = (f"in_port=qvo61e31514-15,dl_src={CIRROS_MAC},dl_dst={DHCP_MAC},icmp,nw_src=10.1.0.2,nw_dst=10.1.0.3,"
+            "icmp_type=8")
+    planned = {"br-int", "br-tun", "br-ex"}
+    for names in ((), ("--names",)):
+        words = ("ovs-appctl", "ofproto/trace", *names, "br-int", flow)
+        real = _cli(capsys, "exec", "--real", "compute", "--", *words)
+        sim = _cli(capsys, "exec", "compute", "--", *words)
+        assert "-> forwarding to learned port" in real and "-> forwarding to learned port" in sim
+        if names:  # (with --names OVS also names the ports in the tables' matches; the simulator numbers them)
+            assert _outputs(real) == _outputs(sim) == {(1, "tunnel:0x2>192.168.122.10")}, (real, sim)
+        else:
+            assert _tables(real, planned) == _tables(sim, planned) and len(_tables(sim, planned)) == 2, (real, sim)
+            assert real.splitlines()[0] == sim.splitlines()[0]  # the same "Flow:", ports numbered alike
+    # the other OVS commands go to the same private switch (which also holds the backend's underlay br-phy)
+    real_bridges = _cli(capsys, "exec", "--real", "compute", "--", "ovs-vsctl", "list-br").splitlines()
+    assert [b for b in real_bridges if b != "br-phy"] == _cli(capsys, "exec", "compute", "--", "ovs-vsctl",
+                                                               "list-br").splitlines() == ["br-int", "br-tun"]
+    assert _cli(capsys, "exec", "--real", "network", "--", "ovs-vsctl", "list-ports", "br-int") == _cli(
+        capsys, "exec", "network", "--", "ovs-vsctl", "list-ports", "br-int")
+    assert _cli(capsys, "exec", "--real", "compute", "--", "ovs-dpctl", "show").startswith("netdev@ovs-netdev:\n")
+
+
+def _fdb_rows(text: str) -> dict[str, tuple[str, str]]:
+    """fdb/show's rows by MAC: (port, VLAN), the age left out."""
+    lines = text.splitlines()
+    assert lines[0] == " port  VLAN  MAC                Age"
+    return {ln.split()[2]: (ln.split()[0], ln.split()[1]) for ln in lines[1:]}
+
+
+def test_fdb_show_after_a_ping_matches(linux: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """After the instance pinged its DHCP port and the outside pinged its floating IP, for real and
+    (``neutrino trace outside 172.24.4.228``, on the world where the boot's DHCP taught the bridges the
+    same two MACs) in the simulator, every MAC the simulator's br-int lists is on the same port and VLAN
+    in the real one. The real tables hold more: what the devices' IPv6 neighbour discovery taught them
+    (the simulator sends none of it)."""
+    prefix = session.prefix_of(linux)
+    _ping_dhcp_port(prefix)
+    _ping_from_outside(prefix)
+    _cli(capsys, "trace", "outside", "172.24.4.228", "--level", "minimal")
+    from neutrino.cli import main  # exec --real passes the real tool's stderr on, after its output
+
+    assert main(["exec", "--real", "network", "--", "ip", "netns", "exec", ROUTER, "conntrack", "-L", "-p",
+                 "icmp"]) == 0
+    out, err = capsys.readouterr()
+    assert "src=172.24.4.225 dst=172.24.4.228 type=8 code=0" in out
+    assert re.fullmatch(r"conntrack v1\.4\.7 \(conntrack-tools\): \d+ flow entries have been shown\.\n", err)
+    for host, want in (("compute", {CIRROS_MAC: ("2", "1"), DHCP_MAC: ("1", "1"), ROUTER_MAC: ("1", "1")}),
+                       ("network", {CIRROS_MAC: ("1", "1"), DHCP_MAC: ("3", "1"), ROUTER_MAC: ("2", "1")})):
+        sim = _fdb_rows(_cli(capsys, "exec", host, "--", "ovs-appctl", "fdb/show", "br-int"))
+        real = _fdb_rows(_cli(capsys, "exec", "--real", host, "--", "ovs-appctl", "fdb/show", "br-int"))
+        assert sim == want, sim
+        assert {mac: real.get(mac) for mac in sim} == sim, (host, sim, real)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
+from typing import TextIO
 
 from neutrino.errors import Conflict, InvalidInput, NotFound
 from neutrino.host.state import HostState
@@ -288,31 +289,55 @@ def tear_down(state: Path) -> bool:
     return bool(prefixes)
 
 
+_VSCTL_VIEWS = frozenset({View.VSCTL_SHOW, View.VSCTL_LIST, View.VSCTL_LIST_BR, View.VSCTL_LIST_PORTS})
+_OFCTL_VIEWS = frozenset({View.OFCTL_DUMP_FLOWS, View.OFCTL_SHOW, View.OFCTL_DUMP_PORTS})
+_APPCTL_VIEWS = frozenset({View.APPCTL_FDB_SHOW, View.APPCTL_OFPROTO_TRACE})
+
+
 def _argv(cmd: Command, host: str, state: Path) -> list[str]:
-    words = cmd.text.split("|")[0].split()
+    """The real command line for ``cmd`` on ``host``: the OVS tools pointed at the host's private
+    Open vSwitch (its database socket, each bridge's management socket, ovs-vswitchd's control
+    socket); ``ovs-dpctl show`` as ``dpctl/show`` of that ovs-vswitchd (a userspace datapath)."""
+    import shlex
+
+    try:
+        words = shlex.split(cmd.text.split("|")[0])
+    except ValueError as exc:
+        raise InvalidInput(f"{cmd.text}: {exc}") from None
     if words[:3] == ["ip", "netns", "exec"]:
         words = words[4:]
     if words and words[0] == "sudo":
         words = words[1:]
     rundir = _socket_dir(state, prefix_of(state), host)
-    if cmd.view is View.VSCTL_SHOW:
+    if cmd.view in _VSCTL_VIEWS:
         return ["ovs-vsctl", f"--db=unix:{rundir}/db.sock", *words[1:]]
-    if cmd.view in (View.OFCTL_DUMP_FLOWS, View.OFCTL_SHOW):
+    if cmd.view in _OFCTL_VIEWS:
         return [w if w != cmd.target else f"unix:{rundir}/{cmd.target}.mgmt" for w in words]
+    if cmd.view in _APPCTL_VIEWS:
+        rest = words[1:]
+        if rest[:1] == ["-t"] or any(w.startswith("--target") for w in rest[:1]):
+            raise InvalidInput("on the Linux backend, ovs-appctl talks to the host's own ovs-vswitchd: leave -t out")
+        return ["ovs-appctl", "-t", f"{rundir}/ovs-vswitchd.ctl", *rest]
+    if cmd.view is View.DPCTL_SHOW:
+        return ["ovs-appctl", "-t", f"{rundir}/ovs-vswitchd.ctl", "dpctl/show", *words[2:]]
     if cmd.view is View.IP_NETNS:
         raise InvalidInput("on the Linux backend, list a host's namespaces with 'neutrino exec HOST -- ip netns' "
                            "answered from the plan, or 'ip netns' as root for the real names")
     return words
 
 
-def exec_real(host: str, text: str, state: Path) -> str:
-    """``text`` run for real inside ``host`` (or the namespace its ``ip netns exec`` names)."""
+def exec_real(host: str, text: str, state: Path, *, stderr: TextIO | None = None) -> str:
+    """``text`` run for real inside ``host`` (or the namespace its ``ip netns exec`` names): its
+    stdout, and its stderr after it when it failed. ``stderr``: where what a tool that succeeded
+    wrote to stderr goes (conntrack's and tcpdump's counts; by default nowhere)."""
     if not is_up(state):
         raise NotFound("no cloud is up on the Linux backend here")
     cmd = parse_command(text)
     ns = planned_ns(prefix_of(state), host, cmd.netns)
     res = run(_argv(cmd, host, state), netns=ns, check=False)
     out = res.stdout if res.returncode == 0 else res.stdout + res.stderr
+    if res.returncode == 0 and stderr is not None:
+        stderr.write(res.stderr)
     for grep in cmd.greps:
         out = grep.apply(out)
     return out

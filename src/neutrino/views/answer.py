@@ -39,7 +39,7 @@ from neutrino.host.iptables_listing import format_listing
 from neutrino.host.nettools import format_arp_n, format_ifconfig, format_route_n
 from neutrino.host.ofctl_show import format_dump_ports, format_ofctl_show
 from neutrino.host.openflow import FlowDump, FlowStats, format_dump_flows, parse_flow
-from neutrino.host.ovs_datapath import datapaths_of, format_dpctl_show, format_fdb_show
+from neutrino.host.ovs_datapath import FdbEntry, datapaths_of, format_dpctl_show, format_fdb_show
 from neutrino.host.ovsdb import (
     BRIDGE_COLUMNS,
     Bridge,
@@ -80,7 +80,7 @@ def answer(host: HostState, cmd: Command, *, world: World | None = None, state: 
     return text
 
 
-_WORLD_VIEWS = frozenset({View.APPCTL_OFPROTO_TRACE, View.CONNTRACK_L, View.TCPDUMP})
+_WORLD_VIEWS = frozenset({View.APPCTL_OFPROTO_TRACE, View.APPCTL_FDB_SHOW, View.CONNTRACK_L, View.TCPDUMP})
 
 
 def _state_dir(state: Path | None) -> Path:
@@ -111,6 +111,8 @@ def _kept_world(host: HostState, state: Path | None) -> World | None:
 
 def _simulated(host: HostState, cmd: Command, world: World | None, state: Path | None) -> tuple[str, str]:
     """(stdout, stderr) of the commands the simulator answers."""
+    if cmd.view is View.APPCTL_FDB_SHOW:
+        return _fdb_show(host, cmd, world, state), ""
     if cmd.view is View.APPCTL_OFPROTO_TRACE:
         from neutrino.views.ofproto_trace import ofproto_trace, parse_trace_args
 
@@ -132,6 +134,36 @@ def _simulated(host: HostState, cmd: Command, world: World | None, state: Path |
     if cmd.view is View.CONNTRACK_L:
         return _conntrack(host, ns, cmd, world, state)
     return _tcpdump(host, ns, cmd, world, state)
+
+
+#: an entry's age: the simulator has no clock, so what OVS shows a second after the last packet
+FDB_AGE = 1
+_OFPP_LOCAL = 0xFFFE  # the bridge's own port, which fdb/show names LOCAL
+
+
+def _fdb_show(host: HostState, cmd: Command, world: World | None, state: Path | None) -> str:
+    """``ovs-appctl fdb/show BR``: what NORMAL learned on the bridge, from the last kept trace (the
+    MAC table as that trace left it) or else the kept world (what the instances' boot taught it)."""
+    from neutrino.views.tcpdump import kept_trace, mac_table
+
+    if host.ovs.show is None:
+        raise _missing(host, cmd)
+    br = next((b for b in _bridges(host) if b.name == cmd.target), None)
+    if br is None:
+        raise NotFound("no such bridge\novs-appctl: ovs-vswitchd: server returned an error")
+    if not planned(host):
+        raise _missing(host, cmd, f"what {br.name} has learned (ovs-appctl fdb/show)")
+    rows: list[tuple[int, int, str]] | None = None
+    if world is None:
+        kept = kept_trace(_state_dir(state))
+        if kept is not None:
+            rows = getattr(kept, "fdb", {}).get((host.name, br.name))  # a trace kept before fdb was
+    if rows is None:
+        w = world if world is not None else _kept_world(host, state)
+        rows = mac_table(w, host.name, br.name) if w is not None else None
+    entries = tuple(FdbEntry("LOCAL" if port == _OFPP_LOCAL else port, vlan, mac, FDB_AGE)
+                    for port, vlan, mac in rows or ())
+    return format_fdb_show(entries)
 
 
 def _conntrack(host: HostState, ns: NamespaceState, cmd: Command, world: World | None,
@@ -276,8 +308,8 @@ def planned(host: HostState) -> bool:
     return bool(host.origins)
 
 
-_OVS_VIEWS = frozenset({View.VSCTL_LIST, View.VSCTL_LIST_BR, View.VSCTL_LIST_PORTS, View.APPCTL_FDB_SHOW,
-                        View.DPCTL_SHOW, View.OFCTL_DUMP_PORTS})
+_OVS_VIEWS = frozenset({View.VSCTL_LIST, View.VSCTL_LIST_BR, View.VSCTL_LIST_PORTS, View.DPCTL_SHOW,
+                        View.OFCTL_DUMP_PORTS})
 
 
 def _ovs(host: HostState, cmd: Command) -> str:
@@ -295,17 +327,11 @@ def _ovs(host: HostState, cmd: Command) -> str:
         return _vsctl_list(host, cmd, bridges)
     br = next((b for b in bridges if b.name == cmd.target), None)
     if br is None:
-        if v is View.APPCTL_FDB_SHOW:
-            raise NotFound("no such bridge\novs-appctl: ovs-vswitchd: server returned an error")
         if v is View.OFCTL_DUMP_PORTS:
             raise NotFound(f"ovs-ofctl: {cmd.target} is not a bridge or a socket")
         raise NotFound(f"ovs-vsctl: no bridge named {cmd.target}")
     if v is View.VSCTL_LIST_PORTS:
         return "".join(f"{n}\n" for n in sorted(p.name for p in br.ports if p.name != br.name))
-    if v is View.APPCTL_FDB_SHOW:
-        if not planned(host):
-            raise _missing(host, cmd, f"what {br.name} has learned (ovs-appctl fdb/show)")
-        return format_fdb_show()
     flows = host.ovs.flows_of(br.name)  # OFCTL_DUMP_PORTS
     if flows is None or flows.ports is None or not planned(host) or "OF13" in cmd.options:
         raise _missing(host, cmd)

@@ -32,7 +32,7 @@ from neutrino.sim.trace import Hop, Trace
 if TYPE_CHECKING:
     from neutrino.sim.world import World
 
-__all__ = ["KeptTrace", "TcpdumpQuery", "keep_trace", "kept_trace", "parse_tcpdump_args", "tcpdump",
+__all__ = ["KeptTrace", "TcpdumpQuery", "keep_trace", "kept_trace", "mac_table", "parse_tcpdump_args", "tcpdump",
            "format_packets"]
 
 _FILE = "last-trace.pickle"
@@ -40,12 +40,14 @@ _FILE = "last-trace.pickle"
 
 @dataclass
 class KeptTrace:
-    """The last trace, the wiring it ran over, and the connection tables it left behind."""
+    """The last trace, the wiring it ran over, and the connection tables and (per host and bridge)
+    the MAC tables it left behind: ``fdb`` rows are ``(OpenFlow port, VLAN, MAC)`` in learning order."""
 
     trace: Trace
     topo: Topology | None = None
     conntrack: dict[tuple[str, str], list[Connection]] = field(default_factory=dict)
     stamp: str = ""
+    fdb: dict[tuple[str, str], list[tuple[int, int, str]]] = field(default_factory=dict)
 
 
 def keep_trace(state: Path, trace: Trace, world: World | None = None) -> Path:
@@ -63,6 +65,10 @@ def keep_trace(state: Path, trace: Trace, world: World | None = None) -> Path:
                 continue
             if nf is not None:
                 kept.conntrack[(host, ns)] = [replace(c, nat_done=set(c.nat_done)) for c in nf.conntrack.entries()]
+        for host, element in _elements_crossed(trace):
+            rows = mac_table(world, host, element)
+            if rows is not None:
+                kept.fdb[(host, element)] = rows
     state.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".last-trace.", dir=state)
     try:
@@ -73,6 +79,30 @@ def keep_trace(state: Path, trace: Trace, world: World | None = None) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return state / _FILE
+
+
+def mac_table(world: World, host: str, bridge: str) -> list[tuple[int, int, str]] | None:
+    """What OVS bridge ``bridge`` of ``host`` has learned in ``world`` (NORMAL's MAC table), as
+    ``(OpenFlow port, VLAN, MAC)`` rows in learning order; None when ``world`` has no such bridge."""
+    try:
+        sim = world.bridge(host, bridge)
+    except Exception:  # noqa: BLE001 - not a bridge (a namespace, a Linux bridge) or one it cannot build
+        return None
+    numbers = {p.name: p.number for p in sim.ports}
+    return [(numbers[port], vlan, str(mac)) for vlan, mac, port in sim.mac_table if port in numbers]
+
+
+def _elements_crossed(trace: Trace) -> list[tuple[str, str]]:
+    """Every (host, element) a hop of the trace (its reply and forks included) went through."""
+    seen: dict[tuple[str, str], None] = {}
+    todo = [trace]
+    while todo:
+        t = todo.pop()
+        seen.update(((hop.host, hop.element), None) for hop in t.hops)
+        todo.extend(t.forks)
+        if t.reply is not None:
+            todo.append(t.reply)
+    return list(seen)
 
 
 def _namespaces_crossed(trace: Trace) -> list[tuple[str, str]]:
