@@ -54,7 +54,7 @@ def test_patch_port_followed_into_the_peer_bridge(seeds, neutrino: Run) -> None:
     assert out.startswith('Flow: icmp,in_port="qvo61e31514-15",vlan_tci=0x0000,dl_src=fa:16:3e:30:80:d4,')
     assert ('\nbridge("br-int")\n----------------\n 0. priority 1\n    NORMAL\n'
             '     -> no learned MAC for destination, flooding\n\nbridge("br-tun")\n----------------\n'
-            " 0. in_port=1,dl_vlan=1, priority 4\n    set_tunnel:0x2\n") in out
+            ' 0. in_port="patch-int",dl_vlan=1, priority 4\n    set_tunnel:0x2\n') in out
     assert "\nFinal flow: unchanged\n" in out  # what the peer bridge did is not the flow's
     assert out.endswith("Datapath actions: push_vlan(vid=1,pcp=0),br-int,br-tun,"
                         "set(tunnel(tun_id=0x2,dst=192.168.122.10,ttl=64,flags(df|key))),gre_sys\n")

@@ -20,6 +20,7 @@ at): OVS's own wildcarding depends on its classifier's staged lookups.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
@@ -357,11 +358,23 @@ class _Recorder:
         return self.stack[-1]
 
 
+_IN_PORT = re.compile(r"(\bin_port=)(\d+)\b")
+_OUTPUT = re.compile(r"^(output:)(\d+)$")
+
+
 class _TracingBridge(OvsBridgeSim):
     """An :class:`OvsBridgeSim` that reports each table, action and NORMAL decision to a recorder."""
 
     rec: _Recorder
     top_ctx: Any = None
+    names: bool = False  # --names: ports by name in the tables' matches and outputs, as OVS prints them
+
+    def _named(self, text: str, pattern: re.Pattern[str]) -> str:
+        if not self.names:
+            return text
+        by_number = {p.number: p for p in self._by_name.values()}
+        return pattern.sub(lambda m: m.group(1) + _port_text(by_number.get(int(m.group(2))), True)
+                           if int(m.group(2)) in by_number else m.group(0), text)
 
     def _table(self, ctx: Any, table: int, run: Any, depth: int) -> None:  # noqa: ANN401 - the sim's types
         if self.top_ctx is None:
@@ -375,7 +388,7 @@ class _TracingBridge(OvsBridgeSim):
             return
         flow: Flow = c.flow
         head = f"{table:2d}. "
-        m = format_match(flow.match)
+        m = self._named(format_match(flow.match), _IN_PORT)
         text = head + m + (", " if m else "") + f"priority {flow.priority}"
         if flow.cookie:
             text += f", cookie {flow.cookie:#x}"
@@ -392,7 +405,7 @@ class _TracingBridge(OvsBridgeSim):
             self.rec.stack.pop()
 
     def _action(self, a: Action, ctx: Any, run: Any, depth: int, table: int) -> str:  # noqa: ANN401
-        self.rec.here.append(Node(ACTION, format_action(a)))
+        self.rec.here.append(Node(ACTION, self._named(format_action(a), _OUTPUT)))
         said = super()._action(a, ctx, run, depth, table)
         if isinstance(a, Output) and a.port is not ReservedPort.NORMAL and said.endswith(
                 ": no such port, nothing sent"):
@@ -611,6 +624,7 @@ def ofproto_trace(host: HostState, req: TraceRequest, learned: Callable[[str], O
             flows = host.ovs.flows_of(name)
             sim = _TracingBridge(row, flows.flows if flows is not None else None,
                                  flows.ports if flows is not None else None)
+            sim.names = req.names
             old = learned(name) if learned is not None else None
             if old is not None:
                 sim.take_over(old)
