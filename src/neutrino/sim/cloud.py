@@ -130,4 +130,4 @@ def world_of(cloud: CloudSnapshot, hosts: tuple[HostState, ...]) -> World:
     by_name = {h.name: h for h in hosts}
     return World(hosts, tunnel_ips=_tunnel_ips(cloud), guests=guests_of(cloud, by_name),
                  externals=externals_of(cloud, by_name), network_hosts=_network_hosts(cloud),
-                 uplinks=uplinks_of(cloud, hosts))
+                 uplinks=uplinks_of(cloud, hosts), underlay_mtu=cloud.deployment.physical_mtu)

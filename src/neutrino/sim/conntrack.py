@@ -317,8 +317,8 @@ class Conntrack:
         """Put the packet's new connection into the table (the kernel's ``__nf_conntrack_confirm``);
         True when it was added. A connection already confirmed, or none, is left alone."""
         conn = ref.conn
-        if conn is None or conn.confirmed:
-            return False
+        if conn is None or conn.confirmed or ref.direction is Direction.REPLY:
+            return False  # a packet in the reply direction confirms nothing (an ICMP error about a new one)
         if (conn.zone, conn.original) in self._index or (conn.zone, conn.reply) in self._index:
             return False  # lost a race with an identical connection: the kernel drops the clash
         self._insert(conn)

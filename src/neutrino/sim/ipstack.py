@@ -516,8 +516,11 @@ class IpStack:
         size = len(to_bytes(packet))
         if packet.df and size > mtu:
             err = self.icmp_error_for(packet, ICMPType.DEST_UNREACH, UnreachCode.FRAG_NEEDED, iif=dev, mtu=mtu)
+            back = (f"fragmentation needed (ICMP type 3 code 4, next-hop MTU {mtu}) sent back to {packet.src}"
+                    if err is not None else "no ICMP error can be sent back")
             return None, self._error_decision(err, Step(StepKind.DROP, f"mtu {mtu} dev {decision.dev}",
-                                                        f"{size} bytes with DF set"), "MTU")
+                                                        f"a {size}-byte packet with DF set is larger than "
+                                                        f"{decision.dev}'s MTU {mtu}: {back}"), "MTU")
         return with_(packet, ttl=packet.ttl - 1), None
 
     def _error_decision(self, err: tuple[str, Ethernet] | None, step: Step, reason: str) -> Decision:

@@ -404,6 +404,47 @@ def echo_reply(request: Ethernet, *, src_mac: Mac | None = None, ttl: int = 64) 
                     payload=IPv4(src=ip4.dst, dst=ip4.src, ttl=ttl, df=ip4.df, payload=icmp))
 
 
+def ping_data(size: int) -> bytes:
+    """``size`` bytes of echo data as iputils ``ping -s size`` lays them out: a 16-byte timestamp
+    (zeroed, for determinism) when there is room for it, then each byte its own offset
+    (``ping_data(56) == PING_DATA``)."""
+    head = min(size, 16)
+    return bytes(head) + bytes(i & 0xFF for i in range(16, size))
+
+
+ENCAP_IP_OVERHEAD = {"gre": 28, "vxlan": 36, "geneve": 36}
+"""What a tunnel adds to the Ethernet frame it carries, outer IPv4 header included: GRE with a
+key, as OVS's gre ports send (20 + 4 + 4); VXLAN and Geneve without options (20 + 8 + 8). With
+the inner frame's own 14-byte header, the IP packet grows by 42 (GRE) and 50 (VXLAN): Neutron's
+network MTU is the physical MTU less these."""
+
+
+def ip_length(packet: IPv4) -> int:
+    """The IPv4 packet's total length (header, options and payload), as its header says it."""
+    return len(to_bytes(packet))
+
+
+def l3_length(frame: Ethernet) -> int:
+    """The length of what ``frame`` carries after its Ethernet header and any 802.1Q tags (what a
+    device's MTU bounds)."""
+    p: object = frame.payload
+    while isinstance(p, Dot1Q):
+        p = p.payload
+    if p is None:
+        return 0
+    if isinstance(p, IPv4):
+        return ip_length(p)
+    if isinstance(p, ARP):
+        return 28
+    return len(to_bytes(p)) if isinstance(p, Raw) else 0
+
+
+def frame_length(frame: Ethernet) -> int:
+    """The frame's length without padding or FCS: 14 bytes of Ethernet header, 4 per 802.1Q tag,
+    and its payload."""
+    return 14 + 4 * len(vlan_ids(frame)) + l3_length(frame)
+
+
 def icmp_error(type: int, code: int, original: IPv4, *, mtu: int = 0) -> ICMP:
     """An ICMP error quoting ``original`` (``mtu`` for ``FRAG_NEEDED``)."""
     return ICMP(type=type, code=code, seq=mtu, payload=original)

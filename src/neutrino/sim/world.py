@@ -58,6 +58,7 @@ from neutrino.host.ofctl_show import OfPort
 from neutrino.host.ovsdb import Bridge, Interface, OvsdbShow, Port
 from neutrino.host.state import ROOT, HostState, NamespaceState
 from neutrino.host.sysctl import Sysctl
+from neutrino.sim.conntrack import CtRef, CtState
 from neutrino.sim.guest import LISTENING as GUEST_LISTENING
 from neutrino.sim.guest import PARAMS as GUEST_PARAMS
 from neutrino.sim.guest import DhcpState, Guest, reset_for
@@ -69,6 +70,7 @@ from neutrino.sim.packets import (
     ARP,
     BROADCAST,
     DHCP,
+    ENCAP_IP_OVERHEAD,
     ICMP,
     TCP,
     UDP,
@@ -85,7 +87,11 @@ from neutrino.sim.packets import (
     dhcp_client_frame,
     echo_reply,
     echo_request,
+    frame_length,
     icmp_error,
+    ip_length,
+    l3_length,
+    ping_data,
     pop_vlan,
     push_vlan,
     summary,
@@ -164,6 +170,8 @@ class _Run:
     failed: str = ""  # the answer that came back says the exchange failed (a reset, an ICMP error)
     answer: str = ""  # what the answer said (an ARP reply's MAC, a DHCP offer's address)
     aliases: set[tuple[int, int]] = field(default_factory=set)  # the probe's key as a NAT remapped it
+    size: int | None = None  # the probe was given a size (``probe(size=...)``): devices' MTUs are checked
+    local_mtu: int = 0  # the sender's own device's MTU, when the sized packet was larger (EMSGSIZE)
 
     def follows(self, key: tuple[int, int] | None, goal: tuple[int, int] | None) -> bool:
         """Whether a packet with flow ``key`` belongs to the probe (whose key is ``goal``)."""
@@ -210,6 +218,8 @@ def _failure_of(packet: IPv4) -> str:
     p = packet.payload
     if isinstance(p, TCP) and p.flags & TCPFlag.RST:
         return f"{REFUSED}{packet.src} answered tcp/{p.sport} with a reset (RST)"
+    if isinstance(p, ICMP) and p.type == ICMPType.DEST_UNREACH and p.code == UnreachCode.FRAG_NEEDED:
+        return f"ICMP fragmentation needed (type 3 code 4, next-hop MTU {p.mtu}) from {packet.src}"
     if isinstance(p, ICMP) and p.type == ICMPType.DEST_UNREACH:
         return f"ICMP destination unreachable (code {int(p.code)}) from {packet.src}"
     if isinstance(p, ICMP) and p.type == ICMPType.TIME_EXCEEDED:
@@ -475,14 +485,16 @@ def _zone_moves(before: Mapping[str, int], after: Mapping[str, int]) -> dict[int
 
 
 _SAVED = ("specs", "network_hosts", "externals", "uplinks", "topo", "flood_pruning", "_seg_fdb", "guests",
-          "_dhcp", "_dhcp_inputs", "_unbuilt", "_pending", "_guest_pending", "metadata")
+          "_dhcp", "_dhcp_inputs", "_unbuilt", "_pending", "_guest_pending", "metadata", "underlay_mtu")
 
 
 class World:
     def __init__(self, hosts: tuple[HostState, ...], *, tunnel_ips: dict[str, IPv4Address] | None = None,
                  guests: tuple[GuestSpec, ...] = (), externals: tuple[ExternalNet, ...] = (),
-                 network_hosts: frozenset[str] = frozenset(), uplinks: tuple[Uplink, ...] = ()) -> None:
+                 network_hosts: frozenset[str] = frozenset(), uplinks: tuple[Uplink, ...] = (),
+                 underlay_mtu: int = 1500) -> None:
         self.specs = {g.name: g for g in guests}
+        self.underlay_mtu = underlay_mtu  # the hosts' physical network, where no device of theirs says
         self.network_hosts = network_hosts
         self.externals = externals
         self.uplinks = {_uplink_dev(u): u for u in uplinks}
@@ -796,15 +808,104 @@ class World:
                     steps.append(Step(StepKind.DROP, emit.port, f"no host at tunnel endpoint {tun.remote_ip}"))
                     continue
                 steps.append(self._encap_step(tun, far, emit.meta))
+                if run.size is not None and (drop := self._underlay_check(tun, emit.frame, emit.meta)) is not None:
+                    steps.append(drop)
+                    continue
                 out.append(_Event(End(Kind.OVS, far.host, far.bridge, far.port), emit.frame,
                                   Meta(tun_id=emit.meta.tun_id, tun_src=self._v4(tun.local_ip or self.topo.tunnel_ips.get(tun.host)),
                                        tun_dst=self._v4(tun.remote_ip))))
                 continue
             if self._not_for(here, emit.frame):
                 continue
+            if run.size is not None and (drop := self._ovs_mtu_check(here, emit.frame)) is not None:
+                steps.append(drop)
+                continue
             out.extend(self._send_from(here, emit.frame))
         self._hop(run, ev, ev.end.element, steps, goal)
         return out
+
+    # ---------------------------------------------------------------------------- MTUs
+
+    def _dev_mtu(self, host: str, ns: str, dev: str) -> int | None:
+        """The MTU ``ip link`` gives device ``dev`` of namespace ``ns`` on ``host`` (None: unknown)."""
+        try:
+            lk = self.stack(host, ns).links.get(dev)
+        except (KeyError, NeutrinoError):
+            return None
+        return lk.mtu if lk is not None and lk.mtu else None
+
+    def _ovs_port_mtu(self, here: End) -> int | None:
+        """The MTU of the device behind OVS port ``here``: the host's device of that name (a veth
+        end such as qvo…), else the namespace device it leads to (an internal port moved into a
+        router or DHCP namespace). None for a patch port (no device) and when nothing says."""
+        peer = self.topo.peer(here)
+        if peer is not None and peer.kind is Kind.OVS:
+            return None
+        mtu = self._dev_mtu(here.host, ROOT, here.port)
+        if mtu is None and peer is not None and peer.kind is Kind.NS:
+            mtu = self._dev_mtu(peer.host, peer.element, peer.port)
+        return mtu
+
+    def _ovs_mtu_check(self, here: End, frame: Ethernet) -> Step | None:
+        """The datapath's check on output (``ovs_vport_send``): a packet longer than the port's
+        MTU (not counting the Ethernet header and a VLAN tag) is dropped, silently."""
+        mtu = self._ovs_port_mtu(here)
+        size = l3_length(frame)
+        if mtu is None or size <= mtu:
+            return None
+        return Step(StepKind.DROP, f"mtu {mtu} dev {here.port}",
+                    f"frame of {frame_length(frame)} bytes ({size} of IP) larger than {here.port}'s MTU {mtu}: "
+                    "dropped (silently: no ICMP error)")
+
+    def _lbr_mtu_check(self, host: str, port: str, frame: Ethernet) -> Step | None:
+        """A Linux bridge's check on output (``br_dev_queue_push_xmit``, ``is_skb_forwardable``): a
+        frame longer than the port's MTU plus its Ethernet header and 4 bytes (room for a VLAN
+        tag) is dropped, silently."""
+        mtu = self._dev_mtu(host, ROOT, port)
+        length = frame_length(frame)
+        if mtu is None or length <= mtu + 18:
+            return None
+        return Step(StepKind.DROP, f"mtu {mtu} dev {port}",
+                    f"frame of {length} bytes ({l3_length(frame)} of IP) larger than {port}'s MTU {mtu}: "
+                    "dropped (silently: no ICMP error)")
+
+    def _underlay(self, tun: Tunnel) -> tuple[int, str]:
+        """The MTU the encapsulated packet meets, and the device: the one the host's routes send
+        the tunnel's remote address out of, else the physical network's (:attr:`underlay_mtu`,
+        no device: '')."""
+        remote = tun.remote_ip
+        if isinstance(remote, IPv4Address):
+            try:
+                st = self.stack(tun.host, ROOT)
+                decision = st.route(remote)
+            except (KeyError, NeutrinoError):
+                decision = None
+            if isinstance(decision, RouteDecision) and not decision.local:
+                lk = st.links.get(decision.dev)
+                if lk is not None and lk.mtu:
+                    return lk.mtu, decision.dev
+        return self.underlay_mtu, ""
+
+    def _underlay_check(self, tun: Tunnel, frame: Ethernet, meta: Meta) -> Step | None:
+        """A tunnel port's packet: the inner frame plus the tunnel's headers must fit the
+        underlay's MTU; OVS's tunnels set DF on the outer packet, so a larger one is dropped (the
+        kernel's ICMP error goes to the host itself, never to the instance)."""
+        overhead = ENCAP_IP_OVERHEAD.get(tun.type)
+        if overhead is None:
+            return None
+        mtu, dev = self._underlay(tun)
+        outer = frame_length(frame) + overhead
+        if outer <= mtu:
+            return None
+        inner = l3_length(frame)
+        fits = mtu - overhead - (frame_length(frame) - inner)
+        where = f"dev {dev}" if dev else "underlay"
+        return Step(StepKind.DROP, f"mtu {mtu} {where}",
+                    f"{tun.type.upper()} packet of {outer} bytes ({inner}-byte inner packet + {outer - inner} bytes "
+                    f"of tunnel headers) larger than the underlay's MTU {mtu} "
+                    f"({dev or 'the physical network: physical_mtu'}): dropped (silently: no "
+                    f"ICMP error reaches the sender); packets of up to {fits} bytes fit through {tun.port}"
+                    + (f" (key {meta.tun_id:#x})" if meta.tun_id is not None else ""))
 
     def _not_for(self, out: End, frame: Ethernet) -> bool:
         """Whether the copy of ``frame`` a bridge floods out of ``out`` needs no following: a DHCP
@@ -876,6 +977,9 @@ class World:
                 if not verdict.accepted:
                     continue
                 frame = _replace_ip(frame, verdict.packet)
+            if run.size is not None and (drop := self._lbr_mtu_check(host, port, frame)) is not None:
+                steps.append(drop)
+                continue
             out.extend(self._send_from(End(Kind.LBR, host, name, port), frame))
         if res.up:
             out.append(_Event(End(Kind.NS, host, ROOT, name), ev.frame))
@@ -1061,6 +1165,14 @@ class World:
             if err is not None:
                 steps.extend(err.steps)
             self._hop(run, ev, ns, steps, goal)
+            if err is not None and err.reason == "MTU":  # fragmentation needed, back to the sender
+                # the error carries the packet's connection (icmp_send's nf_ct_attach), confirmed
+                # or not, so a NAT is undone in it (a floating IP's DNAT: it comes from the floating IP)
+                related = CtRef(ct.conn, ct.direction.other, CtState.RELATED, ct.zone) \
+                    if ct is not None and ct.conn is not None else None
+                for _, f in err.frames:
+                    if isinstance(f.payload, IPv4):
+                        out.extend(self._send_local(host, ns, f.payload, run, goal, related=related))
             return out
         if nf is not None:
             res = nf.traverse((Hook.FORWARD, Hook.POSTROUTING), fwd,
@@ -1121,9 +1233,12 @@ class World:
         return self._send_from(end, tx.frame)
 
     def _send_local(self, host: str, ns: str, packet: IPv4, run: _Run, goal: tuple[int, int] | None, *,
-                    origin: bool = False) -> list[_Event]:
+                    origin: bool = False, check_mtu: bool = False, related: CtRef | None = None) -> list[_Event]:
         """A packet the namespace itself sends: the output route, OUTPUT and POSTROUTING.
-        ``origin``: the probe's own request, whose system call fails when it cannot leave."""
+        ``origin``: the probe's own request, whose system call fails when it cannot leave (also
+        when, sized, it is larger than the out device's MTU: EMSGSIZE, before any hook);
+        ``check_mtu``: that check alone. ``related``: the conntrack attachment the packet (an ICMP
+        error about a forwarded one) starts with."""
         st = self.stack(host, ns)
         steps: list[Step] = []
         decision = st.route(packet.dst, src=packet.src)
@@ -1135,9 +1250,18 @@ class World:
             self._hop_local(run, host, ns, packet, steps, goal)
             return []
         steps.append(decision.step)
+        if (origin or check_mtu) and run.size is not None:
+            mtu = self._dev_mtu(host, ns, decision.dev)
+            length = ip_length(packet)
+            if mtu is not None and length > mtu:
+                run.errno, run.local_mtu = "Message too long", mtu
+                steps.append(_local_error_step(length, decision.dev, mtu))
+                self._hop_local(run, host, ns, packet, steps, goal)
+                return []
         nf = self.netfilter(host, ns)
         if nf is not None:
-            res = nf.traverse((Hook.OUTPUT, Hook.POSTROUTING), packet, self._ctx(host, ns, out_dev=decision.dev))
+            res = nf.traverse((Hook.OUTPUT, Hook.POSTROUTING), packet,
+                              self._ctx(host, ns, out_dev=decision.dev, ct=related))
             steps.extend(res.steps)
             if not res.accepted:
                 if origin:
@@ -1168,6 +1292,12 @@ class World:
             steps.append(Step(StepKind.DELIVER, str(packet.dst), "the reply reached the sender"))
             return []
         p = packet.payload
+        if followed and not run.delivered_at and isinstance(p, ICMP) and p.type == ICMPType.DEST_UNREACH \
+                and p.code == UnreachCode.FRAG_NEEDED:  # the sender learns its packet was too big
+            run.replied = True
+            run.failed = run.failed or _failure_of(packet)
+            steps.append(Step(StepKind.DELIVER, str(packet.dst), f"the ICMP error reached the sender: {run.failed}"))
+            return []
         if followed and not run.delivered_at:
             run.delivered_at = here
             run.reply_start = len(run.hops) + 1
@@ -1214,7 +1344,7 @@ class World:
 
     # ---------------------------------------------------------------------------- entry points
 
-    def _probe_from_outside(self, dst: str, *, proto: str, dport: int, ident: int) -> Trace:
+    def _probe_from_outside(self, dst: str, *, proto: str, dport: int, ident: int, size: int | None = None) -> Trace:
         if not self.externals:
             raise InvalidInput("this cloud has no external network to come from")
         try:
@@ -1234,11 +1364,15 @@ class World:
             goal = (6, ident)
         else:
             raise InvalidInput(f"from the outside: icmp or tcp, not {proto!r}")
-        run = _Run()
-        events = deque(self._send_local(OUTSIDE, ROOT, packet, run, goal))
+        run = _Run(size=size)
+        packet = _sized_packet(packet, size)
+        events = deque(self._send_local(OUTSIDE, ROOT, packet, run, goal, check_mtu=size is not None))
         # a floating IP is no guest's own address: the first guest the request reaches is its target
         self._run(events, run, goal, self._target_of(dst_ip))
-        return _verdict(run, str(dst_ip))
+        trace = _verdict(run, str(dst_ip))
+        if run.errno:
+            trace = replace(trace, verdict=replace(trace.verdict, detail=_local_error(proto, run)))
+        return _with_size(trace, packet, size)
 
     def _target_of(self, ip: IPv4Address) -> str:
         return next((n for n, g in self.guests.items() if g.ip == ip), "")
@@ -1500,7 +1634,8 @@ class World:
             for m in macs & set(fdb):
                 del fdb[m]
 
-    def _probe_from_host(self, name: str, dst: str, *, proto: str, dport: int, ident: int) -> Trace:
+    def _probe_from_host(self, name: str, dst: str, *, proto: str, dport: int, ident: int,
+                         size: int | None = None) -> Trace:
         """``ping``/``nc`` run in a host's root namespace: the output route picks the source,
         then OUTPUT and POSTROUTING; a DROP there fails the system call (EPERM)."""
         if name not in self.hosts or name == OUTSIDE:
@@ -1524,10 +1659,16 @@ class World:
         else:
             raise InvalidInput(f"from a host: icmp or tcp, not {proto!r}")
         target = dst if dst in self.guests else self._target_of(dst_ip)
-        run = _Run()
+        run = _Run(size=size)
+        packet = _sized_packet(packet, size)
         events = deque(self._send_local(name, ROOT, packet, run, goal, origin=True))
         self._run(events, run, goal, target)
         trace = _verdict(run, target or str(dst_ip))
+        if run.local_mtu:
+            return _with_size(replace(trace, verdict=replace(trace.verdict, detail=_local_error(proto, run))),
+                              packet, size)
+        if size is not None:
+            trace = _with_size(trace, packet, size)
         if run.errno:
             call = "sendmsg" if proto == "icmp" else "connect"
             v = trace.verdict
@@ -1547,7 +1688,7 @@ class World:
     def probe(self, src: str, dst: str, *, proto: str = "icmp", dport: int = 22, ident: int = 41000,
               src_ip: str | IPv4Address | None = None, src_mac: str | Mac | None = None,
               dst_mac: str | Mac | None = None, sport: int | None = None, tcp_flags: str | None = None,
-              at: str | None = None, vlan: int | None = None) -> Trace:
+              at: str | None = None, vlan: int | None = None, size: int | None = None) -> Trace:
         """One packet from ``src`` to ``dst`` (a guest name or an IP address), traced, with its
         reply. ``src`` is a guest's name, ``outside``, or ``host:<name>`` for a host's root
         namespace.
@@ -1561,7 +1702,21 @@ class World:
         F, PA...; a segment without SYN meets conntrack and the peer as it is), and ``at``:
         ``HOST:DEVICE`` (or ``HOST:ELEMENT:DEVICE``) injects the frame where it enters that
         device's bridge (or namespace), tagged ``vlan`` when given; ``src`` is then an instance
-        (its MAC and address are the defaults) or an address."""
+        (its MAC and address are the defaults) or an address.
+
+        ``size``: the ICMP echo data's length as ``ping -s`` takes it (or the TCP or UDP
+        payload's), the packet sent with DF set (``ping -M do``). Every device then checks it
+        against its MTU as the kernel does: the sender's own device first (``ping: local error:
+        message too long, mtu=M``), an OVS or Linux bridge port drops a larger frame silently, a
+        tunnel's packet with its headers must fit the underlay's MTU, a router answers a larger
+        packet with ICMP fragmentation needed; each ends the trace with :attr:`DropReason.MTU`.
+        None: no MTU is checked (nor is anything printed of sizes)."""
+        if size is not None:
+            if proto not in ("icmp", "tcp", "udp"):
+                raise InvalidInput(f"--size: only with --proto icmp, tcp or udp (not {proto})")
+            biggest = 65495 if proto == "tcp" else 65507
+            if not 0 <= size <= biggest:
+                raise InvalidInput(f"--size {size}: a {proto} payload is 0 to {biggest} bytes")
         if proto not in PROTOCOLS:
             raise InvalidInput(f"unknown protocol {proto!r} ({', '.join(PROTOCOLS[:-1])} or {PROTOCOLS[-1]})")
         if not 1 <= dport <= 65535:
@@ -1569,13 +1724,14 @@ class World:
         pk = packet_spec(proto, src_ip=src_ip, src_mac=src_mac, dst_mac=dst_mac, sport=sport,
                          tcp_flags=tcp_flags, at=at, vlan=vlan)
         if pk.at is not None or proto in L2_PROTOCOLS:
-            return self._probe_exact(src, dst, proto, dport, ident, pk)
+            return self._probe_exact(src, dst, proto, dport, ident, pk, size)
         if pk.given() and (src == OUTSIDE or src.startswith(HOST_PREFIX)):
             raise InvalidInput(f"{src}: the packet's fields can be given from an instance, or with --at")
         if src == OUTSIDE:
-            return self._probe_from_outside(dst, proto=proto, dport=dport, ident=ident)
+            return self._probe_from_outside(dst, proto=proto, dport=dport, ident=ident, size=size)
         if src.startswith(HOST_PREFIX):
-            return self._probe_from_host(src[len(HOST_PREFIX):], dst, proto=proto, dport=dport, ident=ident)
+            return self._probe_from_host(src[len(HOST_PREFIX):], dst, proto=proto, dport=dport, ident=ident,
+                                         size=size)
         spec = self.specs.get(src)
         if spec is None:
             raise InvalidInput(f"no instance named {src!r}")
@@ -1617,7 +1773,18 @@ class World:
             raise InvalidInput(f"unknown protocol {proto!r} (icmp, tcp, udp or http)")
         frame = pk.spoof(frame)
         end = End(Kind.GUEST, spec.host, src, "eth0")
-        run = _Run(sender=src)
+        run = _Run(sender=src, size=size)
+        if size is not None:
+            frame = _sized_frame(frame, size)
+            length = ip_length(frame.payload) if isinstance(frame.payload, IPv4) else 0
+            if length > guest.mtu:  # the guest's kernel refuses it: nothing leaves eth0, not even ARP
+                run.local_mtu = guest.mtu
+                refused = Hop(spec.host, src, "eth0", packet=summary(frame),
+                              steps=(_local_error_step(length, "eth0", guest.mtu),), frame=frame)
+                verdict = Verdict(VerdictKind.DROPPED, DropReason.MTU, f"{spec.host} {src}",
+                                  detail=_local_error(proto, run))
+                told = _described(frame, proto, pk) if pk.given() else ()
+                return _with_size(Trace((refused,), verdict, packet=told), frame.payload, size)
         events: deque[_Event] = deque()
         hw = pk.dst_mac or guest.resolve(hop)
         if hw is None:
@@ -1633,11 +1800,14 @@ class World:
         trace = replace(_verdict(run, target or str(dst_ip)), packet=told)
         if proto == "udp" and trace.reply is not None and not trace.reply.delivered and not trace.reply.hops:
             trace = replace(trace, reply=None)  # a datagram expects no answer
+        if size is not None and isinstance(frame.payload, IPv4):
+            trace = _with_size(trace, frame.payload, size)
         return trace
 
     # ------------------------------------------------------------------ packets given field by field
 
-    def _probe_exact(self, src: str, dst: str, proto: str, dport: int, ident: int, pk: PacketSpec) -> Trace:
+    def _probe_exact(self, src: str, dst: str, proto: str, dport: int, ident: int, pk: PacketSpec,
+                     size: int | None = None) -> Trace:
         """An ARP or DHCP exchange, or a packet injected at a device (``pk.at``)."""
         guest: Guest | None = None
         spec = self.specs.get(src)
@@ -1672,15 +1842,20 @@ class World:
                 raise InvalidInput(f"nothing in this cloud holds {via or dst_ip}: give the destination MAC (--dst-mac)")
         port = pk.sport if pk.sport is not None else ident
         frame, goal = _frame(proto, s_mac, d_mac, s_ip, dst_ip, dport, port, ident, pk.flags)
+        if size is not None:
+            frame = _sized_frame(frame, size)
         if guest is not None and proto in ("tcp", "http"):
             guest.opened(dst_ip, 80 if proto == "http" else dport, port)
         if pk.vlan is not None:
             frame = push_vlan(frame, pk.vlan)
-        run = _Run(sender=src if guest is not None else "")
+        run = _Run(sender=src if guest is not None else "", size=size)
         self._run(deque([_Event(start, frame)]), run, goal, target)
         trace = replace(_verdict(run, target or str(dst_ip)), packet=_described(frame, proto, pk, start))
         if proto == "udp" and trace.reply is not None and not trace.reply.delivered and not trace.reply.hops:
             trace = replace(trace, reply=None)
+        ip4 = _ip(frame)
+        if size is not None and ip4 is not None:
+            trace = _with_size(trace, ip4, size)
         return trace
 
     def _end_at(self, at: str) -> End:
@@ -1915,7 +2090,54 @@ def _verdict(run: _Run, target: str) -> Trace:
             reply_verdict = _dropped(run, "the sender (no reply came back)", reply=True)
         reply = Trace(reply_hops, reply_verdict)
         return Trace(request, Verdict(VerdictKind.DELIVERED, where=run.delivered_at), reply=reply, forks=_side(run))
-    return Trace(hops, _dropped(run, target), forks=_side(run))
+    verdict = _dropped(run, target)
+    if verdict.reason is DropReason.MTU and run.failed:
+        verdict = replace(verdict, detail=f"{verdict.detail}; the sender got {run.failed}")
+    return Trace(hops, verdict, forks=_side(run))
+
+
+# ---------------------------------------------------------------------------- sizes (MTU)
+
+def _sized_packet(packet: IPv4, size: int | None) -> IPv4:
+    """``packet`` carrying ``size`` bytes (the echo data as ``ping -s`` lays it out, or the TCP or
+    UDP payload), with DF set (``ping -M do``); as it is when ``size`` is None."""
+    if size is None:
+        return packet
+    p = packet.payload
+    if isinstance(p, ICMP):
+        p = with_(p, payload=Raw(data=ping_data(size)) if size else None)
+    elif isinstance(p, TCP | UDP):
+        p = with_(p, payload=Raw(data=bytes(size)) if size else None)
+    out: IPv4 = with_(packet, df=True, payload=p)
+    return out
+
+
+def _sized_frame(frame: Ethernet, size: int) -> Ethernet:
+    if isinstance(frame.payload, IPv4):
+        out: Ethernet = with_(frame, payload=_sized_packet(frame.payload, size))
+        return out
+    return frame
+
+
+def _with_size(trace: Trace, packet: object, size: int | None) -> Trace:
+    """``trace`` whose ``packet`` also says the size asked for and the IP packet's length."""
+    if size is None or not isinstance(packet, IPv4):
+        return trace
+    return replace(trace, packet=(*trace.packet, ("size", str(size)), ("ip_length", str(ip_length(packet))),
+                                  ("df", "set")))
+
+
+def _local_error_step(length: int, dev: str, mtu: int) -> Step:
+    return Step(StepKind.DROP, f"mtu {mtu} dev {dev}",
+                f"a {length}-byte packet with DF set is larger than {dev}'s MTU {mtu}: the sender's own kernel "
+                "refuses it (EMSGSIZE), nothing is sent")
+
+
+def _local_error(proto: str, run: _Run) -> str:
+    """What the sender is told when its own device's MTU is too small (``ping -M do``'s words)."""
+    if proto == "icmp":
+        return f"ping: local error: message too long, mtu={run.local_mtu}"
+    return f"sendmsg: Message too long (EMSGSIZE): the device's MTU is {run.local_mtu}"
 
 
 def _dropped(run: _Run, what: str, *, reply: bool = False) -> Verdict:
@@ -1928,7 +2150,9 @@ def _dropped(run: _Run, what: str, *, reply: bool = False) -> Verdict:
     if step.text.split("[")[0] in SERVICES:
         return Verdict(VerdictKind.DROPPED, DropReason.IGNORED, where, step.obj,
                        f"{step.text} ignores it: {step.detail}")
-    if "sg-fallback" in text or "security" in step.obj or "sg-rule" in step.obj:
+    if step.text.startswith("mtu "):  # a device's MTU (see World._ovs_mtu_check and the others)
+        reason = DropReason.MTU
+    elif "sg-fallback" in text or "security" in step.obj or "sg-rule" in step.obj:
         reason = DropReason.SECURITY_GROUP
     elif "--mac-source" in text or "! -s" in text or "IP/MAC" in text or (
             where.endswith(" br-int") and step.text.split(",")[0] in ("table=24", "table=25")):
