@@ -44,6 +44,7 @@ import difflib
 import gc
 import ipaddress
 import pickle
+import re
 from collections import deque
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
@@ -110,7 +111,7 @@ INTERNET = "internet"
 HOST_PREFIX = "host:"  # probe("host:controller-1", ...): from a host's root namespace
 WIRE = "wire"  # the host name of a physical segment's hops
 MAX_EVENTS = 5000
-METADATA_PORTS = (9697, 8775, 80)
+METADATA_PORTS = (9697, 8775)  # neutron's proxy in the router (REDIRECTed from :80), nova-api
 
 
 @dataclass(frozen=True, slots=True)
@@ -2140,6 +2141,10 @@ def _local_error(proto: str, run: _Run) -> str:
     return f"sendmsg: Message too long (EMSGSIZE): the device's MTU is {run.local_mtu}"
 
 
+# the end of a port's Havana-style s- chain (its (address, MAC) pairs allowed, the rest dropped)
+_SPOOF_CHAIN_DROP = re.compile(r"^-A (quantum|neutron)-openvswi-s[0-9a-f-]{10} -j DROP$")
+
+
 def _dropped(run: _Run, what: str, *, reply: bool = False) -> Verdict:
     if not run.drops:
         if reply:
@@ -2154,7 +2159,7 @@ def _dropped(run: _Run, what: str, *, reply: bool = False) -> Verdict:
         reason = DropReason.MTU
     elif "sg-fallback" in text or "security" in step.obj or "sg-rule" in step.obj:
         reason = DropReason.SECURITY_GROUP
-    elif "--mac-source" in text or "! -s" in text or "IP/MAC" in text or (
+    elif "--mac-source" in text or "! -s" in text or "IP/MAC" in text or _SPOOF_CHAIN_DROP.match(step.text) or (
             where.endswith(" br-int") and step.text.split(",")[0] in ("table=24", "table=25")):
         reason = DropReason.ANTI_SPOOFING  # br-int's ARP_SPOOF_TABLE (24) and MAC_SPOOF_TABLE (25) too
     elif "no flow matched" in text or "table miss" in text:
