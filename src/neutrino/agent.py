@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -65,6 +65,12 @@ def report_ports(services: Cloud, cloud: CloudSnapshot, hosts: tuple[HostState, 
             services.set_port_status(pid, want)
             changed += 1
     return changed
+
+
+def with_statuses(cloud: CloudSnapshot, statuses: dict[str, str]) -> CloudSnapshot:
+    """``cloud`` with its ports' statuses set as ``statuses`` says (what :func:`report_ports` wrote)."""
+    ports = tuple(replace(p, status=statuses.get(p.id, p.status)) for p in cloud.ports)
+    return replace(cloud, ports=ports, _index={})
 
 
 class Agents:
@@ -157,7 +163,9 @@ class Agents:
         linux = self._converge_linux(changed, gone, (self.services, snap, hosts))
         ports = report_ports(self.services, snap, hosts)
         self._kept = {h.name: h for h in hosts}
-        self._snap = self.services.snapshot() if ports else snap
+        # the snapshot planned from, with the statuses just reported: a change committed meanwhile
+        # (a router interface added during this pass) differs from it, so the next pass plans it
+        self._snap = with_statuses(snap, wired_status(snap, hosts)) if ports else snap
         self.resync = False
         result = Pass(generation, tuple(h.name for h in changed), ports, linux,
                       time.perf_counter() - started)

@@ -121,7 +121,8 @@ PATH_IDS = {"network_id": "network", "subnet_id": "subnet", "port_id": "port", "
             "floatingip_id": "floatingip", "security_group_id": "security_group",
             "security_group_rule_id": "security_group_rule", "server_id": "server", "project_id": "project",
             "hypervisor_id": "hypervisor", "flavor_id": "flavor", "image_id": "image", "agent_id": "agent",
-            "user_id": "user", "network_label": "network_name", "tag": "tag", "alias": "alias"}
+            "user_id": "user", "network_label": "network_name", "tag": "tag", "alias": "alias", "role_id": "role",
+            "domain_id": "domain"}
 BODY_IDS = {"network_id": "network", "subnet_id": "subnet", "port_id": "port", "security_group_id": "security_group",
             "remote_group_id": "security_group", "floating_network_id": "external", "net_id": "network",
             "uuid": "network", "port": "free_port", "imageRef": "image", "flavorRef": "flavor", "name": "name"}
@@ -165,8 +166,14 @@ def build_topology(w: World) -> None:
             "security_groups": [{"name": sg["name"]}]}}, h)
         hyps = c.get("/compute/v2.1/os-hypervisors", headers=h).json()["hypervisors"]
         agents = c.get("/v2.0/agents", headers=h).json()["agents"]
-        projects = c.get("/identity/v3/projects", headers=h).json()["projects"]
-        users = c.get("/identity/v3/users", headers=h).json()["users"]
+        # identity objects of its own for the fuzzer to change and delete: never the admin's project,
+        # user or roles, whose loss would end the token every request carries
+        ks_project = _post(c, "/identity/v3/projects", {"project": {"name": f"fz-project{n}"}}, h)
+        ks_user = _post(c, "/identity/v3/users", {"user": {"name": f"fz-user{n}", "password": "fz",
+                                                            "default_project_id": ks_project["id"]}}, h)
+        ks_role = _post(c, "/identity/v3/roles", {"role": {"name": f"fz-role{n}"}}, h)
+        ks_domain = _post(c, "/identity/v3/domains", {"domain": {"name": f"fz-domain{n}"}}, h)
+        projects = [p for p in c.get("/identity/v3/projects", headers=h).json()["projects"] if p["name"] != "admin"]
     for kind, value in (("network", net["id"]), ("subnet", sub["id"]), ("external", ext["id"]),
                         ("security_group", sg["id"]), ("security_group_rule", rule["id"]), ("port", port["id"]),
                         ("free_port", free["id"]), ("router", router["id"]), ("floatingip", fip["id"]),
@@ -176,7 +183,9 @@ def build_topology(w: World) -> None:
     w.ids["hypervisor"] = [h["id"] for h in hyps]
     w.ids["agent"] = [a["id"] for a in agents]
     w.ids["project"] = [p["id"] for p in projects]
-    w.ids["user"] = [u["id"] for u in users]
+    w.ids["user"] = [ks_user["id"]]
+    w.ids["role"] = [ks_role["id"]]
+    w.ids["domain"] = [ks_domain["id"]]
     w.ids["flavor"] = ["1", "42"]
     w.ids["tag"] = ["blue"]
     w.ids["alias"] = ["router", "security-group"]

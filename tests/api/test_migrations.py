@@ -1,5 +1,6 @@
 """Schema migrations: a version-1 database (no creation sequence) is brought to version 2 with its
-rows numbered in the order they listed before, and new rows continue the sequence."""
+rows numbered in the order they listed before, and new rows continue the sequence; a version-2
+database gets Keystone's tables (version 3), filled from the scenario's identity section."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 from sqlalchemy import inspect, select, text
 
 from neutrino.db import models
-from neutrino.db.session import SEQUENCED_TABLES, Database, _migration_1, now
+from neutrino.db.session import KEYSTONE_TABLES, SEQUENCED_TABLES, Database, _migration_1, now
 from neutrino.scenarios.model import default_scenario
 from neutrino.services.cloud import Cloud, networks, prepare
 
@@ -53,7 +54,7 @@ def test_version_1_database_gets_a_creation_sequence(tmp_path):
     assert "created_seq" not in {c["name"] for c in old.get_columns("networks")}
     assert not old.has_table("neutrino_counters")
     db = Database(url)
-    assert db.schema_version() == models.SCHEMA_VERSION == 2
+    assert db.schema_version() == models.SCHEMA_VERSION == 3
     insp = inspect(db.engine)
     for table in SEQUENCED_TABLES:
         assert "created_seq" in {c["name"] for c in insp.get_columns(table)}
@@ -75,7 +76,7 @@ def test_version_1_database_gets_a_creation_sequence(tmp_path):
     with cloud.read(cloud.admin_context()) as tx:
         listed = [n["name"] for n in networks.list_networks(tx, {})]
     assert listed == ["third", "first", "second", "after"]
-    assert Database(url).schema_version() == 2  # migrating again changes nothing
+    assert Database(url).schema_version() == 3  # migrating again changes nothing
 
 
 def test_a_fresh_database_starts_the_sequence_at_one(tmp_path):
@@ -86,3 +87,33 @@ def test_a_fresh_database_starts_the_sequence_at_one(tmp_path):
     with db.read() as s:
         seqs = sorted(s.scalars(select(models.Network.created_seq)).all())
     assert seqs[0] == 1
+
+
+def test_version_2_database_gets_keystone_tables(tmp_path):
+    from neutrino.api.identity import Auth
+    from neutrino.scenarios.model import Identity
+    from neutrino.services import keystone
+
+    url = f"sqlite:///{tmp_path / 'v2.db'}"
+    db = Database(url)
+    with db.write() as s:
+        conn = s.connection()
+        for table in KEYSTONE_TABLES:
+            conn.execute(text(f"DROP TABLE {table}"))
+        conn.execute(text("DELETE FROM neutrino_schema WHERE version = 3"))
+    db.dispose()
+    old = Database(url, migrate=False)
+    assert old.schema_version() == 2 and not inspect(old.engine).has_table("keystone_projects")
+    old.dispose()
+    db = Database(url)
+    assert db.schema_version() == 3
+    assert all(inspect(db.engine).has_table(t) for t in KEYSTONE_TABLES)
+    auth = Auth("keystone", default_scenario().identity)
+    auth.attach(db)
+    with db.read() as s:
+        names = sorted(s.scalars(select(models.KeystoneProject.name)).all())
+        admin = s.get(models.KeystoneUser, Identity.user_id("admin"))
+        roles = [r.name for r in keystone.roles_on(s, Identity.user_id("admin"), Identity.project_id("admin"))]
+    assert names == ["admin", "demo"]
+    assert admin is not None and admin.password != "secret" and keystone.check_password(admin.password, "secret")
+    assert roles == ["admin", "member", "reader"]

@@ -71,6 +71,7 @@ def openapi_response(request: Request) -> Response:
 
 
 def build_app(cloud: Cloud, auth: Auth) -> Starlette:
+    auth.attach(cloud.db)  # identity data lives in the cloud's database
     neutron = NeutronAPI(cloud)
     compute = ComputeAPI(cloud)
     image = ImageAPI()

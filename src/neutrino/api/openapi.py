@@ -251,8 +251,11 @@ def _identity(paths: dict[str, Any]) -> None:
     e = "keystone"
     for method, path, summary, body in identity.ROUTES:
         full = "/identity" + path.rstrip("/") if path != "/" else "/identity"
-        ok = {"POST": 201, "DELETE": 204}.get(method, 300 if path == "/" else 200)
-        op = _op(summary, "identity", ok, e, (400, 401, 404, 405, 413, 414), body=body,
+        ok = identity.OK_STATUS.get((method, path)) or {"POST": 201, "DELETE": 204}.get(
+            method, 300 if path == "/" else 200)
+        errors = (400, 401, 404, 405, 413, 414) if path in ("/", "/v3") or path.startswith("/v3/auth") \
+            else (400, 401, 403, 404, 405, 409, 413, 414)
+        op = _op(summary, "identity", ok, e, errors, body=body,
                  params=_path_params(path) or None)
         if path == "/v3/auth/tokens" and method != "POST":
             op["parameters"] = [{"name": "X-Subject-Token", "in": "header", "required": True,

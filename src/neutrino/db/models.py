@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class Base(DeclarativeBase):
@@ -229,3 +229,59 @@ class Quota(Base):
     project_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     resource: Mapped[str] = mapped_column(String(64), primary_key=True)
     limit: Mapped[int] = mapped_column(Integer)
+
+
+# -- Keystone (migration 3): domains, projects, users, roles and role assignments ----------------
+
+class KeystoneDomain(Base):
+    __tablename__ = "keystone_domains"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+
+
+class KeystoneProject(Base):
+    __tablename__ = "keystone_projects"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    domain_id: Mapped[str] = mapped_column(String(64), index=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    seq: Mapped[int] = mapped_column(Integer, default=0)
+
+    __table_args__ = (UniqueConstraint("domain_id", "name", name="uq_keystone_project_name"),)
+
+
+class KeystoneUser(Base):
+    __tablename__ = "keystone_users"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    domain_id: Mapped[str] = mapped_column(String(64), index=True)
+    password: Mapped[str | None] = mapped_column(String(255), nullable=True)  # salted PBKDF2, never the text
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    default_project_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # e.g. email, as Keystone keeps it
+    seq: Mapped[int] = mapped_column(Integer, default=0)
+
+    __table_args__ = (UniqueConstraint("domain_id", "name", name="uq_keystone_user_name"),)
+
+
+class KeystoneRole(Base):
+    __tablename__ = "keystone_roles"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    seq: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class KeystoneAssignment(Base):
+    """A role of a user on a project (Keystone's ``UserProject`` assignment)."""
+
+    __tablename__ = "keystone_assignments"
+    user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
+    role_id: Mapped[str] = mapped_column(String(64), primary_key=True)

@@ -75,7 +75,20 @@ def _migration_2(conn: Connection) -> None:
     conn.execute(insert(counters).values(name="created_seq", value=len(rows)))
 
 
-MIGRATIONS: tuple[tuple[int, Callable[[Connection], None]], ...] = ((1, _migration_1), (2, _migration_2))
+KEYSTONE_TABLES = ("keystone_domains", "keystone_projects", "keystone_users", "keystone_roles",
+                   "keystone_assignments")
+
+
+def _migration_3(conn: Connection) -> None:
+    """Version 3: Keystone's domains, projects, users, roles and role assignments, managed through the
+    Identity API (the scenario's identity section fills them on first start). ``checkfirst``: a
+    baseline made by migration 1 from today's models already has them."""
+    for name in KEYSTONE_TABLES:
+        models.Base.metadata.tables[name].create(conn, checkfirst=True)
+
+
+MIGRATIONS: tuple[tuple[int, Callable[[Connection], None]], ...] = (
+    (1, _migration_1), (2, _migration_2), (3, _migration_3))
 
 
 class Database:

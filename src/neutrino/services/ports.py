@@ -65,6 +65,15 @@ def get_port_row(tx: Tx, port_id: str) -> models.Port:
     return p
 
 
+def service_port_row(tx: Tx, port_id: str) -> models.Port:
+    """A port the service itself manages for its owner (a router's gateway port, a floating IP's
+    port: project ''), read with elevated rights as Neutron's L3 code does, whoever is calling."""
+    p = tx.session.get(models.Port, port_id, options=_loaded())
+    if p is None:
+        raise not_found("port", port_id)
+    return p
+
+
 def _network_owner_sees(tx: Tx, p: models.Port) -> bool:
     n = tx.session.get(models.Network, p.network_id)
     return n is not None and n.project_id == tx.ctx.project_id
@@ -315,7 +324,9 @@ def update_port(tx: Tx, port_id: str, attrs: dict[str, Any], revision: int | Non
 
 
 def delete_port(tx: Tx, port_id: str, revision: int | None = None, *, internal: bool = False) -> None:
-    p = get_port_row(tx, port_id)
+    """``internal``: the router or floating-IP code deleting a port it manages, with elevated rights
+    (Neutron's l3_db deletes the gateway and floating IP ports with an admin context)."""
+    p = service_port_row(tx, port_id) if internal else get_port_row(tx, port_id)
     check_revision(p, revision)
     if not internal and p.device_owner in ROUTER_OWNERS:
         owner_exists = (tx.session.get(models.Router, p.device_id) is not None or

@@ -24,7 +24,7 @@ from neutrino.services.core import (
     visible,
 )
 from neutrino.services.networks import get_network_row, get_subnet_row
-from neutrino.services.ports import bind, delete_port, get_port_row, make_port
+from neutrino.services.ports import bind, delete_port, get_port_row, make_port, service_port_row
 
 INTERFACE = "network:router_interface"
 GATEWAY = "network:router_gateway"
@@ -107,7 +107,7 @@ def _set_gateway(tx: Tx, r: models.Router, info: dict[str, Any] | None) -> None:
     if r.gw_network_id == network.id and r.gw_port_id:
         r.enable_snat = snat
         if requested is not None:
-            port = get_port_row(tx, r.gw_port_id)
+            port = service_port_row(tx, r.gw_port_id)
             chosen = ipam.allocate_for_port(tx, network, list(network.subnets), requested or None,
                                             port.mac_address, router_port=True, ignore_port=port.id)
             from neutrino.services.ports import _set_ips
