@@ -28,12 +28,17 @@ import json
 import os
 import pathlib
 import pickle
+import re
 import shutil
 import tempfile
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from neutrino.errors import InvalidInput, NotFound
 from neutrino.host.state import HostState, Origin
+
+if TYPE_CHECKING:
+    from neutrino.ingest.layout import StagedHost
 
 CAPTURES = "captures"
 ORIGINS = "origins.json"
@@ -56,23 +61,93 @@ def _valid_name(name: str) -> str:
     return name
 
 
-def import_host(directory: str | pathlib.Path, name: str) -> HostState:
-    """Read ``directory`` as host ``name`` and keep it (replacing an earlier host of that name)."""
-    from neutrino.ingest.captures import read_capture_dir
+IMPORTED = "imported.json"
 
-    _valid_name(name)
-    state = read_capture_dir(directory, name)  # raises before anything is written
-    hosts_dir().mkdir(parents=True, exist_ok=True)
-    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{name}.", dir=hosts_dir()))
+
+def host_kind(name: str) -> str | None:
+    """``"imported"`` for a host read from a real deployment's captures, ``"planned"`` for one
+    neutrino made, ``None`` when there is no such host."""
+    host_dir = hosts_dir() / name
+    if not (host_dir / CAPTURES).is_dir():
+        return None
+    return "imported" if (host_dir / IMPORTED).is_file() or (host_dir / "source").is_file() else "planned"
+
+
+@dataclasses.dataclass(frozen=True)
+class Imported:
+    """What one ``neutrino import`` kept: each host (in the order found) and what was read leniently."""
+
+    hosts: tuple[HostState, ...]
+    notes: tuple[str, ...]
+    deployment: str
+
+
+def import_hosts(path: str | pathlib.Path, host: str | None = None, *, replace: bool = False) -> Imported:
+    """Read every host under ``path`` (one host's captures, a sosreport, a folder of one sub-folder
+    per host, or a tar archive of any of these: :mod:`neutrino.ingest.layout`) and keep them as
+    imported hosts. A host of the same name already kept (planned or imported) is refused unless
+    ``replace``; any refusal or unreadable capture keeps nothing."""
+    from neutrino.ingest.captures import collecting_notes, read_capture_dir
+    from neutrino.ingest.layout import stage
+
+    staging = stage(path, host)
     try:
-        shutil.copytree(directory, tmp / CAPTURES)
-        (tmp / "source").write_text(str(pathlib.Path(directory).resolve()) + "\n")
-        _write_cache(tmp, state)
-        _swap_into_place(tmp, hosts_dir() / name)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return state
+        for h in staging.hosts:
+            _valid_name(h.name)
+        states: list[HostState] = []
+        with collecting_notes() as notes:
+            for h in staging.hosts:
+                try:
+                    states.append(read_capture_dir(h.captures, h.name))  # raises before anything is written
+                except InvalidInput as exc:
+                    if h.captures == pathlib.Path(h.origin):
+                        raise
+                    raise InvalidInput(_where(str(exc), staging.hosts)) from None
+        notes = [_where(n, staging.hosts) for n in notes]
+        taken = [(h.name, host_kind(h.name)) for h in staging.hosts if host_kind(h.name) is not None]
+        if taken and not replace:
+            listed = ", ".join(f"{n!r} ({kind})" for n, kind in taken)
+            raise InvalidInput(f"already kept: host {listed}; use --replace to overwrite")
+        deployment = pathlib.Path(path).resolve().name
+        hosts_dir().mkdir(parents=True, exist_ok=True)
+        temps: list[tuple[pathlib.Path, str]] = []
+        try:
+            for h, state in zip(staging.hosts, states, strict=True):
+                tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{h.name}.", dir=hosts_dir()))
+                temps.append((tmp, h.name))
+                shutil.copytree(h.captures, tmp / CAPTURES)
+                (tmp / "source").write_text(h.origin + "\n")
+                (tmp / IMPORTED).write_text(json.dumps({"deployment": deployment, "source": h.origin,
+                                                        "layout": h.kind}, indent=1) + "\n")
+                _write_cache(tmp, state)
+            for tmp, name in temps:
+                _swap_into_place(tmp, hosts_dir() / name)
+        except BaseException:
+            for tmp, _ in temps:
+                shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return Imported(tuple(states), tuple(staging.notes) + tuple(notes), deployment)
+    finally:
+        staging.cleanup()
+
+
+def _where(text: str, hosts: Sequence[StagedHost]) -> str:
+    """``text`` naming the files it names where they came from rather than where they were staged."""
+    for h in hosts:
+        for staged, original in h.renames.items():  # a staged file starts with a '$ COMMAND' line the original lacks
+            at = re.search(re.escape(staged) + r":(\d+)", text)
+            if at:
+                text = text.replace(at.group(0), f"{original}:{int(at.group(1)) - 1}")
+            text = text.replace(staged, original)
+        if str(h.captures) != h.origin:
+            text = text.replace(str(h.captures), h.origin)
+    return text
+
+
+def import_host(directory: str | pathlib.Path, name: str, *, replace: bool = True) -> HostState:
+    """Read ``directory`` (one host's captures, or a deployment holding host ``name``) as host
+    ``name`` and keep it; an earlier host of that name is replaced unless ``replace`` is false."""
+    return import_hosts(directory, name, replace=replace).hosts[0]
 
 
 def save_host(state: HostState) -> None:

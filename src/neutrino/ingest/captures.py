@@ -10,14 +10,16 @@ built in memory and only returned when every file was read, nothing half-importe
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import pathlib
 import re
+from collections.abc import Iterator
 from dataclasses import replace
 
 from neutrino.errors import InvalidInput, ParseError
 from neutrino.host import iptables as ipt
 from neutrino.host.bridge import parse_brctl_show, parse_brctl_show_partial
-from neutrino.host.dnsmasq import parse_ps
 from neutrino.host.iproute import is_elision
 from neutrino.host.iproute_link import (
     Link,
@@ -28,6 +30,7 @@ from neutrino.host.iproute_link import (
     parse_ip_link_oneline,
 )
 from neutrino.host.iproute_route import (
+    Route,
     parse_ip_neigh,
     parse_ip_netns,
     parse_ip_route,
@@ -48,8 +51,35 @@ from neutrino.host.ovsdb import (
 from neutrino.host.state import BridgeFlows, FileState, HostState, NamespaceState
 from neutrino.host.sysctl import parse_sysctls
 from neutrino.ingest.commands import Command, View, parse_command
+from neutrino.ingest.legacy import (
+    is_classic_ifconfig,
+    normalise_elisions,
+    parse_classic_ifconfig,
+    parse_ps_dnsmasq,
+    strip_annotations,
+    unwrap_flows,
+)
 
-_PROCESS_NAMES = re.compile(r"\bdnsmasq\b")
+_NOTES: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("neutrino_ingest_notes", default=None)
+
+
+@contextlib.contextmanager
+def collecting_notes() -> Iterator[list[str]]:
+    """Within this block, what the importer read leniently (wrapped lines joined, written
+    elisions, cut listings) is added to the list it yields, one line each."""
+    notes: list[str] = []
+    token = _NOTES.set(notes)
+    try:
+        yield notes
+    finally:
+        _NOTES.reset(token)
+
+
+def _note(source: str, text: str) -> None:
+    notes = _NOTES.get()
+    if notes is not None:
+        notes.append(f"{source}: {text}")
+
 
 
 def command_of(path: pathlib.Path, text: str) -> tuple[Command, str, int]:
@@ -69,7 +99,20 @@ def is_partial(cmd: Command, text: str) -> bool:
     lines = [line for line in text.splitlines() if line.strip()]
     if cmd.greps or any(is_elision(line) for line in lines):
         return True
+    if cmd.view is View.IPTABLES_SAVE and _uncommitted(lines):
+        return True
     return cmd.view is View.VSCTL_SHOW and bool(lines) and not _UUID.match(lines[0].strip())
+
+
+def _uncommitted(lines: list[str]) -> bool:
+    """Whether an ``iptables-save`` listing stops inside a table (before its ``COMMIT``)."""
+    open_table = False
+    for line in lines:
+        if line.startswith("*"):
+            open_table = True
+        elif line.strip() == "COMMIT":
+            open_table = False
+    return open_table
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x0c\x0e-\x1f\x7f]")
@@ -120,7 +163,19 @@ def read_capture_dir(directory: str | pathlib.Path, host: str) -> HostState:
 
 def apply_capture(state: HostState, cmd: Command, text: str, *, source: str = "<string>") -> HostState:
     """``state`` with what ``text``, the output of ``cmd``, says about the host."""
+    text, written = normalise_elisions(text)
+    if written:
+        _note(source, f"{written} elision line(s) such as '(...)' read as cuts")
+    text, annotated = strip_annotations(text)
+    if annotated:
+        _note(source, f"{annotated} note(s) written after a line ('<-- ...') left out")
+    if cmd.view is View.OFCTL_DUMP_FLOWS:
+        text, wrapped = unwrap_flows(text, source=source)
+        if wrapped:
+            _note(source, f"{wrapped} wrapped line(s) joined back to their flow")
     partial = is_partial(cmd, text)
+    if cmd.view is View.IPTABLES_SAVE and _uncommitted(text.splitlines()):
+        _note(source, "the listing stops before COMMIT: read as cut")
     if partial:
         state = replace(state, partial=(*state.partial, cmd.text or cmd.view.value))
     v = cmd.view
@@ -144,8 +199,10 @@ def apply_capture(state: HostState, cmd: Command, text: str, *, source: str = "<
             text, source=source)
         return replace(state, linux_bridges=bridges)
     if v is View.PS:
-        lines = "\n".join(ln if _PROCESS_NAMES.search(ln) else "" for ln in text.splitlines())
-        return replace(state, processes=(*(state.processes or ()), *parse_ps(lines, source=source)))
+        procs, notes = parse_ps_dnsmasq(text, source=source)  # -fe, aux or ax; wrapped lines joined
+        for note in notes:
+            _note(source, note)
+        return replace(state, processes=(*(state.processes or ()), *procs))
     if v is View.CAT:
         files = tuple(f for f in state.files if f.path != cmd.target)
         return replace(state, files=(*files, FileState(cmd.target, text)))
@@ -192,6 +249,25 @@ def _merge_links(old: tuple[Link, ...] | None, new: tuple[Link, ...], *, keep_ad
     return tuple(sorted(merged, key=lambda lk: lk.index))
 
 
+def _one_family(ns: NamespaceState, links: tuple[Link, ...], cmd: Command) -> tuple[Link, ...]:
+    """``ip -4 addr``/``ip -6 addr`` print one family's addresses (and not the link layer): each
+    device keeps what was known of it, its other family's addresses included."""
+    family = 6 if "-6" in cmd.options else 4 if "-4" in cmd.options else 0
+    if not family:
+        return links
+    out: list[Link] = []
+    for lk in links:
+        known = ns.link(lk.name)
+        if known is None:
+            out.append(lk)
+            continue
+        others = tuple(a for a in known.addresses if a.interface.version != family)
+        # iproute2 dumps IPv4 (AF_INET) before IPv6 (AF_INET6)
+        merged = sorted((*others, *lk.addresses), key=lambda a: a.interface.version)
+        out.append(replace(known, addresses=tuple(merged)))
+    return tuple(out)
+
+
 def _apply_ns(ns: NamespaceState, cmd: Command, text: str, partial: bool, source: str) -> NamespaceState:
     v = cmd.view
     detailed = "-d" in cmd.options
@@ -206,12 +282,13 @@ def _apply_ns(ns: NamespaceState, cmd: Command, text: str, partial: bool, source
                     lk = replace(known, addresses=()) if known is not None else Link(
                         index=e.index, name=e.ifname, flags=None)
                 grouped[e.ifname] = replace(lk, addresses=(*lk.addresses, e.address))
-            return replace(ns, links=_merge_links(ns.links, tuple(grouped.values()), keep_addresses=False))
+            return replace(ns, links=_merge_links(ns.links, _one_family(ns, tuple(grouped.values()), cmd),
+                                                  keep_addresses=False))
         if partial:
             links = parse_ip_addr_partial(text, source=source, detailed=detailed).items
         else:
             links = parse_ip_addr(text, source=source, detailed=detailed)
-        return replace(ns, links=_merge_links(ns.links, links, keep_addresses=False))
+        return replace(ns, links=_merge_links(ns.links, _one_family(ns, links, cmd), keep_addresses=False))
     if v is View.IP_LINK:
         links = parse_ip_link_oneline(text, source=source, detailed=detailed) if "-o" in cmd.options else \
             parse_ip_link(text, source=source, detailed=detailed)
@@ -219,11 +296,21 @@ def _apply_ns(ns: NamespaceState, cmd: Command, text: str, partial: bool, source
     if v is View.IP_ROUTE:
         routes = parse_ip_route_partial(text, source=source).items if partial else parse_ip_route(
             text, source=source)
-        return replace(ns, routes=routes)
+        return replace(ns, routes=_merge_routes(ns.routes, routes, cmd))
     if v is View.IP_RULE:
+        if "-6" in cmd.options:
+            _note(source, "IPv6 rules (ip -6 rule) are not kept: a namespace keeps its IPv4 rules")
+            return ns
         return replace(ns, rules=parse_ip_rule(text, source=source))
     if v is View.IP_NEIGH:
-        return replace(ns, neighbours=parse_ip_neigh(text, source=source))
+        found = parse_ip_neigh(text, source=source)
+        family = 6 if "-6" in cmd.options else 4 if "-4" in cmd.options else 0
+        if family:  # ip -4/-6 neigh printed one family: the other's entries stay
+            found = (*(nb for nb in ns.neighbours or () if nb.address.version != family), *found)
+        return replace(ns, neighbours=found)
+    if v is View.IFCONFIG and is_classic_ifconfig(text):
+        _note(source, "classic net-tools ifconfig (Link encap:) read")
+        return replace(ns, ifconfig=parse_classic_ifconfig(text, source=source))
     if v is View.IFCONFIG:
         ifs = parse_ifconfig_partial(text, source=source).items if partial else parse_ifconfig(text, source=source)
         return replace(ns, ifconfig=ifs)
@@ -239,8 +326,30 @@ def _apply_ns(ns: NamespaceState, cmd: Command, text: str, partial: bool, source
     raise InvalidInput(f"{source}: cannot import the output of {cmd.text or v.value!r}")
 
 
+def _route_family(r: Route) -> int:
+    return r.dst.version if r.dst is not None else (r.via.version if r.via is not None else 4)
+
+
+def _merge_routes(old: tuple[Route, ...] | None, new: tuple[Route, ...], cmd: Command) -> tuple[Route, ...]:
+    """The routes known once ``cmd`` printed ``new``: ``ip route show table N`` prints one table
+    without naming it, so its routes are named ``N`` and replace only that table's routes; the main
+    table is ``None``; ``table all`` names each route's table and replaces every table. ``ip route``
+    prints IPv4 only unless ``-6`` is given (``table all`` without ``-4``/``-6`` prints both), and
+    replaces only the family it printed."""
+    table = cmd.table
+    every = table == "all"
+    families = {6} if "-6" in cmd.options else {4} if ("-4" in cmd.options or not every) else {4, 6}
+    if not every:
+        name = None if table in ("", "main", "254") else table
+        new = tuple(replace(r, table=name) if r.table is None else r for r in new)
+    kept = tuple(r for r in old or () if _route_family(r) not in families or (not every and r.table != (
+        None if table in ("", "main", "254") else table)))
+    return (*kept, *new)
+
+
 _GENERATED = re.compile(r"^# Generated by \S+ (v\d+\.\d+\.\d+)", re.M)
 _NUMERIC_PROTO = re.compile(r"^\s*\d+[KMGT]?\s+\d+[KMGT]?\s+\S*\s+\d+\s+--", re.M)
+_NUMERIC_PROTO_NO_V = re.compile(r"^\S+\s+\d+\s+--\s+\S+\s+\S+", re.M)  # iptables -L -n (no -v) under nft
 _MAC = re.compile(r"(?:--mac-source|MAC) ([0-9A-Fa-f:]{17})")
 
 
@@ -249,7 +358,8 @@ def _dialect(cmd: Command, text: str) -> str | None:
     m = _GENERATED.search(text)
     if m:
         return ipt.dialect_for_version(m.group(1)).name
-    if cmd.view is View.IPTABLES_L and _NUMERIC_PROTO.search(text):
+    if cmd.view is View.IPTABLES_L and (_NUMERIC_PROTO.search(text) or
+                                        "-v" not in cmd.options and _NUMERIC_PROTO_NO_V.search(text)):
         return ipt.V1_8_9.name
     mac = _MAC.search(text)
     if mac:
