@@ -21,22 +21,43 @@ def _cmd_import(args: argparse.Namespace) -> int:
 
     from neutrino import store
 
-    name = args.host or pathlib.Path(args.directory).resolve().name
-    state = store.import_host(args.directory, name)
-    namespaces = len(state.namespace_names())
-    flows = sum(len(b.flows.flows) for b in state.ovs.bridges if b.flows is not None)
-    rules = sum(len(t.rules) for ns in state.namespaces if ns.iptables for t in ns.iptables.tables)
+    done = store.import_hosts(args.directory, args.host, replace=args.replace)
+    summaries = []
+    for state in done.hosts:
+        flows = sum(len(b.flows.flows) for b in state.ovs.bridges if b.flows is not None)
+        rules = sum(len(t.rules) for ns in state.namespaces if ns.iptables for t in ns.iptables.tables)
+        summaries.append({"host": state.name, "namespaces": len(state.namespace_names()),
+                          "bridges": len(state.ovs.bridges), "flows": flows, "iptables_rules": rules,
+                          "partial": list(state.partial)})
     if args.json:
-        print(json.dumps({"host": name, "namespaces": namespaces, "bridges": len(state.ovs.bridges), "flows": flows,
-                          "iptables_rules": rules, "partial": list(state.partial)}, indent=1))
+        doc: dict[str, object] = dict(summaries[0]) if len(summaries) == 1 else {
+            "deployment": done.deployment, "hosts": summaries}
+        doc["notes"] = list(done.notes)
+        print(json.dumps(doc, indent=1))
         return 0
-    cut = f"; partial captures: {', '.join(state.partial)}" if state.partial else ""
-    print(f"imported host {name}: {namespaces} namespaces, {len(state.ovs.bridges)} bridges with flows "
-          f"({flows} flows), {rules} iptables rules{cut}")
+    for s in summaries:
+        cut = f"; partial captures: {', '.join(s['partial'])}" if s["partial"] else ""  # type: ignore[arg-type]
+        print(f"imported host {s['host']}: {s['namespaces']} namespaces, {s['bridges']} bridges with flows "
+              f"({s['flows']} flows), {s['iptables_rules']} iptables rules{cut}")
+    for note in done.notes:
+        print(f"  note: {note}")
+    return 0
+
+
+def _cmd_collect(args: argparse.Namespace) -> int:
+    script = pathlib.Path(__file__).resolve().parents[2] / "tools" / "neutrino-collect"
+    if not script.is_file():
+        raise NotFound(f"{script}: the collect script is not installed with this copy of neutrino")
+    if args.print_script:
+        sys.stdout.write(script.read_text())
+    else:
+        print(script)
     return 0
 
 
 def _cmd_exec(args: argparse.Namespace) -> int:
+    import io
+
     from neutrino import store
     from neutrino.ingest.commands import parse_command
     from neutrino.views.answer import answer
@@ -50,9 +71,16 @@ def _cmd_exec(args: argparse.Namespace) -> int:
     if args.real:
         from neutrino.linux import session
 
-        sys.stdout.write(session.exec_real(args.host, text, store.state_dir()))
+        err = io.StringIO()
+        sys.stdout.write(session.exec_real(args.host, text, store.state_dir(), stderr=err))
+        sys.stdout.flush()
+        sys.stderr.write(err.getvalue())
         return 0
-    sys.stdout.write(answer(store.load_host(args.host), parse_command(text)))
+    err = io.StringIO()  # what the tool writes to stderr (tcpdump's and conntrack's counts) comes after its output
+    out = answer(store.load_host(args.host), parse_command(text), stderr=err)
+    sys.stdout.write(out)
+    sys.stdout.flush()
+    sys.stderr.write(err.getvalue())
     return 0
 
 
@@ -257,6 +285,15 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
     with tempfile.TemporaryDirectory(prefix="neutrino-plan-") as tmp:
         result = bring_up(args.scenario, state=pathlib.Path(tmp), keep=False)
+    if args.host and all(h.name != args.host for h in result.hosts):
+        raise NotFound(f"no host {args.host!r} in {args.scenario} (hosts: "
+                       f"{', '.join(h.name for h in result.hosts)})")
+    if args.json:
+        import json
+
+        print(json.dumps({h.name: dict(captures_of(h)) for h in result.hosts
+                          if not args.host or h.name == args.host}, indent=1))
+        return 0
     for h in result.hosts:
         if args.host and h.name != args.host:
             continue
@@ -288,8 +325,12 @@ def _named(trace):  # type: ignore[no-untyped-def]
 
 
 def _cmd_trace(args: argparse.Namespace) -> int:
+    import json
+
+    from neutrino import store
     from neutrino.sim.pcap import save_pcap, timestamps
     from neutrino.sim.trace import frames, render, to_json
+    from neutrino.views.tcpdump import keep_trace
 
     def number(option: str, text: str | None, what: str, low: int, high: int) -> int | None:
         if text is None:
@@ -304,16 +345,54 @@ def _cmd_trace(args: argparse.Namespace) -> int:
 
     dport = number("--dport", args.dport, "a port", 1, 65535)
     assert dport is not None
-    trace = _named(_world().probe(
+    dumps = [_tcpdump_spec(spec) for spec in args.tcpdump or ()]  # bad input refused before any work
+    world = _world()
+    trace = _named(world.probe(
         args.source, args.destination, proto=args.proto, dport=dport, src_ip=args.src_ip, src_mac=args.src_mac,
         dst_mac=args.dst_mac, sport=number("--sport", args.sport, "a port", 1, 65535), tcp_flags=args.tcp_flags,
-        at=args.at, vlan=number("--vlan", args.vlan, "a VLAN id", 0, 4095)))
+        at=args.at, vlan=number("--vlan", args.vlan, "a VLAN id", 0, 4095),
+        size=number("--size", args.size, "a payload size in bytes", 0, 65535)))
+    keep_trace(store.state_dir(), trace, world)  # what 'exec HOST -- tcpdump -i DEV' and 'conntrack -L' answer from
     if args.pcap:
         stamps = timestamps(0.0, 0.001)
         count = save_pcap(args.pcap, [(next(stamps), f) for f in frames(trace)])  # type: ignore[misc]
         print(f"wrote {count} packets to {args.pcap}", file=sys.stderr)
-    sys.stdout.write(to_json(trace) + "\n" if args.json else render(trace, args.level))
+    seen = [(host, ns, dev, _tcpdump_of(host, ns, dev, world)) for host, ns, dev in dumps]
+    if args.json:
+        doc = json.loads(to_json(trace))
+        if seen:
+            doc["tcpdump"] = [{"host": host, "namespace": ns, "device": dev, "lines": text.splitlines()}
+                              for host, ns, dev, text in seen]
+        sys.stdout.write(json.dumps(doc, indent=1) + "\n")
+    else:
+        sys.stdout.write(render(trace, args.level))
+        for host, ns, dev, text in seen:
+            where = f"{host}, namespace {ns}" if ns else host
+            count = len(text.splitlines())
+            print(f"\n--- tcpdump -n -e -i {dev} on {where}: {count} packet{'s' if count != 1 else ''}")
+            sys.stdout.write(text)
     return 0 if trace.succeeded else 1
+
+
+def _tcpdump_spec(spec: str) -> tuple[str, str, str]:
+    """``--tcpdump HOST:[NAMESPACE:]DEVICE`` as (host, namespace, device)."""
+    parts = spec.split(":")
+    if len(parts) not in (2, 3) or not all(parts):
+        raise InvalidInput(f"--tcpdump {spec}: give HOST:DEVICE or HOST:NAMESPACE:DEVICE (e.g. compute:qvo61e31514-15)")
+    return (parts[0], parts[1] if len(parts) == 3 else "", parts[-1])
+
+
+def _tcpdump_of(host: str, ns: str, device: str, world):  # type: ignore[no-untyped-def]
+    """What ``tcpdump -n -e -i DEVICE`` on ``host`` (in namespace ``ns``) printed while the kept trace went by."""
+    import io
+
+    from neutrino import store
+    from neutrino.ingest.commands import parse_command
+    from neutrino.views.answer import answer
+
+    words = (["ip", "netns", "exec", ns] if ns else []) + ["tcpdump", "-n", "-e", "-i", device]
+    return answer(store.load_host(host), parse_command(" ".join(_quote(w) for w in words)), world=world,
+                  state=store.state_dir(), stderr=io.StringIO())
 
 
 def _cmd_diagnose(args: argparse.Namespace) -> int:
@@ -322,11 +401,22 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
     from neutrino import store
     from neutrino.answers.diagnose import check_args, diagnose
 
-    check_args(args.proto, args.dport)
-    d = diagnose(store.state_dir(), args.source, args.destination, proto=args.proto, dport=args.dport,
-                 world=_world())
+    dport = check_args(args.proto, args.dport)
+    d = diagnose(store.state_dir(), args.source, args.destination, proto=args.proto, dport=dport,
+                 src_ip=args.src_ip, src_mac=args.src_mac, world=_world())
     sys.stdout.write(json.dumps(d.plain(), indent=1) + "\n" if args.json else d.text())
     return 0 if d.reachable else 1
+
+
+def _progress(name: str):  # type: ignore[no-untyped-def]
+    """``Progress(name).stage`` when stderr is a terminal, else a stage that prints nothing."""
+    import contextlib
+
+    from neutrino.views.terminal import Progress
+
+    if sys.stderr.isatty():
+        return Progress(name).stage
+    return lambda what: contextlib.nullcontext()
 
 
 def _cmd_matrix(args: argparse.Namespace) -> int:
@@ -340,10 +430,14 @@ def _cmd_matrix(args: argparse.Namespace) -> int:
     protocols = mx.parse_protocols(args.proto) if args.proto else mx.DEFAULT_PROTOCOLS
     if policy is not None:
         protocols += tuple(p for p in policy.protocols() if p not in protocols)
-    world, cloud = _world(), open_cloud(store.state_dir()).snapshot()
-    ends = mx.endpoints(world, cloud, outside=not args.no_outside, hosts=not args.no_hosts,
-                        routers=not args.no_routers)
-    cells = mx.matrix(world, cloud, protocols, exhaustive=args.exhaustive, ends=ends)
+    stage = _progress("matrix")
+    with stage("the cloud's world loaded (booted if none was kept)"):
+        world, cloud = _world(), open_cloud(store.state_dir()).snapshot()
+        ends = mx.endpoints(world, cloud, outside=not args.no_outside, hosts=not args.no_hosts,
+                            routers=not args.no_routers)
+    with stage(f"traced {'every pair' if args.exhaustive else 'one pair per class'} of {len(ends[0])} sources "
+               f"and {len(ends[1])} destinations, {len(protocols)} protocols"):
+        cells = mx.matrix(world, cloud, protocols, exhaustive=args.exhaustive, ends=ends)
     if args.save:
         Path(args.save).write_text(mx.to_json(cells) + "\n")
     rc = 0
@@ -369,6 +463,19 @@ def _cmd_ping(args: argparse.Namespace) -> int:
     trace = _world().probe(args.source, args.destination, proto="icmp")
     if not trace.succeeded:  # the objects are named only where a failure is explained
         trace = _named(trace)
+    if args.json:
+        import json
+
+        ok = trace.succeeded and trace.reply is not None
+        v = trace.failure or trace.verdict
+        doc: dict[str, object] = {
+            "source": args.source, "destination": args.destination, "reply": ok,
+            "hops": len(trace.hops), "reply_hops": len(trace.reply.hops) if trace.reply is not None else 0,
+            "reason": None if ok else (v.reason.value if v.reason else "no reply"),
+            "where": None if ok else (v.where or None), "object": None if ok else (v.obj or None),
+            "detail": None if ok else (v.detail or None)}
+        print(json.dumps(doc, indent=1))
+        return 0 if ok else 1
     if trace.succeeded and trace.reply is not None:
         print(f"{args.source} -> {args.destination}: reply (via {len(trace.hops)} hops, "
               f"back via {len(trace.reply.hops)})")
@@ -399,11 +506,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="neutrino", description="OpenStack tenant networking, rebuilt in Python.")
     sub = p.add_subparsers(dest="subcommand", required=True)
 
-    s = sub.add_parser("import", help="read a directory of one host's captured command outputs")
-    s.add_argument("directory")
-    s.add_argument("--host", help="the host's name (default: the directory's name)")
+    s = sub.add_parser("import", help="read a real deployment's captures: one host's folder, a sosreport, a "
+                                      "folder of one sub-folder per host, or a .tar.gz of any of these")
+    s.add_argument("directory", metavar="PATH")
+    s.add_argument("--host", help="the host's name (default: the folder's name); of a deployment, import only "
+                                  "this host")
+    s.add_argument("--replace", action="store_true",
+                   help="overwrite a kept host (planned or imported) of the same name (default: refuse)")
     s.add_argument("--json", action="store_true", help="what was imported, as JSON")
     s.set_defaults(func=_cmd_import)
+
+    s = sub.add_parser("collect", help="the script that captures a real host for 'neutrino import' (run it as "
+                                       "root there): its path, or the script itself with --print-script")
+    s.add_argument("--print-script", action="store_true", help="print the script (POSIX sh) rather than its path")
+    s.set_defaults(func=_cmd_collect)
 
     s = sub.add_parser("exec", help="answer a command (ovs-ofctl, iptables, ip, ...) for a host")
     s.add_argument("host")
@@ -469,6 +585,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("plan", help="print each host's planned plumbing for a scenario")
     s.add_argument("scenario")
     s.add_argument("--host", help="only this host")
+    s.add_argument("--json", action="store_true",
+                   help="as JSON: for each host, each capture's command and the text it prints")
     s.set_defaults(func=_cmd_plan)
 
     s = sub.add_parser("trace", help="trace a packet through the cloud 'neutrino up' made, hop by hop")
@@ -490,16 +608,26 @@ def build_parser() -> argparse.ArgumentParser:
                         "ofproto/trace's in_port, e.g. network:patch-int; or a namespace's device); SOURCE "
                         "is then an instance or an address")
     s.add_argument("--vlan", metavar="VID", help="802.1Q tag on the frame injected with --at (0-4095)")
+    s.add_argument("--size", metavar="N",
+                   help="the payload's length in bytes (icmp: as ping -s N; tcp, udp), sent with DF set: every "
+                        "device checks it against its MTU (default: no size, no MTU checked)")
     s.add_argument("--level", choices=("detailed", "summary", "minimal"), default="summary")
     s.add_argument("--json", action="store_true")
     s.add_argument("--pcap", help="also write the packet at every hop to this pcap file")
+    s.add_argument("--tcpdump", action="append", metavar="HOST:[NAMESPACE:]DEVICE",
+                   help="after the trace, what 'tcpdump -n -e -i DEVICE' on HOST (in NAMESPACE) saw of it "
+                        "(repeat for more; the trace is kept either way, for 'neutrino exec HOST -- tcpdump "
+                        "-i DEVICE' and 'conntrack -L')")
     s.set_defaults(func=_cmd_trace)
 
     s = sub.add_parser("diagnose", help="why SOURCE does not reach DESTINATION, and a fix, checked first")
     s.add_argument("source", help="an instance's name, 'outside', or host:NAME")
-    s.add_argument("destination", help="an instance's name or an IP address")
-    s.add_argument("--proto", choices=("icmp", "tcp", "udp", "http", "arp", "dhcp"), default="icmp")
-    s.add_argument("--dport", type=int, default=22)
+    s.add_argument("destination", help="an instance's name or an IP address (--proto dhcp: not used, give -)")
+    s.add_argument("--proto", default="icmp", metavar="{icmp,tcp,udp,http,arp,dhcp}",
+                   help="as trace's: icmp (default), tcp, udp, http (GET to the metadata address), arp, dhcp")
+    s.add_argument("--dport", metavar="N", help="destination port (tcp, udp only; default 22)")
+    s.add_argument("--src-ip", metavar="IP", help="the packet's source address (spoofed from an instance)")
+    s.add_argument("--src-mac", metavar="MAC", help="the frame's source MAC (spoofed from an instance)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_cmd_diagnose)
 
@@ -525,6 +653,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("ping", help="the short answer: does a ping from SOURCE to DESTINATION come back")
     s.add_argument("source")
     s.add_argument("destination")
+    s.add_argument("--json", action="store_true",
+                   help="the verdict as JSON: reply (true/false), hops, reply_hops, reason, where, object, detail")
     s.set_defaults(func=_cmd_ping)
 
     s = sub.add_parser("demo", help="the main job: a seed scenario, shown")
