@@ -423,3 +423,43 @@ def test_arp_and_dhcp_reachable_on_seed000(cli000: Cli) -> None:
     assert rc == 0 and out.startswith("cirros -> 10.1.0.1 (arp): reachable")
     rc, data = cli000.json("diagnose", "cirros", "-", "--proto", "dhcp")
     assert rc == 0 and data["reachable"] is True and data["alternatives"] == [] and data["proto"] == "dhcp"
+
+
+def test_mtu_black_hole_and_local_error_on_seed000(cli000: Cli) -> None:
+    """Issue 13's MTU: Grizzly's GRE carries at most 1454 bytes (its local VLAN tag rides inside),
+    the instance's eth0 is at 1500: a 1455-byte packet with DF set vanishes at br-tun. diagnose
+    says so, names the network, tells the lasting remedy of the era (DHCP option 26), and the
+    size that fits is checked; applied (the trace with that size) it succeeds."""
+    rc, out, _ = cli000("diagnose", "cirros", "10.1.0.1", "--size", "1427")
+    assert rc == 1
+    lines = out.splitlines()
+    assert lines[0] == "cirros -> 10.1.0.1 (icmp): not reachable: MTU"
+    assert lines[1] == "stops at: compute br-tun"
+    assert "the path carries packets of at most 1454 bytes" in lines[2] and "black hole" in lines[2]
+    assert "dhcp-option-force=26,1454" in lines[2]
+    assert lines[3].startswith("change: network 'private' (")
+    assert "fix 1: neutrino trace cirros 10.1.0.1 --size 1426" in lines
+    assert "   checked on a copy of the cloud: works (10.1.0.1: the request arrives and the answer comes back)" in lines
+    rc, out, _ = cli000("trace", "cirros", "10.1.0.1", "--size", "1426")
+    assert rc == 0, out
+    # larger than the instance's own MTU: a local error first, then the tunnel's limit
+    rc, out, _ = cli000("diagnose", "cirros", "10.1.0.1", "--size", "1473")
+    assert "why: cirros cannot send a 1501-byte packet with DF set: its own interface's MTU is 1500" in out
+    assert "fix 1: neutrino trace cirros 10.1.0.1 --size 1472" in out
+    assert "fix 2: neutrino trace cirros 10.1.0.1 --size 1426" in out
+    rc, _, err = cli000("diagnose", "cirros", "10.1.0.1", "--size", "big")
+    assert rc == 2 and err == "neutrino: --size big: a payload size in bytes is a number from 0 to 65535\n"
+
+
+def test_mtu_fragmentation_needed_on_seed001(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """Seed 001 (VXLAN, networks at 1450): a 1500-byte packet from outside meets the router's
+    qr- device and gets ICMP fragmentation needed with the next-hop MTU."""
+    monkeypatch.setenv("NEUTRINO_STATE", str(tmp_path / "state"))
+    assert main(["up", str(ROOT / "examples" / "seed001.yaml")]) == 0
+    cli = Cli(capsys)
+    rc, out, _ = cli("diagnose", "outside", "192.168.100.63", "--size", "1472")
+    assert rc == 1
+    assert "why: controller qrouter-" in out and "fragmentation needed (type 3 code 4, next-hop MTU 1450)" in out
+    assert "change: router 'router1' (" in out
+    assert "fix 1: neutrino trace outside 192.168.100.63 --size 1422" in out

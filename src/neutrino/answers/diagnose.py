@@ -61,9 +61,13 @@ class Packet:
 
     src_ip: str | None = None
     src_mac: str | None = None
+    size: int | None = None  # ping -s: data bytes, sent with DF set
 
     def probe_args(self) -> dict[str, Any]:
-        return {"src_ip": self.src_ip, "src_mac": self.src_mac}
+        args: dict[str, Any] = {"src_ip": self.src_ip, "src_mac": self.src_mac}
+        if self.size is not None:
+            args["size"] = self.size
+        return args
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,7 @@ class Fix:
     why: str = ""  # what the obstacle is, in a learner's words, when the fix knows it best
     # other changes that would do instead of this one (each checked on a copy of its own)
     alternatives: tuple[Fix, ...] = field(default=(), repr=False, compare=False)
+    size: int | None = None  # the fix is to send smaller packets: trace with this size instead
 
     def plain(self) -> dict[str, Any]:
         return {"command": self.command, "object": self.obj, "works": self.works, "after": self.after}
@@ -567,6 +572,53 @@ def _host_source_fix(snap: CloudSnapshot, world: World, src: str, dst: str, dst_
                source=f"host:{other}", why=why), why
 
 
+_HEADERS = {"icmp": 28, "udp": 28, "tcp": 40, "http": 40}  # IP + ICMP/UDP/TCP headers before the data
+
+
+def _mtu_fix(snap: CloudSnapshot, names: Names, v: Any, src: str, dst: str, proto: str, dport: int,
+             packet: Packet) -> Fix | None:
+    """A packet larger than a device on its way lets through (``--size``, sent with DF set): the
+    sender's own interface (a local error), a bridge port or a tunnel that drops it silently (a
+    black hole: instances must be told the smaller MTU), or a router that answers "fragmentation
+    needed". The fix that always works is smaller packets; the why says what would make it last."""
+    hdr = _HEADERS.get(proto, 28)
+    sent = (packet.size or 0) + hdr
+    m = re.search(r"mtu=(\d+)", v.detail)
+    if m and "local error" in v.detail:
+        mtu = int(m.group(1))
+        why = (f"{src} cannot send a {sent}-byte packet with DF set: its own interface's MTU is {mtu} "
+               f"(ping: local error: message too long). Nothing on the network is at fault: send at most "
+               f"{mtu - hdr} bytes of data per packet.")
+        fit, obj = mtu, v.obj or f"the sender {src}"
+    elif (m := re.search(r"packets of up to (\d+) bytes fit", v.detail)) is not None:
+        fit = int(m.group(1))
+        server = _server(snap, src) or _server(snap, dst)
+        port = _first_port(snap, server) if server is not None else None
+        net = next((n for n in snap.networks if port is not None and n.id == port.network_id), None)
+        era = snap.deployment.generation
+        lasting = (f"`openstack network set --mtu {fit} {net.name or net.id}` (DHCP then advertises it)"
+                   if net is not None and era not in ("grizzly", "havana")
+                   else f"DHCP option 26 from dnsmasq (dhcp-option-force=26,{fit} in the DHCP agent's "
+                        f"dnsmasq_config_file), as Grizzly-era clouds did")
+        why = (f"the path carries packets of at most {fit} bytes (the tunnel's headers ride on the underlay's "
+               f"MTU), but {src} sends {sent}-byte packets with DF set: {v.where} drops them silently, and no ICMP "
+               f"error tells the sender (a black hole: small packets pass, large ones vanish). Send at most "
+               f"{fit - hdr} bytes of data; to make it last, tell the instances the smaller MTU: {lasting}.")
+        obj = names.network(net.id) if net is not None else v.where
+    elif (m := re.search(r"next-hop MTU (\d+)", v.detail)) is not None:
+        fit = int(m.group(1))
+        why = (f"{v.where} cannot forward a {sent}-byte packet with DF set onto a device whose MTU is {fit}, and "
+               f"says so with ICMP fragmentation needed (type 3 code 4, next-hop MTU {fit}): the sender must send "
+               f"at most {fit} bytes per packet (path MTU discovery does this by itself for TCP).")
+        obj = v.obj or v.where
+    else:
+        return None
+    if fit - hdr < 0:
+        return None
+    command = f"neutrino trace {src} {dst} --size {fit - hdr}" + _proto_words(proto, dport)
+    return Fix(obj, command, lambda cloud: None, why=why, size=fit - hdr)
+
+
 def _next_fix(snap: CloudSnapshot, names: Names, trace: Trace, src: str, dst: str, proto: str, dport: int,
               src_ip: IPv4Address | None, world: World | None = None, packet: Packet | None = None) -> Fix | None:
     """The change that removes the first obstacle ``trace`` met."""
@@ -574,6 +626,8 @@ def _next_fix(snap: CloudSnapshot, names: Names, trace: Trace, src: str, dst: st
     if v is None:
         return None
     packet = packet or Packet()
+    if v.reason is DropReason.MTU:
+        return _mtu_fix(snap, names, v, src, dst, proto, dport, packet)
     if v.reason is DropReason.ANTI_SPOOFING or _spoof_chain_drop(trace):
         return _spoof_fix(snap, names, trace, src, src_ip, packet)
     if proto == "dhcp":
@@ -698,7 +752,8 @@ def _why(trace: Trace) -> str:
 
 
 def diagnose(state: Path, src: str, dst: str, *, proto: str = "icmp", dport: int = 22,
-             src_ip: str | None = None, src_mac: str | None = None, world: World | None = None) -> Diagnosis:
+             src_ip: str | None = None, src_mac: str | None = None, size: int | None = None,
+             world: World | None = None) -> Diagnosis:
     """Trace ``src`` to ``dst`` and, when it does not get through, say where, why, what to change,
     with the fixes (and their alternatives) checked on copies of the cloud. ``src_ip`` and
     ``src_mac`` give the packet's source as ``neutrino trace --src-ip/--src-mac`` do."""
@@ -708,7 +763,7 @@ def diagnose(state: Path, src: str, dst: str, *, proto: str = "icmp", dport: int
     snap = open_cloud(state).snapshot()
     names = Names(snap)
     world = world if world is not None else booted_world(state)
-    packet = Packet(src_ip, src_mac)
+    packet = Packet(src_ip, src_mac, size)
     if (src_ip or src_mac) and (src == OUTSIDE or src.startswith(HOST_PREFIX)):
         raise InvalidInput(f"{src}: the packet's source can be given from an instance only")
     pre: list[Fix] = []
@@ -817,6 +872,7 @@ class _Probe:
             sender = b.source or sender
         fixes: list[Fix] = []
         after: Trace | None = None
+        sized: int | None = None
         while fix is not None and len(fixes) < MAX_FIXES:
             try:
                 fix.apply(cloud)
@@ -824,6 +880,7 @@ class _Probe:
                 fixes.append(replace(fix, works=False, after=f"refused: {exc}"))
                 break
             sender = fix.source or sender
+            sized = fix.size or sized
             new = cloud.snapshot()
             world = world_for(new)
             new_names = Names(new)
@@ -837,6 +894,8 @@ class _Probe:
                 fixes.append(replace(fix, works=False, after="still no address to reach it by"))
                 break
             given = self.packet.probe_args() if sender == self.src else {}
+            if sized is not None or self.packet.size is not None:
+                given["size"] = sized or self.packet.size
             after = annotate(world.probe(sender, to, proto=self.proto, dport=self.dport, **given), new_names)
             ok, said = _outcome(after, to, self.spoofed if sender == self.src else None, self.proto)
             fixes.append(replace(fix, works=ok, after=said))
