@@ -395,6 +395,15 @@ def _tcpdump_of(host: str, ns: str, device: str, world):  # type: ignore[no-unty
                   state=store.state_dir(), stderr=io.StringIO())
 
 
+def _size(text: str | None) -> int | None:
+    """``--size N``: bytes of data, 0 to 65535 (the simulator checks what fits the protocol)."""
+    if text is None:
+        return None
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise InvalidInput(f"--size {text}: a payload size in bytes is a number from 0 to 65535")
+    return int(text)
+
+
 def _cmd_diagnose(args: argparse.Namespace) -> int:
     import json
 
@@ -403,7 +412,7 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
 
     dport = check_args(args.proto, args.dport)
     d = diagnose(store.state_dir(), args.source, args.destination, proto=args.proto, dport=dport,
-                 src_ip=args.src_ip, src_mac=args.src_mac, world=_world())
+                 src_ip=args.src_ip, src_mac=args.src_mac, size=_size(args.size), world=_world())
     sys.stdout.write(json.dumps(d.plain(), indent=1) + "\n" if args.json else d.text())
     return 0 if d.reachable else 1
 
@@ -628,6 +637,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dport", metavar="N", help="destination port (tcp, udp only; default 22)")
     s.add_argument("--src-ip", metavar="IP", help="the packet's source address (spoofed from an instance)")
     s.add_argument("--src-mac", metavar="MAC", help="the frame's source MAC (spoofed from an instance)")
+    s.add_argument("--size", metavar="N",
+                   help="bytes of data (as ping -s), sent with DF set (as ping -M do): where is the MTU too small?")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_cmd_diagnose)
 
