@@ -281,6 +281,27 @@ def test_ip_rule_61_round_trips() -> None:
     assert rules[4].invert and rules[4].oif == "d0" and rules[5].action == "unreachable"
 
 
+# printed by iproute2 6.1 on this machine (Debian 12) after `ip rule add from 10.0.0.5 lookup 10
+# priority 100`, `... from 10.0.0.7/24 lookup 11 priority 101` and `... from 10.0.0.0/24 to
+# 192.168.1.9 lookup 12 priority 102` in a fresh namespace: the kernel keeps the address as given
+# (host bits and all) and ip prints a host prefix without its length
+IP_RULE_KERNEL = """\
+0:\tfrom all lookup local
+100:\tfrom 10.0.0.5 lookup 10
+101:\tfrom 10.0.0.7/24 lookup 11
+102:\tfrom 10.0.0.0/24 to 192.168.1.9 lookup 12
+32766:\tfrom all lookup main
+32767:\tfrom all lookup default
+"""
+
+
+def test_ip_rule_as_the_kernel_stores_it() -> None:
+    rules = parse_ip_rule(IP_RULE_KERNEL)
+    assert format_ip_rule(rules) == IP_RULE_KERNEL
+    assert str(rules[2].src) == "10.0.0.7/24" and str(rules[2].src.network) == "10.0.0.0/24"  # type: ignore[union-attr]
+    assert str(rules[1].src) == "10.0.0.5/32"  # a host prefix, printed without its length
+
+
 IP_NEIGH_61 = """\
 192.0.2.2 dev d0 INCOMPLETE \n192.0.2.9 dev d0 lladdr fa:16:3e:11:22:33 PERMANENT \n\
 2001:db8::9 dev br0 lladdr fa:16:3e:11:22:34 router STALE \n"""

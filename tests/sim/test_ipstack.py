@@ -162,7 +162,7 @@ def test_policy_rule_actions() -> None:
     ns = replace(router_ns(), rules=parse_ip_rule("0:\tfrom all lookup local\n100:\tfrom 10.1.0.66/32 prohibit\n"
                                                   "32766:\tfrom all lookup main\n"))
     d = IpStack(ns, forwarding=True).route(ip("8.8.8.8"), src=ip("10.1.0.66"), iif=QR)
-    assert isinstance(d, Unreachable) and d.reason == "prohibit" and d.step.text == "100:\tfrom 10.1.0.66/32 prohibit"
+    assert isinstance(d, Unreachable) and d.reason == "prohibit" and d.step.text == "100:\tfrom 10.1.0.66 prohibit"
 
 
 def test_seed_004_controller_routes() -> None:

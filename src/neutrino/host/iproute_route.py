@@ -25,6 +25,15 @@ from neutrino.host.iproute import IprouteStyle, Partial, Skipped, is_elision, pa
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+# a rule's selector as the kernel keeps it: the address as given, with its prefix length (``from
+# 10.0.0.7/24`` is not rewritten to 10.0.0.0/24); ``.network`` is what it matches
+IPPrefix = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+
+
+def prefix_text(p: IPPrefix) -> str:
+    """As ``ip rule`` prints a selector: a host prefix without its length (``10.0.0.5``), any other
+    with it, host bits kept (``10.0.0.7/24``)."""
+    return str(p.ip) if p.network.prefixlen == p.max_prefixlen else str(p)
 
 ROUTE_TYPES = ("unicast", "local", "broadcast", "multicast", "unreachable", "blackhole", "prohibit", "throw",
                "nat", "anycast", "xresolve")
@@ -287,8 +296,8 @@ class RoutingRule:
     ``lookup``."""
 
     priority: int
-    src: IPNetwork | None = None
-    dst: IPNetwork | None = None
+    src: IPPrefix | None = None
+    dst: IPPrefix | None = None
     invert: bool = False
     tos: str | None = None
     fwmark: int | None = None
@@ -332,7 +341,10 @@ def parse_rule_line(line: str, *, n: int = 1, source: str = "<string>") -> Routi
         v = toks[i + 1]
         if t in ("from", "to"):
             if v != "all":
-                kw["src" if t == "from" else "dst"] = _net(v, f"a prefix or 'all' after {t!r}", line, n, source)
+                try:
+                    kw["src" if t == "from" else "dst"] = ipaddress.ip_interface(v)
+                except ValueError:
+                    raise _err(f"a prefix or 'all' after {t!r}", line, n, source) from None
         elif t == "fwmark":
             mark, _, mask = v.partition("/")
             try:
@@ -361,9 +373,9 @@ def format_rule(rule: RoutingRule) -> str:
     s = f"{rule.priority}:\t"
     if rule.invert:
         s += "not "
-    s += f"from {rule.src if rule.src is not None else 'all'}"
+    s += f"from {prefix_text(rule.src) if rule.src is not None else 'all'}"
     if rule.dst is not None:
-        s += f" to {rule.dst}"
+        s += f" to {prefix_text(rule.dst)}"
     if rule.tos is not None:
         s += f" tos {rule.tos}"
     if rule.fwmark is not None:

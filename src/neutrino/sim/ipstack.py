@@ -265,9 +265,9 @@ class IpStack:
                       mark: int) -> bool:
         ok = True
         if rule.src is not None:
-            ok = src is not None and rule.src.version == 4 and src in rule.src
+            ok = src is not None and rule.src.version == 4 and src in rule.src.network
         if ok and rule.dst is not None:
-            ok = rule.dst.version == 4 and dst in rule.dst
+            ok = rule.dst.version == 4 and dst in rule.dst.network
         if ok and rule.fwmark is not None:
             mask = rule.fwmask if rule.fwmask is not None else 0xFFFFFFFF
             ok = (mark & mask) == (rule.fwmark & mask)
