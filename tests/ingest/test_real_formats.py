@@ -291,3 +291,16 @@ def test_ps_aux_piped_to_grep_shows_the_grep_too():
     (p,) = st.processes or ()
     assert (p.user, p.pid, p.options.interface) == ("nobody", 1142, "tap319ca3b4-5f")
     assert any("1 process(es) other than dnsmasq skipped" in n for n in notes)
+
+
+def test_dump_flows_with_port_names_print_back_as_ovs_printed_them():
+    """The real OVS 3.1 `--names dump-flows` capture (see above) prints back line for line: port
+    names quoted exactly where OVS quotes them (lib/namemap.c name_needs_quotes: not a letter then
+    letters and digits)."""
+    from neutrino.host.openflow import format_dump_flows, parse_dump_flows
+    from neutrino.host.openflow_fields import port_name_text
+
+    text = (HERE / "real_outputs" / "ovs-ofctl-3.1.0_--names_dump-flows.txt").read_text()
+    assert format_dump_flows(parse_dump_flows(text)) == text
+    assert [port_name_text(n) for n in ("vxlan0", "patch-int", "tap_1", "9p", "br0")] == \
+        ["vxlan0", '"patch-int"', '"tap_1"', '"9p"', "br0"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+import json
 import re
 from dataclasses import dataclass
 
@@ -218,9 +219,19 @@ def parse_port(text: str) -> Port:
     return PortName(t)
 
 
+def port_name_text(name: str) -> str:
+    """A port name as OVS prints it (lib/namemap.c): bare when it is a letter followed by letters
+    and digits, else quoted as a JSON string (``"patch-int"``, ``"tap61e31514-15"``)."""
+    if name[:1].isascii() and name[:1].isalpha() and all(c.isascii() and c.isalnum() for c in name[1:]):
+        return name
+    return json.dumps(name)
+
+
 def format_port(port: Port) -> str:
     if isinstance(port, ReservedPort):
         return port.value
+    if isinstance(port, PortName):
+        return port_name_text(port.name)
     return str(port)
 
 

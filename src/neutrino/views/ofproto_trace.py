@@ -29,7 +29,7 @@ from typing import Any
 from neutrino.errors import InvalidInput, NotFound
 from neutrino.host.openflow import Action, Flow, Output, ReservedPort
 from neutrino.host.openflow_actions import format_action
-from neutrino.host.openflow_fields import Mac
+from neutrino.host.openflow_fields import Mac, port_name_text
 from neutrino.host.openflow_match import format_match
 from neutrino.host.ovs_datapath import datapaths_of
 from neutrino.host.ovsdb import Bridge, Interface, OvsdbShow, Port
@@ -688,5 +688,5 @@ def _port_text(port: SimPort | None, names: bool) -> str:
     if port.number == OFPP_LOCAL:
         return "LOCAL"
     if names:
-        return f'"{port.name}"' if any(not (c.isalnum() or c == "_") for c in port.name) else port.name
+        return port_name_text(port.name)
     return str(port.number)
