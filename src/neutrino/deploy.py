@@ -114,11 +114,18 @@ def bring_up(scenario_path: str | Path, *, state: Path | None = None, keep: bool
 
     scenario = load_scenario(scenario_path)  # bad YAML fails here, before anything is made
     root = state or store.state_dir()
+    imported = [h.name for h in scenario.deployment.hosts if keep and store.host_kind(h.name) == "imported"]
+    if imported and not replace:
+        raise Conflict(f"already kept: imported host{'s' if len(imported) > 1 else ''} {', '.join(imported)} "
+                       f"(the scenario plans hosts of the same name{'s' if len(imported) > 1 else ''}); "
+                       "'neutrino up --replace' overwrites them")
     if keep and holds_cloud(root):
         if not replace:
             raise Conflict(f"{root} holds a cloud already ({cloud_record(root).get('scenario', '?')}): "
                            "'neutrino up --replace' tears it down first, or set NEUTRINO_STATE to another folder")
         tear_down_cloud(root)
+    for name in imported:  # --replace: the planned host takes the imported one's place
+        store.remove_host(name)
     root.mkdir(parents=True, exist_ok=True)
     db_path = root.resolve() / "cloud.db"
     for suffix in ("", "-wal", "-shm"):

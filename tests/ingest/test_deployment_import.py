@@ -73,6 +73,19 @@ def test_a_planned_host_is_not_silently_replaced(capsys, tmp_path):
     assert store.host_kind("network") == "planned"
 
 
+def test_up_does_not_silently_replace_an_imported_host(capsys, tmp_path):
+    """The other way round: a scenario that plans a host named as an imported one is refused
+    before anything is made; --replace puts the planned host in its place."""
+    assert run(capsys, "import", str(CAPTURES / "seed000-network"), "--host", "network")[0] == 0
+    rc, _, err = run(capsys, "up", str(ROOT / "examples" / "seed000.yaml"))
+    assert rc == 2 and err.count("\n") == 1
+    assert err.startswith("neutrino: already kept: imported host network (") and "--replace" in err
+    assert store.host_kind("network") == "imported" and not (store.state_dir() / "cloud.json").exists()
+    rc, _, err = run(capsys, "up", "--replace", str(ROOT / "examples" / "seed000.yaml"))
+    assert rc == 0, err
+    assert store.host_kind("network") == "planned"
+
+
 def test_a_tar_gz_of_a_deployment_and_of_one_host(capsys, tmp_path):
     dep = deployment(tmp_path)
     archive = tmp_path / "site.tar.gz"
