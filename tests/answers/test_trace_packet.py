@@ -171,8 +171,10 @@ def test_injected_on_a_vlan_trunk_the_tag_decides(cli002: Cli) -> None:
     assert "mod_vlan_vid:1" in data["hops"][0]["steps"][0]["text"]
     assert rc == 1 and data["verdict"]["reason"] == "security group"  # web's group lets no ping in
     rc, data = cli002.json("trace", "192.168.0.1", "web", "--at", "network:phy-br-eth0", "--vlan", "7")
-    assert rc == 1 and data["verdict"]["reason"] == "explicit drop flow"
+    assert rc == 1 and data["verdict"]["reason"] == "VLAN/VNI mismatch"  # dropped by the default drop flow
     assert data["verdict"]["where"] == "network br-eth0"
+    assert "VLAN mismatch: br-eth0 on network translates VLANs 1, 2 from phy-br-eth0 only: frames tagged 7" \
+        in data["verdict"]["detail"]
 
 
 # ---------------------------------------------------------------------------- ARP and DHCP

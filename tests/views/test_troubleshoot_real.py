@@ -160,11 +160,19 @@ def test_ofproto_trace_matches_the_real_one(linux: pathlib.Path, host: str, brid
     kept = store.load_host(host)
     planned = {b for b in ("br-int", "br-tun", "br-ex")}
     sim = ofproto_trace(kept, TraceRequest(bridge, flow))
-    real = _real_trace(linux, host, bridge, flow, names=False)
+    # the real switch hears its namespaces' own traffic (IPv6 neighbour discovery, DHCP renewals)
+    # and can learn a MAC between the flush and the trace: such a run is taken again (at most 5)
+    for _ in range(5):
+        real = _real_trace(linux, host, bridge, flow, names=False)
+        if _tables(sim, planned) == _tables(real, planned):
+            break
     assert _tables(sim, planned) == _tables(real, planned), f"simulated:\n{sim}\nreal:\n{real}"
     assert sim.splitlines()[0] == real.splitlines()[0]  # the same "Flow:" (port numbers agree)
     sim_named = ofproto_trace(kept, TraceRequest(bridge, flow, names=True))
-    real_named = _real_trace(linux, host, bridge, flow, names=True)
+    for _ in range(5):
+        real_named = _real_trace(linux, host, bridge, flow, names=True)
+        if _outputs(sim_named) == _outputs(real_named):
+            break
     assert _outputs(sim_named) == _outputs(real_named), f"simulated:\n{sim_named}\nreal:\n{real_named}"
     final = [ln for ln in sim.splitlines() if ln.startswith("Final flow: ")]
     assert final == [ln for ln in real.splitlines() if ln.startswith("Final flow: ")]

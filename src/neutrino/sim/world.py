@@ -77,6 +77,7 @@ from neutrino.sim.packets import (
     UDP,
     ARPOp,
     DHCPMessageType,
+    Dot1Q,
     Ethernet,
     ICMPType,
     IPv4,
@@ -822,6 +823,10 @@ class World:
                 steps.append(drop)
                 continue
             out.extend(self._send_from(here, emit.frame))
+        if not res.outputs and any(st.kind is StepKind.DROP for st in steps):
+            mismatch = _segment_mismatch(sim, ev)
+            if mismatch is not None:
+                steps.append(mismatch)
         self._hop(run, ev, ev.end.element, steps, goal)
         return out
 
@@ -2141,6 +2146,38 @@ def _local_error(proto: str, run: _Run) -> str:
     return f"sendmsg: Message too long (EMSGSIZE): the device's MTU is {run.local_mtu}"
 
 
+def _segment_mismatch(sim: OvsBridgeSim, ev: _Event) -> Step | None:
+    """Why a bridge dropped a frame, when the reason is the network segment it came in: a tunnel
+    key no flow of the bridge knows (while others are known), or a VLAN tag the flows for that
+    in_port translate for other VLANs only. The two ends disagree on the network's segmentation
+    (a VNI or VLAN mismatch), or this host has no port of that network."""
+    from neutrino.host.openflow_match import DlVlan, InPort, IntMatch
+
+    compiled = [c for lst in getattr(sim, "_static", {}).values() for c in lst]
+    key = ev.meta.tun_id
+    if key:
+        known = sorted({m.value for c in compiled for m in c.flow.match
+                        if isinstance(m, IntMatch) and m.field == "tun_id"})
+        if known and key not in known:
+            said = ", ".join(f"{k:#x}" for k in known)
+            return Step(StepKind.DROP, f"tunnel key {key:#x}",
+                        f"VNI mismatch: no flow of {ev.end.element} on {ev.end.host} knows tunnel key {key:#x} "
+                        f"(it knows {said}): the sending host puts this network on another segment than this "
+                        f"host does, or no port of the network is here")
+    payload = ev.frame.payload
+    if isinstance(payload, Dot1Q):
+        number = next((p.number for p in sim.ports if p.name == ev.end.port), None)
+        vids = sorted({m.vid for c in compiled if any(isinstance(m, InPort) and m.port in (number, ev.end.port)
+                                                      for m in c.flow.match)
+                       for m in c.flow.match if isinstance(m, DlVlan)})
+        if vids and payload.vid not in vids:
+            said = ", ".join(str(v) for v in vids)
+            return Step(StepKind.DROP, f"VLAN {payload.vid}",
+                        f"VLAN mismatch: {ev.end.element} on {ev.end.host} translates VLANs {said} from "
+                        f"{ev.end.port} only: frames tagged {payload.vid} belong to no network this host has")
+    return None
+
+
 # the end of a port's Havana-style s- chain (its (address, MAC) pairs allowed, the rest dropped)
 _SPOOF_CHAIN_DROP = re.compile(r"^-A (quantum|neutron)-openvswi-s[0-9a-f-]{10} -j DROP$")
 
@@ -2162,6 +2199,8 @@ def _dropped(run: _Run, what: str, *, reply: bool = False) -> Verdict:
     elif "--mac-source" in text or "! -s" in text or "IP/MAC" in text or _SPOOF_CHAIN_DROP.match(step.text) or (
             where.endswith(" br-int") and step.text.split(",")[0] in ("table=24", "table=25")):
         reason = DropReason.ANTI_SPOOFING  # br-int's ARP_SPOOF_TABLE (24) and MAC_SPOOF_TABLE (25) too
+    elif "VNI mismatch" in text or "VLAN mismatch" in text:
+        reason = DropReason.VLAN_MISMATCH
     elif "no flow matched" in text or "table miss" in text:
         reason = DropReason.NO_FLOW
     elif "explicit drop" in text or "actions=drop" in text:
