@@ -143,7 +143,7 @@ def _cmd_diagram(args: argparse.Namespace) -> int:
         raise InvalidInput(f"unknown diagram format {fmt!r}: dot, svg or png")
     traces = []
     for src, dst in args.trace or ():
-        trace = _world().probe(src, dst, proto=args.proto, dport=args.dport)
+        trace = _world(args).probe(src, dst, proto=args.proto, dport=args.dport)
         port = f" port {args.dport}" if args.proto in ("tcp", "udp", "http") else ""
         traces.append((f"{src} -> {dst} {args.proto}{port}", trace))
     dot = diagram_dot([store.load_host(n) for n in names], traces)
@@ -304,17 +304,32 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
-def _world():  # type: ignore[no-untyped-def]
+def _world(args: argparse.Namespace | None = None):  # type: ignore[no-untyped-def]
+    """The world the command traces in: the cloud's, or the imported hosts' (read from their
+    captures alone) when asked (``--imported``) or when the state folder holds imported hosts and
+    no cloud. ``--assume`` is what a trace may take for state that was not captured."""
     from neutrino import store, worldkeep
 
+    assume = list(getattr(args, "assume", None) or ())
+    if worldkeep.uses_imported(store.state_dir(), bool(getattr(args, "imported", False))):
+        return worldkeep.imported_world(store.state_dir(), assume)
+    if assume:
+        raise InvalidInput("--assume is for an imported deployment (neutrino import): a planned cloud "
+                           "has every piece of its hosts")
     return worldkeep.booted_world(store.state_dir())
 
 
 def _named(trace):  # type: ignore[no-untyped-def]
-    """The trace with its OpenStack objects named from the cloud's snapshot."""
+    """The trace with its OpenStack objects named from the cloud's snapshot (an imported
+    deployment's, which has none, by device and chain)."""
     from neutrino import store, worldkeep
-    from neutrino.answers.objects import Names, annotate, flow_origins
+    from neutrino.answers.objects import ImportedNames, Names, annotate, flow_origins
 
+    crossed = {h.host for t in (trace, trace.reply) if t is not None for h in t.hops}
+    kept = store.list_hosts()
+    if any(store.host_kind(h) == "imported" for h in crossed if h in kept):
+        return annotate(trace, ImportedNames.of_hosts(store.load_host(h) for h in kept
+                                                      if store.host_kind(h) == "imported"))
     cloud = worldkeep.kept_cloud(store.state_dir())
     if cloud is None:  # no kept world, or it no longer stands for the hosts: the database
         from neutrino.deploy import open_cloud
@@ -346,7 +361,7 @@ def _cmd_trace(args: argparse.Namespace) -> int:
     dport = number("--dport", args.dport, "a port", 1, 65535)
     assert dport is not None
     dumps = [_tcpdump_spec(spec) for spec in args.tcpdump or ()]  # bad input refused before any work
-    world = _world()
+    world = _world(args)
     trace = _named(world.probe(
         args.source, args.destination, proto=args.proto, dport=dport, src_ip=args.src_ip, src_mac=args.src_mac,
         dst_mac=args.dst_mac, sport=number("--sport", args.sport, "a port", 1, 65535), tcp_flags=args.tcp_flags,
@@ -412,7 +427,7 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
 
     dport = check_args(args.proto, args.dport)
     d = diagnose(store.state_dir(), args.source, args.destination, proto=args.proto, dport=dport,
-                 src_ip=args.src_ip, src_mac=args.src_mac, size=_size(args.size), world=_world())
+                 src_ip=args.src_ip, src_mac=args.src_mac, size=_size(args.size), world=_world(args))
     sys.stdout.write(json.dumps(d.plain(), indent=1) + "\n" if args.json else d.text())
     return 0 if d.reachable else 1
 
@@ -441,7 +456,8 @@ def _cmd_matrix(args: argparse.Namespace) -> int:
         protocols += tuple(p for p in policy.protocols() if p not in protocols)
     stage = _progress("matrix")
     with stage("the cloud's world loaded (booted if none was kept)"):
-        world, cloud = _world(), open_cloud(store.state_dir()).snapshot()
+        world = _world(args)
+        cloud = mx.empty_cloud() if getattr(world, "imported", False) else open_cloud(store.state_dir()).snapshot()
         ends = mx.endpoints(world, cloud, outside=not args.no_outside, hosts=not args.no_hosts,
                             routers=not args.no_routers)
     with stage(f"traced {'every pair' if args.exhaustive else 'one pair per class'} of {len(ends[0])} sources "
@@ -469,7 +485,7 @@ def _cmd_matrix(args: argparse.Namespace) -> int:
 
 
 def _cmd_ping(args: argparse.Namespace) -> int:
-    trace = _world().probe(args.source, args.destination, proto="icmp")
+    trace = _world(args).probe(args.source, args.destination, proto="icmp")
     if not trace.succeeded:  # the objects are named only where a failure is explained
         trace = _named(trace)
     if args.json:
@@ -627,6 +643,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="after the trace, what 'tcpdump -n -e -i DEVICE' on HOST (in NAMESPACE) saw of it "
                         "(repeat for more; the trace is kept either way, for 'neutrino exec HOST -- tcpdump "
                         "-i DEVICE' and 'conntrack -L')")
+    s.add_argument("--imported", action="store_true",
+                   help="trace in the imported hosts (neutrino import), read from their captures alone (the "
+                        "default when the state folder holds imported hosts and no cloud)")
+    s.add_argument("--assume", action="append", metavar="WHAT",
+                   help="imported hosts: what to take for state that was not captured (iptables-accept, "
+                        "flows-normal); without it a trace through such state stops and names what is missing")
     s.set_defaults(func=_cmd_trace)
 
     s = sub.add_parser("diagnose", help="why SOURCE does not reach DESTINATION, and a fix, checked first")
@@ -640,6 +662,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--size", metavar="N",
                    help="bytes of data (as ping -s), sent with DF set (as ping -M do): where is the MTU too small?")
     s.add_argument("--json", action="store_true")
+    s.add_argument("--imported", action="store_true",
+                   help="trace in the imported hosts (neutrino import), read from their captures alone (the "
+                        "default when the state folder holds imported hosts and no cloud)")
+    s.add_argument("--assume", action="append", metavar="WHAT",
+                   help="imported hosts: what to take for state that was not captured (iptables-accept, "
+                        "flows-normal); without it a trace through such state stops and names what is missing")
     s.set_defaults(func=_cmd_diagnose)
 
     s = sub.add_parser("matrix", help="who reaches whom among the instances, routers, hosts and the outside, "
@@ -659,6 +687,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "violations; exit 1 on any")
     s.add_argument("--exhaustive", action="store_true",
                    help="trace every pair (default: one pair per class of endpoints treated alike)")
+    s.add_argument("--imported", action="store_true",
+                   help="trace in the imported hosts (neutrino import), read from their captures alone (the "
+                        "default when the state folder holds imported hosts and no cloud)")
+    s.add_argument("--assume", action="append", metavar="WHAT",
+                   help="imported hosts: what to take for state that was not captured (iptables-accept, "
+                        "flows-normal); without it a trace through such state stops and names what is missing")
     s.set_defaults(func=_cmd_matrix)
 
     s = sub.add_parser("ping", help="the short answer: does a ping from SOURCE to DESTINATION come back")
@@ -666,6 +700,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("destination")
     s.add_argument("--json", action="store_true",
                    help="the verdict as JSON: reply (true/false), hops, reply_hops, reason, where, object, detail")
+    s.add_argument("--imported", action="store_true",
+                   help="trace in the imported hosts (neutrino import), read from their captures alone (the "
+                        "default when the state folder holds imported hosts and no cloud)")
+    s.add_argument("--assume", action="append", metavar="WHAT",
+                   help="imported hosts: what to take for state that was not captured (iptables-accept, "
+                        "flows-normal); without it a trace through such state stops and names what is missing")
     s.set_defaults(func=_cmd_ping)
 
     s = sub.add_parser("demo", help="the main job: a seed scenario, shown")

@@ -17,6 +17,7 @@ import os
 import pickle
 import tempfile
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -140,4 +141,37 @@ def booted_world(state: Path) -> World:
             _keep_cloud(state, cloud, tag)
         except OSError as exc:
             log.warning("could not keep the booted world: %s", exc)
+    return world
+
+
+def imported_hosts(state: Path) -> list[str]:
+    """The names of the state folder's imported hosts (``neutrino import``)."""
+    hosts = state / "hosts"
+    if not hosts.is_dir():
+        return []
+    return sorted(p.name for p in hosts.iterdir() if p.is_dir() and not p.name.startswith(".")
+                  and ((p / "imported.json").is_file() or (p / "source").is_file()) and (p / "captures").is_dir())
+
+
+def uses_imported(state: Path, chosen: bool = False) -> bool:
+    """Whether ``trace``, ``ping``, ``matrix`` and ``diagnose`` run on the imported hosts: when chosen
+    (``--imported``), or when the state folder holds imported hosts and no cloud."""
+    return chosen or (not (state / "cloud.json").is_file() and bool(imported_hosts(state)))  # deploy.holds_cloud
+
+
+def imported_world(state: Path, assume: Iterable[str] = ()) -> World:
+    """The world of the state folder's imported hosts, read from their captures alone
+    (:func:`neutrino.sim.imported.world_from_captures`), booted (each instance's DHCP exchange)."""
+    from neutrino import store
+    from neutrino.errors import InvalidInput, NotFound
+    from neutrino.sim.imported import world_from_captures
+
+    names = imported_hosts(state)
+    if not names:
+        raise NotFound("no imported hosts here: run 'neutrino import DIR' first")
+    if state.resolve() != store.state_dir().resolve():
+        raise InvalidInput(f"{state}: the imported hosts are read from the state folder in use ({store.state_dir()})")
+    hosts = tuple(store.load_host(n) for n in names)
+    world = world_from_captures(hosts, assume=tuple(assume))
+    world.boot()
     return world

@@ -117,6 +117,7 @@ class Diagnosis:
     src_ip: str | None = None  # the packet's source address when given (spoofed)
     src_mac: str | None = None  # the frame's source MAC when given (spoofed)
     alternatives: tuple[Alternative, ...] = ()
+    on_host: str = ""  # an imported deployment: what to change on the host (no API object to name)
 
     def text(self) -> str:
         port = 80 if self.proto == "http" else self.dport
@@ -133,8 +134,11 @@ class Diagnosis:
             lines.append(f"why: {self.why}")
         if self.obj:
             lines.append(f"change: {self.obj}")
+        if self.on_host:
+            lines.append(f"on the host: {self.on_host}")
         if not self.fixes:
-            lines.append("fix: none known for this drop")
+            lines.append("fix: no API object to change (an imported deployment has no cloud): change the host"
+                         if self.on_host else "fix: none known for this drop")
         for n, fix in enumerate(self.fixes, 1):
             lines.append(f"fix {n}: {fix.command}")
             lines += self._checked(fix)
@@ -760,6 +764,8 @@ def diagnose(state: Path, src: str, dst: str, *, proto: str = "icmp", dport: int
     from neutrino.deploy import open_cloud
     from neutrino.worldkeep import booted_world
 
+    if world is not None and getattr(world, "imported", False):
+        return _diagnose_imported(world, src, dst, proto, dport, Packet(src_ip, src_mac, size))
     snap = open_cloud(state).snapshot()
     names = Names(snap)
     world = world if world is not None else booted_world(state)
@@ -963,3 +969,49 @@ def check_args(proto: str, dport: str | int | None) -> int:
     if not 1 <= dport <= 65535:
         raise InvalidInput(f"--dport {dport}: a port is a number from 1 to 65535")
     return dport
+
+
+def _diagnose_imported(world: World, src: str, dst: str, proto: str, dport: int, packet: Packet) -> Diagnosis:
+    """An imported deployment (no cloud, so no API object to fix): where it stops, why, the port,
+    chain and rule from the captures, and what to change on the host."""
+    from neutrino.answers.objects import ImportedNames
+
+    names = ImportedNames.of_world(world)
+    trace = annotate(world.probe(src, dst, proto=proto, dport=dport, **packet.probe_args()), names)
+    made = partial(Diagnosis, src, dst, proto, dport, src_ip=packet.src_ip, src_mac=packet.src_mac)
+    if trace.succeeded:
+        return made(trace, _summary(trace), reachable=True)
+    v = trace.failure
+    assert v is not None
+    return made(trace, _summary(trace), v.where, _why(trace), on_host=_host_change(trace, proto, dport))
+
+
+def _host_change(trace: Trace, proto: str, dport: int) -> str:
+    """What to change on the host for the drop: a rule before the chain's fallback (security
+    groups are the cloud's to change, where the port's owner can), else the dropping step's."""
+    v = trace.failure
+    if v is None:
+        return ""
+    t = trace if not trace.delivered or trace.reply is None else trace.reply
+    hop = next((h for h in reversed(t.hops) if f"{h.host} {h.element}" == v.where), None)
+    if hop is None:
+        return ""
+    texts = [st.text for st in hop.steps if st.text.startswith("-A ")]
+    if v.reason is DropReason.SECURITY_GROUP and texts:
+        chain = next((t.split()[1] for t in reversed(texts) if _is_port_chain(t.split()[1])), texts[-1].split()[1])
+        match = "-p icmp" if proto == "icmp" else f"-p {'tcp' if proto == 'http' else proto} -m " \
+            f"{'tcp' if proto == 'http' else proto} --dport {80 if proto == 'http' else dport}"
+        target = "ACCEPT" if chain.startswith("nova-") else "RETURN"
+        return (f"on {hop.host}, chain {chain} lets no such packet through; its rules are the port's security "
+                f"groups': add a rule to one of them where the cloud is managed, or, on {hop.host} until the "
+                f"agent rewrites it: iptables -I {chain} 1 {match} -j {target}")
+    st = _drop_step(trace, v.where)
+    if st is not None and st.text:
+        return f"on {hop.host}, {hop.element}: {st.text}" + (f" ({st.detail})" if st.detail else "")
+    return ""
+
+
+def _is_port_chain(chain: str) -> bool:
+    from neutrino.answers.objects import _CHAIN_PORT
+
+    return bool(_CHAIN_PORT.search(chain)) or chain.startswith("nova-compute-inst-")

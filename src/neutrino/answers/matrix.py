@@ -60,7 +60,8 @@ from typing import Any
 
 import yaml
 
-from neutrino.answers.objects import Names, annotate
+from neutrino.answers.objects import ImportedNames, Names, annotate
+from neutrino.answers.objects import empty_cloud as empty_cloud  # the CLI's snapshot for an imported world
 from neutrino.errors import InvalidInput
 from neutrino.scenarios.model import Identity
 from neutrino.services.snapshot import CloudSnapshot, Server
@@ -152,9 +153,53 @@ def _host_signatures(cloud: CloudSnapshot) -> dict[str, tuple[object, ...]]:
             for h in cloud.deployment.hosts}
 
 
+def _imported_endpoints(world: World, *, outside: bool, hosts: bool,
+                        routers: bool) -> tuple[list[Endpoint], list[Endpoint]]:
+    """An imported deployment's endpoints: its instances (as the captures show them, reached from
+    outside at the floating IP a router's or a host's DNAT rule gives them), the outside, its hosts
+    and its routers' addresses (``qrouter-<id>:ADDRESS``)."""
+    import re
+
+    from neutrino.host.iptables import format_rule
+
+    dnat = re.compile(r"-d (?P<fip>[0-9.]+)/32 .*-j DNAT --to-destination (?P<ip>[0-9.]+)$")
+    floating: dict[str, str] = {}
+    router_addrs: list[tuple[str, str, str]] = []
+    for h in world.hosts.values():
+        for ns in h.namespaces:
+            for t in ns.iptables.tables if ns.iptables is not None else ():
+                for c in t.chains:
+                    for r in c.rules:
+                        m = dnat.search(format_rule(r))
+                        if m:
+                            floating.setdefault(m.group("ip"), m.group("fip"))
+            if ns.name.startswith("qrouter-"):
+                for lk in ns.links or ():
+                    for a in lk.addresses:
+                        if isinstance(a.interface.ip, IPv4Address) and lk.name.startswith(("qr-", "qg-")) \
+                                and a.interface.network.prefixlen < 32:
+                            router_addrs.append((h.name, ns.name, str(a.interface.ip)))
+    inst = [Endpoint(g.name, "instance", g.name, g.host, floating=floating.get(str(g.fixed_ip), ""))
+            for g in world.specs.values() if g.name in world.guests and world.guests[g.name].ip is not None]
+    out = Endpoint(OUTSIDE, "outside", INTERNET)
+    srcs = inst + ([out] if outside and world.externals else [])
+    dsts = inst + ([out] if outside else [])
+    if hosts:
+        srcs += [Endpoint(f"{HOST_PREFIX}{h}", "host", host=h) for h in world.hosts if h != OUTSIDE]
+    if routers:
+        seen: set[str] = set()
+        for host, space, ip in router_addrs:
+            if ip not in seen:
+                seen.add(ip)
+                dsts.append(Endpoint(f"{space[:16]}:{ip}", "router", ip, host, router=space))
+    return srcs, dsts
+
+
 def endpoints(world: World, cloud: CloudSnapshot, *, outside: bool = True, hosts: bool = True,
               routers: bool = True) -> tuple[list[Endpoint], list[Endpoint]]:
     """The matrix's sources (rows) and destinations (columns), in their order."""
+    if getattr(world, "imported", False):
+        return _imported_endpoints(world, outside=outside, hosts=hosts, routers=routers)
     servers = [s for s in cloud.servers if s.name in world.guests and world.guests[s.name].ip is not None]
     inst = []
     for s in servers:
@@ -214,8 +259,11 @@ def _why(trace: Trace, names: Names) -> str:
 def matrix(world: World, cloud: CloudSnapshot, protocols: Sequence[str] = DEFAULT_PROTOCOLS, *,
            outside: bool = True, exhaustive: bool = False, hosts: bool = True, routers: bool = True,
            ends: tuple[Sequence[Endpoint], Sequence[Endpoint]] | None = None) -> list[Cell]:
-    """Every cell, per protocol, row by row (``ends``: the endpoints, if already at hand)."""
-    names = Names(cloud)
+    """Every cell, per protocol, row by row (``ends``: the endpoints, if already at hand). An
+    imported world's (no snapshot to class its instances by) is traced pair by pair."""
+    imported = bool(getattr(world, "imported", False))
+    names: Names = ImportedNames.of_world(world) if imported else Names(cloud)
+    exhaustive = exhaustive or imported
     srcs, dsts = ends if ends is not None else endpoints(world, cloud, outside=outside, hosts=hosts,
                                                           routers=routers)
     by_name = {s.name: s for s in cloud.servers}

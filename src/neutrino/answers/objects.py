@@ -16,9 +16,14 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from neutrino.services.snapshot import CloudSnapshot, Port, SecurityGroupRule
 from neutrino.sim.trace import DropReason, Hop, Step, StepKind, Trace, Verdict
+
+if TYPE_CHECKING:
+    from neutrino.host.state import HostState
+    from neutrino.sim.world import GuestSpec, World
 
 _ID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 _ORIGIN = re.compile(rf"^(?P<what>.*?)\s*(?P<id>{_ID})?(?: via \S+)?$")
@@ -247,6 +252,8 @@ def _nova_fallback(names: Names, trace: Trace, v: Verdict) -> Verdict | None:
 def _fallback_verdict(names: Names, trace: Trace, v: Verdict) -> Verdict:
     """A drop by the fallback rule: which port's chain it was, and that no rule of its groups
     allows the packet in that direction."""
+    if isinstance(names, ImportedNames):
+        return names.fallback(trace, v)
     nova = _nova_fallback(names, trace, v)
     if nova is not None:
         return nova
@@ -318,3 +325,97 @@ def annotate(trace: Trace, names: Names) -> Trace:
             v = replace(v, obj=hop.obj)
     reply = annotate(trace.reply, names) if trace.reply is not None else None
     return replace(out, verdict=v, reply=reply)
+
+
+def empty_cloud() -> CloudSnapshot:
+    """A snapshot with no objects: what an imported deployment's names are looked up in."""
+    from neutrino.scenarios.model import Deployment
+
+    return CloudSnapshot(Deployment())
+
+
+_NOVA_CHAIN = re.compile(r"\b(?P<chain>nova-compute-inst-\d+)\b")
+
+
+class ImportedNames(Names):
+    """Names for an imported deployment, which has no cloud snapshot: a port by its id's first
+    characters and its devices (``port 61e31514-15… (tap61e31514-15 on compute)``), a router or a
+    DHCP server by its namespace, a security-group decision by the chain and rule that made it."""
+
+    def __init__(self, guests: Iterable[GuestSpec] = ()) -> None:
+        super().__init__(empty_cloud())
+        self.guests = {(g.host, g.device): g for g in guests}
+        self._by_name = {g.name: g for g in guests}
+
+    @classmethod
+    def of_world(cls, world: World) -> ImportedNames:
+        return cls(world.specs.values())
+
+    @classmethod
+    def of_hosts(cls, hosts: Iterable[HostState]) -> ImportedNames:
+        from neutrino.sim.imported import guests_from_captures
+
+        return cls(guests_from_captures(tuple(hosts)))
+
+    def _guest_by_prefix(self, prefix: str) -> GuestSpec | None:
+        return next((g for g in self.guests.values() if g.device[3:].startswith(prefix[:10])), None)
+
+    def port_named(self, host: str, dev: str) -> str:
+        """``port 61e31514-15… (tap61e31514-15 of instance … on compute)`` for a port's device."""
+        for pre in _DEVICE_PREFIXES:
+            if dev.startswith(pre) and len(dev) > len(pre):
+                pid = dev[len(pre):]
+                g = self._guest_by_prefix(pid) if pre in ("tap", "qvo", "qvb", "qbr") else None
+                on = f"{g.device} of instance {g.name}" if g is not None and g.name != g.device else \
+                    g.device if g is not None else dev
+                return f"port {pid}… ({on} on {g.host if g is not None else host})"
+        g = self.guests.get((host, dev))
+        return f"instance {g.name} ({dev} on {host})" if g is not None else ""
+
+    def element(self, hop: Hop) -> str:
+        el = hop.element
+        if el.startswith("qrouter-"):
+            return f"router {el[len('qrouter-'):]} (namespace {el} on {hop.host})"
+        if el.startswith("qdhcp-"):
+            return f"DHCP server of network {el[len('qdhcp-'):]} (namespace {el} on {hop.host})"
+        g = self._by_name.get(el)
+        if g is not None:
+            return f"instance {g.name} ({g.device} on {g.host})"
+        return self.port_named(hop.host, hop.device) or self.port_named(hop.host, el)
+
+    def allowed_by(self, text: str) -> str:
+        words = text.split()
+        if len(words) < 2 or words[0] != "-A":
+            return ""
+        m = _CHAIN_PORT.search(words[1])
+        nova = _NOVA_CHAIN.search(words[1])
+        if m is None and nova is None:
+            return ""
+        whose = self._chain_port(m.group("id")) if m else f"an instance's chain {words[1]}"
+        if "--state" in text or "--ctstate" in text:
+            return f"an answer to a connection {whose} is part of (conntrack)"
+        return f"allowed by '{text}' ({whose})"
+
+    def _chain_port(self, pid: str) -> str:
+        g = self._guest_by_prefix(pid)
+        return f"port {pid}… ({g.device} on {g.host})" if g is not None else f"port {pid}…"
+
+    def fallback(self, trace: Trace, v: Verdict) -> Verdict:
+        """A drop at the end of a port's chain: which chain, which port, the rule that dropped it."""
+        hop = next((h for h in trace.hops if f"{h.host} {h.element}" == v.where), None)
+        texts = [st.text for st in hop.steps] if hop is not None else []
+        chains = [(m, t) for t in texts for m in [_CHAIN_PORT.search(t.split()[1] if t.startswith("-A ") else "")]
+                  if m]
+        drop = next((t for t in reversed(texts) if t.endswith("-j DROP")), "")
+        rule = f"; the rule that dropped it: '{drop}'" if drop else ""
+        if chains:
+            m, t = chains[-1]
+            chain = t.split()[1]
+            direction = "ingress" if m.group("dir") == "i" else "egress"
+            to = "to" if direction == "ingress" else "from"
+            return replace(v, obj=f"no rule of chain {chain} allows {direction} {to} "
+                                  f"{self._chain_port(m.group('id'))}{rule}")
+        nova = next((m.group("chain") for t in texts for m in [_NOVA_CHAIN.search(t)] if m), None)
+        if nova is not None:
+            return replace(v, obj=f"no rule of chain {nova} (an instance's security groups) allows it{rule}")
+        return replace(v, obj=f"dropped by '{drop}'" if drop else v.obj)
