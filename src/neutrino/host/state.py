@@ -10,17 +10,19 @@ captures, the simulator and the Linux backend consume them, and the views print 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
-from neutrino.host.bridge import BridgeInfo
-from neutrino.host.dnsmasq import DnsmasqProcess
-from neutrino.host.iproute_link import Link
-from neutrino.host.iproute_route import Neighbour, Netns, Route, RoutingRule
-from neutrino.host.iptables import Ruleset
-from neutrino.host.nettools import ArpEntry, IfconfigInterface, RouteEntry
-from neutrino.host.ofctl_show import OfctlShow
-from neutrino.host.openflow import FlowDump
-from neutrino.host.ovsdb import OvsdbShow, VsctlShowExcerpt
-from neutrino.host.sysctl import Sysctl
+if TYPE_CHECKING:  # the parsed forms: only named here (a command that loads a host imports what it holds)
+    from neutrino.host.bridge import BridgeInfo
+    from neutrino.host.dnsmasq import DnsmasqProcess
+    from neutrino.host.iproute_link import Link
+    from neutrino.host.iproute_route import Neighbour, Netns, Route, RoutingRule
+    from neutrino.host.iptables import Ruleset
+    from neutrino.host.nettools import ArpEntry, IfconfigInterface, RouteEntry
+    from neutrino.host.ofctl_show import OfctlShow
+    from neutrino.host.openflow import FlowDump
+    from neutrino.host.ovsdb import OvsdbShow, VsctlShowExcerpt
+    from neutrino.host.sysctl import Sysctl
 
 ROOT = ""  # the name of the host's own (root) namespace
 
