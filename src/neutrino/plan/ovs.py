@@ -36,6 +36,7 @@ from neutrino.host.openflow import FlowDump, format_add_flow
 from neutrino.host.openflow_fields import ReservedPort
 from neutrino.host.state import ROOT, BridgeFlows, HostState, NamespaceState, Origin, OvsState
 from neutrino.plan.generation import Generation, Profile
+from neutrino.plan.ovs_firewall import ovs_firewall_flows
 from neutrino.plan.ovs_int import (
     CONTROLLER,
     MANAGER,
@@ -91,7 +92,8 @@ def plan_ovs(cloud: CloudSnapshot, host: Host | str, *, generation: Generation |
     vlans = local_vlans(ctx)
     ports = (*int_bridge_ports(ctx, plugs, vlans), *tun_bridge_ports(ctx, vlans), *phys_bridge_ports(ctx, plugs))
     ofports = Ofports.number(ports)
-    flows = (*int_bridge_flows(ctx, plugs, vlans, ofports), *tun_bridge_flows(ctx, plugs, vlans, ofports),
+    flows = (*int_bridge_flows(ctx, plugs, vlans, ofports), *ovs_firewall_flows(ctx, plugs, vlans, ofports),
+             *tun_bridge_flows(ctx, plugs, vlans, ofports),
              *phys_bridge_flows(ctx, plugs, vlans, ofports))
     links, brctl, link_origins = hybrid_plug(ctx, plugs)
     show = _show(ctx, ports)

@@ -9,7 +9,7 @@ A scenario file has four top-level sections, all optional::
       vni_ranges: ["1:1000"]         # VXLAN VNIs
       network_vlan_ranges: ["physnet1:100:199"]
       flat_networks: ["public"]      # or ["*"]
-      firewall_driver: iptables_hybrid   # iptables_hybrid | openvswitch | noop
+      firewall_driver: iptables_hybrid   # iptables_hybrid | openvswitch (ml2_ovs, modern only) | noop
       l2population: false
       external_network_bridge: br-ex # legacy external network on br-ex ("" for provider mode)
       physical_mtu: 1500
@@ -287,6 +287,8 @@ def parse_scenario(doc: Any, source: str = "<string>") -> Scenario:
     generation = str(d.get("generation", "modern"))
     if generation not in ("grizzly", "havana", "modern"):
         raise _fail(source, "generation must be grizzly, havana or modern")
+    if fw == "openvswitch" and (mech is not Mechanism.ML2_OVS or generation != "modern"):
+        raise _fail(source, "firewall_driver openvswitch needs mechanism ml2_ovs and generation modern")
     dep = Deployment(
         generation=generation, mechanism=mech, tenant_network_types=types,
         tunnel_id_ranges=_ranges(d.get("tunnel_id_ranges", ["1:1000"]), source, "tunnel_id_ranges"),

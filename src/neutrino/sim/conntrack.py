@@ -145,6 +145,7 @@ class Connection:
     seen_reply: bool = False
     confirmed: bool = False
     mark: int = 0
+    label: int = 0
     nat_done: set[Manip] = field(default_factory=set)
 
     def tuple(self, direction: Direction) -> Tuple:

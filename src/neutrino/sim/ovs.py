@@ -18,9 +18,15 @@ the trace steps explaining each decision.
 Semantics follow ``ofproto-dpif-xlate.c``: the highest-priority matching flow wins (ties: first in
 the dump); a table miss drops, as OpenFlow 1.3+ bridges (Neutron's) do; actions change the packet
 in place and ``output`` sends a copy as it is then; ``resubmit``/``goto_table`` recurse with the
-current packet, up to 64 deep; output to the input port needs ``IN_PORT``. Conntrack is not modelled:
-``ct(...)`` passes the packet through (``ct(table=N)`` continues in N as ``+trk+new``, at once
-rather than after the flow's remaining actions). A bridge with
+current packet, up to 64 deep; output to the input port needs ``IN_PORT``. Conntrack runs on the
+bridge's own :class:`~neutrino.sim.conntrack.Conntrack` (the datapath's, kept across packets, one
+table for every zone): ``ct(zone=…)`` looks the IPv4 packet up and sets ``ct_state`` (``+trk`` with
+``+new``/``+est``/``+rel``/``+inv`` and ``+rpl`` for the reply direction), ``ct_zone``, ``ct_mark``
+and ``ct_label``; ``commit`` confirms the connection and runs ``exec(set_field:…->ct_mark|ct_label)``
+on it; ``nat`` applies the connection's bindings; ``table=N`` continues in N with those fields (at
+once rather than after the flow's remaining actions: recirculation); ``ct_clear`` empties the fields.
+``conjunction(ID,K/N)`` flows take part in lookups as OVS's classifier does: when every dimension of
+an id has a matching flow at the best priority, the lookup is repeated with ``conj_id=ID``. A bridge with
 no flows and ``fail_mode`` other than ``secure`` behaves as NORMAL (standalone). Timeouts never fire
 (there is no clock). Outputs to tunnel ports carry the tunnel metadata (``tun_id``, the tunnel
 addresses from the packet or the interface options); other outputs carry none, as OVS clears it
@@ -32,6 +38,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import pickle
+import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address
@@ -83,9 +90,11 @@ from neutrino.host.openflow import (
     VlanTci,
     format_add_flow,
 )
-from neutrino.host.openflow_actions import format_action
+from neutrino.host.openflow_actions import Nat, format_action
 from neutrino.host.openflow_fields import FieldInfo, Kind, Mac, field_info, value_to_int
 from neutrino.host.ovsdb import Bridge, Interface, Port
+from neutrino.sim.conntrack import Connection, Conntrack, CtRef, Direction, Manip
+from neutrino.sim.conntrack import CtState as ConnState
 from neutrino.sim.ovs_normal import OFPP_LOCAL, TUNNEL_TYPES, MacTable, PortKind, SimPort, normal
 from neutrino.sim.packets import (
     ARP,
@@ -108,6 +117,7 @@ MAX_RESUBMIT_DEPTH = 64
 """OVS's limit on nested resubmits (``MAX_DEPTH`` in ofproto-dpif-xlate.c); past it the packet drops."""
 _OXM_LOCAL = 0xFFFFFFFE
 _CT_TRK, _CT_NEW, _CT_EST, _CT_REL, _CT_INV = 0x20, 0x01, 0x02, 0x04, 0x10
+_CT_RPL, _CT_SNAT, _CT_DNAT = 0x08, 0x40, 0x80
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +134,7 @@ class Meta:
     ct_state: int = 0
     ct_zone: int = 0
     ct_mark: int = 0
+    ct_label: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +167,7 @@ class _Ctx:
     """The mutable view of the packet during one translation (OVS's ``struct flow``)."""
 
     __slots__ = ("frame", "in_port", "tun_id", "tun_src", "tun_dst", "regs", "metadata", "pkt_mark",
-                 "ct_state", "ct_zone", "ct_mark")
+                 "ct_state", "ct_zone", "ct_mark", "ct_label", "conj_id", "ct_pending")
 
     def __init__(self, frame: Ethernet, in_port: int, meta: Meta) -> None:
         self.frame = frame
@@ -170,6 +181,9 @@ class _Ctx:
         self.ct_state = meta.ct_state
         self.ct_zone = meta.ct_zone
         self.ct_mark = meta.ct_mark
+        self.ct_label = meta.ct_label
+        self.conj_id = 0
+        self.ct_pending: dict[int, CtRef] = {}  # the packet's unconfirmed connection per zone
 
 
 def _tci(frame: Ethernet) -> int:
@@ -252,7 +266,8 @@ def _get_l3(ctx: _Ctx, name: str) -> int | None:
     return None
 
 
-_META_FIELDS = {"tun_id", "tun_src", "tun_dst", "metadata", "pkt_mark", "ct_state", "ct_zone", "ct_mark"}
+_META_FIELDS = {"tun_id", "tun_src", "tun_dst", "metadata", "pkt_mark", "ct_state", "ct_zone", "ct_mark", "ct_label",
+                "conj_id"}
 
 
 def _get(ctx: _Ctx, name: str) -> int | None:
@@ -857,6 +872,10 @@ class OvsBridgeSim:
     numbers; without it the bridge's ports are numbered from 1 in the order the Bridge lists them,
     the bridge's own port being ``LOCAL``."""
 
+    #: False: ``ct`` looks nothing up and the packet continues as ``+trk+new`` (or the state it came
+    #: with), as ``ovs-appctl ofproto/trace`` does without ``--ct-next``
+    track_connections: bool = True
+
     def __init__(self, bridge: Bridge, flows: FlowDump | None, ports: OfctlShow | None) -> None:
         self._bridge: Bridge | bytes = bridge
         self._dump: FlowDump | bytes | None = flows
@@ -875,6 +894,8 @@ class OvsBridgeSim:
         self._learned_saved: bytes | None = None  # a loaded bridge's learned flows, unpickled when asked
         self._tables: dict[int, _Table] = {}
         self._seq = 0
+        self.conntrack = Conntrack()
+        self._conj_tables = frozenset(t for t, lst in self._static.items() if any(_conjunctions(c) for c in lst))
         self.reset()
 
     @property
@@ -887,7 +908,8 @@ class OvsBridgeSim:
     # -- state --------------------------------------------------------------------------------------
 
     def reset(self) -> None:
-        """Forget learned MACs and learned flows."""
+        """Forget learned MACs, learned flows and tracked connections."""
+        self.conntrack.clear()
         self._fdb.clear()
         self._learned.clear()
         self._learned_saved = None
@@ -905,7 +927,8 @@ class OvsBridgeSim:
             self._learned_map(), protocol=pickle.HIGHEST_PROTOCOL)
         return {"bridge": _pickled(self._bridge), "dump": _pickled(self._dump), "show": _pickled(self._show),
                 "ports": self.ports, "static": self._static, "n_static": self._n_static, "tables": self._tables,
-                "seq": self._seq, "standalone": self._standalone, "fdb": self._fdb, "learned": learned}
+                "seq": self._seq, "standalone": self._standalone, "fdb": self._fdb, "learned": learned,
+                "conntrack": self.conntrack, "conj_tables": self._conj_tables}
 
     def __setstate__(self, state: dict[str, object]) -> None:
         self._bridge = state["bridge"]  # type: ignore[assignment]
@@ -922,6 +945,8 @@ class OvsBridgeSim:
         self._fdb = state["fdb"]  # type: ignore[assignment]
         self._learned = {}
         self._learned_saved = state["learned"]  # type: ignore[assignment]
+        self.conntrack = state.get("conntrack") or Conntrack()  # type: ignore[assignment]
+        self._conj_tables = state.get("conj_tables") or frozenset()  # type: ignore[assignment]
 
     def _learned_map(self) -> dict[tuple[int, int, frozenset[MatchField]], Flow]:
         if self._learned_saved is not None:
@@ -949,6 +974,9 @@ class OvsBridgeSim:
         that is gone is dropped). ``vlans``: the host's local VLANs renumbered (old -> new, None:
         gone), which MAC entries and the VLAN a learned flow matches on follow."""
         moves = dict(vlans or {})
+        self.conntrack = old.conntrack.clone()
+        if moves:
+            self.conntrack.rezone(moves)  # the firewall's zones are the local VLANs
         for vlan, mac, port in old.mac_table:
             now = moves.get(vlan, vlan)
             if port in self._by_name and now is not None:
@@ -1048,7 +1076,48 @@ class OvsBridgeSim:
 
     def _lookup(self, table: int, ctx: _Ctx) -> _Compiled | None:
         t = self._tables.get(table)
-        return t.lookup(ctx) if t is not None else None
+        if t is None:
+            return None
+        if table not in self._conj_tables:
+            return t.lookup(ctx)
+        return self._conj_lookup(t, ctx)
+
+    def _conj_lookup(self, t: _Table, ctx: _Ctx) -> _Compiled | None:
+        """A lookup in a table with ``conjunction`` flows (OVS's classifier, ``find_conjunctive_match``):
+        the best matching flow wins unless, at a priority at least as high, every dimension of a
+        conjunction has a matching flow; then the lookup is done again with ``conj_id`` set."""
+        ctx.conj_id = 0
+        best: _Compiled | None = None
+        dims: dict[int, dict[int, set[int]]] = {}  # priority -> conj id -> dimensions matched
+        needed: dict[int, int] = {}
+        for c in t.flows():
+            if best is not None and c.priority < best.priority:
+                break
+            if _packet_key(c.sig, ctx) != c.key or (c.rest and not c.rest_matches(ctx)):
+                continue
+            conj = _conjunctions(c)
+            if not conj:
+                if best is None:
+                    best = c
+                continue
+            for cid, k, n in conj:
+                dims.setdefault(c.priority, {}).setdefault(cid, set()).add(k)
+                needed[cid] = n
+        floor = best.priority if best is not None else -1
+        for prio in sorted(dims, reverse=True):
+            if prio < floor:
+                break
+            done = sorted(cid for cid, ks in dims[prio].items() if len(ks) >= needed[cid])
+            for cid in done:
+                ctx.conj_id = cid
+                for c in t.flows():
+                    if c.priority < floor:
+                        break
+                    if (IntMatch("conj_id", cid) in c.flow.match and _packet_key(c.sig, ctx) == c.key
+                            and (not c.rest or c.rest_matches(ctx))):
+                        return c
+            ctx.conj_id = 0
+        return best
 
     def _table(self, ctx: _Ctx, table: int, run: _Run, depth: int) -> None:
         if depth > MAX_RESUBMIT_DEPTH:
@@ -1214,6 +1283,12 @@ class OvsBridgeSim:
             flow = _learn_flow(ctx, a)
             self._install(flow)
             return f"learned {format_add_flow(flow)}"
+        if isinstance(a, GenericAction) and a.text == "ct_clear":
+            ctx.ct_state = ctx.ct_zone = ctx.ct_mark = ctx.ct_label = 0
+            ctx.ct_pending = {}
+            return "ct_clear: the packet's conntrack fields are cleared (untracked again)"
+        if isinstance(a, GenericAction) and _CONJUNCTION.fullmatch(a.text):
+            return f"{a.text}: one dimension of a conjunctive match (it has no effect when run)"
         if isinstance(a, GenericAction) and a.text == "dec_ttl":
             ip4 = _ip(ctx)
             if ip4 is None:
@@ -1233,25 +1308,158 @@ class OvsBridgeSim:
         return text
 
     def _ct(self, a: Ct, ctx: _Ctx, run: _Run, depth: int) -> str:
-        """Conntrack is not modelled. As in OVS, the ct_* fields are cleared for the rest of this pass;
-        with ``table=N`` the packet continues in N (here at once, rather than after this flow's
-        remaining actions) as a tracked connection: ``+trk`` and ``+new`` unless ``meta`` said
-        otherwise."""
+        """``ct(...)`` on the bridge's conntrack (see the module's docstring)."""
+        zone = a.zone if isinstance(a.zone, int) else (
+            _read_sub(ctx, a.zone) or 0 if a.zone is not None else 0)
+        if not self.track_connections:
+            return self._ct_untracked(a, ctx, run, depth, zone)
+        ip4 = _ip(ctx)
+        if ip4 is None:
+            state, ref = _CT_TRK | _CT_INV, None
+            said = "not IPv4: tracked as invalid"
+        else:
+            ref = ctx.ct_pending.get(zone)
+            if ref is None or ref.conn is None or ref.conn.confirmed:
+                ref = self.conntrack.lookup(ip4, zone)
+            state = _ct_bits(ref)
+            said = _ct_words(state, zone)
+        notes: list[str] = []
+        if ref is not None and ref.conn is not None:
+            conn = ref.conn
+            if a.nat is not None and a.nat.kind and a.commit and not conn.confirmed and not conn.nat_done:
+                notes.append(self._ct_bind(a.nat, conn))
+            if a.nat is not None and conn.nat_done:
+                notes.append(self._ct_nat(ctx, conn, ref.direction))
+            if a.commit:
+                if not conn.confirmed and ref.state is ConnState.NEW:
+                    self.conntrack.confirm(ref)
+                    notes.append("committed")
+                for x in a.exec_:
+                    notes.append(self._ct_exec(x, conn))
+                ctx.ct_pending.pop(zone, None)
+            elif not conn.confirmed:
+                ctx.ct_pending[zone] = ref
+        elif a.commit:
+            notes.append("nothing to commit")
+        where = f"; continues in table {a.table} (recirculation)" if a.table is not None else ""
+        detail = said + ("; " + ", ".join(notes) if notes else "") + where
+        run.steps.append(Step(StepKind.CONNTRACK, format_action(a), detail))
+        mark = ref.conn.mark if ref is not None and ref.conn is not None else 0
+        label = ref.conn.label if ref is not None and ref.conn is not None else 0
+        if a.table is not None:
+            saved = (ctx.ct_state, ctx.ct_zone, ctx.ct_mark, ctx.ct_label)
+            ctx.ct_state, ctx.ct_zone, ctx.ct_mark, ctx.ct_label = state, zone, mark, label
+            try:
+                self._resubmit(ctx, a.table, None, run, depth)
+            finally:
+                ctx.ct_state, ctx.ct_zone, ctx.ct_mark, ctx.ct_label = saved
+            return f"ct: {said}, continued in table {a.table}"
+        return f"ct: {detail}"
+
+    def _ct_untracked(self, a: Ct, ctx: _Ctx, run: _Run, depth: int, zone: int) -> str:
         state = ctx.ct_state
         if not state & (_CT_NEW | _CT_EST | _CT_REL | _CT_INV):
             state |= _CT_NEW
         state |= _CT_TRK
-        zone = a.zone if isinstance(a.zone, int) else (
-            _read_sub(ctx, a.zone) or 0 if a.zone is not None else 0)
         where = f", continues in table {a.table}" if a.table is not None else ""
         run.steps.append(Step(StepKind.CONNTRACK, format_action(a),
-                              f"conntrack not modelled: passed through as ct_state={state:#x}, zone {zone}{where}"))
+                              f"no connection looked up: taken as {_ct_words(state, zone)}{where}"))
         if a.table is not None:
             ctx.ct_state, ctx.ct_zone = state, zone
             try:
                 self._resubmit(ctx, a.table, None, run, depth)
             finally:
-                ctx.ct_state = ctx.ct_zone = ctx.ct_mark = 0
-            return f"ct (not modelled), continued in table {a.table}"
-        ctx.ct_state = ctx.ct_zone = ctx.ct_mark = 0
-        return "ct (not modelled): pass-through"
+                ctx.ct_state = ctx.ct_zone = ctx.ct_mark = ctx.ct_label = 0
+            return f"ct (untracked), continued in table {a.table}"
+        return "ct (untracked): pass-through"
+
+    def _ct_exec(self, x: Action, conn: Connection) -> str:
+        if isinstance(x, SetField) and x.field in ("ct_mark", "ct_label"):
+            v = value_to_int(x.value)
+            m = value_to_int(x.mask) if x.mask is not None else (1 << (32 if x.field == "ct_mark" else 128)) - 1
+            if x.field == "ct_mark":
+                conn.mark = (conn.mark & ~m) | (v & m)
+                return f"ct_mark={conn.mark:#x} on the connection"
+            conn.label = (conn.label & ~m) | (v & m)
+            return f"ct_label={conn.label:#x} on the connection"
+        if isinstance(x, Load) and field_info(x.dst.field) is not None:
+            info, off, n = _bits(x.dst)
+            m = ((1 << n) - 1) << off
+            if info.name == "ct_mark":
+                conn.mark = (conn.mark & ~m) | ((x.value << off) & m)
+                return f"ct_mark={conn.mark:#x} on the connection"
+            if info.name == "ct_label":
+                conn.label = (conn.label & ~m) | ((x.value << off) & m)
+                return f"ct_label={conn.label:#x} on the connection"
+        return f"{format_action(x)}: not a ct_mark/ct_label write, ignored"
+
+    def _ct_bind(self, nat: Nat, conn: Connection) -> str:
+        """``nat(src=…)``/``nat(dst=…)`` on a connection being committed: its binding (the range's
+        first address and port)."""
+        try:
+            addr = IPv4Address(nat.addr_min or "")
+        except ValueError:
+            return f"nat: {nat.addr_min!r} is not an IPv4 address, no binding"
+        manip = Manip.SRC if nat.kind == "src" else Manip.DST
+        ports = (nat.port_min, nat.port_max or nat.port_min) if nat.port_min is not None else None
+        self.conntrack.bind(conn, manip, addr, nat.port_min, ports)
+        return f"{nat.kind} NAT to {addr}" + (f":{nat.port_min}" if nat.port_min is not None else "")
+
+    def _ct_nat(self, ctx: _Ctx, conn: Connection, direction: Direction) -> str:
+        """Apply the connection's NAT bindings to the packet (original direction: as bound; replies:
+        undone)."""
+        want = conn.tuple(direction.other).inverse()
+        ip4 = _ip(ctx)
+        if ip4 is None:
+            return "nat: not IPv4"
+        changed = []
+        if int(ip4.src) != int(want.src):
+            _set(ctx, "ip_src", int(want.src))
+            changed.append(f"source {want.src}")
+        if int(ip4.dst) != int(want.dst):
+            _set(ctx, "ip_dst", int(want.dst))
+            changed.append(f"destination {want.dst}")
+        return "nat: " + (", ".join(changed) if changed else "no change")
+
+
+_CONJUNCTION = re.compile(r"conjunction\((\d+),(\d+)/(\d+)\)")
+
+
+def _conjunctions(c: _Compiled) -> tuple[tuple[int, int, int], ...]:
+    """The ``conjunction(ID,K/N)`` actions of a flow, as (id, k, n); empty for other flows."""
+    out = []
+    for a in c.flow.actions:
+        if not isinstance(a, GenericAction):
+            return ()
+        m = _CONJUNCTION.fullmatch(a.text)
+        if m is None:
+            return ()
+        out.append((int(m.group(1)), int(m.group(2)), int(m.group(3))))
+    return tuple(out)
+
+
+def _ct_bits(ref: CtRef) -> int:
+    """The ct_state bits OVS gives a packet conntrack classified as ``ref``."""
+    bits = _CT_TRK
+    if ref.state is ConnState.NEW:
+        bits |= _CT_NEW
+    elif ref.state is ConnState.ESTABLISHED:
+        bits |= _CT_EST
+    elif ref.state is ConnState.RELATED:
+        bits |= _CT_REL
+    elif ref.state is ConnState.INVALID:
+        bits |= _CT_INV
+    if ref.conn is not None and ref.direction is Direction.REPLY and ref.state is not ConnState.INVALID:
+        bits |= _CT_RPL
+    if ref.conn is not None and ref.conn.snat:
+        bits |= _CT_SNAT
+    if ref.conn is not None and ref.conn.dnat:
+        bits |= _CT_DNAT
+    return bits
+
+
+def _ct_words(state: int, zone: int) -> str:
+    names = [n for bit, n in ((_CT_NEW, "new"), (_CT_EST, "est"), (_CT_REL, "rel"), (_CT_RPL, "rpl"),
+                              (_CT_INV, "inv"), (_CT_TRK, "trk"), (_CT_SNAT, "snat"), (_CT_DNAT, "dnat"))
+             if state & bit]
+    return "ct_state=" + "".join("+" + n for n in names) + f" in zone {zone}"

@@ -29,6 +29,7 @@ from neutrino.host.openflow_actions import (
     Action,
     Controller,
     Ct,
+    GenericAction,
     GotoTable,
     Learn,
     Load,
@@ -47,7 +48,7 @@ from neutrino.host.openflow_actions import (
     StripVlan,
     format_action,
 )
-from neutrino.host.openflow_fields import Mac, Port, ReservedPort
+from neutrino.host.openflow_fields import Mac, Port, ReservedPort, field_info, format_subfield
 from neutrino.host.openflow_match import (
     CtState,
     DlVlan,
@@ -121,17 +122,47 @@ _TABLES = {
     "br-tun": {0: "LOCAL_SWITCHING", 1: "DVR_PROCESS", 2: "PATCH_LV_TO_TUN", 3: "GRE_TUN_TO_LV",
                4: "VXLAN_TUN_TO_LV", 6: "GENEVE_TUN_TO_LV", 9: "DVR_NOT_LEARN", 10: "LEARN_FROM_TUN",
                20: "UCAST_TO_TUN", 21: "ARP_RESPONDER", 22: "FLOOD_TO_TUN"},
-    "br-int": {0: "LOCAL_SWITCHING", 23: "CANARY_TABLE", 24: "ARP_SPOOF_TABLE", 25: "MAC_SPOOF_TABLE",
+    "br-int": {0: "LOCAL_SWITCHING", 1: "DVR_TO_SRC_MAC", 2: "DVR_TO_SRC_MAC_PHYSICAL",
+               3: "ARP_DVR_MAC_TO_DST_MAC", 4: "ARP_DVR_MAC_TO_DST_MAC_PHYSICAL", 23: "CANARY_TABLE",
+               24: "ARP_SPOOF_TABLE", 25: "MAC_SPOOF_TABLE",
                30: "LOCAL_EGRESS_TABLE", 31: "LOCAL_IP_TABLE", 58: "PACKET_RATE_LIMIT",
                59: "BANDWIDTH_RATE_LIMIT", 60: "TRANSIENT_TABLE", 61: "LOCAL_MAC_DIRECT",
-               62: "TRANSIENT_EGRESS_TABLE"},
+               62: "TRANSIENT_EGRESS_TABLE", 71: "BASE_EGRESS_TABLE", 72: "RULES_EGRESS_TABLE",
+               73: "ACCEPT_OR_INGRESS_TABLE", 77: "DHCP_IPV4_TABLE", 78: "DHCP_IPV6_TABLE",
+               81: "BASE_INGRESS_TABLE", 82: "RULES_INGRESS_TABLE", 91: "ACCEPTED_EGRESS_TRAFFIC_TABLE",
+               92: "ACCEPTED_INGRESS_TRAFFIC_TABLE", 93: "DROPPED_TRAFFIC_TABLE",
+               94: "ACCEPTED_EGRESS_TRAFFIC_NORMAL_TABLE"},
+    # the physical bridges (br-ex, br-eth1…): any other bridge of the agent's
+    "physical": {0: "LOCAL_SWITCHING", 1: "DVR_PROCESS_PHYSICAL", 2: "LOCAL_VLAN_TRANSLATION",
+                 3: "DVR_NOT_LEARN_PHYSICAL", 80: "METADATA_EGRESS_NAT", 87: "METADATA_EGRESS_OUTPUT",
+                 90: "METADATA_IP_ARP_RESPONDER", 91: "METADATA_INGRESS_DIRECT"},
 }
+#: the OVS firewall's registers on br-int (neutron.agent.common.constants)
+_FIREWALL_REGS = {"reg5": ("firewall port (reg5)", "ofport {}"),
+                  "reg6": ("firewall network (reg6: local VLAN and conntrack zone)", "{}"),
+                  "reg7": ("remote-group conjunction (reg7)", "{}")}
+_CT_FLAGS = (("new", "new"), ("est", "established"), ("rel", "related"), ("rpl", "a reply"),
+             ("inv", "invalid"), ("trk", "tracked"), ("snat", "source-NATed"), ("dnat", "destination-NATed"))
 _MCAST = Mac(0x010000000000)
 
 
+def table_name(bridge: str, n: int) -> str | None:
+    """Neutron's name for table ``n`` of ``bridge`` (br-int, br-tun, a physical bridge), if any."""
+    if bridge in _TABLES:
+        names = _TABLES[bridge]
+    elif bridge.startswith("br-int"):
+        names = _TABLES["br-int"]
+    elif bridge.startswith("br-tun"):
+        names = _TABLES["br-tun"]
+    elif bridge.startswith("br-"):
+        names = _TABLES["physical"]
+    else:
+        names = {}
+    return names.get(n)
+
+
 def _table(bridge: str, n: int) -> str:
-    name = _TABLES.get(bridge, _TABLES["br-int"] if bridge not in _TABLES and bridge.startswith("br-int") else {})
-    label = name.get(n) if isinstance(name, dict) else None
+    label = table_name(bridge, n)
     return f"table {n} ({label})" if label else f"table {n}"
 
 
@@ -187,7 +218,7 @@ def _ip_text(field: str, address: object, mask: object, network: object) -> str:
     return _IP_FIELDS.get(field, field + " {}").format(where)
 
 
-def _match(m: MatchField, ports: OfctlShow | None, vlan: str = "VLAN") -> str:
+def _match(m: MatchField, ports: OfctlShow | None, vlan: str = "VLAN", bridge: str = "") -> str:
     if isinstance(m, InPort):
         return f"arriving on {_port(m.port, ports)}"
     if isinstance(m, DlVlan):
@@ -206,6 +237,25 @@ def _match(m: MatchField, ports: OfctlShow | None, vlan: str = "VLAN") -> str:
         if m.field == "tun_id":
             return f"from the tunnel with key {m.value:#x}"
         mask = f"/{m.mask:#x}" if m.mask is not None else ""
+        if m.field in _FIREWALL_REGS and bridge.startswith("br-int") and m.mask is None:
+            what, val = _FIREWALL_REGS[m.field]
+            return f"whose {what} is {val.format(m.value)}"
+        if re.fullmatch(r"x{0,2}reg\d+", m.field):
+            return f"register {m.field} holding {m.value:#x}{mask}"
+        if m.field == "ct_zone":
+            return f"in conntrack zone {m.value}{mask}"
+        if m.field == "ct_mark":
+            what = " (the firewall's mark for connections whose rule was removed)" if (
+                m.value == 1 and bridge.startswith("br-int")) else ""
+            return f"whose connection mark (ct_mark) is {m.value:#x}{mask}{what}"
+        if m.field == "ct_label":
+            return f"whose connection label (ct_label) is {m.value:#x}{mask}"
+        if m.field == "conj_id":
+            return f"that completed conjunction {m.value}"
+        if m.field in ("tp_src", "tp_dst"):
+            return f"{'source' if m.field == 'tp_src' else 'destination'} port {m.value}{mask}"
+        if m.field == "icmp_code":
+            return f"ICMP code {m.value}"
         return f"{m.field}={m.value}{mask}"
     if isinstance(m, IPv4Match):
         return _ip_text(m.field, m.address, m.mask, m.network)
@@ -214,8 +264,22 @@ def _match(m: MatchField, ports: OfctlShow | None, vlan: str = "VLAN") -> str:
     if isinstance(m, ProtoMatch):
         return m.proto.value.upper()
     if isinstance(m, CtState):
-        return f"in connection state {format_match((m,))}"
+        return ct_state_words(m)
     return format_match((m,))  # what ovs-ofctl prints for it
+
+
+def ct_state_words(m: CtState) -> str:
+    """``ct_state=+est-rel-rpl`` as "whose connection is established, not related, not a reply"."""
+    words = []
+    for flag, word in _CT_FLAGS:
+        for must, f in m.required():
+            if f.name == flag:
+                words.append(word if must else f"not {word}")
+    if not words:
+        return "in any connection state"
+    if words == ["not tracked"]:
+        return "not yet through connection tracking (untracked)"
+    return "whose connection is " + ", ".join(words) + f" ({format_match((m,)).split('=', 1)[1]})"
 
 
 def _action(a: Action, bridge: str, ports: OfctlShow | None, vlan: str = "VLAN") -> str:
@@ -239,10 +303,23 @@ def _action(a: Action, bridge: str, ports: OfctlShow | None, vlan: str = "VLAN")
     if isinstance(a, Learn):
         return f"learn the source MAC into {_table(bridge, a.table)}"
     if isinstance(a, Load):
+        info = field_info(a.dst.field)
+        name = info.name if info is not None else a.dst.field
+        whole = a.dst.start is None
+        if name in _FIREWALL_REGS and bridge.startswith("br-int") and whole:
+            what, val = _FIREWALL_REGS[name]
+            return f"record {val.format(a.value)} as the {what}"
+        if name in ("ct_mark", "ct_label") and whole:
+            return f"mark the connection with {name} {a.value:#x}"
         return f"load {a.value:#x} into {a.dst.field}"
     if isinstance(a, Move):
         return f"copy {a.src.field} into {a.dst.field}"
     if isinstance(a, SetField):
+        if a.field in _FIREWALL_REGS and bridge.startswith("br-int") and a.mask is None:
+            what, val = _FIREWALL_REGS[a.field]
+            return f"record {val.format(int(a.value, 0))} as the {what}"
+        if a.field in ("ct_mark", "ct_label"):
+            return f"mark the connection with {a.field} {a.value}"
         return f"set {a.field} to {a.value}"
     if isinstance(a, SetEthAddr):
         return f"rewrite {'the source' if a.field.endswith('src') else 'the destination'} MAC to {a.mac}"
@@ -253,12 +330,29 @@ def _action(a: Action, bridge: str, ports: OfctlShow | None, vlan: str = "VLAN")
     if isinstance(a, Controller):
         return "send to the controller"
     if isinstance(a, Ct):
-        words = "commit to connection tracking" if a.commit else "send through connection tracking"
-        if a.zone is not None:
+        words = "commit the connection to connection tracking" if a.commit else "send through connection tracking"
+        if isinstance(a.zone, int):
             words += f" in zone {a.zone}"
+        elif a.zone is not None:
+            words += f" in the zone held in {format_subfield(a.zone)}"
+            if a.zone.field == "NXM_NX_REG6" and bridge.startswith("br-int"):
+                words += " (the port's local VLAN)"
+        if a.nat is not None:
+            words += ", applying its NAT" if a.nat.kind is None else f", with {a.nat.kind} NAT"
+        if a.exec_:
+            words += ", and on it " + " and ".join(_action(x, bridge, ports, vlan) for x in a.exec_)
+        if a.alg:
+            words += f", with the {a.alg} helper"
         if a.table is not None:
-            words += f", then continue in {_table(bridge, a.table)}"
+            words += f", then continue in {_table(bridge, a.table)} with its connection state"
         return words
+    if isinstance(a, GenericAction):
+        if a.text == "ct_clear":
+            return "forget the packet's connection-tracking state (ct_clear)"
+        conj = re.fullmatch(r"conjunction\((\d+),(\d+)/(\d+)\)", a.text)
+        if conj:
+            return (f"count as clause {conj.group(2)} of {conj.group(3)} of conjunction {conj.group(1)} "
+                    f"(the flow with conj_id={conj.group(1)} applies once every clause matches)")
     if isinstance(a, Note):
         return "(a note: does nothing)"
     return format_action(a)  # what ovs-ofctl prints for it
@@ -267,7 +361,7 @@ def _action(a: Action, bridge: str, ports: OfctlShow | None, vlan: str = "VLAN")
 def explain_flow(flow: Flow, bridge: str = "", ports: OfctlShow | None = None) -> str:
     """One sentence: which packets the flow takes and what it does with them."""
     matched = _vlan_kind(flow, bridge, ports, set_by_action=False)
-    conds = [_match(m, ports, matched) for m in flow.match]
+    conds = [_match(m, ports, matched, bridge) for m in flow.match]
     what = "every packet" if not conds else "packets " + ", ".join(conds)
     if not flow.actions:
         does = "drop them"
@@ -278,10 +372,36 @@ def explain_flow(flow: Flow, bridge: str = "", ports: OfctlShow | None = None) -
     return f"{where}, priority {flow.priority}: {what}: {does}."
 
 
+def _learners(dump: FlowDump) -> dict[tuple[int, int, int, int], int]:
+    """What the dump's ``learn`` actions install: (table, priority, idle, hard timeout) -> the
+    table of the flow that learns."""
+    out: dict[tuple[int, int, int, int], int] = {}
+    for f in dump.flows:
+        for a in f.actions:
+            if isinstance(a, Learn):
+                prio = a.priority if a.priority is not None else 32768
+                out.setdefault((a.table, prio, a.idle_timeout or 0, a.hard_timeout or 0), f.table)
+    return out
+
+
+def _learned_by(flow: Flow, learners: dict[tuple[int, int, int, int], int]) -> int | None:
+    if any(isinstance(a, Learn) for a in flow.actions):
+        return None
+    return learners.get((flow.table, flow.priority, flow.idle_timeout, flow.hard_timeout))
+
+
 def flows_section(dump: FlowDump, bridge: str = "", ports: OfctlShow | None = None) -> Section:
-    """Each flow of the dump, explained."""
-    return Section("flows", bridge, entries=tuple(Entry(" " + format_flow(flow), explain_flow(flow, bridge, ports))
-                                                  for flow in dump.flows))
+    """Each flow of the dump, explained; a flow that one of the dump's ``learn`` actions installs
+    (same table, priority and timeouts) is said to be learned."""
+    learners = _learners(dump)
+    entries = []
+    for flow in dump.flows:
+        says = explain_flow(flow, bridge, ports)
+        by = _learned_by(flow, learners)
+        if by is not None:
+            says = f"learned (installed by the learn action in {_table(bridge, by)}): {says}"
+        entries.append(Entry(" " + format_flow(flow), says))
+    return Section("flows", bridge, entries=tuple(entries))
 
 
 def explain_flows(dump: FlowDump, bridge: str = "", ports: OfctlShow | None = None) -> str:
