@@ -463,3 +463,26 @@ def test_mtu_fragmentation_needed_on_seed001(tmp_path: pathlib.Path, monkeypatch
     assert "why: controller qrouter-" in out and "fragmentation needed (type 3 code 4, next-hop MTU 1450)" in out
     assert "change: router 'router1' (" in out
     assert "fix 1: neutrino trace outside 192.168.100.63 --size 1422" in out
+
+
+def test_ovs_firewall_driver_drop_named_and_fixed_by_remote_group(tmp_path: pathlib.Path,
+                                                                  monkeypatch: pytest.MonkeyPatch,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 18's openvswitch firewall: the drop is br-int's table 93; the port and its group are
+    named from the flows' origins (no iptables chain to read), and the remote-group rule the
+    conjunction flows carry is the alternative; applied, the trace gets through."""
+    state = tmp_path / "state"
+    monkeypatch.setenv("NEUTRINO_STATE", str(state))
+    assert main(["up", str(ROOT / "examples" / "ovsfw.yaml")]) == 0
+    cli = Cli(capsys)
+    rc, out, _ = cli("trace", "plain1", "10.0.0.11", "--proto", "tcp", "--dport", "22")
+    assert rc == 1 and "=> dropped: security group at compute01 br-int (no rule of security group 'web' (" in out
+    rc, out, _ = cli("diagnose", "plain1", "10.0.0.11", "--proto", "tcp", "--dport", "22")
+    assert rc == 1
+    assert "why: no rule of security group 'web' (" in out and "of instance 'web1' (" in out
+    assert "--dst-port 22 --remote-ip 10.0.0.13/32 " in out and "--dst-port 22 --remote-group plain " in out
+    d = diagnose(state, "plain1", "10.0.0.11", proto="tcp", dport=22)
+    assert [f.works for f in d.fixes] == [True]
+    _apply_for_real(state, d, d.alternatives[0].fixes)
+    rc, out, _ = cli("trace", "plain1", "10.0.0.11", "--proto", "tcp", "--dport", "22")
+    assert rc == 0, out

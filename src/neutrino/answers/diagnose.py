@@ -42,7 +42,7 @@ from ipaddress import IPv4Address, ip_address
 from pathlib import Path
 from typing import Any
 
-from neutrino.answers.objects import Names, annotate
+from neutrino.answers.objects import Names, annotate, flow_origins
 from neutrino.errors import InvalidInput, NeutrinoError
 from neutrino.scenarios.model import Mechanism
 from neutrino.services.cloud import Cloud
@@ -200,13 +200,16 @@ def copy_cloud(state: Path, into: Path) -> Cloud | None:
     return Cloud(Database(f"sqlite:///{dst}"), scenario)
 
 
-def world_for(snap: CloudSnapshot) -> World:
+def world_for(snap: CloudSnapshot) -> tuple[World, Names]:
+    """The cloud ``snap`` planned, booted, and the names of its objects (its flows' included)."""
+    from neutrino.answers.objects import origins_of
     from neutrino.plan import plan_cloud
     from neutrino.sim.cloud import world_of
 
-    world = world_of(snap, plan_cloud(snap))
+    hosts = plan_cloud(snap)
+    world = world_of(snap, hosts)
     world.boot()
-    return world
+    return world, Names(snap, origins_of(hosts))
 
 
 # ---------------------------------------------------------------------------- what to change
@@ -683,7 +686,7 @@ def _source_of(frame: object) -> IPv4Address | None:
 
 def _dropping_port(names: Names, trace: Trace) -> tuple[Port | None, str, IPv4Address | None]:
     """The port whose rules dropped the packet, the direction, and the packet's source there."""
-    from neutrino.answers.objects import _CHAIN_PORT, _NOVA_JUMP
+    from neutrino.answers.objects import _CHAIN_PORT, _NOVA_JUMP, ovs_firewall_port
 
     t = trace if not trace.delivered or trace.reply is None else trace.reply
     where = t.verdict.where
@@ -691,6 +694,9 @@ def _dropping_port(names: Names, trace: Trace) -> tuple[Port | None, str, IPv4Ad
         if f"{hop.host} {hop.element}" != where:
             continue
         seen = _source_of(hop.frame)
+        fw_port, way = ovs_firewall_port(names, hop)
+        if fw_port is not None:
+            return fw_port, way, seen
         for st in reversed(hop.steps):
             nova = _NOVA_JUMP.match(st.text)
             if nova:
@@ -767,7 +773,7 @@ def diagnose(state: Path, src: str, dst: str, *, proto: str = "icmp", dport: int
     if world is not None and getattr(world, "imported", False):
         return _diagnose_imported(world, src, dst, proto, dport, Packet(src_ip, src_mac, size))
     snap = open_cloud(state).snapshot()
-    names = Names(snap)
+    names = Names(snap, flow_origins(state / "hosts", (h.name for h in snap.deployment.hosts)))
     world = world if world is not None else booted_world(state)
     packet = Packet(src_ip, src_mac, size)
     if (src_ip or src_mac) and (src == OUTSIDE or src.startswith(HOST_PREFIX)):
@@ -888,8 +894,7 @@ class _Probe:
             sender = fix.source or sender
             sized = fix.size or sized
             new = cloud.snapshot()
-            world = world_for(new)
-            new_names = Names(new)
+            world, new_names = world_for(new)
             to = self.target
             server = _server(new, self.dst)
             if sender == OUTSIDE and server is not None:

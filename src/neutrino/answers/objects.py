@@ -249,6 +249,29 @@ def _nova_fallback(names: Names, trace: Trace, v: Verdict) -> Verdict | None:
                           f"(its chain {chain}{on})")
 
 
+_PORT_ORIGIN = re.compile(rf"^port (?P<id>{_ID})\b")
+
+
+def ovs_firewall_port(names: Names, hop: Hop) -> tuple[Port | None, str]:
+    """The openvswitch firewall driver: the port whose flows in br-int dropped the packet (the last
+    flow of the hop a port's rules wrote) and the direction (tables 81/82 filter what goes in to
+    the port, 71/72 what comes out of it)."""
+    if hop.element != "br-int":
+        return None, ""
+    port: Port | None = None
+    for st in hop.steps:
+        if st.kind is not StepKind.FLOW:
+            continue
+        origin = names.flows.get((hop.host, st.text)) or st.obj
+        m = _PORT_ORIGIN.match(origin or "")
+        found = names.port_of_prefix(m.group("id")) if m else None
+        port = found or port
+    tables = [st.text.split(",")[0] for st in hop.steps if st.kind is StepKind.FLOW]
+    direction = "ingress" if any(t in ("table=81", "table=82") for t in tables) else \
+        "egress" if any(t in ("table=71", "table=72") for t in tables) else ""
+    return (port, direction) if direction else (None, "")
+
+
 def _fallback_verdict(names: Names, trace: Trace, v: Verdict) -> Verdict:
     """A drop by the fallback rule: which port's chain it was, and that no rule of its groups
     allows the packet in that direction."""
@@ -260,8 +283,13 @@ def _fallback_verdict(names: Names, trace: Trace, v: Verdict) -> Verdict:
     jumps = [m for h in trace.hops if f"{h.host} {h.element}" == v.where for st in h.steps
              for m in _CHAIN_PORT.finditer(st.text)]
     port = names.port_of_prefix(jumps[-1].group("id")) if jumps else None
+    hop = next((h for h in trace.hops if f"{h.host} {h.element}" == v.where), None)
+    if port is None and hop is not None:
+        fw_port, way = ovs_firewall_port(names, hop)
+        if fw_port is not None:
+            what = f"no rule of {names.groups_of(fw_port)} allows {way}"
+            return replace(v, obj=f"{what} {'to' if way == 'ingress' else 'from'} {names.port(fw_port)}")
     if port is None:
-        hop = next((h for h in trace.hops if f"{h.host} {h.element}" == v.where), None)
         port = names.port_of_device(hop.device) or names.port_of_device(hop.element) if hop else None
     if port is None:
         return replace(v, obj=names.describe(v.obj))
@@ -290,6 +318,11 @@ def flow_origins(hosts_dir: Path, hosts: Iterable[str]) -> dict[tuple[str, str],
     return out
 
 
+def origins_of(hosts: Iterable[HostState]) -> dict[tuple[str, str], str]:
+    """The same as :func:`flow_origins`, from host states planned in memory."""
+    return {(h.name, o.item): o.obj for h in hosts for o in h.origins if o.kind == "flow" and o.obj}
+
+
 def annotate(trace: Trace, names: Names) -> Trace:
     """``trace`` with each hop's, step's and the verdict's object named."""
 
@@ -315,7 +348,7 @@ def annotate(trace: Trace, names: Names) -> Trace:
     hops = tuple(hop_of(h) for h in trace.hops)
     out = replace(trace, hops=hops)
     v = trace.verdict
-    if v.reason is DropReason.SECURITY_GROUP and "sg-fallback" in v.detail:
+    if v.reason is DropReason.SECURITY_GROUP and ("sg-fallback" in v.detail or v.where.endswith(" br-int")):
         v = _fallback_verdict(names, out, v)
     elif v.obj:
         v = replace(v, obj=names.describe(v.obj))

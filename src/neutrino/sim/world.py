@@ -2194,8 +2194,9 @@ def _dropped(run: _Run, what: str, *, reply: bool = False) -> Verdict:
                        f"{step.text} ignores it: {step.detail}")
     if step.text.startswith("mtu "):  # a device's MTU (see World._ovs_mtu_check and the others)
         reason = DropReason.MTU
-    elif "sg-fallback" in text or "security" in step.obj or "sg-rule" in step.obj:
-        reason = DropReason.SECURITY_GROUP
+    elif "sg-fallback" in text or "security" in step.obj or "sg-rule" in step.obj or (
+            where.endswith(" br-int") and step.text.split(",")[0] == "table=93"):
+        reason = DropReason.SECURITY_GROUP  # the ovs firewall's DROPPED_TRAFFIC_TABLE (93) too
     elif "--mac-source" in text or "! -s" in text or "IP/MAC" in text or _SPOOF_CHAIN_DROP.match(step.text) or (
             where.endswith(" br-int") and step.text.split(",")[0] in ("table=24", "table=25")):
         reason = DropReason.ANTI_SPOOFING  # br-int's ARP_SPOOF_TABLE (24) and MAC_SPOOF_TABLE (25) too

@@ -368,6 +368,7 @@ class _TracingBridge(OvsBridgeSim):
     rec: _Recorder
     top_ctx: Any = None
     names: bool = False  # --names: ports by name in the tables' matches and outputs, as OVS prints them
+    track_connections = False  # as OVS's trace: each ct() continues as trk|new (no --ct-next here)
 
     def _named(self, text: str, pattern: re.Pattern[str]) -> str:
         if not self.names:
