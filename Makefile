@@ -42,3 +42,10 @@ test: $(STAMP) debs lint
 
 clean:
 	rm -rf $(VENV) state .pytest_cache .mypy_cache .ruff_cache
+
+# OpenStack's own network API tests (Tempest 47.0.0's tempest.api.network) against a fresh neutrino
+# server with dynamic credentials, in a virtualenv of their own (bench/tempest/.venv, made once);
+# not part of `make test`. TEMPEST_ARGS=--plugin adds neutron_tempest_plugin.api.
+.PHONY: tempest
+tempest: $(STAMP)
+	$(BIN)/python bench/tempest/run.py $(TEMPEST_ARGS)

@@ -164,12 +164,20 @@ def project(item: dict[str, Any], fields: list[str]) -> dict[str, Any]:
 
 
 def links(base: str, collection: str, q: ListQuery, page: list[dict[str, Any]], more: bool) -> list[dict[str, str]]:
+    """Neutron's pagination links (api_common.get_pagination_links): with a limit, ``next`` unless a
+    forward page came back short, ``previous`` unless a reverse page came back short; ``next`` points
+    after the page's last item, ``previous`` before its first, in reverse. ``more`` (whether items
+    follow) does not enter: Neutron does not know it either."""
+    if q.limit is None:
+        return []
     keep = [(k, v) for k, v in q.raw if k not in ("marker", "page_reverse")]
+    short = len(page) < q.limit
     out = []
-    if page and more:
-        out.append({"rel": "next", "href": f"{base}/v2.0/{collection}?" +
-                    urlencode([*keep, ("marker", page[-1]["id"])])})
-    if page and q.marker:
+    if not (short and not q.page_reverse):
+        marker = [("marker", page[-1]["id"])] if page and "id" in page[-1] else []
+        out.append({"rel": "next", "href": f"{base}/v2.0/{collection}?" + urlencode([*keep, *marker])})
+    if not (short and q.page_reverse):
+        marker = [("marker", page[0]["id"])] if page and "id" in page[0] else []
         out.append({"rel": "previous", "href": f"{base}/v2.0/{collection}?" +
-                    urlencode([*keep, ("marker", page[0]["id"]), ("page_reverse", "True")])})
+                    urlencode([*keep, *marker, ("page_reverse", "True")])})
     return out

@@ -107,6 +107,8 @@ EXTENSIONS = (
                                                     "security group"),
     ("stateful-security-group", "Stateful security group"),
     ("port-security-groups-filtering", "Port filtering on security groups"),
+    ("quota-check-limit", "Quota engine limit check"),
+    ("quota-check-limit-default", "Default quota engine limit check"),
 )
 
 
@@ -180,6 +182,9 @@ class NeutronAPI:
             if method == "GET":
                 q = listing.parse(request.query_params.multi_items(), res.known() | _extra_filters(name))
                 pre = {k: v for k, v in q.filters.items()}
+                if name == "subnets" and "shared" in q.filters:
+                    # a subnet's 'shared' is its network's, filterable but not shown (the service filters)
+                    del q.filters["shared"]
                 txm = self.cloud.write if coll.list_writes else self.cloud.read
                 pushdown = _pushdown(coll, q, ctx)
                 with txm(ctx) as tx:
@@ -194,8 +199,9 @@ class NeutronAPI:
                 else:
                     page, more = listing.apply(items, q, kind=res.singular)
                 body: dict[str, Any] = {res.plural: [listing.project(i, q.fields) for i in page]}
-                if q.limit is not None or q.marker:
-                    body[f"{res.plural}_links"] = listing.links(base_url(request), name, q, page, more)
+                page_links = listing.links(base_url(request), name, q, page, more)
+                if page_links:
+                    body[f"{res.plural}_links"] = page_links
                 return json_response(body)
             if method == "POST":
                 payload = await read_json(request)
@@ -306,11 +312,13 @@ class NeutronAPI:
             known = {"id", "agent_type", "binary", "topic", "host", "admin_state_up", "alive", "availability_zone",
                      "description"}
             q = listing.parse(request.query_params.multi_items(), known)
+            if not ctx.is_admin:  # Neutron's policy: agents are admin only; a listing is filtered to nothing
+                return json_response({"agents": []})
             with self.cloud.read(ctx) as tx:
                 items = agents.list_agents(tx, q.filters)
             page, _ = listing.apply(items, q, kind="agent")
             return json_response({"agents": [listing.project(i, q.fields) for i in page]})
-        if len(rest) > 1:
+        if len(rest) > 1 or not ctx.is_admin:  # an agent a caller may not read is not found
             return neutron_error(404, "The resource could not be found.")
         if method == "GET":
             with self.cloud.read(ctx) as tx:
@@ -356,10 +364,17 @@ class NeutronAPI:
             body = await read_json(request)
             if not isinstance(body, dict) or "quota" not in body:
                 raise bad_request("Unable to find 'quota' in request body")
-            limits = _quota_body(body["quota"])
+            quota = dict(body["quota"]) if isinstance(body["quota"], dict) else body["quota"]
+            force = False
+            if isinstance(quota, dict):
+                # Neutron: 'force' skips the check of the new limits against what is in use;
+                # 'check_limit' is accepted and ignored (the check is the default)
+                force = quota.pop("force", None) is True
+                quota.pop("check_limit", None)
+            limits = _quota_body(quota)
             _project_in_path(project)
             with self.cloud.write(ctx) as tx:
-                return json_response({"quota": quotas.update(tx, project, limits)})
+                return json_response({"quota": quotas.update(tx, project, limits, force=force)})
         if method == "DELETE" and sub is None:
             _project_in_path(project)
             with self.cloud.write(ctx) as tx:

@@ -602,7 +602,7 @@ PORT = Resource("port", "ports", {
     "fixed_ips": Attr(default=MISSING, convert=fixed_ips_list, kind="list"),
     "device_id": Attr(default="", convert=string(255)),
     "device_owner": Attr(default="", convert=string(255)),
-    "security_groups": Attr(default=MISSING, convert=list_or_none(to_uuid), kind="list"),
+    "security_groups": Attr(default=MISSING, convert=list_or_none(to_uuid, unique=True), kind="list"),
     "port_security_enabled": Attr(default=MISSING, convert=to_bool, kind="bool"),
     "allowed_address_pairs": Attr(default=[], convert=list_or_none(address_pair_conv, max_len=10), kind="list"),
     "extra_dhcp_opts": Attr(default=[], convert=list_or_none(dhcp_opt), kind="list"),
@@ -724,7 +724,8 @@ SECURITY_GROUP_RULE = Resource("security_group_rule", "security_group_rules", {
     "port_range_min": Attr(put=False, default=None, convert=port_bound, kind="int"),
     "port_range_max": Attr(put=False, default=None, convert=port_bound, kind="int"),
     "remote_ip_prefix": Attr(put=False, default=None, convert=to_prefix_or_none),
-    "remote_group_id": Attr(put=False, default=None, convert=to_uuid_or_none),
+    # Neutron does not validate it: a value no group has is the 404 of the lookup
+    "remote_group_id": Attr(put=False, default=None, convert=string_or_none(255)),
     "remote_address_group_id": Attr(put=False, default=None, convert=to_uuid_or_none),
 }, frozenset({"normalized_cidr", "belongs_to_default_sg"}))
 

@@ -78,6 +78,9 @@ def find_router(tx: Tx, external_net: str, subnet: models.Subnet, port_id: str) 
 
 def _associate(tx: Tx, f: models.FloatingIP, port_id: str, fixed_ip: str | None) -> None:
     port = get_port_row(tx, port_id)
+    if port.project_id != f.project_id and not tx.ctx.is_admin:
+        raise bad_request("floatingip", f"Cannot process floating IP association with Port {port.id}, since that "
+                                        "port is owned by a different project")
     if port.device_owner.startswith("network:"):
         raise bad_request("floatingip", f"Port {port.id} has owner {port.device_owner} and therefore cannot "
                                         "have a floating IP")
@@ -180,6 +183,10 @@ def get_fip(tx: Tx, fip_id: str) -> dict[str, Any]:
 def update_fip(tx: Tx, fip_id: str, attrs: dict[str, Any], revision: int | None = None) -> dict[str, Any]:
     f = get_fip_row(tx, fip_id)
     check_revision(f, revision)
+    if not attrs:
+        # Neutron: an update with an empty body clears the association (once a floating IP had no
+        # attribute but its association, and an empty update was how to clear it)
+        attrs = {"port_id": None}
     if "port_id" in attrs:
         if attrs["port_id"] is None:
             if attrs.get("fixed_ip_address"):

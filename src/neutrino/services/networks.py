@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from neutrino.db import models
 from neutrino.scenarios.model import Deployment, Mechanism, NovaManager
 from neutrino.services import ipam
+from neutrino.services.attributes import to_bool
 from neutrino.services.core import (
     Page,
     Tx,
@@ -30,6 +31,15 @@ from neutrino.services.securitygroups import ensure_default_group
 
 OVERHEAD = {"gre": 42, "vxlan": 50}
 AUTO_DELETE_OWNERS = ("network:dhcp", "network:distributed", "network:floatingip_agent_gateway")
+ROUTER_INTERFACE_OWNERS = ("network:router_interface", "network:router_interface_distributed",
+                           "network:ha_router_replicated_interface")
+ROUTER_PORT_OWNERS = (*ROUTER_INTERFACE_OWNERS, "network:router_gateway", "network:router_centralized_snat")
+AUTO_ADDRESS_MODES = ("slaac", "dhcpv6-stateless")
+
+
+def is_auto_address(s: models.Subnet) -> bool:
+    """Neutron's auto-address subnet: IPv6 with SLAAC or DHCPv6-stateless as either mode."""
+    return s.ip_version == 6 and (s.ipv6_address_mode in AUTO_ADDRESS_MODES or s.ipv6_ra_mode in AUTO_ADDRESS_MODES)
 
 
 # -- serialisation ------------------------------------------------------------------------------
@@ -215,6 +225,7 @@ def create_network(tx: Tx, attrs: dict[str, Any]) -> dict[str, Any]:
         port_security_enabled=attrs["port_security_enabled"], network_type=ntype, physical_network=physnet,
         segmentation_id=segid, mtu=attrs.get("mtu") or _mtu(tx.deployment, ntype),
         availability_zone_hints=attrs.get("availability_zone_hints", []), status="ACTIVE")
+    _check_max_mtu(tx, n)
     stamp_new(tx, n, project, revision=1)
     n.subnets = []
     tx.session.add(n)
@@ -246,16 +257,48 @@ def update_network(tx: Tx, network_id: str, attrs: dict[str, Any], revision: int
         if gw:
             raise conflict("ExternalNetworkInUse", f"External network {n.id} cannot be updated to be made "
                                                    "non-external, since it has existing gateway ports.")
+    if "mtu" in attrs and attrs["mtu"] is not None:
+        _check_subnets_mtu(n, attrs["mtu"], [s.ip_version for s in n.subnets])
     mapping = {"router:external": "external"}
     for k, v in attrs.items():
         setattr(n, mapping.get(k, k), v)
+    if "mtu" in attrs:
+        n.mtu = attrs["mtu"] or _mtu(tx.deployment, n.network_type)
+        _check_max_mtu(tx, n)
     bump(n)
     return network_dict(n)
+
+
+IPV4_MIN_MTU = 68
+IPV6_MIN_MTU = 1280
+
+
+def _check_max_mtu(tx: Tx, n: models.Network) -> None:
+    """ML2: a network's MTU is at most what its segment allows (the physical MTU less the tunnel's
+    overhead)."""
+    most = _mtu(tx.deployment, n.network_type)
+    if n.mtu and most and n.mtu > most:
+        raise invalid(f"Requested MTU is too big, maximum is {most}.")
+
+
+def _check_subnets_mtu(n: models.Network, mtu: int, versions: list[int]) -> None:
+    """Neutron: an IPv4 subnet needs an MTU of at least 68, an IPv6 one at least 1280."""
+    if not mtu or mtu >= IPV6_MIN_MTU or not versions:
+        return
+    if mtu < IPV4_MIN_MTU:
+        need = IPV4_MIN_MTU
+    elif 6 in versions:
+        need = IPV6_MIN_MTU
+    else:
+        return
+    raise conflict("NetworkMTUSubnetConflict", f"MTU of {n.id} is not valid, subnet requires a minimum of {need}")
 
 
 def delete_network(tx: Tx, network_id: str, revision: int | None = None) -> None:
     n = get_network_row(tx, network_id)
     check_revision(n, revision)
+    if n.external:
+        _delete_disassociated_fips(tx, n.id)
     ports = tx.session.scalars(select(models.Port).where(models.Port.network_id == n.id)).all()
     busy = [p for p in ports if p.device_owner not in AUTO_DELETE_OWNERS]
     if busy:
@@ -269,6 +312,20 @@ def delete_network(tx: Tx, network_id: str, revision: int | None = None) -> None
         tx.session.delete(s)
     tx.session.flush()
     tx.session.delete(n)
+
+
+def _delete_disassociated_fips(tx: Tx, network_id: str) -> None:
+    """Neutron, before deleting an external network: its floating IPs that carry no association go
+    with it (with their ports); an associated one still holds the network."""
+    fips = tx.session.scalars(select(models.FloatingIP).where(models.FloatingIP.floating_network_id == network_id,
+                                                              models.FloatingIP.port_id.is_(None))).all()
+    for f in fips:
+        port = tx.session.get(models.Port, f.floating_port_id)
+        tx.session.delete(f)
+        tx.session.flush()
+        if port is not None:
+            tx.session.delete(port)
+    tx.session.flush()
 
 
 # -- subnets --------------------------------------------------------------------------------------
@@ -322,6 +379,7 @@ def create_subnet(tx: Tx, attrs: dict[str, Any]) -> dict[str, Any]:
     if version == 6 and (am == "slaac" or ra == "slaac") and net.prefixlen != 64:
         raise invalid(f"Invalid CIDR {cidr} for IPv6 address mode. OpenStack uses the EUI-64 address format, "
                       "which requires the prefix to be /64")
+    _check_subnets_mtu(network, network.mtu, [version])
     subnet_id = new_id(tx, models.Subnet)
     _validate_common(net, attrs, subnet_id)
     if "gateway_ip" in attrs:
@@ -369,11 +427,20 @@ def list_subnets(tx: Tx, filters: dict[str, list[str]], page: Page | None = None
         q = q.where(models.Subnet.network_id.in_(filters["network_id"]))
     if "name" in filters:
         q = q.where(models.Subnet.name.in_(filters["name"]))
+    if "shared" in filters:
+        q = q.where(models.Network.shared.in_([_filter_bool("shared", v) for v in filters["shared"]]))
     out = []
     for s in tx.session.scalars(q).all():
         if visible(tx, s, public=s.network.shared or s.network.external):
             out.append(subnet_dict(s))
     return out
+
+
+def _filter_bool(attr: str, value: str) -> bool:
+    try:
+        return bool(to_bool(value))
+    except ValueError as e:
+        raise invalid(f"Invalid input for {attr}. Reason: {e}.", "HTTPBadRequest") from None
 
 
 def get_subnet(tx: Tx, subnet_id: str) -> dict[str, Any]:
@@ -391,39 +458,54 @@ def update_subnet(tx: Tx, subnet_id: str, attrs: dict[str, Any], revision: int |
         g = ipaddress.ip_address(gateway)
         if s.ip_version == 4 and net.prefixlen <= 30 and g in (net.network_address, net.broadcast_address):
             raise invalid("Gateway is not valid on subnet")
-        used = tx.session.scalar(select(models.IPAllocation.port_id).where(
-            models.IPAllocation.subnet_id == s.id, models.IPAllocation.ip_address == gateway))
-        if used is not None and gateway != s.gateway_ip:
-            owner = tx.session.get(models.Port, used)
-            if owner is not None and owner.device_owner.startswith("network:router"):
-                pass
-            else:
-                raise conflict("GatewayIpInUse", f"Current gateway ip {gateway} already in use by port {used}. "
-                                                 "Unable to update.")
+    if "gateway_ip" in attrs and gateway != s.gateway_ip and s.gateway_ip is not None:
+        # Neutron: the current gateway address, held by a router's port, can be neither moved nor removed
+        held = tx.session.scalar(select(models.IPAllocation.port_id).join(
+            models.Port, models.Port.id == models.IPAllocation.port_id).where(
+            models.IPAllocation.subnet_id == s.id, models.IPAllocation.ip_address == s.gateway_ip,
+            models.Port.device_owner.in_(ROUTER_PORT_OWNERS)).limit(1))
+        if held is not None:
+            raise conflict("GatewayIpInUse", f"Current gateway ip {s.gateway_ip} already in use by port {held}. "
+                                             "Unable to update.")
     if "allocation_pools" in attrs or "gateway_ip" in attrs:
         pools = attrs.get("allocation_pools", s.allocation_pools)
         ipam.validate_pools(net, pools, gateway, s.id)
+    dhcp_on = attrs.get("enable_dhcp") is True and not s.enable_dhcp
     for k, v in attrs.items():
         setattr(s, k, v)
     bump(s)
+    if dhcp_on:
+        # as create_subnet: the network's DHCP port (if it has one, or instance ports that need one)
+        # gets an address on the subnet that now serves DHCP
+        from neutrino.services.ports import ensure_dhcp_port  # ports builds on networks
+        tx.session.flush()
+        network = s.network
+        if _has_dhcp_port(tx, network.id) or _has_instance_ports(tx, network.id):
+            ensure_dhcp_port(tx, network, refresh=True)
     return subnet_dict(s)
+
+
+def _has_instance_ports(tx: Tx, network_id: str) -> bool:
+    return tx.session.scalar(select(models.Port.id).where(
+        models.Port.network_id == network_id, ~models.Port.device_owner.startswith("network:")).limit(1)) is not None
 
 
 def delete_subnet(tx: Tx, subnet_id: str, revision: int | None = None) -> None:
     s = get_subnet_row(tx, subnet_id)
     check_revision(s, revision)
     allocs = tx.session.scalars(select(models.IPAllocation).where(models.IPAllocation.subnet_id == s.id)).all()
-    busy = []
-    for a in allocs:
-        if a.port.device_owner not in AUTO_DELETE_OWNERS:
-            busy.append(a)
+    # Neutron: a router interface always holds the subnet; other ports' addresses on a SLAAC or
+    # DHCPv6-stateless subnet are removed with it, on any other subnet they hold it.
+    auto = is_auto_address(s)
+    busy = [a for a in allocs if a.port.device_owner in ROUTER_INTERFACE_OWNERS or
+            (not auto and a.port.device_owner not in AUTO_DELETE_OWNERS)]
     if busy:
         raise conflict("SubnetInUse", f"Unable to complete operation on subnet {s.id}: One or more ports have "
                                       "an IP allocation from this subnet.")
     for a in allocs:
         port = a.port
         port.fixed_ips.remove(a)
-        if not port.fixed_ips:
+        if not port.fixed_ips and port.device_owner in AUTO_DELETE_OWNERS:
             tx.session.delete(port)
         else:
             bump(port)

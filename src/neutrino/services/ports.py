@@ -9,11 +9,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from neutrino.db import models
+from neutrino.errors import NotAuthorized
 from neutrino.scenarios.model import Mechanism
 from neutrino.services import ipam
 from neutrino.services.core import (
     Page,
     Tx,
+    bad_request,
     bump,
     check_revision,
     conflict,
@@ -119,8 +121,11 @@ def _set_groups(tx: Tx, p: models.Port, group_ids: list[str], *, checked: bool =
     """Bind the port to ``group_ids``; ``checked`` when the caller already knows they exist and are
     visible (the project's default group it just looked up)."""
     if not checked:
-        for gid in group_ids:
-            get_group_row(tx, gid)
+        rows = [get_group_row(tx, gid) for gid in group_ids]
+        if any(g.stateful for g in rows) and not all(g.stateful for g in rows):
+            raise conflict("SecurityGroupConflict", "Error Cannot apply both stateful and stateless security "
+                                                    "groups on the same port at the same time while attempting "
+                                                    "the operation.")
     p.sg_bindings = [models.PortSecurityGroup(port_id=p.id, security_group_id=g, seq=i)
                      for i, g in enumerate(dict.fromkeys(group_ids))]
 
@@ -235,10 +240,22 @@ def create_port(tx: Tx, attrs: dict[str, Any]) -> dict[str, Any]:
     owner = attrs.get("device_owner", "")
     if owner in ROUTER_OWNERS and not tx.ctx.is_admin:
         raise invalid(f"Invalid device owner {owner}")
+    _network_owner_only(tx, network, "create", attrs)
     p = make_port(tx, network, project, attrs)
     if not owner.startswith("network:"):
         ensure_dhcp_port(tx, network)
     return port_dict(p)
+
+
+def _network_owner_only(tx: Tx, network: models.Network, action: str, attrs: dict[str, Any]) -> None:
+    """Neutron's policy: a port's allowed address pairs and port security are set by an admin or
+    the network's owner only (a port on another project's shared network may not)."""
+    if tx.ctx.is_admin or network.project_id == tx.ctx.project_id:
+        return
+    for attr in ("allowed_address_pairs", "port_security_enabled"):
+        if attr in attrs and (attr != "allowed_address_pairs" or attrs[attr] or action == "update"):
+            raise NotAuthorized(f"(rule:{action}_port and rule:{action}_port:{attr}) is disallowed by policy",
+                                neutron_type="PolicyNotAuthorized")
 
 
 def list_ports(tx: Tx, filters: dict[str, list[str]], page: Page | None = None) -> list[dict[str, Any]]:
@@ -264,6 +281,7 @@ def update_port(tx: Tx, port_id: str, attrs: dict[str, Any], revision: int | Non
     network = get_network_row(tx, p.network_id) if tx.ctx.is_admin else tx.session.get(models.Network,
                                                                                        p.network_id)
     assert network is not None
+    _network_owner_only(tx, network, "update", attrs)
     if "mac_address" in attrs and attrs["mac_address"] != p.mac_address:
         if p.binding_vif_type not in ("unbound", "binding_failed"):
             raise conflict("PortBound", f"Unable to complete operation on port {p.id}, port is already bound, "
@@ -296,9 +314,9 @@ def update_port(tx: Tx, port_id: str, attrs: dict[str, Any], revision: int | Non
                                                                                       p.mac_address)}
                                    for x in pairs]
     if "fixed_ips" in attrs:
-        if p.device_owner in ("network:router_interface", "network:router_gateway") and not tx.ctx.is_admin:
-            raise conflict("L3PortIPChangeNotAllowed", "Changing the IP address of a router port is not allowed.")
-        chosen = ipam.allocate_for_port(tx, network, list(network.subnets), attrs["fixed_ips"], p.mac_address,
+        requested = _reuse_held(p, attrs["fixed_ips"])
+        _keep_fip_address(tx, p, requested)
+        chosen = ipam.allocate_for_port(tx, network, list(network.subnets), requested, p.mac_address,
                                         router_port=p.device_owner in ROUTER_OWNERS, ignore_port=p.id)
         _set_ips(p, chosen)
     for k in ("name", "description", "admin_state_up", "device_id", "device_owner", "extra_dhcp_opts"):
@@ -321,6 +339,37 @@ def update_port(tx: Tx, port_id: str, attrs: dict[str, Any], revision: int | Non
     if p.device_owner and not p.device_owner.startswith("network:"):
         ensure_dhcp_port(tx, network)
     return port_dict(p)
+
+
+def _reuse_held(p: models.Port, requested: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+    """Neutron's reading of a new ``fixed_ips``: an entry naming only a subnet on which the port
+    already holds an address (not named elsewhere in the request) keeps that address, whatever the
+    port's owner (a router interface keeps its gateway IP)."""
+    if requested is None:
+        return None
+    named = {x.get("ip_address") for x in requested if x.get("ip_address") is not None}
+    spare: dict[str, list[str]] = {}
+    for a in p.fixed_ips:
+        if a.ip_address not in named:
+            spare.setdefault(a.subnet_id, []).append(a.ip_address)
+    out = []
+    for item in requested:
+        sid = item.get("subnet_id")
+        if item.get("ip_address") is None and sid is not None and spare.get(sid):
+            item = {**item, "ip_address": spare[sid].pop()}
+        out.append(item)
+    return out
+
+
+def _keep_fip_address(tx: Tx, p: models.Port, requested: list[dict[str, Any]] | None) -> None:
+    """A port whose fixed IP carries a floating IP must keep that address (Neutron's L3 check)."""
+    fip = tx.session.scalar(select(models.FloatingIP).where(models.FloatingIP.port_id == p.id).limit(1))
+    if fip is None or not fip.fixed_ip_address:
+        return
+    if any(x.get("ip_address") == fip.fixed_ip_address for x in requested or []):
+        return
+    raise bad_request("port", f"Cannot update the fixed_ips of the port {p.id}, because its original fixed_ip "
+                              "has been associated to a floating ip")
 
 
 def delete_port(tx: Tx, port_id: str, revision: int | None = None, *, internal: bool = False) -> None:

@@ -47,7 +47,9 @@ def check(tx: Tx, project_id: str, resource: str, count: int = 1) -> None:
         raise conflict("OverQuota", f"Quota exceeded for resources: ['{resource}'].")
 
 
-def update(tx: Tx, project_id: str, body: Any) -> dict[str, int]:
+def update(tx: Tx, project_id: str, body: Any, *, force: bool = False) -> dict[str, int]:
+    """Set limits; unless ``force``, a limit below what the project already uses is refused (as
+    Neutron's quota engine does since 2025.1; -1, unlimited, is never checked)."""
     if not isinstance(body, dict):
         raise invalid("Invalid input for quota. Reason: not a dictionary.", "HTTPBadRequest")
     for k, v in body.items():
@@ -60,6 +62,11 @@ def update(tx: Tx, project_id: str, body: Any) -> dict[str, int]:
         if n < -1:
             raise invalid(f"Invalid input for {k}. Reason: '{n}' is too small - must be at least '-1'.",
                           "HTTPBadRequest")
+        if not force and n != -1:
+            in_use = used(tx, project_id, k)
+            if in_use > n:
+                raise invalid(f"Quota limit {n} for {k} must be greater than or equal to already used {in_use}",
+                              "HTTPBadRequest")
         row = tx.session.get(models.Quota, (project_id, k))
         if row is None:
             tx.session.add(models.Quota(project_id=project_id, resource=k, limit=n))

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from neutrino.db import models
+from neutrino.services import quotas
 from neutrino.services.attributes import PROTOCOLS
 from neutrino.services.core import (
     Tx,
@@ -26,7 +27,7 @@ from neutrino.services.core import (
 PORT_PROTOCOLS = {"tcp", "udp", "udplite", "sctp", "dccp", "6", "17", "136", "132", "33"}
 ICMP_PROTOCOLS = {"icmp", "ipv6-icmp", "icmpv6", "1", "58"}
 IPV6_ONLY = {"ipv6-encap", "ipv6-frag", "ipv6-icmp", "icmpv6", "ipv6-nonxt", "ipv6-opts", "ipv6-route",
-             "43", "44", "58", "59", "60"}
+             "41", "43", "44", "58", "59", "60"}
 
 
 def rule_dict(r: models.SecurityGroupRule, default_sg: bool) -> dict[str, Any]:
@@ -35,10 +36,15 @@ def rule_dict(r: models.SecurityGroupRule, default_sg: bool) -> dict[str, Any]:
         "security_group_id": r.security_group_id, "direction": r.direction, "ethertype": r.ethertype,
         "protocol": r.protocol, "port_range_min": r.port_range_min, "port_range_max": r.port_range_max,
         "remote_ip_prefix": r.remote_ip_prefix, "remote_group_id": r.remote_group_id,
-        "remote_address_group_id": None, "normalized_cidr": r.remote_ip_prefix,
+        "remote_address_group_id": None, "normalized_cidr": _normalized(r.remote_ip_prefix),
         "belongs_to_default_sg": default_sg,
     })
     return d
+
+
+def _normalized(prefix: str | None) -> str | None:
+    """The network a rule's prefix names, host bits cleared (10.0.0.34/24 is 10.0.0.0/24)."""
+    return None if prefix is None else str(ipaddress.ip_network(prefix, strict=False))
 
 
 def group_dict(g: models.SecurityGroup) -> dict[str, Any]:
@@ -100,11 +106,14 @@ def create_group(tx: Tx, attrs: dict[str, Any]) -> dict[str, Any]:
     default = ensure_default_group(tx, project)
     if attrs["name"] == "default" and default is not None:
         raise conflict("SecurityGroupDefaultAlreadyExists", "Default security group already exists.")
+    # the two egress rules a new group gets count against the project's rule quota (Neutron)
+    quotas.check(tx, project, "security_group_rule", 2)
     g = models.SecurityGroup(name=attrs["name"], description=attrs["description"], stateful=attrs["stateful"])
     stamp_new(tx, g, project, revision=1)
     seq = _next_seq(tx)
     g.rules = [_new_rule(tx, g, seq, "egress", "IPv4"), _new_rule(tx, g, seq + 1, "egress", "IPv6")]
     tx.session.add(g)
+    tx.session.flush()  # the rules' security_group_id
     return group_dict(g)
 
 
@@ -129,6 +138,12 @@ def update_group(tx: Tx, group_id: str, attrs: dict[str, Any], revision: int | N
             raise conflict("SecurityGroupCannotUpdateDefault", "Updating default security group not allowed.")
         if not g.is_default and attrs["name"] == "default":
             raise conflict("SecurityGroupDefaultAlreadyExists", "Default security group already exists.")
+    if "stateful" in attrs and attrs["stateful"] != g.stateful:
+        # Neutron: a group's statefulness changes only while no port uses it
+        used = tx.session.scalar(select(func.count()).select_from(models.PortSecurityGroup).where(
+            models.PortSecurityGroup.security_group_id == g.id))
+        if used:
+            raise conflict("SecurityGroupInUse", f"Security Group {g.id} in use.")
     for k, v in attrs.items():
         setattr(g, k, v)
     bump(g)
@@ -175,7 +190,7 @@ def _validate_rule(attrs: dict[str, Any]) -> None:
     elif proto in ICMP_PROTOCOLS or proto == "ipv6-icmp":
         for field, v in (("port_range_min", lo), ("port_range_max", hi)):
             if v is not None and not 0 <= v <= 255:
-                raise invalid(f"Invalid value for ICMP {field} ({'type' if field.endswith('min') else 'code'}): "
+                raise invalid(f"Invalid value for ICMP {'type' if field.endswith('min') else 'code'} ({field}) "
                               f"{v}. It must be 0 to 255.", "SecurityGroupInvalidIcmpValue")
         if lo is None and hi is not None:
             raise invalid(f"ICMP code (port-range-max) {hi} is provided but ICMP type (port-range-min) is "
@@ -233,7 +248,7 @@ def create_rule(tx: Tx, attrs: dict[str, Any]) -> dict[str, Any]:
 
 def get_rule_row(tx: Tx, rule_id: str) -> models.SecurityGroupRule:
     r = tx.session.get(models.SecurityGroupRule, rule_id)
-    if r is None or not visible(tx, r):
+    if r is None or not (visible(tx, r) or r.group.project_id == tx.ctx.project_id):
         raise not_found("security_group_rule", rule_id)
     return r
 
@@ -250,8 +265,9 @@ def list_rules(tx: Tx, filters: dict[str, list[str]]) -> list[dict[str, Any]]:
         q = q.where(models.SecurityGroupRule.security_group_id.in_(filters["security_group_id"]))
     if "id" in filters:
         q = q.where(models.SecurityGroupRule.id.in_(filters["id"]))
-    if not tx.ctx.is_admin:
-        q = q.where(models.SecurityGroupRule.project_id == tx.ctx.project_id)
+    if not tx.ctx.is_admin:  # the caller's rules, and every rule of the caller's groups (Neutron)
+        q = q.where((models.SecurityGroupRule.project_id == tx.ctx.project_id) |
+                    (models.SecurityGroup.project_id == tx.ctx.project_id))
     return [rule_dict(r, d) for r, d in tx.session.execute(q.order_by(models.SecurityGroupRule.seq)).all()]
 
 
