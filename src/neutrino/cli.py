@@ -527,6 +527,16 @@ def _cmd_agent(args: argparse.Namespace) -> int:
                              os_cloud=args.os_cloud, poll=args.poll, log_level=args.log_level)
 
 
+def _imported_options(s: argparse.ArgumentParser) -> None:
+    """``--imported`` and ``--assume``: the commands that trace (trace, ping, diagnose, matrix)."""
+    s.add_argument("--imported", action="store_true",
+                   help="trace in the imported hosts (neutrino import), read from their captures alone (the "
+                        "default when the state folder holds imported hosts and no cloud)")
+    s.add_argument("--assume", action="append", metavar="WHAT",
+                   help="imported hosts: what to take for state that was not captured (iptables-accept, "
+                        "flows-normal); without it a trace through such state stops and names what is missing")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="neutrino", description="OpenStack tenant networking, rebuilt in Python.")
     sub = p.add_subparsers(dest="subcommand", required=True)
@@ -643,12 +653,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="after the trace, what 'tcpdump -n -e -i DEVICE' on HOST (in NAMESPACE) saw of it "
                         "(repeat for more; the trace is kept either way, for 'neutrino exec HOST -- tcpdump "
                         "-i DEVICE' and 'conntrack -L')")
-    s.add_argument("--imported", action="store_true",
-                   help="trace in the imported hosts (neutrino import), read from their captures alone (the "
-                        "default when the state folder holds imported hosts and no cloud)")
-    s.add_argument("--assume", action="append", metavar="WHAT",
-                   help="imported hosts: what to take for state that was not captured (iptables-accept, "
-                        "flows-normal); without it a trace through such state stops and names what is missing")
+    _imported_options(s)
     s.set_defaults(func=_cmd_trace)
 
     s = sub.add_parser("diagnose", help="why SOURCE does not reach DESTINATION, and a fix, checked first")
@@ -662,12 +667,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--size", metavar="N",
                    help="bytes of data (as ping -s), sent with DF set (as ping -M do): where is the MTU too small?")
     s.add_argument("--json", action="store_true")
-    s.add_argument("--imported", action="store_true",
-                   help="trace in the imported hosts (neutrino import), read from their captures alone (the "
-                        "default when the state folder holds imported hosts and no cloud)")
-    s.add_argument("--assume", action="append", metavar="WHAT",
-                   help="imported hosts: what to take for state that was not captured (iptables-accept, "
-                        "flows-normal); without it a trace through such state stops and names what is missing")
+    _imported_options(s)
     s.set_defaults(func=_cmd_diagnose)
 
     s = sub.add_parser("matrix", help="who reaches whom among the instances, routers, hosts and the outside, "
@@ -687,12 +687,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "violations; exit 1 on any")
     s.add_argument("--exhaustive", action="store_true",
                    help="trace every pair (default: one pair per class of endpoints treated alike)")
-    s.add_argument("--imported", action="store_true",
-                   help="trace in the imported hosts (neutrino import), read from their captures alone (the "
-                        "default when the state folder holds imported hosts and no cloud)")
-    s.add_argument("--assume", action="append", metavar="WHAT",
-                   help="imported hosts: what to take for state that was not captured (iptables-accept, "
-                        "flows-normal); without it a trace through such state stops and names what is missing")
+    _imported_options(s)
     s.set_defaults(func=_cmd_matrix)
 
     s = sub.add_parser("ping", help="the short answer: does a ping from SOURCE to DESTINATION come back")
@@ -700,12 +695,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("destination")
     s.add_argument("--json", action="store_true",
                    help="the verdict as JSON: reply (true/false), hops, reply_hops, reason, where, object, detail")
-    s.add_argument("--imported", action="store_true",
-                   help="trace in the imported hosts (neutrino import), read from their captures alone (the "
-                        "default when the state folder holds imported hosts and no cloud)")
-    s.add_argument("--assume", action="append", metavar="WHAT",
-                   help="imported hosts: what to take for state that was not captured (iptables-accept, "
-                        "flows-normal); without it a trace through such state stops and names what is missing")
+    _imported_options(s)
     s.set_defaults(func=_cmd_ping)
 
     s = sub.add_parser("demo", help="the main job: a seed scenario, shown")
