@@ -17,7 +17,17 @@ from starlette.responses import Response
 from neutrino.api import listing
 from neutrino.api.common import base_url, json_response, neutron_error, read_json
 from neutrino.errors import InvalidInput
-from neutrino.services import agents, floatingips, networks, ports, quotas, routers, securitygroups, tags
+from neutrino.services import (
+    agents,
+    floatingips,
+    networks,
+    ports,
+    quotas,
+    routers,
+    securitygroups,
+    subnetpools,
+    tags,
+)
 from neutrino.services.attributes import (
     DB_INTEGER_MAX,
     PROJECT_ID_MAX,
@@ -69,6 +79,12 @@ COLLECTIONS: dict[str, Collection] = {
                                        securitygroups.list_rules, securitygroups.get_rule,
                                        securitygroups.update_rule, securitygroups.delete_rule,
                                        "security_group_rule", list_writes=True),
+    "subnetpools": Collection(RESOURCES["subnetpool"], subnetpools.create_subnetpool, subnetpools.list_subnetpools,
+                              subnetpools.get_subnetpool, subnetpools.update_subnetpool,
+                              subnetpools.delete_subnetpool, "subnetpool"),
+    "address-scopes": Collection(RESOURCES["address_scope"], subnetpools.create_scope, subnetpools.list_scopes,
+                                 subnetpools.get_scope, subnetpools.update_scope, subnetpools.delete_scope,
+                                 "address_scope"),
 }
 
 EXTENSIONS = (
@@ -88,7 +104,7 @@ EXTENSIONS = (
     ("standard-attr-timestamp", "Resource timestamps"),
     ("standard-attr-revisions", "Resource revision numbers"),
     ("standard-attr-tag", "Tag support for resources with standard attribute: subnet, router, network, port, "
-                          "security_group, floatingip"),
+                          "subnetpool, security_group, floatingip"),
     ("revision-if-match", "If-Match constraints based on revision_number"),
     ("pagination", "Pagination support"),
     ("sorting", "Sorting support"),
@@ -109,6 +125,10 @@ EXTENSIONS = (
     ("port-security-groups-filtering", "Port filtering on security groups"),
     ("quota-check-limit", "Quota engine limit check"),
     ("quota-check-limit-default", "Default quota engine limit check"),
+    ("subnet_allocation", "Subnet Allocation"),
+    ("default-subnetpools", "Default Subnetpools"),
+    ("subnetpool-prefix-ops", "Subnet Pool Prefix Operations"),
+    ("address-scope", "Address scope"),
 )
 
 
@@ -166,7 +186,7 @@ class NeutronAPI:
             return await self._agents(request, parts[1:], ctx)
         if head == "quotas":
             return await self._quotas(request, parts[1:], ctx)
-        if head in ("subnetpools", "address-scopes", "network-ip-availabilities", "rbac-policies"):
+        if head in ("network-ip-availabilities", "rbac-policies"):
             if method == "GET" and len(parts) == 1:
                 return json_response({head.replace("-", "_"): []})
             return neutron_error(404, "The resource could not be found.")
@@ -217,6 +237,12 @@ class NeutronAPI:
             with self.cloud.write(ctx) as tx:
                 fn = routers.add_interface if rest[1] == "add_router_interface" else routers.remove_interface
                 return json_response(fn(tx, rid, body))
+        if len(rest) == 2 and name == "subnetpools" and rest[1] in ("add_prefixes", "remove_prefixes"):
+            if method != "PUT":
+                return neutron_error(405, "Method not allowed")
+            body = await read_json(request)
+            with self.cloud.write(ctx) as tx:
+                return json_response(subnetpools.change_prefixes(tx, rid, body, add=rest[1] == "add_prefixes"))
         if len(rest) != 1:
             return neutron_error(404, "The resource could not be found.")
         if method == "GET":

@@ -22,7 +22,14 @@ from typing import Any
 
 from neutrino.api import compute, identity, listing, neutron
 from neutrino.services import quotas
-from neutrino.services.attributes import NAME_PATTERN, PRINTABLE_PATTERN, Resource, schema_of
+from neutrino.services.attributes import (
+    NAME_PATTERN,
+    PRINTABLE_PATTERN,
+    Resource,
+    list_of,
+    schema_of,
+    to_cidr,
+)
 
 TITLE = "neutrino: Neutron v2.0, Keystone v3 and the Nova v2.1 subset"
 
@@ -193,7 +200,7 @@ def _neutron(paths: dict[str, Any], schemas: dict[str, Any]) -> None:
             "delete": _op(f"Delete a {res.singular}", "neutron", 204, e, NEUTRON_CODES + (412,),
                           params=idp + if_match),
         }
-        if name in ("networks", "subnets", "ports", "routers", "floatingips", "security-groups"):
+        if name in ("networks", "subnets", "ports", "routers", "floatingips", "security-groups", "subnetpools"):
             tags = f"{item}/tags"
             tag_list = {"type": "object", "required": ["tags"], "properties": {"tags": {
                 "type": "array", "items": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[^,]*$"},
@@ -218,7 +225,12 @@ def _neutron(paths: dict[str, Any], schemas: dict[str, Any]) -> None:
     paths["/v2.0/extensions/{alias}"] = {"get": _op("An extension", "neutron", 200, e, (401, 404, 405),
                                                     params=_path_params("/{alias}"))}
     paths["/v2.0/availability_zones"] = {"get": _op("Availability zones", "neutron", 200, e, (401, 405))}
-    for empty in ("subnetpools", "address-scopes", "network-ip-availabilities", "rbac-policies"):
+    prefixes = {"type": "object", "required": ["prefixes"], "properties": {"prefixes": schema_of(list_of(to_cidr))}}
+    for action in ("add_prefixes", "remove_prefixes"):
+        p = f"/v2.0/subnetpools/{{subnetpool_id}}/{action}"
+        paths[p] = {"put": _op(action.replace("_", " ").capitalize() + " of a subnet pool", "neutron", 200, e,
+                               NEUTRON_CODES, params=_path_params(p), body=prefixes)}
+    for empty in ("network-ip-availabilities", "rbac-policies"):
         paths[f"/v2.0/{empty}"] = {"get": _op(f"{empty} (always empty)", "neutron", 200, e, (401,))}
     paths["/v2.0/agents"] = {"get": _op("Agents", "neutron", 200, e, NEUTRON_CODES, params=_query(
         ("fields", "sort_key", "sort_dir", "limit", "id", "agent_type", "binary", "topic", "host", "admin_state_up",

@@ -87,8 +87,22 @@ def _migration_3(conn: Connection) -> None:
         models.Base.metadata.tables[name].create(conn, checkfirst=True)
 
 
+SUBNETPOOL_TABLES = ("address_scopes", "subnetpools")
+
+
+def _migration_4(conn: Connection) -> None:
+    """Version 4: subnet pools and address scopes, and the subnet's ``subnetpool_id`` (the pool it
+    was allocated from). ``checkfirst`` and the column test: a baseline made by migration 1 from
+    today's models already has them."""
+    for name in SUBNETPOOL_TABLES:
+        models.Base.metadata.tables[name].create(conn, checkfirst=True)
+    if "subnetpool_id" not in {c["name"] for c in inspect(conn).get_columns("subnets")}:
+        conn.execute(text("ALTER TABLE subnets ADD COLUMN subnetpool_id VARCHAR(36)"))
+        conn.execute(text("CREATE INDEX ix_subnets_subnetpool_id ON subnets (subnetpool_id)"))
+
+
 MIGRATIONS: tuple[tuple[int, Callable[[Connection], None]], ...] = (
-    (1, _migration_1), (2, _migration_2), (3, _migration_3))
+    (1, _migration_1), (2, _migration_2), (3, _migration_3), (4, _migration_4))
 
 
 class Database:

@@ -729,8 +729,36 @@ SECURITY_GROUP_RULE = Resource("security_group_rule", "security_group_rules", {
     "remote_address_group_id": Attr(put=False, default=None, convert=to_uuid_or_none),
 }, frozenset({"normalized_cidr", "belongs_to_default_sg"}))
 
+PREFIXLEN = int_range(0, 128)
+IP_VERSION = Conv(lambda v: one_of(4, 6)(to_int(v)), {"enum": [4, 6]})
+
+
+@typed({"type": "integer", "minimum": 0, "maximum": DB_INTEGER_MAX, "nullable": True})
+def quota_or_none(v: Any) -> int | None:
+    """A subnet pool's ``default_quota``: ``convert_to_int`` then ``type:non_negative`` (None: no quota)."""
+    return None if v is None else non_negative(v)
+
+
+SUBNETPOOL = Resource("subnetpool", "subnetpools", {
+    "name": Attr(required=True, convert=name_string(255)), "description": DESCRIPTION,
+    "prefixes": Attr(required=True, convert=list_of(to_cidr), kind="list"),
+    "default_prefixlen": Attr(convert=PREFIXLEN, kind="int"),
+    "min_prefixlen": Attr(convert=PREFIXLEN, kind="int"),
+    "max_prefixlen": Attr(convert=PREFIXLEN, kind="int"),
+    "default_quota": Attr(default=None, convert=quota_or_none, kind="int"),
+    "shared": Attr(put=False, default=False, convert=to_bool, kind="bool"),
+    "is_default": Attr(default=False, convert=to_bool, kind="bool"),
+    "address_scope_id": Attr(default=None, convert=to_uuid_or_none),
+}, frozenset({"ip_version"}))
+
+ADDRESS_SCOPE = Resource("address_scope", "address_scopes", {
+    "name": Attr(required=True, convert=name_string(255)),
+    "shared": Attr(default=False, convert=to_bool, kind="bool"),
+    "ip_version": Attr(put=False, required=True, convert=IP_VERSION, kind="int"),
+})
+
 RESOURCES = {r.singular: r for r in (NETWORK, SUBNET, PORT, ROUTER, FLOATINGIP, SECURITY_GROUP,
-                                     SECURITY_GROUP_RULE)}
+                                     SECURITY_GROUP_RULE, SUBNETPOOL, ADDRESS_SCOPE)}
 
 
 def prepare_body(res: Resource, body: Any, *, create: bool, fill_defaults: bool = True) -> dict[str, Any]:

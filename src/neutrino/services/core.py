@@ -70,6 +70,8 @@ def not_found(kind: str, ident: str) -> NotFound:
         "security_group": ("SecurityGroupNotFound", f"Security group {ident} does not exist"),
         "security_group_rule": ("SecurityGroupRuleNotFound", f"Security group rule {ident} does not exist"),
         "agent": ("AgentNotFound", f"Agent {ident} could not be found."),
+        "subnetpool": ("SubnetPoolNotFound", f"Subnet pool {ident} could not be found."),
+        "address_scope": ("AddressScopeNotFound", f"Address scope {ident} could not be found."),
     }
     t, m = messages.get(kind, ("NotFound", f"{kind} {ident} could not be found."))
     return NotFound(m, neutron_type=t)

@@ -6,10 +6,11 @@ import ipaddress
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import object_session
 
 from neutrino.db import models
 from neutrino.scenarios.model import Deployment, Mechanism, NovaManager
-from neutrino.services import ipam
+from neutrino.services import ipam, subnetpools
 from neutrino.services.attributes import to_bool
 from neutrino.services.core import (
     Page,
@@ -51,11 +52,22 @@ def network_dict(n: models.Network) -> dict[str, Any]:
         "subnets": [s.id for s in n.subnets], "shared": n.shared, "router:external": n.external,
         "mtu": n.mtu, "port_security_enabled": n.port_security_enabled,
         "availability_zone_hints": list(n.availability_zone_hints or []), "availability_zones": ["nova"],
-        "ipv4_address_scope": None, "ipv6_address_scope": None, "is_default": False,
+        "ipv4_address_scope": _scope(n, 4), "ipv6_address_scope": _scope(n, 6), "is_default": False,
         "provider:network_type": n.network_type, "provider:physical_network": n.physical_network,
         "provider:segmentation_id": n.segmentation_id,
     })
     return d
+
+
+def _scope(n: models.Network, version: int) -> str | None:
+    """Neutron: a network's address scope of one IP version is that of the pool its subnets of that
+    version come from (None without a pool or a scope)."""
+    pool_id = next((s.subnetpool_id for s in n.subnets if s.ip_version == version and s.subnetpool_id), None)
+    session = object_session(n)
+    if pool_id is None or session is None:
+        return None
+    pool = session.get(models.SubnetPool, pool_id)
+    return pool.address_scope_id if pool is not None else None
 
 
 def subnet_dict(s: models.Subnet, external: bool | None = None) -> dict[str, Any]:
@@ -65,7 +77,7 @@ def subnet_dict(s: models.Subnet, external: bool | None = None) -> dict[str, Any
         "gateway_ip": s.gateway_ip, "allocation_pools": [dict(p) for p in s.allocation_pools],
         "dns_nameservers": list(s.dns_nameservers), "host_routes": [dict(r) for r in s.host_routes],
         "enable_dhcp": s.enable_dhcp, "ipv6_ra_mode": s.ipv6_ra_mode, "ipv6_address_mode": s.ipv6_address_mode,
-        "subnetpool_id": None, "service_types": [], "segment_id": None, "dns_publish_fixed_ip": False,
+        "subnetpool_id": s.subnetpool_id, "service_types": [], "segment_id": None, "dns_publish_fixed_ip": False,
         "router:external": s.network.external if external is None else external,
     })
     return d
@@ -360,11 +372,10 @@ def create_subnet(tx: Tx, attrs: dict[str, Any]) -> dict[str, Any]:
     if not tx.ctx.is_admin and network.project_id != tx.ctx.project_id and not network.shared:
         raise not_found("network", network.id)
     version = attrs["ip_version"]
-    if "cidr" not in attrs:
-        if attrs.get("subnetpool_id") or attrs.get("use_default_subnetpool"):
-            raise bad_request("subnet", "subnetpools are not supported by this server")
+    pool_id, allocated = subnetpools.allocate(tx, attrs, version, network, project)
+    if allocated is None:
         raise bad_request("subnet", "a subnetpool must be specified in the absence of a cidr")
-    cidr = attrs["cidr"]
+    cidr = allocated
     net = ipaddress.ip_network(cidr)
     if net.version != version:
         raise invalid(f"cidr '{cidr}' does not match the ip_version '{version}'")
@@ -389,6 +400,8 @@ def create_subnet(tx: Tx, attrs: dict[str, Any]) -> dict[str, Any]:
             g = ipaddress.ip_address(gateway)
             if version == 4 and net.prefixlen <= 30 and g in (net.network_address, net.broadcast_address):
                 raise invalid("Gateway is not valid on subnet")
+    elif pool_id is not None and "cidr" not in attrs:
+        gateway = str(net.network_address + 1)  # Neutron's subnet allocator: the block's first address
     else:
         gateway = ipam.default_gateway(net)
     if "allocation_pools" in attrs:
@@ -401,7 +414,8 @@ def create_subnet(tx: Tx, attrs: dict[str, Any]) -> dict[str, Any]:
         id=subnet_id, network_id=network.id, ip_version=version, cidr=cidr, gateway_ip=gateway,
         allocation_pools=pools, dns_nameservers=attrs.get("dns_nameservers") or [],
         host_routes=attrs.get("host_routes") or [], enable_dhcp=attrs["enable_dhcp"],
-        ipv6_ra_mode=ra, ipv6_address_mode=am, name=attrs["name"], description=attrs["description"])
+        ipv6_ra_mode=ra, ipv6_address_mode=am, name=attrs["name"], description=attrs["description"],
+        subnetpool_id=pool_id)
     stamp_new(tx, s, project, revision=0)
     s.network = network
     tx.session.add(s)

@@ -11,13 +11,15 @@ MODELS: dict[str, tuple[str, Any]] = {
     "networks": ("network", models.Network), "subnets": ("subnet", models.Subnet), "ports": ("port", models.Port),
     "routers": ("router", models.Router), "floatingips": ("floatingip", models.FloatingIP),
     "security-groups": ("security_group", models.SecurityGroup),
+    "subnetpools": ("subnetpool", models.SubnetPool),
 }
 
 
 def _row(tx: Tx, collection: str, rid: str) -> Any:
     kind, model = MODELS[collection]
     row = tx.session.get(model, rid)
-    public = collection == "networks" and row is not None and (row.shared or row.external)
+    public = row is not None and ((collection == "networks" and (row.shared or row.external)) or
+                                  (collection == "subnetpools" and row.shared))
     if row is None or not visible(tx, row, public=public):
         raise not_found(kind, rid)
     return row
