@@ -396,3 +396,21 @@ def test_new_group_counts_its_rules_and_shows_them_whole(admin: httpx.Client, de
                    409)["type"] == "OverQuota"
     finally:
         ok(admin.put(f"/quotas/{project}", json={"quota": {"security_group_rule": -1}}))
+
+
+def test_a_rules_remote_prefix_is_kept_as_given_and_normalized_beside_it(admin: httpx.Client) -> None:
+    """Neutron keeps ``remote_ip_prefix`` as the user wrote it and gives the network in
+    ``normalized_cidr`` (neutron_tempest_plugin's SecGroupNormalizedCidrTest); the iptables rule
+    uses the network."""
+    c = admin
+    sg = c.post("/security-groups", json={"security_group": {"name": "norm"}}).json()["security_group"]
+    r = c.post("/security-group-rules", json={"security_group_rule": {
+        "security_group_id": sg["id"], "direction": "ingress", "ethertype": "IPv4", "protocol": "tcp",
+        "remote_ip_prefix": "10.0.0.34/24"}})
+    assert r.status_code == 201, r.text
+    rule = r.json()["security_group_rule"]
+    assert (rule["remote_ip_prefix"], rule["normalized_cidr"]) == ("10.0.0.34/24", "10.0.0.0/24")
+    again = c.post("/security-group-rules", json={"security_group_rule": {
+        "security_group_id": sg["id"], "direction": "ingress", "ethertype": "IPv4", "protocol": "tcp",
+        "remote_ip_prefix": "10.0.0.0/24"}})
+    assert again.status_code == 409  # the same network: the same rule

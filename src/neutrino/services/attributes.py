@@ -259,13 +259,15 @@ def to_cidr_or_none(v: Any) -> str | None:
 
 @typed(_nullable(CIDR_SCHEMA))
 def to_prefix_or_none(v: Any) -> str | None:
-    """``convert_ip_prefix_to_cidr``: a CIDR, or a bare address taken as its host prefix."""
+    """``convert_ip_prefix_to_cidr``: a CIDR kept as given, host bits and all (the rule's
+    ``normalized_cidr`` is its network), or a bare address taken as its host prefix."""
     if v is None:
         return None
     if isinstance(v, str) and "/" not in v:
         ip = _ip(v)
         return f"{ip}/{ip.max_prefixlen}"
-    return to_cidr(v)
+    to_cidr(v)  # the same checks as a subnet's
+    return str(ipaddress.ip_interface(v))
 
 
 _MAC = re.compile(r"^([0-9a-fA-F]{2}[:-]){5}[0-9a-fA-F]{2}$")

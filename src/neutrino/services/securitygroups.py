@@ -203,7 +203,7 @@ def _validate_rule(attrs: dict[str, Any]) -> None:
         if attrs.get("remote_group_id") is not None:
             raise invalid("Only remote_ip_prefix or remote_group_id may be provided.",
                           "SecurityGroupRemoteGroupAndRemoteIpPrefix")
-        version = ipaddress.ip_network(prefix).version
+        version = ipaddress.ip_network(prefix, strict=False).version
         if (version == 4) != (eth == "IPv4"):
             raise invalid(f"Conflicting value ethertype {eth} for CIDR {prefix}",
                           "SecurityGroupRuleParameterConflict")
@@ -217,6 +217,8 @@ def _key(r: dict[str, Any] | models.SecurityGroupRule) -> tuple[Any, ...]:
     if proto is not None and proto in PROTOCOLS:
         proto = str(PROTOCOLS[proto])
     prefix = get("remote_ip_prefix")
+    if prefix is not None:  # two rules for one network are the same rule, however written
+        prefix = str(ipaddress.ip_network(prefix, strict=False))
     if prefix in ("0.0.0.0/0", "::/0"):
         prefix = None
     return (get("security_group_id"), get("direction"), get("ethertype"), proto, get("port_range_min"),

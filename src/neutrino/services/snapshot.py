@@ -334,7 +334,7 @@ def load(session: Session) -> CloudSnapshot:
         security_groups=tuple(SecurityGroup(g.id, g.name, g.project_id, g.stateful, g.is_default, tuple(
             SecurityGroupRule(r.id, r.security_group_id, r.direction, r.ethertype, r.protocol, r.port_range_min,
                               r.port_range_max,
-                              ipaddress.ip_network(r.remote_ip_prefix) if r.remote_ip_prefix else None,
+                              ipaddress.ip_network(r.remote_ip_prefix, strict=False) if r.remote_ip_prefix else None,
                               r.remote_group_id) for r in g.rules)) for g in groups),
         servers=tuple(Server(s.id, s.name, s.project_id, s.host, s.status, s.flavor_id, s.image_id,
                              tuple(p.id for p in snap_ports if p.device_id == s.id)) for s in servers),
