@@ -230,7 +230,7 @@ def test_modern_br_int_drops_a_dhcp_discover_from_another_mac(cli001: Cli) -> No
     """The hybrid firewall lets any DHCP client message out; br-int's MAC spoofing table does not."""
     rc, data = cli001.json("trace", "vm1", "-", "--proto", "dhcp", "--src-mac", "fa:16:3e:00:00:99")
     assert rc == 1 and data["verdict"]["reason"] == "anti-spoofing", data["verdict"]
-    assert data["verdict"]["where"] == "compute01 br-int" and data["verdict"]["detail"].startswith("table=25 ")
+    assert data["verdict"]["where"] == "compute01 br-int" and data["verdict"]["detail"].startswith("table=25: ")
 
 
 def test_dhcp_on_a_vlan_network(cli002: Cli) -> None:

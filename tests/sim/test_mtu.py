@@ -93,7 +93,7 @@ def test_a_linux_bridge_port_drops_a_larger_frame(seed0: World) -> None:
     assert fits.delivered, render(fits)
     bad = seed0.probe("10.1.0.1", "cirros", at=at, size=1477)
     assert bad.verdict.reason is DropReason.MTU and bad.verdict.where == "compute qbr61e31514-15"
-    assert bad.verdict.detail.startswith("mtu 1500 dev tap61e31514-15 frame of 1519 bytes (1505 of IP) "
+    assert bad.verdict.detail.startswith("mtu 1500 dev tap61e31514-15: frame of 1519 bytes (1505 of IP) "
                                          "larger than tap61e31514-15's MTU 1500: dropped")
 
 
@@ -127,7 +127,7 @@ def test_router_sends_fragmentation_needed(seed1: World) -> None:
     t = seed1.probe(OUTSIDE, "192.168.100.41", size=1423)
     assert t.verdict.reason is DropReason.MTU
     assert t.verdict.where.startswith("controller qrouter-")
-    assert t.verdict.detail.startswith("mtu 1450 dev qr-f13621de-a4 a 1451-byte packet with DF set is larger than "
+    assert t.verdict.detail.startswith("mtu 1450 dev qr-f13621de-a4: a 1451-byte packet with DF set is larger than "
                                        "qr-f13621de-a4's MTU 1450: fragmentation needed")
     assert t.verdict.detail.endswith("the sender got ICMP fragmentation needed (type 3 code 4, next-hop MTU 1450) "
                                      "from 192.168.100.41")

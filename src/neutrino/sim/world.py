@@ -2212,7 +2212,8 @@ def _dropped(run: _Run, what: str, *, reply: bool = False) -> Verdict:
         reason = DropReason.FIREWALL
     else:
         reason = DropReason.NO_ROUTE
-    return Verdict(VerdictKind.DROPPED, reason, where, step.obj, f"{step.text} {step.detail}".strip())
+    said = f"{step.text}: {step.detail}" if step.text and step.detail else step.text or step.detail
+    return Verdict(VerdictKind.DROPPED, reason, where, step.obj, said)
 
 
 PROTOCOLS = ("icmp", "tcp", "udp", "http", "arp", "dhcp")
