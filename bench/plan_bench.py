@@ -1,11 +1,14 @@
 """Planning a large cloud (a benchmark, not a test).
 
-    .venv/bin/python bench/plan_bench.py [HOSTS] [PORTS] [--memory]
+    .venv/bin/python bench/plan_bench.py [HOSTS] [PORTS] [--memory] [--replan] [--growth]
 
 Builds a snapshot directly (1,000 hosts and 10,000 instance ports by default: one network host,
 the rest computes; 100 VXLAN networks with a /20 subnet each, a DHCP port per network, a router on
 every network, the default security group with ssh and icmp open, l2population on as large clouds
-run it) and times ``plan_host`` for every host. Prints the total and per-host figures.
+run it) and times ``plan_host`` for every host. Prints the total and per-host figures (CPU time:
+the machine may be shared). ``--growth``: the same at 1/10, 3/10 and the full size.
+``--replan``: then add one port and re-plan only the hosts it affects (``hosts_affected_by_port``,
+``plan_hosts``), checking a sample of the other hosts' plans is unchanged.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import time
 import tracemalloc
 import uuid
 
-from neutrino.plan import plan_host
+from neutrino.plan import hosts_affected_by_port, plan_host, plan_hosts
 from neutrino.scenarios.model import Deployment, Host
 from neutrino.services.snapshot import (
     CloudSnapshot,
@@ -80,27 +83,71 @@ def build(n_hosts: int, n_ports: int, n_nets: int = 100) -> CloudSnapshot:
                          tuple(servers))
 
 
+def plan_all(cloud: CloudSnapshot) -> tuple[float, int, int]:
+    """CPU seconds to plan every host (the machine may be shared: wall time would mislead), and the
+    flows and rules planned."""
+    flows = rules = 0
+    t0 = time.process_time()
+    for h in cloud.deployment.hosts:
+        state = plan_host(cloud, h.name)
+        flows += sum(len(b.flows.flows) for b in state.ovs.bridges if b.flows is not None)
+        rules += sum(len(t.rules) for ns in state.namespaces if ns.iptables for t in ns.iptables.tables)
+    return time.process_time() - t0, flows, rules
+
+
+def replan_one_port(n_hosts: int, n_ports: int, *, unchanged_sample: int = 20) -> None:
+    """Add one port to the cloud and re-plan only the hosts it touches (``hosts_affected_by_port``);
+    plan a sample of the other hosts before and after to show their plans did not change."""
+    before, after = build(n_hosts, n_ports), build(n_hosts, n_ports + 1)
+    new = after.ports[-1]
+    t0 = time.process_time()
+    affected = hosts_affected_by_port(after, new.id)
+    states = plan_hosts(after, affected)
+    t1 = time.process_time()
+    own = states[new.binding_host]
+    t2 = time.process_time()
+    plan_host(after, new.binding_host)
+    t3 = time.process_time()
+    others = [h.name for h in after.deployment.hosts if h.name not in set(affected)]
+    step = max(1, len(others) // unchanged_sample)
+    sample = others[::step][:unchanged_sample]
+    same = all(plan_host(before, n) == plan_host(after, n) for n in sample)
+    changed = sum(plan_host(before, n) != states[n] for n in affected)
+    print(f"re-plan after one port added (to {new.binding_host}, network {after.network(new.network_id).name}): "
+          f"{len(affected)} of {n_hosts} hosts affected, planned in {(t1 - t0) * 1000:.0f} ms CPU "
+          f"({changed} of them changed; the port's own host alone: {(t3 - t2) * 1000:.0f} ms); "
+          f"{len(sample)} unaffected hosts sampled: {'unchanged' if same else 'CHANGED'}")
+    assert own.name == new.binding_host
+
+
 def main() -> None:
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     n_hosts = int(args[0]) if args else 1000
     n_ports = int(args[1]) if len(args) > 1 else 10000
+    if "--growth" in sys.argv:  # the same cloud at 1/10, 3/10 and full size
+        for tenths in (1, 3, 10):
+            h, p = max(2, n_hosts * tenths // 10), max(1, n_ports * tenths // 10)
+            cpu, flows, rules = plan_all(build(h, p))
+            print(f"{h:>6} hosts {p:>7} ports: {cpu:6.1f} s CPU ({cpu / h * 1000:5.1f} ms per host); "
+                  f"{flows} flows, {rules} iptables rules")
+        if "--replan" in sys.argv:
+            replan_one_port(n_hosts, n_ports)
+        return
     t0 = time.perf_counter()
     cloud = build(n_hosts, n_ports)
     t1 = time.perf_counter()
     if "--memory" in sys.argv:  # tracing slows planning several times over
         tracemalloc.start()
-    flows = rules = 0
-    for h in cloud.deployment.hosts:
-        state = plan_host(cloud, h.name)
-        flows += sum(len(b.flows.flows) for b in state.ovs.bridges if b.flows is not None)
-        rules += sum(len(t.rules) for ns in state.namespaces if ns.iptables for t in ns.iptables.tables)
+    cpu, flows, rules = plan_all(cloud)
     t2 = time.perf_counter()
     _, peak = tracemalloc.get_traced_memory()
     print(f"snapshot: {n_hosts} hosts, {len(cloud.ports)} ports, {len(cloud.networks)} networks "
           f"(built in {t1 - t0:.1f} s)")
-    print(f"planned every host in {t2 - t1:.1f} s ({(t2 - t1) / n_hosts * 1000:.1f} ms per host); "
+    print(f"planned every host in {cpu:.1f} s CPU, {t2 - t1:.1f} s wall ({cpu / n_hosts * 1000:.1f} ms CPU per host); "
           f"{flows} flows, {rules} iptables rules"
           + (f"; peak traced memory {peak / 2**20:.0f} MiB" if peak else ""))
+    if "--replan" in sys.argv:
+        replan_one_port(n_hosts, n_ports)
 
 
 if __name__ == "__main__":

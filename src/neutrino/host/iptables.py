@@ -448,9 +448,23 @@ _IMPLICIT = {"tcp": "tcp", "udp": "udp", "icmp": "icmp", "sctp": "sctp", "ipv6-i
 # ------------------------------------------------------------------------------------- tokenizer
 
 
+_TOKEN_RE = r"""(?:[^\s"'\\]|"[^"\\]*"|'[^'\\]*')+"""
+_QUOTED_TOKEN = re.compile(_TOKEN_RE)
+_QUOTED_LINE = re.compile(rf"\s*(?:{_TOKEN_RE}(?:\s+{_TOKEN_RE})*)?\s*")
+_QUOTES = re.compile(r""""([^"]*)"|'([^']*)'""")
+
+
+def _unquote(m: re.Match[str]) -> str:
+    return m.group(1) if m.group(1) is not None else m.group(2)
+
+
 def tokenize(line: str, *, lineno: int = 0, source: str = "<string>") -> list[str]:
     """Split a rule line the way ``iptables-restore`` does: whitespace, double or single quotes,
     backslash escapes inside quotes."""
+    if '"' not in line and "'" not in line:
+        return line.split()  # nothing quoted: whitespace alone separates (str.isspace, as below)
+    if "\\" not in line and _QUOTED_LINE.fullmatch(line):  # balanced quotes, no escapes
+        return [_QUOTES.sub(_unquote, t) for t in _QUOTED_TOKEN.findall(line)]
     tokens: list[str] = []
     i, n = 0, len(line)
     while i < n:
@@ -502,11 +516,16 @@ _ADDR_OPTS = {"-s": "s", "--source": "s", "--src": "s", "-d": "d", "--destinatio
 _IFACE_OPTS = {"-i": "i", "--in-interface": "i", "-o": "o", "--out-interface": "o"}
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _network(text: str) -> IPNetwork:
+    return ipaddress.ip_network(text, strict=False)  # networks are immutable: each text parsed once
+
+
 def parse_address(text: str, *, negated: bool = False, lineno: int = 0, source: str = "<string>",
                   line: str = "") -> Address:
     """``10.0.0.5`` (a /32), ``10.0.0.0/24``, ``10.0.0.0/255.255.255.0`` or a non-contiguous mask."""
     try:
-        return Address(ipaddress.ip_network(text, strict=False), negated)
+        return Address(_network(text), negated)
     except ValueError:
         pass
     addr, _, mask = text.partition("/")
@@ -542,7 +561,7 @@ def _parse_rule_text(line: str) -> Rule:
 def _parse_rule(line: str, *, lineno: int = 0, source: str = "<string>") -> Rule:
     text = line.strip()
     counters: Counters | None = None
-    m = re.match(r"\[(\d+):(\d+)\]\s+", text)
+    m = re.match(r"\[(\d+):(\d+)\]\s+", text) if text[:1] == "[" else None
     if m:
         counters = Counters(int(m.group(1)), int(m.group(2)))
         text = text[m.end():]
@@ -560,8 +579,10 @@ def _parse_rule(line: str, *, lineno: int = 0, source: str = "<string>") -> Rule
     ifaces: dict[str, Interface] = {}
     protocol: Protocol | None = None
     fragment = Fragment.ANY
-    matches: list[Match] = []
+    matches: list[Match] = []  # each -m's module; its options are collected in match_opts
+    match_opts: list[list[Option]] = []
     target: Target | None = None
+    target_opts: list[Option] = []
     in_target = False  # options after -j belong to the target, otherwise to the last -m
     negate = False
     i = 2
@@ -569,8 +590,11 @@ def _parse_rule(line: str, *, lineno: int = 0, source: str = "<string>") -> Rule
     def take(count: int, what: str) -> list[str]:
         nonlocal i
         args = tokens[i:i + count]
-        if len(args) < count or any(_is_option(a) or a == "!" for a in args):
+        if len(args) < count:
             raise fail(what)
+        for a in args:
+            if a == "!" or _is_option(a):
+                raise fail(what)
         i += count
         return args
 
@@ -605,6 +629,7 @@ def _parse_rule(line: str, *, lineno: int = 0, source: str = "<string>") -> Rule
                 raise fail("no ! before -m")
             (name,) = take(1, "a module name after -m")
             matches.append(Match(name))
+            match_opts.append([])
             in_target = False
         elif tok in ("-j", "--jump", "-g", "--goto"):
             if negate:
@@ -626,6 +651,7 @@ def _parse_rule(line: str, *, lineno: int = 0, source: str = "<string>") -> Rule
                 if implicit is None:
                     raise fail(f"-m MODULE before {tok}")
                 matches.append(Match(implicit))  # -p tcp --dport 22 loads -m tcp
+                match_opts.append([])
             owner = target.name if in_target and target is not None else matches[-1].module
             spec = (TARGET_SPECS if in_target else MATCH_SPECS).get(owner)
             if spec is not None and name in spec.arity:
@@ -643,14 +669,17 @@ def _parse_rule(line: str, *, lineno: int = 0, source: str = "<string>") -> Rule
                 args = [a.lower() for a in args]  # kept in lower case; the dialect decides how it prints
             opt = Option(name, tuple(args), negate)
             if in_target and target is not None:
-                target = replace(target, options=(*target.options, opt))
+                target_opts.append(opt)
             else:
-                matches[-1] = replace(matches[-1], options=(*matches[-1].options, opt))
+                match_opts[-1].append(opt)
         else:
             raise fail(f"an option (-s, -d, -i, -o, -p, -m, -j, --name) where {tok!r} stands")
         negate = False
     if negate:
         raise fail("an option after !")
+    if target is not None and target_opts:
+        target = Target(target.name, tuple(target_opts), target.goto)
+    matches = [Match(mt.module, tuple(opts)) if opts else mt for mt, opts in zip(matches, match_opts, strict=True)]
     return Rule(chain=chain, source=addrs.get("s"), destination=addrs.get("d"), in_interface=ifaces.get("i"),
                 out_interface=ifaces.get("o"), protocol=protocol, fragment=fragment, matches=tuple(matches),
                 target=target, counters=counters)
@@ -661,7 +690,7 @@ def _is_option(token: str) -> bool:
 
 
 def _numeric(token: str) -> bool:
-    return bool(re.fullmatch(r"-\d+", token))
+    return token[:1] == "-" and token[1:].isdecimal()  # what re's -\d+ matches
 
 
 # -------------------------------------------------------------------------------- rule formatter

@@ -14,6 +14,7 @@ print exactly what Open vSwitch 3.1 prints.
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -182,6 +183,12 @@ def _parse_count(text: str) -> int | None:
     return None if text == "?" else int(text)
 
 
+#: match items and action lists are immutable and depend on their text alone: the same ones recur
+#: across a bridge's flows and every host's, so each is parsed once
+_match_field = functools.lru_cache(maxsize=1 << 16)(parse_match_field)
+_actions = functools.lru_cache(maxsize=1 << 17)(parse_actions)
+
+
 def _parse_flow_text(text: str) -> Flow:
     body = text.strip()
     idx = body.find("actions=")
@@ -221,12 +228,12 @@ def _parse_flow_text(text: str) -> Flow:
             flags.add(FlowFlag(token))
         else:
             try:
-                match.append(parse_match_field(name, value if eq else None))
+                match.append(_match_field(name, value if eq else None))
             except ValueError as exc:
                 if str(exc).startswith("unknown match field"):
                     raise ValueError(f"a known match field, not {name!r}") from None
                 raise ValueError(f"a valid value for {name} ({exc})") from None
-    actions = parse_actions(action_text)
+    actions = _actions(action_text)
     fs = None
     if stats:
         fs = FlowStats(duration_sec=stats.get("duration_sec") or 0, duration_nsec=stats.get("duration_nsec") or 0,

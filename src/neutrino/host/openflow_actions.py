@@ -8,6 +8,7 @@ not know is kept verbatim as :class:`GenericAction`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import ipaddress
 import re
 from collections.abc import Sequence
@@ -303,7 +304,7 @@ def _parse_controller(args: str) -> Controller:
                       pause=pause, meter_id=int(kw["meter_id"]) if "meter_id" in kw else None)
 
 
-def _parse_one(text: str) -> Action:
+def _parse_one_text(text: str) -> Action:
     t = text.strip()
     name, colon, arg = t.partition(":")
     if t.upper() in _SIMPLE_OUTPUTS:
@@ -385,6 +386,11 @@ def _parse_one(text: str) -> Action:
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*([:(].*)?", t, re.S):
         raise ValueError(f"not an action: {t!r}")
     return GenericAction(t)
+
+
+#: one action's parse depends on its text alone (actions are immutable): the same items recur in
+#: every flow of a bridge and on every host, so each is parsed once
+_parse_one = functools.lru_cache(maxsize=1 << 16)(_parse_one_text)
 
 
 def parse_actions(text: str) -> tuple[Action, ...]:
@@ -530,8 +536,12 @@ def format_action(a: Action) -> str:
     return a.text
 
 
+#: formatting is pure too, and actions are hashable: each distinct action is formatted once
+_format_action_cached = functools.lru_cache(maxsize=1 << 16)(format_action)
+
+
 def format_actions(actions: Sequence[Action]) -> str:
     """The action list as OVS prints it; the empty list is ``drop``."""
     if not actions:
         return "drop"
-    return ",".join(format_action(a) for a in actions)
+    return ",".join([_format_action_cached(a) for a in actions])

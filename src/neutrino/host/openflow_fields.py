@@ -304,6 +304,8 @@ def format_value(info: FieldInfo | None, value: int) -> str:
 
 def split_top(text: str, sep: str = ",") -> list[str]:
     """Split on ``sep`` outside parentheses and brackets. Raises ValueError when they do not balance."""
+    if not any(b in text for b in "()[]{}"):
+        return text.split(sep)
     parts: list[str] = []
     depth = 0
     cur: list[str] = []

@@ -8,6 +8,7 @@ The printer follows ``match_format`` in Open vSwitch's ``lib/match.c``: fields i
 from __future__ import annotations
 
 import enum
+import functools
 import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -339,7 +340,10 @@ def _fmt_ipv6(m: IPv6Match) -> str:
     return f"{addr}/{ipaddress.IPv6Address(mask)}"
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _fmt_mac(m: EthMatch) -> str:
+    """(Each MAC match formatted once: a port's MAC recurs in the flows of every host it shares a
+    network with.)"""
     if m.mask is None or m.mask.value == 0xFFFFFFFFFFFF:
         return str(m.mac)
     return f"{m.mac}/{m.mask}"

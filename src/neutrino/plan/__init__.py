@@ -8,6 +8,7 @@ mechanism and generation, and the host's roles) and merges their fragments into 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable
 from dataclasses import replace
 
 from neutrino.host.iproute_link import Address, Link, LinkKind, OperState
@@ -108,3 +109,27 @@ def nova_options(cloud: CloudSnapshot) -> NovaOptions:
 def plan_cloud(cloud: CloudSnapshot, *, datapath_type: str = "system") -> tuple[HostState, ...]:
     """Every host of the deployment, planned."""
     return tuple(plan_host(cloud, h.name, datapath_type=datapath_type) for h in cloud.deployment.hosts)
+
+
+def plan_hosts(cloud: CloudSnapshot, names: Iterable[str], *,
+               datapath_type: str = "system") -> dict[str, HostState]:
+    """The named hosts only, planned (a re-plan of the hosts a change touches)."""
+    return {n: plan_host(cloud, n, datapath_type=datapath_type) for n in dict.fromkeys(names)}
+
+
+def hosts_affected_by_port(cloud: CloudSnapshot, port_id: str) -> tuple[str, ...]:
+    """The hosts whose plan a port added to (or removed from) ``cloud`` can change, in deployment
+    order: the port's own host, every host with a port on its network (tunnels and l2population
+    flows, DHCP and router namespaces) and, when one of its security groups is some rule's remote
+    group, every host with a port in a group holding such a rule. nova-network: every host."""
+    dep = cloud.deployment
+    names = [h.name for h in dep.hosts]
+    if dep.mechanism is Mechanism.NOVA_NETWORK:
+        return tuple(names)
+    port = cloud.port(port_id)
+    touched = {port.binding_host} | {p.binding_host for p in cloud.ports_on_network(port.network_id)}
+    groups = set(port.security_group_ids)
+    referring = {sg.id for sg in cloud.security_groups for r in sg.rules if r.remote_group_id in groups}
+    if referring:
+        touched |= {p.binding_host for p in cloud.ports if referring & set(p.security_group_ids)}
+    return tuple(n for n in names if n in touched)

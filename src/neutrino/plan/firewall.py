@@ -67,6 +67,9 @@ PROTOCOL_NAMES = {"1": "icmp", "2": "igmp", "6": "tcp", "17": "udp", "33": "dccp
                   "136": "udplite"}
 _PORT_PROTOCOLS = ("tcp", "udp", "sctp", "dccp", "udplite")
 _MULTIPORT_ONLY = ("udplite",)
+#: how much of a port id its chain and device names carry (``i7c7ae61e-0``, ``tap7c7ae61e-05``):
+#: the rules of different ports that differ only by it are parsed once (see generation.rule)
+_VARY_LEN = 10
 
 
 def _comment(prof: Profile, text: str) -> str:
@@ -165,7 +168,8 @@ def _sg_rules(cloud: CloudSnapshot, port: Port, direction: str, chain: str,
                     continue
                 seen.add(spec)
                 text = f"-A {chain} {spec} -j RETURN".replace("  ", " ")
-                out.append(PlannedRule(TableName.FILTER, rule(text, f"sg-rule {r.id} via {BUILDER}")))
+                out.append(PlannedRule(TableName.FILTER, rule(text, f"sg-rule {r.id} via {BUILDER}",
+                                                              vary=port.id[:_VARY_LEN])))
     return out
 
 
@@ -186,8 +190,10 @@ def _port_chains(cloud: CloudSnapshot, port: Port, prof: Profile) -> tuple[list[
     chains = [PlannedChain(TableName.FILTER, ichain, obj), PlannedChain(TableName.FILTER, ochain, obj)]
     rules: list[PlannedRule] = []
 
+    vary = port.id[:_VARY_LEN]
+
     def add(chain: str, spec: str, origin: str = why) -> None:
-        rules.append(PlannedRule(TableName.FILTER, rule(f"-A {chain} {spec}", origin)))
+        rules.append(PlannedRule(TableName.FILTER, rule(f"-A {chain} {spec}", origin, vary=vary)))
 
     ips = _v4(f.ip_address for f in port.fixed_ips)
     invalid = f"-m state --state INVALID{_comment(prof, INVALID_DROP)} -j DROP"
@@ -283,8 +289,8 @@ def plan_firewall(cloud: CloudSnapshot, host: Host | str,
     prerouting = naming.wrapped_chain(binary, "PREROUTING")
     chains_l += [PlannedChain(TableName.FILTER, sg_chain, "agent"), PlannedChain(TableName.FILTER, fallback, "agent")]
 
-    def add(table: TableName, chain: str, spec: str, origin: str) -> None:
-        rules_l.append(PlannedRule(table, rule(f"-A {chain} {spec}", origin)))
+    def add(table: TableName, chain: str, spec: str, origin: str, vary: str = "") -> None:
+        rules_l.append(PlannedRule(table, rule(f"-A {chain} {spec}", origin, vary=vary)))
 
     add(TableName.FILTER, fallback, f"{_comment(prof, FALLBACK_DROP).strip()} -j DROP", f"sg-fallback via {BUILDER}")
     ports = filtered_ports(cloud, name)
@@ -293,15 +299,16 @@ def plan_firewall(cloud: CloudSnapshot, host: Host | str,
     for port in secured:
         tap = naming.tap_device(port.id)
         why = f"port {port.id} via {BUILDER}"
+        vary = port.id[:_VARY_LEN]
         ichain = naming.sg_port_chain(binary, naming.ChainKind.INGRESS, port.id)
         ochain = naming.sg_port_chain(binary, naming.ChainKind.EGRESS, port.id)
         for way, target in (("out", ichain), ("in", ochain)):
             add(TableName.FILTER, forward, f"-m physdev --physdev-{way} {tap} --physdev-is-bridged"
-                                           f"{_comment(prof, VM_INT_SG)} -j {sg_chain}", why)
+                                           f"{_comment(prof, VM_INT_SG)} -j {sg_chain}", why, vary)
             add(TableName.FILTER, sg_chain, f"-m physdev --physdev-{way} {tap} --physdev-is-bridged"
-                                            f"{_comment(prof, SG_TO_VM_SG)} -j {target}", why)
+                                            f"{_comment(prof, SG_TO_VM_SG)} -j {target}", why, vary)
         add(TableName.FILTER, inp, f"-m physdev --physdev-in {tap} --physdev-is-bridged{_comment(prof, INPUT_TO_SG)} -j {ochain}",
-            why)
+            why, vary)
         pc, pr = _port_chains(cloud, port, prof)
         chains_l += pc
         rules_l += pr
@@ -326,11 +333,11 @@ def plan_firewall(cloud: CloudSnapshot, host: Host | str,
             qvb, tap = naming.qvb_device(port.id), naming.tap_device(port.id)
             note = _comment(prof, f"Set zone for {port.id}")
             for match in (f"-m physdev --physdev-in {qvb}", f"-i {qvb}", f"-m physdev --physdev-in {tap}"):
-                add(TableName.RAW, prerouting, f"{match}{note} -j CT --zone {zone}", why)
+                add(TableName.RAW, prerouting, f"{match}{note} -j CT --zone {zone}", why, port.id[:_VARY_LEN])
         for port in sorted((*ports, *trusted), key=lambda p: p.id):
             tap = naming.tap_device(port.id)
             for way in ("out", "in"):
                 add(TableName.NAT, prerouting, f"-m physdev --physdev-{way} {tap}{_comment(prof, TRUSTED_ACCEPT)} -j ACCEPT",
-                    f"nat short-circuit of port {port.id} via {BUILDER}")
+                    f"nat short-circuit of port {port.id} via {BUILDER}", port.id[:_VARY_LEN])
     ruleset, origins = assemble(prof, chains_l, rules_l, BUILDER)
     return HostState(name, namespaces=(NamespaceState(ROOT, iptables=ruleset),), origins=origins)

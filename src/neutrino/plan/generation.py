@@ -24,13 +24,27 @@ import enum
 import functools
 import hashlib
 import ipaddress
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 from neutrino.host.iproute import IprouteStyle
 from neutrino.host.iproute_link import Address, Link, LinkKind, OperState
 from neutrino.host.iproute_route import Route
-from neutrino.host.iptables import BUILTIN_CHAINS, Chain, Policy, Rule, Ruleset, Table, TableName, parse_rule
+from neutrino.host.iptables import (
+    BUILTIN_CHAINS,
+    Chain,
+    Interface,
+    Match,
+    Option,
+    Policy,
+    Rule,
+    Ruleset,
+    Table,
+    TableName,
+    Target,
+    parse_rule,
+)
 from neutrino.host.openflow_fields import Mac
 from neutrino.host.state import Origin
 from neutrino.plan import naming
@@ -190,9 +204,51 @@ def manager_skeleton(prof: Profile, binary: str, tables: Iterable[TableName], bu
     return tuple(chains), tuple(rules)
 
 
-def rule(text: str, origin: str) -> Rule:
-    """One ``-A chain …`` line in parsed form, stamped with why it exists."""
-    return replace(_parsed_rule(text), origin=origin)
+def rule(text: str, origin: str, *, vary: str = "") -> Rule:
+    """One ``-A chain …`` line in parsed form, stamped with why it exists.
+
+    ``vary``: a port id's prefix (``7c7ae61e-0``) that the line's chain and device names carry.
+    The many lines that differ only by it are parsed once, as a template with the prefix stood in
+    for, and the prefix is put back into the parsed names."""
+    if vary and vary in text and _PLACEHOLDER not in text and _VARY.fullmatch(vary):
+        ph = _PLACEHOLDER * len(vary)
+        return _substituted(_parsed_rule(text.replace(vary, ph)), ph, vary, origin)
+    r = _parsed_rule(text)
+    return Rule(r.chain, r.source, r.destination, r.in_interface, r.out_interface, r.protocol, r.fragment,
+                r.matches, r.target, r.counters, origin)
+
+
+#: what ``vary`` may be: a UUID's first 10 or more characters (hex digits and the dash, never a
+#: whole token the parser interprets: an option, address, MAC, number or protocol)
+_VARY = re.compile(r"[0-9a-f]{8}-[0-9a-f-]{1,27}")
+_PLACEHOLDER = "\u00a7"  # §: not whitespace, a quote or a dash, and its own lower case
+
+
+def _sub_options(opts: tuple[Option, ...], ph: str, value: str) -> tuple[Option, ...]:
+    for o in opts:
+        for a in o.args:
+            if ph in a:
+                return tuple(o if not any(ph in a for a in o.args)
+                             else Option(o.name, tuple(a.replace(ph, value) for a in o.args), o.negated)
+                             for o in opts)
+    return opts
+
+
+def _sub_match(m: Match, ph: str, value: str) -> Match:
+    opts = _sub_options(m.options, ph, value)
+    return m if opts is m.options else Match(m.module, opts)
+
+
+def _substituted(r: Rule, ph: str, value: str, origin: str) -> Rule:
+    """``r`` with ``ph`` replaced by ``value`` in every name and option argument."""
+    def iface(i: Interface | None) -> Interface | None:
+        return i if i is None or ph not in i.name else Interface(i.name.replace(ph, value), i.negated)
+    matches = tuple(_sub_match(m, ph, value) for m in r.matches)
+    target = r.target
+    if target is not None:
+        target = Target(target.name.replace(ph, value), _sub_options(target.options, ph, value), target.goto)
+    return Rule(r.chain.replace(ph, value), r.source, r.destination, iface(r.in_interface), iface(r.out_interface),
+                r.protocol, r.fragment, matches, target, r.counters, origin)
 
 
 @functools.lru_cache(maxsize=1 << 18)

@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-from dataclasses import dataclass, replace
+import re
+from dataclasses import dataclass, field, replace
 from enum import Enum
 
-from neutrino.errors import PlanError
+from neutrino.errors import ParseError, PlanError
 from neutrino.host import ovsdb
-from neutrino.host.openflow import Flow, format_add_flow, parse_flow
+from neutrino.host.openflow import Action, Flow, format_add_flow, parse_flow
+from neutrino.host.openflow import _match_field as _match_field
 from neutrino.host.openflow_fields import Mac
 from neutrino.plan import naming
 from neutrino.plan.generation import Generation, Profile, profile
@@ -127,21 +129,77 @@ class PlannedFlow:
     flow: Flow
     obj: str
     builder: str
+    text: str = field(default="", compare=False)  # format_add_flow(flow), as the origin names it
 
-    @property
-    def text(self) -> str:
-        return format_add_flow(self.flow)
+    def __post_init__(self) -> None:
+        if not self.text:
+            object.__setattr__(self, "text", format_add_flow(self.flow))
 
 
 def planned_flow(ctx: OvsContext, bridge: str, text: str, obj: str, builder: str) -> PlannedFlow:
     """Parse ``text`` (add-flow form) and stamp it with the agent's cookie."""
-    return PlannedFlow(bridge, replace(_parsed_flow(text, builder), cookie=ctx.cookie), obj, builder)
+    head, sep, actions = text.partition(" actions=")
+    if sep and actions and "actions=" not in head and text == text.strip() and actions == actions.strip():
+        # the match and the actions separately: each recurs far more often than the whole line
+        # (a remote port's MAC on every host sharing its network, an output on every host)
+        try:
+            hflow, htext = _head(head, builder, ctx.cookie)
+            acts, atext = _parsed_actions(actions, builder)
+        except ParseError:
+            pass  # parsed whole below, to say what is wrong with the whole line
+        else:
+            flow = Flow(hflow.match, acts, hflow.table, hflow.priority, hflow.cookie, hflow.cookie_mask,
+                        hflow.idle_timeout, hflow.hard_timeout, hflow.importance, hflow.flags, hflow.stats)
+            return PlannedFlow(bridge, flow, obj, builder, htext + atext)
+    flow, canonical = _parsed_flow(text, builder, ctx.cookie)
+    return PlannedFlow(bridge, flow, obj, builder, canonical)
+
+
+#: a lower-case MAC match in a flow's head (l2population's per-port flows: one per remote MAC)
+_DL_DST = re.compile(r"(?:^|,)dl_dst=([0-9a-f]{2}(?::[0-9a-f]{2}){5})(?=,|$)")
+_STAND_IN = "02:00:5e:00:53:ff"  # the template's MAC, replaced by the real one
+
+
+def _head(head: str, builder: str, cookie: int) -> tuple[Flow, str]:
+    """:func:`_parsed_head`, with one exact ``dl_dst`` MAC parsed as a template: the heads that
+    differ only by it share one parse, the MAC's own match item and text are put in its place."""
+    m = _DL_DST.search(head)
+    if m is None or _STAND_IN in head or "dl_dst=" in head[m.end():]:
+        return _parsed_head(head, builder, cookie)
+    mac = m.group(1)
+    tflow, ttext = _parsed_head(head[:m.start(1)] + _STAND_IN + head[m.end(1):], builder, cookie)
+    stand_in, real = _match_field("dl_dst", _STAND_IN), _match_field("dl_dst", mac)
+    key = f"dl_dst={_STAND_IN}"
+    if tflow.match.count(stand_in) != 1 or ttext.count(key) != 1:
+        return _parsed_head(head, builder, cookie)
+    match = tuple(real if f == stand_in else f for f in tflow.match)
+    flow = Flow(match, tflow.actions, tflow.table, tflow.priority, tflow.cookie, tflow.cookie_mask,
+                tflow.idle_timeout, tflow.hard_timeout, tflow.importance, tflow.flags, tflow.stats)
+    return flow, ttext.replace(key, f"dl_dst={mac}")
 
 
 @functools.lru_cache(maxsize=1 << 17)
-def _parsed_flow(text: str, builder: str) -> Flow:
-    """Flows are immutable and parsing is pure: a re-plan after a change parses each line once."""
-    return parse_flow(text, source=builder)
+def _parsed_head(head: str, builder: str, cookie: int) -> tuple[Flow, str]:
+    """A flow's match part, parsed with no actions, and its add-flow text up to ``actions=``."""
+    flow, text = _parsed_flow(f"{head} actions=drop", builder, cookie)
+    assert text.endswith("actions=drop") and not flow.actions
+    return flow, text[:-len("drop")]
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _parsed_actions(actions: str, builder: str) -> tuple[tuple[Action, ...], str]:
+    flow, text = _parsed_flow(f"actions={actions}", builder, 0)
+    return flow.actions, text[len("actions="):]
+
+
+@functools.lru_cache(maxsize=1 << 17)
+def _parsed_flow(text: str, builder: str, cookie: int) -> tuple[Flow, str]:
+    """Flows are immutable and parsing is pure: a re-plan after a change (and every host with the
+    same line) parses and formats each line once."""
+    flow = parse_flow(text, source=builder)
+    if flow.cookie != cookie:
+        flow = replace(flow, cookie=cookie)
+    return flow, format_add_flow(flow)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +207,11 @@ class Ofports:
     """OpenFlow port numbers: on each bridge 1, 2, 3… in the order its ports were added."""
 
     numbers: tuple[tuple[str, str, int], ...]
+    _by_name: dict[tuple[str, str], int] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        for b, n, num in self.numbers:
+            self._by_name.setdefault((b, n), num)
 
     @staticmethod
     def number(ports: tuple[PlannedPort, ...]) -> Ofports:
@@ -162,10 +225,10 @@ class Ofports:
         return Ofports(tuple(out))
 
     def of(self, bridge: str, name: str) -> int:
-        for b, n, num in self.numbers:
-            if b == bridge and n == name:
-                return num
-        raise PlanError(f"no port {name} on {bridge}")
+        num = self._by_name.get((bridge, name))
+        if num is None:
+            raise PlanError(f"no port {name} on {bridge}")
+        return num
 
 
 # --- local VLANs and plugged ports ---------------------------------------------------------------
@@ -229,6 +292,17 @@ def plugged_ports(ctx: OvsContext) -> tuple[PlugPort, ...]:
     hit = cache.get(key)  # type: ignore[call-overload]
     if hit is None:
         hit = cache[key] = _plugged_ports(ctx)  # type: ignore[index]
+    return hit  # type: ignore[no-any-return]
+
+
+def live_plugs(ctx: OvsContext, host: Host) -> tuple[PlugPort, ...]:
+    """``host``'s live ports on br-int (what l2population tells the other hosts about), remembered
+    in the snapshot's index like :func:`plugged_ports`."""
+    key = ("@live", host.name, ctx.prof, ctx.external_bridge)
+    cache = ctx.cloud._index
+    hit = cache.get(key)  # type: ignore[call-overload]
+    if hit is None:
+        hit = cache[key] = tuple(p for p in plugged_ports(ctx.for_host(host)) if p.on_br_int and p.alive)  # type: ignore[index]
     return hit  # type: ignore[no-any-return]
 
 

@@ -17,6 +17,8 @@ tunnel hosts sorted by name (seed 000: ``compute`` 1, ``network`` 2, so compute'
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
+from typing import TypeVar
 
 from neutrino.host import ovsdb
 from neutrino.plan import naming
@@ -29,9 +31,9 @@ from neutrino.plan.ovs_int import (
     PlugPort,
     bridge_port,
     device_mac,
+    live_plugs,
     lvid_of,
     planned_flow,
-    plugged_ports,
 )
 from neutrino.scenarios.model import Host
 
@@ -41,12 +43,28 @@ BUILDER_FLOWS = "tun_bridge_flows"
 BUILDER_NETWORK = "tun_network_flows"
 BUILDER_L2POP = "tun_l2pop_flows"
 BUILDER_LOCAL_MAC = "tun_local_mac_flows"
+_T = TypeVar("_T")
+
+
+def _cached(ctx: OvsContext, key: tuple[object, ...], make: Callable[[], _T]) -> _T:
+    """A fact about the whole snapshot, computed once and kept in its (immutable) look-up index."""
+    cache = ctx.cloud._index
+    hit = cache.get(key)  # type: ignore[call-overload]
+    if hit is None:
+        hit = cache[key] = make()  # type: ignore[index]
+    return hit  # type: ignore[no-any-return]
+
+
+def _all_tunnel_hosts(ctx: OvsContext) -> tuple[Host, ...]:
+    hosts = [h for h in ctx.cloud.deployment.hosts if h.tunnel_ip is not None]
+    return tuple(sorted(hosts, key=lambda h: (h.tunnel_ip.version if h.tunnel_ip else 0, int(h.tunnel_ip or 0))))
 
 
 def _tunnel_hosts(ctx: OvsContext) -> list[Host]:
     """Every other host with a tunnel IP (IPv4 before IPv6, each by address)."""
-    hosts = [h for h in ctx.cloud.deployment.hosts if h.tunnel_ip is not None and h.name != ctx.host.name]
-    return sorted(hosts, key=lambda h: (h.tunnel_ip.version if h.tunnel_ip else 0, int(h.tunnel_ip or 0)))
+    hosts = _cached(ctx, ("@tunnel_hosts",), lambda: _all_tunnel_hosts(ctx))
+    me = ctx.host.name
+    return [h for h in hosts if h.name != me]
 
 
 def endpoint_id(ctx: OvsContext, host: Host) -> int:
@@ -56,36 +74,94 @@ def endpoint_id(ctx: OvsContext, host: Host) -> int:
 
 
 def _remote_plugs(ctx: OvsContext, host: Host) -> tuple[PlugPort, ...]:
-    return tuple(p for p in plugged_ports(ctx.for_host(host)) if p.on_br_int and p.alive)
+    return live_plugs(ctx, host)
+
+
+def _by_network(ctx: OvsContext) -> dict[str, dict[str, list[PlugPort]]]:
+    """network id -> host name -> that host's live br-int ports on the network (snapshot order),
+    for every host of the deployment: computed once per snapshot, profile and external bridge."""
+    def make() -> dict[str, dict[str, list[PlugPort]]]:
+        out: dict[str, dict[str, list[PlugPort]]] = {}
+        for h in ctx.cloud.deployment.hosts:
+            for p in live_plugs(ctx, h):
+                out.setdefault(p.network.id, {}).setdefault(h.name, []).append(p)
+        return out
+    return _cached(ctx, ("@live_by_network", ctx.prof, ctx.external_bridge), make)
+
+
+def _sharing_hosts(ctx: OvsContext, network_type: str, vlans: tuple[LocalVlan, ...]) -> set[str]:
+    """With l2pop: the hosts with a live port on one of our networks of ``network_type``."""
+    by_net = _by_network(ctx)
+    out: set[str] = set()
+    for v in vlans:
+        if v.segment.network_type == network_type:
+            out.update(by_net.get(v.network_id, {}))
+    return out
 
 
 def _shares(ctx: OvsContext, host: Host, network_type: str, vlans: tuple[LocalVlan, ...]) -> bool:
     """With l2pop: whether ``host`` has a live port on one of our networks of ``network_type``."""
-    ours = {v.network_id for v in vlans if v.segment.network_type == network_type}
-    return any(p.network.id in ours for p in _remote_plugs(ctx, host))
+    return host.name in _sharing_hosts(ctx, network_type, vlans)
 
 
 def tunnel_port_name(ctx: OvsContext, network_type: str, host: Host) -> str:
     if ctx.modern:
-        return naming.tunnel_port(network_type, str(host.tunnel_ip))
+        names: dict[tuple[str, str], str] = _cached(ctx, ("@tunnel_port_names",), dict)
+        name = names.get((network_type, host.name))
+        if name is None:  # every host names its tunnel to ``host`` alike: named once per snapshot
+            name = names[(network_type, host.name)] = naming.tunnel_port(network_type, str(host.tunnel_ip))
+        return name
     return naming.legacy_tunnel_port(endpoint_id(ctx, host), network_type)
+
+
+def _tunnel_obj(ctx: OvsContext, host: Host) -> str:
+    """``tunnel to <host> (<tunnel ip>)``: the object of a tunnel port and its flow."""
+    objs: dict[str, str] = _cached(ctx, ("@tunnel_objs",), dict)
+    obj = objs.get(host.name)
+    if obj is None:
+        obj = objs[host.name] = f"tunnel to {host.name} ({host.tunnel_ip})"
+    return obj
 
 
 def tunnels(ctx: OvsContext, vlans: tuple[LocalVlan, ...]) -> tuple[tuple[str, Host, str], ...]:
     """(network type, remote host, port name) of every tunnel port on the host."""
+    global _LAST_TUNNELS
+    key = (ctx.host.name, ctx.host.tunnel_ip, ctx.prof, ctx.tunnel_types, vlans)
+    cloud, last_key, last = _LAST_TUNNELS
+    if cloud is ctx.cloud and last_key == key:  # the ports' and the flows' planners ask in turn
+        return last
+    out = _tunnels(ctx, vlans)
+    _LAST_TUNNELS = (ctx.cloud, key, out)
+    return out
+
+
+_LAST_TUNNELS: tuple[object, object, tuple[tuple[str, Host, str], ...]] = (None, None, ())
+
+
+def _tunnels(ctx: OvsContext, vlans: tuple[LocalVlan, ...]) -> tuple[tuple[str, Host, str], ...]:
     out = []
     l2pop = ctx.cloud.deployment.l2population and ctx.modern
+    hosts = _tunnel_hosts(ctx)
     for t in ctx.tunnel_types:
-        for h in _tunnel_hosts(ctx):
-            if l2pop and not _shares(ctx, h, t, vlans):
+        sharing = _sharing_hosts(ctx, t, vlans) if l2pop else None
+        for h in hosts:
+            if sharing is not None and h.name not in sharing:
                 continue
             out.append((t, h, tunnel_port_name(ctx, t, h)))
     return tuple(out)
 
 
+def _ip_text(ctx: OvsContext, host: Host) -> str:
+    texts: dict[str, str] = _cached(ctx, ("@tunnel_ip_texts",), dict)
+    text = texts.get(host.name)
+    if text is None:
+        text = texts[host.name] = str(host.tunnel_ip)
+    return text
+
+
 def _tunnel_interface(ctx: OvsContext, network_type: str, name: str, remote: Host) -> ovsdb.Interface:
-    local = str(ctx.host.tunnel_ip)
-    remote_ip = str(remote.tunnel_ip)
+    local = _ip_text(ctx, ctx.host)
+    remote_ip = _ip_text(ctx, remote)
     if ctx.modern:
         kind = network_type
         if network_type == "gre" and isinstance(ctx.host.tunnel_ip, ipaddress.IPv6Address):
@@ -108,7 +184,7 @@ def tun_bridge_ports(ctx: OvsContext, vlans: tuple[LocalVlan, ...]) -> tuple[Pla
                mac=device_mac(ctx.host.name, br, naming.PATCH_INT))]
     for t, h, name in tunnels(ctx, vlans):
         out.append(PlannedPort(br, ovsdb.Port(name, (_tunnel_interface(ctx, t, name, h),)),
-                               f"tunnel to {h.name} ({h.tunnel_ip})", BUILDER_PORTS,
+                               _tunnel_obj(ctx, h), BUILDER_PORTS,
                                mac=device_mac(ctx.host.name, br, name)))
     return tuple(out)
 
@@ -164,12 +240,13 @@ def _modern_flows(ctx: OvsContext, vlans: tuple[LocalVlan, ...], ofports: Ofport
     l2pop = ctx.cloud.deployment.l2population
     responder = ctx.arp_responder and l2pop
     ports = tunnels(ctx, vlans)
+    position = {(pt, h.name): i for i, (pt, h, _name) in enumerate(ports)}
     texts: list[tuple[str, str, str]] = [
         (f"priority=1,in_port={patch} actions=resubmit(,{T.PATCH_LV_TO_TUN:d})", agent, BUILDER_FLOWS),
         ("priority=0 actions=drop", agent, BUILDER_FLOWS)]
     for t, h, name in ports:
         texts.append((f"priority=1,in_port={ofports.of(br, name)} actions=resubmit(,{naming.TUN_TO_LV_TABLE[t]:d})",
-                      f"tunnel to {h.name} ({h.tunnel_ip})", BUILDER_FLOWS))
+                      _tunnel_obj(ctx, h), BUILDER_FLOWS))
     if responder:
         texts.append((f"table={T.PATCH_LV_TO_TUN:d},priority=1,arp,dl_dst=ff:ff:ff:ff:ff:ff "
                       f"actions=resubmit(,{T.ARP_RESPONDER:d})", agent, BUILDER_FLOWS))
@@ -195,16 +272,16 @@ def _modern_flows(ctx: OvsContext, vlans: tuple[LocalVlan, ...], ofports: Ofport
         texts.append((f"table={naming.TUN_TO_LV_TABLE[t]:d},priority=1,tun_id={key:#x} "
                       f"actions=mod_vlan_vid:{v.lvid},resubmit(,{T.LEARN_FROM_TUN:d})", obj, BUILDER_NETWORK))
         flood: list[int] = []
-        for pt, h, name in ports:
-            if pt != t:
-                continue
-            remote = [p for p in _remote_plugs(ctx, h) if p.network.id == v.network_id]
-            if l2pop and not remote:
-                continue
-            flood.append(ofports.of(br, name))
-            if not l2pop:
-                continue
+        if not l2pop:
+            flood = [ofports.of(br, name) for pt, _h, name in ports if pt == t]
+        on_net = _by_network(ctx).get(v.network_id, {}) if l2pop else {}
+        # with l2pop, the tunnels of this type towards hosts with live ports on the network, in
+        # the tunnel ports' order
+        for pos in sorted(position[(t, hn)] for hn in on_net if (t, hn) in position):
+            _pt, h, name = ports[pos]
+            remote = on_net[h.name]
             out_port = ofports.of(br, name)
+            flood.append(out_port)
             for p in remote:
                 mac = p.port.mac_address.lower()
                 texts.append((f"table={T.UCAST_TO_TUN:d},priority=2,dl_vlan={v.lvid},dl_dst={mac} "
