@@ -292,3 +292,35 @@ def shape_problem(path: str, status: int, body: Any) -> str | None:
             and err.get("message") and err.get("detail") == "" and set(body) == {"NeutronError"}):
         return "not Neutron's {'NeutronError': {type, message, detail}}"
     return None
+
+
+def password_token(base: str, user: str, project: str, password: str = "secret") -> str:
+    """A Keystone token for ``user`` scoped to ``project`` (both in the Default domain)."""
+    r = httpx.post(f"{base}/identity/v3/auth/tokens", json={"auth": {
+        "identity": {"methods": ["password"], "password": {"user": {
+            "name": user, "domain": {"name": "Default"}, "password": password}}},
+        "scope": {"project": {"name": project, "domain": {"name": "Default"}}}}})
+    assert r.status_code == 201, r.text
+    return r.headers["X-Subject-Token"]
+
+
+@contextlib.contextmanager
+def two_computes_server(tmp: Path, name: str) -> Iterator[Server]:
+    """A server of its own on a SQLite database, with the two-computes scenario."""
+    server = start_server(tmp, f"sqlite:///{tmp / (name + '.db')}", scenario=two_computes(tmp))
+    try:
+        yield server
+    finally:
+        stop_server(server)
+
+
+def user_client(s: Server, user: str, project: str) -> httpx.Client:
+    """An HTTP client on the server's Neutron API with ``user``'s token on ``project``."""
+    return httpx.Client(base_url=f"{s.base}/v2.0", headers={"X-Auth-Token": password_token(s.base, user, project)},
+                        timeout=30)
+
+
+def ok(r: httpx.Response, status: int | None = None) -> Any:
+    """The response's JSON (None when empty), asserting its status (any 2xx when not given)."""
+    assert r.status_code < 300 if status is None else r.status_code == status, (r.status_code, r.text)
+    return r.json() if r.content else None

@@ -24,26 +24,13 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api.api_helpers import Server, start_server, stop_server, two_computes
+from tests.api.api_helpers import Server, ok, two_computes_server, user_client
 
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    tmp = tmp_path_factory.mktemp("behaviours")
-    server = start_server(tmp, f"sqlite:///{tmp / 'behaviours.db'}", scenario=two_computes(tmp))
-    try:
+    with two_computes_server(tmp_path_factory.mktemp("behaviours"), "behaviours") as server:
         yield server
-    finally:
-        stop_server(server)
-
-
-def _token(base: str, user: str, project: str) -> str:
-    r = httpx.post(f"{base}/identity/v3/auth/tokens", json={"auth": {
-        "identity": {"methods": ["password"], "password": {"user": {
-            "name": user, "domain": {"name": "Default"}, "password": "secret"}}},
-        "scope": {"project": {"name": project, "domain": {"name": "Default"}}}}})
-    assert r.status_code == 201, r.text
-    return r.headers["X-Subject-Token"]
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +41,7 @@ def admin(srv: Server) -> Iterator[httpx.Client]:
 
 @pytest.fixture(scope="module")
 def demo(srv: Server) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=f"{srv.base}/v2.0", headers={"X-Auth-Token": _token(srv.base, "demo", "demo")},
-                      timeout=30) as c:
+    with user_client(srv, "demo", "demo") as c:
         yield c
 
 
@@ -69,9 +55,6 @@ def public(admin: httpx.Client) -> dict[str, Any]:
     return net
 
 
-def ok(r: httpx.Response, status: int | None = None) -> Any:
-    assert r.status_code < 300 if status is None else r.status_code == status, (r.status_code, r.text)
-    return r.json() if r.content else None
 
 
 def err(r: httpx.Response, status: int) -> dict[str, Any]:
