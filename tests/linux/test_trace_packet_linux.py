@@ -60,7 +60,7 @@ def test_a_spoofed_source_is_dropped_by_the_kernel_where_the_simulator_says(both
     spoofed = world.probe("cirros", "10.1.0.1", src_ip=SPOOFED)
     assert plain.answered, render(plain)
     assert not spoofed.answered and spoofed.verdict.reason is DropReason.ANTI_SPOOFING, render(spoofed)
-    rule = spoofed.verdict.detail.removesuffix(" dropped in FORWARD")
+    rule = spoofed.verdict.detail.removesuffix(": dropped in FORWARD")
     assert rule.startswith("-A quantum-openvswi-o") and rule.endswith("! -s 10.1.0.2/32 -j DROP"), rule
     assert run(["ping", "-c", "1", "-W", "2", "10.1.0.1"], netns=ns, check=False).returncode == 0
     before = _drops(realized.prefix, rule)
