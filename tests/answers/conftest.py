@@ -51,14 +51,48 @@ def seed001(tmp_path_factory: pytest.TempPathFactory) -> Iterator[pathlib.Path]:
     yield from _up(tmp_path_factory, "seed001")
 
 
+def _cli(state: pathlib.Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
+    """The command line on a state folder."""
+    monkeypatch.setenv("NEUTRINO_STATE", str(state))
+    return Cli(capsys)
+
+
+@pytest.fixture(scope="module")
+def seed002(tmp_path_factory: pytest.TempPathFactory) -> Iterator[pathlib.Path]:
+    yield from _up(tmp_path_factory, "seed002")
+
+
+@pytest.fixture(scope="module")
+def seed003(tmp_path_factory: pytest.TempPathFactory) -> Iterator[pathlib.Path]:
+    yield from _up(tmp_path_factory, "seed003")
+
+
+@pytest.fixture(scope="module")
+def seed004(tmp_path_factory: pytest.TempPathFactory) -> Iterator[pathlib.Path]:
+    yield from _up(tmp_path_factory, "seed004")
+
+
 @pytest.fixture
 def cli000(seed000: pathlib.Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
-    """The command line on seed 000's state folder."""
-    monkeypatch.setenv("NEUTRINO_STATE", str(seed000))
-    return Cli(capsys)
+    """The command line on seed 000's state folder (and so on for the others)."""
+    return _cli(seed000, capsys, monkeypatch)
 
 
 @pytest.fixture
 def cli001(seed001: pathlib.Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
-    monkeypatch.setenv("NEUTRINO_STATE", str(seed001))
-    return Cli(capsys)
+    return _cli(seed001, capsys, monkeypatch)
+
+
+@pytest.fixture
+def cli002(seed002: pathlib.Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
+    return _cli(seed002, capsys, monkeypatch)
+
+
+@pytest.fixture
+def cli003(seed003: pathlib.Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
+    return _cli(seed003, capsys, monkeypatch)
+
+
+@pytest.fixture
+def cli004(seed004: pathlib.Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
+    return _cli(seed004, capsys, monkeypatch)

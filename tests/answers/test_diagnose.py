@@ -32,6 +32,12 @@ def _variant(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch,
     return state
 
 
+def _no_router_interface(res: dict[str, Any]) -> None:
+    """Seed 000 with its router attached to no subnet (and so no floating IP)."""
+    res["routers"][0]["interfaces"] = []
+    res.pop("floating_ips")
+
+
 def _apply_for_real(state: pathlib.Path, d: Diagnosis, fixes: tuple[Fix, ...] | None = None) -> None:
     cloud = open_cloud(state)
     for fix in d.fixes if fixes is None else fixes:
@@ -89,11 +95,7 @@ def test_seed001_floating_ip_fix_applied_then_traced(tmp_path: pathlib.Path, mon
 
 def test_no_router_interface(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch,
                              capsys: pytest.CaptureFixture[str]) -> None:
-    def no_interface(res: dict[str, Any]) -> None:
-        res["routers"][0]["interfaces"] = []
-        res.pop("floating_ips")
-
-    state = _variant(tmp_path, monkeypatch, no_interface)
+    state = _variant(tmp_path, monkeypatch, _no_router_interface)
     cli = Cli(capsys)
     rc, out, _ = cli("trace", "cirros", "8.8.8.8")
     assert rc == 1
@@ -379,11 +381,7 @@ def test_dhcp_disabled_on_the_subnet(tmp_path: pathlib.Path, monkeypatch: pytest
 
 def test_metadata_without_a_router(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch,
                                    capsys: pytest.CaptureFixture[str]) -> None:
-    def no_interface(res: dict[str, Any]) -> None:
-        res["routers"][0]["interfaces"] = []
-        res.pop("floating_ips")
-
-    state = _variant(tmp_path, monkeypatch, no_interface)
+    state = _variant(tmp_path, monkeypatch, _no_router_interface)
     cli = Cli(capsys)
     rc, out, _ = cli("diagnose", "cirros", "169.254.169.254", "--proto", "http")
     assert rc == 1

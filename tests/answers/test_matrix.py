@@ -7,7 +7,6 @@ import csv
 import io
 import json
 import pathlib
-from collections.abc import Iterator
 
 import pytest
 
@@ -17,36 +16,9 @@ from neutrino.deploy import open_cloud
 from neutrino.errors import InvalidInput
 from neutrino.sim.world import OUTSIDE
 from neutrino.worldkeep import booted_world
-from tests.answers.conftest import ROOT, Cli, _up
+from tests.answers.conftest import ROOT, Cli
 
 SEEDS = ("seed000", "seed001", "seed002", "seed003", "seed004")
-
-
-@pytest.fixture(scope="module")
-def seed002(tmp_path_factory: pytest.TempPathFactory) -> Iterator[pathlib.Path]:
-    yield from _up(tmp_path_factory, "seed002")
-
-
-@pytest.fixture(scope="module")
-def seed003(tmp_path_factory: pytest.TempPathFactory) -> Iterator[pathlib.Path]:
-    yield from _up(tmp_path_factory, "seed003")
-
-
-@pytest.fixture(scope="module")
-def seed004(tmp_path_factory: pytest.TempPathFactory) -> Iterator[pathlib.Path]:
-    yield from _up(tmp_path_factory, "seed004")
-
-
-@pytest.fixture
-def cli003(seed003: pathlib.Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
-    monkeypatch.setenv("NEUTRINO_STATE", str(seed003))
-    return Cli(capsys)
-
-
-@pytest.fixture
-def cli004(seed004: pathlib.Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
-    monkeypatch.setenv("NEUTRINO_STATE", str(seed004))
-    return Cli(capsys)
 
 
 def _policy(tmp_path: pathlib.Path, text: str) -> str:

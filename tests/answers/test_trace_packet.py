@@ -5,24 +5,12 @@ exchanges, and one-line errors for every malformed option; through ``neutrino`` 
 from __future__ import annotations
 
 import pathlib
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from neutrino.sim.trace import DropReason
-from tests.answers.conftest import Cli, _up
-
-
-@pytest.fixture(scope="module")
-def seed002(tmp_path_factory: pytest.TempPathFactory) -> Iterator[pathlib.Path]:
-    yield from _up(tmp_path_factory, "seed002")
-
-
-@pytest.fixture
-def cli002(seed002: pathlib.Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
-    monkeypatch.setenv("NEUTRINO_STATE", str(seed002))
-    return Cli(capsys)
+from tests.answers.conftest import Cli
 
 
 def _hops(trace: dict[str, Any]) -> list[str]:
