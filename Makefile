@@ -8,7 +8,7 @@ STAMP   = $(VENV)/.installed
 export NEUTRINO_STATE ?= $(CURDIR)/state
 
 DEB_PACKAGES = openvswitch-switch iptables iproute2 bridge-utils dnsmasq-base busybox iputils-ping \
-               ethtool net-tools conntrack postgresql tcpdump graphviz
+               ethtool net-tools conntrack postgresql tcpdump graphviz keepalived
 
 .PHONY: demo test venv debs lint clean
 

@@ -117,3 +117,31 @@ def test_version_2_database_gets_keystone_tables(tmp_path):
     assert names == ["admin", "demo"]
     assert admin is not None and admin.password != "secret" and keystone.check_password(admin.password, "secret")
     assert roles == ["admin", "member", "reader"]
+
+
+def test_version_4_database_gets_rbac_forwardings_bindings_and_router_modes(tmp_path):
+    from neutrino.db.session import MIGRATION_5_TABLES
+
+    url = f"sqlite:///{tmp_path / 'v4.db'}"
+    db = Database(url)
+    with db.write() as s:
+        conn = s.connection()
+        for table in MIGRATION_5_TABLES:
+            conn.execute(text(f"DROP TABLE {table}"))
+        for column in ("distributed", "ha", "ha_vr_id"):
+            conn.execute(text(f"ALTER TABLE routers DROP COLUMN {column}"))
+        conn.execute(text("INSERT INTO routers (id, created_seq, project_id, name, description, created_at, "
+                          "updated_at, revision_number, tags, admin_state_up, status, enable_snat, routes, host, "
+                          "availability_zone_hints) VALUES ('r1', 1, 'p', 'old', '', :t, :t, 0, '[]', 1, "
+                          "'ACTIVE', 1, '[]', '', '[]')"), {"t": SAME_SECOND})
+        conn.execute(text("DELETE FROM neutrino_schema WHERE version >= 5"))
+    db.dispose()
+    old = Database(url, migrate=False)
+    assert old.schema_version() == 4 and not inspect(old.engine).has_table("rbac_policies")
+    old.dispose()
+    db = Database(url)
+    assert db.schema_version() == models.SCHEMA_VERSION
+    assert all(inspect(db.engine).has_table(t) for t in MIGRATION_5_TABLES)
+    with db.read() as s:
+        router = s.get(models.Router, "r1")
+    assert router is not None and (router.distributed, router.ha, router.ha_vr_id) == (False, False, 0)

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 class Base(DeclarativeBase):
@@ -205,6 +205,9 @@ class Router(StandardAttrs, Base):
     routes: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
     host: Mapped[str] = mapped_column(String(255), default="")
     availability_zone_hints: Mapped[list[str]] = mapped_column(JSON, default=list)
+    distributed: Mapped[bool] = mapped_column(Boolean, default=False)  # migration 5
+    ha: Mapped[bool] = mapped_column(Boolean, default=False)  # migration 5
+    ha_vr_id: Mapped[int] = mapped_column(Integer, default=0)  # migration 5: the VRRP router id
 
 
 class FloatingIP(StandardAttrs, Base):
@@ -309,3 +312,62 @@ class KeystoneAssignment(Base):
     user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     project_id: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
     role_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+
+# -- migration 5: RBAC policies, port forwardings, agent scheduling ------------------------------
+
+class RbacPolicy(Base):
+    """One RBAC policy: ``object_type`` (network, security_group, address_scope, subnetpool) and
+    ``object_id`` shared with ``target_tenant`` (``*`` for every project) for ``action``
+    (access_as_shared, access_as_external)."""
+
+    __tablename__ = "rbac_policies"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    created_seq: Mapped[int] = mapped_column(Integer, default=0)
+    project_id: Mapped[str] = mapped_column(String(64), default="", index=True)
+    object_type: Mapped[str] = mapped_column(String(32), index=True)
+    object_id: Mapped[str] = mapped_column(String(36), index=True)
+    action: Mapped[str] = mapped_column(String(32))
+    target_tenant: Mapped[str] = mapped_column(String(255), index=True)
+
+    __table_args__ = (UniqueConstraint("object_type", "object_id", "action", "target_tenant",
+                                       name="uq_rbac_target"),)
+
+
+class PortForwarding(Base):
+    """A floating IP's port forwarding: ``external_port`` (or range) of the floating IP to
+    ``internal_ip_address``:``internal_port`` of ``internal_port_id``."""
+
+    __tablename__ = "portforwardings"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    created_seq: Mapped[int] = mapped_column(Integer, default=0)
+    floatingip_id: Mapped[str] = mapped_column(ForeignKey("floatingips.id", ondelete="CASCADE"), index=True)
+    internal_port_id: Mapped[str] = mapped_column(String(36), index=True)
+    internal_ip_address: Mapped[str] = mapped_column(String(64))
+    internal_port_start: Mapped[int] = mapped_column(Integer)
+    internal_port_end: Mapped[int] = mapped_column(Integer)
+    external_port_start: Mapped[int] = mapped_column(Integer)
+    external_port_end: Mapped[int] = mapped_column(Integer)
+    protocol: Mapped[str] = mapped_column(String(8))
+    description: Mapped[str] = mapped_column(String(255), default="")
+
+
+class RouterL3Binding(Base):
+    """Which L3 agent (by host) serves a router (Neutron's ``routerl3agentbindings``); an HA router
+    has one row per host, with its VRRP state and its ``ha-`` port."""
+
+    __tablename__ = "router_l3_bindings"
+    router_id: Mapped[str] = mapped_column(ForeignKey("routers.id", ondelete="CASCADE"), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255), primary_key=True)
+    binding_index: Mapped[int] = mapped_column(Integer, default=1)
+    ha_state: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    ha_port_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+
+
+class NetworkDhcpBinding(Base):
+    """Which DHCP agent (by host) serves a network (Neutron's ``networkdhcpagentbindings``)."""
+
+    __tablename__ = "network_dhcp_bindings"
+    network_id: Mapped[str] = mapped_column(ForeignKey("networks.id", ondelete="CASCADE"), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255), primary_key=True)
+    binding_index: Mapped[int] = mapped_column(Integer, default=1)

@@ -101,8 +101,26 @@ def _migration_4(conn: Connection) -> None:
         conn.execute(text("CREATE INDEX ix_subnets_subnetpool_id ON subnets (subnetpool_id)"))
 
 
+MIGRATION_5_TABLES = ("rbac_policies", "portforwardings", "router_l3_bindings", "network_dhcp_bindings")
+_ROUTER_COLUMNS_5 = (("distributed", "BOOLEAN NOT NULL DEFAULT FALSE"), ("ha", "BOOLEAN NOT NULL DEFAULT FALSE"),
+                     ("ha_vr_id", "INTEGER NOT NULL DEFAULT 0"))
+
+
+def _migration_5(conn: Connection) -> None:
+    """Version 5: RBAC policies, floating-IP port forwardings, the L3 and DHCP agents' bindings
+    (which host serves which router and network) and the routers' ``distributed``, ``ha`` and
+    ``ha_vr_id``. ``checkfirst`` and the column test: a baseline made by migration 1 from today's
+    models already has them."""
+    for name in MIGRATION_5_TABLES:
+        models.Base.metadata.tables[name].create(conn, checkfirst=True)
+    have = {c["name"] for c in inspect(conn).get_columns("routers")}
+    for column, ddl in _ROUTER_COLUMNS_5:
+        if column not in have:
+            conn.execute(text(f"ALTER TABLE routers ADD COLUMN {column} {ddl}"))
+
+
 MIGRATIONS: tuple[tuple[int, Callable[[Connection], None]], ...] = (
-    (1, _migration_1), (2, _migration_2), (3, _migration_3), (4, _migration_4))
+    (1, _migration_1), (2, _migration_2), (3, _migration_3), (4, _migration_4), (5, _migration_5))
 
 
 class Database:
