@@ -38,6 +38,7 @@ class Network:
     port_security_enabled: bool
     segment: Segment
     subnet_ids: tuple[str, ...]
+    dhcp_hosts: tuple[str, ...] = ()  # the hosts whose DHCP agent the network is scheduled to (bindings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +68,7 @@ class Subnet:
     enable_dhcp: bool
     ipv6_ra_mode: str | None
     ipv6_address_mode: str | None
+    address_scope_id: str | None = None  # the address scope of the subnet pool it was allocated from
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +81,15 @@ class FixedIP:
 class AddressPair:
     ip_address: IPNetwork
     mac_address: str
+
+
+@dataclass(frozen=True, slots=True)
+class DhcpOpt:
+    """One extra DHCP option of a port (``extra_dhcp_opts``), as the API keeps it."""
+
+    opt_name: str
+    opt_value: str
+    ip_version: int = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +110,7 @@ class Port:
     binding_host: str
     vif_type: str
     vif_details: tuple[tuple[str, Any], ...] = ()
+    extra_dhcp_opts: tuple[DhcpOpt, ...] = ()
 
     @property
     def ovs_hybrid_plug(self) -> bool:
@@ -118,6 +130,17 @@ class Gateway:
 
 
 @dataclass(frozen=True, slots=True)
+class L3Binding:
+    """A router scheduled to the L3 agent of ``host``; for an HA router, its VRRP state there
+    (``active``/``standby``, as Neutron reports ``ha_state``) and its ``ha-`` port."""
+
+    host: str
+    binding_index: int = 1
+    ha_state: str | None = None
+    ha_port_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Router:
     id: str
     name: str
@@ -128,6 +151,10 @@ class Router:
     gateway: Gateway | None
     interface_port_ids: tuple[str, ...]
     routes: tuple[HostRoute, ...]
+    distributed: bool = False
+    ha: bool = False
+    ha_vr_id: int = 0
+    bindings: tuple[L3Binding, ...] = ()  # in binding order; empty: the deployment's network host serves it
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +168,23 @@ class FloatingIP:
     fixed_ip_address: IPAddress | None
     router_id: str | None
     status: str
+
+
+@dataclass(frozen=True, slots=True)
+class PortForwarding:
+    """A floating IP's port forwarding: ``protocol`` ``external_port_start``-``external_port_end`` of
+    the floating IP to ``internal_ip_address`` ports ``internal_port_start``-``internal_port_end``."""
+
+    id: str
+    floatingip_id: str
+    internal_port_id: str
+    internal_ip_address: IPAddress
+    internal_port_start: int
+    internal_port_end: int
+    external_port_start: int
+    external_port_end: int
+    protocol: str
+    description: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +241,7 @@ class CloudSnapshot:
     security_groups: tuple[SecurityGroup, ...] = ()
     servers: tuple[Server, ...] = ()
     agents: tuple[Agent, ...] = ()
+    port_forwardings: tuple[PortForwarding, ...] = ()
     _index: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -258,6 +303,9 @@ class CloudSnapshot:
     def servers_on_host(self, host: str) -> tuple[Server, ...]:
         return tuple(s for s in self.servers if s.host == host)
 
+    def port_forwardings_of(self, floatingip_id: str) -> tuple[PortForwarding, ...]:
+        return tuple(f for f in self.port_forwardings if f.floatingip_id == floatingip_id)
+
 
 def _ip(v: str | None) -> IPAddress | None:
     return None if v is None else ipaddress.ip_address(v)
@@ -295,6 +343,17 @@ def load(session: Session) -> CloudSnapshot:
         selectinload(models.SecurityGroup.rules))).all())
     servers = _order(session.scalars(select(models.Server)).all())
     agents = session.scalars(select(models.Agent).order_by(models.Agent.host, models.Agent.agent_type)).all()
+    l3_bindings: dict[str, list[L3Binding]] = {}
+    for b in session.scalars(select(models.RouterL3Binding).order_by(
+            models.RouterL3Binding.router_id, models.RouterL3Binding.binding_index, models.RouterL3Binding.host)):
+        l3_bindings.setdefault(b.router_id, []).append(L3Binding(b.host, b.binding_index, b.ha_state, b.ha_port_id))
+    dhcp_hosts: dict[str, list[str]] = {}
+    for d in session.scalars(select(models.NetworkDhcpBinding).order_by(
+            models.NetworkDhcpBinding.network_id, models.NetworkDhcpBinding.binding_index,
+            models.NetworkDhcpBinding.host)):
+        dhcp_hosts.setdefault(d.network_id, []).append(d.host)
+    scopes = {sp.id: sp.address_scope_id for sp in session.scalars(select(models.SubnetPool))}
+    forwardings = _order(session.scalars(select(models.PortForwarding)).all())
 
     snap_ports = tuple(Port(
         p.id, p.name, p.project_id, p.network_id, p.mac_address, p.admin_state_up, p.status, p.device_id,
@@ -302,7 +361,9 @@ def load(session: Session) -> CloudSnapshot:
         tuple(b.security_group_id for b in p.sg_bindings), p.port_security_enabled,
         tuple(AddressPair(ipaddress.ip_network(x["ip_address"], strict=False), x["mac_address"])
               for x in p.allowed_address_pairs),
-        p.binding_host_id, p.binding_vif_type, tuple(sorted((p.binding_vif_details or {}).items())))
+        p.binding_host_id, p.binding_vif_type, tuple(sorted((p.binding_vif_details or {}).items())),
+        tuple(DhcpOpt(str(o["opt_name"]), str(o["opt_value"]), int(o.get("ip_version") or 4))
+              for o in (p.extra_dhcp_opts or []) if o.get("opt_value") is not None))
         for p in ports)
     by_port = {p.id: p for p in snap_ports}
     snap_routers = []
@@ -313,19 +374,21 @@ def load(session: Session) -> CloudSnapshot:
             gw = Gateway(r.gw_network_id, r.gw_port_id, r.enable_snat, gp.fixed_ips if gp else ())
         ifaces = tuple(p.id for p in snap_ports if p.device_id == r.id and p.device_owner == "network:router_interface")
         snap_routers.append(Router(r.id, r.name, r.project_id, r.admin_state_up, r.status, r.host, gw, ifaces,
-                                   _routes(r.routes)))
+                                   _routes(r.routes), bool(r.distributed), bool(r.ha), int(r.ha_vr_id or 0),
+                                   tuple(l3_bindings.get(r.id, ()))))
     return CloudSnapshot(
         deployment=deployment,
         networks=tuple(Network(n.id, n.name, n.project_id, n.admin_state_up, n.status, n.shared, n.external, n.mtu,
                                n.port_security_enabled,
                                Segment(n.network_type, n.physical_network, n.segmentation_id),
-                               tuple(s.id for s in n.subnets)) for n in nets),
+                               tuple(s.id for s in n.subnets), tuple(dhcp_hosts.get(n.id, ()))) for n in nets),
         subnets=tuple(Subnet(s.id, s.name, s.project_id, s.network_id, s.ip_version, ipaddress.ip_network(s.cidr),
                              _ip(s.gateway_ip),
                              tuple(AllocationPool(ipaddress.ip_address(p["start"]), ipaddress.ip_address(p["end"]))
                                    for p in s.allocation_pools),
                              tuple(ipaddress.ip_address(d) for d in s.dns_nameservers), _routes(s.host_routes),
-                             s.enable_dhcp, s.ipv6_ra_mode, s.ipv6_address_mode) for s in subnets),
+                             s.enable_dhcp, s.ipv6_ra_mode, s.ipv6_address_mode,
+                             scopes.get(s.subnetpool_id) if s.subnetpool_id else None) for s in subnets),
         ports=snap_ports,
         routers=tuple(snap_routers),
         floating_ips=tuple(FloatingIP(f.id, f.project_id, ipaddress.ip_address(f.floating_ip_address),
@@ -339,4 +402,8 @@ def load(session: Session) -> CloudSnapshot:
         servers=tuple(Server(s.id, s.name, s.project_id, s.host, s.status, s.flavor_id, s.image_id,
                              tuple(p.id for p in snap_ports if p.device_id == s.id)) for s in servers),
         agents=tuple(Agent(a.id, a.agent_type, a.host, a.admin_state_up) for a in agents),
+        port_forwardings=tuple(PortForwarding(
+            f.id, f.floatingip_id, f.internal_port_id, ipaddress.ip_address(f.internal_ip_address),
+            f.internal_port_start, f.internal_port_end, f.external_port_start, f.external_port_end, f.protocol,
+            f.description) for f in forwardings),
     )
