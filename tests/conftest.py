@@ -37,7 +37,9 @@ REAL_TOOLS = ("ip", "ovs-vsctl", "ovs-vswitchd", "ovsdb-server", "ovs-ofctl", "i
 _counter = itertools.count()
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    _group_for_workers(items)
     missing = [t for t in REAL_TOOLS if shutil.which(t) is None]
     for item in items:
         if "root" not in item.keywords:
@@ -54,6 +56,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 NOT_ROOT = "needs root (run `make test` as root)"
 
 
+def _group_for_workers(items: list[pytest.Item]) -> None:
+    """Groups for pytest-xdist (``make test`` runs ``-n 2 --dist loadgroup``): one per module, so a
+    module's fixtures (its server, its database) are made once, on one worker; and one for all the
+    modules with a test that needs root, so the real-tool tests (namespaces, Open vSwitch, dnsmasq,
+    keepalived) run one at a time, as they always have, while the other worker runs the rest."""
+    root_modules = {item.module.__name__ for item in items if "root" in item.keywords and item.module}
+    for item in items:
+        module = item.module.__name__ if item.module else item.nodeid.split("::", 1)[0]
+        item.add_marker(pytest.mark.xdist_group("root" if module in root_modules else module))
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int,
                             config: pytest.Config) -> None:
     left = [r for r in terminalreporter.stats.get("skipped", []) if "root" in r.keywords or "postgres" in r.keywords]
@@ -67,8 +80,16 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatu
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # a pytest-xdist worker: the controller reports and fails the run
+        workeroutput["guard_seen"] = list(GUARD.seen)
     if GUARD.seen and session.exitstatus == 0:
         session.exitstatus = 1
+
+
+def pytest_testnodedown(node: object, error: object) -> None:
+    """pytest-xdist's controller: take each worker's reads outside the repository as its own."""
+    GUARD.seen.extend(getattr(node, "workeroutput", {}).get("guard_seen", ()))
 
 
 @pytest.fixture
