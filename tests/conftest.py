@@ -61,10 +61,11 @@ def _group_for_workers(items: list[pytest.Item]) -> None:
     module's fixtures (its server, its database) are made once, on one worker; and one for all the
     modules with a test that needs root, so the real-tool tests (namespaces, Open vSwitch, dnsmasq,
     keepalived) run one at a time, as they always have, while the other worker runs the rest."""
-    root_modules = {item.module.__name__ for item in items if "root" in item.keywords and item.module}
+    def module(item: pytest.Item) -> str:  # doctests too: the file they were collected from
+        return item.nodeid.split("::", 1)[0]
+    root_modules = {module(item) for item in items if "root" in item.keywords}
     for item in items:
-        module = item.module.__name__ if item.module else item.nodeid.split("::", 1)[0]
-        item.add_marker(pytest.mark.xdist_group("root" if module in root_modules else module))
+        item.add_marker(pytest.mark.xdist_group("root" if module(item) in root_modules else module(item)))
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int,
