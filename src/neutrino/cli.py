@@ -266,6 +266,101 @@ def _cmd_down(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_failover(args: argparse.Namespace) -> int:
+    """Stop an HA router's master keepalived (or, --restore, start the stopped ones again) on the
+    current backend, let VRRP elect, record the new master's ha_state and re-plan."""
+    import ipaddress
+
+    from neutrino import deploy, store, worldkeep
+    from neutrino.errors import NotFound
+    from neutrino.linux import session
+    from neutrino.plan.l3_ha import master_of
+    from neutrino.services import l3_ha
+    from neutrino.sim import vrrp
+
+    state = store.state_dir()
+    if not deploy.holds_cloud(state):
+        raise NotFound("no cloud here: run 'neutrino up SCENARIO' first")
+    cloud = deploy.open_cloud(state)
+    snap = cloud.snapshot()
+    router = next((r for r in snap.routers if args.router in (r.id, r.name)), None)
+    if router is None:
+        raise NotFound(f"router {args.router} not found")
+    if not router.ha:
+        raise InvalidInput(f"router {router.name or router.id} is not an HA router (ha: false)")
+    linux = session.is_up(state)
+    stopped = vrrp.load_stopped(state)
+    down = set(stopped.get(router.id, ()))
+    current = master_of(router)
+    if args.restore:
+        if not down:
+            raise InvalidInput(f"no keepalived of router {router.name or router.id} is stopped")
+        changed, down = sorted(down), set()  # on the Linux backend, the sync below starts them
+    else:
+        if current is None or current in down:
+            raise InvalidInput(f"router {router.name or router.id} has no master to stop")
+        changed = [current]
+        down.add(current)
+        if linux:
+            from neutrino.linux import keepalived
+            keepalived.stop(state, router.id, current)
+    ha_ports = {b.host: snap.port(b.ha_port_id or "") for b in router.bindings}
+    worlds: list[object] = []
+
+    def reaches(a: str, b: str) -> bool:
+        """Whether host a's keepalived hears host b's: a's ha- device ARPs for b's address in the
+        simulator and the answer comes back."""
+        from neutrino.plan.naming import ha_device
+
+        pa, pb = ha_ports[a], ha_ports[b]
+        if not pa.fixed_ips or not pb.fixed_ips:
+            return False
+        if not worlds:
+            worlds.append(worldkeep.booted_world(state))
+        trace = worlds[0].probe(  # type: ignore[attr-defined]
+            str(pa.fixed_ips[0].ip_address), str(pb.fixed_ips[0].ip_address), proto="arp",
+            at=f"{a}:br-int:{ha_device(pa.id)}", src_mac=pa.mac_address)
+        return bool(trace.answered)
+
+    instances = []
+    for b in router.bindings:
+        port = ha_ports[b.host]
+        addr = ipaddress.IPv4Address(str(port.fixed_ips[0].ip_address)) if port.fixed_ips else \
+            ipaddress.IPv4Address(0)
+        instances.append(vrrp.Instance(b.host, addr, running=b.host not in down))
+    if linux:
+        new = vrrp.elect(instances, None if current in down else current)
+        if not args.restore and new is not None:  # the real election: wait for a backup's MASTER
+            from neutrino.linux import keepalived
+            new = keepalived.wait_master(state, router.id, [i.host for i in instances if i.running])
+        holders = [new] if new else []
+    else:  # the simulator: who hears whom over the HA network (an ARP between the ha- devices)
+        holders = vrrp.masters(instances, None if current in down else current, reaches)
+        new = holders[0] if holders else None
+    stopped[router.id] = sorted(down)
+    vrrp.save_stopped(state, stopped)
+    with cloud.write(cloud.admin_context()) as tx:
+        l3_ha.set_ha_states(tx, router.id, holders)
+    if linux:
+        session.sync(state)
+    else:
+        deploy.replan(state)
+    worldkeep.invalidate(state)
+    name = router.name or router.id
+    verb = "started" if args.restore else "stopped"
+    print(f"router {name}: keepalived {verb} on {', '.join(changed)}")
+    print(f"router {name}: master {new}" if new else f"router {name}: no master (no keepalived runs)")
+    if len(holders) > 1:
+        verbs = ("hears", "holds") if len(holders) == 2 else ("hear", "hold")
+        print(f"router {name}: split brain: {', '.join(holders[1:])} {verbs[0]} no master over the HA network "
+              f"and {verbs[1]} the VIPs too")
+    for b in router.bindings:
+        state_of = "active" if b.host in holders else "standby"
+        print(f"  {b.host}: {state_of}{' (keepalived stopped)' if b.host in down else ''}")
+    return 0
+
+
+
 def _cmd_console(args: argparse.Namespace) -> int:
     import os
 
@@ -612,6 +707,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("down", help="remove everything the Linux backend built")
     s.set_defaults(func=_cmd_down)
+
+    s = sub.add_parser("failover", help="stop an HA router's master keepalived; the backup takes the VIPs")
+    s.add_argument("router", help="the router's name or id")
+    s.add_argument("--restore", action="store_true", help="start the stopped keepalived again (nopreempt: "
+                                                          "it comes back as a backup)")
+    s.set_defaults(func=_cmd_failover)
 
     s = sub.add_parser("console", help="a shell inside an instance (Linux backend)")
     s.add_argument("server")

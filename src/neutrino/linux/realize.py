@@ -55,6 +55,7 @@ from neutrino.linux.fabric import (
     spawn,
     wait_underlay,
 )
+from neutrino.linux.keepalived import start_for as start_keepalived
 from neutrino.linux.ovs import OVS_DAEMONS, OvsInstance
 from neutrino.linux.readback import HostDiff, HostView, diff, read_back
 from neutrino.linux.records import (
@@ -261,6 +262,7 @@ def realize(hosts: tuple[HostState, ...], deployment: Deployment, *, prefix: str
         wait_underlay(plist)
         realized.timings["plumbing"] = time.monotonic() - t0
         start_metadata(realized, hosts)
+        start_keepalived(realized, hosts)  # HA routers: the planned master first
         for g in guests:
             boot_guest(record, guest_ns(prefix, g.server), state_dir / "linux" / prefix / f"vm-{g.server}")
         realized.timings["up"] = time.monotonic() - t0

@@ -25,6 +25,7 @@ from neutrino.linux import heal
 from neutrino.linux import netns as netns_lib
 from neutrino.linux.apply import Place
 from neutrino.linux.fabric import Guest, boot_guest, wait_underlay
+from neutrino.linux.keepalived import start_for as start_keepalived
 from neutrino.linux.realize import (
     Realized,
     _socket_dir,
@@ -184,6 +185,7 @@ def sync(state: Path, planned: tuple[Cloud, CloudSnapshot, tuple[HostState, ...]
     if restarted or fabric:  # OVS resolves its tunnels' neighbours again before tenant traffic needs them
         wait_underlay(list(realized.places.values()))
     out += start_metadata(realized, hosts, missing_only=True)
+    out += start_keepalived(realized, hosts, missing_only=True)
     out += heal.heal_guests(realized, [g for g in guests if g not in new])
     for g in new:
         boot_guest(realized.record, guest_ns(prefix, g.server), state / "linux" / prefix / f"vm-{g.server}")
@@ -232,6 +234,7 @@ def sync_host(state: Path, cloud: CloudSnapshot, host: HostState) -> list[str]:
         _wait_peers(realized.places[name], cloud.deployment)
     if metadata_targets((host,)):
         out += start_metadata(realized, (host,), missing_only=True)
+    out += start_keepalived(realized, (host,), missing_only=True)
     out += heal.heal_guests(realized, [g for g in mine if g not in new])
     for g in new:
         boot_guest(realized.record, guest_ns(prefix, g.server), state / "linux" / prefix / f"vm-{g.server}")
