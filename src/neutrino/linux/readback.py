@@ -6,7 +6,7 @@ ones, so the read-back is a :class:`HostState` like any imported capture.
 
 The diff compares what the plan names, piece by piece: namespaces; links by name (MAC, MTU, up,
 promisc, master); addresses on planned links (IPv6 link-local ones aside, the kernel makes those);
-routes other than ``proto kernel`` ones; permanent neighbours; sysctls; iptables per namespace
+routes other than ``proto kernel`` ones, in every table but local (DVR's policy tables); permanent neighbours; sysctls; iptables per namespace
 (:func:`neutrino.host.iptables.diff`); OVS bridges and ports; flows per bridge as sets of add-flow texts;
 dnsmasq processes by interface; dnsmasq's files by content.
 """
@@ -108,7 +108,7 @@ def _addr_key(a: Address) -> str:
 
 
 def route_key(r: Route) -> str:
-    """A route by what ``ip route replace`` is given: destination, gateway, device, metric."""
+    """A route by what ``ip route replace`` is given: destination, gateway, device, metric, table."""
     dst = "default" if r.dst is None else str(r.dst)
     parts = [dst]
     if r.via is not None:
@@ -119,11 +119,13 @@ def route_key(r: Route) -> str:
         parts.append(f"metric {r.metric}")
     if r.onlink:
         parts.append("onlink")
+    if r.table not in (None, "main"):
+        parts.append(f"table {r.table}")
     return " ".join(parts)
 
 
 def _managed_route(r: Route) -> bool:
-    return r.proto != "kernel" and r.table in (None, "main") and (r.type in (None, "unicast"))
+    return r.proto != "kernel" and r.table not in ("local", "255") and (r.type in (None, "unicast"))
 
 
 def _rule_key(r: RoutingRule) -> str:
@@ -295,7 +297,7 @@ def read_back(view: HostView) -> HostState:
         if planned and planned not in existing:
             continue
         pre = f"ip netns exec {planned} " if planned else ""
-        for cmd in ("ip addr", "ip route", "ip rule", "ip neigh", "iptables-save"):
+        for cmd in ("ip addr", "ip -4 route show table all", "ip rule", "ip neigh", "iptables-save"):
             res = run(cmd.split(), netns=real)
             text = res.stdout
             if cmd == "ip neigh":  # only the entries someone set; the rest the kernel learnt

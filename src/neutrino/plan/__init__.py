@@ -121,7 +121,8 @@ def hosts_affected_by_port(cloud: CloudSnapshot, port_id: str) -> tuple[str, ...
     """The hosts whose plan a port added to (or removed from) ``cloud`` can change, in deployment
     order: the port's own host, every host with a port on its network (tunnels and l2population
     flows, DHCP and router namespaces) and, when one of its security groups is some rule's remote
-    group, every host with a port in a group holding such a rule. nova-network: every host."""
+    group, every host with a port in a group holding such a rule, and every host of a distributed
+    router with an interface on its network. nova-network: every host."""
     dep = cloud.deployment
     names = [h.name for h in dep.hosts]
     if dep.mechanism is Mechanism.NOVA_NETWORK:
@@ -132,4 +133,16 @@ def hosts_affected_by_port(cloud: CloudSnapshot, port_id: str) -> tuple[str, ...
     referring = {sg.id for sg in cloud.security_groups for r in sg.rules if r.remote_group_id in groups}
     if referring:
         touched |= {p.binding_host for p in cloud.ports if referring & set(p.security_group_ids)}
+    touched |= dvr_hosts_of_network(cloud, port.network_id)
     return tuple(n for n in names if n in touched)
+
+
+def dvr_hosts_of_network(cloud: CloudSnapshot, network_id: str) -> set[str]:
+    """The hosts of the distributed routers with an interface on ``network_id`` (their qrouter-
+    namespaces hold a neighbour entry per port of the network, their br-int a DVR flow per port)."""
+    from neutrino.plan import dvr
+    out: set[str] = set()
+    for router in dvr.distributed_routers(cloud):
+        if any(p.network_id == network_id for p in dvr.interfaces(cloud, router)):
+            out |= set(dvr.router_hosts(cloud, router))
+    return out

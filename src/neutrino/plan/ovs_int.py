@@ -31,9 +31,10 @@ from neutrino.host import ovsdb
 from neutrino.host.openflow import Action, Flow, format_add_flow, parse_flow
 from neutrino.host.openflow import _match_field as _match_field
 from neutrino.host.openflow_fields import Mac
-from neutrino.plan import naming
+from neutrino.plan import dvr, naming
 from neutrino.plan.generation import Generation, Profile, profile
 from neutrino.plan.generation import device_mac as device_mac
+from neutrino.plan.l3_ha import ports_plugged_on
 from neutrino.scenarios.model import Host
 from neutrino.services.snapshot import CloudSnapshot, Network, Port, Segment
 
@@ -56,6 +57,9 @@ class PlugKind(Enum):
     DHCP = "dhcp"  # the DHCP agent's device (tap… on br-int)
     ROUTER = "router"  # a router interface (qr-…; Grizzly: its veth peer tap…)
     GATEWAY = "gateway"  # a router gateway (qg-…; on br-ex with external_network_bridge)
+    SNAT = "snat"  # a DVR router's SNAT port (sg-…, in the snat- namespace)
+    FIP_GATEWAY = "fip-gateway"  # a DVR host's floating-IP gateway (fg-…, in the fip- namespace)
+    HA = "ha"  # an HA router's ha-… device (its keepalived's VRRP link)
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,7 +268,9 @@ def plug_kind(port: Port) -> PlugKind | None:
     if port.is_instance_port:
         return PlugKind.VM_HYBRID if port.ovs_hybrid_plug else PlugKind.VM
     return {"network:dhcp": PlugKind.DHCP, "network:router_interface": PlugKind.ROUTER,
-            "network:router_gateway": PlugKind.GATEWAY}.get(port.device_owner)
+            "network:router_gateway": PlugKind.GATEWAY, "network:router_ha_interface": PlugKind.HA,
+            "network:router_interface_distributed": PlugKind.ROUTER, dvr.SNAT_OWNER: PlugKind.SNAT,
+            dvr.FIP_GATEWAY_OWNER: PlugKind.FIP_GATEWAY}.get(port.device_owner)
 
 
 def _agent_device(ctx: OvsContext, kind: PlugKind, port_id: str) -> tuple[str, str | None]:
@@ -274,6 +280,12 @@ def _agent_device(ctx: OvsContext, kind: PlugKind, port_id: str) -> tuple[str, s
         dev = naming.dhcp_device(port_id, use_veth=ctx.prof.use_veth)
     elif kind is PlugKind.ROUTER:
         dev = naming.router_internal_device(port_id)
+    elif kind is PlugKind.SNAT:
+        dev = naming.snat_internal_device(port_id)
+    elif kind is PlugKind.FIP_GATEWAY:
+        dev = naming.fip_gateway_device(port_id)
+    elif kind is PlugKind.HA:
+        dev = naming.ha_device(port_id)
     else:
         dev = naming.router_gateway_device(port_id)
     if ctx.prof.use_veth:
@@ -308,7 +320,12 @@ def live_plugs(ctx: OvsContext, host: Host) -> tuple[PlugPort, ...]:
 
 def _plugged_ports(ctx: OvsContext) -> tuple[PlugPort, ...]:
     out: list[PlugPort] = []
-    for port in ctx.cloud.ports_on_host(ctx.host.name):
+    ports = ports_plugged_on(ctx.cloud, ctx.host.name)  # bound here, and HA routers' ports
+    distributed = dvr.interface_ports_on(ctx.cloud, ctx.host.name) if ctx.modern else frozenset()
+    if distributed:  # a DVR router's qr- ports are on every host it lives on, in the snapshot's order
+        mine = {p.id for p in ports} | distributed
+        ports = tuple(p for p in ctx.cloud.ports if p.id in mine)
+    for port in ports:
         kind = plug_kind(port)
         if kind is None:
             continue
@@ -323,7 +340,7 @@ def _plugged_ports(ctx: OvsContext) -> tuple[PlugPort, ...]:
             name, itype = naming.tap_device(port.id), None
         else:
             name, itype = _agent_device(ctx, kind, port.id)
-            if kind is PlugKind.GATEWAY and ctx.external_bridge:
+            if kind in (PlugKind.GATEWAY, PlugKind.FIP_GATEWAY) and ctx.external_bridge:
                 bridge = ctx.external_bridge
         out.append(PlugPort(port, network, kind, bridge, name, itype))
     return tuple(out)
@@ -437,6 +454,9 @@ def int_bridge_flows(ctx: OvsContext, plugs: tuple[PlugPort, ...], vlans: tuple[
         for p in plugs:
             if p.on_br_int and p.alive:
                 out += anti_spoof_flows(ctx, p, ofports.of(br, p.name))
+    if ctx.modern and dvr.flows_enabled(ctx.cloud, ctx.host.name, ctx.tunneling):  # DVR (plan/dvr.py)
+        out += [planned_flow(ctx, br, t, o, b) for t, o, b in
+                dvr.int_flow_texts(ctx.cloud, ctx.host.name, plugs, vlans, lambda n: ofports.of(br, n))]
     return tuple(out)
 
 

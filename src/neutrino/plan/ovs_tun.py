@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from neutrino.host import ovsdb
-from neutrino.plan import naming
+from neutrino.plan import dvr, naming
 from neutrino.plan.ovs_int import (
     LocalVlan,
     Ofports,
@@ -193,6 +193,11 @@ def tun_bridge_flows(ctx: OvsContext, plugs: tuple[PlugPort, ...], vlans: tuple[
                      ofports: Ofports) -> tuple[PlannedFlow, ...]:
     if not ctx.tunneling:
         return ()
+    if ctx.modern and dvr.flows_enabled(ctx.cloud, ctx.host.name, ctx.tunneling):  # DVR (plan/dvr.py)
+        br, patch = naming.BR_TUN, ofports.of(naming.BR_TUN, naming.PATCH_INT)
+        return _modern_flows(ctx, vlans, ofports, dvr_on=True) + tuple(
+            planned_flow(ctx, br, t, o, b) for t, o, b in dvr.tun_flow_texts(ctx.cloud, ctx.host.name, plugs,
+                                                                             vlans, patch))
     if ctx.modern:
         return _modern_flows(ctx, vlans, ofports)
     return _grizzly_flows(ctx, plugs, vlans, ofports)
@@ -233,7 +238,8 @@ def _arp_reply(mac: str, ip: ipaddress.IPv4Address) -> str:
             f"load:{int(ip):#x}->NXM_OF_ARP_SPA[],move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],mod_dl_src:{m},IN_PORT")
 
 
-def _modern_flows(ctx: OvsContext, vlans: tuple[LocalVlan, ...], ofports: Ofports) -> tuple[PlannedFlow, ...]:
+def _modern_flows(ctx: OvsContext, vlans: tuple[LocalVlan, ...], ofports: Ofports, *,
+                  dvr_on: bool = False) -> tuple[PlannedFlow, ...]:
     br = naming.BR_TUN
     patch = ofports.of(br, naming.PATCH_INT)
     agent = f"agent {ctx.host.name}"
@@ -242,7 +248,8 @@ def _modern_flows(ctx: OvsContext, vlans: tuple[LocalVlan, ...], ofports: Ofport
     ports = tunnels(ctx, vlans)
     position = {(pt, h.name): i for i, (pt, h, _name) in enumerate(ports)}
     texts: list[tuple[str, str, str]] = [
-        (f"priority=1,in_port={patch} actions=resubmit(,{T.PATCH_LV_TO_TUN:d})", agent, BUILDER_FLOWS),
+        (f"priority=1,in_port={patch} actions=resubmit(,{T.DVR_PROCESS if dvr_on else T.PATCH_LV_TO_TUN:d})",
+         agent, BUILDER_FLOWS),
         ("priority=0 actions=drop", agent, BUILDER_FLOWS)]
     for t, h, name in ports:
         texts.append((f"priority=1,in_port={ofports.of(br, name)} actions=resubmit(,{naming.TUN_TO_LV_TABLE[t]:d})",
@@ -270,7 +277,8 @@ def _modern_flows(ctx: OvsContext, vlans: tuple[LocalVlan, ...], ofports: Ofport
             continue
         key, obj = v.segment.segmentation_id or 0, f"network {v.network_id}"
         texts.append((f"table={naming.TUN_TO_LV_TABLE[t]:d},priority=1,tun_id={key:#x} "
-                      f"actions=mod_vlan_vid:{v.lvid},resubmit(,{T.LEARN_FROM_TUN:d})", obj, BUILDER_NETWORK))
+                      f"actions=mod_vlan_vid:{v.lvid},resubmit(,{T.DVR_NOT_LEARN if dvr_on else T.LEARN_FROM_TUN:d})",
+                      obj, BUILDER_NETWORK))
         flood: list[int] = []
         if not l2pop:
             flood = [ofports.of(br, name) for pt, _h, name in ports if pt == t]

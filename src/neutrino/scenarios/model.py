@@ -16,6 +16,9 @@ A scenario file has four top-level sections, all optional::
       generation: modern             # grizzly (Quantum 2013.1, seed 000) | havana (2013.2, seed 002)
                                      # | modern (Neutron master)
       random_fully: true             # the L3 agent's SNAT with --random-fully (seed 001's Stein: false)
+      l3_ha: false                   # new routers are HA (keepalived VRRP) unless the request says ha: false
+      max_l3_agents_per_router: 3    # how many L3 agents (network hosts) an HA router is scheduled to
+      router_distributed: false      # new routers are distributed (DVR) unless the request says otherwise
       nova_network: {manager: FlatDHCP, multi_host: false, vlan_start: 100,
                      flat_interface: eth1, vlan_interface: eth1, public_interface: eth0,
                      instance_offset: 0,   # servers are instance-<1 + offset>, … in creation order
@@ -30,7 +33,8 @@ A scenario file has four top-level sections, all optional::
          default_metric: 100,              # plus 169.254.0.0/16 at link_local_metric, 1000; null: none)
          link_local_metric: 1000,
          routing_source_ip: 10.0.0.10,     # nova: the fixed ranges' SNAT source (default: public_interface's)
-         metadata_host: 10.0.0.10}         # nova: the metadata DNAT target (default: management_ip)
+         metadata_host: 10.0.0.10,         # nova: the metadata DNAT target (default: management_ip)
+         l3_agent_mode: legacy}            # the L3 agent's agent_mode: legacy | dvr | dvr_snat | dvr_no_external
     identity: {region: RegionOne, projects: [admin, demo],
                users: [{name: admin, password: secret, project: admin, roles: [admin]}]}
     resources: {...}                 # see neutrino.scenarios.resources
@@ -62,6 +66,7 @@ class NovaManager(StrEnum):
 
 
 ROLES = frozenset({"controller", "network", "compute"})
+L3_AGENT_MODES = ("legacy", "dvr", "dvr_snat", "dvr_no_external")
 NETWORK_TYPES = frozenset({"gre", "vxlan", "vlan", "flat", "local"})
 
 
@@ -80,6 +85,7 @@ class Host:
     link_local_metric: int | None = 1000
     routing_source_ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
     metadata_host: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
+    l3_agent_mode: str = "legacy"  # dvr | dvr_snat | dvr_no_external: the host's agents run DVR
 
     def has(self, role: str) -> bool:
         return role in self.roles
@@ -118,6 +124,9 @@ class Deployment:
     physical_mtu: int = 1500
     generation: str = "modern"  # which agents' plumbing to plan: "grizzly" (seed 000), "havana", "modern"
     random_fully: bool = True
+    l3_ha: bool = False
+    max_l3_agents_per_router: int = 3
+    router_distributed: bool = False
     nova_network: NovaNetworkConfig = field(default_factory=NovaNetworkConfig)
     hosts: tuple[Host, ...] = ()
 
@@ -229,7 +238,15 @@ def _host(raw: Any, source: str) -> Host:
                 _ip(raw.get("default_gateway"), source, f"host {name} default_gateway"),
                 metric("default_metric", 100), metric("link_local_metric", 1000),
                 _ip(raw.get("routing_source_ip"), source, f"host {name} routing_source_ip"),
-                _ip(raw.get("metadata_host"), source, f"host {name} metadata_host"))
+                _ip(raw.get("metadata_host"), source, f"host {name} metadata_host"),
+                _l3_agent_mode(raw.get("l3_agent_mode", "legacy"), source, name))
+
+
+def _l3_agent_mode(raw: Any, source: str, host: str) -> str:
+    mode = str(raw)
+    if mode not in L3_AGENT_MODES:
+        raise _fail(source, f"host {host}: l3_agent_mode must be one of {list(L3_AGENT_MODES)}")
+    return mode
 
 
 def _host_gateway(raw: Any, source: str) -> tuple[str, str, ipaddress.IPv4Address]:
@@ -298,7 +315,9 @@ def parse_scenario(doc: Any, source: str = "<string>") -> Scenario:
         firewall_driver=fw, l2population=bool(d.get("l2population", False)),
         external_network_bridge=str(d.get("external_network_bridge", "br-ex") or ""),
         physical_mtu=int(d.get("physical_mtu", 1500)), nova_network=nova, hosts=hosts,
-        random_fully=bool(d.get("random_fully", True)))
+        random_fully=bool(d.get("random_fully", True)), l3_ha=bool(d.get("l3_ha", False)),
+        max_l3_agents_per_router=_max_l3_agents(d.get("max_l3_agents_per_router", 3), source),
+        router_distributed=bool(d.get("router_distributed", False)))
     ident_raw = doc.get("identity") or {}
     users = tuple(User(str(u["name"]), str(u.get("password", "secret")), str(u.get("project", "admin")),
                        tuple(u.get("roles", ["admin", "member", "reader"])))
@@ -312,6 +331,12 @@ def parse_scenario(doc: Any, source: str = "<string>") -> Scenario:
     if not isinstance(resources, dict):
         raise _fail(source, "resources must be a mapping")
     return Scenario(dep, identity, resources, source)
+
+
+def _max_l3_agents(value: Any, source: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise _fail(source, "max_l3_agents_per_router must be a whole number >= 0 (0: every L3 agent)")
+    return value
 
 
 def load_scenario(path: str | Path) -> Scenario:
@@ -334,6 +359,8 @@ def deployment_to_doc(dep: Deployment) -> dict[str, Any]:
         "flat_networks": list(dep.flat_networks), "firewall_driver": dep.firewall_driver,
         "l2population": dep.l2population, "external_network_bridge": dep.external_network_bridge,
         "physical_mtu": dep.physical_mtu, "generation": dep.generation, "random_fully": dep.random_fully,
+        "l3_ha": dep.l3_ha, "max_l3_agents_per_router": dep.max_l3_agents_per_router,
+        "router_distributed": dep.router_distributed,
         "nova_network": {"manager": dep.nova_network.manager.value, "multi_host": dep.nova_network.multi_host,
                          "vlan_start": dep.nova_network.vlan_start,
                          "flat_interface": dep.nova_network.flat_interface,
@@ -350,7 +377,7 @@ def deployment_to_doc(dep: Deployment) -> dict[str, Any]:
                    "default_gateway": _str_or_none(h.default_gateway), "default_metric": h.default_metric,
                    "link_local_metric": h.link_local_metric,
                    "routing_source_ip": _str_or_none(h.routing_source_ip),
-                   "metadata_host": _str_or_none(h.metadata_host)}
+                   "metadata_host": _str_or_none(h.metadata_host), "l3_agent_mode": h.l3_agent_mode}
                   for h in dep.hosts],
     }
 

@@ -68,6 +68,17 @@ def externals_of(cloud: CloudSnapshot, hosts: Collection[str]) -> tuple[External
         if any(e.gateway == iface and e.host == router.host for e in out):
             continue
         out.append(ExternalNet(router.host, "br-ex", iface))
+    for router in cloud.routers:  # DVR: every host with a floating-IP gateway (fg-) on the external network
+        gw = router.gateway
+        sub = None if gw is None or not router.distributed else next(
+            (s for s in cloud.subnets_of(gw.network_id) if s.ip_version == 4 and s.gateway_ip), None)
+        if gw is None or sub is None:
+            continue
+        iface = IPv4Interface(f"{sub.gateway_ip}/{sub.cidr.prefixlen}")
+        for p in cloud.ports_on_network(gw.network_id):
+            if p.device_owner == "network:floatingip_agent_gateway" and p.binding_host in hosts \
+                    and not any(e.gateway == iface and e.host == p.binding_host for e in out):
+                out.append(ExternalNet(p.binding_host, "br-ex", iface))
     return tuple(out)
 
 

@@ -476,6 +476,13 @@ class IpStack:
         return Decision(Action.DROP, (Step(StepKind.DROP, dev, f"ethertype 0x{frame.type:04x}"),),
                         reason="not IPv4 or ARP")
 
+    def _proxies(self, dev: str, target: IPv4Address, asker: IPv4Address) -> bool:
+        """Proxy ARP: ``proxy_arp`` on ``dev`` (or all) and ``target`` routed out another device."""
+        if "1" not in (self.sysctls.get(f"net.ipv4.conf.{k}.proxy_arp", "0").strip() for k in ("all", dev)):
+            return False
+        d = self.route(target, src=asker, iif=dev)
+        return isinstance(d, RouteDecision) and not d.local and not d.broadcast and d.dev != dev
+
     def _arp(self, dev: str, p: ARP) -> Decision:
         mine = p.pdst in self.local_addresses()
         on_dev = p.pdst in {a.ip for a in self.addresses(dev)}
@@ -484,6 +491,12 @@ class IpStack:
             if p.psrc != IPv4Address(0) and (mine or (dev, p.psrc) in self._neigh):
                 steps.append(self.learn(dev, p.psrc, p.hwsrc))
             ignore = self._arp_ignore(dev)
+            if not mine and self._proxies(dev, p.pdst, p.psrc):  # proxy ARP (a DVR fip- namespace's fg-)
+                hw = self.mac_of(dev)
+                assert hw is not None
+                steps.append(Step(StepKind.ARP, f"who-has {p.pdst} tell {p.psrc}",
+                                  f"{p.pdst} is-at {hw} (proxy_arp on {dev}: routed out another device)"))
+                return Decision(Action.ARP_REPLY, tuple(steps), frames=((dev, arp_reply(hw, p.pdst, p.hwsrc, p.psrc)),))
             if not mine or (ignore >= 1 and not on_dev):
                 why = f"{p.pdst} is not ours" if not mine else f"arp_ignore={ignore}: {p.pdst} is not on {dev}"
                 steps.append(Step(StepKind.ARP, f"who-has {p.pdst} tell {p.psrc}", f"not answered: {why}"))

@@ -280,11 +280,29 @@ def _wire_host(topo: Topology, host: HostState, guests: dict[tuple[str, str], st
                     topo.connect(here, End(Kind.NS, host.name, ROOT, port.name))
             else:  # a system device: a veth end, a tap, or a physical NIC
                 _wire_device(topo, host, links, here, port.name, guests, on)
+    _wire_dvr_pairs(topo, host)
     # Linux bridges
     for lbr in host.linux_bridges or ():
         topo.connect(End(Kind.LBR, host.name, lbr.name, lbr.name), End(Kind.NS, host.name, ROOT, lbr.name))
         for dev in lbr.interfaces:
             _wire_device(topo, host, links, End(Kind.LBR, host.name, lbr.name, dev), dev, guests, on)
+
+
+_RFP, _FPR = "rfp-", "fpr-"
+
+
+def _wire_dvr_pairs(topo: Topology, host: HostState) -> None:
+    """DVR's router/fip veth pairs: ``rfp-X`` in a qrouter- namespace and ``fpr-X`` in a fip-
+    namespace of the same host are the two ends of one veth (Neutron's naming)."""
+    fpr = {lk.name: ns.name for ns in host.namespaces for lk in ns.links or () if lk.name.startswith(_FPR)}
+    if not fpr:
+        return
+    for ns in host.namespaces:
+        for lk in ns.links or ():
+            other = fpr.get(_FPR + lk.name[len(_RFP):]) if lk.name.startswith(_RFP) else None
+            if other is not None:
+                topo.connect(End(Kind.NS, host.name, ns.name, lk.name),
+                             End(Kind.NS, host.name, other, _FPR + lk.name[len(_RFP):]))
 
 
 @dataclass(frozen=True, slots=True)

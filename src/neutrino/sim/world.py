@@ -127,6 +127,12 @@ class GuestSpec:
     instance_number: int = 1
 
 
+def _lead_external(externals: tuple[ExternalNet, ...], ext: ExternalNet) -> ExternalNet | None:
+    """The first of the externals sharing ``ext``'s gateway, when there are several (else None)."""
+    same = [e for e in externals if e.gateway == ext.gateway]
+    return same[0] if len(same) > 1 else None
+
+
 @dataclass(frozen=True, slots=True)
 class ExternalNet:
     """The outside world as seen from a cloud: a gateway address on the external subnet, reached
@@ -593,8 +599,16 @@ class World:
         again = None if rewired is None else set(rewired)
         for ext in self.externals:
             if again is None or ext.host in again or OUTSIDE in again:
-                self.topo.connect(End(Kind.OVS, ext.host, ext.bridge, f"{OUTSIDE}-{ext.host}"[:15]),
-                                  End(Kind.NS, OUTSIDE, ROOT, f"ext-{ext.host}"[:15]))
+                port = End(Kind.OVS, ext.host, ext.bridge, f"{OUTSIDE}-{ext.host}"[:15])
+                lead = _lead_external(self.externals, ext)
+                if lead is None:
+                    self.topo.connect(port, End(Kind.NS, OUTSIDE, ROOT, f"ext-{ext.host}"[:15]))
+                    continue
+                # several hosts on one external network (DVR's fip- namespaces): one segment
+                segment = f"external-{ext.gateway.network}"
+                self.topo.plug(segment, port, ext.host, port.port)
+                self.topo.plug(segment, End(Kind.NS, OUTSIDE, ROOT, f"ext-{lead.host}"[:15]), OUTSIDE,
+                               f"ext-{lead.host}"[:15])
         if again is None or OUTSIDE in again:
             for dev, up in self.uplinks.items():
                 self.topo.plug(up.segment, End(Kind.NS, OUTSIDE, ROOT, dev), OUTSIDE, dev)
@@ -621,6 +635,7 @@ class World:
 
     def _outside_host(self, externals: tuple[ExternalNet, ...], uplinks: tuple[Uplink, ...] = ()) -> HostState:
         links = []
+        externals = tuple(e for e in externals if _lead_external(externals, e) in (None, e))
         for i, e in enumerate(externals):
             name = f"ext-{e.host}"[:15]
             links.append(Link(i + 2, name, flags=("BROADCAST", "MULTICAST", "UP", "LOWER_UP"), mtu=1500,
