@@ -646,9 +646,11 @@ def _next_fix(snap: CloudSnapshot, names: Names, trace: Trace, src: str, dst: st
                                                DropReason.ARP_UNANSWERED):
             return bridge
     if v.reason is DropReason.SECURITY_GROUP:
-        port, direction, seen = _dropping_port(names, trace)
+        port, direction, frame = _dropping_port(names, trace)
         if port is None:
             return None
+        seen = _source_of(frame)
+        dport = _dport_of(frame, proto) or dport  # a DNAT (port forwarding) may have changed it
         group = None
         if direction == "ingress":  # the source as the packet arrives there (a NAT may have changed it)
             came = seen or src_ip
@@ -684,8 +686,20 @@ def _source_of(frame: object) -> IPv4Address | None:
     return frame.src if isinstance(frame, IPv4) else None
 
 
-def _dropping_port(names: Names, trace: Trace) -> tuple[Port | None, str, IPv4Address | None]:
-    """The port whose rules dropped the packet, the direction, and the packet's source there."""
+def _dport_of(frame: object, proto: str) -> int | None:
+    """The tcp/udp destination port of ``frame`` (a probe of ``proto``), as it is there."""
+    from neutrino.sim.packets import IPv4
+
+    while frame is not None and not isinstance(frame, IPv4):
+        frame = getattr(frame, "payload", None)
+    l4 = frame.payload if isinstance(frame, IPv4) else None
+    if proto not in ("tcp", "udp") or l4 is None or type(l4).__name__ != proto.upper():
+        return None
+    return int(getattr(l4, "dport", 0)) or None
+
+
+def _dropping_port(names: Names, trace: Trace) -> tuple[Port | None, str, object]:
+    """The port whose rules dropped the packet, the direction, and the packet as it was there."""
     from neutrino.answers.objects import _CHAIN_PORT, _NOVA_JUMP, ovs_firewall_port
 
     t = trace if not trace.delivered or trace.reply is None else trace.reply
@@ -693,7 +707,7 @@ def _dropping_port(names: Names, trace: Trace) -> tuple[Port | None, str, IPv4Ad
     for hop in reversed(t.hops):
         if f"{hop.host} {hop.element}" != where:
             continue
-        seen = _source_of(hop.frame)
+        seen = hop.frame
         fw_port, way = ovs_firewall_port(names, hop)
         if fw_port is not None:
             return fw_port, way, seen

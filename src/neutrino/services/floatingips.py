@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from neutrino.db import models
 from neutrino.errors import InvalidInput, NotFound
-from neutrino.services import ipam
+from neutrino.services import ipam, portforwardings
 from neutrino.services.core import (
     Tx,
     bad_request,
@@ -32,7 +32,8 @@ from neutrino.services.networks import get_network_row
 from neutrino.services.ports import delete_port, get_port_row, make_port
 
 
-def fip_dict(f: models.FloatingIP, port: models.Port | None) -> dict[str, Any]:
+def fip_dict(f: models.FloatingIP, port: models.Port | None,
+             forwardings: list[models.PortForwarding] | None = None) -> dict[str, Any]:
     d = standard(f)
     details = None
     if port is not None:
@@ -41,12 +42,14 @@ def fip_dict(f: models.FloatingIP, port: models.Port | None) -> dict[str, Any]:
                    "device_owner": port.device_owner}
     d.update({"floating_ip_address": f.floating_ip_address, "floating_network_id": f.floating_network_id,
               "port_id": f.port_id, "fixed_ip_address": f.fixed_ip_address, "router_id": f.router_id,
-              "status": f.status, "port_details": details, "port_forwardings": [], "name": f.floating_ip_address})
+              "status": f.status, "port_details": details, "name": f.floating_ip_address,
+              "port_forwardings": [portforwardings.fip_field(pf) for pf in forwardings or ()]})
     return d
 
 
 def _dict(tx: Tx, f: models.FloatingIP) -> dict[str, Any]:
-    return fip_dict(f, tx.session.get(models.Port, f.port_id) if f.port_id else None)
+    return fip_dict(f, tx.session.get(models.Port, f.port_id) if f.port_id else None,
+                    portforwardings.of_fips(tx, [f.id]).get(f.id))
 
 
 def get_fip_row(tx: Tx, fip_id: str) -> models.FloatingIP:
@@ -77,6 +80,8 @@ def find_router(tx: Tx, external_net: str, subnet: models.Subnet, port_id: str) 
 
 
 def _associate(tx: Tx, f: models.FloatingIP, port_id: str, fixed_ip: str | None) -> None:
+    if portforwardings.fip_has_forwardings(tx, f.id):
+        raise portforwardings.in_use(f.id)
     port = get_port_row(tx, port_id)
     if port.project_id != f.project_id and not tx.ctx.is_admin:
         raise bad_request("floatingip", f"Cannot process floating IP association with Port {port.id}, since that "
@@ -173,7 +178,8 @@ def list_fips(tx: Tx, filters: dict[str, list[str]]) -> list[dict[str, Any]]:
     pids = [f.port_id for f in fips if f.port_id]
     ports = {p.id: p for p in tx.session.scalars(select(models.Port).where(models.Port.id.in_(pids))).all()} \
         if pids else {}
-    return [fip_dict(f, ports.get(f.port_id or "")) for f in fips]
+    pfs = portforwardings.of_fips(tx, [f.id for f in fips])
+    return [fip_dict(f, ports.get(f.port_id or ""), pfs.get(f.id)) for f in fips]
 
 
 def get_fip(tx: Tx, fip_id: str) -> dict[str, Any]:
@@ -209,6 +215,8 @@ def update_fip(tx: Tx, fip_id: str, attrs: dict[str, Any], revision: int | None 
 def delete_fip(tx: Tx, fip_id: str, revision: int | None = None) -> None:
     f = get_fip_row(tx, fip_id)
     check_revision(f, revision)
+    if portforwardings.fip_has_forwardings(tx, f.id):
+        raise portforwardings.in_use(f.id)
     if tx.session.get(models.Port, f.floating_port_id) is not None:
         tx.session.delete(f)
         tx.session.flush()

@@ -566,15 +566,33 @@ _MODULES = frozenset({"tcp", "udp", "sctp", "dccp", "multiport", "icmp", "icmp6"
 # ------------------------------------------------------------------------------------ targets
 
 
-def _nat_to(text: str, rule: Rule) -> tuple[IPv4Address | None, int | None, tuple[int, int] | None]:
-    """``ip[-ip][:port[-port]]`` (first address and port; the range for a port clash)."""
-    m = re.fullmatch(r"([\d.]+)?(?:-[\d.]+)?(?::(\d+)(?:-(\d+))?)?", text)
+def _nat_to(text: str, rule: Rule) -> tuple[IPv4Address | None, int | None, tuple[int, int] | None, int | None]:
+    """``ip[-ip][:port[-port][/base]]``: the first address and port, the port range, and the base
+    port of a shifted mapping (``:2000-2010/1000``: port 1000+k goes to 2000+k)."""
+    m = re.fullmatch(r"([\d.]+)?(?:-[\d.]+)?(?::(\d+)(?:-(\d+)(?:/(\d+))?)?)?", text)
     if not m:
         raise UnsupportedRule(rule, f"NAT address {text!r}")
     addr = IPv4Address(m.group(1)) if m.group(1) else None
     port = int(m.group(2)) if m.group(2) else None
     rng = (port, int(m.group(3))) if port is not None and m.group(3) else None
-    return addr, port, rng
+    base = int(m.group(4)) if m.group(4) else None
+    return addr, port, rng, base
+
+
+def _nat_port(pkt: IPv4, manip: Manip, port: int | None, rng: tuple[int, int] | None, base: int | None
+              ) -> int | None:
+    """The port a NAT rule gives the packet (the kernel's nf_nat_l4proto_unique_tuple, without clashes):
+    with a base, ``lo + (port - base) % size``; with a range, the packet's own port when inside it,
+    else the range's first; else the rule's port (None: unchanged)."""
+    if rng is None:
+        return port
+    orig = _port_of(pkt, manip)
+    if orig is None:
+        return rng[0]
+    lo, hi = min(rng), max(rng)
+    if base is not None:
+        return lo + (orig - base) % (hi - lo + 1)
+    return orig if lo <= orig <= hi else lo
 
 
 _REJECT = {
@@ -695,11 +713,12 @@ def _nat_target(rule: Rule, t: Target) -> Callable[[_Pkt], NfVerdict | None]:
         opt = "to-destination" if name == "DNAT" else "to-source"
         if not t.has(opt):
             raise UnsupportedRule(rule, f"-j {name} without --{opt}")
-        addr, port, _rng = _nat_to(t.value(opt) or "", rule)
+        addr, port, rng, base = _nat_to(t.value(opt) or "", rule)
         manip = Manip.DST if name == "DNAT" else Manip.SRC
 
         def nat(p: _Pkt) -> NfVerdict:
-            p.nat = (manip, addr if addr is not None else (p.ip.dst if manip is Manip.DST else p.ip.src), port)
+            p.nat = (manip, addr if addr is not None else (p.ip.dst if manip is Manip.DST else p.ip.src),
+                     _nat_port(p.ip, manip, port, rng, base))
             return NfVerdict.ACCEPT
         return nat
     ports = t.value("to-ports")
