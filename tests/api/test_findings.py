@@ -183,7 +183,7 @@ FINDINGS = [
     Finding("name-trailing-space", "POST", "/v2.0/networks", {"network": {"name": "net "}}, kind="HTTPBadRequest",
             says="is not a valid string"),
     Finding("dhcp-opts-nested", "POST", "/v2.0/ports", {"port": {"network_id": "{net}", "extra_dhcp_opts": [
-        {"opt_name": "mtu", "opt_value": {"deep": [1]}}]}}, kind="HTTPBadRequest"),
+        {"opt_name": "mtu", "opt_value": {"deep": [1]}}]}}, kind="InvalidInput", says="No valid key specs matched for"),
     Finding("agent-description-list", "PUT", "/v2.0/agents/{agent}", {"agent": {"description": ["x"]}},
             kind="HTTPBadRequest"),
     Finding("auth-password-list", "POST", "/identity/v3/auth/tokens", {"auth": {"identity": {

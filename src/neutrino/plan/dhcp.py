@@ -1,7 +1,10 @@
 """The DHCP agent on one host: one ``qdhcp-<network>`` namespace and dnsmasq per network (reference §8).
 
-A network is served on the host its DHCP port is bound to (an unbound DHCP port: the
-deployment's network host) when it has a DHCP-enabled IPv4 subnet. The namespace holds the DHCP
+A network with a DHCP-enabled IPv4 subnet is served on the hosts of the DHCP agents it is
+scheduled to (``Network.dhcp_hosts``) that one of its DHCP ports is bound to, else (never
+scheduled) on the host its DHCP port is bound to (an unbound DHCP port: the deployment's network
+host). A port's extra DHCP options add ``tag:port-<id>`` lines to the opts file and
+``set:port-<id>`` to its hosts-file line (modern only). The namespace holds the DHCP
 port's device (modern: ``tap…``, an OVS internal port; Grizzly: ``ns-…``, a veth whose ``tap…``
 end stays in the root namespace and is planned here, its OVS port being the OVS planner's), its
 addresses (plus 169.254.169.254/32 with isolated metadata), the connected and default routes,
@@ -17,6 +20,7 @@ dnsmasq (one process record, pid 0: the real one forks a root child in Grizzly) 
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import replace
 
 from neutrino.host.dnsmasq import (
@@ -57,6 +61,8 @@ METADATA_CIDR = "169.254.169.254/32"
 DOMAIN = "openstacklocal"
 #: device owners the modern agent leaves out of the hosts files
 SKIPPED_OWNERS = ("network:dhcp", "network:floatingip", "network:router_ha_interface", "network:distributed")
+#: the device id of a DHCP port whose agent the network was removed from (kept for a later agent)
+RESERVED_DHCP_PORT = "reserved_dhcp_port"
 ROUTER_OWNERS = ("network:router_interface", "network:router_interface_distributed",
                  "network:ha_router_replicated_interface")
 
@@ -70,16 +76,23 @@ def dhcp_port(cloud: CloudSnapshot, net: Network) -> Port | None:
 
 
 def served_networks(cloud: CloudSnapshot, host: str) -> tuple[tuple[Network, Port], ...]:
-    """The networks (with their DHCP port) the DHCP agent on ``host`` serves."""
+    """The networks (with their DHCP port) the DHCP agent on ``host`` serves: a network scheduled
+    to DHCP agents (``dhcp_hosts``) is served on those of its hosts its DHCP ports are bound to (an
+    unbound port: the first agent's host); one never scheduled, where its DHCP port is bound (an
+    unbound port: the deployment's network host)."""
     net_host = cloud.deployment.network_host()
     out = []
     for net in cloud.networks:
-        port = dhcp_port(cloud, net)
-        if port is None or not _dhcp_subnets(cloud, net):
+        if not _dhcp_subnets(cloud, net):
             continue
-        where = port.binding_host or (net_host.name if net_host is not None else "")
-        if where == host:
-            out.append((net, port))
+        default = net.dhcp_hosts[0] if net.dhcp_hosts else net_host.name if net_host is not None else ""
+        for port in cloud.ports_on_network(net.id):
+            if port.device_owner != "network:dhcp" or port.device_id == RESERVED_DHCP_PORT \
+                    or (port.binding_host or default) != host:
+                continue
+            if not net.dhcp_hosts or host in net.dhcp_hosts:
+                out.append((net, port))
+                break
     return tuple(out)
 
 
@@ -99,7 +112,56 @@ def hosts(cloud: CloudSnapshot, net: Network, prof: Profile) -> tuple[DhcpHost, 
             if f.subnet_id not in enabled:
                 continue
             fqdn = f"{_hostname(f.ip_address)}.{DOMAIN}{'.' if prof.modern else ''}"
-            out.append(DhcpHost(p.mac_address, fqdn, f.ip_address))
+            client_id, sets = _port_tag(p) if prof.modern else (None, ())
+            out.append(DhcpHost(p.mac_address, fqdn, f.ip_address, client_id=client_id, sets=sets))
+    return tuple(out)
+
+
+CLIENT_ID_NAMES = ("client-id", "61")
+
+
+def _port_tag(p: Port) -> tuple[str | None, tuple[str, ...]]:
+    """A port with extra DHCP options: its ``id:<client-id>`` (option ``client-id``/61) and its
+    ``set:port-<id>`` tag, left out when the client id is its only option (the agent's
+    ``_output_hosts_file``)."""
+    if not p.extra_dhcp_opts:
+        return None, ()
+    client_id = next((o.opt_value for o in p.extra_dhcp_opts if o.opt_name in CLIENT_ID_NAMES), None)
+    if client_id is not None and len(p.extra_dhcp_opts) == 1:
+        return client_id, ()
+    return client_id, (f"set:{naming_port_tag(p.id)}",)
+
+
+def naming_port_tag(port_id: str) -> str:
+    """The dnsmasq tag of a port's own options (``port-<id>``)."""
+    return f"port-{port_id}"
+
+
+_OPTION_TAG = re.compile(r"(tag:(.*),)?(.*)$")
+
+
+def format_option(ip_version: int, tag: str, option: str, *values: str) -> DhcpOpt:
+    """The agent's ``_format_option``: ``tag:<tag>[,<the option name's own tag:…>],option:NAME``
+    (a number stays a number; IPv6: ``option6:NAME|NUM``), then the values (first line only)."""
+    m = _OPTION_TAG.match(option.split("\n", 1)[0])
+    assert m is not None
+    extra, name = m.group(1), m.group(3)
+    name = f"option6:{name}" if ip_version == 6 else name if name.isdigit() else f"option:{name}"
+    tags = (f"tag:{tag}", extra[:-1]) if extra else (f"tag:{tag}",)
+    return DhcpOpt(name, tuple(v.split("\n", 1)[0] for v in values), tags)
+
+
+def port_opts(cloud: CloudSnapshot, net: Network) -> tuple[DhcpOpt, ...]:
+    """Each port's extra DHCP options (``_generate_opts_per_port``), after the subnets' lines so
+    that dnsmasq prefers them; ``client-id`` goes to the hosts file instead, and an option whose
+    IP version the port has no address of is left out."""
+    out: list[DhcpOpt] = []
+    for p in cloud.ports_on_network(net.id):
+        versions = {f.ip_address.version for f in p.fixed_ips}
+        for o in p.extra_dhcp_opts:
+            if o.opt_name in CLIENT_ID_NAMES or o.ip_version not in versions:
+                continue
+            out.append(format_option(o.ip_version, naming_port_tag(p.id), o.opt_name, o.opt_value))
     return tuple(out)
 
 
@@ -141,6 +203,8 @@ def opts(cloud: CloudSnapshot, net: Network, port: Port, prof: Profile, *,
             if prof.modern:
                 out.append(DhcpOpt("249", values, tag))
         out.append(DhcpOpt("option:router", (str(s.gateway_ip),) if s.gateway_ip is not None else (), tag))
+    if prof.modern:
+        out += port_opts(cloud, net)
     return tuple(out)
 
 

@@ -1,7 +1,7 @@
 """Agents: one row per agent per host, derived from the deployment's hosts and roles.
 
-ML2/OVS: every network or compute host runs the Open vSwitch agent; the network host (or, without
-one, the controller) runs the L3, DHCP and metadata agents. nova-network: every compute host runs
+ML2/OVS: every network or compute host runs the Open vSwitch agent; every host with the network
+role (or, without one, the controller) runs the L3, DHCP and metadata agents. nova-network: every compute host runs
 nova-network when multi-host, else only the controller (or the first host).
 """
 
@@ -10,11 +10,11 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from neutrino.db import models
-from neutrino.scenarios.model import Deployment, Mechanism
+from neutrino.scenarios.model import Deployment, Host, Mechanism
 from neutrino.services.core import Tx, not_found, timestamp
 
 OVS = ("Open vSwitch agent", "neutron-openvswitch-agent", "N/A")
@@ -43,12 +43,27 @@ def expected_agents(dep: Deployment) -> list[tuple[str, tuple[str, str, str], di
                 "tunneling_ip": str(h.tunnel_ip) if h.tunnel_ip else None, "l2_population": dep.l2population,
                 "integration_bridge": "br-int", "tunnel_bridge": "br-tun",
                 "firewall_driver": dep.firewall_driver}))
-    if net_host is not None:
-        out.append((net_host.name, L3, {"agent_mode": "legacy",
-                                        "external_network_bridge": dep.external_network_bridge}))
-        out.append((net_host.name, DHCP, {"dhcp_driver": "neutron.agent.linux.dhcp.Dnsmasq"}))
-        out.append((net_host.name, METADATA, {"metadata_proxy_socket": "/var/lib/neutron/metadata_proxy"}))
+    network_hosts = network_agent_hosts(dep)
+    for h in network_hosts:
+        out.append((h.name, L3, {"agent_mode": h.l3_agent_mode,
+                                 "external_network_bridge": dep.external_network_bridge}))
+        out.append((h.name, DHCP, {"dhcp_driver": "neutron.agent.linux.dhcp.Dnsmasq"}))
+        out.append((h.name, METADATA, {"metadata_proxy_socket": "/var/lib/neutron/metadata_proxy"}))
+    for h in dep.hosts:  # DVR computes run an L3 agent (and the metadata agent) of their own
+        if h not in network_hosts and h.l3_agent_mode in ("dvr", "dvr_no_external"):
+            out.append((h.name, L3, {"agent_mode": h.l3_agent_mode,
+                                     "external_network_bridge": dep.external_network_bridge}))
+            out.append((h.name, METADATA, {"metadata_proxy_socket": "/var/lib/neutron/metadata_proxy"}))
     return out
+
+
+def network_agent_hosts(dep: Deployment) -> list[Host]:
+    """The hosts running the L3, DHCP and metadata agents (ML2/OVS): the network host first, then
+    every other host with the ``network`` role."""
+    net_host = dep.network_host()
+    if net_host is None:
+        return []
+    return [net_host, *(h for h in dep.hosts_with("network") if h is not net_host)]
 
 
 def sync_agents(session: Session, dep: Deployment) -> None:
@@ -78,6 +93,13 @@ def agent_dict(a: models.Agent) -> dict[str, Any]:
             "resources_synced": None}
 
 
+def canonical_types(values: list[str]) -> list[str]:
+    """Agent types as neutrino spells them, whatever their case (Neutron's usual MySQL collation
+    compares them case-insensitively, and Tempest asks for ``DHCP Agent``)."""
+    known = {kind[0].lower(): kind[0] for kind in (OVS, L3, DHCP, METADATA, NOVA_NETWORK)}
+    return [known.get(v.lower(), v) for v in values]
+
+
 def list_agents(tx: Tx, filters: dict[str, list[str]]) -> list[dict[str, Any]]:
     return [agent_dict(a) for a in tx.session.scalars(select(models.Agent).order_by(models.Agent.host,
                                                                                     models.Agent.agent_type))]
@@ -103,6 +125,12 @@ def update_agent(tx: Tx, agent_id: str, attrs: dict[str, Any]) -> dict[str, Any]
 
 
 def delete_agent(tx: Tx, agent_id: str) -> None:
-    tx.session.delete(get_agent_row(tx, agent_id))
+    """Delete an agent and, as the database's cascade does in Neutron, its networks and routers."""
+    a = get_agent_row(tx, agent_id)
+    if a.agent_type == DHCP[0]:
+        tx.session.execute(delete(models.NetworkDhcpBinding).where(models.NetworkDhcpBinding.host == a.host))
+    elif a.agent_type == L3[0]:
+        tx.session.execute(delete(models.RouterL3Binding).where(models.RouterL3Binding.host == a.host))
+    tx.session.delete(a)
 
 

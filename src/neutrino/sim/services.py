@@ -33,7 +33,7 @@ from neutrino.host.dnsmasq import (
     DhcpRange,
     DnsmasqProcess,
     parse_hosts_file,
-    parse_opts_file,
+    parse_opt_line,
 )
 from neutrino.host.state import FileState, NamespaceState
 from neutrino.sim.packets import (
@@ -94,6 +94,52 @@ def _opt_name(o: DhcpOpt) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class ClientOptions:
+    """The options one client gets."""
+
+    router: tuple[IPv4Address, ...]
+    dns: tuple[IPv4Address, ...]
+    domain: str | None
+    mtu: int | None
+    classless: tuple[tuple[IPv4Network, IPv4Address], ...]
+
+
+def _resolve(options: Iterable[DhcpOpt], tags: frozenset[str], server_ip: IPv4Address,
+             dns_default: tuple[IPv4Address, ...], domain: str | None) -> ClientOptions:
+    """dnsmasq's choice among ``options`` for a client whose tags are ``tags``: per option, the
+    last line whose tags are all set, a tagged line beating an untagged one; the router and DNS
+    server default to dnsmasq's own address."""
+    chosen: dict[str, DhcpOpt] = {}
+    for o in options:
+        if any((t[4:] if t.startswith("tag:") else t) not in tags for t in o.tags):
+            continue
+        name = _opt_name(o)
+        prev = chosen.get(name)
+        if prev is not None and prev.tags and not o.tags:
+            continue
+        chosen[name] = o
+    router: tuple[IPv4Address, ...] = (server_ip,)
+    dns = dns_default
+    mtu: int | None = None
+    classless: tuple[tuple[IPv4Network, IPv4Address], ...] = ()
+    for name, o in chosen.items():
+        try:
+            if name == "router":
+                router = _v4(o.values)
+            elif name == "dns-server":
+                dns = tuple(a for a in _v4(o.values) if a != IPv4Address(0))
+            elif name == "mtu" and o.values and o.values[0]:
+                mtu = int(o.values[0])
+            elif name == "domain-name" and o.values:
+                domain = o.values[0]
+            elif name == "classless-static-route":
+                classless = _classless(tuple(x for x in o.values if x))
+        except (ValueError, InvalidInput):  # dnsmasq refuses a bad value and sends nothing for it
+            continue
+    return ClientOptions(router, dns, domain, mtu, classless)
+
+
+@dataclass(frozen=True, slots=True)
 class DhcpReply:
     """What the server did with one client message: the frame it sends (``None``: silence), the
     message, dnsmasq's log lines (``DHCPOFFER(br100) 10.0.0.2 fa:16:3e:2c:e8:ec``) and a step."""
@@ -121,6 +167,9 @@ class DhcpServer:
     mtu: int | None = None
     classless_routes: tuple[tuple[IPv4Network, IPv4Address], ...] = ()
     pid: int = 0
+    options: tuple[DhcpOpt, ...] = ()
+    dns_default: tuple[IPv4Address, ...] = ()
+    domain_default: str | None = None
     _by_mac: dict[Mac, tuple[DhcpHost, ...]] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @classmethod
@@ -160,34 +209,35 @@ class DhcpServer:
         hosts: tuple[DhcpHost, ...] = ()
         if opts.hostsfile and opts.hostsfile in by_path:
             hosts = parse_hosts_file(by_path[opts.hostsfile].text, source=opts.hostsfile)
-        dhcp_opts: tuple[DhcpOpt, ...] = ()
-        if opts.optsfile and opts.optsfile in by_path:
-            dhcp_opts = parse_opts_file(by_path[opts.optsfile].text, source=opts.optsfile)
+        dhcp_opts: list[DhcpOpt] = []
+        if opts.optsfile and opts.optsfile in by_path:  # dnsmasq logs a bad line and reads on
+            for n, line in enumerate(by_path[opts.optsfile].text.splitlines(), start=1):
+                if line.strip():
+                    try:
+                        dhcp_opts.append(parse_opt_line(line, n=n, source=opts.optsfile))
+                    except InvalidInput:
+                        continue
         forced = tuple(DhcpOpt(v.split(",")[0], tuple(v.split(",")[1:])) for v in
                        (*opts.get_all("dhcp-option-force"), *opts.get_all("dhcp-option")))
         tags = frozenset().union(*(_tags_of_range(r) for r in ranges)) if ranges else frozenset()
-        router: tuple[IPv4Address, ...] = (sip,)
-        dns: tuple[IPv4Address, ...] = () if opts.get("port") == "0" else (sip,)
-        mtu: int | None = None
-        domain_name: str | None = opts.domain
-        classless: tuple[tuple[IPv4Network, IPv4Address], ...] = ()
-        for o in (*forced, *dhcp_opts):
-            if any((t[4:] if t.startswith("tag:") else t) not in tags for t in o.tags):
-                continue
-            name = _opt_name(o)
-            if name == "router":
-                router = _v4(o.values)
-            elif name == "dns-server":
-                dns = tuple(a for a in _v4(o.values) if a != IPv4Address(0))
-            elif name == "mtu" and o.values:
-                mtu = int(o.values[0])
-            elif name == "domain-name" and o.values:
-                domain_name = o.values[0]
-            elif name == "classless-static-route":
-                classless = _classless(o.values)
+        options = (*forced, *dhcp_opts)
+        dns_default: tuple[IPv4Address, ...] = () if opts.get("port") == "0" else (sip,)
+        v = _resolve(options, tags, sip, dns_default, opts.domain)
         lease = lease_seconds(ranges[0].lease if ranges else None)
-        return cls(dev or "", sip, server_mac, mask, ranges, hosts, router, dns, lease, domain_name, mtu,
-                   classless, proc.pid)
+        return cls(dev or "", sip, server_mac, mask, ranges, hosts, v.router, v.dns, lease, v.domain, v.mtu,
+                   v.classless, proc.pid, options, dns_default, opts.domain)
+
+    def options_for(self, h: DhcpHost) -> ClientOptions:
+        """What this server tells ``h``: the options whose tags are all set for it (its range's
+        ``set:subnet-…`` and its hosts-file ``set:port-…``), a tagged one over an untagged one,
+        a later line over an earlier one (dnsmasq keeps them last read first)."""
+        tags = {t[4:] if t.startswith("set:") else t for t in h.sets}
+        for r in self.ranges:
+            mask = r.netmask if r.netmask and "." in r.netmask else str(self.netmask)
+            if isinstance(h.ip, IPv4Address) and isinstance(r.start, IPv4Address) and \
+                    h.ip in IPv4Network(f"{r.start}/{mask}", strict=False):
+                tags |= _tags_of_range(r)
+        return _resolve(self.options, frozenset(tags), self.server_ip, self.dns_default, self.domain_default)
 
     @property
     def network(self) -> IPv4Network:
@@ -226,14 +276,16 @@ class DhcpServer:
                         message_type=mtype, server_id=self.server_ip)
         assert h is not None and isinstance(h.ip, IPv4Address)
         lease = self.lease_time
+        o = self.options_for(h) if self.options else ClientOptions(self.router, self.dns, self.domain, self.mtu,
+                                                                  self.classless_routes)
         return DHCP(op=BootOp.REPLY, xid=req.xid, chaddr=req.chaddr, broadcast=req.broadcast, ciaddr=req.ciaddr,
                     yiaddr=h.ip, siaddr=self.server_ip, message_type=mtype, server_id=self.server_ip,
                     lease_time=INFINITE if lease is None else lease,
                     renewal_time=None if lease is None else lease // 2,
                     rebinding_time=None if lease is None else lease * 7 // 8,
                     subnet_mask=self.netmask, broadcast_address=self.network.broadcast_address,
-                    router=self.router, dns=self.dns, domain=self.domain, hostname=self._hostname(h),
-                    mtu=self.mtu, classless_routes=self.classless_routes)
+                    router=o.router, dns=o.dns, domain=o.domain, hostname=self._hostname(h),
+                    mtu=o.mtu, classless_routes=o.classless)
 
     def handle(self, frame: Ethernet) -> DhcpReply:
         """Answer the DHCP message in ``frame`` (a client's, to port 67)."""
