@@ -134,6 +134,12 @@ def test_version_4_database_gets_rbac_forwardings_bindings_and_router_modes(tmp_
                           "updated_at, revision_number, tags, admin_state_up, status, enable_snat, routes, host, "
                           "availability_zone_hints) VALUES ('r1', 1, 'p', 'old', '', :t, :t, 0, '[]', 1, "
                           "'ACTIVE', 1, '[]', '', '[]')"), {"t": SAME_SECOND})
+        for nid, shared, external in (("n-shared", 1, 0), ("n-external", 0, 1), ("n-private", 0, 0)):
+            conn.execute(text("INSERT INTO networks (id, created_seq, project_id, name, description, created_at, "
+                              "updated_at, revision_number, tags, admin_state_up, status, shared, external, mtu, "
+                              "port_security_enabled, network_type, availability_zone_hints) VALUES (:id, 1, 'p', "
+                              "'', '', :t, :t, 0, '[]', 1, 'ACTIVE', :s, :e, 1500, 1, 'local', '[]')"),
+                         {"id": nid, "t": SAME_SECOND, "s": shared, "e": external})
         conn.execute(text("DELETE FROM neutrino_schema WHERE version >= 5"))
     db.dispose()
     old = Database(url, migrate=False)
@@ -144,4 +150,8 @@ def test_version_4_database_gets_rbac_forwardings_bindings_and_router_modes(tmp_
     assert all(inspect(db.engine).has_table(t) for t in MIGRATION_5_TABLES)
     with db.read() as s:
         router = s.get(models.Router, "r1")
+        policies = sorted((p.object_id, p.action, p.target_tenant, p.project_id)
+                          for p in s.scalars(select(models.RbacPolicy)))
     assert router is not None and (router.distributed, router.ha, router.ha_vr_id) == (False, False, 0)
+    # shared and external networks made before RBAC get the wildcard policies Neutron keeps for them
+    assert policies == [("n-external", "access_as_external", "*", "p"), ("n-shared", "access_as_shared", "*", "p")]

@@ -21,7 +21,7 @@ import sys
 from typing import Any
 
 from neutrino.api import compute, identity, listing, neutron
-from neutrino.services import quotas
+from neutrino.services import attributes, quotas
 from neutrino.services.attributes import (
     NAME_PATTERN,
     PRINTABLE_PATTERN,
@@ -162,6 +162,45 @@ def resource_schema(res: Resource, *, create: bool) -> dict[str, Any]:
     return schema
 
 
+def _scheduling_and_forwarding(paths: dict[str, Any], schemas: dict[str, Any]) -> None:
+    """The sub-resources: the agents' networks and routers (agent scheduling) and a floating IP's
+    port forwardings."""
+    e = "neutron"
+    for kind, sub, key in (("DHCP", "dhcp-networks", "network_id"), ("L3", "l3-routers", "router_id")):
+        p = f"/v2.0/agents/{{agent_id}}/{sub}"
+        body = {"type": "object", "required": [key], "properties": {key: {"type": "string", "format": "uuid"}}}
+        what = "networks" if kind == "DHCP" else "routers"
+        paths[p] = {"get": _op(f"The {what} a {kind} agent hosts", "neutron", 200, e, NEUTRON_CODES,
+                               params=_path_params(p)),
+                    "post": _op(f"Schedule a {what[:-1]} to a {kind} agent", "neutron", 201, e, NEUTRON_CODES,
+                                params=_path_params(p), body=body)}
+        item = f"{p}/{{{key}}}"
+        paths[item] = {"delete": _op(f"Remove a {what[:-1]} from a {kind} agent", "neutron", 204, e,
+                                     NEUTRON_CODES, params=_path_params(item))}
+    for p, what in (("/v2.0/networks/{network_id}/dhcp-agents", "The DHCP agents hosting a network"),
+                    ("/v2.0/routers/{router_id}/l3-agents", "The L3 agents hosting a router")):
+        paths[p] = {"get": _op(what, "neutron", 200, e, NEUTRON_CODES, params=_path_params(p))}
+    res = attributes.PORT_FORWARDING
+    schemas["port_forwarding-create"] = to_31(resource_schema(res, create=True))
+    schemas["port_forwarding-update"] = to_31(resource_schema(res, create=False))
+    coll = "/v2.0/floatingips/{floatingip_id}/port_forwardings"
+    item = coll + "/{port_forwarding_id}"
+
+    def wrapped(kind: str) -> dict[str, Any]:
+        return {"type": "object", "required": ["port_forwarding"], "properties": {
+            "port_forwarding": {"$ref": f"#/components/schemas/port_forwarding-{kind}"}}, "additionalProperties": False}
+    paths[coll] = {"get": _op("A floating IP's port forwardings", "neutron", 200, e, NEUTRON_CODES,
+                              params=_path_params(coll) + _query(("fields", "id", "external_port", "protocol",
+                                                                  "internal_port_id", "description"))),
+                   "post": _op("Create a port forwarding", "neutron", 201, e, NEUTRON_CODES,
+                               params=_path_params(coll), body=wrapped("create"))}
+    paths[item] = {"get": _op("Show a port forwarding", "neutron", 200, e, NEUTRON_CODES, params=_path_params(item)),
+                   "put": _op("Update a port forwarding", "neutron", 200, e, NEUTRON_CODES,
+                              params=_path_params(item), body=wrapped("update")),
+                   "delete": _op("Delete a port forwarding", "neutron", 204, e, NEUTRON_CODES,
+                                 params=_path_params(item))}
+
+
 def _neutron(paths: dict[str, Any], schemas: dict[str, Any]) -> None:
     e = "neutron"
     paths["/"] = {"get": _op("Neutron API versions", "neutron", 200, e, (405,))}
@@ -230,8 +269,12 @@ def _neutron(paths: dict[str, Any], schemas: dict[str, Any]) -> None:
         p = f"/v2.0/subnetpools/{{subnetpool_id}}/{action}"
         paths[p] = {"put": _op(action.replace("_", " ").capitalize() + " of a subnet pool", "neutron", 200, e,
                                NEUTRON_CODES, params=_path_params(p), body=prefixes)}
-    for empty in ("network-ip-availabilities", "rbac-policies"):
-        paths[f"/v2.0/{empty}"] = {"get": _op(f"{empty} (always empty)", "neutron", 200, e, (401,))}
+    paths["/v2.0/network-ip-availabilities"] = {"get": _op(
+        "Networks' IP availability (admin only)", "neutron", 200, e, (401, 405), params=_query(
+            ("fields", "network_id", "network_name", "project_id", "tenant_id", "ip_version")))}
+    paths["/v2.0/network-ip-availabilities/{network_id}"] = {"get": _op(
+        "A network's IP availability (admin only)", "neutron", 200, e, (401, 404, 405),
+        params=_path_params("/{network_id}") + _query(("fields",)))}
     paths["/v2.0/agents"] = {"get": _op("Agents", "neutron", 200, e, NEUTRON_CODES, params=_query(
         ("fields", "sort_key", "sort_dir", "limit", "id", "agent_type", "binary", "topic", "host", "admin_state_up",
          "alive", "availability_zone", "description")))}
@@ -242,6 +285,7 @@ def _neutron(paths: dict[str, Any], schemas: dict[str, Any]) -> None:
             "type": "object", "required": ["agent"], "properties": {"agent": {"type": "object", "properties": {
                 k: schema_of(c) for k, c in neutron.AGENT_ATTRS.items()}, "additionalProperties": False}}}),
         "delete": _op("Delete an agent", "neutron", 204, e, NEUTRON_CODES, params=ap)}
+    _scheduling_and_forwarding(paths, schemas)
     paths["/v2.0/quotas"] = {"get": _op("Projects with quotas set", "neutron", 200, e, (401, 405))}
     qp = _path_params("/{project_id}")
     quota = {"type": "object", "required": ["quota"], "properties": {"quota": {

@@ -329,6 +329,9 @@ class RbacPolicy(Base):
     object_id: Mapped[str] = mapped_column(String(36), index=True)
     action: Mapped[str] = mapped_column(String(32))
     target_tenant: Mapped[str] = mapped_column(String(255), index=True)
+    # on a network's wildcard access_as_external policy: the network is the default external network
+    # (Neutron's externalnetworks.is_default), which must stay shared with everyone
+    is_default: Mapped[bool] = mapped_column(Boolean, default=False)
 
     __table_args__ = (UniqueConstraint("object_type", "object_id", "action", "target_tenant",
                                        name="uq_rbac_target"),)

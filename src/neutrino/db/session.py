@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -117,6 +118,17 @@ def _migration_5(conn: Connection) -> None:
     for column, ddl in _ROUTER_COLUMNS_5:
         if column not in have:
             conn.execute(text(f"ALTER TABLE routers ADD COLUMN {column} {ddl}"))
+    # networks made shared or external before RBAC: the wildcard policies Neutron keeps for them
+    policies: Any = models.RbacPolicy.__table__
+    kept = {(r.object_id, r.action) for r in conn.execute(select(policies.c.object_id, policies.c.action)
+                                                           .where(policies.c.target_tenant == "*"))}
+    for nid, project, shared, external in conn.execute(text(
+            "SELECT id, project_id, shared, external FROM networks ORDER BY created_seq, id")):
+        for action, on in (("access_as_shared", shared), ("access_as_external", external)):
+            if on and (nid, action) not in kept:
+                conn.execute(insert(policies).values(
+                    id=str(uuid.uuid4()), created_seq=0, project_id=project, object_type="network", object_id=nid,
+                    action=action, target_tenant="*", is_default=False))
 
 
 MIGRATIONS: tuple[tuple[int, Callable[[Connection], None]], ...] = (

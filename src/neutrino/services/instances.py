@@ -26,6 +26,7 @@ from sqlalchemy.orm import selectinload
 from neutrino.db import models
 from neutrino.errors import Conflict, InvalidInput, NeutrinoError, NotAuthorized, NotFound
 from neutrino.scenarios.model import Host
+from neutrino.services import rbac
 from neutrino.services.attributes import is_uuid
 from neutrino.services.core import Tx, bump, stamp_new, timestamp
 from neutrino.services.networks import get_network_row
@@ -122,10 +123,13 @@ def _schedule(tx: Tx, az: str | None, requested_host: str | None) -> str:
 
 
 def _find_group(tx: Tx, name: str) -> models.SecurityGroup | None:
-    """A security group of the caller's project by id or name (as Nova looks it up in Neutron)."""
-    q = select(models.SecurityGroup).where(models.SecurityGroup.project_id == tx.ctx.project_id)
+    """A security group the caller's project may use, by id or name (as Nova looks it up in Neutron):
+    its own, or one shared with it by an RBAC policy."""
+    shared = rbac.groups_shared_with_caller(tx)
+    q = select(models.SecurityGroup).where((models.SecurityGroup.project_id == tx.ctx.project_id)
+                                           | models.SecurityGroup.id.in_(shared))
     g = tx.session.get(models.SecurityGroup, name) if is_uuid(name) else None
-    if g is not None and (tx.ctx.is_admin or g.project_id == tx.ctx.project_id):
+    if g is not None and (tx.ctx.is_admin or g.project_id == tx.ctx.project_id or g.id in shared):
         return g
     found = tx.session.scalars(q.where(models.SecurityGroup.name == name)).all()
     if len(found) > 1:
@@ -151,10 +155,11 @@ def _resolve_groups(tx: Tx, refs: list[Any]) -> list[str]:
 
 
 def _auto_networks(tx: Tx) -> list[dict[str, Any]]:
-    nets = tx.session.scalars(select(models.Network).where(
-        ((models.Network.project_id == tx.ctx.project_id) | models.Network.shared.is_(True)),
-        models.Network.external.is_(False))).all()
-    return [{"uuid": n.id} for n in sorted(nets, key=lambda n: n.created_seq)]
+    """The project's networks and those shared with it (Nova asks Neutron for ``shared=True``, which
+    a network shared with the project by an RBAC policy is, to that project)."""
+    nets = tx.session.scalars(select(models.Network).where(models.Network.external.is_(False))).all()
+    mine = [n for n in nets if n.project_id == tx.ctx.project_id or rbac.network_shared_with_caller(tx, n)]
+    return [{"uuid": n.id} for n in sorted(mine, key=lambda n: n.created_seq)]
 
 
 def _requested_networks(tx: Tx, requested: Any) -> list[dict[str, Any]]:

@@ -9,8 +9,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import object_session
 
 from neutrino.db import models
+from neutrino.errors import NotAuthorized
 from neutrino.scenarios.model import Deployment, Mechanism, NovaManager
-from neutrino.services import ipam, subnetpools
+from neutrino.services import ipam, rbac, subnetpools
 from neutrino.services.attributes import to_bool
 from neutrino.services.core import (
     Page,
@@ -45,14 +46,17 @@ def is_auto_address(s: models.Subnet) -> bool:
 
 # -- serialisation ------------------------------------------------------------------------------
 
-def network_dict(n: models.Network) -> dict[str, Any]:
+def network_dict(n: models.Network, shared: bool | None = None, is_default: bool = False) -> dict[str, Any]:
+    """``shared``: whether RBAC shares it with the caller (Neutron's per-caller value); without it,
+    whether it is shared with everyone. ``is_default``: the default external network (``rbac``)."""
     d = standard(n)
     d.update({
         "name": n.name, "admin_state_up": n.admin_state_up, "status": n.status,
-        "subnets": [s.id for s in n.subnets], "shared": n.shared, "router:external": n.external,
+        "subnets": [s.id for s in n.subnets], "shared": n.shared if shared is None else shared,
+        "router:external": n.external,
         "mtu": n.mtu, "port_security_enabled": n.port_security_enabled,
         "availability_zone_hints": list(n.availability_zone_hints or []), "availability_zones": ["nova"],
-        "ipv4_address_scope": _scope(n, 4), "ipv6_address_scope": _scope(n, 6), "is_default": False,
+        "ipv4_address_scope": _scope(n, 4), "ipv6_address_scope": _scope(n, 6), "is_default": is_default,
         "provider:network_type": n.network_type, "provider:physical_network": n.physical_network,
         "provider:segmentation_id": n.segmentation_id,
     })
@@ -87,14 +91,14 @@ def subnet_dict(s: models.Subnet, external: bool | None = None) -> dict[str, Any
 
 def get_network_row(tx: Tx, network_id: str) -> models.Network:
     n = tx.session.get(models.Network, network_id)
-    if n is None or not visible(tx, n, public=n.shared or n.external):
+    if n is None or not rbac.network_visible(tx, n):
         raise not_found("network", network_id)
     return n
 
 
 def get_subnet_row(tx: Tx, subnet_id: str) -> models.Subnet:
     s = tx.session.get(models.Subnet, subnet_id)
-    if s is None or not visible(tx, s, public=s.network.shared or s.network.external):
+    if s is None or not (visible(tx, s) or rbac.network_visible(tx, s.network)):
         raise not_found("subnet", subnet_id)
     return s
 
@@ -241,8 +245,11 @@ def create_network(tx: Tx, attrs: dict[str, Any]) -> dict[str, Any]:
     stamp_new(tx, n, project, revision=1)
     n.subnets = []
     tx.session.add(n)
+    rbac.on_network_created(tx, n)
+    if attrs.get("is_default"):
+        rbac.set_network_default(tx, n, True)
     ensure_default_group(tx, project)
-    return network_dict(n)
+    return network_dict(n, is_default=bool(attrs.get("is_default")) and n.external)
 
 
 def list_networks(tx: Tx, filters: dict[str, list[str]], page: Page | None = None) -> list[dict[str, Any]]:
@@ -252,16 +259,27 @@ def list_networks(tx: Tx, filters: dict[str, list[str]], page: Page | None = Non
     if "name" in filters:
         q = q.where(models.Network.name.in_(filters["name"]))
     rows = tx.session.scalars(q).all()
-    return [network_dict(n) for n in rows if visible(tx, n, public=n.shared or n.external)]
+    access = rbac.network_access(tx)
+    default = rbac.default_networks(tx)
+    return [network_dict(n, access.shared_with(n), n.id in default) for n in rows
+            if access.visible(n, tx.ctx.is_admin)]
 
 
 def get_network(tx: Tx, network_id: str) -> dict[str, Any]:
-    return network_dict(get_network_row(tx, network_id))
+    n = get_network_row(tx, network_id)
+    return network_dict(n, rbac.network_shared_with_caller(tx, n), bool(rbac.default_networks(tx, [n.id])))
+
+
+def _owner_only(tx: Tx, n: models.Network, action: str) -> None:
+    """Neutron's policy: a network shared with the caller is seen, not changed or deleted."""
+    if not tx.ctx.is_admin and n.project_id != tx.ctx.project_id:
+        raise NotAuthorized(f"rule:{action}_network is disallowed by policy", neutron_type="PolicyNotAuthorized")
 
 
 def update_network(tx: Tx, network_id: str, attrs: dict[str, Any], revision: int | None = None
                    ) -> dict[str, Any]:
     n = get_network_row(tx, network_id)
+    _owner_only(tx, n, "update")
     check_revision(n, revision)
     if "router:external" in attrs and n.external and not attrs["router:external"]:
         gw = tx.session.scalar(select(func.count()).select_from(models.Port).where(
@@ -271,14 +289,20 @@ def update_network(tx: Tx, network_id: str, attrs: dict[str, Any], revision: int
                                                    "non-external, since it has existing gateway ports.")
     if "mtu" in attrs and attrs["mtu"] is not None:
         _check_subnets_mtu(n, attrs["mtu"], [s.ip_version for s in n.subnets])
-    mapping = {"router:external": "external"}
+    if "shared" in attrs:
+        rbac.set_network_shared(tx, n, bool(attrs.pop("shared")))
+    if "router:external" in attrs:
+        rbac.set_network_external(tx, n, bool(attrs.pop("router:external")))
+    if "is_default" in attrs:
+        rbac.set_network_default(tx, n, bool(attrs.pop("is_default")))
     for k, v in attrs.items():
-        setattr(n, mapping.get(k, k), v)
+        setattr(n, k, v)
     if "mtu" in attrs:
         n.mtu = attrs["mtu"] or _mtu(tx.deployment, n.network_type)
         _check_max_mtu(tx, n)
     bump(n)
-    return network_dict(n)
+    tx.session.flush()
+    return network_dict(n, rbac.network_shared_with_caller(tx, n), bool(rbac.default_networks(tx, [n.id])))
 
 
 IPV4_MIN_MTU = 68
@@ -308,6 +332,7 @@ def _check_subnets_mtu(n: models.Network, mtu: int, versions: list[int]) -> None
 
 def delete_network(tx: Tx, network_id: str, revision: int | None = None) -> None:
     n = get_network_row(tx, network_id)
+    _owner_only(tx, n, "delete")
     check_revision(n, revision)
     if n.external:
         _delete_disassociated_fips(tx, n.id)
@@ -323,6 +348,7 @@ def delete_network(tx: Tx, network_id: str, revision: int | None = None) -> None
     for s in list(n.subnets):
         tx.session.delete(s)
     tx.session.flush()
+    rbac.on_object_deleted(tx, "network", n.id)
     tx.session.delete(n)
 
 
@@ -369,7 +395,7 @@ def _validate_common(net: ipaddress.IPv4Network | ipaddress.IPv6Network, attrs: 
 def create_subnet(tx: Tx, attrs: dict[str, Any]) -> dict[str, Any]:
     project = owner_for_create(tx, attrs)
     network = get_network_row(tx, attrs["network_id"])
-    if not tx.ctx.is_admin and network.project_id != tx.ctx.project_id and not network.shared:
+    if not rbac.network_accessible(tx, network):
         raise not_found("network", network.id)
     version = attrs["ip_version"]
     pool_id, allocated = subnetpools.allocate(tx, attrs, version, network, project)
@@ -444,8 +470,9 @@ def list_subnets(tx: Tx, filters: dict[str, list[str]], page: Page | None = None
     if "shared" in filters:
         q = q.where(models.Network.shared.in_([_filter_bool("shared", v) for v in filters["shared"]]))
     out = []
+    access = rbac.network_access(tx)
     for s in tx.session.scalars(q).all():
-        if visible(tx, s, public=s.network.shared or s.network.external):
+        if visible(tx, s) or access.visible(s.network, tx.ctx.is_admin):
             out.append(subnet_dict(s))
     return out
 

@@ -13,7 +13,8 @@ DEFAULTS = {"network": 100, "subnet": 100, "port": 500, "router": 10, "floatingi
             "security_group": 10, "security_group_rule": 100, "subnetpool": -1, "rbac_policy": 10}
 MODELS: dict[str, Any] = {"network": models.Network, "subnet": models.Subnet, "port": models.Port,
                           "router": models.Router, "floatingip": models.FloatingIP,
-                          "security_group": models.SecurityGroup, "security_group_rule": models.SecurityGroupRule}
+                          "security_group": models.SecurityGroup, "security_group_rule": models.SecurityGroupRule,
+                          "rbac_policy": models.RbacPolicy}
 
 
 def limits(tx: Tx, project_id: str) -> dict[str, int]:

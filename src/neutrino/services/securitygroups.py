@@ -8,7 +8,8 @@ from typing import Any
 from sqlalchemy import func, select
 
 from neutrino.db import models
-from neutrino.services import quotas
+from neutrino.errors import NotAuthorized
+from neutrino.services import quotas, rbac
 from neutrino.services.attributes import PROTOCOLS
 from neutrino.services.core import (
     Tx,
@@ -47,9 +48,10 @@ def _normalized(prefix: str | None) -> str | None:
     return None if prefix is None else str(ipaddress.ip_network(prefix, strict=False))
 
 
-def group_dict(g: models.SecurityGroup) -> dict[str, Any]:
+def group_dict(g: models.SecurityGroup, shared: bool = False) -> dict[str, Any]:
+    """``shared``: whether an RBAC policy shares the group with the caller's project (or everyone)."""
     d = standard(g)
-    d.update({"name": g.name, "stateful": g.stateful, "shared": False,
+    d.update({"name": g.name, "stateful": g.stateful, "shared": shared,
               "security_group_rules": [rule_dict(r, g.is_default) for r in g.rules]})
     return d
 
@@ -96,9 +98,16 @@ def ensure_default_group(tx: Tx, project_id: str) -> models.SecurityGroup:
 
 def get_group_row(tx: Tx, group_id: str) -> models.SecurityGroup:
     g = tx.session.get(models.SecurityGroup, group_id)
-    if g is None or not visible(tx, g):
+    if g is None or not (visible(tx, g) or rbac.group_shared_with_caller(tx, g.id)):
         raise not_found("security_group", group_id)
     return g
+
+
+def _owner_only(tx: Tx, g: models.SecurityGroup, action: str) -> None:
+    """Neutron's policy: a group shared with the caller by RBAC is used, not changed or deleted."""
+    if not tx.ctx.is_admin and g.project_id != tx.ctx.project_id:
+        raise NotAuthorized(f"rule:{action}_security_group is disallowed by policy",
+                            neutron_type="PolicyNotAuthorized")
 
 
 def create_group(tx: Tx, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -121,17 +130,20 @@ def list_groups(tx: Tx, filters: dict[str, list[str]]) -> list[dict[str, Any]]:
     q = select(models.SecurityGroup).order_by(models.SecurityGroup.created_seq)
     if "id" in filters:
         q = q.where(models.SecurityGroup.id.in_(filters["id"]))
+    shared = rbac.groups_shared_with_caller(tx)
     if not tx.ctx.is_admin:
-        q = q.where(models.SecurityGroup.project_id == tx.ctx.project_id)
-    return [group_dict(g) for g in tx.session.scalars(q).all()]
+        q = q.where((models.SecurityGroup.project_id == tx.ctx.project_id) | models.SecurityGroup.id.in_(shared))
+    return [group_dict(g, g.id in shared) for g in tx.session.scalars(q).all()]
 
 
 def get_group(tx: Tx, group_id: str) -> dict[str, Any]:
-    return group_dict(get_group_row(tx, group_id))
+    g = get_group_row(tx, group_id)
+    return group_dict(g, rbac.group_shared_with_caller(tx, g.id))
 
 
 def update_group(tx: Tx, group_id: str, attrs: dict[str, Any], revision: int | None = None) -> dict[str, Any]:
     g = get_group_row(tx, group_id)
+    _owner_only(tx, g, "update")
     check_revision(g, revision)
     if "name" in attrs:
         if g.is_default and attrs["name"] != "default":
@@ -147,11 +159,12 @@ def update_group(tx: Tx, group_id: str, attrs: dict[str, Any], revision: int | N
     for k, v in attrs.items():
         setattr(g, k, v)
     bump(g)
-    return group_dict(g)
+    return group_dict(g, rbac.group_shared_with_caller(tx, g.id))
 
 
 def delete_group(tx: Tx, group_id: str, revision: int | None = None) -> None:
     g = get_group_row(tx, group_id)
+    _owner_only(tx, g, "delete")
     check_revision(g, revision)
     if g.is_default and not tx.ctx.is_admin:
         raise conflict("SecurityGroupCannotRemoveDefault", "Insufficient rights for removing default security "
@@ -160,6 +173,7 @@ def delete_group(tx: Tx, group_id: str, revision: int | None = None) -> None:
         models.PortSecurityGroup.security_group_id == g.id))
     if used:
         raise conflict("SecurityGroupInUse", f"Security Group {g.id} in use.")
+    rbac.on_object_deleted(tx, "security_group", g.id)
     tx.session.delete(g)
 
 
