@@ -3,10 +3,11 @@ add and floating-IP association latency, and the server's memory.
 
 Starts a real server (uvicorn, SQLite WAL in a temp dir, Keystone auth) and drives it over HTTP:
 
-    .venv/bin/python bench/api_bench.py [--ports 400] [--db URL]
+    .venv/bin/python bench/api_bench.py [--ports 500] [--repeat 5] [--db URL] [--agents]
 
 Reference (real Neutron 29 on this 2-core machine): 9 ports/s with one client, ~18 ports/s with 8,
-router interface add and floating-IP association 0.65-0.95 s each. The target is 15x on each.
+router interface add and floating-IP association 0.65-0.95 s each. The target is 15x on each. The
+floor (bench/floor_app.py), the issue #17 targets and the latest figures: bench/README.md.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import argparse
 import http.client
 import json
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -39,22 +41,65 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start(db: str | None, tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start(db: str | None, tmp: Path, *, agents: bool = False, floor: bool = False, src: str | None = None
+          ) -> tuple[subprocess.Popen[bytes], str]:
+    """neutrino's server (its own state folder in ``tmp``; the in-process agents only with ``agents``;
+    ``src``: neutrino imported from that source tree instead), or with ``floor`` the floor app
+    (bench/floor_app.py)."""
     port = free_port()
-    cmd = [sys.executable, "-m", "neutrino.api.serve", "--port", str(port), "--clouds-yaml", "none",
-           "--db", db or f"sqlite:///{tmp}/bench.db"]
-    with open(tmp / "log", "wb") as log:
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)
+    if floor:
+        cmd = [sys.executable, str(Path(__file__).with_name("floor_app.py")), "--port", str(port),
+               "--db", str(tmp / "floor.db")]
+    else:
+        cmd = [sys.executable, "-m", "neutrino.api.serve", "--port", str(port), "--clouds-yaml", "none",
+               "--db", db or f"sqlite:///{tmp}/bench.db"] + ([] if agents else ["--no-agents"])
+    tmp.mkdir(parents=True, exist_ok=True)
+    log_path = tmp / ("floor.log" if floor else "log")
+    env = {**os.environ, "NEUTRINO_STATE": str(tmp / "state")}
+    if src:
+        env["PYTHONPATH"] = src
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log, env=env)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and proc.poll() is None:
         try:
-            if httpx.get(base + "/", timeout=1).status_code == 200:
-                return proc, base
-        except httpx.HTTPError:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                if floor or httpx.get(base + "/", timeout=1).status_code == 200:
+                    return proc, base
+        except (OSError, httpx.HTTPError):
             time.sleep(0.05)
     proc.kill()
-    raise SystemExit("server did not start: " + (tmp / "log").read_text())
+    raise SystemExit("server did not start: " + log_path.read_text())
+
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+def pg_start(tmp: Path) -> tuple[Path, str]:
+    """A private PostgreSQL 15 cluster (as the API tests run one: as root, fsync off); its data folder
+    and URL."""
+    base = tmp / "pg"
+    base.mkdir()
+    os.chmod(tmp, 0o755)
+    os.chmod(base, 0o755)
+    datadir = base / "data"
+    datadir.mkdir()
+    shutil.chown(datadir, "postgres", "postgres")
+    run_as = ["runuser", "-u", "postgres", "--"]
+    subprocess.run([*run_as, str(PG_BIN / "initdb"), "-D", str(datadir), "-A", "trust", "-U", "postgres",
+                    "--no-sync"], check=True, capture_output=True)
+    port = free_port()
+    subprocess.run([*run_as, str(PG_BIN / "pg_ctl"), "-D", str(datadir), "-l", str(datadir / "log"), "-w",
+                    "-o", f"-p {port} -k {datadir} -c listen_addresses=127.0.0.1 -c fsync=off "
+                          "-c max_connections=60", "start"], check=True, capture_output=True)
+    return datadir, f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+
+
+def pg_stop(datadir: Path) -> None:
+    subprocess.run(["runuser", "-u", "postgres", "--", str(PG_BIN / "pg_ctl"), "-D", str(datadir), "-m", "fast",
+                    "-w", "stop"], capture_output=True)
+    shutil.rmtree(datadir.parent, ignore_errors=True)
 
 
 def token(base: str) -> tuple[str, str]:
@@ -119,6 +164,13 @@ def run_parallel(clients: int, jobs: list[Any], fn: Callable[[Lite, Any], None],
     return elapsed
 
 
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) the process has used: per request, a figure the other load on a
+    shared machine does not inflate the way it does wall-clock rates."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mib(pid: int) -> tuple[float, float]:
     status = Path(f"/proc/{pid}/status").read_text()
     vals = {line.split(":")[0]: int(line.split()[1]) for line in status.splitlines()
@@ -126,15 +178,40 @@ def rss_mib(pid: int) -> tuple[float, float]:
     return vals["VmRSS"] / 1024, vals["VmHWM"] / 1024
 
 
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--ports", type=int, default=400, help="ports per create run")
+    ap.add_argument("--ports", type=int, default=500, help="ports per create run (two runs: 1 and 8 clients)")
+    ap.add_argument("--repeat", type=int, default=5,
+                    help="the one-client create run in this many batches, alternating with the floor app's")
     ap.add_argument("--ops", type=int, default=60, help="router interfaces / floating IPs to time")
     ap.add_argument("--db", default=None, help="database URL (default: SQLite in a temp dir)")
+    ap.add_argument("--postgres", action="store_true",
+                    help="a private PostgreSQL 15 cluster for the run (as root; the API tests' setup)")
+    ap.add_argument("--agents", action="store_true", help="run the server's in-process agents (re-planning "
+                                                          "the hosts after every change) during the figures")
+    ap.add_argument("--compare", metavar="SRC", default=None,
+                    help="also run a neutrino imported from the source tree SRC (e.g. `git archive HEAD src | tar "
+                         "-x -C /tmp/before`, then /tmp/before/src), alternating its create batches and list "
+                         "timings with this one's (SQLite only)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="neutrino-bench-"))
-    proc, base = start(args.db, tmp)
+    pg = None
+    if args.postgres:
+        pg, args.db = pg_start(tmp)
+    proc, base = start(args.db, tmp, agents=args.agents)
+    floor_proc, floor_base = start(None, tmp, floor=True)
+    other = start(None, tmp / "compare", agents=args.agents, src=args.compare) if args.compare else None
     results: dict[str, float] = {}
+    latencies: dict[str, float] = {}
+    batches: dict[str, list[float]] = {"neutrino": [], "floor": []}
     try:
         tok, project = token(base)
         h = httpx.Client(base_url=f"{base}/v2.0", headers={"X-Auth-Token": tok}, timeout=60)
@@ -161,6 +238,9 @@ def main() -> int:
             with lock:
                 created.append(pid)
 
+        def floor_create(c: Lite, _: Any) -> None:
+            expect(201, c.request("POST", "/ports", {"port": {"network_id": net}}))
+
         def listing(c: Lite, _: Any) -> None:
             expect(200, c.request("GET", f"/ports?network_id={net}&limit=50"))
 
@@ -171,14 +251,72 @@ def main() -> int:
             expect(204, c.request("DELETE", f"/ports/{pid}"))
 
         n = args.ports
-        for clients in (1, 8):
-            results[f"port create {clients} client{'s' if clients > 1 else ''}"] = \
-                n / run_parallel(clients, list(range(n)), create, base, tok)
+        per = max(1, n // args.repeat)
+        run_parallel(1, list(range(20)), floor_create, floor_base, tok)  # warm both up
+        compare: tuple[str, str, str] | None = None
+        if other is not None:
+            otok, oproject = token(other[1])
+            oh = httpx.Client(base_url=f"{other[1]}/v2.0", headers={"X-Auth-Token": otok}, timeout=60)
+            ok(oh.put(f"/quotas/{oproject}", json={"quota": {"port": -1}}))
+            onet = ok(oh.post("/networks", json={"network": {"name": "bench"}}))["network"]["id"]
+            ok(oh.post("/subnets", json={"subnet": {"network_id": onet, "ip_version": 4, "cidr": "10.128.0.0/16"}}))
+            compare = (other[1], otok, onet)
+            batches["compared"] = []
+
+        def other_create(c: Lite, _: Any) -> None:
+            assert compare is not None
+            expect(201, c.request("POST", "/ports", {"port": {"network_id": compare[2]}}))
+
+        cpu: dict[str, float] = {}
+
+        def batch(name: str, pid: int, fn: Callable[[Lite, Any], None], url: str, auth: str) -> None:
+            c0 = cpu_s(pid)
+            batches[name].append(per / run_parallel(1, list(range(per)), fn, url, auth))
+            cpu[name] = cpu.get(name, 0.0) + cpu_s(pid) - c0
+
+        for _ in range(args.repeat):
+            batch("floor", floor_proc.pid, floor_create, floor_base, tok)
+            batch("neutrino", proc.pid, create, base, tok)
+            if compare is not None and other is not None:
+                batch("compared", other[0].pid, other_create, compare[0], compare[1])
+        for name, used in cpu.items():
+            latencies[f"{name}: server CPU per create"] = used / (per * args.repeat)
+        if compare is not None:
+            results["compared tree: port create 1 client"] = statistics.median(batches["compared"])
+        results["port create 1 client"] = statistics.median(batches["neutrino"])
+        results["floor app create 1 client"] = statistics.median(batches["floor"])
+        results["port create 8 clients"] = n / run_parallel(8, list(range(n)), create, base, tok)
         for clients in (1, 8):
             results[f"port list (50/page) {clients} client{'s' if clients > 1 else ''}"] = \
                 n / run_parallel(clients, list(range(n)), listing, base, tok)
-        results[f"port list all (~{len(created)} ports) 1 client"] = \
-            20 / run_parallel(1, list(range(20)), list_all, base, tok)
+        def timed_lists(targets: list[tuple[Lite, int, list[float], list[float]]], rounds: int) -> int:
+            """GET /ports ``rounds`` times on each target in turn, recording wall and server CPU seconds."""
+            got = 0
+            for _ in range(rounds):
+                for client, pid, walls, cpus in targets:
+                    c0, t0 = cpu_s(pid), time.perf_counter()
+                    got = len(expect(200, client.request("GET", "/ports"))["ports"])
+                    walls.append(time.perf_counter() - t0)
+                    cpus.append(cpu_s(pid) - c0)
+            return got
+
+        mine_wall: list[float] = []
+        mine_cpu: list[float] = []
+        with Lite(base, tok) as c:
+            listed = timed_lists([(c, proc.pid, mine_wall, mine_cpu)], 20)
+        if compare is not None and other is not None:  # as many ports in the compared tree, then alternate
+            run_parallel(1, list(range(max(0, listed - per * args.repeat - 1))), other_create, compare[0],
+                         compare[1])
+            other_wall: list[float] = []
+            other_cpu: list[float] = []
+            mine_wall, mine_cpu = [], []
+            with Lite(compare[0], compare[1]) as oc, Lite(base, tok) as c:
+                got = timed_lists([(oc, other[0].pid, other_wall, other_cpu), (c, proc.pid, mine_wall, mine_cpu)],
+                                  10)
+            latencies[f"compared tree: port list all ({got} ports)"] = statistics.median(other_wall)
+            latencies[f"compared tree: server CPU per list all ({got} ports)"] = statistics.mean(other_cpu)
+        latencies[f"port list all ({listed} ports)"] = statistics.median(mine_wall)
+        latencies[f"server CPU per list all ({listed} ports)"] = statistics.mean(mine_cpu)
         half = len(created) // 2
         results["port delete 1 client"] = half / run_parallel(1, created[:half], delete, base, tok)
         results["port delete 8 clients"] = (len(created) - half) / run_parallel(8, created[half:], delete, base, tok)
@@ -210,17 +348,25 @@ def main() -> int:
             lat_fip.append(time.perf_counter() - t0)
         rss, hwm = rss_mib(proc.pid)
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
+        stop(floor_proc)
+        if other is not None:
+            stop(other[0])
+        if pg is not None:
+            pg_stop(pg)
     print(f"neutrino control plane bench ({'SQLite WAL' if not args.db else args.db.split(':')[0]}, "
-          f"{os.cpu_count()} CPUs, {args.ports} ports per run)")
+          f"{os.cpu_count()} CPUs, {args.ports} ports per run, agents {'on' if args.agents else 'off'})")
+    floor = results["floor app create 1 client"]
     for k, v in results.items():
         ref = NEUTRON.get(k)
         extra = f"   {v / ref:5.1f}x Neutron ({ref:g}/s)" if ref else ""
+        if k == "port create 1 client":
+            extra += f"   {v / floor:4.0%} of the floor"
         print(f"  {k:<40} {v:8.1f} /s{extra}")
+    print(f"  {'(create batches, /s)':<40} " + "; ".join(f"{k} {' '.join(f'{x:.0f}' for x in v)}"
+                                                       for k, v in batches.items()))
+    for k, v in latencies.items():
+        print(f"  {k:<40} {v * 1000:8.2f} ms {'mean' if 'CPU' in k else 'median'}")
     for name, lat in (("router interface add", lat_iface), ("floating IP associate", lat_fip)):
         med = statistics.median(lat)
         print(f"  {name:<40} {med * 1000:8.2f} ms median, {max(lat) * 1000:.2f} ms max"

@@ -13,11 +13,11 @@ from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 
 from neutrino.db import models
 from neutrino.errors import Conflict
-from neutrino.services.core import Tx, conflict, core_scalar, invalid
+from neutrino.services.core import Tx, conflict, invalid
 
 IPNet = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddr = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -99,9 +99,16 @@ class Used:
 def allocated(tx: Tx, subnet_id: str) -> Used:
     """The subnet's taken addresses. One aggregated string rather than one row per address: the
     query's cost is then dominated by the database, not by building thousands of result rows."""
-    joined = core_scalar(tx, select(func.aggregate_strings(models.IPAllocation.ip_address, ","))
-                         .where(models.IPAllocation.subnet_id == subnet_id))
+    session = tx.session
+    if session.new or session.deleted or session.dirty:
+        session.flush()
+    joined = session.connection().execute(_ALLOCATED, {"subnet_id": subnet_id}).scalar()
     return Used(set(joined.split(",")) if joined else set())
+
+
+# built once: a statement with a bound parameter costs no construction and no cache key per call
+_ALLOCATED: Any = select(func.aggregate_strings(models.IPAllocation.ip_address, ",")).where(
+    models.IPAllocation.subnet_id == bindparam("subnet_id"))
 
 
 _CHUNK = 256

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Text, bindparam, cast, delete, insert, select
 from sqlalchemy.orm import selectinload
 
 from neutrino.db import models
 from neutrino.errors import NotAuthorized
 from neutrino.scenarios.model import Mechanism
 from neutrino.services import ipam
+from neutrino.services.attributes import extra_dhcp_opts_created, extra_dhcp_opts_updated
 from neutrino.services.core import (
     Page,
     Tx,
@@ -19,7 +21,6 @@ from neutrino.services.core import (
     bump,
     check_revision,
     conflict,
-    core_scalar,
     invalid,
     new_mac,
     not_found,
@@ -90,9 +91,21 @@ def _mac(tx: Tx, network_id: str) -> str:
     raise conflict("MacAddressGenerationFailure", f"Unable to generate unique mac on network {network_id}.")
 
 
+_MAC_TAKEN: Any = select(models.Port.id).where(models.Port.network_id == bindparam("network_id"),
+                                                models.Port.mac_address == bindparam("mac")).limit(1)
+
+
 def _mac_taken(tx: Tx, network_id: str, mac: str) -> bool:
-    return core_scalar(tx, select(models.Port.id).where(models.Port.network_id == network_id,
-                                                        models.Port.mac_address == mac).limit(1)) is not None
+    return _scalar(tx, _MAC_TAKEN, {"network_id": network_id, "mac": mac}) is not None
+
+
+def _scalar(tx: Tx, stmt: Any, params: dict[str, Any]) -> Any:
+    """``core_scalar`` of a statement built once with bound parameters (no statement to build and no
+    cache key to compute per call)."""
+    session = tx.session
+    if session.new or session.deleted or session.dirty:
+        session.flush()
+    return session.connection().execute(stmt, params).scalar()
 
 
 def bind(tx: Tx, p: models.Port, network: models.Network) -> None:
@@ -120,14 +133,20 @@ def bind(tx: Tx, p: models.Port, network: models.Network) -> None:
 def _set_groups(tx: Tx, p: models.Port, group_ids: list[str], *, checked: bool = False) -> None:
     """Bind the port to ``group_ids``; ``checked`` when the caller already knows they exist and are
     visible (the project's default group it just looked up)."""
+    p.sg_bindings = [models.PortSecurityGroup(port_id=p.id, security_group_id=g, seq=i)
+                     for i, g in enumerate(_checked_groups(tx, group_ids, checked=checked))]
+
+
+def _checked_groups(tx: Tx, group_ids: list[str], *, checked: bool = False) -> list[str]:
+    """``group_ids`` without duplicates, each checked to exist and be visible unless ``checked``, and
+    not mixing stateful and stateless groups."""
     if not checked:
         rows = [get_group_row(tx, gid) for gid in group_ids]
         if any(g.stateful for g in rows) and not all(g.stateful for g in rows):
             raise conflict("SecurityGroupConflict", "Error Cannot apply both stateful and stateless security "
                                                     "groups on the same port at the same time while attempting "
                                                     "the operation.")
-    p.sg_bindings = [models.PortSecurityGroup(port_id=p.id, security_group_id=g, seq=i)
-                     for i, g in enumerate(dict.fromkeys(group_ids))]
+    return list(dict.fromkeys(group_ids))
 
 
 def set_security_groups(tx: Tx, p: models.Port, group_ids: list[str]) -> None:
@@ -148,7 +167,34 @@ def _set_ips(p: models.Port, pairs: list[tuple[str, str]]) -> None:
 
 def make_port(tx: Tx, network: models.Network, project: str, attrs: dict[str, Any]) -> models.Port:
     """Create a port row with addresses, groups and binding (rules shared by API and internal callers)."""
-    session = tx.session
+    p, pairs_ips, groups = _new_port(tx, network, project, attrs)
+    p.fixed_ips = []
+    p.sg_bindings = []
+    _set_ips(p, pairs_ips)
+    p.sg_bindings = [models.PortSecurityGroup(port_id=p.id, security_group_id=g, seq=i) for i, g in enumerate(groups)]
+    bind(tx, p, network)
+    tx.session.add(p)
+    tx.session.flush()
+    return p
+
+
+def _create_view(tx: Tx, network: models.Network, project: str, attrs: dict[str, Any]) -> dict[str, Any]:
+    """``port_dict(make_port(...))`` for the API's create: the same checks and row, written as three Core
+    inserts instead of the ORM's flush and shown from the values written. A DHCP port still goes
+    through ``make_port`` (the DHCP scheduler's flush hook places it)."""
+    if attrs.get("device_owner", "") == "network:dhcp":
+        return port_dict(make_port(tx, network, project, attrs))
+    p, pairs_ips, groups = _new_port(tx, network, project, attrs)
+    bind(tx, p, network)
+    _insert(tx, p, pairs_ips, groups)
+    return _view(tuple(getattr(p, n) for n in _VIEW_ORDER),
+                 [{"subnet_id": sid, "ip_address": ip} for sid, ip in pairs_ips], groups)
+
+
+def _new_port(tx: Tx, network: models.Network, project: str, attrs: dict[str, Any]
+              ) -> tuple[models.Port, list[tuple[str, str]], list[str]]:
+    """The checks of a new port, in Neutron's order, and its row (transient: stamped, not bound, not
+    added), its addresses and its groups (checked, without duplicates)."""
     owner = attrs.get("device_owner", "")
     mac = attrs.get("mac_address")
     if mac is None:
@@ -183,18 +229,37 @@ def make_port(tx: Tx, network: models.Network, project: str, attrs: dict[str, An
         port_security_enabled=psec,
         allowed_address_pairs=[{"ip_address": x["ip_address"], "mac_address": x.get("mac_address", mac)}
                                for x in pairs],
-        extra_dhcp_opts=attrs.get("extra_dhcp_opts") or [], binding_host_id=attrs.get("binding:host_id", ""),
+        extra_dhcp_opts=extra_dhcp_opts_created(attrs.get("extra_dhcp_opts")),
+        binding_host_id=attrs.get("binding:host_id", ""),
         binding_profile=attrs.get("binding:profile") or {}, binding_vnic_type=attrs.get("binding:vnic_type",
                                                                                           "normal"))
     stamp_new(tx, p, project, revision=1)
-    p.fixed_ips = []
-    p.sg_bindings = []
-    _set_ips(p, pairs_ips)
-    _set_groups(tx, p, groups, checked=default_groups)
-    bind(tx, p, network)
-    session.add(p)
-    session.flush()
-    return p
+    return p, pairs_ips, _checked_groups(tx, groups or [], checked=default_groups)
+
+
+_PORT_INSERT: Any = insert(models.Port)
+_IP_INSERT: Any = insert(models.IPAllocation)
+_SG_INSERT: Any = insert(models.PortSecurityGroup)
+
+
+def _insert(tx: Tx, p: models.Port, pairs_ips: list[tuple[str, str]], groups: list[str]) -> None:
+    """Write a new (transient) port, its addresses and its group bindings as Core inserts: what the
+    ORM's flush of ``make_port``'s row would write, without its unit of work."""
+    session = tx.session
+    if session.new or session.deleted or session.dirty:
+        session.flush()
+    conn = session.connection()
+    values = vars(p)  # what was set; a column left unset gets its default from the insert, as in a flush
+    conn.execute(_PORT_INSERT, {c.key: values[c.key] for c in _PORT_ATTRS if c.key in values})
+    if pairs_ips:
+        conn.execute(_IP_INSERT, [{"subnet_id": sid, "ip_address": ip, "port_id": p.id, "network_id": p.network_id,
+                                   "seq": i} for i, (sid, ip) in enumerate(pairs_ips)])
+    if groups:
+        conn.execute(_SG_INSERT, [{"port_id": p.id, "security_group_id": g, "seq": i} for i, g in enumerate(groups)])
+
+
+_DHCP_PORT: Any = select(models.Port.id).where(models.Port.network_id == bindparam("network_id"),
+                                               models.Port.device_owner == "network:dhcp").limit(1)
 
 
 def ensure_dhcp_port(tx: Tx, network: models.Network, *, refresh: bool = False) -> None:
@@ -208,8 +273,7 @@ def ensure_dhcp_port(tx: Tx, network: models.Network, *, refresh: bool = False) 
     dhcp_subnets = [s for s in network.subnets if s.enable_dhcp and not ipam.is_slaac(s)]
     if not dhcp_subnets:
         return
-    existing_id = core_scalar(tx, select(models.Port.id).where(models.Port.network_id == network.id,
-                                                               models.Port.device_owner == "network:dhcp").limit(1))
+    existing_id = _scalar(tx, _DHCP_PORT, {"network_id": network.id})
     if existing_id is not None:
         if not refresh:
             return
@@ -235,16 +299,17 @@ def ensure_dhcp_port(tx: Tx, network: models.Network, *, refresh: bool = False) 
 def create_port(tx: Tx, attrs: dict[str, Any]) -> dict[str, Any]:
     project = owner_for_create(tx, attrs)
     network = get_network_row(tx, attrs["network_id"])
-    if (not tx.ctx.is_admin and network.project_id != tx.ctx.project_id and not network.shared):
+    from neutrino.services import rbac
+    if not rbac.network_accessible(tx, network):
         raise not_found("network", network.id)
     owner = attrs.get("device_owner", "")
     if owner in ROUTER_OWNERS and not tx.ctx.is_admin:
         raise invalid(f"Invalid device owner {owner}")
     _network_owner_only(tx, network, "create", attrs)
-    p = make_port(tx, network, project, attrs)
+    view = _create_view(tx, network, project, attrs)
     if not owner.startswith("network:"):
         ensure_dhcp_port(tx, network)
-    return port_dict(p)
+    return view
 
 
 def _network_owner_only(tx: Tx, network: models.Network, action: str, attrs: dict[str, Any]) -> None:
@@ -258,8 +323,82 @@ def _network_owner_only(tx: Tx, network: models.Network, action: str, attrs: dic
                                 neutron_type="PolicyNotAuthorized")
 
 
+# -- ports read as Core rows (listing): no ORM object per row, JSON columns decoded once per distinct text --
+
+_PORTS: Any = models.Port.__table__
+_PORT_ATTRS = tuple(models.Port.__mapper__.column_attrs)
+_IPS: Any = models.IPAllocation.__table__
+_SGS: Any = models.PortSecurityGroup.__table__
+_JSON_COLUMNS = ("tags", "allowed_address_pairs", "extra_dhcp_opts", "binding_profile", "binding_vif_details")
+# the order _view unpacks; the JSON columns read as their stored text (cast: psycopg would decode a
+# json column itself, once per row), which _decoded turns into values once per distinct text
+_VIEW_ORDER = ("id", "project_id", "description", "tags", "created_at", "updated_at", "revision_number", "name",
+               "network_id", "admin_state_up", "mac_address", "status", "device_id", "device_owner",
+               "port_security_enabled", "allowed_address_pairs", "extra_dhcp_opts", "binding_host_id",
+               "binding_profile", "binding_vif_type", "binding_vif_details", "binding_vnic_type")
+_PORT_COLUMNS = tuple(cast(_PORTS.c[n], Text).label(n) if n in _JSON_COLUMNS else _PORTS.c[n] for n in _VIEW_ORDER)
+_DECODED: dict[str, Any] = {}
+
+
+def _decoded(raw: Any) -> Any:
+    """A JSON column's value from its text, decoded once per distinct text (most ports share ``[]``,
+    ``{}`` and a few binding details). The cached value is shared: callers copy it, as port_dict does."""
+    if not isinstance(raw, str):
+        return raw
+    value = _DECODED.get(raw)
+    if value is None:
+        value = json.loads(raw)
+        if len(_DECODED) >= 4096:
+            _DECODED.clear()
+        _DECODED[raw] = value
+    return value
+
+
+def _port_views(tx: Tx, q: Any) -> list[dict[str, Any]]:
+    """The API views of the ports ``q`` (a select of ``_PORT_COLUMNS``) selects, in its order: three
+    statements (ports, their addresses, their groups) whatever the count, as the ORM's selectinload."""
+    session = tx.session
+    if session.new or session.deleted or session.dirty:
+        session.flush()
+    conn = session.connection()
+    rows = conn.execute(q).all()
+    if not rows:
+        return []
+    ids = q.with_only_columns(_PORTS.c.id)
+    ips: dict[str, list[dict[str, str]]] = {}
+    for port_id, subnet_id, ip in conn.execute(
+            select(_IPS.c.port_id, _IPS.c.subnet_id, _IPS.c.ip_address).where(_IPS.c.port_id.in_(ids))
+            .order_by(_IPS.c.seq)).all():
+        ips.setdefault(port_id, []).append({"subnet_id": subnet_id, "ip_address": ip})
+    groups: dict[str, list[str]] = {}
+    for port_id, group_id in conn.execute(
+            select(_SGS.c.port_id, _SGS.c.security_group_id).where(_SGS.c.port_id.in_(ids))
+            .order_by(_SGS.c.seq)).all():
+        groups.setdefault(port_id, []).append(group_id)
+    return [_view(r, ips.get(r[0], []), groups.get(r[0], [])) for r in rows]
+
+
+def _view(r: Any, fixed_ips: list[dict[str, str]], groups: list[str]) -> dict[str, Any]:
+    """``port_dict`` of a Core row of ``_PORT_COLUMNS``."""
+    (pid, project, description, tags, created_at, updated_at, revision, name, network_id, admin_state_up, mac,
+     status, device_id, device_owner, psec, pairs, dhcp_opts, host, profile, vif_type, vif_details, vnic) = r
+    return {
+        "id": pid, "project_id": project, "tenant_id": project, "description": description,
+        "tags": [] if tags == "[]" else list(_decoded(tags) or []), "created_at": created_at,
+        "updated_at": updated_at, "revision_number": revision, "name": name, "network_id": network_id,
+        "admin_state_up": admin_state_up, "mac_address": mac, "status": status, "device_id": device_id,
+        "device_owner": device_owner, "fixed_ips": fixed_ips, "security_groups": groups,
+        "port_security_enabled": psec,
+        "allowed_address_pairs": [] if pairs == "[]" else [dict(x) for x in _decoded(pairs) or []],
+        "extra_dhcp_opts": [] if dhcp_opts == "[]" else list(_decoded(dhcp_opts) or []), "binding:host_id": host,
+        "binding:profile": {} if profile == "{}" else dict(_decoded(profile) or {}), "binding:vif_type": vif_type,
+        "binding:vif_details": {} if vif_details == "{}" else dict(_decoded(vif_details) or {}),
+        "binding:vnic_type": vnic, "ip_allocation": "immediate",
+    }
+
+
 def list_ports(tx: Tx, filters: dict[str, list[str]], page: Page | None = None) -> list[dict[str, Any]]:
-    q = paged(tx, select(models.Port).options(*_loaded()), models.Port, page)
+    q = paged(tx, select(*_PORT_COLUMNS), models.Port, page)
     for key, col in (("id", models.Port.id), ("network_id", models.Port.network_id),
                      ("device_id", models.Port.device_id), ("device_owner", models.Port.device_owner),
                      ("name", models.Port.name), ("mac_address", models.Port.mac_address)):
@@ -268,7 +407,7 @@ def list_ports(tx: Tx, filters: dict[str, list[str]], page: Page | None = None) 
     if not tx.ctx.is_admin:
         own_nets = select(models.Network.id).where(models.Network.project_id == tx.ctx.project_id)
         q = q.where((models.Port.project_id == tx.ctx.project_id) | models.Port.network_id.in_(own_nets))
-    return [port_dict(p) for p in tx.session.scalars(q).all()]
+    return _port_views(tx, q)
 
 
 def get_port(tx: Tx, port_id: str) -> dict[str, Any]:
@@ -319,7 +458,9 @@ def update_port(tx: Tx, port_id: str, attrs: dict[str, Any], revision: int | Non
         chosen = ipam.allocate_for_port(tx, network, list(network.subnets), requested, p.mac_address,
                                         router_port=p.device_owner in ROUTER_OWNERS, ignore_port=p.id)
         _set_ips(p, chosen)
-    for k in ("name", "description", "admin_state_up", "device_id", "device_owner", "extra_dhcp_opts"):
+    if attrs.get("extra_dhcp_opts"):
+        p.extra_dhcp_opts = extra_dhcp_opts_updated(list(p.extra_dhcp_opts or []), attrs["extra_dhcp_opts"])
+    for k in ("name", "description", "admin_state_up", "device_id", "device_owner"):
         if k in attrs:
             setattr(p, k, attrs[k])
     rebind = False
@@ -375,7 +516,7 @@ def _keep_fip_address(tx: Tx, p: models.Port, requested: list[dict[str, Any]] | 
 def delete_port(tx: Tx, port_id: str, revision: int | None = None, *, internal: bool = False) -> None:
     """``internal``: the router or floating-IP code deleting a port it manages, with elevated rights
     (Neutron's l3_db deletes the gateway and floating IP ports with an admin context)."""
-    p = service_port_row(tx, port_id) if internal else get_port_row(tx, port_id)
+    p: Any = service_port_row(tx, port_id) if internal else _port_head(tx, port_id)
     check_revision(p, revision)
     if not internal and p.device_owner in ROUTER_OWNERS:
         owner_exists = (tx.session.get(models.Router, p.device_id) is not None or
@@ -389,8 +530,36 @@ def delete_port(tx: Tx, port_id: str, revision: int | None = None, *, internal: 
         fip.router_id = None
         fip.status = "DOWN"
         bump(fip)
-    tx.session.delete(p)
-    tx.session.flush()
+    from neutrino.services.portforwardings import on_port_deleted  # its forwardings go with it
+    on_port_deleted(tx, p.id)
+    if internal:
+        tx.session.delete(p)
+        tx.session.flush()
+        return
+    session = tx.session
+    session.flush()
+    # one statement: the addresses and group bindings go with it (ON DELETE CASCADE)
+    session.connection().execute(_PORT_DELETE, {"id": p.id})
+    loaded = session.identity_map.get(session.identity_key(models.Port, p.id))
+    if loaded is not None:  # a copy this transaction read before: it is gone, not to be flushed again
+        session.expunge(loaded)
+
+
+_HEAD: Any = select(_PORTS.c.id, _PORTS.c.project_id, _PORTS.c.network_id, _PORTS.c.device_owner,
+                    _PORTS.c.device_id, _PORTS.c.revision_number).where(_PORTS.c.id == bindparam("id"))
+_PORT_DELETE: Any = delete(_PORTS).where(_PORTS.c.id == bindparam("id"))
+
+
+def _port_head(tx: Tx, port_id: str) -> Any:
+    """What deleting a port reads of it (a Core row: id, owner, network, device, revision), found and
+    visible as ``get_port_row`` would find it."""
+    session = tx.session
+    if session.new or session.deleted or session.dirty:
+        session.flush()
+    p: Any = session.connection().execute(_HEAD, {"id": port_id}).first()
+    if p is None or not (visible(tx, p) or _network_owner_sees(tx, p)):
+        raise not_found("port", port_id)
+    return p
 
 
 def set_port_status(tx: Tx, port_id: str, status: str) -> dict[str, Any]:
