@@ -14,22 +14,27 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from neutrino.api import listing
+from neutrino.api import listing, policy
 from neutrino.api.common import base_url, json_response, neutron_error, read_json
-from neutrino.errors import InvalidInput
+from neutrino.errors import InvalidInput, NotAuthorized
 from neutrino.services import (
     agents,
     floatingips,
+    ipavailability,
     networks,
+    portforwardings,
     ports,
     quotas,
+    rbac,
     routers,
+    scheduling,
     securitygroups,
     subnetpools,
     tags,
 )
 from neutrino.services.attributes import (
     DB_INTEGER_MAX,
+    PORT_FORWARDING,
     PROJECT_ID_MAX,
     RESOURCES,
     Resource,
@@ -85,6 +90,8 @@ COLLECTIONS: dict[str, Collection] = {
     "address-scopes": Collection(RESOURCES["address_scope"], subnetpools.create_scope, subnetpools.list_scopes,
                                  subnetpools.get_scope, subnetpools.update_scope, subnetpools.delete_scope,
                                  "address_scope"),
+    "rbac-policies": Collection(RESOURCES["rbac_policy"], rbac.create_policy, rbac.list_policies, rbac.get_policy,
+                                rbac.update_policy, rbac.delete_policy, "rbac_policy"),
 }
 
 EXTENSIONS = (
@@ -113,6 +120,7 @@ EXTENSIONS = (
     ("availability_zone", "Availability Zone"),
     ("network_availability_zone", "Network Availability Zone"),
     ("router_availability_zone", "Router Availability Zone"),
+    ("l3-ha", "HA Router extension"),
     ("quotas", "Quota management support"),
     ("quota_details", "Quota details management support"),
     ("fip-port-details", "Floating IP Port Details Extension"),
@@ -129,6 +137,17 @@ EXTENSIONS = (
     ("default-subnetpools", "Default Subnetpools"),
     ("subnetpool-prefix-ops", "Subnet Pool Prefix Operations"),
     ("address-scope", "Address scope"),
+    ("extra_dhcp_opt", "Neutron Extra DHCP options"),
+    ("dhcp_agent_scheduler", "DHCP Agent Scheduler"),
+    ("l3_agent_scheduler", "L3 Agent Scheduler"),
+    ("rbac-policies", "RBAC Policies"),
+    ("rbac-security-groups", "Add security_group type to network RBAC"),
+    ("network-ip-availability", "Network IP Availability"),
+    ("floating-ip-port-forwarding", "Floating IP Port Forwarding"),
+    ("floating-ip-port-forwarding-description", "Floating IP Port Forwarding new attribute description"),
+    ("floating-ip-port-forwarding-port-ranges", "Floating IP Port Forwarding support port ranges"),
+    ("floating-ip-port-forwarding-detail", "Floating IP port forwarding detail"),
+    ("expose-port-forwarding-in-fip", "Expose Floating IP port forwardings"),
 )
 
 
@@ -173,6 +192,8 @@ class NeutronAPI:
             return _v2_index(request) if method == "GET" else neutron_error(405, "Method not allowed")
         parts[-1] = parts[-1].removesuffix(".json")
         head = parts[0]
+        if method in WRITES and not policy.can_write(ctx):
+            self._refuse_reader(method, parts, ctx)
         if head in COLLECTIONS:
             return await self._collection(request, COLLECTIONS[head], head, parts[1:], ctx)
         if head == "extensions":
@@ -186,10 +207,8 @@ class NeutronAPI:
             return await self._agents(request, parts[1:], ctx)
         if head == "quotas":
             return await self._quotas(request, parts[1:], ctx)
-        if head in ("network-ip-availabilities", "rbac-policies"):
-            if method == "GET" and len(parts) == 1:
-                return json_response({head.replace("-", "_"): []})
-            return neutron_error(404, "The resource could not be found.")
+        if head == "network-ip-availabilities":
+            return self._ip_availabilities(request, parts[1:], ctx)
         return neutron_error(404, "The resource could not be found.")
 
     # -- generic collections ------------------------------------------------------------------------
@@ -218,7 +237,8 @@ class NeutronAPI:
                         page.reverse()
                 else:
                     page, more = listing.apply(items, q, kind=res.singular)
-                body: dict[str, Any] = {res.plural: [listing.project(i, q.fields) for i in page]}
+                body: dict[str, Any] = {res.plural: [
+                    listing.project(policy.visible_attrs(ctx, res.singular, i), q.fields) for i in page]}
                 page_links = listing.links(base_url(request), name, q, page, more)
                 if page_links:
                     body[f"{res.plural}_links"] = page_links
@@ -230,6 +250,8 @@ class NeutronAPI:
         rid = rest[0]
         if len(rest) >= 2 and rest[1] == "tags":
             return await self._tags(request, name, rid, rest[2:], ctx)
+        if len(rest) in (2, 3) and name == "floatingips" and rest[1] == "port_forwardings":
+            return await self._port_forwardings(request, rid, rest[2:], ctx)
         if len(rest) == 2 and name == "routers" and rest[1] in ("add_router_interface", "remove_router_interface"):
             if method != "PUT":
                 return neutron_error(405, "Method not allowed")
@@ -237,6 +259,13 @@ class NeutronAPI:
             with self.cloud.write(ctx) as tx:
                 fn = routers.add_interface if rest[1] == "add_router_interface" else routers.remove_interface
                 return json_response(fn(tx, rid, body))
+        if len(rest) == 2 and (name, rest[1]) in (("networks", "dhcp-agents"), ("routers", "l3-agents")):
+            if method != "GET":
+                return neutron_error(405, "Method not allowed")
+            _scheduling_policy(ctx, f"get_{rest[1]}")
+            with self.cloud.read(ctx) as tx:
+                fn = scheduling.dhcp_agents_of_network if name == "networks" else scheduling.l3_agents_of_router
+                return json_response({"agents": fn(tx, rid)})
         if len(rest) == 2 and name == "subnetpools" and rest[1] in ("add_prefixes", "remove_prefixes"):
             if method != "PUT":
                 return neutron_error(405, "Method not allowed")
@@ -249,20 +278,23 @@ class NeutronAPI:
             fields = [v for k, v in request.query_params.multi_items() if k == "fields"]
             with self.cloud.read(ctx) as tx:
                 item = coll.get(tx, rid)
-            return json_response({res.singular: listing.project(item, fields)})
+            return json_response({res.singular: listing.project(policy.visible_attrs(ctx, res.singular, item),
+                                                                fields)})
         if method == "PUT":
             revision = _revision(request)
             payload = await read_json(request)
             if not isinstance(payload, dict) or res.singular not in payload:
                 raise bad_request(f"Unable to find '{res.singular}' in request body")
             attrs = prepare_body(res, payload[res.singular], create=False)
+            self._check_change(coll, name, rid, "update", ctx, payload[res.singular], attrs)
             with self.cloud.write(ctx) as tx:
                 item = coll.update(tx, rid, attrs, revision)
-            return json_response({res.singular: item})
+            return json_response({res.singular: policy.visible_attrs(ctx, res.singular, item)})
         if method == "DELETE":
             revision = _revision(request)
             if (await request.body()).strip():
                 raise bad_request("Request body is not supported in DELETE.")
+            self._check_change(coll, name, rid, "delete", ctx)
             with self.cloud.write(ctx) as tx:
                 coll.delete(tx, rid, revision)
             return json_response(None, 204)
@@ -276,19 +308,85 @@ class NeutronAPI:
                 raise bad_request("Resources required")
             bodies = [i[res.singular] if isinstance(i, dict) and set(i) == {res.singular} else i for i in items]
             prepared = [prepare_body(res, b, create=True) for b in bodies]
+            for b, p in zip(bodies, prepared, strict=True):
+                self._check_create(res.singular, b, p, ctx)
             with self.cloud.write(ctx) as tx:
                 projects = [p.get("project_id", ctx.project_id) for p in prepared]
                 for proj in set(projects):
                     quotas.check(tx, proj, coll.quota, projects.count(proj))
                 out = [coll.create(tx, attrs) for attrs in prepared]
-            return json_response({res.plural: out}, 201)
+            return json_response({res.plural: [policy.visible_attrs(ctx, res.singular, i) for i in out]}, 201)
         if not isinstance(payload, dict) or res.singular not in payload:
             raise bad_request(f"Unable to find '{res.singular}' in request body")
         attrs = prepare_body(res, payload[res.singular], create=True)
+        self._check_create(res.singular, payload[res.singular], attrs, ctx)
         with self.cloud.write(ctx) as tx:
             quotas.check(tx, attrs.get("project_id", ctx.project_id), coll.quota)
             item = coll.create(tx, attrs)
-        return json_response({res.singular: item}, 201)
+        return json_response({res.singular: policy.visible_attrs(ctx, res.singular, item)}, 201)
+
+    # -- policy (neutrino.api.policy) ------------------------------------------------------------------
+
+    def _refuse_reader(self, method: str, parts: list[str], ctx: Context) -> None:
+        """A write by a caller without the member role: 404 for a resource it cannot see (Neutron looks
+        it up first), else 403 on the action's rule."""
+        head = parts[0]
+        if head == "agents":  # an agent is not found for a non-admin, whatever the method
+            return
+        coll = COLLECTIONS.get(head)
+        singular = coll.resource.singular if coll else head.removesuffix("s").replace("-", "_")
+        if coll is not None and len(parts) >= 2:
+            with self.cloud.read(ctx) as tx:
+                coll.get(tx, parts[1])
+        verb = {"POST": "create", "DELETE": "delete"}.get(method, "update")
+        if len(parts) >= 3 and parts[2] == "tags":
+            rule = f"{verb}_{singular}:tags"
+        elif len(parts) >= 3 and parts[2] == "port_forwardings":
+            rule = f"{verb}_floatingip_port_forwarding"
+        elif len(parts) >= 3:
+            rule = parts[2]  # add_router_interface, add_prefixes...
+        elif head == "quotas":
+            rule = f"{verb}_quota"
+        else:
+            rule = f"{verb}_{singular}"
+        raise policy.denied(rule)
+
+    def _check_create(self, singular: str, raw: Any, attrs: dict[str, Any], ctx: Context) -> None:
+        if ctx.is_admin:
+            return
+        policy.check_create(ctx, singular, raw, attrs)
+        if singular == "port" and isinstance(raw, dict):
+            wanted = policy.net_owner_attrs(raw)
+            if wanted and isinstance(attrs.get("network_id"), str):
+                with self.cloud.read(ctx) as tx:
+                    owner = networks.get_network(tx, attrs["network_id"])["project_id"]
+                if owner != ctx.project_id:
+                    raise policy.denied("create_port", *wanted)
+
+    def _check_change(self, coll: Collection, name: str, rid: str, action: str, ctx: Context, raw: Any = None,
+                      attrs: dict[str, Any] | None = None) -> None:
+        """``update_``/``delete_<resource>`` by a non-admin: the resource must be visible (404), owned
+        (or, for a port, on the caller's network; for a rule, in the caller's group), and the body
+        free of admin-only attributes (403)."""
+        if ctx.is_admin:
+            return
+        singular = coll.resource.singular
+        also: list[str | None] = []
+        with self.cloud.read(ctx) as tx:
+            item = coll.get(tx, rid)
+            if item.get("project_id") != ctx.project_id:
+                if name in ("ports", "subnets") and isinstance(item.get("network_id"), str):
+                    also.append(networks.get_network(tx, item["network_id"]).get("project_id"))
+                if name == "security-group-rules" and isinstance(item.get("security_group_id"), str):
+                    also.append(securitygroups.get_group(tx, item["security_group_id"]).get("project_id"))
+        policy.check_change(ctx, singular, action, item, raw, attrs, also=tuple(also))
+        if singular == "port" and action == "update" and isinstance(raw, dict):
+            wanted = policy.net_owner_attrs(raw)
+            if wanted and ctx.project_id not in also and item.get("project_id") == ctx.project_id:
+                with self.cloud.read(ctx) as tx:
+                    owner = networks.get_network(tx, item["network_id"])["project_id"]
+                if owner != ctx.project_id:
+                    raise policy.denied("update_port", *wanted)
 
     # -- tags -----------------------------------------------------------------------------------------
 
@@ -297,6 +395,12 @@ class NeutronAPI:
             return neutron_error(404, "The resource could not be found.")
         method = request.method
         tag = rest[0] if rest else None
+        if method in WRITES and not ctx.is_admin and coll in COLLECTIONS:  # the resource's owner only
+            with self.cloud.read(ctx) as tx:
+                owner = COLLECTIONS[coll].get(tx, rid).get("project_id")
+            if owner != ctx.project_id:
+                verb = "delete" if method == "DELETE" else "update"
+                raise policy.denied(f"{verb}_{COLLECTIONS[coll].resource.singular}:tags")
         if method == "GET":
             with self.cloud.read(ctx) as tx:
                 if tag is None:
@@ -318,6 +422,52 @@ class NeutronAPI:
             return json_response(None, 204)
         return neutron_error(405, "Method not allowed")
 
+    # -- a floating IP's port forwardings ----------------------------------------------------------------
+
+    async def _port_forwardings(self, request: Request, fip_id: str, rest: list[str], ctx: Context) -> Response:
+        res, method = PORT_FORWARDING, request.method
+        pf_id = rest[0] if rest else None
+        if method == "GET":
+            if pf_id is None:
+                q = listing.parse(request.query_params.multi_items(), res.known() - {"tags"})
+                for k in ("internal_ip_address", "internal_port"):
+                    if k in q.filters:
+                        raise bad_request(f"Port Forwarding filter {k} is not supported.")
+                with self.cloud.read(ctx) as tx:
+                    items = portforwardings.list_pfs(tx, fip_id, {})
+                page, more = listing.apply(items, q, kind="port_forwarding")
+                body: dict[str, Any] = {res.plural: [listing.project(i, q.fields) for i in page]}
+                page_links = listing.links(base_url(request), f"floatingips/{fip_id}/port_forwardings", q, page,
+                                           more)
+                if page_links:
+                    body[f"{res.plural}_links"] = page_links
+                return json_response(body)
+            fields = [v for k, v in request.query_params.multi_items() if k == "fields"]
+            with self.cloud.read(ctx) as tx:
+                item = portforwardings.get_pf(tx, fip_id, pf_id)
+            return json_response({res.singular: listing.project(item, fields)})
+        if method == "POST" and pf_id is None:
+            payload = await read_json(request)
+            if not isinstance(payload, dict) or res.singular not in payload:
+                raise bad_request(f"Unable to find '{res.singular}' in request body")
+            attrs = prepare_body(res, payload[res.singular], create=True)
+            with self.cloud.write(ctx) as tx:
+                item = portforwardings.create_pf(tx, fip_id, attrs)
+            return json_response({res.singular: item}, 201)
+        if method == "PUT" and pf_id is not None:
+            payload = await read_json(request)
+            if not isinstance(payload, dict) or res.singular not in payload:
+                raise bad_request(f"Unable to find '{res.singular}' in request body")
+            attrs = prepare_body(res, payload[res.singular], create=False)
+            with self.cloud.write(ctx) as tx:
+                item = portforwardings.update_pf(tx, fip_id, pf_id, attrs)
+            return json_response({res.singular: item})
+        if method == "DELETE" and pf_id is not None:
+            with self.cloud.write(ctx) as tx:
+                portforwardings.delete_pf(tx, fip_id, pf_id)
+            return json_response(None, 204)
+        return neutron_error(405, "Method not allowed")
+
     # -- extensions, agents, quotas ---------------------------------------------------------------------
 
     def _extensions(self, method: str, rest: list[str]) -> Response:
@@ -330,6 +480,29 @@ class NeutronAPI:
                 return json_response({"extension": _extension(a, n)})
         return neutron_error(404, f"Extension with alias {rest[0]} does not exist", "ExtensionNotFound")
 
+    def _ip_availabilities(self, request: Request, rest: list[str], ctx: Context) -> Response:
+        """Network IP availability: read only, and admin only (Neutron's default policy: for anyone
+        else a listing is empty and a network's is not found)."""
+        if request.method != "GET":
+            return neutron_error(405, "Method not allowed")
+        if len(rest) > 1:
+            return neutron_error(404, "The resource could not be found.")
+        known = ipavailability.FILTERS | {"total_ips", "used_ips", "subnet_ip_availability"}
+        q = listing.parse(request.query_params.multi_items(), known)
+        if not rest:
+            items: list[dict[str, Any]] = []
+            if ctx.is_admin:
+                with self.cloud.read(ctx) as tx:
+                    items = ipavailability.list_availabilities(tx, q.filters)
+            q.filters = {k: v for k, v in q.filters.items() if k not in ipavailability.FILTERS}
+            page, _ = listing.apply(items, q, kind="network_ip_availability")
+            return json_response({"network_ip_availabilities": [listing.project(i, q.fields) for i in page]})
+        if not ctx.is_admin:
+            return neutron_error(404, "The resource could not be found.", "HTTPNotFound")
+        with self.cloud.read(ctx) as tx:
+            item = ipavailability.get_availability(tx, rest[0])
+        return json_response({"network_ip_availability": listing.project(item, q.fields)})
+
     async def _agents(self, request: Request, rest: list[str], ctx: Context) -> Response:
         method = request.method
         if not rest:
@@ -340,10 +513,14 @@ class NeutronAPI:
             q = listing.parse(request.query_params.multi_items(), known)
             if not ctx.is_admin:  # Neutron's policy: agents are admin only; a listing is filtered to nothing
                 return json_response({"agents": []})
+            if "agent_type" in q.filters:  # Neutron on MySQL matches it case-insensitively ("DHCP Agent")
+                q.filters["agent_type"] = agents.canonical_types(q.filters["agent_type"])
             with self.cloud.read(ctx) as tx:
                 items = agents.list_agents(tx, q.filters)
             page, _ = listing.apply(items, q, kind="agent")
             return json_response({"agents": [listing.project(i, q.fields) for i in page]})
+        if len(rest) in (2, 3) and rest[1] in ("dhcp-networks", "l3-routers"):
+            return await self._agent_scheduling(request, rest, ctx)
         if len(rest) > 1 or not ctx.is_admin:  # an agent a caller may not read is not found
             return neutron_error(404, "The resource could not be found.")
         if method == "GET":
@@ -371,15 +548,49 @@ class NeutronAPI:
             return json_response(None, 204)
         return neutron_error(405, "Method not allowed")
 
+    async def _agent_scheduling(self, request: Request, rest: list[str], ctx: Context) -> Response:
+        """``/agents/{id}/dhcp-networks[/{network_id}]`` and ``/agents/{id}/l3-routers[/{router_id}]``
+        (admin only: Neutron's policy ``<action>_dhcp-network(s)``, ``<action>_l3-router(s)``)."""
+        method = request.method
+        agent_id, sub = rest[0], rest[1]
+        dhcp = sub == "dhcp-networks"
+        key = "network_id" if dhcp else "router_id"
+        if len(rest) == 2 and method == "GET":
+            _scheduling_policy(ctx, f"get_{sub}")
+            with self.cloud.read(ctx) as tx:
+                if dhcp:
+                    return json_response({"networks": scheduling.networks_on_agent(tx, agent_id)})
+                return json_response({"routers": scheduling.routers_on_agent(tx, agent_id)})
+        if len(rest) == 2 and method == "POST":
+            _scheduling_policy(ctx, f"create_{sub[:-1]}")
+            body = await read_json(request)
+            if not isinstance(body, dict) or key not in body:
+                raise bad_request(f"Failed to parse request. Required attribute '{key}' not specified")
+            with self.cloud.write(ctx) as tx:
+                add = scheduling.add_network_to_agent if dhcp else scheduling.add_router_to_agent
+                add(tx, agent_id, str(body[key]))
+            return Response(b"null", status_code=201, media_type="application/json")
+        if len(rest) == 3 and method == "DELETE":
+            _scheduling_policy(ctx, f"delete_{sub[:-1]}")
+            with self.cloud.write(ctx) as tx:
+                remove = scheduling.remove_network_from_agent if dhcp else scheduling.remove_router_from_agent
+                remove(tx, agent_id, rest[2])
+            return json_response(None, 204)
+        return neutron_error(405, "Method not allowed")
+
     async def _quotas(self, request: Request, rest: list[str], ctx: Context) -> Response:
         method = request.method
+        if method in WRITES:
+            policy.check_admin(ctx, "delete_quota" if method == "DELETE" else "update_quota")
         if not rest:
+            policy.check_get_quota(ctx, None)
             with self.cloud.read(ctx) as tx:
                 return json_response({"quotas": [{"project_id": p, "tenant_id": p, **quotas.limits(tx, p)}
                                                  for p in quotas.projects_with_quotas(tx)]})
         project = ctx.project_id if rest[0] == "tenant" else rest[0]
         sub = rest[1] if len(rest) > 1 else None
         if method == "GET":
+            policy.check_get_quota(ctx, project)
             with self.cloud.read(ctx) as tx:
                 if sub == "details":
                     return json_response({"quota": quotas.details(tx, project)})
@@ -411,6 +622,14 @@ class NeutronAPI:
 
 AGENT_ATTRS = {"admin_state_up": to_bool, "description": string_or_none(255)}
 QUOTA_VALUE = int_range(-1, DB_INTEGER_MAX)
+
+
+WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def _scheduling_policy(ctx: Context, action: str) -> None:
+    if not ctx.is_admin:
+        raise NotAuthorized(f"rule:{action} is disallowed by policy", neutron_type="PolicyNotAuthorized")
 
 
 def _quota_body(body: Any) -> dict[str, int]:

@@ -28,6 +28,8 @@ from neutrino.host.iptables import TableName
 from neutrino.host.state import ROOT, FileState, HostState, NamespaceState, Origin
 from neutrino.host.sysctl import Sysctl
 from neutrino.plan import naming
+from neutrino.plan.address_scope import with_scope_marks
+from neutrino.plan.dvr import with_dvr
 from neutrino.plan.generation import (
     Generation,
     PlannedChain,
@@ -43,6 +45,8 @@ from neutrino.plan.generation import (
     profile,
     rule,
 )
+from neutrino.plan.l3_ha import plan_l3_ha
+from neutrino.plan.portforward import plan_port_forwardings
 from neutrino.scenarios.model import Host
 from neutrino.services.snapshot import CloudSnapshot, FloatingIP, Port, Router
 
@@ -56,7 +60,9 @@ CONNMARK_MASKS = "--nfmask 0xffff0000 --ctmask 0xffff0000"
 
 
 def router_host(cloud: CloudSnapshot, router: Router) -> str | None:
-    """Where a legacy router runs: its ``host``, else the deployment's network host."""
+    """Where a legacy router runs: its first L3 agent binding's host, else its ``host``, else the network host."""
+    if router.bindings:
+        return router.bindings[0].host
     if router.host:
         return router.host
     net_host = cloud.deployment.network_host()
@@ -275,7 +281,8 @@ def metadata_proxy_path(router_id: str, state_path: str = naming.NEUTRON_STATE_P
 
 def routers_on(cloud: CloudSnapshot, host: str) -> tuple[Router, ...]:
     """The routers the L3 agent on ``host`` serves (admin-down routers are removed by the agent)."""
-    return tuple(r for r in cloud.routers if r.admin_state_up and router_host(cloud, r) == host)
+    return tuple(r for r in cloud.routers if r.admin_state_up and not r.ha and not r.distributed
+                 and router_host(cloud, r) == host)
 
 
 def plan_l3(cloud: CloudSnapshot, host: Host | str, generation: Generation | Profile = Generation.MODERN, *,
@@ -294,6 +301,8 @@ def plan_l3(cloud: CloudSnapshot, host: Host | str, generation: Generation | Pro
         links, root, routes = _devices(cloud, r, prof)
         chains, rules = _iptables(cloud, r, prof, random_fully=random_fully, first_pass=first_pass,
                                   metadata=metadata)
+        rules = with_scope_marks(cloud, r, prof, rules)  # address scopes (plan/address_scope.py)
+        links, chains, rules = plan_port_forwardings(cloud, router, prof, links, chains, rules)
         ruleset, chain_origins = assemble(prof, chains, rules, BUILDER)
         out = out.with_namespace(NamespaceState(ns_name, links=tuple(links), routes=tuple(routes),
                                                 iptables=ruleset, sysctls=_sysctls(prof)))
@@ -308,4 +317,6 @@ def plan_l3(cloud: CloudSnapshot, host: Host | str, generation: Generation | Pro
             origins.append(Origin("file", path, obj, BUILDER))
     if root_links:
         out = out.with_namespace(NamespaceState(ROOT, links=tuple(root_links)))
-    return replace(out, files=tuple(files), origins=tuple(origins))
+    out = replace(out, files=tuple(files), origins=tuple(origins))
+    out = with_dvr(cloud, name, prof, out, random_fully=random_fully)  # distributed routers (plan/dvr.py)
+    return plan_l3_ha(cloud, name, prof, out, random_fully=random_fully, metadata=metadata)  # HA routers

@@ -476,23 +476,100 @@ def oneline(max_len: int, *, allow_none: bool = False) -> Conv:
 _DHCP_OPT = dict_items({"opt_name": oneline(64)}, {"opt_value": oneline(255, allow_none=True),
                                                    "ip_version": Conv(lambda v: one_of(4, 6)(to_int(v)),
                                                                       {"enum": [4, 6]})})
-_DHCP_OPT_BLANK = dict_items({"opt_name": one_of("router", "classless-static-route")},
-                             {"opt_value": string_or_none(255),
-                              "ip_version": Conv(lambda v: one_of(4, 6)(to_int(v)), {"enum": [4, 6]})})
+#: the options whose value may be blank (``extra_dhcp_opt``'s ``VALID_BLANK_EXTRA_DHCP_OPTS``)
+BLANKABLE_DHCP_OPTS = ("router", "classless-static-route")
+
+
+def _dhcp_opt_invalid(message: str) -> InvalidInput:
+    """The validator raises Neutron's ``InvalidInput`` itself, outside the attribute's ``Reason:``."""
+    return InvalidInput(f"Invalid input for operation: {message}.", neutron_type="InvalidInput")
+
+
+def _oneline_ok(v: Any, max_len: int) -> bool:
+    return isinstance(v, str) and bool(v.strip()) and len(v) <= max_len and len(v.splitlines()) <= 1
+
+
+def _dhcp_opt_spec(d: dict[str, Any], blank: bool) -> bool:
+    """One of ``EXTRA_DHCP_OPT_KEY_SPECS``, as ``validate_dict`` checks it (``ip_version`` converted in place)."""
+    if "opt_name" not in d or "opt_value" not in d or any(k not in ("opt_name", "opt_value", "ip_version")
+                                                          for k in d):
+        return False
+    name, value = d["opt_name"], d["opt_value"]
+    if blank:
+        if not isinstance(name, str) or name not in BLANKABLE_DHCP_OPTS:
+            return False
+        if value is not None and (not isinstance(value, str) or len(value) > 255):
+            return False
+    elif not _oneline_ok(name, 64) or (value is not None and not _oneline_ok(value, 255)):
+        return False
+    if "ip_version" in d:
+        try:
+            d["ip_version"] = int(d["ip_version"])
+        except (TypeError, ValueError):
+            raise _dhcp_opt_invalid(f"'{d['ip_version']}' is not an integer") from None
+        if d["ip_version"] not in (4, 6):
+            return False
+    return True
 
 
 def _dhcp_opt(v: Any) -> dict[str, Any]:
-    """``type:list_of_any_key_specs_or_none`` over ``EXTRA_DHCP_OPT_KEY_SPECS``."""
-    try:
-        return _DHCP_OPT(v)
-    except ValueError as first:
-        try:
-            return _DHCP_OPT_BLANK(v)
-        except ValueError:
-            raise first from None
+    """One item of ``type:list_of_any_key_specs_or_none`` over ``EXTRA_DHCP_OPT_KEY_SPECS``: the
+    blankable spec (``router``, ``classless-static-route``: any string or null), then the general
+    one (a one-line non-empty string or null); neither: ``No valid key specs matched for: {...}``."""
+    if not isinstance(v, dict):
+        raise _dhcp_opt_invalid(f"No valid key specs matched for: {v}")
+    d = dict(v)
+    if _dhcp_opt_spec(d, True) or _dhcp_opt_spec(d, False):
+        return d
+    raise _dhcp_opt_invalid(f"No valid key specs matched for: {d}")
+
+
+def _dhcp_opts(v: Any) -> list[dict[str, Any]]:
+    if v is None:
+        return []
+    if not isinstance(v, list):
+        raise _dhcp_opt_invalid(f"'{v}' is not a list")
+    dups: list[Any] = []
+    for i, x in enumerate(v):
+        if x in v[:i] and x not in dups:
+            dups.append(x)
+    if dups:
+        raise _dhcp_opt_invalid(f"Duplicate items in the list: '{', '.join(str(d) for d in dups)}'")
+    return [_dhcp_opt(x) for x in v]
 
 
 dhcp_opt = Conv(_dhcp_opt, _DHCP_OPT.schema)
+dhcp_opts = Conv(_dhcp_opts, _nullable({"type": "array", "items": _DHCP_OPT.schema}))
+
+
+def _dhcp_opt_kept(name: str, value: str | None) -> bool:
+    """``_is_valid_opt_value``: a blankable option is kept unless null, any other unless empty."""
+    return value is not None if name in BLANKABLE_DHCP_OPTS else bool(value)
+
+
+def extra_dhcp_opts_created(requested: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """A new port's options as ``ExtraDhcpOptMixin`` stores them (``ip_version`` 4 when not given)."""
+    return [{"opt_name": o["opt_name"], "opt_value": o["opt_value"], "ip_version": o.get("ip_version", 4)}
+            for o in requested or [] if _dhcp_opt_kept(o["opt_name"], o["opt_value"])]
+
+
+def extra_dhcp_opts_updated(current: list[dict[str, Any]], requested: list[dict[str, Any]] | None
+                            ) -> list[dict[str, Any]]:
+    """``_update_extra_dhcp_opts_on_port``: each requested option replaces the one of the same name
+    and IP version (a null value deletes it), or is added; an empty request changes nothing."""
+    out = [dict(o) for o in current]
+    for upd in requested or []:
+        version = upd.get("ip_version", 4)
+        match = next((o for o in out if o["opt_name"] == upd["opt_name"] and o.get("ip_version", 4) == version),
+                     None)
+        if match is not None:
+            if upd["opt_value"] is None:
+                out.remove(match)
+            elif _dhcp_opt_kept(match["opt_name"], upd["opt_value"]):
+                match["opt_value"] = upd["opt_value"]
+        elif _dhcp_opt_kept(upd["opt_name"], upd["opt_value"]):
+            out.append({"opt_name": upd["opt_name"], "opt_value": upd["opt_value"], "ip_version": version})
+    return out
 
 _AZ_NAME = re.compile(r"^[a-zA-Z0-9_.:-]{1,255}$")
 
@@ -607,7 +684,7 @@ PORT = Resource("port", "ports", {
     "security_groups": Attr(default=MISSING, convert=list_or_none(to_uuid, unique=True), kind="list"),
     "port_security_enabled": Attr(default=MISSING, convert=to_bool, kind="bool"),
     "allowed_address_pairs": Attr(default=[], convert=list_or_none(address_pair_conv, max_len=10), kind="list"),
-    "extra_dhcp_opts": Attr(default=[], convert=list_or_none(dhcp_opt), kind="list"),
+    "extra_dhcp_opts": Attr(default=[], convert=dhcp_opts, kind="list"),
     "binding:host_id": Attr(default="", convert=Conv(lambda v: "" if v is None else string(255)(v),
                                                      _nullable(string(255).schema))),
     "binding:profile": Attr(default={}, convert=to_dict_or_empty),
@@ -759,8 +836,69 @@ ADDRESS_SCOPE = Resource("address_scope", "address_scopes", {
     "ip_version": Attr(put=False, required=True, convert=IP_VERSION, kind="int"),
 })
 
+PF_PROTOCOLS = ("dccp", "icmp", "ipv6-icmp", "sctp", "tcp", "udp")  # neutron-lib's IPTABLES_PROTOCOL_MAP
+
+
+def _pf_protocol(v: Any) -> str:
+    """``convert_to_protocol`` then ``type:values`` (the names iptables knows)."""
+    if isinstance(v, str) and v.lower() in PF_PROTOCOLS:
+        return v.lower()
+    if isinstance(v, (str, int)) and not isinstance(v, bool) and re.fullmatch(r"\d{1,3}", str(v)) \
+            and int(v) <= 255:
+        raise ValueError(f"{v} is not in {list(PF_PROTOCOLS)}")
+    raise ValueError(f"IP protocol '{v}' is not supported. Only protocol names and their integer representation "
+                     "(0 to 255) are supported")
+
+
+def _pf_port(v: Any) -> int | None:
+    """``type:range_or_none`` (1, 65535) after ``convert_to_int``."""
+    return None if v is None else PF_PORT(v)  # type: ignore[no-any-return]
+
+
+def _pf_port_range(v: Any) -> str | None:
+    """``type:port_range`` (1, 65535): ``N`` or ``N:M`` with N <= M, given back as ``N:M``."""
+    if v is None:
+        return None
+    parts = str(v).split(":")
+    if len(parts) > 2 or any(p == "" for p in parts):
+        raise ValueError("Port range must be two integers separated by a colon")
+    for p in parts:
+        if not p.isdigit() or not 0 <= int(p) <= 65535:
+            raise ValueError(f"Invalid port: {p}")
+        if not 1 <= int(p) <= 65535:
+            raise ValueError(f"Invalid port: {p}, the port must be in the range [1, 65535]")
+    if len(parts) > 1 and int(parts[0]) > int(parts[1]):
+        raise ValueError("First port in a port range must be lower than the second port")
+    return f"{int(parts[0])}:{int(parts[-1])}"
+
+
+PF_PORT = int_range(1, 65535)
+
+# a floating IP's sub-resource (/v2.0/floatingips/{id}/port_forwardings): not among RESOURCES, whose
+# members are top-level collections
+PORT_FORWARDING = Resource("port_forwarding", "port_forwardings", {
+    "external_port": Attr(default=None, convert=Conv(_pf_port, _nullable(PF_PORT.schema)), kind="int"),
+    "internal_port": Attr(default=None, convert=Conv(_pf_port, _nullable(PF_PORT.schema)), kind="int"),
+    "external_port_range": Attr(default=None, convert=Conv(_pf_port_range, {
+        "type": "string", "pattern": "^[0-9]{1,5}(:[0-9]{1,5})?$", "nullable": True})),
+    "internal_port_range": Attr(default=None, convert=Conv(_pf_port_range, {
+        "type": "string", "pattern": "^[0-9]{1,5}(:[0-9]{1,5})?$", "nullable": True})),
+    "internal_ip_address": Attr(default=None, convert=to_ip_or_none),
+    "protocol": Attr(required=True, convert=Conv(_pf_protocol, {"type": "string", "enum": list(PF_PROTOCOLS)})),
+    "internal_port_id": Attr(required=True, convert=to_uuid),
+    "description": DESCRIPTION,
+})
+
+# object_type and target_tenant are checked by the service (services.rbac), in Neutron's wording
+RBAC_POLICY = Resource("rbac_policy", "rbac_policies", {
+    "object_type": Attr(put=False, default=None),
+    "object_id": Attr(put=False, required=True, convert=to_uuid),
+    "target_tenant": Attr(required=True),
+    "action": Attr(put=False, required=True, convert=string(255)),
+})
+
 RESOURCES = {r.singular: r for r in (NETWORK, SUBNET, PORT, ROUTER, FLOATINGIP, SECURITY_GROUP,
-                                     SECURITY_GROUP_RULE, SUBNETPOOL, ADDRESS_SCOPE)}
+                                     SECURITY_GROUP_RULE, SUBNETPOOL, ADDRESS_SCOPE, RBAC_POLICY)}
 
 
 def prepare_body(res: Resource, body: Any, *, create: bool, fill_defaults: bool = True) -> dict[str, Any]:

@@ -72,6 +72,8 @@ def not_found(kind: str, ident: str) -> NotFound:
         "agent": ("AgentNotFound", f"Agent {ident} could not be found."),
         "subnetpool": ("SubnetPoolNotFound", f"Subnet pool {ident} could not be found."),
         "address_scope": ("AddressScopeNotFound", f"Address scope {ident} could not be found."),
+        "rbac_policy": ("RbacPolicyNotFound", f"RBAC policy of type unknown with ID {ident} not found"),
+        "port_forwarding": ("PortForwardingNotFound", f"Port Forwarding {ident} could not be found."),
     }
     t, m = messages.get(kind, ("NotFound", f"{kind} {ident} could not be found."))
     return NotFound(m, neutron_type=t)

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from neutrino.db import models
-from neutrino.services import ipam
+from neutrino.services import dvr, ipam, l3_ha, scheduling
 from neutrino.services.core import (
     Tx,
     bad_request,
@@ -46,7 +46,7 @@ def router_dict(r: models.Router, gw_port: models.Port | None) -> dict[str, Any]
     d.update({"name": r.name, "admin_state_up": r.admin_state_up, "status": r.status,
               "external_gateway_info": info, "routes": [dict(x) for x in r.routes],
               "availability_zone_hints": list(r.availability_zone_hints or []), "availability_zones": ["nova"],
-              "distributed": False, "ha": False, "flavor_id": None})
+              "distributed": bool(r.distributed), "ha": bool(r.ha), "flavor_id": None})
     return d
 
 
@@ -121,8 +121,8 @@ def _set_gateway(tx: Tx, r: models.Router, info: dict[str, Any] | None) -> None:
                            f"{r.gw_network_id} is required by one or more floating IPs.")
         if r.gw_port_id:
             delete_port(tx, r.gw_port_id, internal=True)
-    if not network.subnets:
-        raise bad_request("router", f"No IPs available for external network {network.id}")
+    # an external network without subnets still takes a gateway port, with no address (Neutron's
+    # l3_db._create_router_gw_port only logs "No IPs available for external network")
     for item in requested or []:
         if item.get("ip_address"):
             for s in network.subnets:
@@ -159,11 +159,18 @@ def create_router(tx: Tx, attrs: dict[str, Any]) -> dict[str, Any]:
     stamp_new(tx, r, project, revision=1)
     tx.session.add(r)
     tx.session.flush()
+    if l3_ha.ha_requested(tx, attrs):
+        l3_ha.make_ha(tx, r)
+    if dvr.distributed_requested(tx, attrs):
+        dvr.apply_distributed(tx, r, True)
+    scheduling.schedule_router(tx, r)
     if attrs.get("external_gateway_info"):
         _set_gateway(tx, r, attrs["external_gateway_info"])
     if attrs.get("routes"):
         _validate_routes(tx, r, attrs["routes"])
         r.routes = attrs["routes"]
+    if r.distributed:
+        dvr.sync_ports(tx, r)
     return _dict(tx, r)
 
 
@@ -189,6 +196,8 @@ def get_router(tx: Tx, router_id: str) -> dict[str, Any]:
 def update_router(tx: Tx, router_id: str, attrs: dict[str, Any], revision: int | None = None) -> dict[str, Any]:
     r = get_router_row(tx, router_id)
     check_revision(r, revision)
+    ha_change = l3_ha.check_ha_change(tx, r, attrs)
+    dvr_change = dvr.check_distributed_change(tx, r, attrs)
     if "external_gateway_info" in attrs:
         _set_gateway(tx, r, attrs["external_gateway_info"])
     if "routes" in attrs:
@@ -197,6 +206,11 @@ def update_router(tx: Tx, router_id: str, attrs: dict[str, Any], revision: int |
     for k in ("name", "description", "admin_state_up"):
         if k in attrs:
             setattr(r, k, attrs[k])
+    l3_ha.apply_ha_change(tx, r, ha_change)
+    if dvr_change is not None:
+        dvr.apply_distributed(tx, r, dvr_change)
+    if r.distributed or dvr_change is not None:
+        dvr.sync_ports(tx, r)
     bump(r)
     return _dict(tx, r)
 
@@ -211,6 +225,10 @@ def delete_router(tx: Tx, router_id: str, revision: int | None = None) -> None:
         raise conflict("RouterInUse", f"Router {r.id} is still in use by one or more floating IPs.")
     if r.gw_port_id:
         delete_port(tx, r.gw_port_id, internal=True)
+    if r.ha:
+        l3_ha.drop_ha(tx, r)
+    if r.distributed:
+        dvr.release(tx, r)
     tx.session.delete(r)
 
 
@@ -261,6 +279,8 @@ def add_interface(tx: Tx, router_id: str, body: Any) -> dict[str, Any]:
             bind(tx, port, get_network_row(tx, port.network_id))
         bump(port)
         bump(r)
+        if r.distributed:
+            dvr.sync_ports(tx, r)
         return _interface_info(r, port, [s.id for s in subnets])
     assert subnet_id is not None
     subnet = get_subnet_row(tx, subnet_id)
@@ -275,6 +295,8 @@ def add_interface(tx: Tx, router_id: str, body: Any) -> dict[str, Any]:
         "fixed_ips": [{"subnet_id": subnet.id, "ip_address": subnet.gateway_ip}],
         "port_security_enabled": False, "security_groups": [], "binding:host_id": r.host})
     bump(r)
+    if r.distributed:
+        dvr.sync_ports(tx, r)
     return _interface_info(r, port, [subnet.id])
 
 
@@ -314,6 +336,8 @@ def remove_interface(tx: Tx, router_id: str, body: Any) -> dict[str, Any]:
         info = _interface_info(r, port, sids)
         delete_port(tx, port.id, internal=True)
         bump(r)
+        if r.distributed:
+            dvr.sync_ports(tx, r)
         return info
     assert subnet_id is not None
     get_subnet_row(tx, subnet_id)
@@ -330,6 +354,8 @@ def remove_interface(tx: Tx, router_id: str, body: Any) -> dict[str, Any]:
     else:
         delete_port(tx, port.id, internal=True)
     bump(r)
+    if r.distributed:
+        dvr.sync_ports(tx, r)
     return info
 
 
