@@ -60,7 +60,7 @@ from typing import Any
 
 import yaml
 
-from neutrino.answers.objects import ImportedNames, Names, annotate
+from neutrino.answers.objects import ImportedNames, Names, annotate, flow_origins, origins_of
 from neutrino.answers.objects import empty_cloud as empty_cloud  # the CLI's snapshot for an imported world
 from neutrino.errors import InvalidInput
 from neutrino.scenarios.model import Identity
@@ -256,13 +256,28 @@ def _why(trace: Trace, names: Names) -> str:
     return f"{reason}" + (f" at {v.where}" if v.where else "") + (f": {v.obj}" if v.obj else "")
 
 
+def _flows(world: World) -> dict[tuple[str, str], str]:
+    """The planners' objects of the world's flows (the openvswitch firewall's drops are named by
+    the port whose flows dropped them): from the host states the world holds, else from the state
+    folder's ``hosts/NAME/origins.json``."""
+    from neutrino import store
+
+    hosts = world.hosts
+    known = hosts.known() if hasattr(hosts, "known") else dict(hosts)
+    flows = origins_of(known.values())
+    missing = [h for h in hosts if h not in known]
+    if missing and store.hosts_dir().is_dir():
+        flows.update(flow_origins(store.hosts_dir(), missing))
+    return flows
+
+
 def matrix(world: World, cloud: CloudSnapshot, protocols: Sequence[str] = DEFAULT_PROTOCOLS, *,
            outside: bool = True, exhaustive: bool = False, hosts: bool = True, routers: bool = True,
            ends: tuple[Sequence[Endpoint], Sequence[Endpoint]] | None = None) -> list[Cell]:
     """Every cell, per protocol, row by row (``ends``: the endpoints, if already at hand). An
     imported world's (no snapshot to class its instances by) is traced pair by pair."""
     imported = bool(getattr(world, "imported", False))
-    names: Names = ImportedNames.of_world(world) if imported else Names(cloud)
+    names: Names = ImportedNames.of_world(world) if imported else Names(cloud, _flows(world))
     exhaustive = exhaustive or imported
     srcs, dsts = ends if ends is not None else endpoints(world, cloud, outside=outside, hosts=hosts,
                                                           routers=routers)

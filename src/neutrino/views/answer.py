@@ -130,9 +130,13 @@ def _simulated(host: HostState, cmd: Command, world: World | None, state: Path |
                 return None
 
         return ofproto_trace(host, req, learned), ""
-    ns = _namespace(host, cmd)
     if cmd.view is View.CONNTRACK_L:
+        # a planned host's root namespace, even one whose devices and rules were not planned (the
+        # openvswitch firewall's hosts): its table holds what the OVS bridges track
+        root = cmd.netns == ROOT and host.namespace(ROOT) is None and planned(host)
+        ns = NamespaceState(ROOT) if root else _namespace(host, cmd)
         return _conntrack(host, ns, cmd, world, state)
+    ns = _namespace(host, cmd)
     return _tcpdump(host, ns, cmd, world, state)
 
 
@@ -169,7 +173,7 @@ def _fdb_show(host: HostState, cmd: Command, world: World | None, state: Path | 
 def _conntrack(host: HostState, ns: NamespaceState, cmd: Command, world: World | None,
                state: Path | None) -> tuple[str, str]:
     from neutrino.views.conntrack import conntrack_list, parse_conntrack_args
-    from neutrino.views.tcpdump import kept_trace
+    from neutrino.views.tcpdump import kept_trace, ovs_connections
 
     q = parse_conntrack_args(cmd.args)
     if world is None and planned(host):
@@ -181,7 +185,10 @@ def _conntrack(host: HostState, ns: NamespaceState, cmd: Command, world: World |
         raise NotCaptured(f"host {host.name}: conntrack -L: the simulator keeps the connection tables of the "
                           "planned hosts of the cloud kept here, not of an imported host")
     nf = w.netfilter(host.name, ns.name)
-    return conntrack_list(nf.conntrack.entries() if nf is not None else (), q)
+    conns = list(nf.conntrack.entries()) if nf is not None else []
+    if ns.name == ROOT:  # the kernel datapath's ct() connections (the openvswitch firewall's), zone=N
+        conns.extend(ovs_connections(w, host.name))
+    return conntrack_list(conns, q)
 
 
 def _tcpdump(host: HostState, ns: NamespaceState, cmd: Command, world: World | None,

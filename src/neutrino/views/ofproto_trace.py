@@ -13,7 +13,10 @@ world is given, and the trace changes nothing in it.
 What is OVS's and what is not: the tables visited, the flows and their actions, NORMAL's decision
 (``forwarding to learned port`` / ``no learned MAC for destination, flooding``) and the datapath
 actions (VLAN pushes and pops, outputs, the kernel tunnel's ``set(tunnel(...))``) follow OVS for a
-kernel datapath. The megaflow is an approximation (the fields the visited flows and NORMAL looked
+kernel datapath. A ``ct()`` leaves the packet untracked after a datapath ``ct(...)``; one with
+``table=N`` forks it (``recirc(0xK)``), and each fork is traced after the pass that made it, under
+OVS's banner, thawed at table N as ``trk|new`` in its zone (OVS's default without ``--ct-next``).
+The megaflow is an approximation (the fields the visited flows and NORMAL looked
 at): OVS's own wildcarding depends on its classifier's staged lookups.
 """
 
@@ -28,13 +31,26 @@ from typing import Any
 
 from neutrino.errors import InvalidInput, NotFound
 from neutrino.host.openflow import Action, Flow, Output, ReservedPort
-from neutrino.host.openflow_actions import format_action
-from neutrino.host.openflow_fields import Mac, port_name_text
+from neutrino.host.openflow_actions import Ct, Load, SetField, format_action
+from neutrino.host.openflow_fields import Mac, field_info, port_name_text, value_to_int
 from neutrino.host.openflow_match import format_match
 from neutrino.host.ovs_datapath import datapaths_of
 from neutrino.host.ovsdb import Bridge, Interface, OvsdbShow, Port
 from neutrino.host.state import HostState
-from neutrino.sim.ovs import Meta, OvsBridgeSim
+from neutrino.sim.ovs import (
+    _CT_EST,
+    _CT_INV,
+    _CT_NEW,
+    _CT_REL,
+    _CT_TRK,
+    MAX_RESUBMIT_DEPTH,
+    Meta,
+    OvsBridgeSim,
+    _bits,
+    _Ctx,
+    _Loop,
+    _Run,
+)
 from neutrino.sim.ovs_normal import OFPP_LOCAL, PortKind, SimPort
 from neutrino.sim.packets import (
     ARP,
@@ -341,13 +357,35 @@ class _Out:
     meta: Meta
 
 
+@dataclass(frozen=True, slots=True)
+class _DpAction:
+    """A datapath action that is not an output (``ct(...)``, ``recirc(...)``), in its place."""
+
+    text: str
+
+
+@dataclass
+class _Recirc:
+    """A ``ct(table=N)``'s fork: the packet as it left conntrack, resumed at ``table`` after the
+    pass that forked it (OVS's frozen state, thawed)."""
+
+    ident: int
+    bridge: _TracingBridge
+    in_port: str
+    table: int
+    frame: Ethernet
+    meta: Meta
+
+
 class _Recorder:
     def __init__(self, bridges: Callable[[str], _TracingBridge | None], peers: Mapping[tuple[str, str], tuple[str, str]]
                  ) -> None:
         self.bridges = bridges
         self.peers = peers  # (bridge, patch port) -> (peer bridge, peer port)
         self.stack: list[list[Node]] = []
-        self.outputs: list[_Out] = []
+        self.outputs: list[_Out | _DpAction] = []
+        self.recircs: list[_Recirc] = []  # shared by the passes: the forks still to trace
+        self.ct_match = ""  # the first ct_state a visited flow matched (the resumed pass's megaflow)
         self.looked_at: dict[str, None] = {}  # match fields the visited flows tested (for the megaflow)
         self.normal = False
         self.depth = 0
@@ -396,7 +434,10 @@ class _TracingBridge(OvsBridgeSim):
         node = Node(TABLE, text)
         self.rec.here.append(node)
         for mf in flow.match:
-            self.rec.looked_at[format_match((mf,)).split("=", 1)[0]] = None
+            said = format_match((mf,))
+            self.rec.looked_at[said.split("=", 1)[0]] = None
+            if said.startswith("ct_state=") and not self.rec.ct_match:
+                self.rec.ct_match = said
         self.rec.stack.append(node.subs)
         try:
             if not flow.actions:
@@ -413,6 +454,41 @@ class _TracingBridge(OvsBridgeSim):
             self.rec.here.append(Node(WARN, "Nonexistent output port"))
         self._follow(run)
         return said
+
+    def _ct_untracked(self, a: Ct, ctx: Any, run: Any, depth: int, zone: int) -> str:  # noqa: ANN401
+        """``ct()`` as OVS's translation reports it: the packet leaves the pipeline untracked (its
+        conntrack fields cleared) after a datapath ``ct(...)``; with ``table=N`` a fork of it is
+        frozen, to be resumed at table N after this pass as ``trk|new`` (no ``--ct-next`` here)."""
+        here = self.rec.here
+        here.append(Node(ACTION, "drop"))
+        if a.table is not None:
+            here.append(Node(DETAIL, "A clone of the packet is forked to recirculate. The forked pipeline will "
+                                     f"be resumed at table {a.table}."))
+        here.append(Node(DETAIL, "Sets the packet to an untracked state, and clears all the conntrack fields."))
+        self.rec.outputs.append(_DpAction(_dp_ct(a, zone)))
+        if a.table is not None:
+            ident = len(self.rec.recircs) + 1
+            self.rec.outputs.append(_DpAction(f"recirc({ident:#x})"))
+            by_number = {p.number: p for p in self._by_name.values()}
+            port = by_number.get(ctx.in_port)
+            state = ctx.ct_state if ctx.ct_state & (_CT_NEW | _CT_EST | _CT_REL | _CT_INV) else _CT_NEW
+            meta = Meta(tun_id=ctx.tun_id or None, registers=_registers(ctx.regs), metadata=ctx.metadata,
+                        pkt_mark=ctx.pkt_mark, ct_state=state | _CT_TRK, ct_zone=zone)
+            if port is not None:
+                self.rec.recircs.append(_Recirc(ident, self, port.name, a.table, ctx.frame, meta))
+        ctx.ct_state = ctx.ct_zone = ctx.ct_mark = ctx.ct_label = 0
+        return "ct: the packet goes on untracked" + (f", a fork resumes at table {a.table}" if a.table else "")
+
+    def resume(self, r: _Recirc) -> None:
+        """Trace the fork ``r`` froze, from its table."""
+        port = self._by_name[r.in_port]
+        ctx = _Ctx(r.frame, port.number, r.meta)
+        run = _Run()
+        self.top_ctx = ctx
+        try:
+            self._table(ctx, r.table, run, 0)
+        except _Loop:
+            self.rec.here.append(Node(ERROR, f"over max translation depth {MAX_RESUBMIT_DEPTH}"))
 
     def _follow(self, run: Any) -> None:  # noqa: ANN401
         """Send on the copies not sent on yet: a patch port's into its peer bridge (traced there),
@@ -476,6 +552,46 @@ def _normal_nodes(detail: str) -> list[Node]:
 # --- datapath actions ------------------------------------------------------------------------------
 
 
+_CT_FLAG_NAMES = ((0x01, "new"), (0x02, "est"), (0x04, "rel"), (0x08, "rpl"), (0x10, "inv"), (0x20, "trk"),
+                  (0x40, "snat"), (0x80, "dnat"))
+
+
+def _registers(regs: Sequence[int]) -> tuple[int, ...]:
+    return tuple(regs[:max((i + 1 for i, v in enumerate(regs) if v), default=0)])
+
+
+def _dp_ct(a: Ct, zone: int) -> str:
+    """The datapath's ``ct(...)`` for the OpenFlow action: commit, the zone's number, the mark an
+    ``exec`` sets (value/mask), nat."""
+    parts = ["commit"] if a.commit else []
+    if zone:
+        parts.append(f"zone={zone}")
+    for x in a.exec_ if a.commit else ():
+        if isinstance(x, SetField) and x.field == "ct_mark":
+            mask = value_to_int(x.mask) if x.mask is not None else 0xFFFFFFFF
+            parts.append(f"mark={value_to_int(x.value) & mask:#x}/{mask:#x}")
+        elif isinstance(x, Load) and field_info(x.dst.field) is not None:
+            info, off, n = _bits(x.dst)
+            if info.name == "ct_mark":
+                mask = ((1 << n) - 1) << off
+                parts.append(f"mark={(x.value << off) & mask:#x}/{mask:#x}")
+    if a.nat is not None:
+        parts.append("nat")
+    return f"ct({','.join(parts)})" if parts else "ct"
+
+
+def _ct_prefix(ident: int, state: int, zone: int, mark: int) -> str:
+    """What a resumed pass's flow says first: its recirculation id and conntrack fields."""
+    parts = [f"recirc_id={ident:#x}"]
+    if state:
+        parts.append("ct_state=" + "|".join(n for bit, n in _CT_FLAG_NAMES if state & bit))
+    if zone:
+        parts.append(f"ct_zone={zone}")
+    if mark:
+        parts.append(f"ct_mark={mark:#x}")
+    return ",".join(parts) + ",eth,"
+
+
 def _dp_numbers(show: OvsdbShow | None) -> dict[str, int]:
     if show is None:
         return {}
@@ -493,7 +609,7 @@ def _tunnel_type(bridges: Mapping[str, Bridge], bridge: str, port: str) -> str:
     return iface.type if iface is not None and iface.type else "gre"
 
 
-def _datapath_actions(start: Ethernet, outs: Sequence[_Out], numbers: Mapping[str, int],
+def _datapath_actions(start: Ethernet, outs: Sequence[_Out | _DpAction], numbers: Mapping[str, int],
                       bridges: Mapping[str, Bridge], names: bool) -> str:
     if not outs:
         return "drop"
@@ -507,6 +623,9 @@ def _datapath_actions(start: Ethernet, outs: Sequence[_Out], numbers: Mapping[st
         return str(numbers[name])
 
     for o in outs:
+        if isinstance(o, _DpAction):
+            acts.append(o.text)
+            continue
         before, after = _tci(cur), _tci(o.frame)
         if before != after:
             if before:
@@ -659,13 +778,54 @@ def ofproto_trace(host: HostState, req: TraceRequest, learned: Callable[[str], O
             registers=tuple(ctx.regs[:max((i + 1 for i, v in enumerate(ctx.regs) if v), default=0)]),
             metadata=ctx.metadata, pkt_mark=ctx.pkt_mark)
     final = flow_text(final_frame, in_text, final_meta)
+    numbers = _dp_numbers(host.ovs.show if isinstance(host.ovs.show, OvsdbShow) else None)
     out = [f"Flow: {first}\n", print_nodes([root])]
     out.append(f"\nFinal flow: {'unchanged' if final == first else final}\n")
     out.append(f"Megaflow: {_megaflow(frame, in_text, rec.looked_at, rec.normal, meta)}\n")
-    actions = _datapath_actions(frame, rec.outputs, _dp_numbers(host.ovs.show if isinstance(host.ovs.show, OvsdbShow)
-                                                                else None), bridges, req.names)
-    out.append(f"Datapath actions: {actions}\n")
+    out.append(f"Datapath actions: {_datapath_actions(frame, rec.outputs, numbers, bridges, req.names)}\n")
+    done = 0
+    while done < len(rec.recircs) and done < 64:  # each ct(table=N)'s fork, as OVS traces it after
+        r = rec.recircs[done]
+        done += 1
+        out.append(_resumed(r, rec, bridge, numbers, bridges, req.names))
     return "".join(out)
+
+
+_RULE = "=" * 79
+
+
+def _resumed(r: _Recirc, first: _Recorder, bridge: Callable[[str], _TracingBridge | None],
+             numbers: Mapping[str, int], bridges: Mapping[str, Bridge], names: bool) -> str:
+    """One recirculation's trace: the banner, the thawed packet's flow, the tables from the one
+    ``ct(table=N)`` named, its final flow, megaflow and datapath actions."""
+    rec = _Recorder(bridge, first.peers)
+    rec.recircs = first.recircs  # forks of forks are numbered on
+    sim = r.bridge
+    sim.rec, sim.top_ctx = rec, None
+    port = sim._by_name[r.in_port]
+    in_text = _port_text(port, names)
+    head = Node(BRIDGE, f'bridge("{sim.bridge.name}")')
+    thaw = Node(ACTION, "thaw", [Node(TABLE, f"Resuming from table {r.table}")])
+    head.subs.append(thaw)
+    rec.stack.append(head.subs)
+    sim.resume(r)
+    ctx = sim.top_ctx
+    start = _ct_prefix(r.ident, r.meta.ct_state, r.meta.ct_zone, r.meta.ct_mark) + flow_text(r.frame, in_text, r.meta)
+    if ctx is not None:
+        meta = dataclasses.replace(r.meta, registers=_registers(ctx.regs), metadata=ctx.metadata,
+                                   pkt_mark=ctx.pkt_mark)
+        final = _ct_prefix(r.ident, ctx.ct_state, ctx.ct_zone, ctx.ct_mark) + flow_text(ctx.frame, in_text, meta)
+    else:
+        final = start
+    megaflow = _megaflow(r.frame, in_text, rec.looked_at, rec.normal, r.meta).replace(
+        "recirc_id=0,", f"recirc_id={r.ident:#x}," + (f"{rec.ct_match}," if rec.ct_match else ""), 1)
+    return "".join([
+        f"\n{_RULE}\nrecirc({r.ident:#x}) - resume conntrack with default ct_state=trk|new (use --ct-next to "
+        f"customize)\n{_RULE}\n\n",
+        f"Flow: {start}\n", print_nodes([head]),
+        f"\nFinal flow: {'unchanged' if final == start else final}\n",
+        f"Megaflow: {megaflow}\n",
+        f"Datapath actions: {_datapath_actions(r.frame, rec.outputs, numbers, bridges, names)}\n"])
 
 
 def _in_port(sim: OvsBridgeSim, text: str, flow: str) -> SimPort | None:

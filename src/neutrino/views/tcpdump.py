@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from neutrino.errors import InvalidInput, NotFound
+from neutrino.host.ovsdb import Bridge, OvsdbShow
 from neutrino.sim.conntrack import Connection
 from neutrino.sim.packets import ARP, TCP, UDP, Ethernet, IPv4, network_layer, summary, vlan_ids
 from neutrino.sim.pcap import wire_frames
@@ -30,6 +31,7 @@ from neutrino.sim.topology import End, Kind, Topology
 from neutrino.sim.trace import Hop, Trace
 
 if TYPE_CHECKING:
+    from neutrino.host.state import HostState
     from neutrino.sim.world import World
 
 __all__ = ["KeptTrace", "TcpdumpQuery", "keep_trace", "kept_trace", "mac_table", "parse_tcpdump_args", "tcpdump",
@@ -69,6 +71,10 @@ def keep_trace(state: Path, trace: Trace, world: World | None = None) -> Path:
             rows = mac_table(world, host, element)
             if rows is not None:
                 kept.fdb[(host, element)] = rows
+        for host in dict.fromkeys(h for h, _ in _elements_crossed(trace)):
+            ovs = ovs_connections(world, host)
+            if ovs:  # the kernel datapath's connections are the root namespace's (zone=N)
+                kept.conntrack.setdefault((host, ""), []).extend(replace(c, nat_done=set(c.nat_done)) for c in ovs)
     state.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".last-trace.", dir=state)
     try:
@@ -79,6 +85,31 @@ def keep_trace(state: Path, trace: Trace, world: World | None = None) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return state / _FILE
+
+
+def ovs_connections(world: World, host: str) -> list[Connection]:
+    """The connections the OVS bridges of ``host`` track with ``ct()`` (the openvswitch firewall's):
+    with the kernel datapath they are in the root namespace's table, each in its ``ct`` zone, which
+    ``conntrack -L`` there lists along with the host's own."""
+    state = world.hosts.get(host) if hasattr(world.hosts, "get") else None
+    names = [br.name for br in _host_bridges(state)] if state is not None else []
+    if not names:  # a loaded world holds its bridges built, not the host's state
+        names = [name for (h, name) in getattr(world, "_ovs", {}) if h == host]
+    out: list[Connection] = []
+    for name in names:
+        try:
+            sim = world.bridge(host, name)
+        except Exception:  # noqa: BLE001 - a bridge the world cannot build
+            continue
+        out.extend(sim.conntrack.entries())
+    return out
+
+
+def _host_bridges(state: HostState) -> tuple[Bridge, ...]:
+    show = state.ovs.show
+    if show is None:
+        return ()
+    return show.bridges if isinstance(show, OvsdbShow) else show.bridges()
 
 
 def mac_table(world: World, host: str, bridge: str) -> list[tuple[int, int, str]] | None:
