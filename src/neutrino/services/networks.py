@@ -447,8 +447,10 @@ def create_subnet(tx: Tx, attrs: dict[str, Any]) -> dict[str, Any]:
     tx.session.add(s)
     bump(network)
     if s.enable_dhcp:
+        from neutrino.services import scheduling
         from neutrino.services.ports import ensure_dhcp_port  # ports builds on networks
         tx.session.flush()
+        scheduling.schedule_network(tx.session, network.id)  # as Neutron: with its first DHCP subnet
         if _has_dhcp_port(tx, network.id):
             ensure_dhcp_port(tx, network, refresh=True)
     return subnet_dict(s, network.external)
@@ -518,9 +520,11 @@ def update_subnet(tx: Tx, subnet_id: str, attrs: dict[str, Any], revision: int |
     if dhcp_on:
         # as create_subnet: the network's DHCP port (if it has one, or instance ports that need one)
         # gets an address on the subnet that now serves DHCP
+        from neutrino.services import scheduling
         from neutrino.services.ports import ensure_dhcp_port  # ports builds on networks
         tx.session.flush()
         network = s.network
+        scheduling.schedule_network(tx.session, network.id)
         if _has_dhcp_port(tx, network.id) or _has_instance_ports(tx, network.id):
             ensure_dhcp_port(tx, network, refresh=True)
     return subnet_dict(s)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import uuid
 from typing import Any
 
 from sqlalchemy import Text, bindparam, cast, delete, insert, select
@@ -286,10 +285,12 @@ def ensure_dhcp_port(tx: Tx, network: models.Network, *, refresh: bool = False) 
             _set_ips(existing, [(a.subnet_id, a.ip_address) for a in existing.fixed_ips] + extra)
             bump(existing)
         return
-    device_id = f"dhcp{uuid.uuid5(uuid.NAMESPACE_DNS, host.name)}-{network.id}"
+    from neutrino.services import scheduling  # the agents' bindings: which host serves the network
+    on = scheduling.dhcp_port_host(tx.session, network.id, host.name)
     try:
         make_port(tx, network, network.project_id, {
-            "device_owner": "network:dhcp", "device_id": device_id, "binding:host_id": host.name,
+            "device_owner": "network:dhcp", "device_id": scheduling.dhcp_device_id(network.id, on),
+            "binding:host_id": on,
             "fixed_ips": [{"subnet_id": s.id} for s in dhcp_subnets], "security_groups": []})
     except Exception as e:  # an exhausted subnet leaves the network without DHCP, as Neutron would
         if getattr(e, "neutron_type", None) != "IpAddressGenerationFailure":

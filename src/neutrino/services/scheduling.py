@@ -23,7 +23,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from neutrino.db import models
@@ -108,33 +108,14 @@ def schedule_router(tx: Tx, router: models.Router) -> None:
         _move_router(tx, router, agent.host)
 
 
-@event.listens_for(Session, "before_flush")
-def _schedule_new_subnets(session: Session, _context: Any, _instances: Any) -> None:
-    """Neutron schedules a network to DHCP agents when a DHCP-enabled subnet is created on it; a
-    new DHCP port goes to a scheduled agent's host that has none yet."""
-    nets = {s.network_id for s in session.new if isinstance(s, models.Subnet) and s.enable_dhcp and s.network_id}
-    new_ports = [p for p in session.new if isinstance(p, models.Port) and p.device_owner == "network:dhcp"
-                 and p.network_id]
-    if not nets and not new_ports:
-        return
-    with session.no_autoflush:
-        for nid in sorted(nets):
-            schedule_network(session, nid)
-        for p in new_ports:
-            _place_dhcp_port(session, p)
-
-
-def _place_dhcp_port(session: Session, port: models.Port) -> None:
-    hosts = list(session.scalars(select(models.NetworkDhcpBinding.host).where(
-        models.NetworkDhcpBinding.network_id == port.network_id).order_by(models.NetworkDhcpBinding.binding_index)))
-    if not hosts or port.binding_host_id in hosts:
-        return
+def dhcp_port_host(session: Session, network_id: str, default: str) -> str:
+    """Where a network's new DHCP port goes: the first of its DHCP agents' hosts without one
+    (scheduling the network if it is not yet), else ``default``."""
+    hosts = schedule_network(session, network_id)
     served = set(session.scalars(select(models.Port.binding_host_id).where(
-        models.Port.network_id == port.network_id, models.Port.device_owner == "network:dhcp",
+        models.Port.network_id == network_id, models.Port.device_owner == "network:dhcp",
         models.Port.device_id != RESERVED_DHCP_PORT)))
-    free = next((h for h in hosts if h not in served), None)
-    if free is not None:
-        port.binding_host_id, port.device_id = free, dhcp_device_id(port.network_id, free)
+    return next((h for h in hosts if h not in served), default)
 
 
 # --- DHCP agents' networks ------------------------------------------------------------------------
