@@ -38,7 +38,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 test: $(STAMP) debs lint
-	$(BIN)/pytest -q --durations=15 -n 2 --dist loadgroup
+	$(BIN)/pytest -q --durations=15 -n 2 --dist loadscope
 
 clean:
 	rm -rf $(VENV) state .pytest_cache .mypy_cache .ruff_cache

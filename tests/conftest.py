@@ -11,11 +11,14 @@ the session.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import os
+import pathlib
 import shutil
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -37,9 +40,7 @@ REAL_TOOLS = ("ip", "ovs-vsctl", "ovs-vswitchd", "ovsdb-server", "ovs-ofctl", "i
 _counter = itertools.count()
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    _group_for_workers(items)
     missing = [t for t in REAL_TOOLS if shutil.which(t) is None]
     for item in items:
         if "root" not in item.keywords:
@@ -56,16 +57,26 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 NOT_ROOT = "needs root (run `make test` as root)"
 
 
-def _group_for_workers(items: list[pytest.Item]) -> None:
-    """Groups for pytest-xdist (``make test`` runs ``-n 2 --dist loadgroup``): one per module, so a
-    module's fixtures (its server, its database) are made once, on one worker; and one for all the
-    modules with a test that needs root, so the real-tool tests (namespaces, Open vSwitch, dnsmasq,
-    keepalived) run one at a time, as they always have, while the other worker runs the rest."""
-    def module(item: pytest.Item) -> str:  # doctests too: the file they were collected from
-        return item.nodeid.split("::", 1)[0]
-    root_modules = {module(item) for item in items if "root" in item.keywords}
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group("root" if module(item) in root_modules else module(item)))
+@functools.cache
+def _needs_root(module: str) -> bool:
+    """Whether a test file has tests marked ``root`` (read as text: the controller does not collect)."""
+    path = pathlib.Path(__file__).resolve().parent.parent / module
+    return path.suffix == ".py" and path.is_file() and "mark.root" in path.read_text()
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """How ``make test``'s two workers (``-n 2 --dist loadscope``) share the tests: a whole file to
+    one worker, so its fixtures (its server, its database) are made once; and every file with tests
+    that need root to one worker, one after another, as they always ran (the real-tool tests share
+    namespace prefixes and must not run at the same time), while the other worker runs the rest."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FileOrRoot(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return "root" if _needs_root(module) else module
+
+    return FileOrRoot(config, log)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int,
