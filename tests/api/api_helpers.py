@@ -20,10 +20,16 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
+import yaml
+
+from tests.cloud_setup import ADMIN_AND_DEMO
+
+if TYPE_CHECKING:
+    from starlette.testclient import TestClient
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -219,13 +225,7 @@ hosts:
      bridge_mappings: {provider: br-ex}}
   - {name: compute1, roles: [compute], management_ip: 10.0.0.11, tunnel_ip: 10.0.0.11}
   - {name: compute2, roles: [compute], management_ip: 10.0.0.12, tunnel_ip: 10.0.0.12}
-identity:
-  region: RegionOne
-  projects: [admin, demo]
-  users:
-    - {name: admin, password: secret, project: admin, roles: [admin, member, reader]}
-    - {name: demo, password: secret, project: demo, roles: [member, reader]}
-"""
+""" + ADMIN_AND_DEMO
 
 
 def two_computes(tmp: Path) -> Path:
@@ -294,20 +294,91 @@ def shape_problem(path: str, status: int, body: Any) -> str | None:
     return None
 
 
-def password_token(base: str, user: str, project: str, password: str = "secret") -> str:
-    """A Keystone token for ``user`` scoped to ``project`` (both in the Default domain)."""
-    r = httpx.post(f"{base}/identity/v3/auth/tokens", json={"auth": {
+def password_auth(user: str, project: str, password: str = "secret") -> dict[str, Any]:
+    """The body of a Keystone password authentication of ``user`` scoped to ``project`` (both in the
+    Default domain)."""
+    return {"auth": {
         "identity": {"methods": ["password"], "password": {"user": {
             "name": user, "domain": {"name": "Default"}, "password": password}}},
-        "scope": {"project": {"name": project, "domain": {"name": "Default"}}}}})
+        "scope": {"project": {"name": project, "domain": {"name": "Default"}}}}}
+
+
+def password_token(base: str, user: str, project: str, password: str = "secret") -> str:
+    """A Keystone token for ``user`` scoped to ``project`` (both in the Default domain)."""
+    r = httpx.post(f"{base}/identity/v3/auth/tokens", json=password_auth(user, project, password))
     assert r.status_code == 201, r.text
     return r.headers["X-Subject-Token"]
+
+
+def app_auth(c: TestClient, user: str = "admin", project: str = "admin") -> httpx.Response:
+    """Keystone's answer (201 asserted) to ``user``'s password on ``project``, from an in-process app."""
+    r = c.post("/identity/v3/auth/tokens", json=password_auth(user, project))
+    assert r.status_code == 201, r.text
+    return r
+
+
+def app_headers(c: TestClient, user: str = "admin", project: str = "admin") -> dict[str, str]:
+    """The headers that carry ``user``'s token on ``project``, from an in-process app."""
+    return {"X-Auth-Token": app_auth(c, user, project).headers["X-Subject-Token"]}
+
+
+@contextlib.contextmanager
+def scenario_app(tmp: Path, name: str, scenario: str) -> Iterator[TestClient]:
+    """The API in process (Starlette's test client, Keystone tokens) on ``scenario``'s text, written to
+    ``tmp``/``name``.yaml, with a SQLite database of its own."""
+    from starlette.testclient import TestClient
+
+    from neutrino.api.serve import make_app
+
+    (tmp / f"{name}.yaml").write_text(scenario)
+    application, _ = make_app(f"sqlite:///{tmp}/{name}.db", str(tmp / f"{name}.yaml"), "keystone", name)
+    with TestClient(application) as c:
+        yield c
+
+
+class AppUser:
+    """A user of an in-process app (Starlette's test client) calling its Neutron API with a token."""
+
+    def __init__(self, c: TestClient, name: str, project: str) -> None:
+        r = app_auth(c, name, project)
+        self.c = c
+        self.headers = {"X-Auth-Token": r.headers["X-Subject-Token"]}
+        self.project = r.json()["token"]["project"]["id"]
+
+    def call(self, method: str, path: str, body: Any = None, status: int | None = None) -> Any:
+        """The JSON answer (None when empty) of ``/v2.0`` + ``path``, its status asserted when given."""
+        r = self.c.request(method, "/v2.0" + path, json=body, headers=self.headers)
+        if status is not None:
+            assert r.status_code == status, (method, path, r.status_code, r.text)
+        return r.json() if r.content else None
+
+    def error(self, method: str, path: str, body: Any, status: int) -> dict[str, Any]:
+        """The ``NeutronError`` of an answer with ``status``."""
+        return dict(self.call(method, path, body, status)["NeutronError"])
 
 
 @contextlib.contextmanager
 def two_computes_server(tmp: Path, name: str) -> Iterator[Server]:
     """A server of its own on a SQLite database, with the two-computes scenario."""
     server = start_server(tmp, f"sqlite:///{tmp / (name + '.db')}", scenario=two_computes(tmp))
+    try:
+        yield server
+    finally:
+        stop_server(server)
+
+
+@contextlib.contextmanager
+def example_server(tmp: Path, example: str) -> Iterator[Server]:
+    """A server of its own on a SQLite database, with examples/``example`` without its resources and
+    with a second project ``demo`` and its member ``demo``."""
+    doc = yaml.safe_load((ROOT / "examples" / example).read_text())
+    doc["identity"]["projects"] = ["admin", "demo"]
+    doc["identity"]["users"].append({"name": "demo", "password": "secret", "project": "demo",
+                                     "roles": ["member", "reader"]})
+    doc["resources"] = {}
+    scenario = tmp / example
+    scenario.write_text(yaml.safe_dump(doc))
+    server = start_server(tmp, f"sqlite:///{tmp / (Path(example).stem + '.db')}", scenario=scenario)
     try:
         yield server
     finally:

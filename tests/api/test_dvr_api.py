@@ -6,33 +6,18 @@ port per DVR host, and what deleting gives back."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import yaml
 
-from tests.api.api_helpers import Server, ok, start_server, stop_server, user_client
-
-SCENARIO = Path(__file__).resolve().parents[2] / "examples" / "dvr.yaml"
+from tests.api.api_helpers import Server, example_server, ok, user_client
 
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    tmp = tmp_path_factory.mktemp("dvrapi")
-    doc = yaml.safe_load(SCENARIO.read_text())
-    doc["identity"]["projects"] = ["admin", "demo"]
-    doc["identity"]["users"].append({"name": "demo", "password": "secret", "project": "demo",
-                                     "roles": ["member", "reader"]})
-    doc["resources"] = {}
-    scenario = tmp / "dvr.yaml"
-    scenario.write_text(yaml.safe_dump(doc))
-    server = start_server(tmp, f"sqlite:///{tmp / 'dvr.db'}", scenario=scenario)
-    try:
+    with example_server(tmp_path_factory.mktemp("dvrapi"), "dvr.yaml") as server:
         yield server
-    finally:
-        stop_server(server)
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ import os
 import random
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -259,6 +259,52 @@ def _swap_ids(value: Any, w: World, rng: random.Random) -> Any:
     return value
 
 
+def dress(case: Any, op: Any, world: World, rng: random.Random, token: dict[str, str], *, reuse: float,
+          versions: Sequence[str]) -> None:
+    """A generated case made to name the world: each path id one of the world's of its kind (with
+    probability ``reuse``), the body's ids swapped and overlaid, the token (most of the time) and,
+    for the compute API, a microversion of ``versions``."""
+    for name in list(case.path_parameters or {}):
+        kind = PATH_IDS.get(name)
+        if kind and world.ids.get(kind) and rng.random() < reuse:
+            case.path_parameters[name] = rng.choice(world.ids[kind])
+    if isinstance(case.body, (dict, list)):
+        case.body = _overlay(_label(op), _swap_ids(case.body, world, rng), world, rng)
+    if case.headers is None:
+        case.headers = {}
+    if rng.random() < 0.95:
+        case.headers.update(token)
+    if case.path.startswith("/compute") and "OpenStack-API-Version" not in case.headers:
+        case.headers["OpenStack-API-Version"] = rng.choice(list(versions))
+
+
+def error_problem(case: Any, r: Any, where: str) -> str | None:
+    """What is wrong with an error answer (4xx but to HEAD): not JSON, or not in its service's shape."""
+    if r.status_code < 400 or case.method.upper() == "HEAD":
+        return None
+    try:
+        body = r.json()
+    except ValueError:
+        return f"{where}: not JSON: {r.text[:200]}"
+    why = shape_problem(case.path, r.status_code, body)
+    return f"{where}: {why}: {r.text[:300]}\n  body: {str(case.body)[:300]}" if why else None
+
+
+def run_generated(op: Any, one: Callable[[Any], None], examples: Callable[[int], int]) -> None:
+    """``one`` on the cases hypothesis generates for ``op`` (valid ones, and invalid ones too for the
+    operations in BREAKABLE), as many as ``examples`` grants for its weight."""
+    modes = [GenerationMode.POSITIVE] + ([GenerationMode.NEGATIVE] if _label(op) in BREAKABLE else [])
+    for mode in modes:
+        n = examples(weight(op))
+        run = settings(max_examples=n, deadline=None, derandomize=True, database=None, phases=[Phase.generate],
+                       suppress_health_check=list(HealthCheck))(given(op.as_strategy(generation_mode=mode))(one))
+        try:
+            run()
+        except Exception as e:  # a schema hypothesis cannot satisfy (e.g. no invalid value exists)
+            if "Unsatisfiable" not in type(e).__name__ and "Unsatisfiable" not in str(e):
+                raise
+
+
 @pytest.mark.parametrize("op", OPERATIONS, ids=[_label(op) for op in OPERATIONS])
 def test_fuzz(op: Any, world: World) -> None:
     if world.dirty:
@@ -269,19 +315,8 @@ def test_fuzz(op: Any, world: World) -> None:
     problems: list[str] = []
 
     def one(case: Any) -> None:
-        for name in list(case.path_parameters or {}):
-            kind = PATH_IDS.get(name)
-            if kind and world.ids.get(kind) and rng.random() < 0.8:
-                case.path_parameters[name] = rng.choice(world.ids[kind])
-        if isinstance(case.body, (dict, list)):
-            case.body = _overlay(_label(op), _swap_ids(case.body, world, rng), world, rng)
-        if case.headers is None:
-            case.headers = {}
-        if rng.random() < 0.95:
-            case.headers.update(token)
-        if case.path.startswith("/compute") and "OpenStack-API-Version" not in case.headers:
-            case.headers["OpenStack-API-Version"] = rng.choice(["compute 2.74", "compute 2.74", "compute latest",
-                                                                "compute 2.1", "compute 2.53", "compute 2.19"])
+        dress(case, op, world, rng, token, reuse=0.8, versions=("compute 2.74", "compute 2.74", "compute latest",
+                                                                 "compute 2.1", "compute 2.53", "compute 2.19"))
         r = case.call()
         TALLY.cases += 1
         TALLY.per_status[r.status_code] = TALLY.per_status.get(r.status_code, 0) + 1
@@ -292,26 +327,11 @@ def test_fuzz(op: Any, world: World) -> None:
         if r.status_code >= 500:
             problems.append(f"{where}: {r.text[:300]}\n  body: {str(case.body)[:300]}")
             return
-        if r.status_code >= 400 and case.method.upper() != "HEAD":
-            try:
-                body = r.json()
-            except ValueError:
-                problems.append(f"{where}: not JSON: {r.text[:200]}")
-                return
-            why = shape_problem(case.path, r.status_code, body)
-            if why:
-                problems.append(f"{where}: {why}: {r.text[:300]}\n  body: {str(case.body)[:300]}")
+        error = error_problem(case, r, where)
+        if error:
+            problems.append(error)
 
-    modes = [GenerationMode.POSITIVE] + ([GenerationMode.NEGATIVE] if _label(op) in BREAKABLE else [])
-    for mode in modes:
-        n = TALLY.examples(weight(op))
-        run = settings(max_examples=n, deadline=None, derandomize=True, database=None, phases=[Phase.generate],
-                       suppress_health_check=list(HealthCheck))(given(op.as_strategy(generation_mode=mode))(one))
-        try:
-            run()
-        except Exception as e:  # a schema hypothesis cannot satisfy (e.g. no invalid value exists)
-            if "Unsatisfiable" not in type(e).__name__ and "Unsatisfiable" not in str(e):
-                raise
+    run_generated(op, one, TALLY.examples)
     TALLY.failures.extend(problems)
     assert not problems, "\n".join(problems[:5])
 

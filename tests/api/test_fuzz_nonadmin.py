@@ -25,8 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
-from schemathesis import GenerationMode
 
 from tests.api.api_helpers import shape_problem, two_computes
 from tests.api.test_fuzz import (
@@ -36,10 +34,11 @@ from tests.api.test_fuzz import (
     PATH_IDS,
     World,
     _label,
-    _overlay,
     _post,
-    _swap_ids,
     build_topology,
+    dress,
+    error_problem,
+    run_generated,
     weight,
 )
 
@@ -175,18 +174,7 @@ def test_fuzz_as_member(op: Any, both: Both) -> None:
     problems: list[str] = []
 
     def one(case: Any) -> None:
-        for name in list(case.path_parameters or {}):
-            kind = PATH_IDS.get(name)
-            if kind and w.ids.get(kind) and rng.random() < 0.85:
-                case.path_parameters[name] = rng.choice(w.ids[kind])
-        if isinstance(case.body, (dict, list)):
-            case.body = _overlay(_label(op), _swap_ids(case.body, w, rng), w, rng)
-        if case.headers is None:
-            case.headers = {}
-        if rng.random() < 0.95:
-            case.headers.update(token)
-        if case.path.startswith("/compute") and "OpenStack-API-Version" not in case.headers:
-            case.headers["OpenStack-API-Version"] = rng.choice(["compute 2.74", "compute latest", "compute 2.1"])
+        dress(case, op, w, rng, token, reuse=0.85, versions=("compute 2.74", "compute latest", "compute 2.1"))
         r = case.call()
         TALLY.cases += 1
         TALLY.per_status[r.status_code] = TALLY.per_status.get(r.status_code, 0) + 1
@@ -206,26 +194,11 @@ def test_fuzz_as_member(op: Any, both: Both) -> None:
                 problems.append(f"{where}: the admin's {', '.join(found[:3])} in the answer\n"
                                 f"  body: {str(case.body)[:300]}")
             return
-        if r.status_code >= 400 and case.method.upper() != "HEAD":
-            try:
-                body = r.json()
-            except ValueError:
-                problems.append(f"{where}: not JSON: {r.text[:200]}")
-                return
-            why = shape_problem(case.path, r.status_code, body)
-            if why:
-                problems.append(f"{where}: {why}: {r.text[:300]}\n  body: {str(case.body)[:300]}")
+        error = error_problem(case, r, where)
+        if error:
+            problems.append(error)
 
-    modes = [GenerationMode.POSITIVE] + ([GenerationMode.NEGATIVE] if _label(op) in BREAKABLE else [])
-    for mode in modes:
-        n = TALLY.examples(weight(op))
-        run = settings(max_examples=n, deadline=None, derandomize=True, database=None, phases=[Phase.generate],
-                       suppress_health_check=list(HealthCheck))(given(op.as_strategy(generation_mode=mode))(one))
-        try:
-            run()
-        except Exception as e:  # a schema hypothesis cannot satisfy
-            if "Unsatisfiable" not in type(e).__name__ and "Unsatisfiable" not in str(e):
-                raise
+    run_generated(op, one, TALLY.examples)
     TALLY.ops_run += 1
     assert not problems, "\n".join(problems[:5])
 

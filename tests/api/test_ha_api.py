@@ -5,33 +5,18 @@ with their ha_state, and deleting the last HA router removing the HA network."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import yaml
 
-from tests.api.api_helpers import Server, ok, start_server, stop_server, user_client
-
-SCENARIO = Path(__file__).resolve().parents[2] / "examples" / "ha.yaml"
+from tests.api.api_helpers import Server, example_server, ok, user_client
 
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    tmp = tmp_path_factory.mktemp("haapi")
-    doc = yaml.safe_load(SCENARIO.read_text())
-    doc["identity"]["projects"] = ["admin", "demo"]
-    doc["identity"]["users"].append({"name": "demo", "password": "secret", "project": "demo",
-                                     "roles": ["member", "reader"]})
-    doc["resources"] = {}
-    scenario = tmp / "ha.yaml"
-    scenario.write_text(yaml.safe_dump(doc))
-    server = start_server(tmp, f"sqlite:///{tmp / 'ha.db'}", scenario=scenario)
-    try:
+    with example_server(tmp_path_factory.mktemp("haapi"), "ha.yaml") as server:
         yield server
-    finally:
-        stop_server(server)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
-from tests.api.api_helpers import password_token, start_server, stop_server
+from tests.api.api_helpers import AppUser, password_token, scenario_app, start_server, stop_server
 
 SCENARIO = """\
 deployment: {mechanism: ml2_ovs, tenant_network_types: [vxlan], vni_ranges: ["1:1000"]}
@@ -30,23 +30,7 @@ identity:
 """
 
 
-class User:
-    def __init__(self, c: TestClient, name: str, project: str) -> None:
-        r = c.post("/identity/v3/auth/tokens", json={"auth": {
-            "identity": {"methods": ["password"], "password": {"user": {
-                "name": name, "domain": {"name": "Default"}, "password": "secret"}}},
-            "scope": {"project": {"name": project, "domain": {"name": "Default"}}}}})
-        assert r.status_code == 201, r.text
-        self.c = c
-        self.headers = {"X-Auth-Token": r.headers["X-Subject-Token"]}
-        self.project = r.json()["token"]["project"]["id"]
-
-    def call(self, method: str, path: str, body: Any = None, status: int | None = None) -> Any:
-        r = self.c.request(method, "/v2.0" + path, json=body, headers=self.headers)
-        if status is not None:
-            assert r.status_code == status, (method, path, r.status_code, r.text)
-        return r.json() if r.content else None
-
+class User(AppUser):
     def make(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
         plural = "rbac-policies" if kind == "rbac_policy" else kind.replace("_", "-") + "s"
         return dict(self.call("POST", f"/{plural}", {kind: body}, 201)[kind])
@@ -59,12 +43,7 @@ class User:
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    from neutrino.api.serve import make_app
-
-    tmp = tmp_path_factory.mktemp("rbac")
-    (tmp / "rbac.yaml").write_text(SCENARIO)
-    application, _ = make_app(f"sqlite:///{tmp}/rbac.db", str(tmp / "rbac.yaml"), "keystone", "rbac")
-    with TestClient(application) as c:
+    with scenario_app(tmp_path_factory.mktemp("rbac"), "rbac", SCENARIO) as c:
         yield c
 
 

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
+
+from tests.api.api_helpers import AppUser as User
+from tests.api.api_helpers import scenario_app
+from tests.cloud_setup import ADMIN_AND_DEMO, RESOURCES
 
 SCENARIO = """\
 name: sched
@@ -29,55 +32,7 @@ hosts:
   - {name: network2, roles: [network], management_ip: 10.30.0.12, tunnel_ip: 10.30.0.12,
      bridge_mappings: {public: br-ex}}
   - {name: compute1, roles: [compute], management_ip: 10.30.0.21, tunnel_ip: 10.30.0.21}
-identity:
-  region: RegionOne
-  projects: [admin, demo]
-  users:
-    - {name: admin, password: secret, project: admin, roles: [admin, member, reader]}
-    - {name: demo, password: secret, project: demo, roles: [member, reader]}
-"""
-
-RESOURCES = """\
-resources:
-  networks:
-    - name: public
-      external: true
-      provider: {network_type: flat, physical_network: public}
-      subnets:
-        - {name: public-subnet, cidr: 172.24.4.0/24, gateway: 172.24.4.1, enable_dhcp: false}
-    - name: private
-      subnets: [{name: private-subnet, cidr: 10.0.0.0/24, gateway: 10.0.0.1}]
-  security_group_rules:
-    - {group: default, direction: ingress, protocol: icmp}
-  routers:
-    - name: router1
-      gateway:
-        network: public
-        fixed_ips: [{subnet: public-subnet, ip_address: 172.24.4.10}]
-      interfaces: [private-subnet]
-  servers:
-    - {name: web1, image: cirros, flavor: "1", networks: [private], host: compute1}
-"""
-
-
-class User:
-    def __init__(self, c: TestClient, name: str, project: str) -> None:
-        r = c.post("/identity/v3/auth/tokens", json={"auth": {
-            "identity": {"methods": ["password"], "password": {"user": {
-                "name": name, "domain": {"name": "Default"}, "password": "secret"}}},
-            "scope": {"project": {"name": project, "domain": {"name": "Default"}}}}})
-        assert r.status_code == 201, r.text
-        self.c = c
-        self.headers = {"X-Auth-Token": r.headers["X-Subject-Token"]}
-
-    def call(self, method: str, path: str, body: Any = None, status: int | None = None) -> Any:
-        r = self.c.request(method, "/v2.0" + path, json=body, headers=self.headers)
-        if status is not None:
-            assert r.status_code == status, (method, path, r.status_code, r.text)
-        return r.json() if r.content else None
-
-    def error(self, method: str, path: str, body: Any, status: int) -> dict[str, Any]:
-        return dict(self.call(method, path, body, status)["NeutronError"])
+""" + ADMIN_AND_DEMO
 
 
 def agents_by(u: User) -> dict[tuple[str, str], str]:
@@ -86,12 +41,7 @@ def agents_by(u: User) -> dict[tuple[str, str], str]:
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    from neutrino.api.serve import make_app
-
-    tmp = tmp_path_factory.mktemp("sched")
-    (tmp / "sched.yaml").write_text(SCENARIO)
-    application, _ = make_app(f"sqlite:///{tmp}/sched.db", str(tmp / "sched.yaml"), "keystone", "sched")
-    with TestClient(application) as c:
+    with scenario_app(tmp_path_factory.mktemp("sched"), "sched", SCENARIO) as c:
         yield c
 
 

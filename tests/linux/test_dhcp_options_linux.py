@@ -14,6 +14,8 @@ from starlette.testclient import TestClient
 
 from neutrino.linux.fabric import Guest
 from neutrino.linux.realize import down, realize
+from tests.api.api_helpers import app_headers
+from tests.cloud_setup import ADMIN_ONLY
 
 pytestmark = pytest.mark.root
 
@@ -24,10 +26,7 @@ deployment: {mechanism: ml2_ovs, tenant_network_types: [vxlan], vni_ranges: ["1:
              firewall_driver: iptables_hybrid, generation: modern}
 hosts:
   - {name: allinone, roles: [controller, network, compute], management_ip: 10.40.0.11, tunnel_ip: 10.40.0.11}
-identity:
-  projects: [admin]
-  users:
-    - {name: admin, password: secret, project: admin, roles: [admin, member, reader]}
+""" + ADMIN_ONLY + """\
 resources:
   networks:
     - name: private
@@ -51,11 +50,7 @@ def test_real_dnsmasq_answers_a_ports_router_option(tmp_path: Path, monkeypatch:
     bring_up(scenario, state=state)
     application, _ = make_app(cloud_record(state)["db"], str(scenario), "keystone", "edo-linux")
     with TestClient(application) as c:
-        r = c.post("/identity/v3/auth/tokens", json={"auth": {
-            "identity": {"methods": ["password"], "password": {"user": {
-                "name": "admin", "domain": {"name": "Default"}, "password": "secret"}}},
-            "scope": {"project": {"name": "admin", "domain": {"name": "Default"}}}}})
-        h = {"X-Auth-Token": r.headers["X-Subject-Token"]}
+        h = app_headers(c)
         servers = {s.name: s for s in replan(state)[1].servers}
         port = servers["vm1"].port_ids[0]
         r = c.put(f"/v2.0/ports/{port}", headers=h, json={"port": {"extra_dhcp_opts": [

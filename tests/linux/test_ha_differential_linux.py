@@ -8,30 +8,19 @@ network2."""
 
 from __future__ import annotations
 
-import os
 import pathlib
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from neutrino.linux.runner import run, wait_for
 from neutrino.sim.trace import render
+from tests.linux.probes import Probe, answered, linux_up, neutrino
 
 pytestmark = pytest.mark.root
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-EXE = str(pathlib.Path(sys.executable).with_name("neutrino"))
 FIP = "172.24.4.100"
 GATEWAY = "172.24.4.10"
 INTERNET = "203.0.113.1"  # the fabric's stand-in internet behind the external gateway
-
-Probe = tuple[str, str, str, int]
-
-
-def neutrino(state: pathlib.Path, *argv: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "NEUTRINO_STATE": str(state)}
-    return subprocess.run([EXE, *argv], capture_output=True, text=True, env=env, timeout=240, check=False)
 
 
 def _probes(state: pathlib.Path) -> list[Probe]:
@@ -49,22 +38,12 @@ def _probes(state: pathlib.Path) -> list[Probe]:
     return out
 
 
-def _real(prefix: str, p: Probe) -> bool:
-    from neutrino.linux.records import guest_ns, wire_ns
-
-    src, dst, proto, port = p
-    ns = wire_ns(prefix, "ext") if src == "outside" else guest_ns(prefix, src)
-    argv = ["ping", "-c", "1", "-W", "1", dst] if proto == "icmp" else ["busybox", "nc", "-w", "1", dst, str(port)]
-    res = run(argv, netns=ns, check=False, input="", timeout=15)
-    return res.returncode == 0 or "refused" in res.stderr
-
-
 def _agree(state: pathlib.Path, prefix: str, todo: list[Probe]) -> dict[Probe, str]:
     """Kernel and simulator verdicts compared (asserted equal); each simulated path, by probe."""
     from neutrino import worldkeep
 
     with ThreadPoolExecutor(max_workers=8) as pool:
-        kernel = dict(zip(todo, pool.map(lambda p: _real(prefix, p), todo), strict=True))
+        kernel = dict(zip(todo, pool.map(lambda p: answered(prefix, p), todo), strict=True))
     world = worldkeep.booted_world(state)
     wrong, paths = [], {}
     for p in todo:
@@ -79,15 +58,11 @@ def _agree(state: pathlib.Path, prefix: str, todo: list[Probe]) -> dict[Probe, s
 
 def test_ha_simulator_and_kernel_agree_before_and_after_failover(tmp_path: pathlib.Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    from neutrino.linux import session
-
     state = tmp_path / "state"
     monkeypatch.setenv("NEUTRINO_STATE", str(state))  # the simulator's world is the state folder's
     prefix = ""
     try:
-        up = neutrino(state, "up", str(ROOT / "examples" / "ha.yaml"), "--backend", "linux")
-        assert up.returncode == 0, up.stderr
-        prefix = session.prefix_of(state)
+        prefix = linux_up(state, "ha.yaml")
         todo = _probes(state)
         before = _agree(state, prefix, todo)
         assert "network1 qrouter-" in before[("outside", FIP, "icmp", 0)]

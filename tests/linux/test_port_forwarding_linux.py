@@ -6,63 +6,43 @@ simulator: 2222 and 8080 reach cirros' listeners, 8081 (81 inside) is dropped by
 
 from __future__ import annotations
 
-import pathlib
 import re
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import yaml
 
 from neutrino.linux import session
 from neutrino.linux.records import planned_ns, wire_ns
 from neutrino.linux.runner import run
 from neutrino.sim.cloud import world_of
 from neutrino.sim.trace import DropReason, render
+from tests.cloud_setup import SSH_AND_WEB, forward, modern_seed000, state_env
 
 pytestmark = pytest.mark.root
-ROOT = pathlib.Path(__file__).resolve().parents[2]
 FIP = "172.24.4.230"
 
 
 @pytest.fixture(scope="module")
 def both(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Any, str]]:
     from neutrino.deploy import bring_up, open_cloud, replan
-    from neutrino.services import floatingips, portforwardings
-    from neutrino.services.attributes import PORT_FORWARDING, prepare_body
-    from neutrino.services.cloud import prepare
 
     tmp = tmp_path_factory.mktemp("pf-linux")
-    doc = yaml.safe_load((ROOT / "examples" / "seed000.yaml").read_text())
-    doc["deployment"]["generation"] = "modern"
-    doc["resources"].pop("floating_ips")
-    scenario = tmp / "pf.yaml"
-    scenario.write_text(yaml.safe_dump(doc))
-    state = tmp / "state"
-    mp = pytest.MonkeyPatch()
-    mp.setenv("NEUTRINO_STATE", str(state))
-    try:
-        bring_up(scenario, state=state)
-        c = open_cloud(state)
-        snap = c.snapshot()
-        public = next(n for n in snap.networks if n.name == "public")
-        vm = next(p for p in snap.ports if p.device_owner.startswith("compute"))
-        with c.write(c.admin_context()) as tx:
-            f = floatingips.create_fip(tx, prepare("floatingip", {"floating_network_id": public.id,
-                                                                  "floating_ip_address": FIP}))
-            for body in ({"internal_port": 22, "external_port": 2222},
-                         {"internal_port_range": "80:81", "external_port_range": "8080:8081"}):
-                portforwardings.create_pf(tx, f["id"], prepare_body(PORT_FORWARDING, {
-                    "internal_port_id": vm.id, "protocol": "tcp", **body}, create=True))
-        _, snap, hosts = replan(state)
-        realized = session.up(hosts, snap.deployment, session.guests_for(snap, hosts), state)
-        world = world_of(snap, hosts)
-        world.boot()
-        router = next(r.id for r in snap.routers)
-        yield world, realized, router
-    finally:
-        session.tear_down(state)
-        mp.undo()
+    scenario = modern_seed000(tmp, "pf.yaml", lambda doc: doc["resources"].pop("floating_ips"))
+    with state_env(tmp / "state") as state:
+        try:
+            bring_up(scenario, state=state)
+            c = open_cloud(state)
+            vm = next(p for p in c.snapshot().ports if p.device_owner.startswith("compute"))
+            forward(c, vm.id, FIP, *SSH_AND_WEB)
+            _, snap, hosts = replan(state)
+            realized = session.up(hosts, snap.deployment, session.guests_for(snap, hosts), state)
+            world = world_of(snap, hosts)
+            world.boot()
+            router = next(r.id for r in snap.routers)
+            yield world, realized, router
+        finally:
+            session.tear_down(state)
 
 
 def _connects(prefix: str, port: int) -> tuple[bool, str]:

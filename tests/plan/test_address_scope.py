@@ -9,9 +9,9 @@ import ipaddress
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
-import yaml
 
 from neutrino.cli import main
 from neutrino.host.iptables import Ruleset, TableName, format_rule, format_rules
@@ -23,6 +23,7 @@ from neutrino.sim.conntrack import Conntrack
 from neutrino.sim.netfilter import FORWARD_PATH, HookCtx, Netfilter, NfVerdict
 from neutrino.sim.packets import TCP, IPv4, TCPFlag
 from neutrino.sim.trace import StepKind
+from tests.cloud_setup import modern_seed000, state_env
 from tests.plan.test_firewall import (
     R_EXT_SUBNET,
     R_QG,
@@ -40,7 +41,6 @@ B_SUBNET = "b1b1b1b1-0000-4000-8000-00000000000b"
 B_QR = "bbbb0000-1111-4222-8333-44445555bbbb"
 SCOPE_A = "5c0e0000-aaaa-4aaa-8aaa-00000000000a"
 SCOPE_B = "5c0e0000-bbbb-4bbb-8bbb-00000000000b"
-ROOT = Path(__file__).resolve().parents[2]
 QR_A, QR_B, QG = f"qr-{R_QR[:11]}", f"qr-{B_QR[:11]}", f"qg-{R_QG[:11]}"
 
 
@@ -185,20 +185,16 @@ def scoped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str
     from neutrino.services import subnetpools
     from neutrino.services.cloud import prepare
 
+    def with_blue(doc: dict[str, Any]) -> None:
+        doc["resources"]["networks"].append({"name": "blue", "subnets": [{"name": "blue-subnet",
+                                                                          "cidr": "10.20.0.0/24"}]})
+        doc["resources"]["routers"][0]["interfaces"].append("blue-subnet")
+        doc["resources"]["servers"].append({"name": "vm2", "image": "cirros", "flavor": "1",
+                                            "networks": ["blue"], "host": "compute"})
+
     tmp = tmp_path_factory.mktemp("scope-e2e")
-    doc = yaml.safe_load((ROOT / "examples" / "seed000.yaml").read_text())
-    doc["deployment"]["generation"] = "modern"
-    doc["resources"]["networks"].append({"name": "blue", "subnets": [{"name": "blue-subnet",
-                                                                      "cidr": "10.20.0.0/24"}]})
-    doc["resources"]["routers"][0]["interfaces"].append("blue-subnet")
-    doc["resources"]["servers"].append({"name": "vm2", "image": "cirros", "flavor": "1", "networks": ["blue"],
-                                        "host": "compute"})
-    scenario = tmp / "scoped.yaml"
-    scenario.write_text(yaml.safe_dump(doc))
-    state = tmp / "state"
-    mp = pytest.MonkeyPatch()
-    mp.setenv("NEUTRINO_STATE", str(state))
-    try:
+    scenario = modern_seed000(tmp, "scoped.yaml", with_blue)
+    with state_env(tmp / "state") as state:
         assert main(["up", str(scenario)]) == 0
         c = open_cloud(state)
         with c.write(c.admin_context()) as tx:
@@ -212,8 +208,6 @@ def scoped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str
         replan(state)
         worldkeep.invalidate(state)
         yield state, router
-    finally:
-        mp.undo()
 
 
 def test_trace_between_scopes_names_the_scope_rule(scoped: tuple[Path, str], capsys: pytest.CaptureFixture[str],

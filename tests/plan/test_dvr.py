@@ -14,9 +14,10 @@ from neutrino.host.iproute_link import format_ip_addr
 from neutrino.host.iproute_route import format_ip_rule, format_route
 from neutrino.host.iptables import TableName, format_rule
 from neutrino.host.openflow import format_add_flow
-from neutrino.host.state import HostState
+from neutrino.host.state import HostState, NamespaceState
 from neutrino.plan import dvr, hosts_affected_by_port
 from neutrino.services.snapshot import CloudSnapshot, Port
+from tests.cloud_setup import state_env
 
 SCENARIO = Path(__file__).resolve().parents[2] / "examples" / "dvr.yaml"
 
@@ -30,16 +31,19 @@ def state(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def up(state: Path):  # noqa: ANN201 - deploy's result
     from neutrino.deploy import bring_up
 
-    mp = pytest.MonkeyPatch()
-    mp.setenv("NEUTRINO_STATE", str(state))
-    try:
+    with state_env(state):
         return bring_up(SCENARIO)
-    finally:
-        mp.undo()
 
 
 def _host(up, name: str) -> HostState:  # noqa: ANN001
     return next(h for h in up.hosts if h.name == name)
+
+
+def _namespace(h: HostState, name: str) -> tuple[NamespaceState, str]:
+    """The host's namespace ``name`` (asserted there, with its links) and its ``ip addr``."""
+    ns = h.namespace(name)
+    assert ns is not None and ns.links is not None
+    return ns, format_ip_addr(ns.links)
 
 
 def _port(cloud: CloudSnapshot, owner: str, **where: str) -> Port:
@@ -84,9 +88,7 @@ def test_compute_with_a_floating_ip_has_qrouter_and_fip_namespaces(up) -> None: 
     sg_db = _port(cloud, "network:router_centralized_snat", network_id=db_sub.network_id)
     fg = _port(cloud, "network:floatingip_agent_gateway", binding_host="compute01")
 
-    q = h.namespace(qr_ns)
-    assert q is not None and q.links is not None
-    text = format_ip_addr(q.links)
+    q, text = _namespace(h, qr_ns)
     # the same qr- devices (MAC, IP) as on every host, the rfp- end holding the floating IP
     assert f"qr-{qr_app.id[:11]}: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1450" in text
     assert f"link/ether {qr_app.mac_address} brd ff:ff:ff:ff:ff:ff" in text
@@ -118,9 +120,7 @@ def test_compute_with_a_floating_ip_has_qrouter_and_fip_namespaces(up) -> None: 
     assert f"-A neutron-l3-agent-POSTROUTING ! -o {rfp} -m conntrack ! --ctstate DNAT -j ACCEPT" in nat
     assert not any("--to-source 172.24.4.10" in r for r in nat)  # SNAT is the network node's
 
-    f = h.namespace(fip_ns)
-    assert f is not None and f.links is not None
-    ftext = format_ip_addr(f.links)
+    f, ftext = _namespace(h, fip_ns)
     assert f"fg-{fg.id[:11]}: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500" in ftext
     assert f"inet {fg.fixed_ips[0].ip_address}/24 brd 172.24.4.255 scope global fg-{fg.id[:11]}" in ftext
     assert f"inet {fpr_ip}/31 scope global {fpr}" in ftext
@@ -142,13 +142,12 @@ def test_network_node_has_the_snat_namespace(up) -> None:  # noqa: ANN001
     h = _host(up, "network")
     names = {n.name for n in h.netns_list or ()}
     assert {f"snat-{router.id}", f"qrouter-{router.id}", f"fip-{router.gateway.network_id}"} <= names
-    s = h.namespace(f"snat-{router.id}")
-    assert s is not None and s.links is not None
+    s, stext = _namespace(h, f"snat-{router.id}")
     gw = _port(cloud, "network:router_gateway")
     sgs = [p for p in cloud.ports if p.device_owner == "network:router_centralized_snat"]
     assert sorted(lk.name for lk in s.links if lk.name != "lo") == sorted(
         [f"qg-{gw.id[:11]}"] + [f"sg-{p.id[:11]}" for p in sgs])
-    assert "inet 172.24.4.10/24 brd 172.24.4.255 scope global qg-" in format_ip_addr(s.links)
+    assert "inet 172.24.4.10/24 brd 172.24.4.255 scope global qg-" in stext
     routes = [format_route(r).strip() for r in s.routes or ()]
     assert f"default via 172.24.4.1 dev qg-{gw.id[:11]}" in routes
     assert s.iptables is not None

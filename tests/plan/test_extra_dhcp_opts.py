@@ -22,6 +22,8 @@ from neutrino.plan.naming import DhcpFile, dhcp_conf_file
 from neutrino.scenarios.model import Deployment, Host
 from neutrino.services.snapshot import CloudSnapshot, FixedIP, Network, Port, Segment, Subnet
 from neutrino.services.snapshot import DhcpOpt as ApiOpt
+from tests.api.api_helpers import AppUser
+from tests.cloud_setup import ADMIN_ONLY
 
 SCENARIO = """\
 name: edo
@@ -30,27 +32,15 @@ deployment: {mechanism: ml2_ovs, tenant_network_types: [vxlan], vni_ranges: ["1:
              firewall_driver: iptables_hybrid, generation: modern}
 hosts:
   - {name: controller, roles: [controller, network, compute], management_ip: 10.0.0.1, tunnel_ip: 10.0.0.1}
-identity:
-  projects: [admin]
-  users:
-    - {name: admin, password: secret, project: admin, roles: [admin, member, reader]}
-"""
+""" + ADMIN_ONLY
 
 
-class Api:
+class Api(AppUser):
     def __init__(self, c: TestClient) -> None:
-        r = c.post("/identity/v3/auth/tokens", json={"auth": {
-            "identity": {"methods": ["password"], "password": {"user": {
-                "name": "admin", "domain": {"name": "Default"}, "password": "secret"}}},
-            "scope": {"project": {"name": "admin", "domain": {"name": "Default"}}}}})
-        assert r.status_code == 201, r.text
-        self.c = c
-        self.headers = {"X-Auth-Token": r.headers["X-Subject-Token"]}
+        super().__init__(c, "admin", "admin")
 
-    def call(self, method: str, path: str, body: Any = None, status: int = 200) -> Any:
-        r = self.c.request(method, "/v2.0" + path, json=body, headers=self.headers)
-        assert r.status_code == status, (method, path, r.status_code, r.text)
-        return r.json() if r.content else None
+    def call(self, method: str, path: str, body: Any = None, status: int | None = 200) -> Any:
+        return super().call(method, path, body, status)
 
 
 @pytest.fixture(scope="module")

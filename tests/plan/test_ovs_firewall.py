@@ -15,6 +15,7 @@ from neutrino.host.openflow import format_add_flow
 from neutrino.host.state import ROOT, HostState
 from neutrino.scenarios.model import load_scenario
 from neutrino.views.explain import explain_flows, table_name
+from tests.cloud_setup import state_env
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SCENARIO = EXAMPLES / "ovsfw.yaml"
@@ -24,12 +25,8 @@ CLASS_NAME = re.compile(r"\b[A-Z][a-z]+[A-Z]\w*")
 def _bring_up(path: Path, state: Path):  # noqa: ANN202 - deploy's result
     from neutrino.deploy import bring_up
 
-    mp = pytest.MonkeyPatch()
-    mp.setenv("NEUTRINO_STATE", str(state))
-    try:
+    with state_env(state):
         return bring_up(path)
-    finally:
-        mp.undo()
 
 
 @pytest.fixture(scope="module")

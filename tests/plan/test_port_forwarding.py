@@ -6,12 +6,10 @@ and traced from the outside with ``neutrino trace`` and ``neutrino explain``."""
 from __future__ import annotations
 
 import ipaddress
-import pathlib
 from dataclasses import replace
 from typing import Any
 
 import pytest
-import yaml
 
 from neutrino.cli import main
 from neutrino.host.iptables import TableName, format_rules, format_save, parse_save
@@ -21,9 +19,9 @@ from neutrino.services.snapshot import CloudSnapshot, FloatingIP, PortForwarding
 from neutrino.sim.conntrack import Conntrack
 from neutrino.sim.netfilter import Hook, HookCtx, Netfilter
 from neutrino.sim.packets import TCP, IPv4, TCPFlag
+from tests.cloud_setup import SSH_AND_WEB, forward, modern_seed000, state_env
 from tests.plan.test_firewall import R_EXT, R_ROUTER, R_VM, R_VM2, reference
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
 FIP = "fip-pf-0000-0000-0000-000000000000"
 PF1 = "0d5bc3a1-9f1e-4c0b-8a51-2b7f1c6d9e01"
 PF2 = "7aa41c52-0b3d-4f6e-9c27-5e8d3b1a4f02"
@@ -142,38 +140,16 @@ def forwarded(tmp_path_factory: pytest.TempPathFactory) -> Any:
     floating IP with tcp 2222 -> cirros:22 and tcp 8080:8081 -> cirros:80-81, replanned."""
     from neutrino import worldkeep
     from neutrino.deploy import open_cloud, replan
-    from neutrino.services import floatingips, portforwardings
-    from neutrino.services.attributes import PORT_FORWARDING, prepare_body
-    from neutrino.services.cloud import prepare
 
     tmp = tmp_path_factory.mktemp("pf-e2e")
-    doc = yaml.safe_load((ROOT / "examples" / "seed000.yaml").read_text())
-    doc["deployment"]["generation"] = "modern"
-    doc["resources"].pop("floating_ips")
-    scenario = tmp / "pf.yaml"
-    scenario.write_text(yaml.safe_dump(doc))
-    state = tmp / "state"
-    mp = pytest.MonkeyPatch()
-    mp.setenv("NEUTRINO_STATE", str(state))
-    try:
+    scenario = modern_seed000(tmp, "pf.yaml", lambda doc: doc["resources"].pop("floating_ips"))
+    with state_env(tmp / "state") as state:
         assert main(["up", str(scenario)]) == 0
         c = open_cloud(state)
-        snap = c.snapshot()
-        public = next(n for n in snap.networks if n.name == "public")
-        vm = next(p for p in snap.ports if p.device_owner.startswith("compute"))
-        with c.write(c.admin_context()) as tx:
-            f = floatingips.create_fip(tx, prepare("floatingip", {"floating_network_id": public.id,
-                                                                  "floating_ip_address": "172.24.4.230"}))
-            ssh = portforwardings.create_pf(tx, f["id"], prepare_body(PORT_FORWARDING, {
-                "internal_port_id": vm.id, "internal_port": 22, "external_port": 2222, "protocol": "tcp"},
-                create=True))
-            web = portforwardings.create_pf(tx, f["id"], prepare_body(PORT_FORWARDING, {
-                "internal_port_id": vm.id, "internal_port_range": "80:81", "external_port_range": "8080:8081",
-                "protocol": "tcp"}, create=True))
+        vm = next(p for p in c.snapshot().ports if p.device_owner.startswith("compute"))
+        _, (ssh, web) = forward(c, vm.id, "172.24.4.230", *SSH_AND_WEB)
         replan(state)
         worldkeep.invalidate(state)
-    finally:
-        mp.undo()
     return state, ssh, web
 
 

@@ -10,7 +10,6 @@ import pathlib
 from typing import Any
 
 import pytest
-import yaml
 
 from neutrino.cli import main
 from neutrino.host.iptables import TableName, format_rules
@@ -18,8 +17,8 @@ from neutrino.host.state import HostState
 from neutrino.plan import plan_host
 from neutrino.plan.naming import router_gateway_device, router_namespace, snat_namespace
 from neutrino.services.snapshot import CloudSnapshot, Router
+from tests.cloud_setup import edited_example, forward, state_env
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
 FIP = "172.24.4.230"
 
 
@@ -28,37 +27,22 @@ def _forwarded(tmp: pathlib.Path, example: str, instance_port: str) -> tuple[pat
     forwarded to), then a free floating IP with tcp 2222 -> ``instance_port``:22, replanned."""
     from neutrino import worldkeep
     from neutrino.deploy import open_cloud, replan
-    from neutrino.services import floatingips, portforwardings
-    from neutrino.services.attributes import PORT_FORWARDING, prepare_body
-    from neutrino.services.cloud import prepare
 
-    doc = yaml.safe_load((ROOT / "examples" / example).read_text())
-    servers = {s["name"] for s in doc["resources"]["servers"]
-               if any(n.get("port") == instance_port for n in s["networks"])}
-    doc["resources"]["floating_ips"] = [f for f in doc["resources"].get("floating_ips", [])
-                                        if f.get("server") not in servers]
-    scenario = tmp / example
-    scenario.write_text(yaml.safe_dump(doc))
-    state = tmp / "state"
-    mp = pytest.MonkeyPatch()
-    mp.setenv("NEUTRINO_STATE", str(state))
-    try:
+    def without_its_fip(doc: dict[str, Any]) -> None:
+        servers = {s["name"] for s in doc["resources"]["servers"]
+                   if any(n.get("port") == instance_port for n in s["networks"])}
+        doc["resources"]["floating_ips"] = [f for f in doc["resources"].get("floating_ips", [])
+                                            if f.get("server") not in servers]
+
+    scenario = edited_example(tmp, example, without_its_fip)
+    with state_env(tmp / "state") as state:
         assert main(["up", str(scenario)]) == 0
         c = open_cloud(state)
-        snap = c.snapshot()
-        public = next(n for n in snap.networks if n.name == "public")
-        vm = next(p for p in snap.ports if p.name == instance_port)
-        with c.write(c.admin_context()) as tx:
-            f = floatingips.create_fip(tx, prepare("floatingip", {"floating_network_id": public.id,
-                                                                  "floating_ip_address": FIP}))
-            pf = portforwardings.create_pf(tx, f["id"], prepare_body(PORT_FORWARDING, {
-                "internal_port_id": vm.id, "internal_port": 22, "external_port": 2222, "protocol": "tcp"},
-                create=True))
+        vm = next(p for p in c.snapshot().ports if p.name == instance_port)
+        _, (pf,) = forward(c, vm.id, FIP, {"internal_port": 22, "external_port": 2222})
         replan(state)
         worldkeep.invalidate(state)
         snap = open_cloud(state).snapshot()
-    finally:
-        mp.undo()
     return state, snap, str(pf["id"])
 
 

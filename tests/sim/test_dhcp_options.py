@@ -19,6 +19,8 @@ from neutrino.host.state import FileState
 from neutrino.sim.guest import Guest, Lease
 from neutrino.sim.packets import Mac, from_bytes, to_bytes
 from neutrino.sim.services import DhcpServer
+from tests.api.api_helpers import app_headers
+from tests.cloud_setup import ADMIN_ONLY, RESOURCES
 
 SUBNET = "subnet-c0ffee00-1111-4222-8333-444455556666"
 PORT = "port-0000aaaa-1111-4222-8333-444455556666"
@@ -114,39 +116,9 @@ hosts:
   - {name: controller, roles: [controller, network], management_ip: 10.30.0.11, tunnel_ip: 10.30.0.11,
      bridge_mappings: {public: br-ex}}
   - {name: compute1, roles: [compute], management_ip: 10.30.0.21, tunnel_ip: 10.30.0.21}
-identity:
-  projects: [admin]
-  users:
-    - {name: admin, password: secret, project: admin, roles: [admin, member, reader]}
-resources:
-  networks:
-    - name: public
-      external: true
-      provider: {network_type: flat, physical_network: public}
-      subnets:
-        - {name: public-subnet, cidr: 172.24.4.0/24, gateway: 172.24.4.1, enable_dhcp: false}
-    - name: private
-      subnets: [{name: private-subnet, cidr: 10.0.0.0/24, gateway: 10.0.0.1}]
-  security_group_rules:
-    - {group: default, direction: ingress, protocol: icmp}
-  routers:
-    - name: router1
-      gateway:
-        network: public
-        fixed_ips: [{subnet: public-subnet, ip_address: 172.24.4.10}]
-      interfaces: [private-subnet]
-  servers:
-    - {name: web1, image: cirros, flavor: "1", networks: [private], host: compute1}
-"""
+""" + ADMIN_ONLY + RESOURCES
 
 
-def _admin_headers(c: TestClient) -> dict[str, str]:
-    r = c.post("/identity/v3/auth/tokens", json={"auth": {
-        "identity": {"methods": ["password"], "password": {"user": {
-            "name": "admin", "domain": {"name": "Default"}, "password": "secret"}}},
-        "scope": {"project": {"name": "admin", "domain": {"name": "Default"}}}}})
-    assert r.status_code == 201, r.text
-    return {"X-Auth-Token": r.headers["X-Subject-Token"]}
 
 
 def test_options_set_through_the_api_reach_the_guest(
@@ -163,7 +135,7 @@ def test_options_set_through_the_api_reach_the_guest(
     assert main(["up", str(scenario)]) == 0
     application, _ = make_app(cloud_record(state)["db"], str(scenario), "keystone", "edo-sim")
     with TestClient(application) as c:
-        h = _admin_headers(c)
+        h = app_headers(c)
         port: dict[str, Any] = c.get("/v2.0/ports?device_owner=compute:nova", headers=h).json()["ports"][0]
         r = c.put(f"/v2.0/ports/{port['id']}", headers=h, json={"port": {"extra_dhcp_opts": [
             {"opt_name": "classless-static-route", "opt_value": "192.168.50.0/24,10.0.0.9,0.0.0.0/0,10.0.0.1"},
@@ -189,7 +161,7 @@ def test_options_set_through_the_api_reach_the_guest(
     assert "larger than eth0's MTU 1400" in capsys.readouterr().out
     # ... and without the options (a null value deletes each) the guest is back to the subnet's
     with TestClient(application) as c:
-        h = _admin_headers(c)
+        h = app_headers(c)
         r = c.put(f"/v2.0/ports/{port['id']}", headers=h, json={"port": {"extra_dhcp_opts": [
             {"opt_name": n, "opt_value": None} for n in ("classless-static-route", "mtu", "dns-server")]}})
         assert r.status_code == 200 and r.json()["port"]["extra_dhcp_opts"] == [], r.text

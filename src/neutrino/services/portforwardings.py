@@ -132,21 +132,18 @@ def _collides(a: tuple[int, int], b: tuple[int, int]) -> bool:
 def _check_collisions(tx: Tx, fip_id: str, pf_id: str | None, protocol: str, internal_port_id: str,
                       internal_ip: str, ext: tuple[int, int], internal: tuple[int, int]) -> None:
     m = models.PortForwarding
-    same_inside = tx.session.scalars(select(m).where(
-        m.internal_port_id == internal_port_id, m.protocol == protocol, m.internal_ip_address == internal_ip)
-        .order_by(m.created_seq)).all()
-    for other in same_inside:
-        theirs = (other.internal_port_start, other.internal_port_end)
-        if other.id != pf_id and _collides(theirs, internal):
-            raise bad_request(RESOURCE, f"There is a port collision with the internal_port_range. The following "
-                                        f"ranges collide: {_range(*theirs)} and {_range(*internal)}")
-    same_fip = tx.session.scalars(select(m).where(m.floatingip_id == fip_id, m.protocol == protocol)
-                                  .order_by(m.created_seq)).all()
-    for other in same_fip:
-        theirs = (other.external_port_start, other.external_port_end)
-        if other.id != pf_id and _collides(theirs, ext):
-            raise bad_request(RESOURCE, f"There is a port collision with the external_port_range. The following "
-                                        f"ranges collide: {_range(*theirs)} and {_range(*ext)}")
+    sides = (
+        ("internal", internal, (m.internal_port_id == internal_port_id, m.protocol == protocol,
+                                m.internal_ip_address == internal_ip)),
+        ("external", ext, (m.floatingip_id == fip_id, m.protocol == protocol)),
+    )
+    for side, mine, where in sides:
+        for other in tx.session.scalars(select(m).where(*where).order_by(m.created_seq)).all():
+            theirs = ((other.internal_port_start, other.internal_port_end) if side == "internal"
+                      else (other.external_port_start, other.external_port_end))
+            if other.id != pf_id and _collides(theirs, mine):
+                raise bad_request(RESOURCE, f"There is a port collision with the {side}_port_range. The following "
+                                            f"ranges collide: {_range(*theirs)} and {_range(*mine)}")
 
 
 def _check_no_floating_ip(tx: Tx, port_id: str, fixed_ip: str | None) -> None:

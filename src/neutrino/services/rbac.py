@@ -265,7 +265,7 @@ def create_policy(tx: Tx, attrs: dict[str, Any]) -> dict[str, Any]:
     project = owner_for_create(tx, attrs)
     otype = attrs.get("object_type")
     normalized = otype.strip().lower() if isinstance(otype, str) else otype
-    if normalized not in ACTIONS:
+    if not isinstance(normalized, str) or normalized not in ACTIONS:
         raise invalid(f"Invalid input for operation: '{otype}' is not a valid RBAC object type.", "HTTPBadRequest")
     oid = attrs["object_id"]
     target = _target(attrs["target_tenant"])
