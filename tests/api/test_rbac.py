@@ -169,7 +169,10 @@ def test_policies_are_the_owners(users: dict[str, User]) -> None:
      "Invalid input for object_id. Reason: 'nope' is not a valid UUID."),
     ({"object_type": "network", "action": "access_as_shared"},
      "Failed to parse request. Required attribute 'target_tenant' not specified"),
-], ids=["object-type", "target-too-long", "target-none", "action", "sg-external", "object-id", "no-target"])
+    ({"object_type": [[]], "action": "access_as_shared", "target_tenant": "*"},  # the fuzzer's 500
+     "Invalid input for operation: '[[]]' is not a valid RBAC object type."),
+], ids=["object-type", "target-too-long", "target-none", "action", "sg-external", "object-id", "no-target",
+        "object-type-list"])
 def test_validation(users: dict[str, User], body: dict[str, Any], message: str) -> None:
     admin = users["admin"]
     net = admin.make("network", {"name": "v"})

@@ -7,23 +7,15 @@ leaves no namespace and no keepalived behind."""
 
 from __future__ import annotations
 
-import os
 import pathlib
 import subprocess
-import sys
 
 import pytest
 
-from neutrino.linux.runner import run, wait_for
+from neutrino.linux.runner import ConvergenceTimeout, run, wait_for
+from tests.linux.probes import linux_up, neutrino
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-EXE = str(pathlib.Path(sys.executable).with_name("neutrino"))
 FIP = "172.24.4.100"
-
-
-def neutrino(state: pathlib.Path, *argv: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "NEUTRINO_STATE": str(state)}
-    return subprocess.run([EXE, *argv], capture_output=True, text=True, env=env, timeout=240, check=False)
 
 
 def _router_id(state: pathlib.Path) -> str:
@@ -37,7 +29,15 @@ def _v4(netns: str) -> str:
 
 
 def _ping(netns: str) -> bool:
-    return run(["ping", "-c", "1", "-W", "2", FIP], netns=netns, check=False, timeout=15).returncode == 0
+    """The floating IP answers from ``netns`` (waited for: the first echo may go while the outside's
+    neighbour entry or the master's gratuitous ARP is still on its way on a loaded machine)."""
+    def answered() -> bool:
+        return run(["ping", "-c", "1", "-W", "1", FIP], netns=netns, check=False, timeout=15).returncode == 0
+    try:
+        wait_for(answered, timeout=20, what=f"{FIP} to answer")
+    except ConvergenceTimeout:
+        return False
+    return True
 
 
 def _keepalived_of(state: pathlib.Path) -> list[str]:
@@ -47,15 +47,12 @@ def _keepalived_of(state: pathlib.Path) -> list[str]:
 
 @pytest.mark.root
 def test_keepalived_fails_over_for_real(tmp_path: pathlib.Path) -> None:
-    from neutrino.linux import session
     from neutrino.linux.records import wire_ns
 
     state = tmp_path / "state"
     prefix = ""
     try:
-        up = neutrino(state, "up", str(ROOT / "examples" / "ha.yaml"), "--backend", "linux")
-        assert up.returncode == 0, up.stderr
-        prefix = session.prefix_of(state)
+        prefix = linux_up(state, "ha.yaml")
         rid = _router_id(state)
         ns1, ns2 = (f"{prefix}-{h}-qrouter-{rid}" for h in ("network1", "network2"))
         outside = wire_ns(prefix, "ext")
