@@ -10,23 +10,28 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from neutrino.host.iproute_link import Address, Link, LinkKind, OperState
 from neutrino.host.iproute_route import Netns
 from neutrino.host.state import ROOT, HostState
-from neutrino.plan.compose import merge
-from neutrino.plan.dhcp import plan_dhcp
-from neutrino.plan.firewall import plan_firewall
-from neutrino.plan.generation import PROFILES
-from neutrino.plan.l3 import plan_l3
-from neutrino.plan.nova_network import HostFacts, NovaOptions, plan_nova_network
-from neutrino.plan.ovs import plan_ovs
 from neutrino.scenarios.model import Host, Mechanism
 from neutrino.services.snapshot import CloudSnapshot
+
+if TYPE_CHECKING:  # the planners are imported when a host is planned: a module of this package
+    from neutrino.plan.nova_network import NovaOptions  # (naming, generation) costs no more than itself
 
 
 def plan_host(cloud: CloudSnapshot, host: Host | str, *, datapath_type: str = "system") -> HostState:
     """Everything OpenStack builds on ``host`` for ``cloud``."""
+    from neutrino.plan.compose import merge
+    from neutrino.plan.dhcp import plan_dhcp
+    from neutrino.plan.firewall import plan_firewall
+    from neutrino.plan.generation import PROFILES
+    from neutrino.plan.l3 import plan_l3
+    from neutrino.plan.nova_network import plan_nova_network
+    from neutrino.plan.ovs import plan_ovs
+
     dep = cloud.deployment
     name = host if isinstance(host, str) else host.name
     if dep.mechanism is Mechanism.NOVA_NETWORK:
@@ -98,6 +103,8 @@ def _v4(ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None) -> ipaddress.I
 def nova_options(cloud: CloudSnapshot) -> NovaOptions:
     """nova-network's options and per-host facts, as the deployment states them (pinned host
     gateways name their network; every network of that name is meant)."""
+    from neutrino.plan.nova_network import HostFacts, NovaOptions
+
     dep = cloud.deployment
     facts = tuple(HostFacts(h.name, h.macs, _v4(h.default_gateway), h.default_metric, h.link_local_metric,
                             _v4(h.routing_source_ip), _v4(h.metadata_host)) for h in dep.hosts)
