@@ -49,7 +49,7 @@ def test_distributed_router_gets_snat_and_agent_gateway_ports(admin: httpx.Clien
     assert r["distributed"] is True
     ok(admin.put(f"/routers/{r['id']}/add_router_interface", json={"subnet_id": nets["app-subnet"]}))
     assert not _owned(admin, "network:router_centralized_snat", device_id=r["id"])  # no gateway: no SNAT
-    (iface,) = _owned(admin, "network:router_interface", device_id=r["id"])
+    (iface,) = _owned(admin, "network:router_interface_distributed", device_id=r["id"])  # Neutron's owner
     assert iface["binding:host_id"] == ""  # distributed: on every host the router lives on
     ok(admin.put(f"/routers/{r['id']}", json={"router": {"external_gateway_info": {"network_id": nets["public"]}}}))
     (snat,) = _owned(admin, "network:router_centralized_snat", device_id=r["id"])

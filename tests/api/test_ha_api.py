@@ -92,3 +92,28 @@ def test_ha_is_admin_only(srv: Server, admin: httpx.Client) -> None:
     shown = srv.osc("router", "show", r["id"], "-f", "json")
     assert shown["ha"] is True
     ok(admin.delete(f"/routers/{r['id']}"), 204)
+
+
+def test_interface_owner_follows_the_router_kind_as_in_neutron(admin: httpx.Client) -> None:
+    """An HA router's interfaces are ``network:ha_router_replicated_interface``; made legacy (down
+    first), they become ``network:router_interface``."""
+    net = ok(admin.post("/networks", json={"network": {"name": "owners"}}), 201)["network"]
+    sub = ok(admin.post("/subnets", json={"subnet": {"network_id": net["id"], "cidr": "10.77.0.0/24",
+                                                     "ip_version": 4}}), 201)["subnet"]
+    r = ok(admin.post("/routers", json={"router": {"name": "owners", "ha": True}}), 201)["router"]
+    try:
+        ok(admin.put(f"/routers/{r['id']}/add_router_interface", json={"subnet_id": sub["id"]}))
+
+        def owners() -> list[str]:
+            ports = ok(admin.get("/ports", params={"device_id": r["id"], "network_id": net["id"]}))["ports"]
+            return [p["device_owner"] for p in ports]
+        assert owners() == ["network:ha_router_replicated_interface"]
+        shown = ok(admin.get(f"/routers/{r['id']}"))["router"]
+        assert shown["ha"] is True
+        ok(admin.put(f"/routers/{r['id']}", json={"router": {"ha": False, "admin_state_up": False}}))
+        assert owners() == ["network:router_interface"]
+        ok(admin.put(f"/routers/{r['id']}/remove_router_interface", json={"subnet_id": sub["id"]}))
+        assert owners() == []
+    finally:
+        ok(admin.delete(f"/routers/{r['id']}"), 204)
+        ok(admin.delete(f"/networks/{net['id']}"), 204)

@@ -82,8 +82,8 @@ def test_compute_with_a_floating_ip_has_qrouter_and_fip_namespaces(up) -> None: 
     app_sub = cloud.subnet(_by_name(cloud, "subnets", "app-subnet"))
     db_sub = cloud.subnet(_by_name(cloud, "subnets", "db-subnet"))
     (fip,) = cloud.floating_ips
-    qr_app = _port(cloud, "network:router_interface", network_id=app_sub.network_id)
-    qr_db = _port(cloud, "network:router_interface", network_id=db_sub.network_id)
+    qr_app = _port(cloud, "network:router_interface_distributed", network_id=app_sub.network_id)
+    qr_db = _port(cloud, "network:router_interface_distributed", network_id=db_sub.network_id)
     sg_app = _port(cloud, "network:router_centralized_snat", network_id=app_sub.network_id)
     sg_db = _port(cloud, "network:router_centralized_snat", network_id=db_sub.network_id)
     fg = _port(cloud, "network:floatingip_agent_gateway", binding_host="compute01")
@@ -162,7 +162,7 @@ def test_dvr_flows_on_compute01(up) -> None:  # noqa: ANN001
     me, net_mac, c2_mac = dvr.dvr_mac("compute01"), dvr.dvr_mac("network"), dvr.dvr_mac("compute02")
     assert me.startswith("fa:16:3f:") and len({me, net_mac, c2_mac}) == 3
     app_sub = cloud.subnet(_by_name(cloud, "subnets", "app-subnet"))
-    qr_app = _port(cloud, "network:router_interface", network_id=app_sub.network_id)
+    qr_app = _port(cloud, "network:router_interface_distributed", network_id=app_sub.network_id)
     app1 = _port(cloud, "compute:nova", binding_host="compute01")
     patch_int = _ofport(h, "br-tun", "patch-int")
     patch_tun = _ofport(h, "br-int", "patch-tun")

@@ -104,7 +104,8 @@ class Names:
         on = f" on network '{net.name}'" if net is not None else ""
         if owner.startswith("compute:"):
             return f"port {p.id} ({ips}) of {self.server(p.device_id)}{on}"
-        if owner == "network:router_interface":
+        if owner in ("network:router_interface", "network:router_interface_distributed",
+                     "network:ha_router_replicated_interface"):
             return f"port {p.id} ({ips}): interface of {self.router(p.device_id)}{on}"
         if owner == "network:router_gateway":
             return f"port {p.id} ({ips}): gateway of {self.router(p.device_id)}{on}"

@@ -269,7 +269,8 @@ def plug_kind(port: Port) -> PlugKind | None:
         return PlugKind.VM_HYBRID if port.ovs_hybrid_plug else PlugKind.VM
     return {"network:dhcp": PlugKind.DHCP, "network:router_interface": PlugKind.ROUTER,
             "network:router_gateway": PlugKind.GATEWAY, "network:router_ha_interface": PlugKind.HA,
-            "network:router_interface_distributed": PlugKind.ROUTER, dvr.SNAT_OWNER: PlugKind.SNAT,
+            "network:router_interface_distributed": PlugKind.ROUTER,
+            "network:ha_router_replicated_interface": PlugKind.ROUTER, dvr.SNAT_OWNER: PlugKind.SNAT,
             dvr.FIP_GATEWAY_OWNER: PlugKind.FIP_GATEWAY}.get(port.device_owner)
 
 

@@ -7,10 +7,8 @@ admin and the router administratively down, as in Neutron.
 A distributed router's server-side ports, as ``l3_dvr_db`` makes them:
 
 - its interfaces are bound to no host at the port level: the same ``qr-`` device (MAC and IP)
-  exists on every host that serves the router (see ``plan.dvr.router_hosts``). Neutron names their
-  owner ``network:router_interface_distributed``; neutrino keeps ``network:router_interface``
-  for now, because the snapshot and the floating IPs' router look-up read only that owner (the
-  planners accept both);
+  exists on every host that serves the router (see ``plan.dvr.router_hosts``); their owner is
+  ``network:router_interface_distributed``, as Neutron names it;
 - with an external gateway, one ``network:router_centralized_snat`` port per interface subnet
   (its ``sg-`` device in the ``snat-`` namespace), an address of that subnet, bound to the SNAT
   host: the first ``dvr_snat`` host;
@@ -34,6 +32,7 @@ from neutrino.services.core import Tx, bad_request
 
 DVR_INTERFACE = "network:router_interface_distributed"
 INTERFACE = "network:router_interface"
+HA_INTERFACE = "network:ha_router_replicated_interface"
 SNAT = "network:router_centralized_snat"
 FIP_AGENT_GATEWAY = "network:floatingip_agent_gateway"
 DVR_MODES = ("dvr", "dvr_snat", "dvr_no_external")
@@ -90,8 +89,10 @@ def apply_distributed(tx: Tx, r: models.Router, distributed: bool) -> None:
 
 
 def interface_owner(r: models.Router) -> str:
-    """The device owner of a router's interface ports (see the module's note on DVR's own)."""
-    return INTERFACE
+    """The device owner of a router's interface ports (Neutron's: ``network:router_interface_distributed``
+    for a distributed router)."""
+    from neutrino.services.routers import interface_owner as owner_of
+    return owner_of(r)
 
 
 def _ports(tx: Tx, device_id: str | None, owner: str, network_id: str | None = None) -> list[models.Port]:
@@ -105,7 +106,7 @@ def _ports(tx: Tx, device_id: str | None, owner: str, network_id: str | None = N
 
 def _interface_subnets(tx: Tx, r: models.Router) -> list[tuple[models.Port, str]]:
     out: list[tuple[models.Port, str]] = []
-    for owner in (INTERFACE, DVR_INTERFACE):
+    for owner in (INTERFACE, DVR_INTERFACE, HA_INTERFACE):
         for p in _ports(tx, r.id, owner):
             out += [(p, a.subnet_id) for a in p.fixed_ips]
     return out
@@ -124,7 +125,7 @@ def sync_ports(tx: Tx, r: models.Router) -> None:
     from neutrino.services.ports import delete_port, make_port
 
     owner = interface_owner(r)
-    for old in (INTERFACE, DVR_INTERFACE):
+    for old in (INTERFACE, DVR_INTERFACE, HA_INTERFACE):
         for p in _ports(tx, r.id, old):
             p.device_owner = owner
             if r.distributed:

@@ -66,7 +66,8 @@ def find_router(tx: Tx, external_net: str, subnet: models.Subnet, port_id: str) 
         .join(models.Port, models.Port.device_id == models.Router.id)
         .join(models.IPAllocation, models.IPAllocation.port_id == models.Port.id)
         .where(models.Router.gw_network_id == external_net,
-               models.Port.device_owner == "network:router_interface",
+               models.Port.device_owner.in_(("network:router_interface", "network:router_interface_distributed",
+                                             "network:ha_router_replicated_interface")),
                models.IPAllocation.subnet_id == subnet.id)
         .order_by(models.Router.created_seq, models.Port.created_seq)).all()
     if not rows:

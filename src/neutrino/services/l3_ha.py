@@ -155,7 +155,8 @@ def _place_router_ports(tx: Tx, r: models.Router, host: str) -> None:
     r.host = host
     for p in tx.session.scalars(select(models.Port).where(
             models.Port.device_id == r.id, models.Port.device_owner.in_(
-                ("network:router_interface", "network:router_gateway")))).all():
+                ("network:router_interface", "network:ha_router_replicated_interface",
+                 "network:router_interface_distributed", "network:router_gateway")))).all():
         if p.binding_host_id != host:
             p.binding_host_id = host
             bump(p)

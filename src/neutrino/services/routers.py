@@ -27,13 +27,33 @@ from neutrino.services.networks import get_network_row, get_subnet_row
 from neutrino.services.ports import bind, delete_port, get_port_row, make_port, service_port_row
 
 INTERFACE = "network:router_interface"
+DVR_INTERFACE = "network:router_interface_distributed"
+HA_INTERFACE = "network:ha_router_replicated_interface"
+INTERFACE_OWNERS = (INTERFACE, DVR_INTERFACE, HA_INTERFACE)  # a legacy, a distributed, an HA router's
 GATEWAY = "network:router_gateway"
 
 
 def _router_ports(tx: Tx, router_id: str) -> list[models.Port]:
     return list(tx.session.scalars(select(models.Port).options(selectinload(models.Port.fixed_ips)).where(
-        models.Port.device_id == router_id, models.Port.device_owner.in_((INTERFACE, GATEWAY)))
+        models.Port.device_id == router_id, models.Port.device_owner.in_((*INTERFACE_OWNERS, GATEWAY)))
         .order_by(models.Port.created_seq)).all())
+
+
+def interface_owner(r: models.Router) -> str:
+    """The device owner Neutron gives a router's interface ports: ``network:router_interface_distributed``
+    (a distributed router), ``network:ha_router_replicated_interface`` (an HA one), else
+    ``network:router_interface``."""
+    return DVR_INTERFACE if r.distributed else HA_INTERFACE if r.ha else INTERFACE
+
+
+def retag_interfaces(tx: Tx, r: models.Router) -> None:
+    """After ``distributed`` or ``ha`` changed: the interface ports' owner follows (as Neutron's
+    router migration does)."""
+    owner = interface_owner(r)
+    for p in _router_ports(tx, r.id):
+        if p.device_owner in INTERFACE_OWNERS and p.device_owner != owner:
+            p.device_owner = owner
+            bump(p)
 
 
 def router_dict(r: models.Router, gw_port: models.Port | None) -> dict[str, Any]:
@@ -211,6 +231,8 @@ def update_router(tx: Tx, router_id: str, attrs: dict[str, Any], revision: int |
         dvr.apply_distributed(tx, r, dvr_change)
     if r.distributed or dvr_change is not None:
         dvr.sync_ports(tx, r)
+    if ha_change is not None or dvr_change is not None:
+        retag_interfaces(tx, r)
     bump(r)
     return _dict(tx, r)
 
@@ -218,7 +240,7 @@ def update_router(tx: Tx, router_id: str, attrs: dict[str, Any], revision: int |
 def delete_router(tx: Tx, router_id: str, revision: int | None = None) -> None:
     r = get_router_row(tx, router_id)
     check_revision(r, revision)
-    ifaces = [p for p in _router_ports(tx, r.id) if p.device_owner == INTERFACE]
+    ifaces = [p for p in _router_ports(tx, r.id) if p.device_owner in INTERFACE_OWNERS]
     if ifaces:
         raise conflict("RouterInUse", f"Router {r.id} has ports still attached: {', '.join(p.id for p in ifaces)}")
     if _fips_via(tx, r.id):
@@ -273,7 +295,7 @@ def add_interface(tx: Tx, router_id: str, body: Any) -> dict[str, Any]:
             if _has_subnet(tx, r.id, s.id):
                 raise bad_request("router", f"Router already has a port on subnet {s.id}")
         _check_overlap(tx, r, subnets)
-        port.device_owner, port.device_id = INTERFACE, r.id
+        port.device_owner, port.device_id = interface_owner(r), r.id
         if not port.binding_host_id:
             port.binding_host_id = r.host
             bind(tx, port, get_network_row(tx, port.network_id))
@@ -291,7 +313,7 @@ def add_interface(tx: Tx, router_id: str, body: Any) -> dict[str, Any]:
     _check_overlap(tx, r, [subnet])
     network = subnet.network
     port = make_port(tx, network, r.project_id, {
-        "device_owner": INTERFACE, "device_id": r.id,
+        "device_owner": interface_owner(r), "device_id": r.id,
         "fixed_ips": [{"subnet_id": subnet.id, "ip_address": subnet.gateway_ip}],
         "port_security_enabled": False, "security_groups": [], "binding:host_id": r.host})
     bump(r)
@@ -301,7 +323,7 @@ def add_interface(tx: Tx, router_id: str, body: Any) -> dict[str, Any]:
 
 
 def _has_subnet(tx: Tx, router_id: str, subnet_id: str) -> bool:
-    return any(a.subnet_id == subnet_id for p in _router_ports(tx, router_id) if p.device_owner == INTERFACE
+    return any(a.subnet_id == subnet_id for p in _router_ports(tx, router_id) if p.device_owner in INTERFACE_OWNERS
                for a in p.fixed_ips)
 
 
@@ -323,7 +345,7 @@ def remove_interface(tx: Tx, router_id: str, body: Any) -> dict[str, Any]:
     subnet_id, port_id = _interface_target(body) if not (isinstance(body, dict) and body.get("subnet_id")
                                                         and body.get("port_id")) else (body["subnet_id"],
                                                                                        body["port_id"])
-    ifaces = [p for p in _router_ports(tx, r.id) if p.device_owner == INTERFACE]
+    ifaces = [p for p in _router_ports(tx, r.id) if p.device_owner in INTERFACE_OWNERS]
     if port_id is not None:
         port = next((p for p in ifaces if p.id == port_id), None)
         if port is None:

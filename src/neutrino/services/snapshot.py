@@ -83,6 +83,11 @@ class AddressPair:
     mac_address: str
 
 
+# a router's interface ports, by its kind: legacy, distributed, HA (Neutron's device owners)
+INTERFACE_OWNERS = ("network:router_interface", "network:router_interface_distributed",
+                    "network:ha_router_replicated_interface")
+
+
 @dataclass(frozen=True, slots=True)
 class DhcpOpt:
     """One extra DHCP option of a port (``extra_dhcp_opts``), as the API keeps it."""
@@ -372,7 +377,7 @@ def load(session: Session) -> CloudSnapshot:
         if r.gw_network_id:
             gp = by_port.get(r.gw_port_id or "")
             gw = Gateway(r.gw_network_id, r.gw_port_id, r.enable_snat, gp.fixed_ips if gp else ())
-        ifaces = tuple(p.id for p in snap_ports if p.device_id == r.id and p.device_owner == "network:router_interface")
+        ifaces = tuple(p.id for p in snap_ports if p.device_id == r.id and p.device_owner in INTERFACE_OWNERS)
         snap_routers.append(Router(r.id, r.name, r.project_id, r.admin_state_up, r.status, r.host, gw, ifaces,
                                    _routes(r.routes), bool(r.distributed), bool(r.ha), int(r.ha_vr_id or 0),
                                    tuple(l3_bindings.get(r.id, ()))))
