@@ -4,6 +4,7 @@
     make tempest                                   # tempest.api.network
     .venv/bin/python bench/tempest/run.py --plugin # and neutron_tempest_plugin.api
     .venv/bin/python bench/tempest/run.py --regex 'tempest.api.network.test_ports'
+    .venv/bin/python bench/tempest/run.py --plugin --filter 'port_forwarding|rbac' --results /tmp/r
 
 What it does, outside the default test command:
   1. makes its own virtualenv (``bench/tempest/.venv``, git-ignored) with the pinned ``tempest`` and
@@ -30,6 +31,7 @@ import argparse
 import csv
 import io
 import os
+import re
 import shutil
 import signal
 import socket
@@ -223,6 +225,7 @@ floating_ips = true
 available_type_drivers = flat,vlan,vxlan
 provider_vlans = physnet1
 create_shared_resources = false
+agent_availability_zone = nova
 is_igmp_snooping_enabled = false
 
 [compute-feature-enabled]
@@ -293,10 +296,19 @@ def report(name: str, rows: list[tuple[str, str]], finished: bool, seconds: floa
     return text
 
 
+def filtered(suite: str, extra: str) -> str:
+    """A regex selecting the tests of ``suite`` whose id also matches ``extra`` somewhere (stestr
+    searches each id; both are lookaheads from the start, so a ``^`` in either still anchors)."""
+    return f"^(?=.*(?:{suite}))(?=.*(?:{extra}))"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()) if __doc__ else None)
     p.add_argument("--regex", help=f"tests to run (default {NETWORK})")
     p.add_argument("--plugin", action="store_true", help=f"also run {PLUGIN} (a second, separate run)")
+    p.add_argument("--filter", metavar="REGEX",
+                   help="run only the tests of each selected suite whose id matches REGEX anywhere (e.g. "
+                        "'test_port_forwarding|rbac'); the results are kept as <suite>-filtered.txt")
     p.add_argument("--concurrency", type=int, default=2)
     p.add_argument("--timeout", type=float, default=2400, help="bound on each suite's run, seconds")
     p.add_argument("--test-timeout", type=int, default=180, help="bound on one test, seconds")
@@ -306,11 +318,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--strict", action="store_true", help="exit 1 when a test failed (default: only when a run "
                                                          "gave no results or was cut at the time bound)")
     args = p.parse_args(argv)
+    for opt in ("regex", "filter"):
+        try:
+            re.compile(getattr(args, opt) or "")
+        except re.error as e:
+            p.error(f"--{opt}: not a regular expression: {e}")
 
     ensure_venv(args.venv)
     suites = [("custom" if args.regex else "tempest.api.network", args.regex or NETWORK)]
     if args.plugin:
         suites.append(("neutron_tempest_plugin.api", PLUGIN))
+    if args.filter:
+        suites = [(f"{name}-filtered", filtered(regex, args.filter)) for name, regex in suites]
     tmp = Path(tempfile.mkdtemp(prefix="neutrino-tempest-"))
     log(f"working in {tmp}")
     failed_any = False
