@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from neutrino import store
 from neutrino.convergence import mark as _mark
-from neutrino.errors import NeutrinoError
+from neutrino.errors import NeutrinoError, NotFound
 from neutrino.host.state import HostState
 from neutrino.plan import plan_cloud
 from neutrino.services.cloud import Cloud
@@ -62,7 +62,10 @@ def report_ports(services: Cloud, cloud: CloudSnapshot, hosts: tuple[HostState, 
     by_id = {p.id: p for p in cloud.ports}
     for pid, want in wired_status(cloud, hosts).items():
         if by_id[pid].status != want:
-            services.set_port_status(pid, want)
+            try:
+                services.set_port_status(pid, want)
+            except NotFound:  # deleted since the snapshot: as ML2's update_port_status, leave it
+                continue
             changed += 1
     return changed
 

@@ -31,6 +31,7 @@ request to ``<auth_url>/v3/auth/tokens`` and asked for again when the server ans
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -165,7 +166,10 @@ class Server:
         return int(doc["generation"])
 
     def set_port_status(self, port_id: str, status: str) -> None:
-        self._call("PUT", f"/neutrino/v1/ports/{port_id}/status", {"status": status})
+        """Report a port's status; a port deleted meanwhile is left alone (as ML2's
+        ``update_port_status`` does: the next pass works from a newer snapshot)."""
+        with contextlib.suppress(_Gone):
+            self._call("PUT", f"/neutrino/v1/ports/{port_id}/status", {"status": status})
 
     # -- plumbing --
 
@@ -215,6 +219,8 @@ class Server:
         except urllib.error.HTTPError as e:
             if e.code == 401 and token is not None:
                 raise _Unauthorized from None
+            if e.code == 404:
+                raise _Gone(f"{method} {url}: 404 {_message(e.read())}") from None
             raise ServerError(f"{method} {url}: {e.code} {_message(e.read())}") from None
         except (urllib.error.URLError, OSError) as e:
             reason = getattr(e, "reason", None) or e
@@ -223,6 +229,10 @@ class Server:
 
 class _Unauthorized(Exception):
     pass
+
+
+class _Gone(ServerError):
+    """The server has no such object (a 404)."""
 
 
 def _message(raw: bytes) -> str:

@@ -138,3 +138,32 @@ def test_deleting_the_ssh_rule_with_the_cli_drops_ssh_at_once(served: dict[str, 
     after = run(*probe, env=served, check=False)
     assert after.returncode == 1, after.stdout
     assert "dropped" in after.stdout
+
+
+def test_a_port_deleted_after_the_snapshot_is_left_alone_by_the_report() -> None:
+    """The agents report statuses from the snapshot they planned; a port deleted meanwhile is skipped
+    (ML2's update_port_status does the same), the others are still reported."""
+    from neutrino.agent import report_ports
+    from neutrino.db.session import Database
+    from neutrino.plan import plan_cloud
+    from neutrino.scenarios.model import default_scenario
+    from neutrino.services import networks, ports
+    from neutrino.services.cloud import Cloud, prepare
+
+    scenario = default_scenario()
+    host = scenario.deployment.hosts[-1].name
+    cloud = Cloud(Database("sqlite://"), scenario)
+    with cloud.write(cloud.admin_context()) as tx:
+        net = networks.create_network(tx, prepare("network", {"name": "n"}))
+        networks.create_subnet(tx, prepare("subnet", {"network_id": net["id"], "cidr": "10.9.0.0/24",
+                                                      "ip_version": 4}))
+        gone, kept = (ports.create_port(tx, prepare("port", {"network_id": net["id"], "binding:host_id": host,
+                                                             "device_owner": "compute:nova"}))
+                      for _ in range(2))
+    snap = cloud.snapshot()
+    with cloud.write(cloud.admin_context()) as tx:
+        ports.delete_port(tx, gone["id"])
+    changed = report_ports(cloud, snap, plan_cloud(snap))
+    after = {p.id: p.status for p in cloud.snapshot().ports}
+    assert gone["id"] not in after and after[kept["id"]] == "ACTIVE"
+    assert changed == sum(1 for p in snap.ports if p.binding_host and p.id != gone["id"] and p.status != "ACTIVE")

@@ -129,7 +129,10 @@ def port_changes(services: Cloud, cloud: CloudSnapshot, hosts: tuple[HostState, 
     for port in cloud.ports:
         want = "ACTIVE" if port.binding_host in built and port.admin_state_up else "DOWN"
         if port.binding_host and port.status != want:
-            services.set_port_status(port.id, want)
+            try:
+                services.set_port_status(port.id, want)
+            except NotFound:  # deleted since the snapshot
+                continue
             changed.append((port.id, want))
     return changed
 
