@@ -121,6 +121,7 @@ EXTENSIONS = (
     ("network_availability_zone", "Network Availability Zone"),
     ("router_availability_zone", "Router Availability Zone"),
     ("l3-ha", "HA Router extension"),
+    ("dvr", "Distributed Virtual Router"),
     ("quotas", "Quota management support"),
     ("quota_details", "Quota details management support"),
     ("fip-port-details", "Floating IP Port Details Extension"),
