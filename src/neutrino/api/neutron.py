@@ -122,6 +122,7 @@ EXTENSIONS = (
     ("router_availability_zone", "Router Availability Zone"),
     ("l3-ha", "HA Router extension"),
     ("dvr", "Distributed Virtual Router"),
+    ("router-admin-state-down-before-update", "Enforce Router's Admin State Down Before Update Extension"),
     ("quotas", "Quota management support"),
     ("quota_details", "Quota details management support"),
     ("fip-port-details", "Floating IP Port Details Extension"),
