@@ -20,12 +20,6 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         yield server
 
 
-@pytest.fixture(scope="module")
-def admin(srv: Server) -> Iterator[httpx.Client]:
-    with srv.http() as c:
-        yield c
-
-
 def _owned(c: httpx.Client, owner: str, **params: str) -> list[dict[str, Any]]:
     ports: list[dict[str, Any]] = ok(c.get("/ports", params={"device_owner": owner, **params}))["ports"]
     return ports

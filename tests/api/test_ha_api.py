@@ -19,12 +19,6 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         yield server
 
 
-@pytest.fixture(scope="module")
-def admin(srv: Server) -> Iterator[httpx.Client]:
-    with srv.http() as c:
-        yield c
-
-
 def _ha_ports(c: httpx.Client, router_id: str) -> list[dict[str, Any]]:
     ports: list[dict[str, Any]] = ok(c.get("/ports", params={"device_id": router_id}))["ports"]
     return [p for p in ports if p["device_owner"] == "network:router_ha_interface"]

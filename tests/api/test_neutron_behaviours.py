@@ -18,31 +18,12 @@ checks and neutrino once did differently (issue 19), each as Neutron's own code 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.api.api_helpers import Server, ok, two_computes_server, user_client
-
-
-@pytest.fixture(scope="module")
-def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with two_computes_server(tmp_path_factory.mktemp("behaviours"), "behaviours") as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def admin(srv: Server) -> Iterator[httpx.Client]:
-    with srv.http() as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def demo(srv: Server) -> Iterator[httpx.Client]:
-    with user_client(srv, "demo", "demo") as c:
-        yield c
+from tests.api.api_helpers import ok
 
 
 @pytest.fixture(scope="module")

@@ -6,25 +6,12 @@ use, deleting the internal port, and the real ``openstack floating ip port forwa
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.api.api_helpers import Server, ok, two_computes_server, user_client
-
-
-@pytest.fixture(scope="module")
-def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with two_computes_server(tmp_path_factory.mktemp("pf"), "pf") as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def admin(srv: Server) -> Iterator[httpx.Client]:
-    with srv.http() as c:
-        yield c
+from tests.api.api_helpers import Server, ok, user_client
 
 
 def err(r: httpx.Response, status: int) -> dict[str, Any]:

@@ -6,37 +6,15 @@ schema migration that adds the tables."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from sqlalchemy import inspect, text
 
 from neutrino.db import models
 from neutrino.db.session import SUBNETPOOL_TABLES, Database
-from tests.api.api_helpers import Server, ok, two_computes_server, user_client
-
-
-@pytest.fixture(scope="module")
-def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with two_computes_server(tmp_path_factory.mktemp("subnetpools"), "subnetpools") as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def admin(srv: Server) -> Iterator[httpx.Client]:
-    with srv.http() as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def demo(srv: Server) -> Iterator[httpx.Client]:
-    with user_client(srv, "demo", "demo") as c:
-        yield c
-
-
+from tests.api.api_helpers import Server, ok
 
 
 def err(r: httpx.Response, status: int) -> dict[str, Any]:

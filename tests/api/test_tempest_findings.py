@@ -9,31 +9,11 @@ code does it, against a real server:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import pytest
 
-from tests.api.api_helpers import Server, ok, two_computes_server, user_client, wait_until
-
-
-@pytest.fixture(scope="module")
-def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with two_computes_server(tmp_path_factory.mktemp("tempest-findings"), "tempest_findings") as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def admin(srv: Server) -> Iterator[httpx.Client]:
-    with srv.http() as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def demo(srv: Server) -> Iterator[httpx.Client]:
-    with user_client(srv, "demo", "demo") as c:
-        yield c
+from tests.api.api_helpers import Server, ok, wait_until
 
 
 def external(admin: httpx.Client, name: str) -> dict[str, Any]:
