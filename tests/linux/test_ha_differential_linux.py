@@ -38,6 +38,20 @@ def _probes(state: pathlib.Path) -> list[Probe]:
     return out
 
 
+def _converged(prefix: str, host: str, todo: list[Probe]) -> None:
+    """Wait until ``host``'s keepalived holds the VIPs and the paths through it carry traffic: the
+    floating IP answers the outside and the router's inside address answers web1 (VRRP's takeover,
+    its gratuitous ARPs and the tunnels' learned flows take a moment; a loaded machine, longer)."""
+    ns = next(n for n in run(["ip", "netns"], check=False).stdout.split()
+              if n.startswith(f"{prefix}-{host}-qrouter-"))
+    wait_for(lambda: f"{FIP}/32" in run(["ip", "-4", "-o", "addr"], netns=ns, check=False).stdout,
+             timeout=30, what=f"{host} to hold the floating IP")
+    inside = next(p for p in todo if p[0] == "web1" and p[2] == "icmp")
+    for probe in (("outside", FIP, "icmp", 0), inside):
+        wait_for(lambda probe=probe: answered(prefix, probe), timeout=30, interval=0.2,
+                 what=f"{probe[1]} to answer {probe[0]} through {host}")
+
+
 def _agree(state: pathlib.Path, prefix: str, todo: list[Probe]) -> dict[Probe, str]:
     """Kernel and simulator verdicts compared (asserted equal); each simulated path, by probe."""
     from neutrino import worldkeep
@@ -64,16 +78,14 @@ def test_ha_simulator_and_kernel_agree_before_and_after_failover(tmp_path: pathl
     try:
         prefix = linux_up(state, "ha.yaml")
         todo = _probes(state)
+        _converged(prefix, "network1", todo)
         before = _agree(state, prefix, todo)
         assert "network1 qrouter-" in before[("outside", FIP, "icmp", 0)]
 
         fo = neutrino(state, "failover", "router1")
         assert fo.returncode == 0, fo.stderr
         assert "router router1: master network2" in fo.stdout
-        ns2 = next(n for n in run(["ip", "netns"], check=False).stdout.split()
-                   if n.startswith(f"{prefix}-network2-qrouter-"))
-        wait_for(lambda: f"{FIP}/32" in run(["ip", "-4", "-o", "addr"], netns=ns2, check=False).stdout,
-                 timeout=30, what="network2 to hold the floating IP")
+        _converged(prefix, "network2", todo)
         after = _agree(state, prefix, todo)
         path = after[("outside", FIP, "icmp", 0)]
         assert "network2 qrouter-" in path and "network1 qrouter-" not in path, path
