@@ -16,7 +16,6 @@ import argparse
 import http.client
 import json
 import os
-import shutil
 import signal
 import socket
 import statistics
@@ -31,14 +30,11 @@ from typing import Any
 
 import httpx
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: the tests' helpers
+from tests.api.api_helpers import free_port, pg_start, pg_stop  # noqa: E402
+
 NEUTRON = {"port create 1 client": 9.0, "port create 8 clients": 18.0}
 NEUTRON_LATENCY = 0.65  # s, the fastest of router interface add / FIP association
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start(db: str | None, tmp: Path, *, agents: bool = False, floor: bool = False, src: str | None = None
@@ -71,35 +67,6 @@ def start(db: str | None, tmp: Path, *, agents: bool = False, floor: bool = Fals
             time.sleep(0.05)
     proc.kill()
     raise SystemExit("server did not start: " + log_path.read_text())
-
-
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
-
-
-def pg_start(tmp: Path) -> tuple[Path, str]:
-    """A private PostgreSQL 15 cluster (as the API tests run one: as root, fsync off); its data folder
-    and URL."""
-    base = tmp / "pg"
-    base.mkdir()
-    os.chmod(tmp, 0o755)
-    os.chmod(base, 0o755)
-    datadir = base / "data"
-    datadir.mkdir()
-    shutil.chown(datadir, "postgres", "postgres")
-    run_as = ["runuser", "-u", "postgres", "--"]
-    subprocess.run([*run_as, str(PG_BIN / "initdb"), "-D", str(datadir), "-A", "trust", "-U", "postgres",
-                    "--no-sync"], check=True, capture_output=True)
-    port = free_port()
-    subprocess.run([*run_as, str(PG_BIN / "pg_ctl"), "-D", str(datadir), "-l", str(datadir / "log"), "-w",
-                    "-o", f"-p {port} -k {datadir} -c listen_addresses=127.0.0.1 -c fsync=off "
-                          "-c max_connections=60", "start"], check=True, capture_output=True)
-    return datadir, f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
-
-
-def pg_stop(datadir: Path) -> None:
-    subprocess.run(["runuser", "-u", "postgres", "--", str(PG_BIN / "pg_ctl"), "-D", str(datadir), "-m", "fast",
-                    "-w", "stop"], capture_output=True)
-    shutil.rmtree(datadir.parent, ignore_errors=True)
 
 
 def token(base: str) -> tuple[str, str]:
@@ -205,7 +172,8 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="neutrino-bench-"))
     pg = None
     if args.postgres:
-        pg, args.db = pg_start(tmp)
+        pg = pg_start()  # a private cluster, as the API tests run one
+        args.db = pg.url
     proc, base = start(args.db, tmp, agents=args.agents)
     floor_proc, floor_base = start(None, tmp, floor=True)
     other = start(None, tmp / "compare", agents=args.agents, src=args.compare) if args.compare else None

@@ -67,7 +67,7 @@ class PgCluster:
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
 
 
-def _pg_start() -> PgCluster:
+def pg_start() -> PgCluster:
     base = Path(tempfile.mkdtemp(prefix="neutrino-pg-", dir="/tmp"))
     os.chmod(base, 0o755)
     datadir = base / "data"
@@ -84,7 +84,7 @@ def _pg_start() -> PgCluster:
     return PgCluster(datadir, port, pid)
 
 
-def _pg_stop(pg: PgCluster) -> None:
+def pg_stop(pg: PgCluster) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pg.pid, signal.SIGINT)  # fast shutdown
 
@@ -118,11 +118,11 @@ def pg_cluster() -> Iterator[PgCluster]:
         if IN_CI and IS_ROOT:
             pytest.fail(f"CI as root must run PostgreSQL: {why}")
         pytest.skip(why)
-    pg = _pg_start()
+    pg = pg_start()
     try:
         yield pg
     finally:
-        _pg_stop(pg)
+        pg_stop(pg)
 
 
 @pytest.fixture(scope="session", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
