@@ -89,7 +89,7 @@ def schedule_network(session: Session, network_id: str) -> list[str]:
 def schedule_router(tx: Tx, router: models.Router) -> None:
     """Bind a new legacy router to one L3 agent (its ``host``'s, else the least loaded); HA and
     distributed routers are scheduled by their own modules."""
-    if getattr(router, "ha", False) or getattr(router, "distributed", False):
+    if router.ha or router.distributed:
         return
     session = tx.session
     if session.scalars(select(models.RouterL3Binding).where(models.RouterL3Binding.router_id == router.id)).first():
@@ -241,21 +241,21 @@ def add_router_to_agent(tx: Tx, agent_id: str, router_id: str) -> None:
     if mode in ("dvr", "dvr_no_external"):
         raise Conflict("Not allowed to manually assign a router to an agent in 'dvr' mode.",
                        neutron_type="DVRL3CannotAssignToDvrAgent")
-    if mode == "legacy" and getattr(router, "distributed", False):
+    if mode == "legacy" and router.distributed:
         raise Conflict(f"Cannot host distributed router {router_id} on legacy L3 agent {agent_id}.",
                        neutron_type="RouterL3AgentMismatch")
     bindings = list(tx.session.scalars(select(models.RouterL3Binding).where(
         models.RouterL3Binding.router_id == router_id).order_by(models.RouterL3Binding.binding_index)))
     if any(b.host == agent.host for b in bindings):
         return
-    if bindings and not getattr(router, "ha", False):
+    if bindings and not router.ha:
         first = tx.session.scalars(select(models.Agent.id).where(models.Agent.agent_type == L3[0],
                                                                  models.Agent.host == bindings[0].host)).first()
         raise Conflict(f"The router {router_id} has been already hosted by the L3 Agent {first or bindings[0].host}.",
                        neutron_type="RouterHostedByL3Agent")
     index = max((b.binding_index for b in bindings), default=0) + 1
     tx.session.add(models.RouterL3Binding(router_id=router_id, host=agent.host, binding_index=index))
-    if not bindings and not getattr(router, "ha", False):
+    if not bindings and not router.ha:
         _move_router(tx, router, agent.host)
 
 
