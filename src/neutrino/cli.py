@@ -438,7 +438,6 @@ def _cmd_trace(args: argparse.Namespace) -> int:
     import json
 
     from neutrino import store
-    from neutrino.sim.pcap import save_pcap, timestamps
     from neutrino.sim.trace import frames, render, to_json
     from neutrino.views.tcpdump import keep_trace
 
@@ -464,6 +463,8 @@ def _cmd_trace(args: argparse.Namespace) -> int:
         size=number("--size", args.size, "a payload size in bytes", 0, 65535)))
     keep_trace(store.state_dir(), trace, world)  # what 'exec HOST -- tcpdump -i DEV' and 'conntrack -L' answer from
     if args.pcap:
+        from neutrino.sim.pcap import save_pcap, timestamps
+
         stamps = timestamps(0.0, 0.001)
         count = save_pcap(args.pcap, [(next(stamps), f) for f in frames(trace)])  # type: ignore[misc]
         print(f"wrote {count} packets to {args.pcap}", file=sys.stderr)
@@ -828,6 +829,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from neutrino import dataclass_code
+
+    dataclass_code.install()  # the dataclasses' methods compiled once, not in every command (not for --help)
     try:
         return int(args.func(args))
     except NeutrinoError as exc:

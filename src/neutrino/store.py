@@ -29,13 +29,13 @@ import os
 import pathlib
 import pickle
 import re
-import shutil
-import tempfile
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from neutrino.errors import InvalidInput, NotFound
 from neutrino.host.state import HostState, Origin
+
+# shutil and tempfile are imported where a host is written: a command that only reads needs neither
 
 if TYPE_CHECKING:
     from neutrino.ingest.layout import StagedHost
@@ -87,6 +87,9 @@ def import_hosts(path: str | pathlib.Path, host: str | None = None, *, replace: 
     per host, or a tar archive of any of these: :mod:`neutrino.ingest.layout`) and keep them as
     imported hosts. A host of the same name already kept (planned or imported) is refused unless
     ``replace``; any refusal or unreadable capture keeps nothing."""
+    import shutil
+    import tempfile
+
     from neutrino.ingest.captures import collecting_notes, read_capture_dir
     from neutrino.ingest.layout import stage
 
@@ -154,6 +157,9 @@ def save_host(state: HostState) -> None:
     """Keep a host that neutrino made (planned or read back): its captures, why each item exists
     (``origins.json``) and what no tool prints (``unprinted.json``), replacing an earlier host of
     that name."""
+    import shutil
+    import tempfile
+
     from neutrino.views.export import captures_of
 
     name = _valid_name(state.name)
@@ -187,6 +193,8 @@ def _apply_unprinted(state: HostState, doc: dict[str, Any]) -> HostState:
 
 
 def _swap_into_place(tmp: pathlib.Path, dest: pathlib.Path) -> None:
+    import shutil
+
     if dest.exists():
         old = dest.with_name(f".{dest.name}.old")
         shutil.rmtree(old, ignore_errors=True)
@@ -276,6 +284,8 @@ class _Pickler(pickle.Pickler):
 
 def _write_cache(host_dir: pathlib.Path, state: HostState) -> None:
     """Keep ``state`` as read from ``host_dir``'s files; a cache that cannot be written is no loss."""
+    import tempfile
+
     try:
         buf = io.BytesIO()
         _Pickler(buf, protocol=pickle.HIGHEST_PROTOCOL).dump((_key(host_dir, state.name), state))
@@ -322,4 +332,6 @@ def remove_host(name: str) -> None:
     path = hosts_dir() / _valid_name(name)
     if not path.is_dir():
         raise NotFound(f"no host {name!r}")
+    import shutil
+
     shutil.rmtree(path)

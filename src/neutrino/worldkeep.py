@@ -12,20 +12,25 @@ probe leaves ARP and conntrack state behind).
 
 from __future__ import annotations
 
-import logging
 import os
 import pickle
-import tempfile
-import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import logging
+
     from neutrino.services.snapshot import CloudSnapshot
     from neutrino.sim.world import World
 
-log = logging.getLogger(__name__)
+# logging, tempfile and uuid are imported where used: a trace that finds its world kept needs none of them
+
+
+def _log() -> logging.Logger:
+    import logging
+
+    return logging.getLogger(__name__)
 
 
 def _world_path(state: Path) -> Path:
@@ -42,11 +47,19 @@ def _cloud_path(state: Path) -> Path:
 
 def _keep_cloud(state: Path, cloud: CloudSnapshot, tag: str) -> None:
     """Keep the snapshot the world was built from beside it (same tag), so a command that names the
-    objects of a trace reads it without the database and its ORM."""
+    objects of a trace reads it without the database and its ORM.
+
+    Kept as made anew from its fields: without what the planners cached in it (their look-ups,
+    keyed and valued by the planners' own types), so that reading it back imports the snapshot's
+    classes and not the planners'."""
+    import dataclasses
+    import tempfile
+
+    fresh = dataclasses.replace(cloud, _index={})  # __post_init__ indexes it again, as any snapshot
     fd, tmp = tempfile.mkstemp(prefix=".world.cloud.", dir=state)
     try:
         with os.fdopen(fd, "wb") as f:
-            pickle.dump((tag, cloud), f, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dump((tag, fresh), f, protocol=pickle.HIGHEST_PROTOCOL)
         os.replace(tmp, _cloud_path(state))
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -71,6 +84,8 @@ def stamp(state: Path) -> str:
 
 
 def _write_stamp(state: Path, value: str) -> None:
+    import tempfile
+
     state.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".world.stamp.", dir=state)
     try:
@@ -84,6 +99,8 @@ def _write_stamp(state: Path, value: str) -> None:
 
 def invalidate(state: Path) -> None:
     """The hosts changed and nobody refreshed the world: no kept world stands for them any more."""
+    import uuid
+
     _write_stamp(state, uuid.uuid4().hex)
     _world_path(state).unlink(missing_ok=True)
     _cloud_path(state).unlink(missing_ok=True)
@@ -92,6 +109,8 @@ def invalidate(state: Path) -> None:
 def publish(state: Path, world: World, cloud: CloudSnapshot | None = None) -> None:
     """Keep ``world`` as the one that stands for the hosts now kept (the agents, after a pass), and
     ``cloud``, the snapshot it was planned from."""
+    import uuid
+
     from neutrino.sim.keep import save_world
 
     tag = uuid.uuid4().hex
@@ -114,16 +133,17 @@ def load(state: Path) -> World | None:
     try:
         return load_world(path, tag=stamp(state))
     except StaleWorld as exc:
-        log.info("kept world not used (%s); booting the cloud again", exc)
+        _log().info("kept world not used (%s); booting the cloud again", exc)
         return None
 
 
 def booted_world(state: Path) -> World:
     """The world ``trace`` and ``ping`` run against: the kept one, or the cloud booted anew (and kept).
     A change the server's agents are still converging is waited for first."""
-    from neutrino.convergence import wait_converged
+    from neutrino.convergence import pending, wait_converged
 
-    wait_converged(state)
+    if pending(state):  # asked first: with no server converging, what waits (the Linux runner) is not imported
+        wait_converged(state)
     world = load(state)
     if world is not None:
         return world
@@ -140,7 +160,7 @@ def booted_world(state: Path) -> World:
             save_world(world, _world_path(state), tag=tag)
             _keep_cloud(state, cloud, tag)
         except OSError as exc:
-            log.warning("could not keep the booted world: %s", exc)
+            _log().warning("could not keep the booted world: %s", exc)
     return world
 
 

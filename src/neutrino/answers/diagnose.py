@@ -712,13 +712,13 @@ def _dropping_port(names: Names, trace: Trace) -> tuple[Port | None, str, object
         if fw_port is not None:
             return fw_port, way, seen
         for st in reversed(hop.steps):
-            nova = _NOVA_JUMP.match(st.text)
+            nova = re.compile(_NOVA_JUMP).match(st.text)
             if nova:
                 ip = nova.group("ip")
                 port = next((p for p in names.cloud.ports
                              if any(str(f.ip_address) == ip for f in p.fixed_ips)), None)
                 return port, "ingress", seen
-            m = _CHAIN_PORT.search(st.text.split()[1] if st.text.startswith("-A ") else "")
+            m = re.compile(_CHAIN_PORT).search(st.text.split()[1] if st.text.startswith("-A ") else "")
             if m:
                 return names.port_of_prefix(m.group("id")), "ingress" if m.group("dir") == "i" else "egress", seen
         port = names.port_of_device(hop.device) or names.port_of_device(hop.element)
@@ -1033,4 +1033,4 @@ def _host_change(trace: Trace, proto: str, dport: int) -> str:
 def _is_port_chain(chain: str) -> bool:
     from neutrino.answers.objects import _CHAIN_PORT
 
-    return bool(_CHAIN_PORT.search(chain)) or chain.startswith("nova-compute-inst-")
+    return bool(re.compile(_CHAIN_PORT).search(chain)) or chain.startswith("nova-compute-inst-")

@@ -26,9 +26,10 @@ if TYPE_CHECKING:
     from neutrino.sim.world import GuestSpec, World
 
 _ID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
-_ORIGIN = re.compile(rf"^(?P<what>.*?)\s*(?P<id>{_ID})?(?: via \S+)?$")
+# patterns are compiled where used (re keeps them): importing the module compiles none
+_ORIGIN = rf"^(?P<what>.*?)\s*(?P<id>{_ID})?(?: via \S+)?$"
 _DEVICE_PREFIXES = ("tap", "qvo", "qvb", "qbr", "qr-", "qg-", "ns-", "sg-", "fg-", "rfp-", "qvm")
-_CHAIN_PORT = re.compile(r"-(?P<dir>[io])(?P<id>[0-9a-f]{8}-[0-9a-f]{1,2})\b")
+_CHAIN_PORT = r"-(?P<dir>[io])(?P<id>[0-9a-f]{8}-[0-9a-f]{1,2})\b"
 
 
 def describe_rule(rule: SecurityGroupRule) -> str:
@@ -132,7 +133,7 @@ class Names:
         """``sg-rule <id> via plan_firewall`` -> the rule, its group and what it allows."""
         if not origin:
             return ""
-        m = _ORIGIN.match(origin)
+        m = re.compile(_ORIGIN).match(origin)
         what, oid = (m.group("what"), m.group("id")) if m else (origin, None)
         if oid is None and what.startswith("agent "):
             return f"the agent's own plumbing ({what[len('agent '):]}), no OpenStack object"
@@ -181,7 +182,7 @@ class Names:
         words = text.split()
         if len(words) < 2 or words[0] != "-A":
             return ""
-        m = _CHAIN_PORT.search(words[1])
+        m = re.compile(_CHAIN_PORT).search(words[1])
         port = self.port_of_prefix(m.group("id")) if m else None
         if m is None or port is None:
             return ""
@@ -228,14 +229,14 @@ def _rule_matches(r: SecurityGroupRule, words: list[str], peer_flag: str) -> boo
     return peer is None and "--match-set" not in words
 
 
-_NOVA_JUMP = re.compile(r"^-A \S+ -d (?P<ip>[0-9.]+)/32 -j (?P<chain>nova-compute-inst-\d+)$")
+_NOVA_JUMP = r"^-A \S+ -d (?P<ip>[0-9.]+)/32 -j (?P<chain>nova-compute-inst-\d+)$"
 
 
 def _nova_fallback(names: Names, trace: Trace, v: Verdict) -> Verdict | None:
     """nova-network: the instance's chain (``nova-compute-inst-N``, jumped to by its address),
     its groups, network and bridge."""
     hop = next((h for h in trace.hops if f"{h.host} {h.element}" == v.where), None)
-    jumps = [m for st in hop.steps for m in [_NOVA_JUMP.match(st.text)] if m] if hop is not None else []
+    jumps = [m for st in hop.steps for m in [re.compile(_NOVA_JUMP).match(st.text)] if m] if hop is not None else []
     if not jumps:
         return None
     ip, chain = jumps[-1].group("ip"), jumps[-1].group("chain")
@@ -250,7 +251,7 @@ def _nova_fallback(names: Names, trace: Trace, v: Verdict) -> Verdict | None:
                           f"(its chain {chain}{on})")
 
 
-_PORT_ORIGIN = re.compile(rf"^port (?P<id>{_ID})\b")
+_PORT_ORIGIN = rf"^port (?P<id>{_ID})\b"
 
 
 def ovs_firewall_port(names: Names, hop: Hop) -> tuple[Port | None, str]:
@@ -264,7 +265,7 @@ def ovs_firewall_port(names: Names, hop: Hop) -> tuple[Port | None, str]:
         if st.kind is not StepKind.FLOW:
             continue
         origin = names.flows.get((hop.host, st.text)) or st.obj
-        m = _PORT_ORIGIN.match(origin or "")
+        m = re.compile(_PORT_ORIGIN).match(origin or "")
         found = names.port_of_prefix(m.group("id")) if m else None
         port = found or port
     tables = [st.text.split(",")[0] for st in hop.steps if st.kind is StepKind.FLOW]
@@ -282,7 +283,7 @@ def _fallback_verdict(names: Names, trace: Trace, v: Verdict) -> Verdict:
     if nova is not None:
         return nova
     jumps = [m for h in trace.hops if f"{h.host} {h.element}" == v.where for st in h.steps
-             for m in _CHAIN_PORT.finditer(st.text)]
+             for m in re.compile(_CHAIN_PORT).finditer(st.text)]
     port = names.port_of_prefix(jumps[-1].group("id")) if jumps else None
     hop = next((h for h in trace.hops if f"{h.host} {h.element}" == v.where), None)
     if port is None and hop is not None:
@@ -368,7 +369,7 @@ def empty_cloud() -> CloudSnapshot:
     return CloudSnapshot(Deployment())
 
 
-_NOVA_CHAIN = re.compile(r"\b(?P<chain>nova-compute-inst-\d+)\b")
+_NOVA_CHAIN = r"\b(?P<chain>nova-compute-inst-\d+)\b"
 
 
 class ImportedNames(Names):
@@ -421,8 +422,8 @@ class ImportedNames(Names):
         words = text.split()
         if len(words) < 2 or words[0] != "-A":
             return ""
-        m = _CHAIN_PORT.search(words[1])
-        nova = _NOVA_CHAIN.search(words[1])
+        m = re.compile(_CHAIN_PORT).search(words[1])
+        nova = re.compile(_NOVA_CHAIN).search(words[1])
         if m is None and nova is None:
             return ""
         whose = self._chain_port(m.group("id")) if m else f"an instance's chain {words[1]}"
@@ -438,7 +439,8 @@ class ImportedNames(Names):
         """A drop at the end of a port's chain: which chain, which port, the rule that dropped it."""
         hop = next((h for h in trace.hops if f"{h.host} {h.element}" == v.where), None)
         texts = [st.text for st in hop.steps] if hop is not None else []
-        chains = [(m, t) for t in texts for m in [_CHAIN_PORT.search(t.split()[1] if t.startswith("-A ") else "")]
+        port_chain = re.compile(_CHAIN_PORT)
+        chains = [(m, t) for t in texts for m in [port_chain.search(t.split()[1] if t.startswith("-A ") else "")]
                   if m]
         drop = next((t for t in reversed(texts) if t.endswith("-j DROP")), "")
         rule = f"; the rule that dropped it: '{drop}'" if drop else ""
@@ -449,7 +451,7 @@ class ImportedNames(Names):
             to = "to" if direction == "ingress" else "from"
             return replace(v, obj=f"no rule of chain {chain} allows {direction} {to} "
                                   f"{self._chain_port(m.group('id'))}{rule}")
-        nova = next((m.group("chain") for t in texts for m in [_NOVA_CHAIN.search(t)] if m), None)
+        nova = next((m.group("chain") for t in texts for m in [re.compile(_NOVA_CHAIN).search(t)] if m), None)
         if nova is not None:
             return replace(v, obj=f"no rule of chain {nova} (an instance's security groups) allows it{rule}")
         return replace(v, obj=f"dropped by '{drop}'" if drop else v.obj)

@@ -45,7 +45,8 @@ class DhcpRange:
     lease: str | None = None
 
 
-_LEASE = re.compile(r"^(\d+[smhdw]?|infinite|deprecated)$")
+# patterns are compiled where used (re keeps them): importing the module compiles none
+_LEASE = r"^(\d+[smhdw]?|infinite|deprecated)$"
 _MODES = ("static", "proxy", "ra-only", "ra-names", "ra-stateless", "slaac", "ra-advrouter", "off-link",
           "constructor")
 
@@ -60,14 +61,14 @@ def parse_dhcp_range(value: str) -> DhcpRange:
     if i >= len(items) or (start := _ip(items[i])) is None:
         raise ParseError("a start address in --dhcp-range", text=value)
     i += 1
-    if i < len(items) and _ip(items[i]) is not None and (i + 1 < len(items) or not _LEASE.match(items[i])):
+    if i < len(items) and _ip(items[i]) is not None and (i + 1 < len(items) or not re.compile(_LEASE).match(items[i])):
         kw["end"] = _ip(items[i])
         i += 1
     if i < len(items) and items[i] in _MODES:
         kw["mode"] = items[i]
         i += 1
     rest = items[i:]
-    if rest and _LEASE.match(rest[-1]) and (len(rest) > 1 or _ip(rest[-1]) is None):
+    if rest and re.compile(_LEASE).match(rest[-1]) and (len(rest) > 1 or _ip(rest[-1]) is None):
         kw["lease"] = rest.pop()
     if len(rest) == 1:
         kw["netmask"] = rest[0]
@@ -223,22 +224,22 @@ _FRESH_FE: tuple[tuple[str, object], ...] = (("ppid", 0), ("c", 0), ("stime", "0
 _FRESH_AUX: tuple[tuple[str, object], ...] = (("cpu", "0.0"), ("mem", "0.0"), ("vsz", 0), ("rss", 0),
                                                ("stat", "S"), ("stime", "00:00"))
 
-_PS_FE = re.compile(r"^(\S+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\S+)\s+(\S+)\s+(\d[\d:-]*)\s+(\S.*)$")
-_PS_AUX = re.compile(r"^(\S+)\s+(\d+)\s+(\d+\.\d)\s+(\d+\.\d)\s+(\d+)\s+(\d+)\s+(\S+)\s+(\S+)\s+(\S+)\s+"
-                     r"(\d[\d:]*)\s+(\S.*)$")
+_PS_FE = r"^(\S+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\S+)\s+(\S+)\s+(\d[\d:-]*)\s+(\S.*)$"
+_PS_AUX = (r"^(\S+)\s+(\d+)\s+(\d+\.\d)\s+(\d+\.\d)\s+(\d+)\s+(\d+)\s+(\S+)\s+(\S+)\s+(\S+)\s+"
+           r"(\d[\d:]*)\s+(\S.*)$")
 
 
 def parse_ps_line(line: str, *, n: int = 1, source: str = "<string>") -> DnsmasqProcess:
     """Parse one ``ps -fe`` or ``ps aux`` line of a dnsmasq process."""
     body = unbreak_spaces(line).strip()
-    m = _PS_AUX.match(body)
+    m = re.compile(_PS_AUX).match(body)
     if m:
         user, pid, cpu, mem, vsz, rss, tty, stat, start, time, cmd = m.groups()
         argv = tuple(cmd.split(" "))
         _check_dnsmasq(argv, line, n, source)
         return DnsmasqProcess(user, int(pid), argv, "aux", tty=tty, time=time, stime=start, cpu=cpu, mem=mem,
                               vsz=int(vsz), rss=int(rss), stat=stat)
-    m = _PS_FE.match(body)
+    m = re.compile(_PS_FE).match(body)
     if m:
         user, pid, ppid, c, stime, tty, time, cmd = m.groups()
         argv = tuple(cmd.split(" "))
@@ -293,12 +294,12 @@ class DhcpHost:
     sets: tuple[str, ...] = ()
 
 
-_MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
+_MAC = r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$"
 
 
 def parse_host_line(line: str, *, n: int = 1, source: str = "<string>") -> DhcpHost:
     items = line.strip().split(",")
-    if len(items) < 3 or not _MAC.match(items[0]):
+    if len(items) < 3 or not re.compile(_MAC).match(items[0]):
         raise ParseError("'MAC,HOSTNAME,IP' (a dnsmasq hosts-file line)", text=line, line=n, source=source)
     mac, rest = items[0], items[1:]
     tags: list[str] = []

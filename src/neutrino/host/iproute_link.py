@@ -187,7 +187,8 @@ class IfAddress:
 
 # --- parsing -------------------------------------------------------------------------------
 
-_HEADER = re.compile(r"^(\d+): ([^\s:@]+)(?:@([^\s:]+))?: (?:<([^>]*)>)?(.*)$")
+# patterns are compiled where used (re keeps them): importing the module compiles none
+_HEADER = r"^(\d+): ([^\s:@]+)(?:@([^\s:]+))?: (?:<([^>]*)>)?(.*)$"
 _MAC = r"[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2})*"
 _KIND_MAP = {k.value: k for k in LinkKind}
 
@@ -200,7 +201,7 @@ def _int(tok: str, what: str, line: str, n: int, source: str) -> int:
 
 
 def _parse_header(line: str, n: int, source: str) -> Link:
-    m = _HEADER.match(line)
+    m = re.compile(_HEADER).match(line)
     if not m:
         raise ParseError("a link header 'N: name: <FLAGS> mtu ...'", text=line, line=n, source=source)
     index, name, peer, flags_text, rest = m.groups()
@@ -324,14 +325,14 @@ def _parse_link_line(link: Link, body: str, line: str, n: int, source: str) -> t
     return replace(link, **kw), rest  # type: ignore[arg-type]
 
 
-_ADDR = re.compile(r"^(inet6?) (\S+?)(?: peer (\S+))?/(\d+) ?(.*)$")
+_ADDR = r"^(inet6?) (\S+?)(?: peer (\S+))?/(\d+) ?(.*)$"
 _ADDR_FLAGS = ("secondary", "temporary", "nodad", "optimistic", "dadfailed", "home", "deprecated",
                "tentative", "permanent", "mngtmpaddr", "noprefixroute", "autojoin", "stable-privacy",
                "dynamic")
 
 
 def _parse_address(body: str, line: str, n: int, source: str) -> Address:
-    m = _ADDR.match(body)
+    m = re.compile(_ADDR).match(body)
     if not m:
         raise ParseError("'inet ADDRESS/PREFIX ...' or 'inet6 ADDRESS/PREFIX ...'", text=line, line=n,
                          source=source)
@@ -510,7 +511,7 @@ def parse_ip_link_oneline(text: str, *, source: str = "<string>",
     return _links(_unfold_oneline(text), source, None, detailed)
 
 
-_ONELINE_ADDR = re.compile(r"^(\d+): (\S+)\s+(inet6? .*?)\\\s+(valid_lft .*)$")
+_ONELINE_ADDR = r"^(\d+): (\S+)\s+(inet6? .*?)\\\s+(valid_lft .*)$"
 
 
 def parse_ip_addr_oneline(text: str, *, source: str = "<string>") -> tuple[IfAddress, ...]:
@@ -519,7 +520,7 @@ def parse_ip_addr_oneline(text: str, *, source: str = "<string>") -> tuple[IfAdd
     for n, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
-        m = _ONELINE_ADDR.match(line.rstrip())
+        m = re.compile(_ONELINE_ADDR).match(line.rstrip())
         if not m:
             raise ParseError("'N: dev    inet ADDRESS/PREFIX ... \\ valid_lft ...'", text=line, line=n,
                              source=source)

@@ -487,7 +487,8 @@ class Netns:
     id: int | None = None
 
 
-_NETNS = re.compile(r"^(\S+)(?: \(id: (\d+)\))?\s*$")
+# patterns are compiled where used (re keeps them): importing the module compiles none
+_NETNS = r"^(\S+)(?: \(id: (\d+)\))?\s*$"
 
 
 def parse_ip_netns(text: str, *, source: str = "<string>") -> tuple[Netns, ...]:
@@ -495,7 +496,7 @@ def parse_ip_netns(text: str, *, source: str = "<string>") -> tuple[Netns, ...]:
     for n, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
-        m = _NETNS.match(line)
+        m = re.compile(_NETNS).match(line)
         if not m:
             raise _err("'NAME' or 'NAME (id: N)'", line, n, source)
         out.append(Netns(m.group(1), int(m.group(2)) if m.group(2) is not None else None))

@@ -378,9 +378,9 @@ def format_listing(table: Table, chain: str | None = None, *, verbose: bool = Tr
 
 # ------------------------------------------------------------------------------------ parsing
 
-_CHAIN_HEAD = re.compile(
-    r"Chain (\S+) \((?:policy (\w+)(?: (\d+[KMGT]?) packets, (\d+[KMGT]?) bytes)?|(\d+) references)\)")
-_OPT_COL = re.compile(r"[-!][-f]")
+# patterns are compiled where used (re keeps them): importing the module compiles none
+_CHAIN_HEAD = r"Chain (\S+) \((?:policy (\w+)(?: (\d+[KMGT]?) packets, (\d+[KMGT]?) bytes)?|(\d+) references)\)"
+_OPT_COL = r"[-!][-f]"
 
 
 def _proto_from_column(text: str) -> Protocol | None:
@@ -594,14 +594,14 @@ def parse_row(line: str, *, verbose: bool, chain: str, lineno: int = 0, source: 
             counters = Counters(parse_num(cols[0]), parse_num(cols[1]))
             i = 2
         # an empty target column: the protocol comes first, the opt column second
-        if _OPT_COL.fullmatch(cols[i + 1]) and not _OPT_COL.fullmatch(cols[i + 2]):
+        if re.compile(_OPT_COL).fullmatch(cols[i + 1]) and not re.compile(_OPT_COL).fullmatch(cols[i + 2]):
             target_name = ""
         else:
             target_name = cols[i]
             i += 1
         proto = _proto_from_column(cols[i])
         opt = cols[i + 1]
-        if not _OPT_COL.fullmatch(opt):
+        if not re.compile(_OPT_COL).fullmatch(opt):
             raise fail("the opt column (--, -f or !f)")
         i += 2
         in_if = out_if = None
@@ -651,7 +651,7 @@ def parse_listing(text: str, *, table: TableName = TableName.FILTER, source: str
         if not line.strip():
             continue
         if line.startswith("Chain "):
-            m = _CHAIN_HEAD.fullmatch(line.strip())
+            m = re.compile(_CHAIN_HEAD).fullmatch(line.strip())
             if not m:
                 raise ParseError("Chain NAME (policy P [n packets, m bytes]) or Chain NAME (n references)",
                                  text=raw, line=lineno, source=source)

@@ -117,14 +117,15 @@ class IfconfigInterface:
         return ipaddress.IPv4Interface(f"{self.inet}/{self.netmask}")
 
 
-_IF_HEAD = re.compile(r"^(\S+): flags=(\d+)<([A-Z,]*)>  mtu (\d+)\s*$")
-_IF_INET = re.compile(r"^inet (\S+)  netmask (\S+)(?:  broadcast (\S+))?(?:  destination (\S+))?\s*$")
-_IF_INET6 = re.compile(r"^inet6 (\S+)  prefixlen (\d+)  scopeid 0x([0-9a-f]+)<[a-z,]*>\s*$")
-_IF_HW = re.compile(r"^(\S+)(?: (\S+))?(?:  txqueuelen (\d+))?  \((.*)\)\s*$")
-_IF_RXP = re.compile(r"^RX packets (\d+)  bytes (\d+) \(\d+\.\d [KMGTPE]?i?B\)\s*$")
-_IF_RXE = re.compile(r"^RX errors (\d+)  dropped (\d+)  overruns (\d+)  frame (\d+)\s*$")
-_IF_TXP = re.compile(r"^TX packets (\d+)  bytes (\d+) \(\d+\.\d [KMGTPE]?i?B\)\s*$")
-_IF_TXE = re.compile(r"^TX errors (\d+)  dropped (\d+) overruns (\d+)  carrier (\d+)  collisions (\d+)\s*$")
+# patterns are compiled where used (re keeps them): importing the module compiles none
+_IF_HEAD = r"^(\S+): flags=(\d+)<([A-Z,]*)>  mtu (\d+)\s*$"
+_IF_INET = r"^inet (\S+)  netmask (\S+)(?:  broadcast (\S+))?(?:  destination (\S+))?\s*$"
+_IF_INET6 = r"^inet6 (\S+)  prefixlen (\d+)  scopeid 0x([0-9a-f]+)<[a-z,]*>\s*$"
+_IF_HW = r"^(\S+)(?: (\S+))?(?:  txqueuelen (\d+))?  \((.*)\)\s*$"
+_IF_RXP = r"^RX packets (\d+)  bytes (\d+) \(\d+\.\d [KMGTPE]?i?B\)\s*$"
+_IF_RXE = r"^RX errors (\d+)  dropped (\d+)  overruns (\d+)  frame (\d+)\s*$"
+_IF_TXP = r"^TX packets (\d+)  bytes (\d+) \(\d+\.\d [KMGTPE]?i?B\)\s*$"
+_IF_TXE = r"^TX errors (\d+)  dropped (\d+) overruns (\d+)  carrier (\d+)  collisions (\d+)\s*$"
 
 
 def _ifconfig(text: str, source: str, skipped: list[Skipped] | None) -> tuple[IfconfigInterface, ...]:
@@ -150,7 +151,7 @@ def _ifconfig(text: str, source: str, skipped: list[Skipped] | None) -> tuple[If
         try:
             if not line[0].isspace():
                 finish()
-                m = _IF_HEAD.match(line)
+                m = re.compile(_IF_HEAD).match(line)
                 if not m:
                     raise ParseError("'NAME: flags=N<...>  mtu M'", text=line, line=n, source=source)
                 name, flags, names, mtu = m.groups()
@@ -160,18 +161,18 @@ def _ifconfig(text: str, source: str, skipped: list[Skipped] | None) -> tuple[If
                 continue
             if cur is None:
                 raise ParseError("an interface header first", text=line, line=n, source=source)
-            if (m := _IF_INET.match(body)) is not None:
+            if (m := re.compile(_IF_INET).match(body)) is not None:
                 a, mask, brd, dst = m.groups()
                 cur["inet"] = ipaddress.IPv4Address(a)
                 cur["netmask"] = ipaddress.IPv4Address(mask)
                 cur["broadcast"] = ipaddress.IPv4Address(brd) if brd else None
                 cur["destination"] = ipaddress.IPv4Address(dst) if dst else None
-            elif (m := _IF_INET6.match(body)) is not None:
+            elif (m := re.compile(_IF_INET6).match(body)) is not None:
                 inet6.append(IfconfigInet6(ipaddress.IPv6Address(m.group(1)), int(m.group(2)), int(m.group(3), 16)))
-            elif (m := _IF_RXP.match(body) or _IF_RXE.match(body) or _IF_TXP.match(body)
-                  or _IF_TXE.match(body)) is not None:
+            elif (m := re.compile(_IF_RXP).match(body) or re.compile(_IF_RXE).match(body)
+                  or re.compile(_IF_TXP).match(body) or re.compile(_IF_TXE).match(body)) is not None:
                 stats.extend(int(g) for g in m.groups())
-            elif (m := _IF_HW.match(body)) is not None:
+            elif (m := re.compile(_IF_HW).match(body)) is not None:
                 hw, addr, qlen, title = m.groups()
                 cur.update(hw_name=hw, hwaddr=addr, txqueuelen=int(qlen) if qlen else None, hw_title=title)
             else:

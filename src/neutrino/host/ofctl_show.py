@@ -54,11 +54,12 @@ class OfctlShow:
         return next((p for p in self.ports if p.name == name), None)
 
 
-_FEATURES = re.compile(r"(OFPT_FEATURES_REPLY.*?): dpid:([0-9a-fA-F]{16})")
-_TABLES = re.compile(r"n_tables:(\d+), n_buffers:(\d+)")
-_PORT = re.compile(r" (\d+|LOCAL)\((.*)\): addr:(\S+)")
-_SPEED = re.compile(r" {5}speed: (\d+) Mbps now, (\d+) Mbps max")
-_CONFIG = re.compile(r"(OFPT_GET_CONFIG_REPLY.*?): frags=(\S+) miss_send_len=(\d+)")
+# patterns are compiled where used (re keeps them): importing the module compiles none
+_FEATURES = r"(OFPT_FEATURES_REPLY.*?): dpid:([0-9a-fA-F]{16})"
+_TABLES = r"n_tables:(\d+), n_buffers:(\d+)"
+_PORT = r" (\d+|LOCAL)\((.*)\): addr:(\S+)"
+_SPEED = r" {5}speed: (\d+) Mbps now, (\d+) Mbps max"
+_CONFIG = r"(OFPT_GET_CONFIG_REPLY.*?): frags=(\S+) miss_send_len=(\d+)"
 _FEATURE_LINES = ("config", "state", "current", "advertised", "supported", "peer")
 
 
@@ -86,9 +87,9 @@ def parse_ofctl_show(text: str, source: str = "<string>") -> OfctlShow:
         pos += 1
         return m
 
-    m = take(_FEATURES, "'OFPT_FEATURES_REPLY (…): dpid:<16 hex digits>'")
+    m = take(re.compile(_FEATURES), "'OFPT_FEATURES_REPLY (…): dpid:<16 hex digits>'")
     header, dpid = m.group(1), int(m.group(2), 16)
-    m = take(_TABLES, "'n_tables:N, n_buffers:N'")
+    m = take(re.compile(_TABLES), "'n_tables:N, n_buffers:N'")
     n_tables, n_buffers = int(m.group(1)), int(m.group(2))
     m = take(re.compile(r"capabilities:(.*)"), "'capabilities: …'")
     caps = tuple(m.group(1).split())
@@ -102,7 +103,7 @@ def parse_ofctl_show(text: str, source: str = "<string>") -> OfctlShow:
         pos += 1
     ports: list[OfPort] = []
     while pos < len(lines) and lines[pos][1].startswith(" ") and not lines[pos][1].startswith("  "):
-        m = take(_PORT, "a port line ' N(name): addr:xx:xx:xx:xx:xx:xx'")
+        m = take(re.compile(_PORT), "a port line ' N(name): addr:xx:xx:xx:xx:xx:xx'")
         number: int | ReservedPort = ReservedPort.LOCAL if m.group(1) == "LOCAL" else int(m.group(1))
         try:
             addr = Mac.parse(m.group(3))
@@ -116,11 +117,11 @@ def parse_ofctl_show(text: str, source: str = "<string>") -> OfctlShow:
                 break
             feats[fm.group(1)] = _flags(fm.group(2))
             pos += 1
-        sm = take(_SPEED, "'     speed: N Mbps now, N Mbps max'")
+        sm = take(re.compile(_SPEED), "'     speed: N Mbps now, N Mbps max'")
         ports.append(OfPort(number, m.group(2), addr, feats.get("config", ()), feats.get("state", ()),
                             feats.get("current", ()), feats.get("advertised", ()), feats.get("supported", ()),
                             feats.get("peer", ()), int(sm.group(1)), int(sm.group(2))))
-    m = take(_CONFIG, "'OFPT_GET_CONFIG_REPLY (…): frags=… miss_send_len=N' or a port line")
+    m = take(re.compile(_CONFIG), "'OFPT_GET_CONFIG_REPLY (…): frags=… miss_send_len=N' or a port line")
     if pos < len(lines):
         raise fail("the end of the output")
     return OfctlShow(dpid=dpid, n_tables=n_tables, n_buffers=n_buffers, capabilities=caps, actions=actions,

@@ -19,11 +19,13 @@ from __future__ import annotations
 import enum
 import json
 import re
-import uuid
 from dataclasses import dataclass, field
-from typing import Literal, overload
+from typing import TYPE_CHECKING, Literal, overload
 
 from neutrino.errors import ParseError
+
+if TYPE_CHECKING:  # imported where a UUID is read (uuid imports platform: no need in every command)
+    import uuid
 
 __all__ = [
     "Bridge", "Column", "Controller", "Elided", "Interface", "Manager", "OvsdbShow", "Piece", "Port",
@@ -201,8 +203,10 @@ def needs_quotes(s: str, style: QuoteStyle = QuoteStyle.MODERN) -> bool:
     if s in ("true", "false"):
         return True
     if not legacy:
+        from uuid import UUID
+
         try:
-            uuid.UUID(s)
+            UUID(s)
             return len(s) == 36
         except ValueError:
             pass
@@ -278,9 +282,10 @@ class _Node:
     children: list[_Node] | None = None
 
 
-_RECORD = re.compile(r"(Manager|Bridge|Controller|Port|Interface) (.+)")
-_COLUMN = re.compile(r"([a-z_][a-z0-9_]*): (.*)")
-_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+# patterns are compiled where used (re keeps them): importing the module compiles none
+_RECORD = r"(Manager|Bridge|Controller|Port|Interface) (.+)"
+_COLUMN = r"([a-z_][a-z0-9_]*): (.*)"
+_UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 _CHILD_KINDS = {"uuid": ("Manager", "Bridge"), "Bridge": ("Controller", "Port"), "Port": ("Interface",),
                 "Manager": (), "Controller": (), "Interface": ()}
 
@@ -299,11 +304,11 @@ def _lex(text: str, source: str) -> list[_Node]:
         if indent % 4:
             raise ParseError("indentation in steps of 4 spaces", text=line, line=n, source=source)
         level = indent // 4
-        if _UUID.fullmatch(stripped):
+        if re.compile(_UUID).fullmatch(stripped):
             nodes.append(_Node(level, n, line, "uuid", value=stripped))
-        elif m := _RECORD.fullmatch(stripped):
+        elif m := re.compile(_RECORD).fullmatch(stripped):
             nodes.append(_Node(level, n, line, m.group(1), name=m.group(2)))
-        elif m := _COLUMN.fullmatch(stripped):
+        elif m := re.compile(_COLUMN).fullmatch(stripped):
             nodes.append(_Node(level, n, line, "column", name=m.group(1), value=m.group(2)))
         else:
             raise ParseError("a UUID, 'Bridge|Port|Interface|Controller|Manager NAME' or 'column: value'",
@@ -413,7 +418,9 @@ class _Builder:
                     version = self.string(c)
                 else:
                     extra.append(Column(c.name, c.value))
-            return OvsdbShow(uuid.UUID(node.value), tuple(b for b in bridges if isinstance(b, Bridge)),
+            from uuid import UUID
+
+            return OvsdbShow(UUID(node.value), tuple(b for b in bridges if isinstance(b, Bridge)),
                              tuple(m for m in managers if isinstance(m, Manager)), version, tuple(extra))
         name, quoted = self.name(node)
         if node.kind in ("Manager", "Controller"):
@@ -620,7 +627,7 @@ def format_vsctl_show(state: OvsdbShow | VsctlShowExcerpt,
 #: One record of ``ovs-vsctl list``: (column, value as printed), in the order printed.
 ListRecord = tuple[tuple[str, str], ...]
 
-_LIST_LINE = re.compile(r"^([A-Za-z_][\w:-]*)\s*: ?(.*)$")
+_LIST_LINE = r"^([A-Za-z_][\w:-]*)\s*: ?(.*)$"
 
 
 def parse_vsctl_list(text: str, source: str = "<string>") -> tuple[ListRecord, ...]:
@@ -633,7 +640,7 @@ def parse_vsctl_list(text: str, source: str = "<string>") -> tuple[ListRecord, .
                 records.append(tuple(cur))
             cur = []
             continue
-        m = _LIST_LINE.match(line.rstrip())
+        m = re.compile(_LIST_LINE).match(line.rstrip())
         if not m:
             raise ParseError("'column : value' (ovs-vsctl list)", text=line, line=n, source=source)
         cur.append((m.group(1), m.group(2)))

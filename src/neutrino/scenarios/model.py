@@ -43,13 +43,10 @@ A scenario file has four top-level sections, all optional::
 from __future__ import annotations
 
 import ipaddress
-import uuid
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from neutrino.errors import InvalidInput
 
@@ -162,10 +159,14 @@ class Identity:
     @staticmethod
     def project_id(name: str) -> str:
         """Stable project ids: the same name gives the same 32-hex id on every start."""
+        import uuid  # here, not for every command that unpickles a snapshot
+
         return uuid.uuid5(uuid.NAMESPACE_DNS, f"project.{name}.neutrino").hex
 
     @staticmethod
     def user_id(name: str) -> str:
+        import uuid
+
         return uuid.uuid5(uuid.NAMESPACE_DNS, f"user.{name}.neutrino").hex
 
 
@@ -340,6 +341,8 @@ def _max_l3_agents(value: Any, source: str) -> int:
 
 
 def load_scenario(path: str | Path) -> Scenario:
+    import yaml  # here: a trace unpickles this module's classes and reads no YAML
+
     p = Path(path)
     try:
         doc = yaml.safe_load(p.read_text())

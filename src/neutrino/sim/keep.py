@@ -24,7 +24,6 @@ import json
 import os
 import pickle
 import sys
-import tempfile
 import zlib
 from pathlib import Path
 
@@ -69,6 +68,8 @@ def save_world(world: World, path: str | os.PathLike[str], *, tag: str = "") -> 
     header = {"format": FORMAT, "code": code_fingerprint(), "tag": tag, "size": len(payload),
               "crc32": zlib.crc32(payload)}
     data = MAGIC + json.dumps(header, sort_keys=True).encode() + b"\n" + payload
+    import tempfile  # here: loading a world (every trace) does not need it
+
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address
@@ -26,7 +25,6 @@ from neutrino.errors import InvalidInput, NotFound
 from neutrino.host.ovsdb import Bridge, OvsdbShow
 from neutrino.sim.conntrack import Connection
 from neutrino.sim.packets import ARP, TCP, UDP, Ethernet, IPv4, network_layer, summary, vlan_ids
-from neutrino.sim.pcap import wire_frames
 from neutrino.sim.topology import End, Kind, Topology
 from neutrino.sim.trace import Hop, Trace
 
@@ -76,7 +74,9 @@ def keep_trace(state: Path, trace: Trace, world: World | None = None) -> Path:
             if ovs:  # the kernel datapath's connections are the root namespace's (zone=N)
                 kept.conntrack.setdefault((host, ""), []).extend(replace(c, nat_done=set(c.nat_done)) for c in ovs)
     state.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".last-trace.", dir=state)
+    # a name of its own (as tempfile.mkstemp makes, without importing tempfile in every trace)
+    tmp = state / f".last-trace.{os.getpid()}.{os.urandom(6).hex()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         with os.fdopen(fd, "wb") as f:
             pickle.dump(kept, f, protocol=pickle.HIGHEST_PROTOCOL)
@@ -354,6 +354,8 @@ def captured(trace: Trace, topo: Topology | None, host: str, device: str,
     """The trace's frames ``host``'s ``device`` saw, stamped as the trace's pcap stamps them.
     ``addresses``: the device's own; a tunnel's packets to or from one of them crossed it (the NIC
     that holds a host's tunnel endpoint), outer headers and all."""
+    from neutrino.sim.pcap import wire_frames  # here: keeping a trace (every 'neutrino trace') does not
+
     out: list[tuple[float, Ethernet]] = []
     for n, (hop, frame) in enumerate(wire_frames(trace)):
         outer = _tunnelled(hop, frame)
