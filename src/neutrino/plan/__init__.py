@@ -7,10 +7,12 @@ mechanism and generation, and the host's roles) and merges their fragments into 
 
 from __future__ import annotations
 
+import functools
 import ipaddress
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from neutrino.host.iproute_link import Address, Link, LinkKind, OperState
 from neutrino.host.iproute_route import Netns
@@ -20,6 +22,36 @@ from neutrino.services.snapshot import CloudSnapshot
 
 if TYPE_CHECKING:  # the planners are imported when a host is planned: a module of this package
     from neutrino.plan.nova_network import NovaOptions  # (naming, generation) costs no more than itself
+
+
+_I = TypeVar("_I")
+_V = TypeVar("_V")
+
+
+class InputsMemo(Generic[_I, _V]):
+    """What a planner computed last under each name (a host, a network), with the inputs it was
+    computed from. ``get(name, inputs, compute)`` gives the kept value when the kept inputs are
+    equal to ``inputs`` (compared in full, field by field: equal inputs give an equal plan, so what
+    it returns cannot be stale), else ``compute(inputs)``, which must read nothing but ``inputs``,
+    and keeps that. A re-plan after a change elsewhere in the cloud finds most pieces unchanged;
+    the name only picks which kept entry to compare against. At most ``size`` names are kept (the
+    oldest is dropped)."""
+
+    def __init__(self, size: int = 1 << 14) -> None:
+        self._size = size
+        self._kept: dict[object, tuple[_I, _V]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, name: object, inputs: _I, compute: Callable[[_I], _V]) -> _V:
+        kept = self._kept.get(name)
+        if kept is not None and kept[0] == inputs:
+            return kept[1]
+        value = compute(inputs)
+        with self._lock:  # planners may run in several threads (the in-process agents)
+            if name not in self._kept and len(self._kept) >= self._size:
+                del self._kept[next(iter(self._kept))]
+            self._kept[name] = (inputs, value)
+        return value
 
 
 def plan_host(cloud: CloudSnapshot, host: Host | str, *, datapath_type: str = "system") -> HostState:
@@ -59,6 +91,12 @@ _LO = Link(1, "lo", flags=("LOOPBACK", "UP", "LOWER_UP"), mtu=65536, qdisc="noqu
            kind=LinkKind.LOOPBACK)
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _link_local(mac: str) -> Address:
+    """The EUI-64 link-local address the kernel gives a device of MAC ``mac``."""
+    return Address(_eui64(mac), scope="link")
+
+
 def _eui64(mac: str) -> ipaddress.IPv6Interface:
     b = [int(x, 16) for x in mac.split(":")]
     b[0] ^= 0x02
@@ -66,34 +104,50 @@ def _eui64(mac: str) -> ipaddress.IPv6Interface:
     return ipaddress.IPv6Interface("fe80::" + ":".join(f"{w:x}" for w in words) + "/64")
 
 
-def _with_link_local(lk: Link) -> Link:
-    """An Ethernet device that is up gets its EUI-64 link-local address from the kernel."""
+def _link_local_of(lk: Link) -> Address | None:
+    """The EUI-64 link-local address the kernel gives an Ethernet device that is up (None: none
+    to add)."""
     if lk.link_type != "ether" or not lk.mac or not lk.up or lk.master is not None:
-        return lk
+        return None
     if any(a.interface.version == 6 and a.scope == "link" for a in lk.addresses):
-        return lk
-    return replace(lk, addresses=(*lk.addresses, Address(_eui64(lk.mac), scope="link")))
+        return None
+    return _link_local(lk.mac)
+
+
+def _numbered(links: tuple[Link, ...]) -> tuple[Link, ...]:
+    """One namespace's devices as the kernel numbers them (see ``_as_the_kernel_numbers_them``)."""
+    todo = list(links)
+    if not any(lk.name == "lo" for lk in todo):
+        todo.insert(0, _LO)
+    used = {lk.index for lk in todo if lk.index}
+    nxt = max(used, default=0) + 1
+    numbered = []
+    for lk in todo:
+        index = lk.index
+        if not index:
+            index = nxt
+            nxt += 1
+        ll = _link_local_of(lk)
+        if ll is not None:
+            lk = replace(lk, index=index, addresses=(*lk.addresses, ll))
+        elif index != lk.index:
+            lk = replace(lk, index=index)
+        numbered.append(lk)
+    return tuple(numbered)
+
+
+#: each namespace's last numbered devices, with the planned devices they were numbered from
+_NUMBERED: InputsMemo[tuple[Link, ...], tuple[Link, ...]] = InputsMemo()
 
 
 def _as_the_kernel_numbers_them(state: HostState) -> HostState:
     """Every namespace with devices gets its loopback (index 1), and the planned devices, which
     leave their index to the kernel (0), the next indexes in the order they were made."""
-    for ns in state.namespaces:
-        if not ns.links:
-            continue
-        links = list(ns.links)
-        if not any(lk.name == "lo" for lk in links):
-            links.insert(0, _LO)
-        used = {lk.index for lk in links if lk.index}
-        nxt = max(used, default=0) + 1
-        numbered = []
-        for lk in links:
-            if not lk.index:
-                lk = replace(lk, index=nxt)
-                nxt += 1
-            numbered.append(_with_link_local(lk))
-        state = state.with_namespace(replace(ns, links=tuple(numbered)))
-    return state
+    if not any(ns.links for ns in state.namespaces):
+        return state
+    namespaces = [ns if not ns.links else replace(ns, links=_NUMBERED.get((state.name, ns.name), ns.links, _numbered))
+                  for ns in state.namespaces]
+    return replace(state, namespaces=tuple(sorted(namespaces, key=lambda n: (n.name != ROOT, n.name))))
 
 
 def _v4(ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None) -> ipaddress.IPv4Address | None:

@@ -16,7 +16,7 @@ from neutrino.errors import PlanError
 from neutrino.host import iptables as ipt
 from neutrino.host.openflow import FlowDump
 from neutrino.host.ovsdb import OvsdbShow, VsctlShowExcerpt
-from neutrino.host.state import BridgeFlows, HostState, NamespaceState, OvsState
+from neutrino.host.state import ROOT, BridgeFlows, HostState, NamespaceState, OvsState
 
 
 def _cat(a: tuple[object, ...] | None, b: tuple[object, ...] | None) -> tuple[object, ...] | None:
@@ -91,6 +91,8 @@ def _merge_show(a: OvsdbShow | VsctlShowExcerpt | None,
 
 
 def _merge_ovs(a: OvsState, b: OvsState) -> OvsState:
+    if b.show is None and not b.bridges:  # a fragment without Open vSwitch (firewall, L3, DHCP)
+        return a
     out = replace(a, show=_merge_show(a.show, b.show))
     for bf in b.bridges:
         old = out.flows_of(bf.bridge)
@@ -109,21 +111,32 @@ def merge(fragments: Iterable[HostState]) -> HostState:
     frags = list(fragments)
     if not frags:
         raise PlanError("nothing to merge")
-    out = frags[0]
+    first = frags[0]
+    namespaces = {ns.name: ns for ns in first.namespaces}
+    added = False
+    ovs, netns = first.ovs, first.netns_list
+    linux_bridges, processes = first.linux_bridges, first.processes
+    files, origins = list(first.files), list(first.origins)
+    paths = {x.path for x in files}
     for f in frags[1:]:
-        if f.name != out.name:
-            raise PlanError(f"fragments of hosts {out.name} and {f.name} cannot be merged")
+        if f.name != first.name:
+            raise PlanError(f"fragments of hosts {first.name} and {f.name} cannot be merged")
         for ns in f.namespaces:
-            old = out.namespace(ns.name)
-            out = out.with_namespace(ns if old is None else _merge_ns(old, ns))
-        files = {x.path for x in out.files}
-        clash = files & {x.path for x in f.files}
+            old = namespaces.get(ns.name)
+            namespaces[ns.name] = ns if old is None else _merge_ns(old, ns)
+            added = True
+        clash = paths & {x.path for x in f.files}
         if clash:
             raise PlanError(f"files {sorted(clash)} planned twice")
-        netns = out.netns_list if f.netns_list is None else (
-            f.netns_list if out.netns_list is None else (*out.netns_list, *f.netns_list))
-        out = replace(out, ovs=_merge_ovs(out.ovs, f.ovs), netns_list=netns,
-                      linux_bridges=_cat(out.linux_bridges, f.linux_bridges),  # type: ignore[arg-type]
-                      processes=_cat(out.processes, f.processes),  # type: ignore[arg-type]
-                      files=(*out.files, *f.files), origins=(*out.origins, *f.origins))
-    return out
+        paths.update(x.path for x in f.files)
+        netns = netns if f.netns_list is None else (
+            f.netns_list if netns is None else (*netns, *f.netns_list))
+        ovs = _merge_ovs(ovs, f.ovs)
+        linux_bridges = _cat(linux_bridges, f.linux_bridges)  # type: ignore[assignment]
+        processes = _cat(processes, f.processes)  # type: ignore[assignment]
+        files += f.files
+        origins += f.origins
+    ordered = tuple(sorted(namespaces.values(), key=lambda n: (n.name != ROOT, n.name))) if added \
+        else first.namespaces
+    return replace(first, namespaces=ordered, ovs=ovs, netns_list=netns, linux_bridges=linux_bridges,
+                   processes=processes, files=tuple(files), origins=tuple(origins))

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from neutrino.host.dnsmasq import (
     DhcpHost,
@@ -34,11 +34,12 @@ from neutrino.host.dnsmasq import (
     format_hosts_file,
     format_opts_file,
 )
+from neutrino.host.iproute_link import Link
 from neutrino.host.iproute_route import Route
 from neutrino.host.iptables import TableName
 from neutrino.host.state import ROOT, FileState, HostState, NamespaceState, Origin
 from neutrino.host.sysctl import Sysctl
-from neutrino.plan import naming
+from neutrino.plan import InputsMemo, naming
 from neutrino.plan.generation import (
     Generation,
     PlannedRule,
@@ -53,8 +54,9 @@ from neutrino.plan.generation import (
     profile,
     rule,
 )
-from neutrino.scenarios.model import Host
-from neutrino.services.snapshot import CloudSnapshot, Network, Port, Subnet
+from neutrino.scenarios.model import Deployment, Host
+from neutrino.services.snapshot import CloudSnapshot, FixedIP, Network, Port, Subnet
+from neutrino.services.snapshot import DhcpOpt as PortDhcpOpt
 
 BUILDER = "plan_dhcp"
 METADATA_CIDR = "169.254.169.254/32"
@@ -80,20 +82,26 @@ def served_networks(cloud: CloudSnapshot, host: str) -> tuple[tuple[Network, Por
     to DHCP agents (``dhcp_hosts``) is served on those of its hosts its DHCP ports are bound to (an
     unbound port: the first agent's host); one never scheduled, where its DHCP port is bound (an
     unbound port: the deployment's network host)."""
+    return cloud.cached("dhcp_served_networks", _served_by_host).get(host, ())
+
+
+def _served_by_host(cloud: CloudSnapshot) -> dict[str, tuple[tuple[Network, Port], ...]]:
+    """``served_networks`` of every host at once (each host's plan asks)."""
     net_host = cloud.deployment.network_host()
-    out = []
+    out: dict[str, list[tuple[Network, Port]]] = {}
     for net in cloud.networks:
         if not _dhcp_subnets(cloud, net):
             continue
         default = net.dhcp_hosts[0] if net.dhcp_hosts else net_host.name if net_host is not None else ""
+        hosts: set[str] = set()
         for port in cloud.ports_on_network(net.id):
-            if port.device_owner != "network:dhcp" or port.device_id == RESERVED_DHCP_PORT \
-                    or (port.binding_host or default) != host:
+            host = port.binding_host or default
+            if port.device_owner != "network:dhcp" or port.device_id == RESERVED_DHCP_PORT or host in hosts:
                 continue
             if not net.dhcp_hosts or host in net.dhcp_hosts:
-                out.append((net, port))
-                break
-    return tuple(out)
+                out.setdefault(host, []).append((net, port))
+                hosts.add(host)
+    return {host: tuple(served) for host, served in out.items()}
 
 
 def _hostname(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
@@ -240,58 +248,119 @@ def dnsmasq_options(cloud: CloudSnapshot, net: Network, device: str, prof: Profi
             o("domain", DOMAIN))
 
 
+@dataclass(frozen=True, slots=True)
+class _NetworkInputs:
+    """Everything one network's DHCP namespace, dnsmasq and files are planned from (the key they
+    are kept under, compared in full: a re-plan after a change on another network reuses them)."""
+
+    prof: Profile
+    net: Network
+    port: _PortFacts  # the network's DHCP port served here
+    subnets: tuple[Subnet, ...]  # the network's
+    ports: tuple[_PortFacts, ...]  # every port on the network (the hosts and opts files)
+    isolated_metadata: bool
+    lease: int | None
+
+
+#: what the DHCP agent reads of a port: id, MAC, owner, fixed IPs, extra DHCP options
+_PortFacts = tuple[str, str, str, tuple[FixedIP, ...], tuple[PortDhcpOpt, ...]]
+
+
+def _facts(p: Port) -> _PortFacts:
+    return (p.id, p.mac_address, p.device_owner, p.fixed_ips, p.extra_dhcp_opts)
+
+
+def _port(net: Network, facts: _PortFacts) -> Port:
+    """A port holding only ``facts`` (the rest blank): what ``_served`` plans from."""
+    ident, mac, owner, fixed_ips, extra = facts
+    return Port(ident, "", "", net.id, mac, True, "", "", owner, fixed_ips, (), False, (), "", "", (), extra)
+
+
+@dataclass(frozen=True, slots=True)
+class _Served:
+    """One served network's share of the host: its namespace, the root end of a veth (Grizzly),
+    dnsmasq, its files and the origins."""
+
+    namespace: NamespaceState
+    root_link: Link | None
+    process: DnsmasqProcess
+    files: tuple[FileState, ...]
+    origins: tuple[Origin, ...]
+
+
+#: each network's last DHCP plan, with what it was planned from
+_SERVED: InputsMemo[_NetworkInputs, _Served] = InputsMemo()
+
+
+def _served(i: _NetworkInputs) -> _Served:
+    """One network's DHCP, planned from ``i`` alone (a snapshot of just the network)."""
+    prof, net, port = i.prof, i.net, _port(i.net, i.port)
+    cloud = CloudSnapshot(Deployment(), networks=(net,), subnets=i.subnets, ports=tuple(_port(net, f) for f in i.ports))
+    ns_name = naming.dhcp_namespace(net.id)
+    obj = f"network {net.id}"
+    dev = naming.dhcp_device(port.id, use_veth=prof.use_veth)
+    addrs = [address(f.ip_address, cloud.subnet(f.subnet_id).cidr.prefixlen, dev) for f in port.fixed_ips]
+    if i.isolated_metadata:
+        addrs.append(address(ipaddress.ip_address(METADATA_CIDR.split("/")[0]), 32, dev))
+    routes = [r for a in addrs if (r := connected_route(prof, a, dev)) is not None]
+    gw = next((s.gateway_ip for s in _dhcp_subnets(cloud, net) if s.gateway_ip is not None), None)
+    if gw is not None:
+        routes.append(Route(None, via=gw, dev=dev, style=prof.iproute_style))
+    link = agent_link(prof, dev, port.mac_address, net.mtu, tuple(addrs))
+    ns = NamespaceState(ns_name, links=(link,), routes=ordered_routes(prof, routes))
+    origins = [Origin("namespace", ns_name, obj, BUILDER), Origin("link", dev, f"port {port.id}", BUILDER)]
+    root_link = None
+    if prof.use_veth:
+        root_link = agent_link(prof, naming.ovs_veth_peer(dev), None, net.mtu)
+        origins.append(Origin("link", naming.ovs_veth_peer(dev), f"port {port.id}", BUILDER))
+    if prof.modern:
+        b = prof.dhcp_agent_binary
+        chains, rules = manager_skeleton(prof, b, (TableName.FILTER, TableName.RAW, TableName.NAT,
+                                                   TableName.MANGLE), BUILDER)
+        checksum = PlannedRule(TableName.MANGLE, rule(
+            f"-A {naming.wrapped_chain(b, 'POSTROUTING')} -p udp -m udp --dport 68 -j CHECKSUM --checksum-fill",
+            f"dhcp checksum for network {net.id} via {BUILDER}"))
+        ruleset, chain_origins = assemble(prof, chains, (*rules, checksum), BUILDER)
+        ns = replace(ns, iptables=ruleset, sysctls=(Sysctl("net.ipv4.ip_nonlocal_bind", "1"),))
+        origins += [Origin(o.kind, f"{ns_name}:{o.item}", o.obj, o.builder) for o in chain_origins]
+    argv = dnsmasq_argv("dnsmasq", dnsmasq_options(cloud, net, dev, prof, i.lease))
+    process = DnsmasqProcess("nobody", 0, argv, ppid=1)
+    origins.append(Origin("process", f"dnsmasq {ns_name}", obj, BUILDER))
+    entries = hosts(cloud, net, prof)
+    texts = [(naming.DhcpFile.HOST, format_hosts_file(entries)),
+             (naming.DhcpFile.OPTS, format_opts_file(opts(cloud, net, port, prof,
+                                                          isolated_metadata=i.isolated_metadata)))]
+    if prof.modern:
+        texts.insert(1, (naming.DhcpFile.ADDN_HOSTS, addn_hosts_text(entries)))
+    files = []
+    for kind, text in texts:
+        path = naming.dhcp_conf_file(net.id, kind, prof.state_path)
+        files.append(FileState(path, text))
+        origins.append(Origin("file", path, obj, BUILDER))
+    return _Served(ns, root_link, process, tuple(files), tuple(origins))
+
+
 def plan_dhcp(cloud: CloudSnapshot, host: Host | str, generation: Generation | Profile = Generation.MODERN, *,
               isolated_metadata: bool = False, lease: int | None = None) -> HostState:
     """Every DHCP namespace, dnsmasq and its files on ``host`` (IPv4 subnets)."""
     prof = profile(generation)
     name = host_name(host)
-    out = HostState(name)
+    namespaces: dict[str, NamespaceState] = {}
     root_links = []
     processes = []
     files: list[FileState] = []
     origins: list[Origin] = []
     for net, port in served_networks(cloud, name):
-        ns_name = naming.dhcp_namespace(net.id)
-        obj = f"network {net.id}"
-        dev = naming.dhcp_device(port.id, use_veth=prof.use_veth)
-        addrs = [address(f.ip_address, cloud.subnet(f.subnet_id).cidr.prefixlen, dev) for f in port.fixed_ips]
-        if isolated_metadata:
-            addrs.append(address(ipaddress.ip_address(METADATA_CIDR.split("/")[0]), 32, dev))
-        routes = [r for a in addrs if (r := connected_route(prof, a, dev)) is not None]
-        gw = next((s.gateway_ip for s in _dhcp_subnets(cloud, net) if s.gateway_ip is not None), None)
-        if gw is not None:
-            routes.append(Route(None, via=gw, dev=dev, style=prof.iproute_style))
-        link = agent_link(prof, dev, port.mac_address, net.mtu, tuple(addrs))
-        ns = NamespaceState(ns_name, links=(link,), routes=ordered_routes(prof, routes))
-        origins += [Origin("namespace", ns_name, obj, BUILDER), Origin("link", dev, f"port {port.id}", BUILDER)]
-        if prof.use_veth:
-            root_links.append(agent_link(prof, naming.ovs_veth_peer(dev), None, net.mtu))
-            origins.append(Origin("link", naming.ovs_veth_peer(dev), f"port {port.id}", BUILDER))
-        if prof.modern:
-            b = prof.dhcp_agent_binary
-            chains, rules = manager_skeleton(prof, b, (TableName.FILTER, TableName.RAW, TableName.NAT,
-                                                       TableName.MANGLE), BUILDER)
-            checksum = PlannedRule(TableName.MANGLE, rule(
-                f"-A {naming.wrapped_chain(b, 'POSTROUTING')} -p udp -m udp --dport 68 -j CHECKSUM --checksum-fill",
-                f"dhcp checksum for network {net.id} via {BUILDER}"))
-            ruleset, chain_origins = assemble(prof, chains, (*rules, checksum), BUILDER)
-            ns = replace(ns, iptables=ruleset, sysctls=(Sysctl("net.ipv4.ip_nonlocal_bind", "1"),))
-            origins += [Origin(o.kind, f"{ns_name}:{o.item}", o.obj, o.builder) for o in chain_origins]
-        out = out.with_namespace(ns)
-        argv = dnsmasq_argv("dnsmasq", dnsmasq_options(cloud, net, dev, prof, lease))
-        processes.append(DnsmasqProcess("nobody", 0, argv, ppid=1))
-        origins.append(Origin("process", f"dnsmasq {ns_name}", obj, BUILDER))
-        entries = hosts(cloud, net, prof)
-        texts = [(naming.DhcpFile.HOST, format_hosts_file(entries)),
-                 (naming.DhcpFile.OPTS, format_opts_file(opts(cloud, net, port, prof,
-                                                              isolated_metadata=isolated_metadata)))]
-        if prof.modern:
-            texts.insert(1, (naming.DhcpFile.ADDN_HOSTS, addn_hosts_text(entries)))
-        for kind, text in texts:
-            path = naming.dhcp_conf_file(net.id, kind, prof.state_path)
-            files.append(FileState(path, text))
-            origins.append(Origin("file", path, obj, BUILDER))
+        ports = tuple(_facts(p) for p in cloud.ports_on_network(net.id))
+        inputs = _NetworkInputs(prof, net, _facts(port), cloud.subnets_of(net.id), ports, isolated_metadata, lease)
+        served = _SERVED.get((net.id, name), inputs, _served)
+        namespaces[served.namespace.name] = served.namespace
+        if served.root_link is not None:
+            root_links.append(served.root_link)
+        processes.append(served.process)
+        files += served.files
+        origins += served.origins
     if root_links:
-        out = out.with_namespace(NamespaceState(ROOT, links=tuple(root_links)))
-    return replace(out, processes=tuple(processes) if processes else None, files=tuple(files),
-                   origins=tuple(origins))
+        namespaces[ROOT] = NamespaceState(ROOT, links=tuple(root_links))
+    return HostState(name, namespaces=tuple(sorted(namespaces.values(), key=lambda n: (n.name != ROOT, n.name))),
+                     processes=tuple(processes) if processes else None, files=tuple(files), origins=tuple(origins))

@@ -23,12 +23,14 @@ sticky while the agent runs); a plan depends on the cloud alone.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable
+from dataclasses import dataclass
 
-from neutrino.host.iptables import TableName
+from neutrino.host.iptables import Address, Interface, Match, Option, Rule, TableName, Target, parse_rule
 from neutrino.host.state import ROOT, HostState, NamespaceState
-from neutrino.plan import naming
+from neutrino.plan import InputsMemo, naming
 from neutrino.plan.generation import (
     Generation,
     PlannedChain,
@@ -38,10 +40,14 @@ from neutrino.plan.generation import (
     host_name,
     manager_skeleton,
     profile,
-    rule,
 )
 from neutrino.scenarios.model import Host
-from neutrino.services.snapshot import CloudSnapshot, Port, SecurityGroupRule
+from neutrino.services.snapshot import (
+    CloudSnapshot,
+    Port,
+    SecurityGroup,
+    SecurityGroupRule,
+)
 
 BUILDER = "plan_firewall"
 
@@ -67,9 +73,6 @@ PROTOCOL_NAMES = {"1": "icmp", "2": "igmp", "6": "tcp", "17": "udp", "33": "dccp
                   "136": "udplite"}
 _PORT_PROTOCOLS = ("tcp", "udp", "sctp", "dccp", "udplite")
 _MULTIPORT_ONLY = ("udplite",)
-#: how much of a port id its chain and device names carry (``i7c7ae61e-0``, ``tap7c7ae61e-05``):
-#: the rules of different ports that differ only by it are parsed once (see generation.rule)
-_VARY_LEN = 10
 
 
 def _comment(prof: Profile, text: str) -> str:
@@ -116,50 +119,155 @@ def _v4(addrs: Iterable[ipaddress.IPv4Address | ipaddress.IPv6Address]) -> list[
 
 def _group_members(cloud: CloudSnapshot, sg_id: str) -> list[ipaddress.IPv4Network]:
     """Every IPv4 address (fixed IPs and allowed address pairs) of the ports in a security group."""
-    return _members_by_group(cloud).get(sg_id, [])
-
-
-_MEMBERS: tuple[CloudSnapshot | None, dict[str, list[ipaddress.IPv4Network]]] = (None, {})
+    return cloud.cached("firewall_group_members", _members_by_group).get(sg_id, [])
 
 
 def _members_by_group(cloud: CloudSnapshot) -> dict[str, list[ipaddress.IPv4Network]]:
-    """Each group's members, computed once per snapshot (every port's chains ask for them): a
-    one-entry memo keyed by the snapshot object itself."""
-    global _MEMBERS
-    memo = _MEMBERS
-    if memo[0] is cloud:
-        return memo[1]
+    """Each group's members, computed once per snapshot (every port's chains ask for them)."""
     sets: dict[str, set[ipaddress.IPv4Network]] = {}
     for p in cloud.ports:
         if not p.security_group_ids:
             continue
-        nets = {ipaddress.IPv4Network(a) for a in _v4(f.ip_address for f in p.fixed_ips)}
+        nets = {_host_net(a) for a in _v4(f.ip_address for f in p.fixed_ips)}
         nets.update(pair.ip_address for pair in p.allowed_address_pairs
                     if isinstance(pair.ip_address, ipaddress.IPv4Network))
         for sg_id in p.security_group_ids:
             sets.setdefault(sg_id, set()).update(nets)
-    out = {sg_id: sorted(nets) for sg_id, nets in sets.items()}
-    _MEMBERS = (cloud, out)
-    return out
+    return {sg_id: sorted(nets) for sg_id, nets in sets.items()}
 
 
-def _sg_rules(cloud: CloudSnapshot, port: Port, direction: str, chain: str,
-              prof: Profile) -> list[PlannedRule]:
+def _dhcp_server_ips(cloud: CloudSnapshot, network_id: str) -> tuple[ipaddress.IPv4Address, ...]:
+    return tuple(a for p in cloud.ports_on_network(network_id) if p.device_owner == "network:dhcp"
+                 for a in _v4(f.ip_address for f in p.fixed_ips))
+
+
+# --- the rules, as objects -----------------------------------------------------------------------
+# Each rule is what ``parse_rule`` gives for the line Neutron writes (tests/plan/test_firewall.py
+# checks every builder against the parse of its line). A line that differs from port to port only
+# by its chain (the state, DHCP and security-group rules) is parsed once per text and put in each
+# port's chain; the lines that name a device, an address or a MAC are built field by field.
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _spec(spec: str) -> Rule:
+    """``-A X <spec>`` parsed (a rule depends on its text alone, so each text is parsed once)."""
+    return parse_rule(f"-A X {spec}")
+
+
+def _in(chain: str, spec: str, origin: str, *, source: Address | None = None,
+        destination: Address | None = None) -> Rule:
+    """``-A <chain> <spec>``; ``source``/``destination``: the ``-s``/``-d`` the spec holds instead."""
+    r = _spec(spec)
+    return Rule(chain, source or r.source, destination or r.destination, r.in_interface, r.out_interface,
+                r.protocol, r.fragment, r.matches, r.target, None, origin)
+
+
+def _comments(prof: Profile, text: str) -> tuple[Match, ...]:
+    """``-m comment --comment "text"`` when the generation comments its rules."""
+    return (Match("comment", (Option("comment", (text,)),)),) if prof.comments else ()
+
+
+_BRIDGED = Option("physdev-is-bridged")
+
+
+def _physdev_match(way: str, dev: str, *, bridged: bool = True) -> Match:
+    """``-m physdev --physdev-<way> dev [--physdev-is-bridged]``."""
+    opt = Option(f"physdev-{way}", (dev,))
+    return Match("physdev", (opt, _BRIDGED) if bridged else (opt,))
+
+
+@functools.lru_cache(maxsize=1 << 12)
+def _jump(target: str) -> Target:
+    """``-j target`` (the same object for every rule that jumps there)."""
+    return Target(target)
+
+
+def _physdev(chain: str, physdev: Match, comment: tuple[Match, ...], target: str, origin: str) -> Rule:
+    """``-A chain <physdev match> [comment] -j target``."""
+    return Rule(chain, matches=(physdev, *comment), target=_jump(target), origin=origin)
+
+
+def _mac_source(mac: str, *, negated: bool = False) -> Match:
+    """``-m mac [!] --mac-source MAC`` (kept in lower case, as the parser keeps it)."""
+    return Match("mac", (Option("mac-source", (mac.lower(),), negated),))
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _host_net(ip: ipaddress.IPv4Address) -> ipaddress.IPv4Network:
+    """``ip/32`` (from the address's number: ``IPv4Network(ip)`` would print and re-parse it)."""
+    return ipaddress.IPv4Network(int(ip))
+
+
+def _host_address(ip: ipaddress.IPv4Address, *, negated: bool = False) -> Address:
+    """``[!] -s/-d ip/32``."""
+    return Address(_host_net(ip), negated)
+
+
+# --- the per-host inputs -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Inputs:
+    """Everything the firewall of one host is planned from, and the key its plan is kept under:
+    a host whose inputs are equal to an earlier plan's gets that plan back (re-planning a cloud
+    after a change elsewhere), and nothing outside these fields is read while planning."""
+
+    prof: Profile
+    host: str
+    ports: tuple[Port, ...]  # the hybrid-plugged instance ports and network:* ports bound to the host
+    groups: tuple[tuple[str, SecurityGroup | None], ...]  # the secured ports' groups (None: gone)
+    members: tuple[tuple[str, tuple[ipaddress.IPv4Network, ...]], ...]  # the remote groups' addresses
+    dhcp_servers: tuple[tuple[str, tuple[ipaddress.IPv4Address, ...]], ...]  # Grizzly: per network
+
+
+def _inputs(cloud: CloudSnapshot, host: str, prof: Profile) -> _Inputs:
+    ports = [p for p in cloud.ports_on_host(host)
+             if p.is_instance_port and p.ovs_hybrid_plug or p.device_owner.startswith("network:")]
+    secured = [p for p in ports if p.is_instance_port and p.ovs_hybrid_plug and p.port_security_enabled]
+    groups: dict[str, SecurityGroup | None] = {}
+    for sg_id in dict.fromkeys(g for p in secured for g in p.security_group_ids):
+        try:
+            groups[sg_id] = cloud.security_group(sg_id)
+        except KeyError:
+            groups[sg_id] = None
+    remote = dict.fromkeys(r.remote_group_id for g in groups.values() if g is not None for r in g.rules
+                           if r.remote_group_id is not None and r.ethertype == "IPv4")
+    members = tuple((g, tuple(_group_members(cloud, g))) for g in remote)
+    servers = () if prof.modern else tuple(
+        (n, _dhcp_server_ips(cloud, n)) for n in dict.fromkeys(p.network_id for p in secured))
+    return _Inputs(prof, host, tuple(ports), tuple(groups.items()), members, servers)
+
+
+#: each host's last firewall, with what it was planned from
+_PLANNED: InputsMemo[_Inputs, HostState] = InputsMemo()
+
+
+class _Facts:
+    """Look-ups over one host's :class:`_Inputs`."""
+
+    def __init__(self, inputs: _Inputs) -> None:
+        self.prof = inputs.prof
+        self.groups = dict(inputs.groups)
+        self.members = dict(inputs.members)
+        self.dhcp_servers = dict(inputs.dhcp_servers)
+
+
+def _sg_rules(facts: _Facts, port: Port, direction: str, chain: str) -> list[PlannedRule]:
     """The port's security-group rules of one direction, in group order then rule order; a rule
     text that several groups produce is written once."""
-    own = {ipaddress.IPv4Network(a) for a in _v4(f.ip_address for f in port.fixed_ips)}
+    prof = facts.prof
+    own = {_host_net(a) for a in _v4(f.ip_address for f in port.fixed_ips)}
     seen: set[str] = set()
     out: list[PlannedRule] = []
     for sg_id in port.security_group_ids:
-        try:
-            group = cloud.security_group(sg_id)
-        except KeyError:
+        group = facts.groups.get(sg_id)
+        if group is None:
             continue
         for r in group.rules:
             if r.direction != direction or r.ethertype != "IPv4":
                 continue
             if r.remote_group_id is not None:
-                members = [m for m in _group_members(cloud, r.remote_group_id) if m not in own]
+                members = [m for m in facts.members.get(r.remote_group_id, ()) if m not in own]
                 specs = [sg_rule_spec(r, prof, m) for m in members]
             else:
                 specs = [sg_rule_spec(r, prof)]
@@ -167,19 +275,14 @@ def _sg_rules(cloud: CloudSnapshot, port: Port, direction: str, chain: str,
                 if spec in seen:
                     continue
                 seen.add(spec)
-                text = f"-A {chain} {spec} -j RETURN".replace("  ", " ")
-                out.append(PlannedRule(TableName.FILTER, rule(text, f"sg-rule {r.id} via {BUILDER}",
-                                                              vary=port.id[:_VARY_LEN])))
+                out.append(PlannedRule(TableName.FILTER, _in(chain, f"{spec} -j RETURN",
+                                                             f"sg-rule {r.id} via {BUILDER}")))
     return out
 
 
-def _dhcp_server_ips(cloud: CloudSnapshot, port: Port) -> list[ipaddress.IPv4Address]:
-    return [a for p in cloud.ports_on_network(port.network_id) if p.device_owner == "network:dhcp"
-            for a in _v4(f.ip_address for f in p.fixed_ips)]
-
-
-def _port_chains(cloud: CloudSnapshot, port: Port, prof: Profile) -> tuple[list[PlannedChain], list[PlannedRule]]:
+def _port_chains(facts: _Facts, port: Port) -> tuple[list[PlannedChain], list[PlannedRule]]:
     """The i-, o- (and modern s-) chains of one filtered port (reference §6.4, seed 000)."""
+    prof = facts.prof
     binary = prof.ovs_agent_binary
     ichain = naming.sg_port_chain(binary, naming.ChainKind.INGRESS, port.id)
     ochain = naming.sg_port_chain(binary, naming.ChainKind.EGRESS, port.id)
@@ -189,32 +292,38 @@ def _port_chains(cloud: CloudSnapshot, port: Port, prof: Profile) -> tuple[list[
     why = f"port {port.id} via {BUILDER}"
     chains = [PlannedChain(TableName.FILTER, ichain, obj), PlannedChain(TableName.FILTER, ochain, obj)]
     rules: list[PlannedRule] = []
-
-    vary = port.id[:_VARY_LEN]
+    filt = TableName.FILTER
 
     def add(chain: str, spec: str, origin: str = why) -> None:
-        rules.append(PlannedRule(TableName.FILTER, rule(f"-A {chain} {spec}", origin, vary=vary)))
+        rules.append(PlannedRule(filt, _in(chain, spec, origin)))
+
+    def put(r: Rule) -> None:
+        rules.append(PlannedRule(filt, r))
 
     ips = _v4(f.ip_address for f in port.fixed_ips)
     invalid = f"-m state --state INVALID{_comment(prof, INVALID_DROP)} -j DROP"
     established = f"-m state --state RELATED,ESTABLISHED{_comment(prof, ALLOW_ASSOC)} -j RETURN"
-    egress = _sg_rules(cloud, port, "egress", ochain, prof)
-    ingress = _sg_rules(cloud, port, "ingress", ichain, prof)
+    egress = _sg_rules(facts, port, "egress", ochain)
+    ingress = _sg_rules(facts, port, "ingress", ichain)
+    server_reply = "-p udp -m udp --sport 67 --dport 68 -j RETURN"
     if prof.modern:
         pairs = [(pair.ip_address, pair.mac_address or port.mac_address) for pair in port.allowed_address_pairs
                  if isinstance(pair.ip_address, ipaddress.IPv4Network)]
-        pairs += [(ipaddress.IPv4Network(ip), port.mac_address) for ip in ips]
+        pairs += [(_host_net(ip), port.mac_address) for ip in ips]
         spoof = bool(pairs) or not port.fixed_ips
         add(ochain, "-s 0.0.0.0/32 -d 255.255.255.255/32 -p udp -m udp --sport 68 --dport 67"
                     f"{_comment(prof, DHCP_CLIENT)} -j RETURN")
         if spoof:
-            chains.append(PlannedChain(TableName.FILTER, schain, obj))
+            chains.append(PlannedChain(filt, schain, obj))
+            allow = _comments(prof, PAIR_ALLOW)
             for net, mac in pairs:
-                add(schain, f"-s {net} -m mac --mac-source {mac}{_comment(prof, PAIR_ALLOW)} -j RETURN")
+                put(Rule(schain, source=Address(net), matches=(_mac_source(mac), *allow), target=_jump("RETURN"),
+                         origin=why))
             if not pairs:
-                add(schain, f"-m mac --mac-source {port.mac_address}{_comment(prof, PAIR_ALLOW)} -j RETURN")
+                put(Rule(schain, matches=(_mac_source(port.mac_address), *allow), target=_jump("RETURN"),
+                         origin=why))
             add(schain, f"{_comment(prof, PAIR_DROP).strip()} -j DROP")
-            add(ochain, f"-j {schain}")
+            put(Rule(ochain, target=_jump(schain), origin=why))
         add(ochain, f"-p udp -m udp --sport 68 --dport 67{_comment(prof, DHCP_CLIENT)} -j RETURN")
         add(ochain, f"-p udp -m udp --sport 67 --dport 68{_comment(prof, DHCP_SPOOF)} -j DROP")
         add(ochain, established)
@@ -225,8 +334,8 @@ def _port_chains(cloud: CloudSnapshot, port: Port, prof: Profile) -> tuple[list[
         add(ichain, established)
         provider = f"dhcp provider rule for port {port.id} via {BUILDER}"
         for ip in ips:
-            add(ichain, f"-d {ip}/32 -p udp -m udp --sport 67 --dport 68 -j RETURN", provider)
-        add(ichain, "-d 255.255.255.255/32 -p udp -m udp --sport 67 --dport 68 -j RETURN", provider)
+            put(_in(ichain, server_reply, provider, destination=_host_address(ip)))
+        add(ichain, f"-d 255.255.255.255/32 {server_reply}", provider)
         rules += ingress
         add(ichain, invalid)
         add(ichain, f"{_comment(prof, UNMATCHED).strip()} -j {fallback}")
@@ -236,18 +345,18 @@ def _port_chains(cloud: CloudSnapshot, port: Port, prof: Profile) -> tuple[list[
         # Havana's chain, so that what the API accepts is honoured.
         pairs = [(pair.ip_address, pair.mac_address or port.mac_address) for pair in port.allowed_address_pairs
                  if isinstance(pair.ip_address, ipaddress.IPv4Network)]
-        pairs += [(ipaddress.IPv4Network(ip), port.mac_address) for ip in ips]
+        pairs += [(_host_net(ip), port.mac_address) for ip in ips]
         add(ochain, "-p udp -m udp --sport 68 --dport 67 -j RETURN")
-        chains.append(PlannedChain(TableName.FILTER, schain, obj))
+        chains.append(PlannedChain(filt, schain, obj))
         for net, mac in pairs:
-            add(schain, f"-s {net} -m mac --mac-source {mac} -j RETURN")
+            put(Rule(schain, source=Address(net), matches=(_mac_source(mac),), target=_jump("RETURN"), origin=why))
         add(schain, "-j DROP")
-        add(ochain, f"-j {schain}")
+        put(Rule(ochain, target=_jump(schain), origin=why))
     else:
-        add(ochain, f"-m mac ! --mac-source {port.mac_address} -j DROP")
+        put(Rule(ochain, matches=(_mac_source(port.mac_address, negated=True),), target=_jump("DROP"), origin=why))
         add(ochain, "-p udp -m udp --sport 68 --dport 67 -j RETURN")
         for ip in ips:
-            add(ochain, f"! -s {ip}/32 -j DROP")
+            put(Rule(ochain, source=_host_address(ip, negated=True), target=_jump("DROP"), origin=why))
     if not prof.modern:
         add(ochain, "-p udp -m udp --sport 67 --dport 68 -j DROP")
         add(ochain, invalid)
@@ -259,8 +368,8 @@ def _port_chains(cloud: CloudSnapshot, port: Port, prof: Profile) -> tuple[list[
         add(ichain, established)
         rules += ingress
         provider = f"dhcp provider rule for port {port.id} via {BUILDER}"
-        for ip in _dhcp_server_ips(cloud, port):
-            add(ichain, f"-s {ip}/32 -p udp -m udp --sport 67 --dport 68 -j RETURN", provider)
+        for ip in facts.dhcp_servers.get(port.network_id, ()):
+            put(_in(ichain, server_reply, provider, source=_host_address(ip)))
         add(ichain, f"-j {fallback}")
     return chains, rules
 
@@ -271,6 +380,10 @@ def filtered_ports(cloud: CloudSnapshot, host: str) -> tuple[Port, ...]:
                         key=lambda p: p.id))
 
 
+def _filtered(ports: Iterable[Port]) -> tuple[Port, ...]:
+    return tuple(sorted((p for p in ports if p.is_instance_port and p.ovs_hybrid_plug), key=lambda p: p.id))
+
+
 def plan_firewall(cloud: CloudSnapshot, host: Host | str,
                   generation: Generation | Profile = Generation.MODERN) -> HostState:
     """The root namespace's iptables rules of the hybrid firewall on ``host`` (IPv4)."""
@@ -278,6 +391,13 @@ def plan_firewall(cloud: CloudSnapshot, host: Host | str,
     name = host_name(host)
     if cloud.deployment.firewall_driver != "iptables_hybrid":
         return HostState(name)
+    return _PLANNED.get(name, _inputs(cloud, name, prof), _planned)
+
+
+def _planned(inputs: _Inputs) -> HostState:
+    """The firewall planned from ``inputs`` alone (so that it can be kept under them)."""
+    facts = _Facts(inputs)
+    prof, name = inputs.prof, inputs.host
     binary = prof.ovs_agent_binary
     tables = (TableName.FILTER, TableName.RAW, TableName.NAT) if prof.modern else (TableName.FILTER,)
     chains, rules = manager_skeleton(prof, binary, tables, BUILDER, nat_chains=("PREROUTING",))
@@ -289,55 +409,60 @@ def plan_firewall(cloud: CloudSnapshot, host: Host | str,
     prerouting = naming.wrapped_chain(binary, "PREROUTING")
     chains_l += [PlannedChain(TableName.FILTER, sg_chain, "agent"), PlannedChain(TableName.FILTER, fallback, "agent")]
 
-    def add(table: TableName, chain: str, spec: str, origin: str, vary: str = "") -> None:
-        rules_l.append(PlannedRule(table, rule(f"-A {chain} {spec}", origin, vary=vary)))
+    def put(table: TableName, r: Rule) -> None:
+        rules_l.append(PlannedRule(table, r))
 
-    add(TableName.FILTER, fallback, f"{_comment(prof, FALLBACK_DROP).strip()} -j DROP", f"sg-fallback via {BUILDER}")
-    ports = filtered_ports(cloud, name)
+    put(TableName.FILTER, _in(fallback, f"{_comment(prof, FALLBACK_DROP).strip()} -j DROP",
+                              f"sg-fallback via {BUILDER}"))
+    ports = _filtered(inputs.ports)
     secured = [p for p in ports if p.port_security_enabled]
     bottom: list[PlannedRule] = []  # FORWARD's non-top rules (port security off, trusted ports)
+    to_sg, to_vm, input_to_sg = _comments(prof, VM_INT_SG), _comments(prof, SG_TO_VM_SG), _comments(prof, INPUT_TO_SG)
     for port in secured:
         tap = naming.tap_device(port.id)
         why = f"port {port.id} via {BUILDER}"
-        vary = port.id[:_VARY_LEN]
         ichain = naming.sg_port_chain(binary, naming.ChainKind.INGRESS, port.id)
         ochain = naming.sg_port_chain(binary, naming.ChainKind.EGRESS, port.id)
-        for way, target in (("out", ichain), ("in", ochain)):
-            add(TableName.FILTER, forward, f"-m physdev --physdev-{way} {tap} --physdev-is-bridged"
-                                           f"{_comment(prof, VM_INT_SG)} -j {sg_chain}", why, vary)
-            add(TableName.FILTER, sg_chain, f"-m physdev --physdev-{way} {tap} --physdev-is-bridged"
-                                            f"{_comment(prof, SG_TO_VM_SG)} -j {target}", why, vary)
-        add(TableName.FILTER, inp, f"-m physdev --physdev-in {tap} --physdev-is-bridged{_comment(prof, INPUT_TO_SG)} -j {ochain}",
-            why, vary)
-        pc, pr = _port_chains(cloud, port, prof)
+        tap_in = _physdev_match("in", tap)
+        for physdev, target in ((_physdev_match("out", tap), ichain), (tap_in, ochain)):
+            put(TableName.FILTER, _physdev(forward, physdev, to_sg, sg_chain, why))
+            put(TableName.FILTER, _physdev(sg_chain, physdev, to_vm, target, why))
+        put(TableName.FILTER, _physdev(inp, tap_in, input_to_sg, ochain, why))
+        pc, pr = _port_chains(facts, port)
         chains_l += pc
         rules_l += pr
     if secured:
-        add(TableName.FILTER, sg_chain, "-j ACCEPT", f"sg-chain via {BUILDER}")
+        put(TableName.FILTER, _in(sg_chain, "-j ACCEPT", f"sg-chain via {BUILDER}"))
     if prof.modern:
-        trusted = [p for p in cloud.ports_on_host(name) if p.device_owner.startswith("network:")]
+        trusted = [p for p in inputs.ports if p.device_owner.startswith("network:")]
+        trusted_ids = {p.id for p in trusted}
         unsecured = [p for p in ports if not p.port_security_enabled]
         for port in sorted((*unsecured, *trusted), key=lambda p: p.id):
             tap = naming.tap_device(port.id)
             why = f"port {port.id} via {BUILDER}"
-            text = TRUSTED_ACCEPT if port in trusted else PORT_SEC_ACCEPT
-            for way in ("out", "in"):
-                bottom.append(PlannedRule(TableName.FILTER, rule(
-                    f"-A {forward} -m physdev --physdev-{way} {tap} --physdev-is-bridged{_comment(prof, text)} -j ACCEPT", why)))
-            if port not in trusted:
-                add(TableName.FILTER, inp, f"-m physdev --physdev-in {tap} --physdev-is-bridged{_comment(prof, text)} -j ACCEPT",
-                    why)
+            is_trusted = port.id in trusted_ids
+            note = _comments(prof, TRUSTED_ACCEPT if is_trusted else PORT_SEC_ACCEPT)
+            tap_in = _physdev_match("in", tap)
+            for physdev in (_physdev_match("out", tap), tap_in):
+                bottom.append(PlannedRule(TableName.FILTER, _physdev(forward, physdev, note, "ACCEPT", why)))
+            if not is_trusted:
+                put(TableName.FILTER, _physdev(inp, tap_in, note, "ACCEPT", why))
         rules_l += bottom
         for zone, port in enumerate(secured, naming.CONNTRACK_ZONE_START):
             why = f"conntrack zone of port {port.id} via {BUILDER}"
             qvb, tap = naming.qvb_device(port.id), naming.tap_device(port.id)
-            note = _comment(prof, f"Set zone for {port.id}")
-            for match in (f"-m physdev --physdev-in {qvb}", f"-i {qvb}", f"-m physdev --physdev-in {tap}"):
-                add(TableName.RAW, prerouting, f"{match}{note} -j CT --zone {zone}", why, port.id[:_VARY_LEN])
+            note = _comments(prof, f"Set zone for {port.id}")
+            ct = Target("CT", (Option("zone", (str(zone),)),))
+            put(TableName.RAW, Rule(prerouting, matches=(_physdev_match("in", qvb, bridged=False), *note),
+                                    target=ct, origin=why))
+            put(TableName.RAW, Rule(prerouting, in_interface=Interface(qvb), matches=note, target=ct, origin=why))
+            put(TableName.RAW, Rule(prerouting, matches=(_physdev_match("in", tap, bridged=False), *note),
+                                    target=ct, origin=why))
+        note = _comments(prof, TRUSTED_ACCEPT)
         for port in sorted((*ports, *trusted), key=lambda p: p.id):
             tap = naming.tap_device(port.id)
+            why = f"nat short-circuit of port {port.id} via {BUILDER}"
             for way in ("out", "in"):
-                add(TableName.NAT, prerouting, f"-m physdev --physdev-{way} {tap}{_comment(prof, TRUSTED_ACCEPT)} -j ACCEPT",
-                    f"nat short-circuit of port {port.id} via {BUILDER}", port.id[:_VARY_LEN])
+                put(TableName.NAT, _physdev(prerouting, _physdev_match(way, tap, bridged=False), note, "ACCEPT", why))
     ruleset, origins = assemble(prof, chains_l, rules_l, BUILDER)
     return HostState(name, namespaces=(NamespaceState(ROOT, iptables=ruleset),), origins=origins)

@@ -294,9 +294,11 @@ def host_name(host: Host | str) -> str:
 UP_FLAGS = ("BROADCAST", "MULTICAST", "UP", "LOWER_UP")
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def address(ip: IPAddress, prefixlen: int, dev: str) -> Address:
     """An address as the agents add it: IPv4 with ``brd`` (the address itself for a /32, as
-    ``ip addr add … brd`` and Neutron's ``add_broadcast`` both give), labelled with the device."""
+    ``ip addr add … brd`` and Neutron's ``add_broadcast`` both give), labelled with the device.
+    Addresses are immutable: each is made once (re-plans ask for the same ones again)."""
     iface = ipaddress.ip_interface(f"{ip}/{prefixlen}")
     if iface.version == 4:
         brd = iface.network.broadcast_address if prefixlen < 32 else iface.ip

@@ -9,13 +9,15 @@ look-ups by id go through the ``CloudSnapshot`` methods.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from neutrino.scenarios.model import Deployment, default_scenario, deployment_from_doc
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,6 +252,9 @@ class CloudSnapshot:
     _index: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
+        # the look-ups and per-snapshot facts (``cached``) are this snapshot's own: one made with
+        # ``dataclasses.replace`` is handed its original's index, which must not be shared
+        object.__setattr__(self, "_index", {})
         for coll in (self.networks, self.subnets, self.ports, self.routers, self.floating_ips,
                      self.security_groups, self.servers):
             for item in coll:
@@ -288,7 +293,18 @@ class CloudSnapshot:
         return self._get("Server", ident)  # type: ignore[no-any-return]
 
     def subnets_of(self, network_id: str) -> tuple[Subnet, ...]:
-        return tuple(s for s in self.subnets if s.network_id == network_id)
+        return self.cached("subnets_by_network", _subnets_by_network).get(network_id, ())
+
+    def cached(self, name: str, compute: Callable[[CloudSnapshot], _T]) -> _T:
+        """``compute(self)``, computed once per snapshot (an index, a per-network or per-group fact
+        that every host's plan asks for). The snapshot is immutable, so a value derived from it
+        alone cannot go stale; ``name`` must stand for ``compute`` and nothing else."""
+        key = f"@{name}"
+        try:
+            return self._index[key]  # type: ignore[no-any-return]
+        except KeyError:
+            value = self._index[key] = compute(self)
+            return value
 
     def ports_on_network(self, network_id: str) -> tuple[Port, ...]:
         return self._index["@ports_by_network"].get(network_id, ())  # type: ignore[no-any-return]
@@ -310,6 +326,13 @@ class CloudSnapshot:
 
     def port_forwardings_of(self, floatingip_id: str) -> tuple[PortForwarding, ...]:
         return tuple(f for f in self.port_forwardings if f.floatingip_id == floatingip_id)
+
+
+def _subnets_by_network(cloud: CloudSnapshot) -> dict[str, tuple[Subnet, ...]]:
+    out: dict[str, list[Subnet]] = {}
+    for s in cloud.subnets:
+        out.setdefault(s.network_id, []).append(s)
+    return {k: tuple(v) for k, v in out.items()}
 
 
 def _ip(v: str | None) -> IPAddress | None:
