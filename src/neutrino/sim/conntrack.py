@@ -112,12 +112,27 @@ class Tuple:
         return Tuple(self.proto, self.dst, self.src, self.dport, self.sport)
 
     def text(self) -> str:
-        """As ``conntrack -L`` prints one direction."""
+        """As ``conntrack -L`` prints one direction (formatted once per tuple object: a tuple is
+        immutable, and a connection's is read on every packet of it)."""
+        got = _TUPLE_TEXT.get(id(self))
+        if got is not None and got[0] is self:
+            return got[1]
+        text = self._text()
+        if len(_TUPLE_TEXT) >= 4096:
+            _TUPLE_TEXT.clear()
+        _TUPLE_TEXT[id(self)] = (self, text)
+        return text
+
+    def _text(self) -> str:
         if self.proto == 1:
             return f"src={self.src} dst={self.dst} type={self.dport >> 8} code={self.dport & 0xFF} id={self.sport}"
         if self.proto in (6, 17, 132, 33, 136):
             return f"src={self.src} dst={self.dst} sport={self.sport} dport={self.dport}"
         return f"src={self.src} dst={self.dst}"
+
+
+_TUPLE_TEXT: dict[int, tuple[Tuple, str]] = {}
+"""The tuples formatted last, by identity; an entry holds its tuple, so the id stays that tuple's."""
 
 
 def packet_tuple(pkt: IPv4) -> Tuple:

@@ -176,6 +176,23 @@ def _v4(addrs: Iterable[object]) -> list[IPv4Interface]:
     return [a for a in addrs if isinstance(a, IPv4Interface)]
 
 
+_ROUTE_TEXT: dict[int, tuple[Route, str]] = {}
+"""The routes formatted last, by identity (a stack's routes are decided on again and again); an
+entry holds its route, so the id stays that route's."""
+
+
+def _route_text(r: Route) -> str:
+    """``format_route(r)``, formatted once per route object (a route is immutable)."""
+    got = _ROUTE_TEXT.get(id(r))
+    if got is not None and got[0] is r:
+        return got[1]
+    text = format_route(r)
+    if len(_ROUTE_TEXT) >= 4096:
+        _ROUTE_TEXT.clear()
+    _ROUTE_TEXT[id(r)] = (r, text)
+    return text
+
+
 class IpStack:
     """The IPv4 stack of ``ns``. ``forwarding`` defaults to ``net.ipv4.ip_forward`` (0 when the
     state has no sysctls). The neighbour table starts from the state's ``ip neigh``/``arp -n``
@@ -347,7 +364,7 @@ class IpStack:
 
     def _decide(self, r: Route, table: str, rule: RoutingRule, dst: IPv4Address, src: IPv4Address | None,
                 iif: str | None) -> RouteDecision | Unreachable:
-        text = format_route(r)
+        text = _route_text(r)
         where = "" if rule in DEFAULT_RULES else f" (rule {format_rule(rule)})"
         if r.type in ("unreachable", "prohibit", "blackhole"):
             return _unreachable(r.type, text, f"{r.type} route{where}", route=r, rule=rule)

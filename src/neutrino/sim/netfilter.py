@@ -48,7 +48,7 @@ import enum
 import pickle
 import re
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from ipaddress import IPv4Address, IPv4Network, ip_network
 
 from neutrino.errors import PlanError
@@ -237,7 +237,7 @@ class _Compiled:
     """One rule ready to run: its tests, what its target does, and its text (formatted when a
     packet first matches it: only matching rules become trace steps)."""
 
-    __slots__ = ("rule", "tests", "kind", "chain", "action", "_text")
+    __slots__ = ("rule", "tests", "kind", "chain", "action", "_text", "_step")
 
     def __init__(self, rule: Rule, tests: tuple[_Test, ...], kind: _Kind, chain: str = "",
                  action: Callable[[_Pkt], NfVerdict | None] | None = None) -> None:
@@ -247,12 +247,21 @@ class _Compiled:
         self.chain = chain
         self.action = action
         self._text: str | None = None
+        self._step: Step | None = None
 
     @property
     def text(self) -> str:
         if self._text is None:
             self._text = format_rule(self.rule)
         return self._text
+
+    def step(self, table: TableName) -> Step:
+        """The trace step of a packet matching this rule of ``table`` (the table of the chain that
+        holds it, so always the same): made once, a step being immutable."""
+        got = self._step
+        if got is None:
+            got = self._step = Step(StepKind.RULE, self.text, _action_text(self, table), self.rule.origin)
+        return got
 
     def matches(self, p: _Pkt) -> bool:
         for t in self.tests:  # noqa: SIM110 - a plain loop is faster than all() on this hot path
@@ -1056,7 +1065,7 @@ class Netfilter:
             i += 1
             if not c.matches(p):
                 continue
-            p.steps.append(Step(StepKind.RULE, c.text, _action_text(c, table), c.rule.origin))
+            p.steps.append(c.step(table))
             kind = c.kind
             if kind is _Kind.JUMP or kind is _Kind.GOTO:
                 target = self._chain(table, c.chain)
@@ -1133,11 +1142,11 @@ class Netfilter:
                 decider = res.rule
             if not res.accepted:
                 break
-            pkt, ctx = res.packet, replace(ctx, mark=res.mark, ct=res.ct)
+            pkt, ctx = res.packet, _with_mark_ct(ctx, res.mark, res.ct)
         if res is None:
             raise ValueError("no hooks to traverse")
-        return replace(res, steps=tuple(steps), notes=tuple(dict.fromkeys(notes)), emit=tuple(emit),
-                       rule=decider)
+        return HookResult(res.verdict, res.packet, res.mark, res.ct, tuple(steps), decider, tuple(emit),
+                          tuple(dict.fromkeys(notes)))
 
     def _result(self, verdict: NfVerdict, p: _Pkt, rule: Rule | None) -> HookResult:
         return HookResult(verdict, p.ip, p.mark, p.ct, tuple(p.steps), rule, tuple(p.emit),
@@ -1185,6 +1194,17 @@ class Netfilter:
             p.steps.append(Step(StepKind.NAT, text, f"{hook.value}, {ref.direction.value} direction",
                                 rule.origin if rule is not None else ""))
         return NfVerdict.ACCEPT, rule
+
+
+_HOOK_CTX_FIELDS = ("in_dev", "out_dev", "physdev_in", "physdev_out", "physdev_is_bridged", "mark", "connmark",
+                    "src_mac", "local_addrs", "dev_addrs", "ipsets", "zone", "ct")
+assert tuple(f.name for f in fields(HookCtx)) == _HOOK_CTX_FIELDS, "_with_mark_ct lists HookCtx's fields in order"
+
+
+def _with_mark_ct(ctx: HookCtx, mark: int, ct: CtRef | None) -> HookCtx:
+    """``replace(ctx, mark=mark, ct=ct)``, without ``dataclasses.replace``'s field walk."""
+    return HookCtx(ctx.in_dev, ctx.out_dev, ctx.physdev_in, ctx.physdev_out, ctx.physdev_is_bridged, mark,
+                   ctx.connmark, ctx.src_mac, ctx.local_addrs, ctx.dev_addrs, ctx.ipsets, ctx.zone, ct)
 
 
 def _port_of(pkt: IPv4, manip: Manip) -> int | None:

@@ -95,7 +95,16 @@ from neutrino.host.openflow_fields import FieldInfo, Kind, Mac, field_info, valu
 from neutrino.host.ovsdb import Bridge, Interface, Port
 from neutrino.sim.conntrack import Connection, Conntrack, CtRef, Direction, Manip
 from neutrino.sim.conntrack import CtState as ConnState
-from neutrino.sim.ovs_normal import OFPP_LOCAL, TUNNEL_TYPES, MacTable, PortKind, SimPort, normal
+from neutrino.sim.ovs_normal import (
+    OFPP_LOCAL,
+    TUNNEL_TYPES,
+    MacTable,
+    PortIndex,
+    PortKind,
+    SimPort,
+    Unfollowed,
+    normal,
+)
 from neutrino.sim.packets import (
     ARP,
     ICMP,
@@ -150,10 +159,11 @@ class Emit:
 class Result:
     outputs: tuple[Emit, ...]
     steps: tuple[Step, ...]
+    pruned: int = 0  # flooded copies left out: the caller said it would not follow them
 
     @property
     def dropped(self) -> bool:
-        return not self.outputs
+        return not self.outputs and not self.pruned
 
     @property
     def ports(self) -> tuple[str, ...]:
@@ -217,7 +227,8 @@ def _set_tci(frame: Ethernet, tci: int) -> Ethernet:
     vid, pcp = tci & 0xFFF, (tci >> 13) & 7
     if tag is None:
         return push_vlan(frame, vid, pcp=pcp)
-    return dataclasses.replace(frame, payload=dataclasses.replace(tag, vid=vid, pcp=pcp))
+    return Ethernet(dst=frame.dst, src=frame.src, type=frame.type,
+                    payload=Dot1Q(vid=vid, pcp=pcp, dei=tag.dei, type=tag.type, payload=tag.payload))
 
 
 def _ip(ctx: _Ctx) -> IPv4 | None:
@@ -783,13 +794,16 @@ class _Loop(Exception):
 class _Run:
     """What one ``process`` call accumulates."""
 
-    __slots__ = ("outputs", "steps", "miss", "drop_flow")
+    __slots__ = ("outputs", "steps", "miss", "drop_flow", "pruned", "unfollowed", "volatile")
 
-    def __init__(self) -> None:
+    def __init__(self, unfollowed: Unfollowed | None = None) -> None:
         self.outputs: list[Emit] = []
         self.steps: list[Step] = []
         self.miss: int | None = None
         self.drop_flow: str | None = None
+        self.pruned = 0
+        self.unfollowed = unfollowed
+        self.volatile = False  # a ct() ran: the result depends on (and changed) the conntrack table
 
 
 def _sim_ports(bridge: Bridge, show: OfctlShow | None) -> tuple[SimPort, ...]:
@@ -820,6 +834,28 @@ def _sim_ports(bridge: Bridge, show: OfctlShow | None) -> tuple[SimPort, ...]:
                            trunks=port.trunks if port else (), vlan_mode=port.vlan_mode if port else None,
                            options=iface.options if iface is not None else ()))
     return tuple(sorted(out, key=lambda p: p.number))
+
+
+_NO_META = Meta()  # what a copy out of a port that is no tunnel carries (a Meta is immutable)
+_MEMO_SIZE = 1024  # results a bridge remembers (then it starts again)
+_TUNNEL_OPTIONS: dict[SimPort, tuple[int | None, IPv4Address | None, IPv4Address | None]] = {}
+
+
+def _tunnel_options(port: SimPort) -> tuple[int | None, IPv4Address | None, IPv4Address | None]:
+    """A tunnel port's fixed key (None: the packet's ``tun_id``, ``key=flow``), remote and local
+    addresses (None: from the flow, or none), read from its options once per port (a port is
+    immutable and compares by value, so equal ports share the answer)."""
+    got = _TUNNEL_OPTIONS.get(port)
+    if got is None:
+        key = port.option("key") or port.option("out_key")
+        remote, local = port.option("remote_ip"), port.option("local_ip")
+        got = (None if key is None or key == "flow" else value_to_int(key),
+               IPv4Address(remote) if remote not in (None, "flow") else None,
+               IPv4Address(local) if local not in (None, "flow") else None)
+        if len(_TUNNEL_OPTIONS) >= 4096:
+            _TUNNEL_OPTIONS.clear()
+        _TUNNEL_OPTIONS[port] = got
+    return got
 
 
 def _describe_tci(before: Ethernet, after: Ethernet) -> str:
@@ -881,6 +917,7 @@ class OvsBridgeSim:
         self._dump: FlowDump | bytes | None = flows
         self._show: OfctlShow | bytes | None = ports
         self.ports = _sim_ports(bridge, ports)
+        self._port_index = PortIndex(self.ports)
         self._by_name = {p.name: p for p in self.ports}
         self._by_number = {p.number: p for p in self.ports}
         static = flows.flows if flows is not None else ()
@@ -896,6 +933,8 @@ class OvsBridgeSim:
         self._seq = 0
         self.conntrack = Conntrack()
         self._conj_tables = frozenset(t for t, lst in self._static.items() if any(_conjunctions(c) for c in lst))
+        self._memo: dict[tuple[str, Ethernet, Meta], tuple[int, int, Result]] = {}
+        self._version = 0
         self.reset()
 
     @property
@@ -909,6 +948,7 @@ class OvsBridgeSim:
 
     def reset(self) -> None:
         """Forget learned MACs, learned flows and tracked connections."""
+        self._forget_results()
         self.conntrack.clear()
         self._fdb.clear()
         self._learned.clear()
@@ -935,6 +975,7 @@ class OvsBridgeSim:
         self._dump = state["dump"]  # type: ignore[assignment]
         self._show = state["show"]  # type: ignore[assignment]
         self.ports = state["ports"]  # type: ignore[assignment]
+        self._port_index = PortIndex(self.ports)
         self._by_name = {p.name: p for p in self.ports}
         self._by_number = {p.number: p for p in self.ports}
         self._static = state["static"]  # type: ignore[assignment]
@@ -947,6 +988,8 @@ class OvsBridgeSim:
         self._learned_saved = state["learned"]  # type: ignore[assignment]
         self.conntrack = state.get("conntrack") or Conntrack()  # type: ignore[assignment]
         self._conj_tables = state.get("conj_tables") or frozenset()  # type: ignore[assignment]
+        self._memo = {}
+        self._version = 0
 
     def _learned_map(self) -> dict[tuple[int, int, frozenset[MatchField]], Flow]:
         if self._learned_saved is not None:
@@ -974,6 +1017,7 @@ class OvsBridgeSim:
         that is gone is dropped). ``vlans``: the host's local VLANs renumbered (old -> new, None:
         gone), which MAC entries and the VLAN a learned flow matches on follow."""
         moves = dict(vlans or {})
+        self._forget_results()
         self.conntrack = old.conntrack.clone()
         if moves:
             self.conntrack.rezone(moves)  # the firewall's zones are the local VLANs
@@ -992,6 +1036,7 @@ class OvsBridgeSim:
 
     def forget(self, macs: Collection[Mac]) -> None:
         """Drop MAC entries and learned flows of ``macs`` (instances that are gone)."""
+        self._forget_results()
         self._fdb.forget(macs)
         learned = self._learned_map()
         for key, flow in list(learned.items()):
@@ -1034,7 +1079,13 @@ class OvsBridgeSim:
     def _compile(self, flow: Flow, learned: bool = False) -> _Compiled:
         return _Compiled(flow, self._number, learned, self._seq)
 
+    def _forget_results(self) -> None:
+        """The flow tables (or everything) changed: no remembered result holds any more."""
+        self._version += 1
+        self._memo.clear()
+
     def _install(self, flow: Flow) -> None:
+        self._forget_results()
         self._learned[(flow.table, flow.priority, frozenset(flow.match))] = flow
         table = self._tables.get(flow.table)
         if table is None:
@@ -1046,13 +1097,39 @@ class OvsBridgeSim:
 
     # -- processing ---------------------------------------------------------------------------------
 
-    def process(self, in_port: str, frame: Ethernet, meta: Meta | None = None) -> Result:
-        """Run ``frame``, arrived on port ``in_port`` with ``meta``, through the bridge."""
+    def process(self, in_port: str, frame: Ethernet, meta: Meta | None = None, *,
+                unfollowed: Unfollowed | None = None) -> Result:
+        """Run ``frame``, arrived on port ``in_port`` with ``meta``, through the bridge.
+        ``unfollowed``: says which copies NORMAL floods the caller would not follow; they are
+        left out of the outputs (and counted in :attr:`Result.pruned`)."""
         port = self._by_name.get(in_port)
         if port is None:
             raise InvalidInput(f"bridge {self.bridge.name} has no port {in_port!r}")
-        ctx = _Ctx(frame, port.number, meta or Meta())
-        run = _Run()
+        meta = meta or _NO_META
+        key = (in_port, frame, meta)
+        fdb_changes, version = self._fdb.changes, self._version
+        if unfollowed is not None or type(self) is not OvsBridgeSim:  # a subclass (ofproto/trace's
+            return self._process(port, frame, meta, unfollowed)[0]  # recorder) sees every translation
+        try:
+            known = self._memo.get(key)
+        except TypeError:  # a frame holding something unhashable: not remembered
+            return self._process(port, frame, meta, unfollowed)[0]
+        if known is not None and known[0] == fdb_changes and known[1] == version:
+            return known[2]
+        result = self._process(port, frame, meta, unfollowed)
+        if result[1] and self._fdb.changes == fdb_changes and self._version == version:
+            # no ct(), no learned flow, no MAC learned: the same packet on the same port gives the
+            # same result until the flows or the MAC table change (the key is the whole input)
+            if len(self._memo) >= _MEMO_SIZE:
+                self._memo.clear()
+            self._memo[key] = (fdb_changes, version, result[0])
+        return result[0]
+
+    def _process(self, port: SimPort, frame: Ethernet, meta: Meta,
+                 unfollowed: Unfollowed | None) -> tuple[Result, bool]:
+        """:meth:`process`'s work: the result, and whether it may be remembered (no ct() ran)."""
+        ctx = _Ctx(frame, port.number, meta)
+        run = _Run(unfollowed)
         if self._standalone:
             self._normal(ctx, run, "no flows and fail_mode is not secure: standalone switching")
         else:
@@ -1060,10 +1137,11 @@ class OvsBridgeSim:
                 self._table(ctx, 0, run, 0)
             except _Loop:
                 run.outputs.clear()
+                run.pruned = 0
                 run.steps.append(Step(StepKind.DROP, "resubmit loop",
                                       f"loop: resubmit depth exceeded {MAX_RESUBMIT_DEPTH}; the packet is dropped"))
-                return Result((), tuple(run.steps))
-        if not run.outputs:
+                return Result((), tuple(run.steps)), not run.volatile
+        if not run.outputs and not run.pruned:
             if run.drop_flow is not None:
                 run.steps.append(Step(StepKind.DROP, run.drop_flow, "explicit drop"))
             elif run.miss is not None:
@@ -1072,7 +1150,7 @@ class OvsBridgeSim:
                                       "as on OpenFlow 1.3+ bridges)"))
             elif not any(s.kind is StepKind.DROP for s in run.steps):
                 run.steps.append(Step(StepKind.DROP, "", "no output action"))
-        return Result(tuple(run.outputs), tuple(run.steps))
+        return Result(tuple(run.outputs), tuple(run.steps), run.pruned), not run.volatile
 
     def _lookup(self, table: int, ctx: _Ctx) -> _Compiled | None:
         t = self._tables.get(table)
@@ -1136,15 +1214,12 @@ class OvsBridgeSim:
         run.steps[slot] = Step(StepKind.FLOW, c.text, ("learned flow: " if c.learned else "") + "; ".join(effects))
 
     def _emit(self, ctx: _Ctx, port: SimPort, run: _Run, frame: Ethernet | None = None) -> None:
-        meta = Meta()
+        meta = _NO_META
         if port.kind is PortKind.TUNNEL:
-            key = port.option("key") or port.option("out_key")
-            tun_id = ctx.tun_id if key is None or key == "flow" else value_to_int(key)
-            remote, local = port.option("remote_ip"), port.option("local_ip")
-            tun_dst = IPv4Address(remote) if remote not in (None, "flow") else (
-                IPv4Address(ctx.tun_dst) if ctx.tun_dst else None)
-            tun_src = IPv4Address(local) if local not in (None, "flow") else None
-            meta = Meta(tun_id=tun_id, tun_src=tun_src, tun_dst=tun_dst)
+            key, remote, local = _tunnel_options(port)
+            tun_id = ctx.tun_id if key is None else key
+            tun_dst = remote if remote is not None else (IPv4Address(ctx.tun_dst) if ctx.tun_dst else None)
+            meta = Meta(tun_id=tun_id, tun_src=local, tun_dst=tun_dst)
         run.outputs.append(Emit(port.name, ctx.frame if frame is None else frame, meta))
 
     def _output(self, ctx: _Ctx, port: int | PortName | ReservedPort, run: _Run) -> str:
@@ -1188,7 +1263,8 @@ class OvsBridgeSim:
         if in_port is None:
             run.steps.append(Step(StepKind.NORMAL, "NORMAL", "dropped: the input port is not a port of the bridge"))
             return
-        copies, detail = normal(self.ports, in_port, ctx.frame, self._fdb)
+        copies, detail, pruned = normal(self._port_index, in_port, ctx.frame, self._fdb, unfollowed=run.unfollowed)
+        run.pruned += pruned
         for port, frame in copies:
             self._emit(ctx, port, run, frame)
         run.steps.append(Step(StepKind.NORMAL, "NORMAL", f"{why}; {detail}" if why else detail))
@@ -1309,6 +1385,7 @@ class OvsBridgeSim:
 
     def _ct(self, a: Ct, ctx: _Ctx, run: _Run, depth: int) -> str:
         """``ct(...)`` on the bridge's conntrack (see the module's docstring)."""
+        run.volatile = True
         zone = a.zone if isinstance(a.zone, int) else (
             _read_sub(ctx, a.zone) or 0 if a.zone is not None else 0)
         if not self.track_connections:

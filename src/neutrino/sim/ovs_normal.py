@@ -10,13 +10,14 @@ Neutron's dead VLAN: NORMAL never switches it.
 from __future__ import annotations
 
 import enum
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 from neutrino.host.openflow_fields import Mac
 from neutrino.sim.packets import Dot1Q, Ethernet, pop_vlan, push_vlan
 
-__all__ = ["DEAD_VLAN", "OFPP_LOCAL", "MacTable", "PortKind", "SimPort", "TUNNEL_TYPES", "normal"]
+__all__ = ["DEAD_VLAN", "OFPP_LOCAL", "MacTable", "PortIndex", "PortKind", "SimPort", "TUNNEL_TYPES", "Unfollowed",
+           "normal"]
 
 OFPP_LOCAL = 0xFFFE
 """The bridge's own port (``LOCAL``) as a 16-bit OpenFlow port number."""
@@ -86,7 +87,10 @@ class SimPort:
 
 
 class MacTable:
-    """NORMAL's forwarding database: (VLAN, MAC) → port name, in learning order."""
+    """NORMAL's forwarding database: (VLAN, MAC) → port name, in learning order. ``changes``
+    counts the changes made to it (a learned or moved entry, a clear, a forget)."""
+
+    changes = 0  # (a class default: a table pickled before the counter existed has none)
 
     def __init__(self) -> None:
         self._entries: dict[tuple[int, Mac], str] = {}
@@ -97,6 +101,7 @@ class MacTable:
         if self._entries.get(key) == port:
             return False
         self._entries[key] = port
+        self.changes += 1
         return True
 
     def lookup(self, vlan: int, mac: Mac) -> str | None:
@@ -108,31 +113,63 @@ class MacTable:
 
     def clear(self) -> None:
         self._entries.clear()
+        self.changes += 1
 
     def forget(self, macs: Collection[Mac]) -> None:
         """Drop the entries of ``macs``."""
         for key in [k for k in self._entries if k[1] in macs]:
             del self._entries[key]
+        self.changes += 1
+
+
+Unfollowed = Callable[[Ethernet, Sequence[str]], Collection[str]]
+"""Given a frame a bridge floods (untagged) and the ports it floods it to, the ports whose copies
+the caller will not follow (a copy leaves a port tagged or not, the same frame otherwise)."""
+
+
+class PortIndex:
+    """A bridge's ports (in port-number order) with the lookups NORMAL makes: a port by name (the
+    first of that name), and the ports that carry a VLAN, worked out once per VLAN. The ports
+    never change (a bridge whose ports change is built again), so neither do the answers."""
+
+    __slots__ = ("ports", "by_name", "_carrying")
+
+    def __init__(self, ports: Sequence[SimPort]) -> None:
+        self.ports = tuple(ports)
+        self.by_name: dict[str, SimPort] = {}
+        for p in self.ports:
+            self.by_name.setdefault(p.name, p)
+        self._carrying: dict[int, tuple[SimPort, ...]] = {}
+
+    def carrying(self, vlan: int) -> tuple[SimPort, ...]:
+        got = self._carrying.get(vlan)
+        if got is None:
+            got = self._carrying[vlan] = tuple(p for p in self.ports if p.carries(vlan))
+        return got
 
 
 def _is_multicast(mac: Mac) -> bool:
     return bool(mac.value & 0x010000000000)
 
 
-def normal(ports: Sequence[SimPort], in_port: SimPort, frame: Ethernet,
-           fdb: MacTable) -> tuple[tuple[tuple[SimPort, Ethernet], ...], str]:
+def normal(ports: Sequence[SimPort] | PortIndex, in_port: SimPort, frame: Ethernet, fdb: MacTable, *,
+           unfollowed: Unfollowed | None = None,
+           ) -> tuple[tuple[tuple[SimPort, Ethernet], ...], str, int]:
     """Switch ``frame`` (as the pipeline holds it, tags included) that arrived on ``in_port``.
 
-    Returns the copies to send (port, frame) in port-number order and a sentence for the trace.
+    Returns the copies to send (port, frame) in port-number order, a sentence for the trace, and
+    how many flooded copies were left out because ``unfollowed(untagged frame, port names)`` said
+    the caller would not follow them (they are named in the sentence all the same).
     """
+    index = ports if isinstance(ports, PortIndex) else PortIndex(ports)
     tag = frame.payload if isinstance(frame.payload, Dot1Q) else None
     vlan = in_port.input_vlan(tag.vid if tag is not None else None)
     if vlan is None:
         why = (f"VLAN {tag.vid} tagged frame on access port {in_port.name}" if in_port.mode == "access" and tag
                else f"VLAN {tag.vid if tag else 0} not trunked on {in_port.name}")
-        return (), f"dropped: {why}"
+        return (), f"dropped: {why}", 0
     if vlan == DEAD_VLAN:
-        return (), f"dropped: VLAN {DEAD_VLAN} is the dead VLAN"
+        return (), f"dropped: VLAN {DEAD_VLAN} is the dead VLAN", 0
     inner = pop_vlan(frame) if tag is not None else frame
     pcp = tag.pcp if tag is not None else 0
     notes: list[str] = []
@@ -142,16 +179,20 @@ def normal(ports: Sequence[SimPort], in_port: SimPort, frame: Ethernet,
     if known is not None:
         if known == in_port.name:
             notes.append(f"{frame.dst} is on the input port {known}: dropped")
-            return (), "; ".join(notes)
-        port = next((p for p in ports if p.name == known), None)
+            return (), "; ".join(notes), 0
+        port = index.by_name.get(known)
         if port is not None and port.carries(vlan):
             notes.append(f"{frame.dst} known on VLAN {vlan} at {known}: forwarded")
-            return ((port, port.egress(inner, vlan, pcp)),), "; ".join(notes)
-    targets = tuple(p for p in ports if p.name != in_port.name and p.carries(vlan))
+            return ((port, port.egress(inner, vlan, pcp)),), "; ".join(notes), 0
+    name = in_port.name
+    targets = tuple(p for p in index.carrying(vlan) if p.name != name)
     what = "broadcast" if frame.dst.value == 0xFFFFFFFFFFFF else (
         "multicast" if _is_multicast(frame.dst) else f"unknown {frame.dst}")
     if not targets:
         notes.append(f"{what} on VLAN {vlan}: no other port in the VLAN, dropped")
-        return (), "; ".join(notes)
-    notes.append(f"{what} on VLAN {vlan}: flooded to {', '.join(p.name for p in targets)}")
-    return tuple((p, p.egress(inner, vlan, pcp)) for p in targets), "; ".join(notes)
+        return (), "; ".join(notes), 0
+    names = [p.name for p in targets]
+    notes.append(f"{what} on VLAN {vlan}: flooded to {', '.join(names)}")
+    skip = unfollowed(inner, names) if unfollowed is not None else ()
+    copies = tuple((p, p.egress(inner, vlan, pcp)) for p in targets if p.name not in skip)
+    return copies, "; ".join(notes), len(targets) - len(copies)

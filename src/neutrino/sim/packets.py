@@ -360,18 +360,35 @@ def _ipproto(payload: object) -> int:
 _AUTO_FIELD = {Ethernet: "type", Dot1Q: "type", IPv4: "proto", GRE: "proto"}
 
 
+_INIT_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _auto_value(cls: type, payload: object) -> int | None:
+    """What ``cls(payload=payload)`` fills its automatic type field with (None: it cannot)."""
+    try:
+        if cls is GRE:
+            return 0x6558 if type(payload) is Ethernet else _ethertype(payload)
+        return _ipproto(payload) if cls is IPv4 else _ethertype(payload)
+    except InvalidInput:
+        return None
+
+
 def with_(pkt: Any, **changes: Any) -> Any:
     """A copy of ``pkt`` with ``changes``. A new payload also renews a type field that was filled
-    in automatically (an explicit, different type stays)."""
-    field = _AUTO_FIELD.get(type(pkt))
-    if field is not None and "payload" in changes and field not in changes:
-        try:
-            auto = getattr(type(pkt)(payload=pkt.payload), field)
-        except InvalidInput:
-            auto = None
-        if getattr(pkt, field) == auto:
-            changes[field] = AUTO
-    return dataclasses.replace(pkt, **changes)
+    in automatically (an explicit, different type stays). (``dataclasses.replace``, without its
+    walk over the class's fields on every call: the headers' fields are all init fields.)"""
+    cls = type(pkt)
+    field = _AUTO_FIELD.get(cls)
+    if field is not None and "payload" in changes and field not in changes \
+            and getattr(pkt, field) == _auto_value(cls, pkt.payload):
+        changes[field] = AUTO
+    names = _INIT_FIELDS.get(cls)
+    if names is None:
+        names = _INIT_FIELDS[cls] = tuple(f.name for f in dataclasses.fields(cls) if f.init)
+    for name in names:
+        if name not in changes:
+            changes[name] = getattr(pkt, name)
+    return cls(**changes)
 
 
 # --- building frames -----------------------------------------------------------------------------

@@ -47,6 +47,41 @@ class Hop:
     frame: object = field(default=None, compare=False, repr=False)  # the packet itself (for pcap)
     obj: str = ""  # the OpenStack object the device belongs to (a port, a router, a network), named
 
+    @classmethod
+    def entered(cls, host: str, element: str, device: str, letter: str, steps: tuple[Step, ...],
+                frame: object, obj: str = "") -> Hop:
+        """A hop whose ``packet`` is ``frame``'s summary, formatted when first read (most hops'
+        never are: a probe's caller prints or compares few of them). ``frame`` is immutable, so
+        the text is what formatting it now would give."""
+        return cls(host, element, device, letter, _UNFORMATTED, steps, frame, obj)  # type: ignore[arg-type]
+
+
+class _Unformatted:
+    """The value of a :meth:`Hop.entered` hop's ``packet`` slot until it is read."""
+
+
+_UNFORMATTED = _Unformatted()
+_PACKET_SLOT = Hop.__dict__["packet"]  # the slot's own descriptor, under the property below
+
+
+def _hop_packet(hop: Hop) -> str:
+    text = _PACKET_SLOT.__get__(hop, Hop)
+    if text is _UNFORMATTED:
+        from neutrino.sim.packets import summary
+
+        text = summary(hop.frame)  # type: ignore[arg-type]
+        _PACKET_SLOT.__set__(hop, text)
+    return text  # type: ignore[no-any-return]
+
+
+def _set_hop_packet(hop: Hop, text: str) -> None:
+    _PACKET_SLOT.__set__(hop, text)
+
+
+# ``Hop.packet`` read through a property: equality, hashing, repr, pickling and
+# ``dataclasses.replace`` all read the field by name, so they see the formatted text.
+Hop.packet = property(_hop_packet, _set_hop_packet)  # type: ignore[assignment,misc]
+
 
 class VerdictKind(enum.Enum):
     DELIVERED = "delivered"

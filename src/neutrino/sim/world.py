@@ -46,13 +46,14 @@ import ipaddress
 import pickle
 import re
 from collections import deque
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Interface
 from typing import TypeVar
 
 from neutrino.errors import InvalidInput, NeutrinoError
+from neutrino.host.bridge import BridgeInfo
 from neutrino.host.iproute_link import Address, Link, LinkKind, OperState
 from neutrino.host.iproute_route import Route
 from neutrino.host.ofctl_show import OfPort
@@ -67,6 +68,7 @@ from neutrino.sim.ipstack import Action, IpStack, RouteDecision, Unreachable
 from neutrino.sim.linuxbridge import LinuxBridgeSim, PortInfo
 from neutrino.sim.netfilter import FORWARD_PATH, Hook, HookCtx, Netfilter
 from neutrino.sim.ovs import Meta, OvsBridgeSim
+from neutrino.sim.ovs_normal import Unfollowed
 from neutrino.sim.packets import (
     ARP,
     BROADCAST,
@@ -310,10 +312,11 @@ def _dhcp_client(frame: Ethernet) -> Mac | None:
     return None
 
 
-def _strip_vlans(frame: Ethernet) -> Ethernet:
-    from neutrino.sim.packets import pop_vlan, vlan_ids
+_UNSEEN = object()
 
-    while vlan_ids(frame):
+
+def _strip_vlans(frame: Ethernet) -> Ethernet:
+    while isinstance(frame.payload, Dot1Q):
         frame = pop_vlan(frame)
     return frame
 
@@ -515,6 +518,8 @@ class World:
         self._wire_outside()
         self.flood_pruning = True  # see _not_for; False follows every flooded copy (as before)
         self._attached: dict[End, str | None] = {}
+        self._pruners: dict[tuple[str, str], Unfollowed] = {}
+        self._by_name: dict[str, tuple[HostState, dict[str, Link], dict[str, BridgeInfo]]] = {}
         self._seg_fdb: dict[tuple[str, int | None], dict[Mac, End]] = {}
         self._ns_addrs: dict[tuple[str, str], tuple[frozenset[IPv4Address], tuple[tuple[str, IPv4Address], ...]]] = {}
         self._boot_hops: _Lazy[str, list[Hop]] = _Lazy(settled=True)
@@ -560,6 +565,8 @@ class World:
         for name in ("_stacks", "_nf", "_ovs", "_lbr", "_boot_hops"):
             setattr(self, name, _Lazy(blobs=state[name], settled=name == "_boot_hops"))  # type: ignore[arg-type]
         self._attached = {}
+        self._pruners = {}
+        self._by_name = {}
         self._ns_addrs = {}
 
     def build_all(self) -> None:
@@ -709,11 +716,26 @@ class World:
             self._ovs[key] = _new_bridge(self.hosts[host], name)
         return self._ovs[key]
 
+    def _lbr_inputs(self, h: HostState) -> tuple[dict[str, Link], dict[str, BridgeInfo]]:
+        """``h``'s root links and its Linux bridges, by name: worked out once per host state (a
+        host state never changes; a new one, after a refresh, is another object)."""
+        got = self._by_name.get(h.name)
+        if got is None or got[0] is not h:
+            root = h.namespace(ROOT)
+            links = {lk.name: lk for lk in root.links or ()} if root is not None else {}
+            infos: dict[str, BridgeInfo] = {}
+            for b in h.linux_bridges or ():
+                infos.setdefault(b.name, b)
+            got = self._by_name[h.name] = (h, links, infos)
+        return got[1], got[2]
+
     def linux_bridge(self, host: str, name: str) -> LinuxBridgeSim:
         key = (host, name)
         if key not in self._lbr:
             self._cannot_build("linux_bridge", host, name)
-            self._lbr[key] = _new_linux_bridge(self.hosts[host], name)
+            h = self.hosts[host]
+            links, infos = self._lbr_inputs(h)
+            self._lbr[key] = _new_linux_bridge(h, name, links, infos.get(name))
         return self._lbr[key]
 
     # ---------------------------------------------------------------------------- the loop
@@ -733,7 +755,7 @@ class World:
         host = ev.end.host or (WIRE if ev.end.kind is Kind.SEGMENT else ev.end.element)
         peer = self.topo.peer(ev.end)
         letter = diagram_letter(ev.end, host in self.network_hosts, peer.element if peer else "")
-        hop = Hop(host, element or "root", ev.end.port, letter, summary(ev.frame), tuple(steps), ev.frame)
+        hop = Hop.entered(host, element or "root", ev.end.port, letter, tuple(steps), ev.frame)
         followed = run.follows_frame(_strip_vlans(ev.frame), goal)
         (run.hops if followed else run.side).append(hop)
         if followed:
@@ -813,7 +835,9 @@ class World:
 
     def _at_ovs(self, ev: _Event, run: _Run, goal: tuple[int, int] | None) -> list[_Event]:
         sim = self.bridge(ev.end.host, ev.end.element)
-        res = sim.process(ev.end.port, ev.frame, ev.meta)
+        unfollowed = self._unfollowed(ev.end.host, ev.end.element) if self.flood_pruning \
+            and ev.frame.dst == BROADCAST else None
+        res = sim.process(ev.end.port, ev.frame, ev.meta, unfollowed=unfollowed)
         steps = list(res.steps)
         out: list[_Event] = []
         for emit in res.outputs:
@@ -838,7 +862,7 @@ class World:
                 steps.append(drop)
                 continue
             out.extend(self._send_from(here, emit.frame))
-        if not res.outputs and any(st.kind is StepKind.DROP for st in steps):
+        if not res.outputs and not res.pruned and any(st.kind is StepKind.DROP for st in steps):
             mismatch = _segment_mismatch(sim, ev)
             if mismatch is not None:
                 steps.append(mismatch)
@@ -945,6 +969,35 @@ class World:
             return False
         chaddr = _dhcp_client(frame)
         return chaddr is not None and chaddr != self.guests[guest].mac
+
+    def _unfollowed(self, host: str, bridge: str) -> Unfollowed:
+        """:meth:`_not_for`, asked by bridge ``bridge`` of ``host`` for the copies it is about to
+        flood (so that a DHCP broadcast's copies into the other guests' ports are never built):
+        once per flood, the guest behind each port looked up once per port. A copy's tag changes
+        nothing :meth:`_not_for` reads (the destination MAC, the DHCP message)."""
+        got = self._pruners.get((host, bridge))
+        if got is not None:
+            return got
+        behind: dict[str, str | None | object] = {}
+
+        def unfollowed(frame: Ethernet, ports: Sequence[str]) -> Collection[str]:
+            if frame.dst.value != BROADCAST.value or not self.flood_pruning:
+                return ()
+            chaddr = _dhcp_client(frame)
+            if chaddr is None:
+                return ()
+            want, guests = chaddr.value, self.guests  # MACs compared as numbers (Mac's == is Python code)
+            out = set()
+            for port in ports:
+                guest = behind.get(port, _UNSEEN)
+                if guest is _UNSEEN:
+                    guest = behind[port] = self._attachment(End(Kind.OVS, host, bridge, port))
+                if guest is not None and guests[guest].mac.value != want:  # type: ignore[index]
+                    out.add(port)
+            return out
+
+        self._pruners[(host, bridge)] = unfollowed
+        return unfollowed
 
     def _attachment(self, end: End) -> str | None:
         """The guest a bridge port leads to and to nothing else: the port of its tap (or vnet), or
@@ -1396,7 +1449,12 @@ class World:
         return _with_size(trace, packet, size)
 
     def _target_of(self, ip: IPv4Address) -> str:
-        return next((n for n, g in self.guests.items() if g.ip == ip), "")
+        want = int(ip)
+        for n, g in self.guests.items():  # a lease's address compared as a number: no address object made
+            lease = g.lease
+            if lease is not None and int(lease.address) == want:
+                return n
+        return ""
 
     def boot(self, only: Iterable[str] | None = None) -> dict[str, str | None]:
         """Every guest (or the ``only`` ones, in the world's order) runs its DHCP client through
@@ -1502,6 +1560,7 @@ class World:
         rewire(self.topo, tuple(states.values()), {(g.host, g.device): g.name for g in new_specs.values()})
         self._wire_outside(states)
         self._attached.clear()
+        self._pruners.clear()
         live = set(self.topo.nics)
         for fdb in self._seg_fdb.values():
             for mac in [m for m, e in fdb.items() if e not in live]:
@@ -2028,9 +2087,12 @@ def _new_bridge(h: HostState, name: str) -> OvsBridgeSim:
     return OvsBridgeSim(br, flows.flows if flows else None, flows.ports if flows else None)
 
 
-def _new_linux_bridge(h: HostState, name: str, links: Mapping[str, Link] | None = None) -> LinuxBridgeSim:
-    """Linux bridge ``name`` of ``h`` (``links``: the root namespace's links by name, if at hand)."""
-    info = next(b for b in h.linux_bridges or () if b.name == name)
+def _new_linux_bridge(h: HostState, name: str, links: Mapping[str, Link] | None = None,
+                      info: BridgeInfo | None = None) -> LinuxBridgeSim:
+    """Linux bridge ``name`` of ``h`` (``links``: the root namespace's links by name, ``info``: the
+    bridge's row, if at hand)."""
+    if info is None:
+        info = next(b for b in h.linux_bridges or () if b.name == name)
     if links is None:
         root = h.namespace(ROOT)
         links = {lk.name: lk for lk in root.links or ()} if root is not None else {}
