@@ -28,11 +28,13 @@ Port rows.
 
 from __future__ import annotations
 
+import functools
+import operator
 import uuid
 
 from neutrino.host import ovsdb
 from neutrino.host.ofctl_show import OfctlShow, OfPort
-from neutrino.host.openflow import FlowDump, format_add_flow
+from neutrino.host.openflow import Flow, FlowDump, format_add_flow
 from neutrino.host.openflow_fields import ReservedPort
 from neutrino.host.state import ROOT, BridgeFlows, HostState, NamespaceState, Origin, OvsState
 from neutrino.plan.generation import Generation, Profile
@@ -41,10 +43,10 @@ from neutrino.plan.ovs_int import (
     CONTROLLER,
     MANAGER,
     PROTOCOLS,
+    FlowBatch,
     LocalVlan,
     Ofports,
     OvsContext,
-    PlannedFlow,
     PlannedPort,
     device_mac,
     int_bridge_flows,
@@ -52,6 +54,7 @@ from neutrino.plan.ovs_int import (
     local_vlans,
     plugged_ports,
 )
+from neutrino.plan.ovs_kept import Kept
 from neutrino.plan.ovs_phys import phys_bridge_flows, phys_bridge_ports
 from neutrino.plan.ovs_tun import tun_bridge_flows, tun_bridge_ports
 from neutrino.plan.vif import hybrid_plug
@@ -97,10 +100,19 @@ def plan_ovs(cloud: CloudSnapshot, host: Host | str, *, generation: Generation |
              *phys_bridge_flows(ctx, plugs, vlans, ofports))
     links, brctl, link_origins = hybrid_plug(ctx, plugs)
     show = _show(ctx, ports)
-    bridges = tuple(_bridge_flows(ctx, br.name, ports, flows, ofports) for br in show.bridges)
+    by_bridge: dict[str, list[Flow]] = {}
+    flow_origins: list[Origin] = []
+    for f in flows:
+        if isinstance(f, FlowBatch):
+            by_bridge.setdefault(f.bridge, []).extend(f.flows)
+            flow_origins += f.origins
+        else:
+            by_bridge.setdefault(f.bridge, []).append(f.flow)
+            flow_origins.append(Origin("flow", f.text, f.obj, f.builder))
+    bridges = tuple(_bridge_flows(ctx, br.name, ports, by_bridge.get(br.name, []), ofports) for br in show.bridges)
     origins = (*(Origin("bridge", br.name, f"host {ctx.host.name}", "plan_ovs") for br in show.bridges),
-               *(Origin("port", p.row.name, p.obj, p.builder) for p in ports),
-               *(Origin("flow", f.text, f.obj, f.builder) for f in flows),
+               *(_port_origin(p.row.name, p.obj, p.builder) for p in ports),
+               *flow_origins,
                *link_origins)
     namespaces = (NamespaceState(ROOT, links=links),) if links else ()
     return HostState(ctx.host.name, namespaces=namespaces, ovs=OvsState(show, bridges),
@@ -123,20 +135,34 @@ def _show(ctx: OvsContext, ports: tuple[PlannedPort, ...]) -> ovsdb.OvsdbShow:
                            style=ovsdb.QuoteStyle.MODERN if modern else ovsdb.QuoteStyle.LEGACY)
 
 
-def _sort_key(f: PlannedFlow) -> tuple[int, int]:
-    return (f.flow.table, -f.flow.priority)
+_TABLE, _PRIORITY = operator.attrgetter("table"), operator.attrgetter("priority")
 
 
-def _bridge_flows(ctx: OvsContext, bridge: str, ports: tuple[PlannedPort, ...], flows: tuple[PlannedFlow, ...],
+@functools.lru_cache(maxsize=1 << 16)
+def _port_origin(name: str, obj: str, builder: str) -> Origin:
+    """(A tunnel port's origin is the same on every host with a tunnel to that host: made once.)"""
+    return Origin("port", name, obj, builder)
+
+
+#: (host, bridge) -> the bridge's ``ovs-ofctl show`` ports, kept while its planned ports are the same
+_KEPT_OFPORTS: Kept[tuple[OfPort, ...]] = Kept()
+
+
+def _bridge_flows(ctx: OvsContext, bridge: str, ports: tuple[PlannedPort, ...], flows: list[Flow],
                   ofports: Ofports) -> BridgeFlows:
-    """One bridge's flows (by table, then priority, highest first, as a dump reads) and port numbers."""
-    mine = sorted((f for f in flows if f.bridge == bridge), key=_sort_key)
-    local = next(p for p in ports if p.bridge == bridge and p.local)
+    """One bridge's flows (by table, then priority, highest first, as a dump reads; ties in planned
+    order: both sorts are stable) and port numbers."""
+    mine = sorted(sorted(flows, key=_PRIORITY, reverse=True), key=_TABLE)
+    own = tuple(p for p in ports if p.bridge == bridge)
+    local = next(p for p in own if p.local)
     local_mac = local.mac or device_mac(ctx.host.name, bridge)
-    of = [OfPort(ofports.of(bridge, p.row.name), p.row.name, p.mac or device_mac(ctx.host.name, bridge, p.row.name))
-          for p in ports if p.bridge == bridge and not p.local]
-    of.append(OfPort(ReservedPort.LOCAL, bridge, local_mac))
+
+    def make() -> tuple[OfPort, ...]:  # numbered by the bridge's own ports alone (Ofports.number)
+        of = [OfPort(ofports.of(bridge, p.row.name), p.row.name,
+                     p.mac or device_mac(ctx.host.name, bridge, p.row.name)) for p in own if not p.local]
+        return (*of, OfPort(ReservedPort.LOCAL, bridge, local_mac))
     modern = ctx.modern
     show = OfctlShow(dpid=local_mac.value, n_tables=254, n_buffers=0 if modern else 256, capabilities=CAPABILITIES,
-                     actions=ACTIONS_MODERN if modern else ACTIONS_LEGACY, ports=tuple(of))
-    return BridgeFlows(bridge, FlowDump(tuple(f.flow for f in mine)), show)
+                     actions=ACTIONS_MODERN if modern else ACTIONS_LEGACY,
+                     ports=_KEPT_OFPORTS.get((ctx.host.name, bridge), own, make))
+    return BridgeFlows(bridge, FlowDump(tuple(mine)), show)

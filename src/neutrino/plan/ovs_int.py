@@ -28,13 +28,16 @@ from enum import Enum
 
 from neutrino.errors import ParseError, PlanError
 from neutrino.host import ovsdb
-from neutrino.host.openflow import Action, Flow, format_add_flow, parse_flow
+from neutrino.host.openflow import Action, Flow, format_add_flow, make_flow, parse_flow
 from neutrino.host.openflow import _match_field as _match_field
 from neutrino.host.openflow_fields import Mac
+from neutrino.host.openflow_match import EthMatch, IPv4Match, IPv6Match, MatchField, format_match
+from neutrino.host.state import Origin
 from neutrino.plan import dvr, naming
 from neutrino.plan.generation import Generation, Profile, profile
 from neutrino.plan.generation import device_mac as device_mac
 from neutrino.plan.l3_ha import ports_plugged_on
+from neutrino.plan.ovs_kept import Kept
 from neutrino.scenarios.model import Host
 from neutrino.services.snapshot import CloudSnapshot, Network, Port, Segment
 
@@ -140,14 +143,30 @@ class PlannedFlow:
             object.__setattr__(self, "text", format_add_flow(self.flow))
 
 
+@dataclass(frozen=True, slots=True)
+class FlowBatch:
+    """Flows for ``bridge`` planned together (l2population's per remote host), with their
+    origins in the same order: what a :class:`PlannedFlow` holds, without an object per flow."""
+
+    bridge: str
+    flows: tuple[Flow, ...]
+    origins: tuple[Origin, ...]
+
+
 def planned_flow(ctx: OvsContext, bridge: str, text: str, obj: str, builder: str) -> PlannedFlow:
     """Parse ``text`` (add-flow form) and stamp it with the agent's cookie."""
+    return _planned_flow(bridge, text, obj, builder, ctx.cookie)
+
+
+@functools.lru_cache(maxsize=1 << 17)
+def _planned_flow(bridge: str, text: str, obj: str, builder: str, cookie: int) -> PlannedFlow:
+    """(Kept by all it is made from: a re-plan finds the host's flows that did not change.)"""
     head, sep, actions = text.partition(" actions=")
     if sep and actions and "actions=" not in head and text == text.strip() and actions == actions.strip():
         # the match and the actions separately: each recurs far more often than the whole line
         # (a remote port's MAC on every host sharing its network, an output on every host)
         try:
-            hflow, htext = _head(head, builder, ctx.cookie)
+            hflow, htext = _head(head, builder, cookie)
             acts, atext = _parsed_actions(actions, builder)
         except ParseError:
             pass  # parsed whole below, to say what is wrong with the whole line
@@ -155,31 +174,87 @@ def planned_flow(ctx: OvsContext, bridge: str, text: str, obj: str, builder: str
             flow = Flow(hflow.match, acts, hflow.table, hflow.priority, hflow.cookie, hflow.cookie_mask,
                         hflow.idle_timeout, hflow.hard_timeout, hflow.importance, hflow.flags, hflow.stats)
             return PlannedFlow(bridge, flow, obj, builder, htext + atext)
-    flow, canonical = _parsed_flow(text, builder, ctx.cookie)
+    flow, canonical = _parsed_flow(text, builder, cookie)
     return PlannedFlow(bridge, flow, obj, builder, canonical)
 
 
-#: a lower-case MAC match in a flow's head (l2population's per-port flows: one per remote MAC)
-_DL_DST = re.compile(r"(?:^|,)dl_dst=([0-9a-f]{2}(?::[0-9a-f]{2}){5})(?=,|$)")
-_STAND_IN = "02:00:5e:00:53:ff"  # the template's MAC, replaced by the real one
+#: the match items that vary per port in flows that are otherwise alike on a host (a remote port's
+#: MAC, a local port's MAC, IPv4 and IPv6 addresses), each with a stand-in value of its kind
+_STAND_INS = {"dl_dst": "02:00:5e:00:53:ff", "dl_src": "02:00:5e:00:53:ff", "arp_spa": "192.0.2.255",
+              "arp_tpa": "192.0.2.255", "nd_target": "2001:db8::53:ff"}
+_VARYING = re.compile(r"(?:^|,)(dl_dst|dl_src|arp_spa|arp_tpa|nd_target)=([^,\s]+)(?=,|$)")
+
+
+@dataclass(frozen=True, slots=True)
+class HeadTemplate:
+    """A flow's match part with one item left open (``field``): parsed once with a stand-in value.
+    ``flow`` holds the stand-in between the items ``prefix`` and ``suffix``; the add-flow text is
+    ``before`` + the value's text + ``after`` (which ends with ``actions=``)."""
+
+    flow: Flow
+    field: str
+    prefix: tuple[MatchField, ...]
+    suffix: tuple[MatchField, ...]
+    before: str
+    after: str
+
+    def fill(self, value: str, actions: tuple[Action, ...]) -> tuple[Flow, str] | None:
+        """The flow with ``value`` in the open item and ``actions``, and its head's text (None when
+        ``value`` does not print as written: the caller parses the whole line instead)."""
+        try:
+            item, text = _match_item(self.field, value)
+        except ValueError:
+            return None
+        if text != value:
+            return None
+        t = self.flow
+        return (make_flow(self.prefix + (item,) + self.suffix, actions, t.table, t.priority, t.cookie, t.cookie_mask,
+                          t.idle_timeout, t.hard_timeout, t.importance, t.flags, t.stats),
+                self.before + value + self.after)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _match_item(field: str, value: str) -> tuple[MatchField, str]:
+    """One match item and its value as OVS prints it (a port's MAC or address: on every host alike)."""
+    item = _match_field(field, value)
+    if isinstance(item, EthMatch) and item.mask is None:  # as format_match prints them, without its
+        return item, str(item.mac)  # set-up
+    if isinstance(item, IPv4Match | IPv6Match) and item.mask is None:
+        return item, str(item.address)
+    name, _, text = format_match((item,)).partition("=")
+    return item, text if name == field else ""
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def head_template(before: str, field: str, after: str, builder: str, cookie: int) -> HeadTemplate | None:
+    """The template of the head ``before`` + ``field=<value>`` + ``after`` (add-flow syntax, no
+    actions); None when the stand-in would not be found again (the caller parses plainly)."""
+    stand_in = _STAND_INS[field]
+    head = f"{before}{field}={stand_in}{after}"
+    flow, text = _parsed_head(head, builder, cookie)
+    item = _match_field(field, stand_in)
+    key = f"{field}={stand_in}"
+    if flow.match.count(item) != 1 or text.count(key) != 1 or _match_item(field, stand_in)[1] != stand_in:
+        return None
+    pre, _, post = text.partition(key)
+    i = flow.match.index(item)
+    return HeadTemplate(flow, field, flow.match[:i], flow.match[i + 1:], f"{pre}{field}=", post)
 
 
 def _head(head: str, builder: str, cookie: int) -> tuple[Flow, str]:
-    """:func:`_parsed_head`, with one exact ``dl_dst`` MAC parsed as a template: the heads that
-    differ only by it share one parse, the MAC's own match item and text are put in its place."""
-    m = _DL_DST.search(head)
-    if m is None or _STAND_IN in head or "dl_dst=" in head[m.end():]:
-        return _parsed_head(head, builder, cookie)
-    mac = m.group(1)
-    tflow, ttext = _parsed_head(head[:m.start(1)] + _STAND_IN + head[m.end(1):], builder, cookie)
-    stand_in, real = _match_field("dl_dst", _STAND_IN), _match_field("dl_dst", mac)
-    key = f"dl_dst={_STAND_IN}"
-    if tflow.match.count(stand_in) != 1 or ttext.count(key) != 1:
-        return _parsed_head(head, builder, cookie)
-    match = tuple(real if f == stand_in else f for f in tflow.match)
-    flow = Flow(match, tflow.actions, tflow.table, tflow.priority, tflow.cookie, tflow.cookie_mask,
-                tflow.idle_timeout, tflow.hard_timeout, tflow.importance, tflow.flags, tflow.stats)
-    return flow, ttext.replace(key, f"dl_dst={mac}")
+    """:func:`_parsed_head`, with one varying item (a MAC or an address: :data:`_VARYING`) parsed as
+    a template: the heads that differ only by it share one parse, its own item and text are put in
+    the stand-in's place."""
+    found = _VARYING.findall(head)
+    if len(found) == 1:
+        field, value = found[0]
+        m = _VARYING.search(head)
+        assert m is not None
+        template = head_template(head[:m.start(1)], field, head[m.end(2):], builder, cookie)
+        got = template.fill(value, ()) if template is not None else None
+        if got is not None:
+            return got[0], got[1]
+    return _parsed_head(head, builder, cookie)
 
 
 @functools.lru_cache(maxsize=1 << 17)
@@ -319,10 +394,20 @@ def live_plugs(ctx: OvsContext, host: Host) -> tuple[PlugPort, ...]:
     return hit  # type: ignore[no-any-return]
 
 
+def _has_distributed_routers(cloud: CloudSnapshot) -> bool:
+    key = ("@has_distributed_routers",)
+    hit = cloud._index.get(key)  # type: ignore[call-overload]
+    if hit is None:
+        hit = cloud._index[key] = bool(dvr.distributed_routers(cloud))  # type: ignore[index]
+    return hit  # type: ignore[no-any-return]
+
+
 def _plugged_ports(ctx: OvsContext) -> tuple[PlugPort, ...]:
     out: list[PlugPort] = []
     ports = ports_plugged_on(ctx.cloud, ctx.host.name)  # bound here, and HA routers' ports
-    distributed = dvr.interface_ports_on(ctx.cloud, ctx.host.name) if ctx.modern else frozenset()
+    distributed: frozenset[str] = frozenset()
+    if ctx.modern and _has_distributed_routers(ctx.cloud):
+        distributed = dvr.interface_ports_on(ctx.cloud, ctx.host.name)
     if distributed:  # a DVR router's qr- ports are on every host it lives on, in the snapshot's order
         mine = {p.id for p in ports} | distributed
         ports = tuple(p for p in ctx.cloud.ports if p.id in mine)
@@ -495,6 +580,16 @@ def anti_spoof_flows(ctx: OvsContext, p: PlugPort, ofport: int) -> tuple[Planned
     port = p.port
     if port.device_owner.startswith("network:") or not port.port_security_enabled:
         return ()
+    return _KEPT_SPOOF.get((ctx.host.name, port.id), (ofport, ctx.cookie, port.mac_address, port.fixed_ips,
+                                                      port.allowed_address_pairs),
+                           lambda: _anti_spoof_flows(ctx, port, ofport))
+
+
+#: (host, port) -> the port's anti-spoofing flows, kept while what they are made of is the same
+_KEPT_SPOOF: Kept[tuple[PlannedFlow, ...]] = Kept()
+
+
+def _anti_spoof_flows(ctx: OvsContext, port: Port, ofport: int) -> tuple[PlannedFlow, ...]:
     obj, br = f"port {port.id}", naming.BR_INT
     v4: list[str] = []
     v6: list[str] = []

@@ -16,26 +16,40 @@ tunnel hosts sorted by name (seed 000: ``compute`` 1, ``network`` 2, so compute'
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Callable
 from typing import TypeVar
 
 from neutrino.host import ovsdb
+from neutrino.host.openflow import Action, Flow, make_flow
+from neutrino.host.openflow_match import MatchField
+from neutrino.host.state import Origin
 from neutrino.plan import dvr, naming
 from neutrino.plan.ovs_int import (
+    FlowBatch,
     LocalVlan,
     Ofports,
     OvsContext,
     PlannedFlow,
     PlannedPort,
+    PlugKind,
     PlugPort,
+    _match_item,
+    _parsed_actions,
+    _parsed_flow,
+    _parsed_head,
     bridge_port,
     device_mac,
+    head_template,
     live_plugs,
     lvid_of,
     planned_flow,
+    plug_kind,
 )
+from neutrino.plan.ovs_kept import Kept, content_id
 from neutrino.scenarios.model import Host
+from neutrino.services.snapshot import Port
 
 T = naming.TunBrTable
 BUILDER_PORTS = "tun_bridge_ports"
@@ -77,16 +91,35 @@ def _remote_plugs(ctx: OvsContext, host: Host) -> tuple[PlugPort, ...]:
     return live_plugs(ctx, host)
 
 
-def _by_network(ctx: OvsContext) -> dict[str, dict[str, list[PlugPort]]]:
+def _by_network(ctx: OvsContext) -> dict[str, dict[str, list[Port]]]:
     """network id -> host name -> that host's live br-int ports on the network (snapshot order),
     for every host of the deployment: computed once per snapshot, profile and external bridge."""
-    def make() -> dict[str, dict[str, list[PlugPort]]]:
-        out: dict[str, dict[str, list[PlugPort]]] = {}
-        for h in ctx.cloud.deployment.hosts:
+    def make() -> dict[str, dict[str, list[Port]]]:
+        out: dict[str, dict[str, list[Port]]] = {}
+        cloud = ctx.cloud
+        if _only_bound_ports(ctx):  # a host's ports are those bound to it: one pass over the ports
+            hosts = {h.name for h in cloud.deployment.hosts}
+            external = (PlugKind.GATEWAY, PlugKind.FIP_GATEWAY) if ctx.external_bridge else ()
+            networks = {n.id for n in cloud.networks}
+            for port in cloud.ports:
+                if (port.binding_host in hosts and port.admin_state_up and port.network_id in networks
+                        and (kind := plug_kind(port)) is not None and kind not in external):
+                    out.setdefault(port.network_id, {}).setdefault(port.binding_host, []).append(port)
+            return out
+        for h in cloud.deployment.hosts:
             for p in live_plugs(ctx, h):
-                out.setdefault(p.network.id, {}).setdefault(h.name, []).append(p)
+                out.setdefault(p.network.id, {}).setdefault(h.name, []).append(p.port)
         return out
     return _cached(ctx, ("@live_by_network", ctx.prof, ctx.external_bridge), make)
+
+
+def _only_bound_ports(ctx: OvsContext) -> bool:
+    """Whether every host's plugged ports are just the ports bound to it (as :func:`plugged_ports`
+    finds them): no HA router (whose ports are plugged on each of its hosts) and no distributed one
+    (whose interfaces are on every host it lives on)."""
+    cloud = ctx.cloud
+    return not any(r.ha and r.admin_state_up for r in cloud.routers) and not (
+        ctx.modern and dvr.distributed_routers(cloud))
 
 
 def _sharing_hosts(ctx: OvsContext, network_type: str, vlans: tuple[LocalVlan, ...]) -> set[str]:
@@ -141,14 +174,32 @@ _LAST_TUNNELS: tuple[object, object, tuple[tuple[str, Host, str], ...]] = (None,
 def _tunnels(ctx: OvsContext, vlans: tuple[LocalVlan, ...]) -> tuple[tuple[str, Host, str], ...]:
     out = []
     l2pop = ctx.cloud.deployment.l2population and ctx.modern
-    hosts = _tunnel_hosts(ctx)
+    rank = _tunnel_rank(ctx)
+    hosts = _tunnel_hosts(ctx) if not l2pop or rank is None else []
+    me = ctx.host.name
     for t in ctx.tunnel_types:
+        if l2pop and rank is not None:  # the sharing hosts alone, in the tunnel hosts' order
+            found = sorted(rank[n] for n in _sharing_hosts(ctx, t, vlans) if n != me and n in rank)
+            names: dict[tuple[str, str], str] = _cached(ctx, ("@tunnel_port_names",), dict)
+            for _i, h in found:
+                name = names.get((t, h.name))
+                out.append((t, h, name if name is not None else tunnel_port_name(ctx, t, h)))
+            continue
         sharing = _sharing_hosts(ctx, t, vlans) if l2pop else None
         for h in hosts:
             if sharing is not None and h.name not in sharing:
                 continue
             out.append((t, h, tunnel_port_name(ctx, t, h)))
     return tuple(out)
+
+
+def _tunnel_rank(ctx: OvsContext) -> dict[str, tuple[int, Host]] | None:
+    """host name -> (its place among the tunnel hosts, the host); None if two share a name."""
+    def make() -> dict[str, tuple[int, Host]] | None:
+        hosts = _all_tunnel_hosts(ctx)
+        rank = {h.name: (i, h) for i, h in enumerate(hosts)}
+        return rank if len(rank) == len(hosts) else None
+    return _cached(ctx, ("@tunnel_rank",), make)
 
 
 def _ip_text(ctx: OvsContext, host: Host) -> str:
@@ -182,15 +233,33 @@ def tun_bridge_ports(ctx: OvsContext, vlans: tuple[LocalVlan, ...]) -> tuple[Pla
            PlannedPort(br, ovsdb.Port(naming.PATCH_INT, (ovsdb.Interface(
                naming.PATCH_INT, "patch", (("peer", naming.PATCH_TUN),)),)), "agent tunnel bridge", BUILDER_PORTS,
                mac=device_mac(ctx.host.name, br, naming.PATCH_INT))]
-    for t, h, name in tunnels(ctx, vlans):
-        out.append(PlannedPort(br, ovsdb.Port(name, (_tunnel_interface(ctx, t, name, h),)),
-                               _tunnel_obj(ctx, h), BUILDER_PORTS,
-                               mac=device_mac(ctx.host.name, br, name)))
-    return tuple(out)
+    ports = tunnels(ctx, vlans)
+
+    def make() -> tuple[PlannedPort, ...]:
+        return tuple(PlannedPort(br, ovsdb.Port(name, (_tunnel_interface(ctx, t, name, h),)), _tunnel_obj(ctx, h),
+                                 BUILDER_PORTS, mac=device_mac(ctx.host.name, br, name)) for t, h, name in ports)
+    return (*out, *_KEPT_TUNNEL_PORTS.get((ctx.host.name,), (_ip_text(ctx, ctx.host), ctx.prof,
+                                                              *_tunnels_key(ctx, ports)), make))
+
+
+def _tunnels_key(ctx: OvsContext, ports: tuple[tuple[str, Host, str], ...]) -> tuple[str, ...]:
+    """What the host's tunnel ports are made of: type, name, remote host and IP of each (the
+    strings the snapshot's index holds: a key per host costs references, not copies)."""
+    global _LAST_TUNNELS_KEY
+    last_ports, last_key = _LAST_TUNNELS_KEY  # (read once: another thread may replace it)
+    if last_ports is ports:  # the ports' and the flows' planners ask in turn
+        return last_key
+    objs: dict[str, str] = _cached(ctx, ("@tunnel_objs",), dict)
+    key = tuple(x for t, h, name in ports for x in (t, name, objs.get(h.name) or _tunnel_obj(ctx, h)))
+    _LAST_TUNNELS_KEY = (ports, key)
+    return key
+
+
+_LAST_TUNNELS_KEY: tuple[object, tuple[str, ...]] = (None, ())
 
 
 def tun_bridge_flows(ctx: OvsContext, plugs: tuple[PlugPort, ...], vlans: tuple[LocalVlan, ...],
-                     ofports: Ofports) -> tuple[PlannedFlow, ...]:
+                     ofports: Ofports) -> tuple[PlannedFlow | FlowBatch, ...]:
     if not ctx.tunneling:
         return ()
     if ctx.modern and dvr.flows_enabled(ctx.cloud, ctx.host.name, ctx.tunneling):  # DVR (plan/dvr.py)
@@ -239,21 +308,30 @@ def _arp_reply(mac: str, ip: ipaddress.IPv4Address) -> str:
 
 
 def _modern_flows(ctx: OvsContext, vlans: tuple[LocalVlan, ...], ofports: Ofports, *,
-                  dvr_on: bool = False) -> tuple[PlannedFlow, ...]:
+                  dvr_on: bool = False) -> tuple[PlannedFlow | FlowBatch, ...]:
     br = naming.BR_TUN
     patch = ofports.of(br, naming.PATCH_INT)
     agent = f"agent {ctx.host.name}"
     l2pop = ctx.cloud.deployment.l2population
     responder = ctx.arp_responder and l2pop
     ports = tunnels(ctx, vlans)
-    position = {(pt, h.name): i for i, (pt, h, _name) in enumerate(ports)}
-    texts: list[tuple[str, str, str]] = [
+    position: dict[str, dict[str, int]] = {}  # network type -> remote host -> its tunnel port's position
+    for i, (pt, h, _name) in enumerate(ports):
+        position.setdefault(pt, {})[h.name] = i
+    numbers = tuple(ofports.of(br, name) for _t, _h, name in ports)
+    texts: list[PlannedFlow | FlowBatch | tuple[str, str, str]] = [
         (f"priority=1,in_port={patch} actions=resubmit(,{T.DVR_PROCESS if dvr_on else T.PATCH_LV_TO_TUN:d})",
          agent, BUILDER_FLOWS),
         ("priority=0 actions=drop", agent, BUILDER_FLOWS)]
-    for t, h, name in ports:
-        texts.append((f"priority=1,in_port={ofports.of(br, name)} actions=resubmit(,{naming.TUN_TO_LV_TABLE[t]:d})",
-                      _tunnel_obj(ctx, h), BUILDER_FLOWS))
+    if ports:  # a flow per tunnel port, alike on every host but for the object it names
+        def make() -> FlowBatch:
+            made = [_tunnel_in_flow(n, naming.TUN_TO_LV_TABLE[t], ctx.cookie) for n, (t, _h, _name) in
+                    zip(numbers, ports, strict=True)]
+            return FlowBatch(br, tuple(f for f, _text in made), tuple(
+                Origin("flow", text, _tunnel_obj(ctx, h), BUILDER_FLOWS) for (_f, text), (_t, h, _n) in
+                zip(made, ports, strict=True)))
+        texts.append(_KEPT_TUNNEL_FLOWS.get((ctx.host.name,), (ctx.cookie, *numbers, *_tunnels_key(ctx, ports)),
+                                            make))
     if responder:
         texts.append((f"table={T.PATCH_LV_TO_TUN:d},priority=1,arp,dl_dst=ff:ff:ff:ff:ff:ff "
                       f"actions=resubmit(,{T.ARP_RESPONDER:d})", agent, BUILDER_FLOWS))
@@ -285,28 +363,166 @@ def _modern_flows(ctx: OvsContext, vlans: tuple[LocalVlan, ...], ofports: Ofport
         on_net = _by_network(ctx).get(v.network_id, {}) if l2pop else {}
         # with l2pop, the tunnels of this type towards hosts with live ports on the network, in
         # the tunnel ports' order
-        for pos in sorted(position[(t, hn)] for hn in on_net if (t, hn) in position):
-            _pt, h, name = ports[pos]
-            remote = on_net[h.name]
-            out_port = ofports.of(br, name)
+        remotes: list[tuple[int, str]] = []  # (tunnel port, remote host)
+        contents: list[int] = []
+        content_of = _l2pop_contents(ctx, v.network_id) if l2pop else {}
+        of_type = position.get(t, {})
+        for pos in sorted(of_type[hn] for hn in on_net if hn in of_type):
+            out_port, remote = numbers[pos], ports[pos][1].name
             flood.append(out_port)
-            for p in remote:
-                mac = p.port.mac_address.lower()
-                texts.append((f"table={T.UCAST_TO_TUN:d},priority=2,dl_vlan={v.lvid},dl_dst={mac} "
-                              f"actions=strip_vlan,load:{key:#x}->NXM_NX_TUN_ID[],output:{out_port}",
-                              f"port {p.port.id}", BUILDER_L2POP))
-                if not responder:
-                    continue
-                for fip in p.port.fixed_ips:
-                    if isinstance(fip.ip_address, ipaddress.IPv4Address):
-                        texts.append((f"table={T.ARP_RESPONDER:d},priority=1,arp,dl_vlan={v.lvid},"
-                                      f"arp_tpa={fip.ip_address} actions={_arp_reply(mac, fip.ip_address)}",
-                                      f"port {p.port.id}", BUILDER_L2POP))
+            remotes.append((out_port, remote))
+            contents += (out_port, content_of[remote])
+        if remotes:
+            texts.append(_l2pop_flows_kept(ctx, v, key, remotes, tuple(contents), responder))
         if flood:
-            outputs = ",".join(f"output:{n}" for n in sorted(flood))
-            texts.append((f"table={T.FLOOD_TO_TUN:d},priority=1,dl_vlan={v.lvid} "
-                          f"actions=strip_vlan,load:{key:#x}->NXM_NX_TUN_ID[],{outputs}", obj, BUILDER_NETWORK))
-    return tuple(planned_flow(ctx, br, text, obj, b) for text, obj, b in texts)
+            texts.append(_flood_flow(v.lvid, key, tuple(sorted(flood)), obj, ctx.cookie))
+    return tuple(f if not isinstance(f, tuple) else planned_flow(ctx, br, f[0], f[1], f[2]) for f in texts)
+
+
+def _joined_actions(*parts: str) -> tuple[tuple[Action, ...], str]:
+    """The actions of the comma-joined ``parts`` (none of them ``drop``), each part parsed once."""
+    acts: tuple[Action, ...] = ()
+    texts = []
+    for part in parts:
+        a, text = _parsed_actions(part, BUILDER_FLOWS)
+        acts += a
+        texts.append(text)
+    return acts, ",".join(texts)
+
+
+@functools.lru_cache(maxsize=1 << 12)
+def _output(port: int) -> tuple[Action, str]:
+    """``output:<port>``, parsed."""
+    (action,), text = _parsed_actions(f"output:{port}", BUILDER_FLOWS)
+    return action, text
+
+
+@functools.lru_cache(maxsize=1 << 15)
+def _flood_flow(lvid: int, key: int, outputs: tuple[int, ...], obj: str, cookie: int) -> PlannedFlow:
+    """A network's flood flow to its tunnels (one per host and network: kept for re-plans)."""
+    hflow, htext = _parsed_head(f"table={T.FLOOD_TO_TUN:d},priority=1,dl_vlan={lvid}", BUILDER_NETWORK, cookie)
+    load, load_text = _parsed_actions(f"strip_vlan,load:{key:#x}->NXM_NX_TUN_ID[]", BUILDER_FLOWS)
+    outs = [_output(n) for n in outputs]
+    acts = load + tuple(a for a, _text in outs)
+    atext = ",".join([load_text, *(text for _a, text in outs)])
+    flow = make_flow(hflow.match, acts, hflow.table, hflow.priority, hflow.cookie, hflow.cookie_mask,
+                     hflow.idle_timeout, hflow.hard_timeout, hflow.importance, hflow.flags, hflow.stats)
+    return PlannedFlow(naming.BR_TUN, flow, obj, BUILDER_NETWORK, htext + atext)
+
+
+#: a remote port as l2population's flows name it: its ``dl_dst`` match item (None when its MAC
+#: does not print as written), its MAC, the flows' object, the port
+_Remote = tuple[MatchField | None, str, str, Port]
+
+
+def _l2pop_records(ctx: OvsContext, network_id: str) -> dict[str, tuple[_Remote, ...]]:
+    """host name -> its live br-int ports on the network, as :data:`_Remote` records: made once
+    per snapshot (every host sharing the network writes a flow per remote port)."""
+    def make() -> dict[str, tuple[_Remote, ...]]:
+        out: dict[str, tuple[_Remote, ...]] = {}
+        for host, ports in _by_network(ctx).get(network_id, {}).items():
+            records = []
+            for port in ports:
+                mac = port.mac_address.lower()
+                try:
+                    item, text = _match_item("dl_dst", mac)
+                except ValueError:
+                    item, text = None, ""
+                records.append((item if text == mac else None, mac, f"port {port.id}", port))
+            out[host] = tuple(records)
+        return out
+    return _cached(ctx, ("@l2pop_records", network_id, ctx.prof, ctx.external_bridge), make)
+
+
+def _l2pop_contents(ctx: OvsContext, network_id: str) -> dict[str, int]:
+    """host name -> the :func:`content_id` of its live br-int ports' MACs and ids on the network
+    (what its l2population flows on other hosts are made of, besides the tunnel port)."""
+    def make() -> dict[str, int]:
+        return {host: content_id(tuple(x for port in ports for x in (port.mac_address, port.id)))
+                for host, ports in _by_network(ctx).get(network_id, {}).items()}
+    return _cached(ctx, ("@l2pop_contents", network_id, ctx.prof, ctx.external_bridge), make)
+
+
+_KEPT_L2POP: Kept[FlowBatch] = Kept()
+_KEPT_TUNNEL_PORTS: Kept[tuple[PlannedPort, ...]] = Kept()
+_KEPT_TUNNEL_FLOWS: Kept[FlowBatch] = Kept()
+
+
+def _l2pop_flows_kept(ctx: OvsContext, v: LocalVlan, key: int, remotes: list[tuple[int, str]],
+                      contents: tuple[int, ...], responder: bool) -> FlowBatch:
+    """:func:`_l2pop_flows`, kept per host and network while what they are made of does not
+    change: the local VLAN, the segment, the cookie and, per remote host in order, the tunnel
+    port and the :func:`content_id` of its ports (MACs, objects). A re-plan after a change reuses
+    them on the networks the change did not touch (one entry per host and network: the memory is
+    one plan's l2population flows)."""
+    def make() -> FlowBatch:
+        records = _l2pop_records(ctx, v.network_id)
+        return _l2pop_flows(ctx, v.lvid, key, [(out_port, records[host]) for out_port, host in remotes], responder)
+    if responder:  # the ARP replies depend on the ports' addresses too: not kept
+        return make()
+    return _KEPT_L2POP.get((ctx.host.name, v.network_id), (v.lvid, key, ctx.cookie, *contents), make)
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _tunnel_in_flow(ofport: int, table: int, cookie: int) -> tuple[Flow, str]:
+    """What arrives on tunnel port ``ofport`` goes to ``table`` (the same flow on every host)."""
+    return _parsed_flow(f"priority=1,in_port={ofport} actions=resubmit(,{table:d})", BUILDER_FLOWS, cookie)
+
+
+@functools.lru_cache(maxsize=1 << 17)
+def _l2pop_actions(key: int, out_port: int) -> tuple[tuple[Action, ...], str]:
+    """A unicast flow's actions towards a tunnel (the same on every host with that port number)."""
+    return _joined_actions(f"strip_vlan,load:{key:#x}->NXM_NX_TUN_ID[]", f"output:{out_port}")
+
+
+def _l2pop_flows(ctx: OvsContext, lvid: int, key: int, remotes: list[tuple[int, tuple[_Remote, ...]]],
+                 responder: bool) -> FlowBatch:
+    """l2population's flows for one network: per remote port (``remotes``: tunnel port number and
+    that host's ports, in the tunnel ports' order) its unicast flow to the tunnel (table 20) and,
+    with the ARP responder, its ARP replies (table 21). The heads differ by the MAC or the address
+    alone: each is a template, filled per port."""
+    br = naming.BR_TUN
+    flows: list[Flow] = []
+    origins: list[Origin] = []
+    ucast = head_template(f"table={T.UCAST_TO_TUN:d},priority=2,dl_vlan={lvid},", "dl_dst", "", BUILDER_L2POP,
+                          ctx.cookie)
+    arp = head_template(f"table={T.ARP_RESPONDER:d},priority=1,arp,dl_vlan={lvid},", "arp_tpa", "", BUILDER_L2POP,
+                        ctx.cookie) if responder else None
+
+    def add(got: tuple[Flow, str] | None, text: str, obj: str) -> None:
+        if got is None:  # not templated: parsed whole
+            planned = planned_flow(ctx, br, text, obj, BUILDER_L2POP)
+            got = (planned.flow, planned.text)
+        flows.append(got[0])
+        origins.append(Origin("flow", got[1], obj, BUILDER_L2POP))
+
+    if ucast is not None:  # the template's parts, bound once for the loop below
+        t = ucast.flow
+        prefix, suffix, before, after = ucast.prefix, ucast.suffix, ucast.before, ucast.after
+        table, priority, cookie, cookie_mask = t.table, t.priority, t.cookie, t.cookie_mask
+        idle, hard, importance, flags, stats = t.idle_timeout, t.hard_timeout, t.importance, t.flags, t.stats
+    add_flow, add_origin = flows.append, origins.append
+    for out_port, records in remotes:
+        acts, atext = _l2pop_actions(key, out_port)
+        tail = after + atext
+        for item, mac, obj, port in records:
+            if item is not None and ucast is not None:
+                add_flow(make_flow(prefix + (item,) + suffix if suffix else prefix + (item,), acts, table, priority,
+                                   cookie, cookie_mask, idle, hard, importance, flags, stats))
+                add_origin(Origin("flow", before + mac + tail, obj, BUILDER_L2POP))
+            else:
+                add(None, f"table={T.UCAST_TO_TUN:d},priority=2,dl_vlan={lvid},dl_dst={mac} actions={atext}", obj)
+            if not responder:
+                continue
+            for fip in port.fixed_ips:
+                if isinstance(fip.ip_address, ipaddress.IPv4Address):
+                    reply = _arp_reply(mac, fip.ip_address)
+                    racts, rtext = _parsed_actions(reply, BUILDER_L2POP)
+                    got = arp.fill(str(fip.ip_address), racts) if arp is not None else None
+                    add(got if got is None else (got[0], got[1] + rtext),
+                        f"table={T.ARP_RESPONDER:d},priority=1,arp,dl_vlan={lvid},arp_tpa={fip.ip_address} "
+                        f"actions={reply}", obj)
+    return FlowBatch(br, tuple(flows), tuple(origins))
 
 
 __all__ = ["endpoint_id", "tun_bridge_flows", "tun_bridge_ports", "tunnel_port_name", "tunnels"]
