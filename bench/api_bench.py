@@ -4,6 +4,7 @@ add and floating-IP association latency, and the server's memory.
 Starts a real server (uvicorn, SQLite WAL in a temp dir, Keystone auth) and drives it over HTTP:
 
     .venv/bin/python bench/api_bench.py [--ports 500] [--repeat 5] [--db URL] [--agents]
+    .venv/bin/python bench/api_bench.py --vs-postgres    # SQLite and PostgreSQL servers, batch for batch
 
 Reference (real Neutron 29 on this 2-core machine): 9 ports/s with one client, ~18 ports/s with 8,
 router interface add and floating-IP association 0.65-0.95 s each. The target is 15x on each. The
@@ -164,6 +165,10 @@ def main() -> int:
                     help="a private PostgreSQL 15 cluster for the run (as root; the API tests' setup)")
     ap.add_argument("--agents", action="store_true", help="run the server's in-process agents (re-planning "
                                                           "the hosts after every change) during the figures")
+    ap.add_argument("--vs-postgres", action="store_true",
+                    help="also run this tree on a private PostgreSQL 15 cluster (as root), alternating its create "
+                         "batches, list timings and delete batches with the SQLite server's: the PostgreSQL/SQLite "
+                         "ratios from one run")
     ap.add_argument("--compare", metavar="SRC", default=None,
                     help="also run a neutrino imported from the source tree SRC (e.g. `git archive HEAD src | tar "
                          "-x -C /tmp/before`, then /tmp/before/src), alternating its create batches and list "
@@ -176,7 +181,14 @@ def main() -> int:
         args.db = pg.url
     proc, base = start(args.db, tmp, agents=args.agents)
     floor_proc, floor_base = start(None, tmp, floor=True)
-    other = start(None, tmp / "compare", agents=args.agents, src=args.compare) if args.compare else None
+    if args.vs_postgres and (args.compare or args.postgres):
+        raise SystemExit("--vs-postgres runs SQLite against PostgreSQL: not with --compare or --postgres")
+    if args.vs_postgres:
+        pg = pg_start()
+        other = start(pg.url, tmp / "compare", agents=args.agents)
+    else:
+        other = start(None, tmp / "compare", agents=args.agents, src=args.compare) if args.compare else None
+    label = "PostgreSQL" if args.vs_postgres else "compared tree"
     results: dict[str, float] = {}
     latencies: dict[str, float] = {}
     batches: dict[str, list[float]] = {"neutrino": [], "floor": []}
@@ -222,6 +234,7 @@ def main() -> int:
         per = max(1, n // args.repeat)
         run_parallel(1, list(range(20)), floor_create, floor_base, tok)  # warm both up
         compare: tuple[str, str, str] | None = None
+        other_created: list[str] = []
         if other is not None:
             otok, oproject = token(other[1])
             oh = httpx.Client(base_url=f"{other[1]}/v2.0", headers={"X-Auth-Token": otok}, timeout=60)
@@ -233,7 +246,9 @@ def main() -> int:
 
         def other_create(c: Lite, _: Any) -> None:
             assert compare is not None
-            expect(201, c.request("POST", "/ports", {"port": {"network_id": compare[2]}}))
+            pid = expect(201, c.request("POST", "/ports", {"port": {"network_id": compare[2]}}))["port"]["id"]
+            with lock:
+                other_created.append(pid)
 
         cpu: dict[str, float] = {}
 
@@ -248,9 +263,9 @@ def main() -> int:
             if compare is not None and other is not None:
                 batch("compared", other[0].pid, other_create, compare[0], compare[1])
         for name, used in cpu.items():
-            latencies[f"{name}: server CPU per create"] = used / (per * args.repeat)
+            latencies[f"{label if name == 'compared' else name}: server CPU per create"] = used / (per * args.repeat)
         if compare is not None:
-            results["compared tree: port create 1 client"] = statistics.median(batches["compared"])
+            results[f"{label}: port create 1 client"] = statistics.median(batches["compared"])
         results["port create 1 client"] = statistics.median(batches["neutrino"])
         results["floor app create 1 client"] = statistics.median(batches["floor"])
         results["port create 8 clients"] = n / run_parallel(8, list(range(n)), create, base, tok)
@@ -281,12 +296,32 @@ def main() -> int:
             with Lite(compare[0], compare[1]) as oc, Lite(base, tok) as c:
                 got = timed_lists([(oc, other[0].pid, other_wall, other_cpu), (c, proc.pid, mine_wall, mine_cpu)],
                                   10)
-            latencies[f"compared tree: port list all ({got} ports)"] = statistics.median(other_wall)
-            latencies[f"compared tree: server CPU per list all ({got} ports)"] = statistics.mean(other_cpu)
+            latencies[f"{label}: port list all ({got} ports)"] = statistics.median(other_wall)
+            latencies[f"{label}: server CPU per list all ({got} ports)"] = statistics.mean(other_cpu)
         latencies[f"port list all ({listed} ports)"] = statistics.median(mine_wall)
         latencies[f"server CPU per list all ({listed} ports)"] = statistics.mean(mine_cpu)
         half = len(created) // 2
-        results["port delete 1 client"] = half / run_parallel(1, created[:half], delete, base, tok)
+        if compare is not None and other is not None:  # alternate delete batches with the compared server
+            dels: dict[str, list[float]] = {"neutrino": [], "compared": []}
+            del_cpu = {"neutrino": 0.0, "compared": 0.0}
+            count = min(half, len(other_created))
+            step = max(1, count // args.repeat)
+            for i in range(0, count - count % step, step):
+                for name, pid, ids, url, auth in (("compared", other[0].pid, other_created, compare[0], compare[1]),
+                                                  ("neutrino", proc.pid, created, base, tok)):
+                    c0 = cpu_s(pid)
+                    dels[name].append(step / run_parallel(1, ids[i:i + step], delete, url, auth))
+                    del_cpu[name] += cpu_s(pid) - c0
+            done = len(dels["neutrino"]) * step
+            results["port delete 1 client"] = statistics.median(dels["neutrino"])
+            results[f"{label}: port delete 1 client"] = statistics.median(dels["compared"])
+            latencies["neutrino: server CPU per delete"] = del_cpu["neutrino"] / done
+            latencies[f"{label}: server CPU per delete"] = del_cpu["compared"] / done
+            batches["delete"] = dels["neutrino"]
+            batches[f"{label} delete"] = dels["compared"]
+            half = done
+        else:
+            results["port delete 1 client"] = half / run_parallel(1, created[:half], delete, base, tok)
         results["port delete 8 clients"] = (len(created) - half) / run_parallel(8, created[half:], delete, base, tok)
 
         # router interface add and floating IP association, one at a time
@@ -331,7 +366,7 @@ def main() -> int:
         if k == "port create 1 client":
             extra += f"   {v / floor:4.0%} of the floor"
         print(f"  {k:<40} {v:8.1f} /s{extra}")
-    print(f"  {'(create batches, /s)':<40} " + "; ".join(f"{k} {' '.join(f'{x:.0f}' for x in v)}"
+    print(f"  {'(batches, /s)':<40} " + "; ".join(f"{k} {' '.join(f'{x:.0f}' for x in v)}"
                                                        for k, v in batches.items()))
     for k, v in latencies.items():
         print(f"  {k:<40} {v * 1000:8.2f} ms {'mean' if 'CPU' in k else 'median'}")

@@ -56,6 +56,12 @@ def json_response(data: Any, status: int = 200, headers: dict[str, str] | None =
     return Response(dumps(data), status_code=status, media_type="application/json", headers=h)
 
 
+def encoded_response(body: bytes, status: int = 200) -> Response:
+    """``json_response`` of a body already encoded as ``dumps`` would encode it."""
+    return Response(body, status_code=status, media_type="application/json",
+                    headers={"X-Openstack-Request-Id": f"req-{uuid.uuid4()}"})
+
+
 # -- errors ---------------------------------------------------------------------------------------
 
 class RequestTooLarge(NeutrinoError):

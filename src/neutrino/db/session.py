@@ -2,10 +2,10 @@
 
 ``Database(url)`` opens SQLite (WAL, foreign keys on) or PostgreSQL and brings the schema up to
 date. Writes are serialised: ``write()`` takes a process-wide lock and then the database's own
-writer lock (SQLite ``BEGIN IMMEDIATE``; PostgreSQL a transaction-scoped advisory lock), so
-read-modify-write sequences (IPAM, revision numbers, segment allocation) never interleave, even
-across server processes. ``read()`` gives a consistent snapshot (SQLite deferred transaction,
-PostgreSQL REPEATABLE READ).
+writer lock (SQLite ``BEGIN IMMEDIATE``; PostgreSQL a transaction-scoped advisory lock, taken in
+the round trip that begins the transaction), so read-modify-write sequences (IPAM, revision
+numbers, segment allocation) never interleave, even across server processes. ``read()`` gives a
+consistent snapshot (SQLite deferred transaction, PostgreSQL REPEATABLE READ).
 """
 
 from __future__ import annotations
@@ -13,13 +13,14 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import create_engine, delete, event, insert, inspect, select, text
+from sqlalchemy import create_engine, delete, event, exc, insert, inspect, select, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
@@ -135,6 +136,103 @@ MIGRATIONS: tuple[tuple[int, Callable[[Connection], None]], ...] = (
     (1, _migration_1), (2, _migration_2), (3, _migration_3), (4, _migration_4), (5, _migration_5))
 
 
+class Raw:
+    """The transaction's own DB-API connection (sqlite3 or psycopg), for the hot paths' statements
+    written once as SQL text: no statement to build, no cache key, no result machinery per call.
+
+    The SQL uses ``?`` placeholders (sqlite3's qmark style) and no ``%``; for psycopg each text is
+    rewritten once to ``%s`` and run as a server-side prepared statement. Values go to the driver as
+    they are: booleans read back from SQLite are integers, JSON columns are written as their text
+    (``json.dumps``, as SQLAlchemy's JSON type writes them) and read as stored (cast to text when the
+    caller wants the same value on both databases). Statements run inside the caller's transaction,
+    after any pending ORM changes are flushed (``raw(session)`` flushes, as autoflush would)."""
+
+    __slots__ = ("_conn", "_pg", "_cur", "_seen")
+
+    _PG_TEXT: dict[str, str] = {}
+
+    def __init__(self, dbapi_conn: Any, postgres: bool, seen: Connection | None = None) -> None:
+        self._conn = dbapi_conn
+        self._pg = postgres
+        self._cur: Any = dbapi_conn.cursor() if postgres else None  # psycopg: one cursor for all (a third cheaper)
+        self._seen = seen  # a connection with before_cursor_execute listeners: they see these statements too
+
+    def _tell(self, sql: str, params: Any, many: bool) -> None:
+        if self._seen is not None:
+            self._seen.dispatch.before_cursor_execute(self._seen, self._cur, sql, params, None, many)
+
+    @property
+    def postgres(self) -> bool:
+        return self._pg
+
+    def _text(self, sql: str) -> str:
+        text_ = self._PG_TEXT.get(sql)
+        if text_ is None:
+            text_ = self._PG_TEXT[sql] = sql.replace("?", "%s")
+        return text_
+
+    def execute(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> Any:
+        """A cursor over the statement's rows, to be read before the next statement (psycopg's
+        cursor is the connection's one)."""
+        self._tell(sql, params, False)
+        if self._pg:
+            return self._cur.execute(self._text(sql), params, prepare=True)
+        return self._conn.execute(sql, params)
+
+    def executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        self.write_all([(sql, rows)])
+
+    def write_all(self, statements: list[tuple[str, list[tuple[Any, ...]]]]) -> None:
+        """Each statement once per row of its (``INSERT``, ``UPDATE``, ``DELETE``: no rows back), in
+        order; on PostgreSQL all in one round trip (a pipeline)."""
+        for sql, rows in statements:
+            self._tell(sql, rows, len(rows) > 1)
+        if not self._pg:
+            for sql, rows in statements:
+                if len(rows) == 1:
+                    self._conn.execute(sql, rows[0])
+                else:
+                    self._conn.executemany(sql, rows)
+            return
+        with self._conn.pipeline():
+            for sql, rows in statements:
+                for row in rows:
+                    self._cur.execute(self._text(sql), row, prepare=True)
+
+    def scalar(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> Any:
+        """The first column of the first row, or None (every row read: the statement is done, as an
+        ``UPDATE ... RETURNING`` must be before its transaction commits)."""
+        rows = self.execute(sql, params).fetchall()
+        return rows[0][0] if rows else None
+
+    def one(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> Any:
+        """The first row, or None."""
+        rows = self.execute(sql, params).fetchall()
+        return rows[0] if rows else None
+
+    def all(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> list[Any]:
+        return list(self.execute(sql, params).fetchall())
+
+
+def raw(session: Session, *, flush: bool = True) -> Raw:
+    """The session's transaction as a :class:`Raw` connection (kept in ``session.info`` for the
+    session's life: the same connection and transaction). Pending ORM changes are flushed first
+    unless ``flush`` is false (for what ran on the Core connection before, without a flush)."""
+    if flush and (session.new or session.deleted or session.dirty):
+        session.flush()
+    r: Raw | None = session.info.get("neutrino_raw")
+    if r is None:
+        conn = session.connection()
+        r = session.info["neutrino_raw"] = Raw(conn.connection.driver_connection, conn.dialect.name == "postgresql",
+                                               conn if conn.dispatch.before_cursor_execute else None)
+    return r
+
+
+PING_AFTER = 1.0  # seconds a pooled PostgreSQL connection may sit idle before it is pinged on checkout
+_PG_BEGIN_WRITE = f"BEGIN; SELECT pg_advisory_xact_lock({_ADVISORY_KEY})"
+_PG_BEGIN_READ = "BEGIN ISOLATION LEVEL REPEATABLE READ"
+
+
 class Database:
     """One database: its engine, the writer lock and the migrations."""
 
@@ -156,7 +254,10 @@ class Database:
             url = self.url
             if url.startswith("postgresql://") or url.startswith("postgres://"):
                 url = "postgresql+psycopg://" + url.split("://", 1)[1]
-            self.engine = create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+            # the driver in autocommit: the "begin" hook issues BEGIN itself, with the writer lock in
+            # the same round trip (psycopg still sends COMMIT/ROLLBACK for an open transaction)
+            self.engine = create_engine(url, pool_size=10, max_overflow=10, isolation_level="AUTOCOMMIT")
+            self._install_postgres_hooks(self.engine)
         if migrate:
             self.migrate()
 
@@ -177,6 +278,27 @@ class Database:
         def _on_begin(conn: Connection) -> None:
             conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("writer") else "BEGIN")
 
+    @staticmethod
+    def _install_postgres_hooks(engine: Engine) -> None:
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            conn.exec_driver_sql(_PG_BEGIN_WRITE if conn.info.get("writer") else _PG_BEGIN_READ)
+
+        @event.listens_for(engine, "checkout")
+        def _on_checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+            """The pool's pre-ping, for a connection idle for more than ``PING_AFTER`` seconds only (a
+            dead one is replaced, as ``pool_pre_ping`` does): one round trip less per transaction."""
+            used = record.info.get("neutrino_used")
+            if used is not None and time.monotonic() - used > PING_AFTER:
+                try:
+                    dbapi_conn.execute("SELECT 1")
+                except Exception as e:
+                    raise exc.DisconnectionError(f"connection lost: {e}") from e
+
+        @event.listens_for(engine, "checkin")
+        def _on_checkin(_dbapi_conn: Any, record: Any) -> None:
+            record.info["neutrino_used"] = time.monotonic()
+
     # -- transactions -------------------------------------------------------------------------
 
     @contextmanager
@@ -185,9 +307,7 @@ class Database:
         with self._lock, self.engine.connect() as conn:
             conn.info["writer"] = True
             try:
-                with conn.begin():
-                    if not self.is_sqlite:
-                        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _ADVISORY_KEY})
+                with conn.begin():  # the hooks: BEGIN IMMEDIATE, or BEGIN and the advisory lock
                     session = Session(bind=conn, expire_on_commit=False, autoflush=True)
                     try:
                         yield session
@@ -200,15 +320,13 @@ class Database:
     @contextmanager
     def read(self) -> Iterator[Session]:
         """A read-only transaction over one consistent snapshot."""
-        with self.engine.connect() as conn:
-            if not self.is_sqlite:
-                conn = conn.execution_options(isolation_level="REPEATABLE READ")
-            with conn.begin():
-                session = Session(bind=conn, expire_on_commit=False, autoflush=False)
-                try:
-                    yield session
-                finally:
-                    session.close()
+        # the hooks begin it: BEGIN (PostgreSQL: BEGIN ISOLATION LEVEL REPEATABLE READ)
+        with self.engine.connect() as conn, conn.begin():
+            session = Session(bind=conn, expire_on_commit=False, autoflush=False)
+            try:
+                yield session
+            finally:
+                session.close()
 
     # -- schema ---------------------------------------------------------------------------------
 

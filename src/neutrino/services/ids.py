@@ -31,24 +31,21 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
-from neutrino.db import models
+from neutrino.db.session import raw
 
 MAC_PREFIX = "fa:16:3e"
-_COUNTERS: Any = models.Counter.__table__
 _MAX_SKIPS = 10_000
 
 
 def reserve(session: Session, name: str, count: int = 1) -> int:
     """The first of ``count`` fresh values (1, 2, ...) of the counter ``name``, taken in the caller's
     write transaction (writes are serialised, so no other transaction can take the same ones)."""
-    conn = session.connection()
-    last = conn.execute(update(_COUNTERS).where(_COUNTERS.c.name == name)
-                        .values(value=_COUNTERS.c.value + count).returning(_COUNTERS.c.value)).scalar()
+    db = raw(session, flush=False)  # a counter: nothing pending is flushed for it (as on the Core connection)
+    last = db.scalar("UPDATE neutrino_counters SET value = value + ? WHERE name = ? RETURNING value", (count, name))
     if last is None:
-        conn.execute(insert(_COUNTERS).values(name=name, value=count))
+        db.execute("INSERT INTO neutrino_counters (name, value) VALUES (?, ?)", (name, count))
         last = count
     return int(last) - count + 1
 
@@ -103,10 +100,10 @@ class IdGenerator:
             return str(uuid.uuid4())
         table = model.__table__
         stream = f"id:{table.name}"
-        conn = session.connection()
+        taken = f"SELECT id FROM {table.name} WHERE id = ?"
         for _ in range(_MAX_SKIPS):
             candidate = self._uuid(stream, reserve(session, stream))
-            if conn.execute(select(table.c.id).where(table.c.id == candidate)).first() is None:
+            if raw(session, flush=False).scalar(taken, (candidate,)) is None:
                 return candidate
         raise RuntimeError(f"{_MAX_SKIPS} ids of the seeded stream for {table.name} are all taken")
 

@@ -13,9 +13,10 @@ from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import select
 
 from neutrino.db import models
+from neutrino.db.session import raw
 from neutrino.errors import Conflict
 from neutrino.services.core import Tx, conflict, invalid
 
@@ -99,16 +100,13 @@ class Used:
 def allocated(tx: Tx, subnet_id: str) -> Used:
     """The subnet's taken addresses. One aggregated string rather than one row per address: the
     query's cost is then dominated by the database, not by building thousands of result rows."""
-    session = tx.session
-    if session.new or session.deleted or session.dirty:
-        session.flush()
-    joined = session.connection().execute(_ALLOCATED, {"subnet_id": subnet_id}).scalar()
+    db = raw(tx.session)
+    joined = db.scalar(_ALLOCATED_PG if db.postgres else _ALLOCATED_SQLITE, (subnet_id,))
     return Used(set(joined.split(",")) if joined else set())
 
 
-# built once: a statement with a bound parameter costs no construction and no cache key per call
-_ALLOCATED: Any = select(func.aggregate_strings(models.IPAllocation.ip_address, ",")).where(
-    models.IPAllocation.subnet_id == bindparam("subnet_id"))
+_ALLOCATED_SQLITE = "SELECT group_concat(ip_address, ',') FROM ipallocations WHERE subnet_id = ?"
+_ALLOCATED_PG = "SELECT string_agg(ip_address, ',') FROM ipallocations WHERE subnet_id = ?"
 
 
 _CHUNK = 256
@@ -149,12 +147,14 @@ def eui64(net: IPNet, mac: str) -> str:
 
 def allocate_for_port(tx: Tx, network: models.Network, subnets: list[models.Subnet],
                       requested: list[dict[str, Any]] | None, mac: str, *, router_port: bool = False,
-                      ignore_port: str | None = None) -> list[tuple[str, str]]:
+                      ignore_port: str | None = None, joined: dict[str, str | None] | None = None
+                      ) -> list[tuple[str, str]]:
     """Choose the (subnet_id, ip_address) pairs for a port.
 
     ``requested`` is the port's ``fixed_ips`` (``None``: automatic). Raises Neutron's errors for
     unknown subnets, addresses outside the network, taken addresses and exhausted pools.
-    ``ignore_port`` lets a port keep addresses it already holds (PUT fixed_ips).
+    ``ignore_port`` lets a port keep addresses it already holds (PUT fixed_ips). ``joined``: the
+    taken addresses of some subnets as read already in this transaction (``allocated``'s text).
     """
     by_id = {s.id: s for s in subnets}
     result: list[tuple[str, str]] = []
@@ -162,7 +162,11 @@ def allocate_for_port(tx: Tx, network: models.Network, subnets: list[models.Subn
 
     def used(sid: str) -> Used:
         if sid not in used_cache:
-            taken = allocated(tx, sid)
+            if joined is not None and sid in joined:
+                text_ = joined[sid]
+                taken = Used(set(text_.split(",")) if text_ else set())
+            else:
+                taken = allocated(tx, sid)
             if ignore_port is not None:
                 mine = tx.session.scalars(select(models.IPAllocation.ip_address).where(
                     models.IPAllocation.subnet_id == sid, models.IPAllocation.port_id == ignore_port)).all()

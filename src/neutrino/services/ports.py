@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
-from sqlalchemy import Text, bindparam, cast, delete, insert, select
+import orjson
+from sqlalchemy import Text, cast, select
 from sqlalchemy.orm import selectinload
 
 from neutrino.db import models
+from neutrino.db.session import raw
 from neutrino.errors import NotAuthorized
 from neutrino.scenarios.model import Mechanism
 from neutrino.services import ipam
@@ -21,14 +24,16 @@ from neutrino.services.core import (
     check_revision,
     conflict,
     invalid,
+    new_id,
     new_mac,
     not_found,
     owner_for_create,
     paged,
-    stamp_new,
     standard,
+    timestamp,
     visible,
 )
+from neutrino.services.ids import next_seq
 from neutrino.services.networks import get_network_row
 from neutrino.services.securitygroups import default_group_id, get_group_row
 
@@ -76,57 +81,48 @@ def service_port_row(tx: Tx, port_id: str) -> models.Port:
     return p
 
 
-def _network_owner_sees(tx: Tx, p: models.Port) -> bool:
+def _network_owner_sees(tx: Tx, p: models.Port | _PortHead) -> bool:
     n = tx.session.get(models.Network, p.network_id)
     return n is not None and n.project_id == tx.ctx.project_id
 
 
-def _mac(tx: Tx, network_id: str) -> str:
-    """A MAC free on the network: the generator's next candidate, and the one after when it is taken."""
-    for _ in range(16):
-        mac = new_mac(tx)
-        if not _mac_taken(tx, network_id, mac):
+def _mac(tx: Tx, network_id: str, first: tuple[str, bool] | None = None) -> str:
+    """A MAC free on the network: the generator's next candidate, and the one after when it is taken.
+    ``first``: the first candidate, taken from the generator and checked already (and whether taken)."""
+    for i in range(16):
+        if i == 0 and first is not None:
+            mac, taken = first
+        else:
+            mac = new_mac(tx)
+            taken = _mac_taken(tx, network_id, mac)
+        if not taken:
             return mac
     raise conflict("MacAddressGenerationFailure", f"Unable to generate unique mac on network {network_id}.")
 
 
-_MAC_TAKEN: Any = select(models.Port.id).where(models.Port.network_id == bindparam("network_id"),
-                                                models.Port.mac_address == bindparam("mac")).limit(1)
-
-
 def _mac_taken(tx: Tx, network_id: str, mac: str) -> bool:
-    return _scalar(tx, _MAC_TAKEN, {"network_id": network_id, "mac": mac}) is not None
+    return raw(tx.session).scalar("SELECT id FROM ports WHERE network_id = ? AND mac_address = ? LIMIT 1",
+                                  (network_id, mac)) is not None
 
 
-def _scalar(tx: Tx, stmt: Any, params: dict[str, Any]) -> Any:
-    """``core_scalar`` of a statement built once with bound parameters (no statement to build and no
-    cache key to compute per call)."""
-    session = tx.session
-    if session.new or session.deleted or session.dirty:
-        session.flush()
-    return session.connection().execute(stmt, params).scalar()
-
-
-def bind(tx: Tx, p: models.Port, network: models.Network) -> None:
+def bind(tx: Tx, p: models.Port, network: Any) -> None:
     """Bind a port to its host the way the mechanism driver would (vif type and details)."""
-    host = p.binding_host_id
+    p.binding_vif_type, p.binding_vif_details = _binding(tx, p.binding_host_id, network)
+
+
+def _binding(tx: Tx, host: str, network: Any) -> tuple[str, dict[str, Any]]:
+    """The vif type and details of a port bound to ``host`` on ``network``."""
     if not host:
-        p.binding_vif_type, p.binding_vif_details = "unbound", {}
-        return
+        return "unbound", {}
     if tx.deployment.host(host) is None:
-        p.binding_vif_type, p.binding_vif_details = "binding_failed", {}
-        return
+        return "binding_failed", {}
     dep = tx.deployment
     if dep.mechanism is Mechanism.NOVA_NETWORK:
         bridge = f"br{network.segmentation_id}" if network.network_type == "vlan" else "br100"
-        p.binding_vif_type = "bridge"
-        p.binding_vif_details = {"port_filter": True, "bridge_name": bridge}
-        return
+        return "bridge", {"port_filter": True, "bridge_name": bridge}
     hybrid = dep.firewall_driver in ("iptables_hybrid", "iptables")
-    p.binding_vif_type = "ovs"
-    p.binding_vif_details = {"port_filter": dep.firewall_driver != "noop", "ovs_hybrid_plug": hybrid,
-                             "bridge_name": "br-int", "datapath_type": "system", "connectivity": "l2",
-                             "bound_drivers": {"0": "openvswitch"}}
+    return "ovs", {"port_filter": dep.firewall_driver != "noop", "ovs_hybrid_plug": hybrid, "bridge_name": "br-int",
+                   "datapath_type": "system", "connectivity": "l2", "bound_drivers": {"0": "openvswitch"}}
 
 
 def _set_groups(tx: Tx, p: models.Port, group_ids: list[str], *, checked: bool = False) -> None:
@@ -166,7 +162,8 @@ def _set_ips(p: models.Port, pairs: list[tuple[str, str]]) -> None:
 
 def make_port(tx: Tx, network: models.Network, project: str, attrs: dict[str, Any]) -> models.Port:
     """Create a port row with addresses, groups and binding (rules shared by API and internal callers)."""
-    p, pairs_ips, groups = _new_port(tx, network, project, attrs)
+    values, pairs_ips, groups = _new_port(tx, network, project, attrs)
+    p = models.Port(**values)
     p.fixed_ips = []
     p.sg_bindings = []
     _set_ips(p, pairs_ips)
@@ -177,28 +174,33 @@ def make_port(tx: Tx, network: models.Network, project: str, attrs: dict[str, An
     return p
 
 
-def _create_view(tx: Tx, network: models.Network, project: str, attrs: dict[str, Any]) -> dict[str, Any]:
-    """``port_dict(make_port(...))`` for the API's create: the same checks and row, written as three Core
-    inserts instead of the ORM's flush and shown from the values written. A DHCP port still goes
-    through ``make_port`` (the DHCP scheduler's flush hook places it)."""
+def _create_view(tx: Tx, network: Any, project: str, attrs: dict[str, Any]) -> dict[str, Any]:
+    """``port_dict(make_port(...))`` for the API's create: the same checks and row, written as three
+    prepared inserts instead of the ORM's flush and shown from the values written. ``network`` is a
+    ``_NetworkHead`` (or a network row). A DHCP port still goes through ``make_port`` (the DHCP
+    scheduler's flush hook places it)."""
     if attrs.get("device_owner", "") == "network:dhcp":
-        return port_dict(make_port(tx, network, project, attrs))
-    p, pairs_ips, groups = _new_port(tx, network, project, attrs)
-    bind(tx, p, network)
-    _insert(tx, p, pairs_ips, groups)
-    return _view(tuple(getattr(p, n) for n in _VIEW_ORDER),
+        row = network if isinstance(network, models.Network) else tx.session.get(models.Network, network.id)
+        assert row is not None  # read in this transaction
+        return port_dict(make_port(tx, row, project, attrs))
+    values, pairs_ips, groups = _new_port(tx, network, project, attrs)
+    values["binding_vif_type"], values["binding_vif_details"] = _binding(tx, values["binding_host_id"], network)
+    _insert(tx, values, pairs_ips, groups)
+    return _view(tuple(values[n] for n in _VIEW_ORDER),
                  [{"subnet_id": sid, "ip_address": ip} for sid, ip in pairs_ips], groups)
 
 
-def _new_port(tx: Tx, network: models.Network, project: str, attrs: dict[str, Any]
-              ) -> tuple[models.Port, list[tuple[str, str]], list[str]]:
-    """The checks of a new port, in Neutron's order, and its row (transient: stamped, not bound, not
-    added), its addresses and its groups (checked, without duplicates)."""
+def _new_port(tx: Tx, network: Any, project: str, attrs: dict[str, Any]
+              ) -> tuple[dict[str, Any], list[tuple[str, str]], list[str]]:
+    """The checks of a new port, in Neutron's order, and its column values (stamped, not bound), its
+    addresses and its groups (checked, without duplicates). ``network``: a network row or a
+    ``_NetworkHead`` (id, port_security_enabled, subnets)."""
     owner = attrs.get("device_owner", "")
     mac = attrs.get("mac_address")
+    checked = network.mac if isinstance(network, _NetworkHead) else None  # read with the network
     if mac is None:
-        mac = _mac(tx, network.id)
-    elif _mac_taken(tx, network.id, mac):
+        mac = _mac(tx, network.id, checked)
+    elif checked[1] if checked is not None and checked[0] == mac else _mac_taken(tx, network.id, mac):
         raise conflict("MacAddressInUse", f"Unable to complete operation for network {network.id}. The mac "
                                           f"address {mac} is in use.")
     psec = attrs.get("port_security_enabled", network.port_security_enabled)
@@ -214,51 +216,59 @@ def _new_port(tx: Tx, network: models.Network, project: str, attrs: dict[str, An
         groups = []
     default_groups = groups is None
     if default_groups:
-        groups = [] if owner.startswith("network:") else [default_group_id(tx, project)]
+        known = network.default_group_id if isinstance(network, _NetworkHead) else None
+        groups = [] if owner.startswith("network:") else [known or default_group_id(tx, project)]
     subnets = list(network.subnets)
+    joined = {s.id: s.taken for s in subnets} if isinstance(network, _NetworkHead) else None
     pairs_ips = ipam.allocate_for_port(tx, network, subnets, attrs.get("fixed_ips"), mac,
-                                       router_port=owner in ROUTER_OWNERS)
+                                       router_port=owner in ROUTER_OWNERS, joined=joined)
     if groups and not pairs_ips and attrs.get("fixed_ips") is not None and not owner.startswith("network:"):
         raise invalid("Port security must be enabled and port must have an IP address in order to use "
                       "security groups.", "PortSecurityAndIPRequiredForSecurityGroups")
-    p = models.Port(
-        id=attrs.get("id"), network_id=network.id, mac_address=mac, name=attrs.get("name", ""),
-        description=attrs.get("description", ""), admin_state_up=attrs.get("admin_state_up", True),
-        status=attrs.get("status", "DOWN"), device_id=attrs.get("device_id", ""), device_owner=owner,
-        port_security_enabled=psec,
-        allowed_address_pairs=[{"ip_address": x["ip_address"], "mac_address": x.get("mac_address", mac)}
-                               for x in pairs],
-        extra_dhcp_opts=extra_dhcp_opts_created(attrs.get("extra_dhcp_opts")),
-        binding_host_id=attrs.get("binding:host_id", ""),
-        binding_profile=attrs.get("binding:profile") or {}, binding_vnic_type=attrs.get("binding:vnic_type",
-                                                                                          "normal"))
-    stamp_new(tx, p, project, revision=1)
-    return p, pairs_ips, _checked_groups(tx, groups or [], checked=default_groups)
+    values: dict[str, Any] = {
+        "network_id": network.id, "mac_address": mac, "name": attrs.get("name", ""),
+        "description": attrs.get("description", ""), "admin_state_up": attrs.get("admin_state_up", True),
+        "status": attrs.get("status", "DOWN"), "device_id": attrs.get("device_id", ""), "device_owner": owner,
+        "port_security_enabled": psec,
+        "allowed_address_pairs": [{"ip_address": x["ip_address"], "mac_address": x.get("mac_address", mac)}
+                                  for x in pairs],
+        "extra_dhcp_opts": extra_dhcp_opts_created(attrs.get("extra_dhcp_opts")),
+        "binding_host_id": attrs.get("binding:host_id", ""),
+        "binding_profile": attrs.get("binding:profile") or {},
+        "binding_vnic_type": attrs.get("binding:vnic_type", "normal")}
+    # core.stamp_new's standard attributes, in its order (the id first, then the creation sequence)
+    t = timestamp()
+    values["id"] = attrs.get("id") or new_id(tx, models.Port)
+    values["created_seq"] = next_seq(tx.session)
+    values.update(project_id=project, created_at=t, updated_at=t, revision_number=1, tags=[])
+    return values, pairs_ips, _checked_groups(tx, groups or [], checked=default_groups)
 
 
-_PORT_INSERT: Any = insert(models.Port)
-_IP_INSERT: Any = insert(models.IPAllocation)
-_SG_INSERT: Any = insert(models.PortSecurityGroup)
+_PORT_COLUMN_NAMES = tuple(c.key for c in models.Port.__mapper__.column_attrs)
+_PORT_INSERT_SQL = (f"INSERT INTO ports ({', '.join(_PORT_COLUMN_NAMES)}) "
+                    f"VALUES ({', '.join('?' for _ in _PORT_COLUMN_NAMES)})")
+_JSON_COLUMN_SET = frozenset(("tags", "allowed_address_pairs", "extra_dhcp_opts", "binding_profile",
+                              "binding_vif_details"))
 
 
-def _insert(tx: Tx, p: models.Port, pairs_ips: list[tuple[str, str]], groups: list[str]) -> None:
-    """Write a new (transient) port, its addresses and its group bindings as Core inserts: what the
-    ORM's flush of ``make_port``'s row would write, without its unit of work."""
-    session = tx.session
-    if session.new or session.deleted or session.dirty:
-        session.flush()
-    conn = session.connection()
-    values = vars(p)  # what was set; a column left unset gets its default from the insert, as in a flush
-    conn.execute(_PORT_INSERT, {c.key: values[c.key] for c in _PORT_ATTRS if c.key in values})
+def _insert(tx: Tx, values: dict[str, Any], pairs_ips: list[tuple[str, str]], groups: list[str]) -> None:
+    """Write a new port, its addresses and its group bindings as prepared inserts (in one round trip
+    on PostgreSQL): what the ORM's flush of ``make_port``'s row would write (JSON columns as
+    ``json.dumps`` text, as SQLAlchemy's JSON type writes them), without its unit of work."""
+    pid, nid = values["id"], values["network_id"]
+    statements: list[tuple[str, list[tuple[Any, ...]]]] = [
+        (_PORT_INSERT_SQL, [tuple(json.dumps(values[k]) if k in _JSON_COLUMN_SET else values[k]
+                                  for k in _PORT_COLUMN_NAMES)])]
     if pairs_ips:
-        conn.execute(_IP_INSERT, [{"subnet_id": sid, "ip_address": ip, "port_id": p.id, "network_id": p.network_id,
-                                   "seq": i} for i, (sid, ip) in enumerate(pairs_ips)])
+        statements.append(("INSERT INTO ipallocations (subnet_id, ip_address, port_id, network_id, seq) "
+                           "VALUES (?, ?, ?, ?, ?)", [(sid, ip, pid, nid, i) for i, (sid, ip) in enumerate(pairs_ips)]))
     if groups:
-        conn.execute(_SG_INSERT, [{"port_id": p.id, "security_group_id": g, "seq": i} for i, g in enumerate(groups)])
+        statements.append(("INSERT INTO port_security_groups (port_id, security_group_id, seq) VALUES (?, ?, ?)",
+                           [(pid, g, i) for i, g in enumerate(groups)]))
+    raw(tx.session).write_all(statements)  # one round trip on PostgreSQL
 
 
-_DHCP_PORT: Any = select(models.Port.id).where(models.Port.network_id == bindparam("network_id"),
-                                               models.Port.device_owner == "network:dhcp").limit(1)
+_DHCP_PORT = "SELECT id FROM ports WHERE network_id = ? AND device_owner = 'network:dhcp' LIMIT 1"
 
 
 def ensure_dhcp_port(tx: Tx, network: models.Network, *, refresh: bool = False) -> None:
@@ -272,7 +282,7 @@ def ensure_dhcp_port(tx: Tx, network: models.Network, *, refresh: bool = False) 
     dhcp_subnets = [s for s in network.subnets if s.enable_dhcp and not ipam.is_slaac(s)]
     if not dhcp_subnets:
         return
-    existing_id = _scalar(tx, _DHCP_PORT, {"network_id": network.id})
+    existing_id = raw(tx.session).scalar(_DHCP_PORT, (network.id,))
     if existing_id is not None:
         if not refresh:
             return
@@ -299,9 +309,14 @@ def ensure_dhcp_port(tx: Tx, network: models.Network, *, refresh: bool = False) 
 
 def create_port(tx: Tx, attrs: dict[str, Any]) -> dict[str, Any]:
     project = owner_for_create(tx, attrs)
-    network = get_network_row(tx, attrs["network_id"])
+    mac = attrs.get("mac_address")
+    if mac is None and attrs.get("device_owner", "") != "network:dhcp":
+        # the generator's first candidate, checked with the network's statement (a seeded generator's
+        # counter moves earlier than it did, inside the same transaction: the same values either way)
+        mac = new_mac(tx)
+    network = _network_head(tx, attrs["network_id"], project, mac)
     from neutrino.services import rbac
-    if not rbac.network_accessible(tx, network):
+    if not rbac.network_accessible(tx, network):  # type: ignore[arg-type]  # reads id, project_id, shared
         raise not_found("network", network.id)
     owner = attrs.get("device_owner", "")
     if owner in ROUTER_OWNERS and not tx.ctx.is_admin:
@@ -309,11 +324,94 @@ def create_port(tx: Tx, attrs: dict[str, Any]) -> dict[str, Any]:
     _network_owner_only(tx, network, "create", attrs)
     view = _create_view(tx, network, project, attrs)
     if not owner.startswith("network:"):
-        ensure_dhcp_port(tx, network)
+        _ensure_dhcp_port_of(tx, network)
     return view
 
 
-def _network_owner_only(tx: Tx, network: models.Network, action: str, attrs: dict[str, Any]) -> None:
+@dataclass(frozen=True, slots=True)
+class _SubnetHead:
+    """What creating a port reads of a subnet (IPAM's attributes and ``enable_dhcp``)."""
+
+    id: str
+    ip_version: int
+    cidr: str
+    allocation_pools: list[dict[str, str]]
+    enable_dhcp: bool
+    ipv6_address_mode: str | None
+    taken: str | None  # its taken addresses, as ``ipam.allocated`` reads them (joined by commas)
+
+
+@dataclass(frozen=True, slots=True)
+class _NetworkHead:
+    """What creating a port reads of its network: the columns the checks, IPAM and the binding use, and
+    its subnets in the order ``Network.subnets`` keeps (``created_seq``)."""
+
+    id: str
+    project_id: str
+    shared: bool
+    external: bool
+    port_security_enabled: bool
+    network_type: str
+    segmentation_id: int | None
+    subnets: tuple[_SubnetHead, ...]
+    dhcp_port_id: str | None  # the network's DHCP port, if it has one
+    default_group_id: str | None  # the new port's project's default security group, if it has one
+    mac: tuple[str, bool] | None  # the new port's MAC (asked for or the first candidate), and whether taken
+
+
+def _network_head_sql(aggregate: str) -> str:
+    return ("SELECT n.id, n.project_id, n.shared, n.external, n.port_security_enabled, n.network_type, "
+            "n.segmentation_id, (SELECT p.id FROM ports p WHERE p.network_id = n.id AND "
+            "p.device_owner = 'network:dhcp' LIMIT 1), "
+            "(SELECT g.id FROM security_groups g WHERE g.project_id = ? AND g.is_default = ?), "
+            "EXISTS (SELECT 1 FROM ports m WHERE m.network_id = n.id AND m.mac_address = ?), "
+            "s.id, s.ip_version, s.cidr, CAST(s.allocation_pools AS TEXT), s.enable_dhcp, s.ipv6_address_mode, "
+            f"(SELECT {aggregate}(a.ip_address, ',') FROM ipallocations a WHERE a.subnet_id = s.id) "
+            "FROM networks n LEFT OUTER JOIN subnets s ON s.network_id = n.id "
+            "WHERE n.id = ? ORDER BY s.created_seq")
+
+
+_NETWORK_HEAD = {False: _network_head_sql("group_concat"), True: _network_head_sql("string_agg")}
+
+
+def _network_head(tx: Tx, network_id: str, project: str, mac: str | None) -> _NetworkHead:
+    """``get_network_row`` and its subnets in one prepared statement, as plain values (no ORM objects),
+    with what the port's checks read next (its DHCP port, ``project``'s default group, whether ``mac``
+    is taken on it, each subnet's taken addresses: reads without side effects, in the transaction
+    that then writes the port, so reading them first changes no answer): not found unless it exists
+    and the caller sees it."""
+    db = raw(tx.session)
+    rows = db.all(_NETWORK_HEAD[db.postgres], (project, True, mac, network_id))
+    if not rows:
+        raise not_found("network", network_id)
+    nid, owner, shared, external, psec, ntype, seg, dhcp_port, group, mac_taken = rows[0][:10]
+    subnets = tuple(_SubnetHead(sid, version, cidr, _decoded(pools), bool(dhcp), mode, taken)
+                    for sid, version, cidr, pools, dhcp, mode, taken in (r[10:] for r in rows) if sid is not None)
+    head = _NetworkHead(nid, owner, bool(shared), bool(external), bool(psec), ntype, seg, subnets, dhcp_port, group,
+                        None if mac is None else (mac, bool(mac_taken)))
+    from neutrino.services import rbac
+    if not rbac.network_visible(tx, head):  # type: ignore[arg-type]  # reads id, project_id, shared, external
+        raise not_found("network", network_id)
+    return head
+
+
+def _ensure_dhcp_port_of(tx: Tx, network: _NetworkHead) -> None:
+    """``ensure_dhcp_port`` for a network read as a ``_NetworkHead`` (whose DHCP port, read with it
+    before this request's port was added, is still the one: that port is not a DHCP port): its row
+    is loaded only when the DHCP port is to be made."""
+    if network.dhcp_port_id is not None:
+        return
+    dep = tx.deployment
+    if dep.mechanism is not Mechanism.ML2_OVS or dep.network_host() is None:
+        return
+    if not any(s.enable_dhcp and not ipam.is_slaac(s) for s in network.subnets):  # type: ignore[arg-type]
+        return
+    row = tx.session.get(models.Network, network.id)
+    assert row is not None
+    ensure_dhcp_port(tx, row)
+
+
+def _network_owner_only(tx: Tx, network: Any, action: str, attrs: dict[str, Any]) -> None:
     """Neutron's policy: a port's allowed address pairs and port security are set by an admin or
     the network's owner only (a port on another project's shared network may not)."""
     if tx.ctx.is_admin or network.project_id == tx.ctx.project_id:
@@ -327,7 +425,6 @@ def _network_owner_only(tx: Tx, network: models.Network, action: str, attrs: dic
 # -- ports read as Core rows (listing): no ORM object per row, JSON columns decoded once per distinct text --
 
 _PORTS: Any = models.Port.__table__
-_PORT_ATTRS = tuple(models.Port.__mapper__.column_attrs)
 _IPS: Any = models.IPAllocation.__table__
 _SGS: Any = models.PortSecurityGroup.__table__
 _JSON_COLUMNS = ("tags", "allowed_address_pairs", "extra_dhcp_opts", "binding_profile", "binding_vif_details")
@@ -409,6 +506,96 @@ def list_ports(tx: Tx, filters: dict[str, list[str]], page: Page | None = None) 
         own_nets = select(models.Network.id).where(models.Network.project_id == tx.ctx.project_id)
         q = q.where((models.Port.project_id == tx.ctx.project_id) | models.Port.network_id.in_(own_nets))
     return _port_views(tx, q)
+
+
+# -- the API's listing as JSON: rows straight from the driver, each port's JSON made once per content --
+
+_SQL_FILTERS = ("id", "network_id", "device_id", "device_owner", "name", "mac_address")
+_ROW_SQL = ", ".join(f"CAST({n} AS TEXT)" if n in _JSON_COLUMNS else n for n in _VIEW_ORDER)
+_ADMIN_STATE, _PSEC = _VIEW_ORDER.index("admin_state_up"), _VIEW_ORDER.index("port_security_enabled")
+_JSON_AT = tuple(i for i, n in enumerate(_VIEW_ORDER) if n in _JSON_COLUMNS)
+_FRAGMENTS: dict[tuple[Any, ...], bytes] = {}
+_MAX_FRAGMENTS = 50_000
+
+
+def list_ports_json(tx: Tx, filters: dict[str, list[str]], page: Page | None, hidden: frozenset[str]
+                    ) -> list[tuple[str, bytes]]:
+    """``list_ports`` as each port's id and its JSON (``hidden``: the attributes the caller may not
+    read, left out), byte for byte what ``json.dumps(view, separators=(",", ":"))`` gives.
+
+    The same three statements as ``list_ports``, as SQL text run on the driver (no SQLAlchemy result
+    rows). A port's JSON is kept keyed by everything it is made from (its row as read, its addresses,
+    its groups and ``hidden``), so an unchanged port is not shown and encoded again, and a changed one
+    cannot be served from the old text."""
+    if page is not None and page.marker is not None and \
+            raw(tx.session).scalar("SELECT id FROM ports WHERE id = ?", (page.marker,)) is None:
+        raise not_found("port", page.marker)
+    where: list[str] = []
+    params: list[Any] = []
+    for key in _SQL_FILTERS:
+        if key in filters:
+            where.append(f"{key} IN ({', '.join('?' for _ in filters[key])})")
+            params.extend(filters[key])
+    if not tx.ctx.is_admin:
+        where.append("(project_id = ? OR network_id IN (SELECT id FROM networks WHERE project_id = ?))")
+        params += [tx.ctx.project_id, tx.ctx.project_id]
+    if page is None:
+        tail = " ORDER BY created_seq"
+    else:
+        if page.marker is not None:
+            where.append("id < ?" if page.reverse else "id > ?")
+            params.append(page.marker)
+        tail = f" ORDER BY id{' DESC' if page.reverse else ''} LIMIT {int(page.limit) + 1}"
+    cond = (" WHERE " + " AND ".join(where)) if where else ""
+    selected = f"SELECT id FROM ports{cond}{tail}"
+    db = raw(tx.session)
+    rows = db.all(f"SELECT {_ROW_SQL} FROM ports{cond}{tail}", params)
+    if not rows:
+        return []
+    in_selected = "" if page is None and not where else f" WHERE port_id IN ({selected})"
+    ips: dict[str, list[tuple[str, str]]] = {}
+    for port_id, subnet_id, ip in db.execute(
+            f"SELECT port_id, subnet_id, ip_address FROM ipallocations{in_selected} ORDER BY seq", params):
+        ips.setdefault(port_id, []).append((subnet_id, ip))
+    groups: dict[str, list[str]] = {}
+    for port_id, group_id in db.execute(
+            f"SELECT port_id, security_group_id FROM port_security_groups{in_selected} ORDER BY seq", params):
+        groups.setdefault(port_id, []).append(group_id)
+    if len(_FRAGMENTS) > _MAX_FRAGMENTS:
+        _FRAGMENTS.clear()
+    out = []
+    for r in rows:
+        pid = r[0]
+        mine, in_groups = tuple(ips.get(pid, ())), tuple(groups.get(pid, ()))
+        content = (r, mine, in_groups, hidden)
+        data = _FRAGMENTS.get(content)
+        if data is None:
+            data = _FRAGMENTS[content] = _port_json(r, mine, in_groups, hidden)
+        out.append((pid, data))
+    return out
+
+
+def _port_json(r: tuple[Any, ...], ips: tuple[tuple[str, str], ...], groups: tuple[str, ...],
+               hidden: frozenset[str]) -> bytes:
+    """The JSON of one port's view (``hidden`` left out), as ``json.dumps(..., separators=(",", ":"))``
+    writes it: orjson's when it is the same bytes, the standard library's otherwise. They differ
+    only on non-ASCII text and DEL (escaped by json.dumps), floats with a negative exponent (json.dumps
+    writes ``1e-07``; only a JSON column's value can hold a float, and its stored text, written by
+    json.dumps, then has ``e-``) and integers past 64 bits (orjson refuses them)."""
+    row = list(r)
+    row[_ADMIN_STATE], row[_PSEC] = bool(row[_ADMIN_STATE]), bool(row[_PSEC])  # SQLite's integers
+    view = _view(row, [{"subnet_id": s, "ip_address": ip} for s, ip in ips], list(groups))
+    if hidden:
+        view = {k: v for k, v in view.items() if k not in hidden}
+    if not any(isinstance(r[i], str) and ("e-" in r[i] or "E-" in r[i]) for i in _JSON_AT):
+        try:
+            data = orjson.dumps(view)
+        except orjson.JSONEncodeError:
+            pass
+        else:
+            if data.isascii() and b"\x7f" not in data:
+                return data
+    return json.dumps(view, separators=(",", ":")).encode()
 
 
 def get_port(tx: Tx, port_id: str) -> dict[str, Any]:
@@ -525,39 +712,53 @@ def delete_port(tx: Tx, port_id: str, revision: int | None = None, *, internal: 
         if owner_exists:
             raise conflict("ServicePortInUse", f"Port {p.id} cannot be deleted directly via the port API: has "
                                                f"device owner {p.device_owner}.")
-    for fip in tx.session.scalars(select(models.FloatingIP).where(models.FloatingIP.port_id == p.id)).all():
-        fip.port_id = None
-        fip.fixed_ip_address = None
-        fip.router_id = None
-        fip.status = "DOWN"
-        bump(fip)
-    from neutrino.services.portforwardings import on_port_deleted  # its forwardings go with it
-    on_port_deleted(tx, p.id)
+    if internal or p.has_fips:
+        for fip in tx.session.scalars(select(models.FloatingIP).where(models.FloatingIP.port_id == p.id)).all():
+            fip.port_id = None
+            fip.fixed_ip_address = None
+            fip.router_id = None
+            fip.status = "DOWN"
+            bump(fip)
+    if internal or p.has_forwardings:
+        from neutrino.services.portforwardings import on_port_deleted  # its forwardings go with it
+        on_port_deleted(tx, p.id)
     if internal:
         tx.session.delete(p)
         tx.session.flush()
         return
     session = tx.session
-    session.flush()
     # one statement: the addresses and group bindings go with it (ON DELETE CASCADE)
-    session.connection().execute(_PORT_DELETE, {"id": p.id})
+    raw(session).execute("DELETE FROM ports WHERE id = ?", (p.id,))
     loaded = session.identity_map.get(session.identity_key(models.Port, p.id))
     if loaded is not None:  # a copy this transaction read before: it is gone, not to be flushed again
         session.expunge(loaded)
 
 
-_HEAD: Any = select(_PORTS.c.id, _PORTS.c.project_id, _PORTS.c.network_id, _PORTS.c.device_owner,
-                    _PORTS.c.device_id, _PORTS.c.revision_number).where(_PORTS.c.id == bindparam("id"))
-_PORT_DELETE: Any = delete(_PORTS).where(_PORTS.c.id == bindparam("id"))
+class _PortHead(NamedTuple):
+    """What deleting a port reads of it, and whether floating IPs or port forwardings point at it."""
+
+    id: str
+    project_id: str
+    network_id: str
+    device_owner: str
+    device_id: str
+    revision_number: int
+    has_fips: bool
+    has_forwardings: bool
 
 
-def _port_head(tx: Tx, port_id: str) -> Any:
-    """What deleting a port reads of it (a Core row: id, owner, network, device, revision), found and
-    visible as ``get_port_row`` would find it."""
-    session = tx.session
-    if session.new or session.deleted or session.dirty:
-        session.flush()
-    p: Any = session.connection().execute(_HEAD, {"id": port_id}).first()
+_HEAD = ("SELECT id, project_id, network_id, device_owner, device_id, revision_number, "
+         "EXISTS (SELECT 1 FROM floatingips WHERE floatingips.port_id = ports.id), "
+         "EXISTS (SELECT 1 FROM portforwardings WHERE portforwardings.internal_port_id = ports.id) "
+         "FROM ports WHERE id = ?")
+
+
+def _port_head(tx: Tx, port_id: str) -> _PortHead:
+    """What deleting a port reads of it (one prepared statement: id, owner, network, device, revision,
+    whether floating IPs or forwardings use it), found and visible as ``get_port_row`` would find it."""
+    row = raw(tx.session).one(_HEAD, (port_id,))
+    p = None if row is None else _PortHead(row[0], row[1], row[2], row[3], row[4], row[5], bool(row[6]),
+                                           bool(row[7]))
     if p is None or not (visible(tx, p) or _network_owner_sees(tx, p)):
         raise not_found("port", port_id)
     return p

@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import delete, func, select
 
 from neutrino.db import models
+from neutrino.db.session import raw
 from neutrino.services.core import Tx, conflict, invalid
 
 DEFAULTS = {"network": 100, "subnet": 100, "port": 500, "router": 10, "floatingip": 50,
@@ -31,17 +32,18 @@ def used(tx: Tx, project_id: str, resource: str) -> int:
     return int(tx.session.scalar(select(func.count()).select_from(m).where(m.project_id == project_id)) or 0)
 
 
+# per resource, written once: the project's limit and its usage in one statement (a raw prepared statement)
+_CHECK = {resource: f'SELECT (SELECT "limit" FROM quotas WHERE project_id = ? AND resource = ?), '
+                    f'(SELECT count(*) FROM {m.__tablename__} WHERE project_id = ?)'
+          for resource, m in MODELS.items()}
+
+
 def check(tx: Tx, project_id: str, resource: str, count: int = 1) -> None:
     """OverQuota if creating ``count`` more would pass the limit (one query: limit and usage together)."""
-    m = MODELS.get(resource)
-    if m is None:
+    sql = _CHECK.get(resource)
+    if sql is None:
         return
-    limit_q = select(models.Quota.limit).where(models.Quota.project_id == project_id,
-                                               models.Quota.resource == resource).scalar_subquery()
-    used_q = select(func.count()).select_from(m).where(m.project_id == project_id).scalar_subquery()
-    if tx.session.new or tx.session.deleted or tx.session.dirty:
-        tx.session.flush()
-    limit, in_use = tx.session.connection().execute(select(limit_q, used_q)).one()
+    limit, in_use = raw(tx.session).one(sql, (project_id, resource, project_id))
     if limit is None:
         limit = DEFAULTS.get(resource, -1)
     if limit >= 0 and in_use + count > limit:

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from neutrino.db import models
+from neutrino.db.session import raw
 from neutrino.errors import NotAuthorized
 from neutrino.services import quotas, rbac
 from neutrino.services.attributes import PROTOCOLS
@@ -16,7 +17,6 @@ from neutrino.services.core import (
     bump,
     check_revision,
     conflict,
-    core_scalar,
     invalid,
     not_found,
     owner_for_create,
@@ -70,8 +70,8 @@ def _next_seq(tx: Tx) -> int:
 
 def default_group_id(tx: Tx, project_id: str) -> str:
     """The id of the project's ``default`` group (created if missing), without loading the group."""
-    gid = core_scalar(tx, select(models.SecurityGroup.id).where(models.SecurityGroup.project_id == project_id,
-                                                               models.SecurityGroup.is_default.is_(True)))
+    gid = raw(tx.session).scalar("SELECT id FROM security_groups WHERE project_id = ? AND is_default = ?",
+                                 (project_id, True))
     return str(gid) if gid is not None else ensure_default_group(tx, project_id).id
 
 
