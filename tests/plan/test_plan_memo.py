@@ -137,3 +137,26 @@ def test_inputs_memo() -> None:
     memo.get("b", (5,), compute)
     memo.get("c", (6,), compute)  # over size: the oldest name ("a") is dropped
     assert memo.get("a", (1, 3), compute) == [1, 3] and len(calls) == 5
+
+
+def test_collector_paused_for_a_batch_and_left_as_found() -> None:
+    """plan_cloud and plan_hosts pause the cyclic collector while they plan and leave it as
+    they found it (on, or off when the caller had turned it off)."""
+    import gc
+
+    from neutrino.plan import collector_paused
+
+    assert gc.isenabled()
+    with collector_paused():
+        assert not gc.isenabled()
+        with collector_paused():  # nested: the inner batch does not turn it back on
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with collector_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # the caller's choice is kept
+    finally:
+        gc.enable()
