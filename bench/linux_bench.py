@@ -1,6 +1,16 @@
 """The Linux backend's figures (a benchmark, not a test; root).
 
-    .venv/bin/python bench/linux_bench.py
+    .venv/bin/python bench/linux_bench.py                        # 1-3 below
+    .venv/bin/python bench/linux_bench.py --updown 7             # 4 only: seed 000 up and down, 7 times
+    .venv/bin/python bench/linux_bench.py --updown 7 --compare /tmp/before/src   # 4, against another tree
+
+4. Seed 000 (planned once per run, outside the timing) brought up (``realize``: namespaces, private
+   OVS, wires, the plan applied, metadata, the guest by DHCP) and torn down (``down``), ``--updown N``
+   times; each run in a fresh process (``--compare SRC``: alternating with the same run importing
+   neutrino from the source tree SRC, e.g. ``git archive <commit> src | tar -x -C /tmp/before``).
+   Printed per run and as medians: wall time up and down, the CPU time of the bench process and of
+   the commands it ran (``os.times``: reaped children only, so not the daemons it leaves running),
+   and the commands run during the bring-up, by tool (every ``subprocess.run`` and ``Popen``).
 
 1. Each seed scenario brought up from nothing (namespaces, private OVS, wires, dnsmasq, guests by
    DHCP) and torn down, timed.
@@ -14,11 +24,16 @@
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
 import pathlib
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from typing import Any
 
 import yaml
 
@@ -165,7 +180,90 @@ def bench_throughput() -> None:
             down(PREFIX, state)
 
 
+def _tool(argv: list[str]) -> str:
+    words = list(argv)
+    if words[:3] == ["ip", "netns", "exec"]:
+        words = words[4:]
+    elif words[:2] == ["ip", "-n"]:
+        words = ["ip", *words[3:]]
+    elif words[:1] == ["nsenter"]:
+        words = words[2:]
+    if words and words[0] == "ip" and len(words) > 1:
+        return f"ip {words[1]}"
+    return words[0].rsplit("/", 1)[-1] if words else "?"
+
+
+def updown_once() -> dict[str, Any]:
+    """One seed-000 bring-up and teardown in this process, as JSON-able figures."""
+    counts: dict[str, int] = {}
+    real_init = subprocess.Popen.__init__  # subprocess.run starts a Popen too: every command counted once
+
+    def counting_init(self: subprocess.Popen[Any], args: Any, *a: Any, **kw: Any) -> None:
+        tool = _tool(list(args)) if isinstance(args, (list, tuple)) else str(args)
+        counts[tool] = counts.get(tool, 0) + 1
+        real_init(self, args, *a, **kw)
+
+    with tempfile.TemporaryDirectory(prefix="ntb") as tmp:
+        state = pathlib.Path(tmp)
+        result = bring_up(ROOT / "examples" / "seed000.yaml", state=state / "plan", keep=False)
+        specs = guests_of(result.cloud, {h.name: h for h in result.hosts})
+        guests = tuple(Guest(g.name, g.host, g.device, g.mac, str(g.fixed_ip) if g.fixed_ip else None) for g in specs)
+        subprocess.Popen.__init__ = counting_init  # type: ignore[method-assign]
+        c0, t0 = os.times(), time.monotonic()
+        try:
+            r = realize(result.hosts, result.cloud.deployment, prefix=PREFIX, state_dir=state, guests=guests)
+            up, c1 = time.monotonic() - t0, os.times()
+            subprocess.Popen.__init__ = real_init  # type: ignore[method-assign]
+            leases = r.leases()
+        finally:
+            subprocess.Popen.__init__ = real_init  # type: ignore[method-assign]
+            t1 = time.monotonic()
+            down(PREFIX, state)
+            dn = time.monotonic() - t1
+    return {"up": up, "down": dn, "cpu_self": (c1.user + c1.system) - (c0.user + c0.system),
+            "cpu_children": (c1.children_user + c1.children_system) - (c0.children_user + c0.children_system),
+            "commands": counts, "leases": sum(v is not None for v in leases.values())}
+
+
+def _child(src: pathlib.Path) -> dict[str, Any]:
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # the metadata service's imports compiled once, not every start
+    out = subprocess.run([sys.executable, __file__, "--child"], env=env, capture_output=True, text=True, check=True)
+    doc: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return doc
+
+
+def bench_updown(runs: int, compare: pathlib.Path | None) -> None:
+    trees = [("this tree", ROOT / "src")] + ([("compared", compare)] if compare else [])
+    got: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in trees}
+    print(f"seed000 up and down on the Linux backend, {runs} runs" + (f", alternating with {compare}" if compare else ""))
+    print("tree        run   up s  down s  cpu self s  cpu commands s  commands (up)  leases")
+    for i in range(runs):
+        for name, src in trees:
+            doc = _child(src)
+            got[name].append(doc)
+            print(f"{name:10s} {i + 1:4d} {doc['up']:6.3f} {doc['down']:7.3f} {doc['cpu_self']:11.3f} "
+                  f"{doc['cpu_children']:15.3f} {sum(doc['commands'].values()):14d}  {doc['leases']}")
+    for name, docs in got.items():
+        med = {k: statistics.median(d[k] for d in docs) for k in ("up", "down", "cpu_self", "cpu_children")}
+        counts = docs[-1]["commands"]
+        print(f"\n{name}: median up {med['up']:.3f} s, down {med['down']:.3f} s, cpu {med['cpu_self']:.3f} s "
+              f"(self) + {med['cpu_children']:.3f} s (commands); {sum(counts.values())} commands during up:")
+        print("  " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))))
+
+
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    ap.add_argument("--updown", type=int, metavar="N", help="only seed 000 up and down, N times")
+    ap.add_argument("--compare", type=pathlib.Path, metavar="SRC", help="alternate with the tree SRC (with --updown)")
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        print(json.dumps(updown_once()))
+        return
+    if args.updown:
+        bench_updown(args.updown, args.compare)
+        return
     bench_seeds()
     bench_instances()
     bench_throughput()

@@ -9,6 +9,12 @@ does not fill in checksums). Addresses, routes, rules and neighbours go through 
 through ``iptables-restore -n``; OVS bridges and ports in one ``ovs-vsctl`` transaction
 (``datapath_type=netdev``); flows with ``ovs-ofctl replace-flows``
 (OpenFlow 1.0 encoding; see :func:`apply_ovs`).
+
+What does not depend on each other runs at once (:func:`neutrino.linux.runner.parallel`): the
+namespaces, each namespace's links (one ``ip -batch``), the ``ethtool`` calls beside the OVS work,
+each bridge's flows, and each namespace's configuration (:func:`configure`: one ``ip -batch`` with
+links set up, addresses, routes, rules and neighbours, then one ``sysctl -w``, then iptables). Within
+a namespace the order is the one the steps always had.
 """
 
 from __future__ import annotations
@@ -29,12 +35,12 @@ from neutrino.host.iproute_link import Link, LinkKind
 from neutrino.host.iproute_route import format_rule
 from neutrino.host.openflow import format_add_flow
 from neutrino.host.ovsdb import Bridge, OvsdbShow, Port
-from neutrino.host.state import HostState
+from neutrino.host.state import BridgeFlows, HostState
 from neutrino.linux import netns as netns_lib
 from neutrino.linux.ovs import OvsInstance
 from neutrino.linux.readback import HostDiff, route_key
 from neutrino.linux.records import Record, check_device
-from neutrino.linux.runner import run, wait_for
+from neutrino.linux.runner import parallel, parallel_steps, run, wait_for
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +89,11 @@ def _tx_off(netns: str, dev: str) -> None:
     run(["ethtool", "-K", dev, "tx", "off"], netns=netns, check=False)
 
 
+def tx_off(ends: list[tuple[str, str]]) -> None:
+    """``ethtool -K DEV tx off`` for each (namespace, device), at once (one ethtool per device)."""
+    parallel(lambda end: _tx_off(*end), ends)
+
+
 def _partner(state: HostState, ns: str, link: Link) -> tuple[str, str] | None:
     """The (planned namespace, device) at the other end of a planned veth, if the plan has it."""
     here = state.namespace(ns)
@@ -116,9 +127,14 @@ def _link_setup(lk: Link) -> list[str]:
     return cmds
 
 
-def make_links(place: Place, desired: HostState, d: HostDiff) -> None:
-    """Create the missing links (OVS internal ports aside: OVS makes those, see :func:`move_internal`)."""
+def make_links(place: Place, desired: HostState, d: HostDiff) -> list[tuple[str, str]]:
+    """Create the missing links (OVS internal ports aside: OVS makes those, see :func:`move_internal`):
+    one ``ip -batch`` per namespace, the namespaces at once, then the guests' ends of their taps.
+    Returns the veth ends made, (real namespace, device) each, whose offload :func:`tx_off` turns off."""
     made: set[tuple[str, str]] = set()
+    lines: dict[str, list[str]] = {}  # real namespace -> its ``link add`` lines, in the plan's order
+    guest_lines: list[tuple[str, list[str]]] = []
+    ends: list[tuple[str, str]] = []  # veth ends made: their checksum offload goes off at the end
     for ch in d.links:
         if ch.have is not None:
             continue
@@ -128,18 +144,17 @@ def make_links(place: Place, desired: HostState, d: HostDiff) -> None:
         if (ns, lk.name) in made or lk.kind in (LinkKind.OVS_INTERNAL, LinkKind.VLAN):
             continue
         if lk.kind is LinkKind.BRIDGE:
-            ip_batch(real, [f"link add {lk.name} type bridge"])
+            lines.setdefault(real, []).append(f"link add {lk.name} type bridge")
             made.add((ns, lk.name))
             continue
         guest = place.guests.get(lk.name)
         if guest is not None:
-            ip_batch(real, [f"link add {lk.name} type veth peer name eth0 netns {guest.netns}"])
+            lines.setdefault(real, []).append(f"link add {lk.name} type veth peer name eth0 netns {guest.netns}")
             glines = [f"link set dev eth0 address {guest.mac.lower()}"]
             if guest.mtu:
                 glines.append(f"link set dev eth0 mtu {guest.mtu}")
-            ip_batch(guest.netns, [*glines, "link set dev eth0 up"])
-            _tx_off(guest.netns, "eth0")
-            _tx_off(real, lk.name)
+            guest_lines.append((guest.netns, [*glines, "link set dev eth0 up"]))
+            ends += [(guest.netns, "eth0"), (real, lk.name)]
             made.add((ns, lk.name))
             continue
         other = _partner(desired, ns, lk)
@@ -149,10 +164,16 @@ def make_links(place: Place, desired: HostState, d: HostDiff) -> None:
         ons, oname = other
         check_device(oname)
         peer_ns = "" if ons == ns else f" netns {place.real(ons)}"
-        ip_batch(real, [f"link add {lk.name} type veth peer name {oname}{peer_ns}"])
+        lines.setdefault(real, []).append(f"link add {lk.name} type veth peer name {oname}{peer_ns}")
         made.update({(ns, lk.name), (ons, oname)})
-        _tx_off(real, lk.name)
-        _tx_off(place.real(ons), oname)
+        ends += [(real, lk.name), (place.real(ons), oname)]
+    parallel(_ip_batch, lines.items())
+    parallel(_ip_batch, guest_lines)
+    return ends
+
+
+def _ip_batch(batch: tuple[str, list[str]]) -> None:
+    ip_batch(*batch)
 
 
 def _in_host(place: Place, dev: str) -> bool:
@@ -164,13 +185,15 @@ def move_internal(place: Place, d: HostDiff) -> None:
     qrouter): ``ovs-vswitchd`` makes them in the host's namespace; move them where the plan has them.
     (On the userspace datapath the port is a tap whose file descriptor OVS keeps, so it still passes
     traffic in its new namespace.)"""
+    ends: list[tuple[str, str]] = []
     for ch in d.links:
         lk, ns = ch.want, ch.ns
         if ch.have is not None or lk.kind is not LinkKind.OVS_INTERNAL or not ns:
             continue
         wait_for(functools.partial(_in_host, place, lk.name), timeout=10, what=f"OVS to make {lk.name}")
         run(["ip", "link", "set", "dev", lk.name, "netns", place.real(ns)], netns=place.netns)
-        _tx_off(place.real(ns), lk.name)
+        ends.append((place.real(ns), lk.name))
+    tx_off(ends)
 
 
 TRUNK_BRIDGE = "br-trunk"  # the backend's own OVS bridge standing in for 8021q (not in any plan)
@@ -216,23 +239,18 @@ def make_vlans(place: Place, d: HostDiff) -> None:
     place.ovs.vsctl(*args)
     for _, dev in made:
         wait_for(functools.partial(_in_host, place, dev), timeout=10, what=f"OVS to make {dev}")
-        _tx_off(place.netns, dev)
+    tx_off([(place.netns, dev) for _, dev in made])
 
 
-def setup_links(place: Place, d: HostDiff) -> None:
-    """MAC, MTU, master, promisc, up: bridges first (ports are enslaved to them), then the rest."""
-    for bridges_first in (True, False):
-        by_ns: dict[str, list[str]] = {}
-        for ch in d.links:
-            if (ch.want.kind is LinkKind.BRIDGE) != bridges_first:
-                continue
-            by_ns.setdefault(place.real(ch.ns), []).extend(_link_setup(ch.want))
-        for real, lines in by_ns.items():
-            ip_batch(real, lines)
-
-
-def apply_ip(place: Place, d: HostDiff) -> None:
+def _ip_lines(d: HostDiff) -> dict[str, list[str]]:
+    """Each planned namespace's ``ip`` lines, in the order they must run there: the links' MAC, MTU,
+    master, promisc and up (bridges first: ports are enslaved to them), then addresses, then routes,
+    rules and neighbours."""
     by_ns: dict[str, list[str]] = {}
+    for bridges_first in (True, False):
+        for ch in d.links:
+            if (ch.want.kind is LinkKind.BRIDGE) == bridges_first:
+                by_ns.setdefault(ch.ns, []).extend(_link_setup(ch.want))
     for a in d.addresses:
         iface = a.address.interface
         if a.add:
@@ -240,9 +258,6 @@ def apply_ip(place: Place, d: HostDiff) -> None:
             by_ns.setdefault(a.ns, []).append(f"addr add {iface} dev {a.dev}{extra}")
         else:
             by_ns.setdefault(a.ns, []).append(f"addr del {iface} dev {a.dev}")
-    for ns, lines in by_ns.items():
-        ip_batch(place.real(ns), lines)
-    by_ns = {}
     for r in d.routes:
         by_ns.setdefault(r.ns, []).append(f"route {'replace' if r.add else 'del'} {route_key(r.route)}")
     for ns, rule in d.rules:
@@ -252,16 +267,31 @@ def apply_ip(place: Place, d: HostDiff) -> None:
     for ns, nb in d.neighbours:
         if nb.lladdr and nb.dev:
             by_ns.setdefault(ns, []).append(f"neigh replace {nb.address} lladdr {nb.lladdr} dev {nb.dev} nud permanent")
-    for ns, lines in by_ns.items():
-        ip_batch(place.real(ns), lines)
-    for ns, s in d.sysctls:
-        run(["sysctl", "-w", f"{s.key}={s.value}"], netns=place.real(ns))
+    return by_ns
 
 
-def apply_iptables(place: Place, d: HostDiff) -> None:
+def configure(place: Place, d: HostDiff) -> None:
+    """Links set up, addresses, routes, rules and neighbours (one ``ip -batch`` per namespace), then
+    sysctls (one ``sysctl -w``) and iptables (``iptables-restore -n``): each namespace in that order,
+    the namespaces at once (nothing of this crosses from one namespace to another)."""
+    ip_lines = _ip_lines(d)
+    sysctls: dict[str, list[str]] = {}
+    for ns, sc in d.sysctls:
+        sysctls.setdefault(ns, []).append(f"{sc.key}={sc.value}")
+    rulesets: dict[str, list[str]] = {}
     for ns, change in d.iptables:
-        text = ipt.format_restore(change, dialect=ipt.V1_8_9)
-        run(["iptables-restore", "-n"], netns=place.real(ns), input=text)
+        rulesets.setdefault(ns, []).append(ipt.format_restore(change, dialect=ipt.V1_8_9))
+    order = list(dict.fromkeys([*ip_lines, *sysctls, *rulesets]))
+
+    def one(ns: str) -> None:
+        real = place.real(ns)
+        ip_batch(real, ip_lines.get(ns, []))
+        if ns in sysctls:
+            run(["sysctl", "-w", *sysctls[ns]], netns=real)
+        for text in rulesets.get(ns, ()):
+            run(["iptables-restore", "-n"], netns=real, input=text)
+
+    parallel(one, order)
 
 
 def _ofport_requests(desired: HostState) -> dict[tuple[str, str], int]:
@@ -319,11 +349,13 @@ def apply_ovs(place: Place, desired: HostState, d: HostDiff) -> None:
     show = desired.ovs.show if isinstance(desired.ovs.show, OvsdbShow) else None
     new_bridges = {b.name for b in d.bridges}
     changed = {f.bridge for f in d.flows} | new_bridges
-    for bf in desired.ovs.bridges:
-        if bf.bridge not in changed or bf.flows is None:
-            continue
-        if show is not None and show.bridge(bf.bridge) is None:
-            continue
+    parallel(functools.partial(_replace_flows, place),  # each bridge's flows its own business
+             [bf for bf in desired.ovs.bridges if bf.bridge in changed and bf.flows is not None
+              and (show is None or show.bridge(bf.bridge) is not None)])
+
+
+def _replace_flows(place: Place, bf: BridgeFlows) -> None:
+    if bf.flows is not None:
         text = "".join(format_add_flow(f.without_stats()) + "\n" for f in bf.flows.flows)
         sock = os.path.join(place.ovs.rundir, f"{bf.bridge}.mgmt")
         wait_for(functools.partial(os.path.exists, sock), timeout=10, what=f"{bf.bridge}'s management socket")
@@ -418,19 +450,29 @@ def apply_processes(place: Place, desired: HostState, d: HostDiff, record: Recor
         wait_for(functools.partial(_has_pid, real_pid), timeout=10, what=f"dnsmasq's pid file {real_pid}")
 
 
-def apply_diff(place: Place, desired: HostState, d: HostDiff, record: Record) -> None:
-    """Make the host the planned one, as far as ``d`` says it is not."""
-    for ns in d.namespaces:
-        real = place.real(ns)
-        record.add_namespace(real, planned=f"{place.host}/{ns}")
-        if not netns_lib.exists(real):
-            netns_lib.add(real)
-    make_links(place, desired, d)
+def _ovs_side(place: Place, desired: HostState, d: HostDiff) -> None:
     apply_ovs(place, desired, d)
     move_internal(place, d)
     make_vlans(place, d)
-    setup_links(place, d)
-    apply_ip(place, d)
-    apply_iptables(place, d)
+
+
+def make_namespaces(place: Place, d: HostDiff, record: Record) -> None:
+    """The missing planned namespaces: written down (in the plan's order), then made at once."""
+    record.add_namespaces([(place.real(ns), f"{place.host}/{ns}") for ns in d.namespaces])
+    parallel(_add_namespace, [place.real(ns) for ns in d.namespaces])
+
+
+def _add_namespace(real: str) -> None:
+    if not netns_lib.exists(real):
+        netns_lib.add(real)
+
+
+def apply_diff(place: Place, desired: HostState, d: HostDiff, record: Record) -> None:
+    """Make the host the planned one, as far as ``d`` says it is not."""
+    make_namespaces(place, d, record)
+    ends = make_links(place, desired, d)
+    # the new veth ends' offloads go off while OVS takes its bridges, ports and flows (neither needs the other)
+    parallel_steps([functools.partial(tx_off, ends), functools.partial(_ovs_side, place, desired, d)])
+    configure(place, d)
     apply_files(place, d, desired)
     apply_processes(place, desired, d, record)

@@ -26,7 +26,6 @@ from __future__ import annotations
 import functools
 import ipaddress
 import os
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,9 +33,9 @@ from neutrino.host.iproute_link import LinkKind
 from neutrino.host.ovsdb import OvsdbShow
 from neutrino.host.state import HostState
 from neutrino.linux import netns as netns_lib
-from neutrino.linux.apply import Place, ip_batch
+from neutrino.linux.apply import Place, ip_batch, tx_off
 from neutrino.linux.records import CHILDREN, Record, wire_ns
-from neutrino.linux.runner import run, wait_for
+from neutrino.linux.runner import parallel, run, start, wait_for
 from neutrino.scenarios.model import Deployment, Mechanism
 
 INTERNET = ipaddress.ip_interface("203.0.113.1/32")
@@ -76,19 +75,29 @@ class Guest:
     mtu: int | None = None
 
 
-def _make_ns(record: Record, name: str) -> None:
-    record.add_namespace(name)
-    if not netns_lib.exists(name):
-        netns_lib.add(name)
-
-
 def _wire(record: Record, prefix: str, wire: str) -> str:
+    record.add_namespace(wire_ns(prefix, wire))
+    return make_wire(prefix, wire)
+
+
+def make_wire(prefix: str, wire: str) -> str:
+    """The wire's namespace and its bridge ``br0``, unless it exists (the caller has recorded it)."""
     ns = wire_ns(prefix, wire)
-    fresh = not netns_lib.exists(ns)
-    _make_ns(record, ns)
-    if fresh:
-        ip_batch(ns, ["link add br0 type bridge", "link set br0 up"])
+    if not netns_lib.exists(ns):
+        netns_lib.add(ns, ["link add br0 type bridge", "link set br0 up"])
     return ns
+
+
+def wires_of(nics: list[Nic], *, outside: bool) -> list[str]:
+    """The wires a bring-up makes, in the order it records them: ``mgmt``, each NIC's, and ``ext``
+    when the outside is wanted (see :func:`build_outside`)."""
+    out = ["mgmt"]
+    for nic in nics:
+        if nic.wire not in out:
+            out.append(nic.wire)
+    if outside and EXT not in out:
+        out.append(EXT)
+    return out
 
 
 def _uplink(place: Place, wire: str, host_dev: str, wire_dev: str) -> None:
@@ -96,8 +105,7 @@ def _uplink(place: Place, wire: str, host_dev: str, wire_dev: str) -> None:
     ip_batch(place.netns, [f"link add {host_dev} type veth peer name {wire_dev} netns {wire}",
                            f"link set {host_dev} up"])
     ip_batch(wire, [f"link set {wire_dev} master br0", f"link set {wire_dev} up"])
-    for ns, dev in ((place.netns, host_dev), (wire, wire_dev)):
-        run(["ethtool", "-K", dev, "tx", "off"], netns=ns, check=False)
+    tx_off([(place.netns, host_dev), (wire, wire_dev)])
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,13 +144,29 @@ def plan_nics(hosts: tuple[HostState, ...], deployment: Deployment) -> list[Nic]
     return out
 
 
-def build_nics(record: Record, prefix: str, places: dict[str, Place], nics: list[Nic]) -> None:
+def nic_ports(nics: list[Nic]) -> list[tuple[Nic, str]]:
+    """Each NIC with the name of its veth's other end in its wire (``p0``, ``p1``, … per wire)."""
     counts: dict[str, int] = {}
+    out: list[tuple[Nic, str]] = []
     for nic in nics:
-        wire = _wire(record, prefix, nic.wire)
         i = counts.get(nic.wire, 0)
         counts[nic.wire] = i + 1
-        _uplink(places[nic.host], wire, nic.dev, f"p{i}")
+        out.append((nic, f"p{i}"))
+    return out
+
+
+def uplinks(prefix: str, place: Place, ports: list[tuple[Nic, str]], *, mgmt: int, ext: int | None) -> None:
+    """Every veth from ``place``'s namespace into a wire (the wires made already), at once: ``ul0``
+    into mgmt (its end there ``h<mgmt>``) when the host has a tunnel address, its NICs (those of
+    ``ports`` on its host), and ``ex0`` into ext (its end ``x<ext>``) when ``ext`` is given (see
+    :func:`ext_users`). Only the veths: :func:`join_phy` and :func:`join_ext` put them in OVS."""
+    todo: list[tuple[str, str, str]] = []  # (wire namespace, host's device, wire's device)
+    if place.tunnel_ip is not None:
+        todo.append((wire_ns(prefix, "mgmt"), "ul0", f"h{mgmt}"))
+    todo += [(wire_ns(prefix, nic.wire), nic.dev, port) for nic, port in ports if nic.host == place.host]
+    if ext is not None:
+        todo.append((wire_ns(prefix, EXT), "ex0", f"x{ext}"))
+    parallel(lambda t: _uplink(place, *t), todo)
 
 
 def outside_plan(hosts: tuple[HostState, ...], deployment: Deployment, nics: list[Nic]) -> list[str]:
@@ -185,22 +209,20 @@ def build_outside(record: Record, prefix: str, hosts: tuple[HostState, ...], dep
     named uplink and gets one later)."""
     if not force and not any(n.wire == EXT for n in nics):
         return None
-    wire = _wire(record, prefix, EXT)
+    wire = _wire(record, prefix, EXT)  # recorded and made already in a bring-up (:func:`wires_of`)
     ip_batch(wire, outside_plan(hosts, deployment, nics))
     run(["sysctl", "-w", "net.ipv4.ip_forward=1"], netns=wire)
     return wire
 
 
-def build_mgmt(record: Record, prefix: str, places: list[Place], prefixlens: dict[str, int]) -> None:
-    wire = _wire(record, prefix, "mgmt")
-    for i, place in enumerate(places):
-        if place.tunnel_ip is None:
-            continue
-        _uplink(place, wire, "ul0", f"h{i}")
-        place.ovs.vsctl("--", "--may-exist", "add-br", "br-phy", "--", "set", "Bridge", "br-phy",
-                        "datapath_type=netdev", "--", "--may-exist", "add-port", "br-phy", "ul0")
-        plen = prefixlens.get(place.host, 24)
-        ip_batch(place.netns, ["link set br-phy up", f"addr add {place.tunnel_ip}/{plen} dev br-phy"])
+def join_phy(place: Place, prefixlen: int) -> None:
+    """``ul0`` (see :func:`uplinks`) in OVS bridge ``br-phy``, whose internal port holds the host's
+    tunnel address."""
+    if place.tunnel_ip is None:
+        return
+    place.ovs.vsctl("--", "--may-exist", "add-br", "br-phy", "--", "set", "Bridge", "br-phy",
+                    "datapath_type=netdev", "--", "--may-exist", "add-port", "br-phy", "ul0")
+    ip_batch(place.netns, ["link set br-phy up", f"addr add {place.tunnel_ip}/{prefixlen} dev br-phy"])
 
 
 def _reaches(netns: str, ip: str) -> bool:
@@ -211,12 +233,14 @@ def wait_underlay(places: list[Place], *, timeout: float = 20.0) -> None:
     """Until every host reaches every other host's tunnel address (so OVS has resolved its tunnel
     neighbours before the first tenant packet is encapsulated)."""
     ips = [(p, p.tunnel_ip) for p in places if p.tunnel_ip]
-    for place, _ in ips:
-        for other, ip in ips:
-            if other is place or ip is None:
-                continue
-            wait_for(functools.partial(_reaches, place.netns, ip), timeout=timeout,
-                     what=f"{place.host} to reach {other.host}'s tunnel address {ip}")
+    pairs = [(place, other, ip) for place, _ in ips for other, ip in ips if other is not place and ip is not None]
+
+    def wait(pair: tuple[Place, Place, str]) -> None:
+        place, other, ip = pair
+        wait_for(functools.partial(_reaches, place.netns, ip), timeout=timeout,
+                 what=f"{place.host} to reach {other.host}'s tunnel address {ip}")
+
+    parallel(wait, pairs)
 
 
 def external_gateways(hosts: tuple[HostState, ...]) -> list[ipaddress.IPv4Interface | ipaddress.IPv6Interface]:
@@ -244,19 +268,15 @@ def ext_users(places: list[Place], hosts: tuple[HostState, ...], bridge: str, ni
             and show.bridge(bridge) is not None]
 
 
-def build_ext(record: Record, prefix: str, users: list[Place], bridge: str) -> None:
-    """An ``ex0`` uplink from each of ``users``' external bridge into the ext wire (not in the plan)."""
-    wire = wire_ns(prefix, EXT)
-    for i, place in enumerate(users):
-        _uplink(place, wire, "ex0", f"x{i}")
-        place.ovs.vsctl("--", "--may-exist", "add-port", bridge, "ex0")
+def join_ext(place: Place, bridge: str) -> None:
+    """``ex0`` (see :func:`uplinks`) in the host's external bridge, as its uplink (not in the plan)."""
+    place.ovs.vsctl("--", "--may-exist", "add-port", bridge, "ex0")
 
 
 def spawn(record: Record, argv: list[str], netns: str, what: str) -> int:
     """Start a long-running process in ``netns`` (``ip netns exec`` execs it, so the PID is the
     process's own) and record its PID at once."""
-    proc = subprocess.Popen(["ip", "netns", "exec", netns, *argv], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = start(argv, netns)
     CHILDREN[proc.pid] = proc
     record.add_process(proc.pid, what, netns)
     return proc.pid

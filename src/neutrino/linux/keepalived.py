@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 from neutrino.errors import Conflict
 from neutrino.host.state import HostState
 from neutrino.linux.records import CHILDREN, Record, proc_start_time, record_path
+from neutrino.linux.runner import start as start_process
 from neutrino.linux.runner import wait_for
 from neutrino.plan import naming
 from neutrino.sim.vrrp import load_stopped
@@ -141,8 +142,7 @@ def _spawn(record: Record, state: Path, prefix: str, p: Planned, netns: str) -> 
     log = log_path(state, prefix, p)
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("wb") as out:
-        proc = subprocess.Popen(["ip", "netns", "exec", netns, *argv(state, prefix, p)], stdin=subprocess.DEVNULL,
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = start_process(argv(state, prefix, p), netns, stdout=out, stderr=subprocess.STDOUT)
     CHILDREN[proc.pid] = proc
     record.add_process(proc.pid, p.what, netns)
     return proc.pid

@@ -3,20 +3,32 @@ REDIRECT to 9697, or nova-api behind the DNAT to port 8775. It answers the EC2 p
 asks for, keyed by the caller's address, as :class:`neutrino.sim.services.MetadataEndpoint` does.
 
 Run inside a namespace: ``python -m neutrino.linux.metadata PORT INSTANCES.json`` where the JSON maps
-each fixed IP to its instance number.
+each fixed IP to its instance number. The port listens first, before the answering code is imported:
+whoever waits for the service to listen (:func:`neutrino.linux.realize.start_metadata`) goes on a
+tenth of a second sooner, and a request that comes meanwhile waits in the listen queue.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
+import socket
 import sys
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-from neutrino.sim.services import MetadataEndpoint, MetadataInstance
 
 
-def serve(port: int, instances: dict[str, int]) -> None:
+def listen(port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("0.0.0.0", port))
+    sock.listen(64)
+    return sock
+
+
+def serve(sock: socket.socket, instances: dict[str, int]) -> None:
+    import ipaddress
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from neutrino.sim.services import MetadataEndpoint, MetadataInstance
+
     endpoint = MetadataEndpoint(MetadataInstance(ipaddress.IPv4Address(ip), n, f"instance-{n}")
                                 for ip, n in instances.items())
 
@@ -31,10 +43,14 @@ def serve(port: int, instances: dict[str, int]) -> None:
         def log_message(self, format: str, *args: object) -> None:  # quiet
             return
 
-    ThreadingHTTPServer(("0.0.0.0", port), Handler).serve_forever()
+    server = ThreadingHTTPServer(sock.getsockname(), Handler, bind_and_activate=False)
+    server.socket.close()
+    server.socket = sock  # the socket already listening
+    server.serve_forever()
 
 
 if __name__ == "__main__":
+    listening = listen(int(sys.argv[1]))
     with open(sys.argv[2]) as fh:
         table = json.load(fh)
-    serve(int(sys.argv[1]), table)
+    serve(listening, table)

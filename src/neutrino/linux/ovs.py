@@ -58,13 +58,15 @@ class OvsInstance:
     def db_file(self) -> str:
         return os.path.join(self.rundir, "conf.db")
 
-    def start(self) -> None:
-        self.start_db()
+    def start(self, init: Sequence[str] = ()) -> None:
+        self.start_db(init)
         self.start_switch()
 
-    def start_db(self) -> int:
+    def start_db(self, init: Sequence[str] = ()) -> int:
         """ovsdb-server on ``conf.db`` in the run directory (created, and initialised, when missing);
-        returns its PID. Run again after a crash it serves the same database file."""
+        returns its PID. Run again after a crash it serves the same database file. ``init``: more
+        ``ovs-vsctl`` commands for the initialising transaction (``--`` first), so that
+        ``ovs-vswitchd`` finds them as it starts."""
         os.makedirs(self.rundir, exist_ok=True)
         if not os.path.exists(self.db_file):
             run(["ovsdb-tool", "create", self.db_file, SCHEMA])
@@ -74,7 +76,7 @@ class OvsInstance:
              f"--unixctl={p}/ovsdb-server.ctl", f"--log-file={p}/ovsdb-server.log", "--detach", "--no-chdir"],
             netns=self.netns, env=self.env)
         pid = self._record_pid("ovsdb-server.pid")
-        self.vsctl("--no-wait", "init")
+        self.vsctl("--no-wait", "init", *init)
         return pid
 
     def start_switch(self) -> int:
@@ -130,8 +132,9 @@ class OvsInstance:
         self.pids.clear()
 
     def vsctl(self, *args: str, check: bool = True) -> Result:
-        return run(["ovs-vsctl", f"--db=unix:{self.db_sock}", "--timeout=10", *args], netns=self.netns,
-                   env=self.env, check=check)
+        # the clients talk to the daemons over unix sockets (paths, not the network): no need to
+        # enter the namespace (``ip netns exec`` would cost an exec and a mount namespace per call)
+        return run(["ovs-vsctl", f"--db=unix:{self.db_sock}", "--timeout=10", *args], env=self.env, check=check)
 
     def ofctl(self, command: str, bridge: str, *args: str, options: Sequence[str] = (), check: bool = True,
               input: str | None = None) -> Result:
@@ -139,5 +142,4 @@ class OvsInstance:
         target = os.path.join(self.rundir, f"{bridge}.mgmt")
         if not os.path.exists(target):
             raise ApplyError(f"no management socket for bridge {bridge} in {self.rundir}")
-        return run(["ovs-ofctl", *options, command, f"unix:{target}", *args], netns=self.netns, env=self.env,
-                   check=check, input=input)
+        return run(["ovs-ofctl", *options, command, f"unix:{target}", *args], env=self.env, check=check, input=input)

@@ -13,6 +13,7 @@ dnsmasq processes by interface; dnsmasq's files by content.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -29,7 +30,7 @@ from neutrino.ingest.captures import apply_capture
 from neutrino.ingest.commands import parse_command
 from neutrino.linux import netns as netns_lib
 from neutrino.linux.ovs import OvsInstance
-from neutrino.linux.runner import run
+from neutrino.linux.runner import parallel, run
 
 # --- what differs ----------------------------------------------------------------------------
 
@@ -287,34 +288,46 @@ def _capture(state: HostState, command: str, text: str) -> HostState:
     return apply_capture(state, parse_command(command), text, source=f"<{command}>")
 
 
+_NS_COMMANDS = ("ip addr", "ip -4 route show table all", "ip rule", "ip neigh", "iptables-save")
+
+
 def read_back(view: HostView) -> HostState:
-    """The host as the real tools show it, with planned namespace names."""
+    """The host as the real tools show it, with planned namespace names. The tools run at once
+    (reading changes nothing); their outputs are taken in, in a fixed order, as they always were."""
     state = HostState(name=view.name)
     existing = [p for p, real in view.namespaces if p and netns_lib.exists(real)]
     state = _capture(state, "ip netns", "".join(f"{n}\n" for n in existing))
     keys = dict(view.sysctl_keys)
+    reads: list[tuple[str, list[str], str, bool]] = []  # (command as captured, argv, real namespace, check)
     for planned, real in view.namespaces:
         if planned and planned not in existing:
             continue
         pre = f"ip netns exec {planned} " if planned else ""
-        for cmd in ("ip addr", "ip -4 route show table all", "ip rule", "ip neigh", "iptables-save"):
-            res = run(cmd.split(), netns=real)
-            text = res.stdout
-            if cmd == "ip neigh":  # only the entries someone set; the rest the kernel learnt
-                text = "".join(ln + "\n" for ln in text.splitlines() if "PERMANENT" in ln)
-            state = _capture(state, pre + cmd, text)
+        reads += [(pre + cmd, cmd.split(), real, True) for cmd in _NS_COMMANDS]
         wanted = keys.get(planned, ())
         if wanted:  # one command: each capture of a sysctl view replaces the namespace's sysctls
-            res = run(["sysctl", *wanted], netns=real, check=False)
-            state = _capture(state, f"{pre}sysctl {' '.join(wanted)}", res.stdout)
-    state = _capture(state, "brctl show", run(["brctl", "show"], netns=view.netns).stdout)
-    if view.ovs is not None:
-        show = view.ovs.vsctl("show").stdout
-        state = _capture(state, "ovs-vsctl show", show)
-        bridges = view.ovs.vsctl("list-br").stdout.split()
-        for br in bridges:
-            state = _capture(state, f"ovs-ofctl dump-flows {br}", view.ovs.ofctl("dump-flows", br).stdout)
-            state = _capture(state, f"ovs-ofctl show {br}", view.ovs.ofctl("show", br).stdout)
+            reads.append((f"{pre}sysctl {' '.join(wanted)}", ["sysctl", *wanted], real, False))
+    reads.append(("brctl show", ["brctl", "show"], view.netns, True))
+    ovs = view.ovs
+    calls: list[Callable[[], str]] = [functools.partial(_output, argv, real, check) for _, argv, real, check in reads]
+    if ovs is not None:
+        calls.append(lambda: ovs.vsctl("show").stdout)
+    outputs = parallel(_call, calls)
+    for (command, _, _, _), text in zip(reads, outputs, strict=False):
+        if command.endswith("ip neigh"):  # only the entries someone set; the rest the kernel learnt
+            text = "".join(ln + "\n" for ln in text.splitlines() if "PERMANENT" in ln)
+        state = _capture(state, command, text)
+    if ovs is not None:
+        state = _capture(state, "ovs-vsctl show", outputs[-1])
+        show = state.ovs.show
+        # the bridges ``ovs-vsctl list-br`` would list (sorted by name), from the show just read
+        bridges = (sorted(b.name for b in show.bridges) if isinstance(show, OvsdbShow)
+                   else ovs.vsctl("list-br").stdout.split())
+        per_bridge = parallel(_call, [functools.partial(_ofctl, ovs, what, br) for br in bridges
+                                      for what in ("dump-flows", "show")])
+        for i, br in enumerate(bridges):
+            state = _capture(state, f"ovs-ofctl dump-flows {br}", per_bridge[2 * i])
+            state = _capture(state, f"ovs-ofctl show {br}", per_bridge[2 * i + 1])
     state = replace(state, processes=_dnsmasq_processes(view))
     for planned_path, real_path in view.paths:
         if os.path.exists(real_path):
@@ -323,15 +336,26 @@ def read_back(view: HostView) -> HostState:
     return state
 
 
+def _call(read: Callable[[], str]) -> str:
+    return read()
+
+
+def _output(argv: list[str], netns: str, check: bool) -> str:
+    return run(argv, netns=netns, check=check).stdout
+
+
+def _ofctl(ovs: OvsInstance, command: str, bridge: str) -> str:
+    return ovs.ofctl(command, bridge).stdout
+
+
 def _dnsmasq_processes(view: HostView) -> tuple[DnsmasqProcess, ...]:
     """dnsmasq processes running in the host's namespaces (from ``/proc/PID/cmdline``), with
     their file paths mapped back to the planned ones."""
     out: list[DnsmasqProcess] = []
     back = {real: planned for planned, real in view.paths}
+    pids = netns_lib.pids_of([real for _, real in view.namespaces])
     for _, real in view.namespaces:
-        if not netns_lib.exists(real):
-            continue
-        for pid in netns_lib.pids(real):
+        for pid in pids.get(real, ()):
             try:
                 with open(f"/proc/{pid}/cmdline", "rb") as fh:
                     argv = argv_from_cmdline(fh.read())

@@ -20,6 +20,12 @@ machine-wide and ``down`` releases it; wires and guests: :mod:`neutrino.linux.fa
 :meth:`Realized.reconcile` (the difference applied and said in words, :mod:`neutrino.linux.report`);
 what ``sync`` repairs first: :mod:`neutrino.linux.heal`.
 
+A bring-up writes every namespace down first, in a fixed order (guests, hosts, wires), makes them
+all at once, then builds the hosts in parallel, a thread each (:func:`_build_host`: its OVS beside
+its uplinks' veths, ``br-phy``, the plan read back and applied, its metadata service started as soon
+as its namespace exists), the outside beside them; then the underlay is awaited, keepalived started,
+the guests booted at once, and the metadata services awaited (through ``/proc``, not ``ss``).
+
 br_netfilter here is built into the kernel and its ``net.bridge.bridge-nf-call-*`` sysctls are per
 network namespace (kernel >= 5.3), so each host namespace sets ``bridge-nf-call-iptables=1`` for
 itself and the hybrid plug's ``-m physdev`` rules see bridged traffic, without touching the root
@@ -32,28 +38,42 @@ import functools
 import ipaddress
 import json
 import logging
+import os
 import shlex
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from neutrino.errors import Conflict, NotFound
 from neutrino.host.state import HostState
 from neutrino.linux import netns as netns_lib
-from neutrino.linux.apply import GuestEnd, Place, apply_diff, dnsmasq_what, process_ns, real_dnsmasq_argv
+from neutrino.linux.apply import (
+    GuestEnd,
+    Place,
+    apply_diff,
+    dnsmasq_what,
+    make_namespaces,
+    process_ns,
+    real_dnsmasq_argv,
+)
 from neutrino.linux.fabric import (
+    EXT,
     Guest,
+    Nic,
     boot_guest,
-    build_ext,
-    build_mgmt,
-    build_nics,
     build_outside,
     ext_users,
+    join_ext,
+    join_phy,
+    make_wire,
+    nic_ports,
     plan_nics,
     spawn,
+    uplinks,
     wait_underlay,
+    wires_of,
 )
 from neutrino.linux.keepalived import start_for as start_keepalived
 from neutrino.linux.ovs import OVS_DAEMONS, OvsInstance
@@ -69,9 +89,10 @@ from neutrino.linux.records import (
     planned_ns,
     record_path,
     teardown,
+    wire_ns,
 )
 from neutrino.linux.report import describe
-from neutrino.linux.runner import Result, run, wait_for
+from neutrino.linux.runner import Result, parallel_steps, run, wait_for
 from neutrino.scenarios.model import Deployment
 
 log = logging.getLogger(__name__)
@@ -222,49 +243,58 @@ def realize(hosts: tuple[HostState, ...], deployment: Deployment, *, prefix: str
     by_name = {h.name: h for h in deployment.hosts}
     places: dict[str, Place] = {}
     try:
-        for g in guests:
-            ns = guest_ns(prefix, g.server)
-            record.add_namespace(ns, planned=f"vm/{g.server}")
-            netns_lib.add(ns)
         for h in hosts:
             ns = host_ns(prefix, h.name)
-            record.add_namespace(ns, planned=f"{h.name}/")
-            netns_lib.add(ns)
-            # per-namespace br_netfilter switch (kernel >= 5.3): physdev rules see bridged frames here
-            run(["sysctl", "-w", "net.bridge.bridge-nf-call-iptables=1"], netns=ns, check=False)
-            rundir = _socket_dir(state_dir, prefix, h.name)
-            record.add_rundir(str(rundir))
-            ovs = OvsInstance(ns, str(rundir))
-            try:
-                ovs.start()
-            finally:
-                for pid, daemon in zip(ovs.pids, OVS_DAEMONS, strict=False):
-                    record.add_process(pid, f"{daemon} {h.name}", ns)
             spec = by_name.get(h.name)
             tunnel = str(spec.tunnel_ip) if spec is not None and spec.tunnel_ip is not None else None
             ns_real = {"": ns, **{n: planned_ns(prefix, h.name, n) for n in h.namespace_names()}}
             guest_ends = {g.device: GuestEnd(guest_ns(prefix, g.server), g.mac, g.mtu) for g in guests
                           if g.host == h.name}
+            ovs = OvsInstance(ns, str(_socket_dir(state_dir, prefix, h.name)))
             places[h.name] = Place(h.name, ns, ns_real, ovs, state_dir / "linux" / prefix / h.name, tunnel,
                                    guest_ends, spawn=functools.partial(spawn, record))
         realized = Realized(prefix, state_dir, {h.name: h for h in hosts}, places, tuple(guests), record,
                             deployment=deployment)
         plist = [places[h.name] for h in hosts]
-        build_mgmt(record, prefix, plist, tunnel_prefixlens(deployment, plist))
         nics = plan_nics(hosts, deployment)
-        build_nics(record, prefix, places, nics)
         ext_bridge = deployment.external_network_bridge or "br-ex"
         users = ext_users(plist, hosts, ext_bridge, nics)
-        build_outside(record, prefix, hosts, deployment, nics, force=bool(users))
-        for h in hosts:
-            realized.apply(h.name)
-        build_ext(record, prefix, users, ext_bridge)
+        outside = bool(users) or any(n.wire == EXT for n in nics)
+        wires = wires_of(nics, outside=outside)
+        # everything written down first (in a fixed order), then made: the hosts in parallel, each
+        # step of them waiting for the last (namespaces, then the wires between them, then the plan)
+        record.add_namespaces([*((guest_ns(prefix, g.server), f"vm/{g.server}") for g in guests),
+                               *((p.netns, f"{p.host}/") for p in plist),
+                               *((wire_ns(prefix, w), None) for w in wires)])
+        for p in plist:
+            record.add_rundir(p.ovs.rundir)
+        steps: list[Callable[[], object]] = [
+            *(functools.partial(netns_lib.add, guest_ns(prefix, g.server)) for g in guests),
+            *(functools.partial(_host_ns, p.netns) for p in plist),
+            *(functools.partial(make_wire, prefix, w) for w in wires)]
+        if not netns_lib.run_dir_mounted():
+            # the first ``ip netns add`` on this machine makes the run directory a mount point; two
+            # at once could both do it: one first, alone
+            steps.pop(0)()
+        parallel_steps(steps)
+        build = functools.partial(_build_host, realized, tunnel_prefixlens(deployment, plist), nic_ports(nics),
+                                  {p.host: i for i, p in enumerate(users)}, ext_bridge, _write_metadata(realized),
+                                  metadata_targets(hosts))
+        spawned: dict[str, list[tuple[str, int, int]]] = {}  # host -> its metadata services (not awaited)
+
+        def host(index: int, place: Place) -> None:
+            spawned[place.host] = build(index, place)
+
+        parallel_steps([functools.partial(build_outside, record, prefix, hosts, deployment, nics, force=bool(users)),
+                        *(functools.partial(host, i, p) for i, p in enumerate(plist))])
         wait_underlay(plist)
         realized.timings["plumbing"] = time.monotonic() - t0
-        start_metadata(realized, hosts)
         start_keepalived(realized, hosts)  # HA routers: the planned master first
-        for g in guests:
-            boot_guest(record, guest_ns(prefix, g.server), state_dir / "linux" / prefix / f"vm-{g.server}")
+        parallel_steps([functools.partial(boot_guest, record, guest_ns(prefix, g.server),
+                                          state_dir / "linux" / prefix / f"vm-{g.server}") for g in guests])
+        for real, port, pid in (x for started in spawned.values() for x in started):
+            wait_for(functools.partial(_pid_listens, pid, real, port), timeout=15,
+                     what=f"the metadata service on {real}:{port}")
         realized.timings["up"] = time.monotonic() - t0
         return realized
     except BaseException:
@@ -328,13 +358,42 @@ def _listening(netns: str, port: int) -> bool:
     return f":{port} " in run(["ss", "-ltnH"], netns=netns, check=False).stdout
 
 
-def start_metadata(realized: Realized, hosts: Sequence[HostState], *, missing_only: bool = False) -> list[str]:
-    """A metadata responder wherever the plan sends metadata requests (see :mod:`.metadata`); with
-    ``missing_only``, only where none listens (one died). Returns what was started, in words."""
+def _pid_listens(pid: int, netns: str, port: int) -> bool:
+    """Whether a tcp socket listens on ``port`` in ``netns``, read from ``/proc/PID/net/tcp`` (the
+    sockets of the namespace process ``pid`` is in) once ``pid`` is in ``netns``: ``ss`` without a
+    process to run."""
+    try:
+        here, there = os.stat(f"/proc/{pid}/ns/net"), os.stat(os.path.join(netns_lib.NETNS_DIR, netns))
+        if (here.st_dev, here.st_ino) != (there.st_dev, there.st_ino):
+            return False  # not yet (``ip netns exec`` has not entered it) or not any more
+        with open(f"/proc/{pid}/net/tcp") as fh:
+            lines = fh.read().splitlines()[1:]
+    except OSError:
+        return False
+    suffix = f":{port:04X}"
+    return any(f[1].endswith(suffix) and f[3] == "0A" for f in (line.split() for line in lines) if len(f) > 3)
+
+
+def _write_metadata(realized: Realized) -> Path:
+    """The metadata service's instance map (each guest's fixed IP -> its number), written down."""
     instances = {str(g.ip): i for i, g in enumerate(realized.guests, 1) if g.ip is not None}
     path = realized.state_dir / "linux" / realized.prefix / "metadata.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(instances))
+    return path
+
+
+def _spawn_metadata(place: Place, ns: str, port: int, path: Path) -> int:
+    if place.spawn is None:
+        raise ValueError("no way to start processes")
+    return place.spawn([sys.executable, "-m", "neutrino.linux.metadata", str(port), str(path)], place.real(ns),
+                       f"metadata {place.host} {ns or 'root'}:{port}")
+
+
+def start_metadata(realized: Realized, hosts: Sequence[HostState], *, missing_only: bool = False) -> list[str]:
+    """A metadata responder wherever the plan sends metadata requests (see :mod:`.metadata`); with
+    ``missing_only``, only where none listens (one died). Returns what was started, in words."""
+    path = _write_metadata(realized)
     out: list[str] = []
     for host, ns, port in metadata_targets(hosts):
         place = realized.places.get(host)
@@ -343,12 +402,54 @@ def start_metadata(realized: Realized, hosts: Sequence[HostState], *, missing_on
         real = place.real(ns)
         if missing_only and (not netns_lib.exists(real) or _listening(real, port)):
             continue
-        pid = place.spawn([sys.executable, "-m", "neutrino.linux.metadata", str(port), str(path)], real,
-                          f"metadata {host} {ns or 'root'}:{port}")
-        wait_for(functools.partial(_listening, real, port), timeout=15, what=f"the metadata service on {real}:{port}")
+        pid = _spawn_metadata(place, ns, port, path)
+        wait_for(functools.partial(_pid_listens, pid, real, port), timeout=15,
+                 what=f"the metadata service on {real}:{port}")
         out.append(f"{host}: {'restarted' if missing_only else 'started'} the metadata service on port {port} "
                    f"(pid {pid}) in {ns or 'the host'}")
     return out
+
+
+def _host_ns(netns: str) -> None:
+    netns_lib.add(netns)
+    # per-namespace br_netfilter switch (kernel >= 5.3): physdev rules see bridged frames here
+    run(["sysctl", "-w", "net.bridge.bridge-nf-call-iptables=1"], netns=netns, check=False)
+
+
+def _build_host(realized: Realized, prefixlens: dict[str, int], ports: list[tuple[Nic, str]],
+                ext_index: dict[str, int], ext_bridge: str, metadata: Path, targets: list[tuple[str, str, int]],
+                index: int, place: Place) -> list[tuple[str, int, int]]:
+    """One host, from its namespace on (each host in a thread of its own): its private Open vSwitch,
+    its uplinks into the wires (``br-phy``, its NICs), its plan applied, its ``ex0`` uplink (when the
+    plan names none), and its metadata services started as soon as their namespaces exist (a Python
+    process takes a while to listen; not awaited here: (real namespace, port, pid) each)."""
+    record = realized.record
+    ext = ext_index.get(place.host)
+    parallel_steps([functools.partial(_start_ovs, record, place),
+                    functools.partial(uplinks, realized.prefix, place, ports, mgmt=index, ext=ext)])
+    join_phy(place, prefixlens.get(place.host, 24))
+    d = realized.diff(place.host)
+    make_namespaces(place, d, record)
+    started = [(place.real(ns), port, _spawn_metadata(place, ns, port, metadata))
+               for host, ns, port in targets if host == place.host and place.spawn is not None]
+    if not d.empty:
+        apply_diff(place, realized.hosts[place.host], d, record)
+    if ext is not None:
+        join_ext(place, ext_bridge)
+    return started
+
+
+def _start_ovs(record: Record, place: Place) -> None:
+    """The host's private Open vSwitch, its daemons recorded. With a tunnel address, its database
+    holds ``br-phy`` from the start: the first bridge makes the userspace datapath (about 0.15 s of
+    ovs-vswitchd's time), made so as it starts, while the uplinks are (:func:`join_phy` adds ul0)."""
+    first = (["--", "--may-exist", "add-br", "br-phy", "--", "set", "Bridge", "br-phy", "datapath_type=netdev"]
+             if place.tunnel_ip is not None else [])
+    try:
+        place.ovs.start(first)
+    finally:
+        for pid, daemon in zip(place.ovs.pids, OVS_DAEMONS, strict=False):
+            record.add_process(pid, f"{daemon} {place.host}", place.netns)
 
 
 def down(prefix: str, state_dir: Path) -> None:

@@ -36,13 +36,14 @@ import shutil
 import signal
 import subprocess
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from neutrino.errors import ConvergenceTimeout, InvalidInput
 from neutrino.linux import netns as netns_lib
-from neutrino.linux.runner import wait_for
+from neutrino.linux.runner import run, wait_for
 
 IFNAMSIZ = 15
 _PREFIX = re.compile(r"^nt[a-z0-9]{0,6}$")
@@ -178,7 +179,9 @@ class ProcessRecord:
 
 @dataclass
 class Record:
-    """The record file's content; every ``add_*`` writes the file before returning."""
+    """The record file's content; every ``add_*`` writes the file before returning. Threads of one
+    process (a bring-up builds hosts in parallel) may add at once: each change and its write are
+    made under the record's lock."""
 
     prefix: str
     path: Path
@@ -186,6 +189,7 @@ class Record:
     rundirs: list[str] = field(default_factory=list)
     processes: list[ProcessRecord] = field(default_factory=list)
     ns_map: dict[str, str] = field(default_factory=dict)  # "host/planned-ns" -> real namespace
+    _lock: threading.RLock = field(default_factory=threading.RLock, init=False, repr=False, compare=False)
 
     @classmethod
     def load(cls, prefix: str, state_dir: Path) -> Record:
@@ -207,7 +211,7 @@ class Record:
         per host, each recording what it makes): under an exclusive lock on the record's folder,
         what the file holds now is merged in first, so no process's entries are lost."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with _locked(self.path.parent):
+        with self._lock, _locked(self.path.parent):
             self._merge(Record._read(self.prefix, self.path))
             doc = {"prefix": self.prefix, "namespaces": self.namespaces, "rundirs": self.rundirs,
                    "processes": [asdict(p) for p in self.processes], "ns_map": self.ns_map}
@@ -226,22 +230,34 @@ class Record:
         self.ns_map = {**disk.ns_map, **self.ns_map}
 
     def add_namespace(self, name: str, *, planned: str | None = None) -> None:
-        if not name.startswith(self.prefix + "-"):
-            raise InvalidInput(f"namespace {name!r} lacks the prefix {self.prefix!r}")
-        if name not in self.namespaces:
-            self.namespaces.append(name)
-        if planned is not None:
-            self.ns_map[planned] = name
-        self.save()
+        self.add_namespaces([(name, planned)])
 
-    def add_rundir(self, path: str) -> None:
-        if path not in self.rundirs:
-            self.rundirs.append(path)
+    def add_namespaces(self, names: Iterable[tuple[str, str | None]]) -> None:
+        """Several namespaces (each with its planned name, or ``None``) written down at once, in order."""
+        todo = list(names)
+        if not todo:
+            return
+        for name, _ in todo:
+            if not name.startswith(self.prefix + "-"):
+                raise InvalidInput(f"namespace {name!r} lacks the prefix {self.prefix!r}")
+        with self._lock:
+            for name, planned in todo:
+                if name not in self.namespaces:
+                    self.namespaces.append(name)
+                if planned is not None:
+                    self.ns_map[planned] = name
             self.save()
 
+    def add_rundir(self, path: str) -> None:
+        with self._lock:
+            if path not in self.rundirs:
+                self.rundirs.append(path)
+                self.save()
+
     def add_process(self, pid: int, what: str, netns: str) -> None:
-        self.processes.append(ProcessRecord(pid, proc_start_time(pid), what, netns))
-        self.save()
+        with self._lock:
+            self.processes.append(ProcessRecord(pid, proc_start_time(pid), what, netns))
+            self.save()
 
 
 @contextlib.contextmanager
@@ -260,18 +276,26 @@ def _alive(p: ProcessRecord) -> bool:
     return start is not None and (p.start is None or start == p.start)
 
 
-def _end(p: ProcessRecord) -> None:
-    if not _alive(p):
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(p.pid, signal.SIGTERM)
+def _end_all(procs: list[ProcessRecord]) -> None:
+    """SIGTERM to each of ``procs`` still alive (in that order), then wait for them all together;
+    SIGKILL to any still there after five seconds."""
+    alive = [p for p in procs if _alive(p)]
+    for p in alive:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(p.pid, signal.SIGTERM)
+
+    def ended() -> bool:
+        return not any(_alive(p) for p in alive)
+
+    what = ", ".join(f"pid {p.pid} ({p.what})" for p in alive)
     try:
-        wait_for(lambda: not _alive(p), timeout=5, what=f"pid {p.pid} ({p.what}) to exit")
+        wait_for(ended, timeout=5, what=f"{what} to exit")
     except ConvergenceTimeout:
-        if _alive(p):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(p.pid, signal.SIGKILL)
-            wait_for(lambda: not _alive(p), timeout=5, what=f"pid {p.pid} ({p.what}) to die")
+        for p in alive:
+            if _alive(p):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(p.pid, signal.SIGKILL)
+        wait_for(ended, timeout=5, what=f"{what} to die")
 
 
 _PIDFILE_PROGRAMS = ("ovsdb-server", "ovs-vswitchd", "dnsmasq")
@@ -294,8 +318,7 @@ def _from_pid_files(rec: Record) -> list[ProcessRecord]:
                 continue
             if comm not in _PIDFILE_PROGRAMS:
                 continue
-            where = subprocess.run(["ip", "netns", "identify", str(pid)], capture_output=True, text=True,
-                                   check=False).stdout.split()
+            where = run(["ip", "netns", "identify", str(pid)], check=False).stdout.split()
             if where and where[0] in rec.namespaces:
                 out.append(ProcessRecord(pid, proc_start_time(pid), comm, where[0]))
     return out
@@ -309,16 +332,15 @@ def teardown(prefix: str, state_dir: Path) -> None:
     """End every recorded process (by PID, checking its start time), delete every recorded namespace
     (guests and wires last) and the record file. Idempotent; safe after a crash."""
     rec = Record.load(prefix, Path(state_dir))
-    for p in [*reversed(rec.processes), *_from_pid_files(rec)]:
-        _end(p)
+    procs = [*reversed(rec.processes), *_from_pid_files(rec)]
+    _end_all(procs)  # all signalled first, then awaited together
+    for p in procs:
         child = CHILDREN.pop(p.pid, None)
         if child is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 child.wait(timeout=5)
-    for name in reversed(rec.namespaces):
-        if not name.startswith(prefix + "-"):
-            continue  # never delete what the record does not own by name
-        netns_lib.delete(name)
+    # never delete what the record does not own by name
+    netns_lib.delete_all([name for name in reversed(rec.namespaces) if name.startswith(prefix + "-")])
     for name in rec.namespaces:
         if netns_lib.exists(name):
             wait_for(functools.partial(_gone, name), timeout=10, what=f"{name} to go")
