@@ -45,7 +45,7 @@ def answered(prefix: str, p: Probe) -> bool:
 
     src, dst, proto, port = p
     ns = wire_ns(prefix, "ext") if src == "outside" else guest_ns(prefix, src)
-    argv = ["ping", "-c", "1", "-W", "1", dst] if proto == "icmp" else ["busybox", "nc", "-w", "1", dst, str(port)]
+    argv = ["ping", "-c", "1", "-w", "3", dst] if proto == "icmp" else ["busybox", "nc", "-w", "1", dst, str(port)]
     res = run(argv, netns=ns, check=False, input="", timeout=15)
     return res.returncode == 0 or "refused" in res.stderr
 

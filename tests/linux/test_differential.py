@@ -57,7 +57,7 @@ def real(realized, source: str, dst: str, proto: str, port: int) -> bool:
     prefix = realized.prefix
     ns = wire_ns(prefix, "ext") if source == "outside" else guest_ns(prefix, source)
     if proto == "icmp":
-        argv = ["ping", "-c", "1", "-W", "1", dst]
+        argv = ["ping", "-c", "1", "-w", "3", dst]
     elif proto == "http":  # busybox wget segfaults here; a request by hand does the same job
         request = f"GET /latest/meta-data/instance-id HTTP/1.0\r\nHost: {dst}\r\n\r\n"
         res = run(["busybox", "nc", "-w", "2", dst, "80"], netns=ns, check=False, input=request, timeout=10)

@@ -6,7 +6,8 @@ DHCP lease named), its DHCP server (the lease's server id) and the stand-in inte
 the outside (the ``ext`` wire's namespace) to each floating IP; each over icmp, tcp/22 and tcp/80.
 A probe "reaches" when the destination answers: an echo reply, a SYN-ACK, or a RST from a closed
 port (``nc``'s "Connection refused"), as the simulator counts a delivered reply; silence is
-"blocked". The real probes run concurrently (``ping -W 1``, ``busybox nc -w 1``). A disagreement fails the
+"blocked". The real probes run concurrently (``ping -c 1 -w 3``: up to three echoes, done at the
+first reply; ``busybox nc -w 1``). A disagreement fails the
 seed's test and prints, per probe, the simulator's trace beside the kernel's verdict.
 
 Metadata is not probed: the Linux backend runs no metadata proxy (nothing listens on 9697 in the
@@ -72,7 +73,7 @@ def probes(realized: Realized, floating: list[str]) -> list[Probe]:
 
 def real_verdict(p: Probe) -> bool:
     ns = wire_ns(PREFIX, "ext") if p.source == OUTSIDE else guest_ns(PREFIX, p.source)
-    argv = ["ping", "-c", "1", "-W", "1", p.dst] if p.proto == "icmp" else ["busybox", "nc", "-w", "1", p.dst,
+    argv = ["ping", "-c", "1", "-w", "3", p.dst] if p.proto == "icmp" else ["busybox", "nc", "-w", "1", p.dst,
                                                                             str(p.port)]
     res = run(argv, netns=ns, check=False, input="", timeout=15)
     # as the simulator counts it: the destination answered (a SYN-ACK, or a RST from a closed port)

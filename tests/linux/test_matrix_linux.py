@@ -86,7 +86,7 @@ def kernel(realized: Realized, ends: dict[str, mx.Endpoint], c: mx.Cell) -> bool
         return real(realized, c.source, dst, proto, int(port or 0))
     ns = host_ns(realized.prefix, c.source[len(HOST_PREFIX):]) if s.kind == "host" else \
         guest_ns(realized.prefix, c.source)
-    argv = ["ping", "-c", "1", "-W", "1", dst] if proto == "icmp" else ["busybox", "nc", "-w", "1", dst, port]
+    argv = ["ping", "-c", "1", "-w", "3", dst] if proto == "icmp" else ["busybox", "nc", "-w", "1", dst, port]
     res = run(argv, netns=ns, check=False, input="", timeout=10)
     return res.returncode == 0 or (d.kind == "outside" and "refused" in res.stderr)
 
