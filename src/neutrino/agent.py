@@ -1,7 +1,8 @@
 """Neutron's agents for one cloud: told of every API change, they re-plan the hosts and converge them.
 
 The server records intent; after each committed change (:class:`neutrino.services.changes.ChangeFeed`)
-the agents take a fresh snapshot, plan every host (pure), and for the hosts whose plan changed:
+the agents take a fresh snapshot, plan the hosts the change touches (pure; every host after a change
+to anything but ports), and for the hosts whose plan changed:
 keep them in the state folder (what ``neutrino exec`` answers), refresh the simulator's kept world
 (what ``trace`` and ``ping`` run against), and, when the Linux backend is up, make the real hosts
 match (``neutrino.linux.session.sync``). Then they report ports ACTIVE when wired and DOWN when not,
@@ -27,7 +28,7 @@ from neutrino import store
 from neutrino.convergence import mark as _mark
 from neutrino.errors import NeutrinoError, NotFound
 from neutrino.host.state import HostState
-from neutrino.plan import plan_cloud
+from neutrino.plan import hosts_affected_by_change, plan_cloud, plan_hosts
 from neutrino.services.cloud import Cloud
 from neutrino.services.snapshot import CloudSnapshot
 
@@ -153,7 +154,7 @@ class Agents:
             result = Pass(generation, (), 0, (), time.perf_counter() - started)  # nothing the planners read
             self._finish(result)
             return result
-        hosts = plan_cloud(snap)
+        hosts = self._replan(snap)
         kept = self._load_kept(hosts) if self._kept is None or self.resync else self._kept
         changed = tuple(h for h in hosts if kept.get(h.name) != h)
         gone = set(kept) - {h.name for h in hosts}
@@ -174,6 +175,19 @@ class Agents:
                       time.perf_counter() - started)
         self._finish(result)
         return result
+
+    def _replan(self, snap: CloudSnapshot) -> tuple[HostState, ...]:
+        """Every host as planned from ``snap``: when only ports changed since the last pass, the
+        hosts those ports touch are planned again and the others keep their plans (as Neutron's
+        agents act only on the ports an RPC names); after anything else, or on a resync, all."""
+        kept, before = self._kept, self._snap
+        names = {h.name for h in snap.deployment.hosts}
+        if not self.resync and kept is not None and before is not None and set(kept) == names:
+            touched = hosts_affected_by_change(before, snap)
+            if touched is not None:
+                fresh = plan_hosts(snap, touched)
+                return tuple(fresh[h.name] if h.name in fresh else kept[h.name] for h in snap.deployment.hosts)
+        return plan_cloud(snap)
 
     def _finish(self, result: Pass) -> None:
         self.last = result

@@ -218,6 +218,34 @@ def hosts_affected_by_port(cloud: CloudSnapshot, port_id: str) -> tuple[str, ...
     return tuple(n for n in names if n in touched)
 
 
+def hosts_affected_by_change(before: CloudSnapshot, after: CloudSnapshot) -> tuple[str, ...] | None:
+    """The hosts whose plan can differ between ``before`` and ``after`` when only ports changed
+    (added, removed or altered): for each, :func:`hosts_affected_by_port` in the snapshot that has
+    it (both when it changed), in deployment order. ``None`` when anything else the planners read
+    changed (the deployment, networks, subnets, routers, floating IPs, groups, agents, port
+    forwardings; servers under nova-network) or the ports' order did: every host must be planned."""
+    if before.deployment != after.deployment or after.deployment.mechanism is Mechanism.NOVA_NETWORK:
+        return None
+    for name in ("networks", "subnets", "routers", "floating_ips", "security_groups", "agents",
+                 "port_forwardings"):
+        if getattr(before, name) != getattr(after, name):
+            return None
+    old = {p.id: p for p in before.ports}
+    new = {p.id: p for p in after.ports}
+    if [i for i in old if i in new] != [i for i in new if i in old]:
+        return None  # the same ports in another order: the planners' output follows the order
+    touched: set[str] = set()
+    for pid in old.keys() | new.keys():
+        was, now = old.get(pid), new.get(pid)
+        if was == now:
+            continue
+        if was is not None:
+            touched.update(hosts_affected_by_port(before, pid))
+        if now is not None:
+            touched.update(hosts_affected_by_port(after, pid))
+    return tuple(h.name for h in after.deployment.hosts if h.name in touched)
+
+
 def dvr_hosts_of_network(cloud: CloudSnapshot, network_id: str) -> set[str]:
     """The hosts of the distributed routers with an interface on ``network_id`` (their qrouter-
     namespaces hold a neighbour entry per port of the network, their br-int a DVR flow per port)."""
