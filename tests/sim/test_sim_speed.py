@@ -2,7 +2,7 @@
 character: a hop's packet line is formatted only when read, NORMAL's flood works from a per-VLAN
 index and builds no copy its caller will not follow (a DHCP broadcast into other guests' ports),
 packet copies skip ``dataclasses.replace``'s field walk, a matched iptables rule's step is made
-once. The traces themselves are compared with what the code printed before by every seed and
+once, a chain run that only tested the packet is remembered by everything its rules read. The traces themselves are compared with what the code printed before by every seed and
 answer test; these tests pin each mechanism."""
 
 from __future__ import annotations
@@ -10,17 +10,18 @@ from __future__ import annotations
 import dataclasses
 import pickle
 from collections.abc import Sequence
+from ipaddress import ip_network
 from typing import Any
 
 import pytest
 
-from neutrino.host.iptables import parse_save
+from neutrino.host.iptables import format_rule, parse_save
 from neutrino.host.ovsdb import Bridge, Interface, Port
 from neutrino.plan import plan_cloud
 from neutrino.services.snapshot import CloudSnapshot
 from neutrino.sim import trace as trace_mod
 from neutrino.sim.cloud import world_of
-from neutrino.sim.netfilter import Hook, HookCtx, Netfilter
+from neutrino.sim.netfilter import Hook, HookCtx, IpSet, Netfilter
 from neutrino.sim.ovs import Meta, OvsBridgeSim, _tunnel_options
 from neutrino.sim.ovs_normal import MacTable, PortIndex, PortKind, SimPort, normal
 from neutrino.sim.packets import (
@@ -313,3 +314,191 @@ def test_a_subclass_sees_every_translation() -> None:
     once = len(seen)
     sim.process("patch-int", frame)
     assert once > 0 and len(seen) == 2 * once
+
+
+# -- a chain run remembered ---------------------------------------------------------------------------
+
+MEMO_RULES = """*mangle
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+-A PREROUTING -i mk -j MARK --set-xmark 0x5/0xffffffff
+COMMIT
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+:guard - [0:0]
+-A FORWARD -m state --state RELATED,ESTABLISHED -j ACCEPT
+-A FORWARD -m mark --mark 0x7 -j ACCEPT
+-A FORWARD -j guard
+-A FORWARD -m set --match-set allowed src -j ACCEPT
+-A FORWARD -i a -p tcp --dport 22 -j ACCEPT
+-A guard -s 10.0.0.66/32 -j DROP
+-A guard -m physdev --physdev-in tapx -j DROP
+-A guard -m mac --mac-source fa:16:3e:00:00:66 -j DROP
+-A guard -j RETURN
+COMMIT
+"""
+
+
+class _Walks(Netfilter):
+    """Counts the chain runs that were walked rule by rule (not answered from memory)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401
+        super().__init__(*args, **kwargs)
+        self.walked: list[str] = []
+
+    def _walk(self, table: Any, hook: Hook, p: Any) -> Any:  # noqa: ANN401
+        self.walked.append(f"{table} {hook.value}")
+        return super()._walk(table, hook, p)
+
+
+def _walks(rules: str = MEMO_RULES) -> _Walks:
+    return _Walks(parse_save(rules))
+
+
+SSH = IPv4(src=ip("10.0.0.1"), dst=ip("10.0.0.2"), payload=TCP(sport=40000, dport=22, flags=2))
+NO_SET = (IpSet("allowed", frozenset()),)  # the ipset the rules name, empty
+
+
+def _confirmed(nf: Netfilter, *packets: IPv4) -> None:
+    """Conntrack holds a confirmed connection for each of ``packets`` (runs are remembered only
+    for a confirmed connection's packets)."""
+    for pkt in packets:
+        ref = nf.hook(Hook.FORWARD, pkt, HookCtx(ipsets=NO_SET)).ct
+        assert ref is not None and ref.conn is not None
+        nf.conntrack.confirm(ref)
+
+
+def _outcome(res: Any) -> tuple[Any, ...]:  # noqa: ANN401
+    return res.verdict, res.rule, res.steps, res.mark, res.notes, res.packet
+
+
+def test_a_repeated_chain_run_is_replayed_with_the_same_verdict_rule_and_steps() -> None:
+    memo, fresh = _walks(), _walks()
+    _confirmed(memo, SSH)
+    _confirmed(fresh, SSH)
+    ctx = HookCtx(in_dev="a", out_dev="b", ipsets=NO_SET)
+    first = memo.hook(Hook.FORWARD, SSH, ctx)
+    walked = len(memo.walked)
+    again = memo.hook(Hook.FORWARD, dataclasses.replace(SSH), ctx)  # an equal packet, another object
+    assert first.accepted and walked > 0 and len(memo.walked) == walked  # nothing walked again
+    assert _outcome(again) == _outcome(first)
+    # a netfilter that never ran the packet, with the same connection, says what was replayed
+    assert _outcome(fresh.hook(Hook.FORWARD, SSH, ctx)) == _outcome(again)
+
+
+@pytest.mark.parametrize("change", [
+    {"src": "10.0.0.66"}, {"dport": 23}, {"in_dev": "c"}, {"physdev_in": "tapx"},
+    {"src_mac": "fa:16:3e:00:00:66"}, {"mark": 7}, {"ipset": "10.0.0.0/24"},
+])
+def test_anything_a_rule_reads_makes_another_run(change: dict[str, Any]) -> None:
+    """The same packet and context but one thing a rule tests: walked anew, with its own verdict
+    (as a netfilter that never saw the first packet gives)."""
+    def packet(changed: bool) -> IPv4:
+        pkt = SSH
+        if changed and "src" in change:
+            pkt = dataclasses.replace(pkt, src=ip(change["src"]))
+        if changed and "dport" in change:
+            pkt = dataclasses.replace(pkt, payload=TCP(sport=40000, dport=change["dport"], flags=2))
+        return pkt
+
+    def run(nf: Netfilter, changed: bool) -> Any:  # noqa: ANN401
+        pkt, kw = SSH, {"in_dev": "a", "out_dev": "b", "ipsets": NO_SET}
+        kw_any: dict[str, Any] = dict(kw)
+        pkt = packet(changed)
+        if changed:
+            if "in_dev" in change:
+                kw_any["in_dev"] = change["in_dev"]
+            if "physdev_in" in change:
+                kw_any.update(physdev_in=change["physdev_in"], physdev_out="qvbx")
+            if "src_mac" in change:
+                kw_any["src_mac"] = mac(change["src_mac"])
+            if "mark" in change:
+                kw_any["mark"] = change["mark"]
+            if "ipset" in change:
+                kw_any["ipsets"] = (IpSet("allowed", frozenset({ip_network(change["ipset"])})),)
+        return nf.hook(Hook.FORWARD, pkt, HookCtx(**kw_any))
+
+    memo, fresh = _walks(), _walks()
+    for nf in (memo, fresh):
+        _confirmed(nf, *dict.fromkeys((packet(False), packet(True))))
+    base = run(memo, False)
+    assert memo._runs  # remembered
+    walked = len(memo.walked)
+    other = run(memo, True)
+    assert len(memo.walked) > walked  # not answered from the first run
+    expected = run(fresh, True)
+    assert _outcome(other) == _outcome(expected)
+    assert [st.text for st in other.steps] != [st.text for st in base.steps] or other.verdict is not base.verdict
+
+
+def test_conntrack_state_is_part_of_what_a_run_is_remembered_by() -> None:
+    nf = _walks()
+    ctx = HookCtx(in_dev="x", out_dev="b", ipsets=NO_SET)  # not allowed by -i a: only an established flow passes
+    dropped = nf.hook(Hook.FORWARD, SSH, ctx)
+    assert not dropped.accepted
+    ct = dropped.ct
+    assert ct is not None and ct.conn is not None
+    nf.conntrack.confirm(ct)
+    reply = IPv4(src=ip("10.0.0.2"), dst=ip("10.0.0.1"), payload=TCP(sport=22, dport=40000, flags=0x12))
+    answered = nf.hook(Hook.FORWARD, reply, HookCtx(in_dev="b", out_dev="x", ipsets=NO_SET))
+    assert answered.accepted and answered.rule is not None and "ESTABLISHED" in format_rule(answered.rule)
+
+
+def test_runs_whose_actions_ran_or_that_noted_something_are_not_remembered() -> None:
+    nf = _walks()
+    _confirmed(nf, SSH)
+    nf.walked.clear()
+    # mangle's MARK ran: walked every time, and every time it marks
+    marks = [nf.hook(Hook.PREROUTING, SSH, HookCtx(in_dev="mk")).mark for _ in range(3)]
+    assert marks == [5, 5, 5] and nf.walked.count("mangle PREROUTING") == 3
+    # a missing ipset is noted on every packet
+    notes = [nf.hook(Hook.FORWARD, SSH, HookCtx(in_dev="q", out_dev="b")).notes for _ in range(2)]
+    assert notes[0] == notes[1] and any("ipset allowed unknown" in n for n in notes[1])
+    assert nf.walked.count("filter FORWARD") == 2
+
+
+def test_a_kept_netfilter_keeps_no_remembered_runs() -> None:
+    nf = _walks()
+    _confirmed(nf, SSH)
+    first = nf.hook(Hook.FORWARD, SSH, HookCtx(in_dev="a", out_dev="b", ipsets=NO_SET))
+    assert nf._runs
+    loaded = pickle.loads(pickle.dumps(nf))
+    assert loaded._runs == {}
+    again = loaded.hook(Hook.FORWARD, SSH, HookCtx(in_dev="a", out_dev="b", ipsets=NO_SET))
+    assert (again.verdict, again.steps) == (first.verdict, first.steps)
+
+
+def test_a_conntrack_tuple_hashes_as_its_fields_and_pickles_as_before() -> None:
+    from neutrino.sim.conntrack import Tuple
+
+    t = Tuple(6, ip("10.0.0.1"), ip("10.0.0.2"), 40000, 22)
+    fields_hash = hash((6, ip("10.0.0.1"), ip("10.0.0.2"), 40000, 22))
+    blob = pickle.dumps(t)
+    assert hash(t) == fields_hash == hash(t)  # computed, then kept
+    assert pickle.dumps(t) == blob  # the kept hash is not saved
+    again = pickle.loads(blob)
+    assert again == t and hash(again) == fields_hash and {t: 1}[again] == 1
+    assert dataclasses.replace(t, sport=1) != t and hash(dataclasses.replace(t, sport=1)) != fields_hash
+
+
+def test_a_new_connection_s_first_packets_are_walked_and_not_remembered() -> None:
+    """Before conntrack confirms a connection (a guest's DHCP at boot: every message new), its
+    packets are walked every time and cost no key; once confirmed, they are remembered."""
+    nf = _walks()
+    ctx = HookCtx(in_dev="a", out_dev="b", ipsets=NO_SET)
+    results = [nf.hook(Hook.FORWARD, SSH, ctx) for _ in range(2)]
+    assert nf.walked == ["mangle FORWARD", "filter FORWARD"] * 2 and not nf._runs
+    assert results[0].steps == results[1].steps
+    ref = results[1].ct
+    assert ref is not None and ref.conn is not None
+    nf.conntrack.confirm(ref)
+    nf.hook(Hook.FORWARD, SSH, ctx)
+    def rules(res: Any) -> list[Step]:  # noqa: ANN401 - the conntrack step says "(new entry)" only before
+        return [st for st in res.steps if st.kind is StepKind.RULE]
+    assert nf._runs and rules(nf.hook(Hook.FORWARD, SSH, ctx)) == rules(results[0]) != []
+    assert len(nf.walked) == 6  # the third walked and was remembered, the fourth replayed

@@ -94,8 +94,15 @@ ICMP_NEW = frozenset({8, 13, 15, 17})
 ICMP_ERRORS = frozenset({3, 4, 5, 11, 12})
 
 
+class _HashKept:
+    """A slot for an immutable object's hash (not a dataclass field: not compared, not pickled)."""
+
+    __slots__ = ("_hash",)
+    _hash: int
+
+
 @dataclass(frozen=True, slots=True)
-class Tuple:
+class Tuple(_HashKept):
     """A conntrack tuple. TCP/UDP: ports. ICMP: ``sport`` is the query id and ``dport`` is
     ``type << 8 | code``. Other protocols: ports 0."""
 
@@ -104,6 +111,16 @@ class Tuple:
     dst: IPv4Address
     sport: int = 0
     dport: int = 0
+
+    def __hash__(self) -> int:
+        """The dataclass's hash (of the fields), computed once per tuple: a connection's tuples are
+        hashed on every packet of it (netfilter's remembered chain runs are keyed by them)."""
+        try:
+            return self._hash
+        except AttributeError:
+            h = hash((self.proto, self.src, self.dst, self.sport, self.dport))
+            object.__setattr__(self, "_hash", h)
+            return h
 
     def inverse(self) -> Tuple:
         if self.proto == 1:

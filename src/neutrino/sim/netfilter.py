@@ -930,6 +930,7 @@ class Netfilter:
         self._compiled: dict[tuple[TableName, str], _Chain] = {}
         self._tables: dict[TableName, tuple[dict[str, Chain], frozenset[str]]] = {}
         self._names: dict[TableName, frozenset[str]] = {}
+        self._runs: dict[tuple[object, ...], tuple[NfVerdict | None, Rule | None, tuple[Step, ...]]] = {}
 
     @property
     def ruleset(self) -> Ruleset:
@@ -1046,21 +1047,51 @@ class Netfilter:
 
     def _run(self, table: TableName, hook: Hook, p: _Pkt) -> tuple[NfVerdict | None, Rule | None]:
         """Run ``table``'s built-in chain for ``hook``: (ACCEPT/DROP, deciding rule), or
-        (None, None) when the table has no such chain."""
+        (None, None) when the table has no such chain.
+
+        A run that only tested the packet (every rule it matched accepts, drops, jumps, returns
+        or only counts; no ipset was missing) is remembered: the same inputs give the same
+        verdict, rule and steps, which are replayed. The key is everything a rule's tests read
+        (:func:`_run_key`); the ruleset never changes (a changed one is a new Netfilter). Only
+        packets of a confirmed connection are looked up: a new connection's first packet, and
+        one before conntrack (the raw table) or without a connection, is walked without a key;
+        that is where traffic does not repeat (every guest's DHCP at boot), and the key (the
+        whole packet hashed) would cost more than it saves."""
+        ref = p.ct
+        if ref is None or ref.conn is None or not ref.conn.confirmed:
+            verdict, rule, _ = self._walk(table, hook, p)
+            return verdict, rule
+        key = _run_key(table, hook, p)
+        got = self._runs.get(key)
+        if got is not None:
+            p.steps.extend(got[2])
+            return got[0], got[1]
+        n_steps, n_notes = len(p.steps), len(p.notes)
+        verdict, rule, pure = self._walk(table, hook, p)
+        if pure and len(p.notes) == n_notes:
+            if len(self._runs) >= _MAX_RUNS:
+                self._runs.clear()
+            self._runs[key] = (verdict, rule, tuple(p.steps[n_steps:]))
+        return verdict, rule
+
+    def _walk(self, table: TableName, hook: Hook, p: _Pkt) -> tuple[NfVerdict | None, Rule | None, bool]:
+        """:meth:`_run` itself; the third value: whether no rule's action ran (nothing but the
+        steps depends on, or changed, anything beyond what the rules' tests read)."""
         if hook.value not in BUILTIN_CHAINS[table]:
-            return None, None
+            return None, None, True
         start = self._chain(table, hook.value)
         if start is None:
-            return None, None
+            return None, None, True
         chain, i = start, 0
         stack: list[tuple[_Chain, int]] = []
+        pure = True
         while True:
             i = chain.next(i, p)
             if i >= len(chain.rules):
                 if stack:
                     chain, i = stack.pop()
                     continue
-                return self._policy(table, start, p), None
+                return self._policy(table, start, p), None, pure
             c = chain.at(i)
             i += 1
             if not c.matches(p):
@@ -1078,17 +1109,18 @@ class Netfilter:
                 chain, i = target, 0
             elif kind is _Kind.RETURN:
                 if not stack:
-                    return self._policy(table, start, p), None
+                    return self._policy(table, start, p), None, pure
                 chain, i = stack.pop()
             elif kind is _Kind.ACCEPT:
-                return NfVerdict.ACCEPT, c.rule
+                return NfVerdict.ACCEPT, c.rule, pure
             elif kind is _Kind.DROP:
-                return NfVerdict.DROP, c.rule
+                return NfVerdict.DROP, c.rule, pure
             elif kind is _Kind.ACTION or kind is _Kind.FINAL:
                 assert c.action is not None
                 verdict = c.action(p)
                 if verdict is not None:
-                    return verdict, c.rule
+                    return verdict, c.rule, False
+                pure = False
 
     def _policy(self, table: TableName, chain: _Chain, p: _Pkt) -> NfVerdict:
         policy = chain.policy or Policy.ACCEPT
@@ -1109,7 +1141,7 @@ class Netfilter:
             if table == _NAT:
                 verdict, rule = self._nat(hook, p)
             else:
-                verdict, rule = self._run(TableName(table), hook, p)
+                verdict, rule = self._run(table, hook, p)  # type: ignore[arg-type] # not _NAT: a TableName
             if verdict is NfVerdict.DROP:
                 if rule is None:
                     p.steps.append(Step(StepKind.DROP, "", f"dropped in {hook.value}"))
@@ -1194,6 +1226,27 @@ class Netfilter:
             p.steps.append(Step(StepKind.NAT, text, f"{hook.value}, {ref.direction.value} direction",
                                 rule.origin if rule is not None else ""))
         return NfVerdict.ACCEPT, rule
+
+
+_MAX_RUNS = 4096
+"""How many chain runs a netfilter remembers (all are forgotten when it is full)."""
+
+
+def _run_key(table: TableName, hook: Hook, p: _Pkt) -> tuple[object, ...]:
+    """Everything a rule's tests can read (see :func:`_rule_tests`, :data:`_KEY_OF`): the packet
+    (its headers, payload and length), the devices and bridge ports, the Ethernet source, the
+    namespace's addresses, the ipsets, the mark, and the conntrack attachment (its state and
+    direction; the connection's tuples, which also give its SNAT/DNAT status, mark, confirmed and
+    seen-reply bits). Not the zone, connmark or device addresses: only actions read those."""
+    ctx, ref = p.ctx, p.ct
+    if ref is None:
+        ct: tuple[object, ...] | None = None
+    else:
+        conn = ref.conn
+        ct = (ref.state, ref.direction) if conn is None else (
+            ref.state, ref.direction, conn.original, conn.reply, conn.mark, conn.confirmed, conn.seen_reply)
+    return (table, hook, p.ip, p.mark, ct, ctx.in_dev, ctx.out_dev, ctx.physdev_in, ctx.physdev_out,
+            ctx.physdev_is_bridged, ctx.src_mac, ctx.local_addrs, ctx.ipsets)
 
 
 _HOOK_CTX_FIELDS = ("in_dev", "out_dev", "physdev_in", "physdev_out", "physdev_is_bridged", "mark", "connmark",
