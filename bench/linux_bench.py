@@ -42,7 +42,7 @@ from neutrino.linux import netns as netns_lib
 from neutrino.linux.fabric import Guest
 from neutrino.linux.realize import Realized, down, realize
 from neutrino.linux.records import guest_ns
-from neutrino.linux.runner import run, wait_for
+from neutrino.linux.runner import run, tool_of, wait_for
 from neutrino.sim.cloud import guests_of
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -180,26 +180,13 @@ def bench_throughput() -> None:
             down(PREFIX, state)
 
 
-def _tool(argv: list[str]) -> str:
-    words = list(argv)
-    if words[:3] == ["ip", "netns", "exec"]:
-        words = words[4:]
-    elif words[:2] == ["ip", "-n"]:
-        words = ["ip", *words[3:]]
-    elif words[:1] == ["nsenter"]:
-        words = words[2:]
-    if words and words[0] == "ip" and len(words) > 1:
-        return f"ip {words[1]}"
-    return words[0].rsplit("/", 1)[-1] if words else "?"
-
-
 def updown_once() -> dict[str, Any]:
     """One seed-000 bring-up and teardown in this process, as JSON-able figures."""
     counts: dict[str, int] = {}
     real_init = subprocess.Popen.__init__  # subprocess.run starts a Popen too: every command counted once
 
     def counting_init(self: subprocess.Popen[Any], args: Any, *a: Any, **kw: Any) -> None:
-        tool = _tool(list(args)) if isinstance(args, (list, tuple)) else str(args)
+        tool = tool_of(list(args)) if isinstance(args, (list, tuple)) else str(args)
         counts[tool] = counts.get(tool, 0) + 1
         real_init(self, args, *a, **kw)
 

@@ -144,7 +144,7 @@ def test_collector_paused_for_a_batch_and_left_as_found() -> None:
     they found it (on, or off when the caller had turned it off)."""
     import gc
 
-    from neutrino.plan import collector_paused
+    from neutrino.collector import paused as collector_paused
 
     assert gc.isenabled()
     with collector_paused():

@@ -64,7 +64,7 @@ class Tally:
 TALLY = Tally()
 
 
-def _tool(argv: Sequence[str]) -> str:
+def tool_of(argv: Sequence[str]) -> str:
     """What the tally files a command under: the tool, and the ``ip`` object (``ip -batch``, ``ip netns``)."""
     words = list(argv)
     if words[:3] == ["ip", "netns", "exec"]:
@@ -114,7 +114,7 @@ def run(argv: Sequence[str], *, netns: str | None = None, check: bool = True, in
     except subprocess.TimeoutExpired as exc:
         raise ApplyError(f"{' '.join(full)}: timed out after {timeout}s") from exc
     finally:
-        TALLY.add(_tool(full), time.monotonic() - t0)
+        TALLY.add(tool_of(full), time.monotonic() - t0)
     res = Result(tuple(full), proc.returncode, proc.stdout, proc.stderr)
     if check and proc.returncode != 0:
         raise ApplyError(f"{' '.join(full)}: exit {proc.returncode}: {proc.stderr.strip()[:500]}")
@@ -127,7 +127,7 @@ def start(argv: Sequence[str], netns: str, *, stdout: IO[bytes] | int = subproce
     process's own), in a session of its own; the caller records and reaps it."""
     full = ["ip", "netns", "exec", netns, *argv]
     log.debug("start %s", " ".join(full))
-    TALLY.add(_tool(full), 0.0)
+    TALLY.add(tool_of(full), 0.0)
     return subprocess.Popen(full, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, start_new_session=True)
 
 

@@ -7,15 +7,14 @@ mechanism and generation, and the host's roles) and merges their fragments into 
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import gc
 import ipaddress
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Generic, TypeVar
 
+from neutrino.collector import paused
 from neutrino.host.iproute_link import Address, Link, LinkKind, OperState
 from neutrino.host.iproute_route import Netns
 from neutrino.host.state import ROOT, HostState
@@ -169,32 +168,16 @@ def nova_options(cloud: CloudSnapshot) -> NovaOptions:
     return NovaOptions(hosts=facts, instance_offset=dep.nova_network.instance_offset, host_gateways=pins)
 
 
-@contextlib.contextmanager
-def collector_paused() -> Iterator[None]:
-    """Planning many hosts makes millions of small objects (flows, rules, their tuples) that live
-    as long as the plans and form no reference cycles: the cyclic garbage collector's passes over
-    them were a third of the planning time of a large cloud. Reference counting frees them all the
-    same; the collector is paused while a batch of hosts is planned and resumes after (left as it
-    was found: a batch inside another, or in another thread, does not turn it back on early)."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
-
-
 def plan_cloud(cloud: CloudSnapshot, *, datapath_type: str = "system") -> tuple[HostState, ...]:
     """Every host of the deployment, planned."""
-    with collector_paused():
+    with paused():
         return tuple(plan_host(cloud, h.name, datapath_type=datapath_type) for h in cloud.deployment.hosts)
 
 
 def plan_hosts(cloud: CloudSnapshot, names: Iterable[str], *,
                datapath_type: str = "system") -> dict[str, HostState]:
     """The named hosts only, planned (a re-plan of the hosts a change touches)."""
-    with collector_paused():
+    with paused():
         return {n: plan_host(cloud, n, datapath_type=datapath_type) for n in dict.fromkeys(names)}
 
 

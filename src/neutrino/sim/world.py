@@ -41,17 +41,16 @@ element on its own, and a loaded world unpickles only the elements packets reach
 from __future__ import annotations
 
 import difflib
-import gc
 import ipaddress
 import pickle
 import re
 from collections import deque
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, MutableMapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Interface
 from typing import TypeVar
 
+from neutrino.collector import paused
 from neutrino.errors import InvalidInput, NeutrinoError
 from neutrino.host.bridge import BridgeInfo
 from neutrino.host.iproute_link import Address, Link, LinkKind, OperState
@@ -453,20 +452,6 @@ class _Old:
     ovs: dict[tuple[str, str], OvsBridgeSim] = field(default_factory=dict)
     lbr: dict[tuple[str, str], LinuxBridgeSim] = field(default_factory=dict)
     dhcp: dict[tuple[str, str, str], DhcpServer] = field(default_factory=dict)
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """No cyclic garbage collection meanwhile: booting and refreshing make no cycles to speak of,
-    and each full collection over a big cloud's objects (hosts, worlds: millions of them) takes
-    longer than a refresh, and comes more often the more a boot keeps (it runs after instead)."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
 
 
 def _same_guest(a: GuestSpec | None, b: GuestSpec | None) -> bool:
@@ -1462,7 +1447,7 @@ class World:
         its DHCP exchange took. The DISCOVER is sent; the loop carries the rest (the guest answers
         the OFFER with its REQUEST and binds on the ACK)."""
         chosen = None if only is None else set(only)
-        with _collector_paused():
+        with paused():
             for name, guest in self.guests.items():
                 if chosen is not None and name not in chosen:
                     continue
@@ -1493,7 +1478,7 @@ class World:
         has not been probed traces as one built and booted from scratch. Raises
         :class:`StaleWorld` when a change cannot be followed (one local VLAN split in two) or needs
         a host state the world no longer holds (a loaded world): build the world anew then."""
-        with _collector_paused():
+        with paused():
             return self._refresh({h.name: h for h in hosts}, guests, externals, uplinks, tunnel_ips, network_hosts,
                                  set(gone))
 
