@@ -25,21 +25,14 @@ from neutrino.scenarios.model import default_scenario
 from neutrino.services import networks, ports, securitygroups, tags
 from neutrino.services.cloud import Cloud, prepare
 from neutrino.services.core import Context
+from tests.api.api_helpers import fresh_database
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def cloud(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Cloud]:
     """A cloud on its own database: a SQLite file, or a database of its own in the session's cluster."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path}/hot.db"
-    else:
-        import psycopg
-
-        pg = request.getfixturevalue("pg_cluster")
-        name = f"hot_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(pg.url.replace("postgresql+psycopg", "postgresql"), autocommit=True) as c:
-            c.execute(f"CREATE DATABASE {name}")
-        url = pg.url.rsplit("/", 1)[0] + f"/{name}"
+    base = request.getfixturevalue("pg_cluster").url if request.param == "postgres" else "sqlite://"
+    url = fresh_database(base, f"hot_{uuid.uuid4().hex[:12]}", tmp_path)
     db = Database(url)
     try:
         yield Cloud(db, default_scenario())

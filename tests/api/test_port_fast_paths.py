@@ -25,7 +25,7 @@ from starlette.testclient import TestClient
 from neutrino.api import policy
 from neutrino.services import ports
 from neutrino.services.core import Context
-from tests.api.api_helpers import AppUser
+from tests.api.api_helpers import AppUser, fresh_database
 
 SCENARIO = """\
 deployment: {mechanism: ml2_ovs, tenant_network_types: [vxlan], vni_ranges: ["1:1000"]}
@@ -44,16 +44,8 @@ def app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TestClient]:
     """The API in process on a SQLite file, or on a database of its own in the session's cluster."""
     from neutrino.api.serve import make_app
 
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path}/fast.db"
-    else:
-        import psycopg
-
-        pg = request.getfixturevalue("pg_cluster")
-        name = f"fast_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(pg.url.replace("postgresql+psycopg", "postgresql"), autocommit=True) as c:
-            c.execute(f"CREATE DATABASE {name}")
-        url = pg.url.rsplit("/", 1)[0] + f"/{name}"
+    base = request.getfixturevalue("pg_cluster").url if request.param == "postgres" else "sqlite://"
+    url = fresh_database(base, f"fast_{uuid.uuid4().hex[:12]}", tmp_path)
     (tmp_path / "fast.yaml").write_text(SCENARIO)
     application, _ = make_app(url, str(tmp_path / "fast.yaml"), "keystone")
     try:
