@@ -5,10 +5,7 @@ l2population tells each host about, and every planned flow's origin text."""
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 from collections import Counter
-from pathlib import Path
-from types import ModuleType
 
 import pytest
 
@@ -18,15 +15,9 @@ from neutrino.plan.ovs import ovs_context, plan_ovs
 from neutrino.plan.ovs_int import head_template, planned_flow
 from neutrino.scenarios.model import Deployment
 from neutrino.services.snapshot import CloudSnapshot
+from tests.plan.benchmod import plan_bench
 
-
-def _bench() -> ModuleType:
-    path = Path(__file__).resolve().parents[2] / "bench" / "plan_bench.py"
-    spec = importlib.util.spec_from_file_location("plan_bench", path)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+_bench = plan_bench
 
 
 @pytest.fixture(scope="module")

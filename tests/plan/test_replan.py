@@ -3,10 +3,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-from types import ModuleType
-
 from neutrino.host.iptables import parse_rule
 from neutrino.host.openflow import format_add_flow, parse_flow
 from neutrino.plan import hosts_affected_by_port, plan_host, plan_hosts
@@ -15,15 +11,9 @@ from neutrino.plan.ovs import ovs_context
 from neutrino.plan.ovs_int import planned_flow
 from neutrino.scenarios.model import Deployment
 from neutrino.services.snapshot import CloudSnapshot
+from tests.plan.benchmod import plan_bench
 
-
-def _bench() -> ModuleType:
-    path = Path(__file__).resolve().parents[2] / "bench" / "plan_bench.py"
-    spec = importlib.util.spec_from_file_location("plan_bench", path)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+_bench = plan_bench
 
 
 def test_one_port_added_replans_only_the_hosts_it_touches() -> None:

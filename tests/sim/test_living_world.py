@@ -32,16 +32,8 @@ FIP = "172.24.4.228"
 
 
 @pytest.fixture(scope="module")
-def seed0(tmp_path_factory: pytest.TempPathFactory) -> CloudSnapshot:
-    from neutrino.deploy import bring_up
-
-    state = tmp_path_factory.mktemp("living")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("NEUTRINO_STATE", str(state))
-    try:
-        return bring_up(SEED000, state=state, keep=False).cloud
-    finally:
-        mp.undo()
+def seed0(seed0_cloud: CloudSnapshot) -> CloudSnapshot:
+    return seed0_cloud
 
 
 # -- changed clouds, derived from a snapshot ------------------------------------------------------

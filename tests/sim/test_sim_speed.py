@@ -43,7 +43,7 @@ from neutrino.sim.packets import (
 )
 from neutrino.sim.trace import Hop, Step, StepKind, render, to_json
 from neutrino.sim.world import World
-from tests.sim.test_living_world import SEED000, with_servers
+from tests.sim.test_living_world import with_servers
 
 A, B = mac("fa:16:3e:00:00:0a"), mac("fa:16:3e:00:00:0b")
 
@@ -140,16 +140,8 @@ def test_a_bridge_whose_flood_was_all_left_out_has_not_dropped_the_packet() -> N
 
 
 @pytest.fixture(scope="module")
-def seed0(tmp_path_factory: pytest.TempPathFactory) -> CloudSnapshot:
-    from neutrino.deploy import bring_up
-
-    state = tmp_path_factory.mktemp("speed")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("NEUTRINO_STATE", str(state))
-    try:
-        return bring_up(SEED000, state=state, keep=False).cloud
-    finally:
-        mp.undo()
+def seed0(seed0_cloud: CloudSnapshot) -> CloudSnapshot:
+    return seed0_cloud
 
 
 def test_a_boot_builds_no_copy_of_a_dhcp_broadcast_for_the_other_guests(

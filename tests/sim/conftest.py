@@ -1,0 +1,25 @@
+"""Fixtures the simulator's tests share."""
+
+from __future__ import annotations
+
+import pathlib
+
+import pytest
+
+from neutrino.services.snapshot import CloudSnapshot
+
+SEED000 = pathlib.Path(__file__).resolve().parents[2] / "examples" / "seed000.yaml"
+
+
+@pytest.fixture(scope="module")
+def seed0_cloud(tmp_path_factory: pytest.TempPathFactory) -> CloudSnapshot:
+    """Seed 000's cloud, made through the API in a state folder of the module's own (not kept)."""
+    from neutrino.deploy import bring_up
+
+    state = tmp_path_factory.mktemp("seed0")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("NEUTRINO_STATE", str(state))
+    try:
+        return bring_up(SEED000, state=state, keep=False).cloud
+    finally:
+        mp.undo()
