@@ -99,7 +99,19 @@ def measure(name: str, scenario: pathlib.Path, src: str, linux: bool) -> None:
                     http.post("/security-group-rules", json=b).json()["security_group_rule"])))
                 lat.append(converged_after(lambda m=made: http.delete(f"/security-group-rules/{m['id']}")))
             print(f"  API change -> hosts converged: median {statistics.median(lat) * 1000:.0f} ms, "
-                  f"max {max(lat) * 1000:.0f} ms ({len(lat)} changes)")
+                  f"max {max(lat) * 1000:.0f} ms ({len(lat)} changes: a security-group rule, every host "
+                  f"planned again)")
+            # a port added and removed beside an instance's: only the hosts it touches are planned again
+            model = http.get("/ports", params={"device_owner": "compute:nova"}).json()["ports"][0]
+            lat = []
+            for i in range(10):
+                body = {"port": {"network_id": model["network_id"], "name": f"bench-{i}", "device_id": f"bench-{i}",
+                                 "device_owner": "compute:nova", "binding:host_id": model["binding:host_id"]}}
+                made = {}
+                lat.append(converged_after(lambda b=body, m=made: m.update(http.post("/ports", json=b).json()["port"])))
+                lat.append(converged_after(lambda m=made: http.delete(f"/ports/{m['id']}")))
+            print(f"  port created or deleted -> hosts converged: median {statistics.median(lat) * 1000:.0f} ms, "
+                  f"max {max(lat) * 1000:.0f} ms ({len(lat)} changes: only the hosts the port touches planned)")
         finally:
             proc.send_signal(signal.SIGINT)
             proc.wait(timeout=30)
