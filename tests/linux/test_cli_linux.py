@@ -76,7 +76,9 @@ def test_api_changes_reach_the_kernel_with_sync(tmp_path):
             return run(["busybox", "nc", "-w", "1", "172.24.4.228", str(port)], netns=wire_ns(prefix, "ext"),
                        check=False, input="", timeout=10).returncode == 0
 
-        assert connects(22)
+        # the first connection crosses paths nothing has used yet (ARP on both sides, the datapaths'
+        # first upcalls): on a loaded machine its SYN-ACK can take longer than nc's 1 s, so wait for it
+        wait_for(lambda: connects(22), timeout=20, what="the outside to reach the floating IP on tcp/22")
         rule = next(r for g in snap.security_groups for r in g.rules
                     if r.protocol == "tcp" and r.port_range_min == 22)
         with services.write(services.admin_context()) as tx:

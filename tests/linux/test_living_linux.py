@@ -69,7 +69,9 @@ def test_cli_changes_reach_the_real_hosts_without_sync(tmp_path):
             return run(["busybox", "nc", "-w", "1", "172.24.4.228", str(port)], netns=wire_ns(prefix, "ext"),
                        check=False, input="", timeout=10).returncode == 0
 
-        assert connects(22)
+        # the first connection crosses paths nothing has used yet (ARP on both sides, the datapaths'
+        # first upcalls): on a loaded machine its SYN-ACK can take longer than nc's 1 s, so wait for it
+        wait_for(lambda: connects(22), timeout=20, what="the outside to reach the floating IP on tcp/22")
         rules = json.loads(cli(OPENSTACK, "security", "group", "rule", "list", "default", "--protocol", "tcp",
                                "-f", "json").stdout)
         (ssh,) = [r["ID"] for r in rules if r["Port Range"] == "22:22"]
