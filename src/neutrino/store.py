@@ -25,11 +25,12 @@ import hashlib
 import io
 import ipaddress
 import json
+import operator
 import os
 import pathlib
 import pickle
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from neutrino.errors import InvalidInput, NotFound
@@ -264,22 +265,38 @@ class _Pickler(pickle.Pickler):
     that loads twice as fast as the dataclasses' own ``__setstate__`` (which looks their fields
     up for every object) and ``ipaddress``'s (which parses a string)."""
 
-    _fields: dict[type, tuple[str, ...]] = {}
+    #: per dataclass, its fields' values as a tuple (one C call), or None for other classes
+    _getters: dict[type, Callable[[Any], tuple[Any, ...]] | None] = {}
 
     def reducer_override(self, obj: Any) -> Any:
         cls = type(obj)
-        names = self._fields.get(cls)
-        if names is None:
-            if cls in (ipaddress.IPv4Address, ipaddress.IPv6Address):
-                return cls, (int(obj),)
-            if cls in (ipaddress.IPv4Interface, ipaddress.IPv6Interface):
-                return cls, ((int(obj.ip), obj.network.prefixlen),)
-            if cls in (ipaddress.IPv4Network, ipaddress.IPv6Network):
-                return cls, ((int(obj.network_address), obj.prefixlen),)
-            if not dataclasses.is_dataclass(cls) or not all(f.init for f in dataclasses.fields(cls)):
-                return NotImplemented
-            names = self._fields[cls] = tuple(f.name for f in dataclasses.fields(cls))
-        return cls, tuple(getattr(obj, n) for n in names)
+        try:
+            get = self._getters[cls]
+        except KeyError:
+            get = self._getters[cls] = _fields_getter(cls)
+        if get is not None:
+            return cls, get(obj)
+        if cls in (ipaddress.IPv4Address, ipaddress.IPv6Address):
+            return cls, (int(obj),)
+        if cls in (ipaddress.IPv4Interface, ipaddress.IPv6Interface):
+            return cls, ((int(obj.ip), obj.network.prefixlen),)
+        if cls in (ipaddress.IPv4Network, ipaddress.IPv6Network):
+            return cls, ((int(obj.network_address), obj.prefixlen),)
+        return NotImplemented
+
+
+def _fields_getter(cls: type) -> Callable[[Any], tuple[Any, ...]] | None:
+    """For a dataclass whose fields are all its constructor's arguments: a function giving those
+    arguments' values in order (an ``attrgetter``, which returns a bare value for one name)."""
+    if not dataclasses.is_dataclass(cls) or not all(f.init for f in dataclasses.fields(cls)):
+        return None
+    names = tuple(f.name for f in dataclasses.fields(cls))
+    if not names:
+        return lambda obj: ()
+    if len(names) == 1:
+        one = operator.attrgetter(names[0])
+        return lambda obj: (one(obj),)
+    return operator.attrgetter(*names)
 
 
 def _write_cache(host_dir: pathlib.Path, state: HostState) -> None:
