@@ -12,6 +12,8 @@ import itertools
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
+from neutrino.plan import InputsMemo
+
 _T = TypeVar("_T")
 
 _CONTENT_IDS: dict[tuple[str, ...], int] = {}
@@ -32,19 +34,11 @@ def content_id(content: tuple[str, ...]) -> int:
 
 class Kept(Generic[_T]):
     """What was last made for each slot (a host, a host's network, a host's bridge), reused while
-    the key (all it was made from) is equal. One item per slot: the memory is that of one plan of
-    each host (``limit`` slots at most: past it, all are forgotten)."""
+    the key (all it was made from) is equal: :class:`neutrino.plan.InputsMemo`, for pieces made by
+    a closure over the values the key holds. One item per slot, ``limit`` slots at most."""
 
     def __init__(self, limit: int = 1 << 16) -> None:
-        self.items: dict[tuple[str, ...], tuple[tuple[object, ...], _T]] = {}
-        self.limit = limit
+        self._memo: InputsMemo[tuple[object, ...], _T] = InputsMemo(limit)
 
     def get(self, slot: tuple[str, ...], key: tuple[object, ...], make: Callable[[], _T]) -> _T:
-        kept = self.items.get(slot)
-        if kept is not None and kept[0] == key:
-            return kept[1]
-        item = make()
-        if len(self.items) >= self.limit:
-            self.items.clear()
-        self.items[slot] = (key, item)
-        return item
+        return self._memo.get(slot, key, lambda _key: make())
