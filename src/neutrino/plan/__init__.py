@@ -43,6 +43,11 @@ class InputsMemo(Generic[_I, _V]):
         self._kept: dict[object, tuple[_I, _V]] = {}
         self._lock = threading.Lock()
 
+    @property
+    def kept(self) -> dict[object, tuple[_I, _V]]:
+        """What is kept, by name: (inputs, value)."""
+        return self._kept
+
     def get(self, name: object, inputs: _I, compute: Callable[[_I], _V]) -> _V:
         kept = self._kept.get(name)
         if kept is not None and kept[0] == inputs:

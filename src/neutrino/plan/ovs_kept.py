@@ -40,5 +40,10 @@ class Kept(Generic[_T]):
     def __init__(self, limit: int = 1 << 16) -> None:
         self._memo: InputsMemo[tuple[object, ...], _T] = InputsMemo(limit)
 
+    @property
+    def items(self) -> dict[object, tuple[tuple[object, ...], _T]]:
+        """What is kept, by slot: (key, item)."""
+        return self._memo.kept
+
     def get(self, slot: tuple[str, ...], key: tuple[object, ...], make: Callable[[], _T]) -> _T:
         return self._memo.get(slot, key, lambda _key: make())
