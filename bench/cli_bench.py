@@ -14,6 +14,12 @@ trees taking turns run by run so that both see the same load. Each run is a fres
 Printed, per command and tree: the median and the least wall time, and the median and the least
 CPU time (user + system of the child, from ``wait4``): on this shared 2-core machine, wall time
 moves with the other load, CPU time much less. The state folders are removed at the end.
+
+    .venv/bin/python bench/cli_bench.py --instructions --compare /tmp/before/src
+
+counts instead the instructions each command executes (one run of each under ``valgrind
+--tool=callgrind``, which must be installed; ~50 times slower): a count that the other load does not
+move (it varies by ~0.1% from run to run, with the hash seed), to compare trees on a busy machine.
 """
 
 from __future__ import annotations
@@ -60,6 +66,17 @@ def run(src: pathlib.Path, state: pathlib.Path, argv: list[str]) -> tuple[float,
     return wall, usage.ru_utime + usage.ru_stime
 
 
+def instructions(src: pathlib.Path, state: pathlib.Path, argv: list[str]) -> int:
+    """The instructions ``neutrino ARGV`` executes as its own process, counted by callgrind."""
+    proc = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
+                           "-c", LAUNCH, *argv], env=_env(src, state), cwd=ROOT, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True, check=False)
+    counted = [line.split()[-1] for line in proc.stderr.splitlines() if "Collected :" in line]
+    if not counted:
+        raise SystemExit(f"valgrind neutrino {' '.join(argv)} ({src}) counted nothing: {proc.stderr.strip()[-500:]}")
+    return int(counted[-1])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=21, help="timed runs of each command (default 21)")
@@ -69,6 +86,8 @@ def main() -> None:
                     help="another tree's src folder (e.g. from 'git archive HEAD src'), timed run for run")
     ap.add_argument("--scenario", default=str(ROOT / "examples" / "seed000.yaml"))
     ap.add_argument("--only", choices=sorted(COMMANDS), action="append", help="only this command (repeatable)")
+    ap.add_argument("--instructions", action="store_true",
+                    help="count each command's instructions (valgrind's callgrind, one run each) instead of timing")
     args = ap.parse_args()
     trees = {"this tree": pathlib.Path(args.src).resolve()}
     if args.compare:
@@ -83,6 +102,14 @@ def main() -> None:
                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
             for argv in commands.values():  # untimed: what a second command finds kept
                 run(src, states[label], argv)
+        if args.instructions:
+            print("neutrino CLI, seed 000: instructions executed (valgrind --tool=callgrind), one run of each")
+            print(f"{'command':<10} " + " ".join(f"{label:>14}" for label in trees) + ("   change" if len(trees) > 1 else ""))
+            for name, argv in commands.items():
+                counts = [instructions(src, states[label], argv) for label, src in trees.items()]
+                change = f"   {counts[0] / counts[1] - 1:+.1%}" if len(counts) > 1 else ""
+                print(f"{name:<10} " + " ".join(f"{c:>14,}" for c in counts) + change)
+            return
         times: dict[tuple[str, str], list[tuple[float, float]]] = {}
         for _ in range(args.repeat):
             for name, argv in commands.items():

@@ -21,7 +21,6 @@ and a save whose captures do not read back fails before anything is replaced.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import io
 import ipaddress
 import json
@@ -36,7 +35,8 @@ from typing import TYPE_CHECKING, Any
 from neutrino.errors import InvalidInput, NotFound
 from neutrino.host.state import HostState, Origin
 
-# shutil and tempfile are imported where a host is written: a command that only reads needs neither
+# shutil and tempfile are imported where a host is written: a command that only reads needs neither;
+# hashlib where the host cache is keyed (a trace that finds its world kept reads no host)
 
 if TYPE_CHECKING:
     from neutrino.ingest.layout import StagedHost
@@ -224,6 +224,8 @@ def _read(host_dir: pathlib.Path, name: str) -> HostState:
 def _code_fingerprint() -> bytes:
     """The size and time of every module that reads captures into a host state: a cache made by
     other code is stale."""
+    import hashlib
+
     import neutrino.host
     import neutrino.ingest
 
@@ -243,6 +245,8 @@ _FINGERPRINT: bytes | None = None
 def _key(host_dir: pathlib.Path, name: str) -> str:
     """A hash of everything :func:`_read` reads (the files it reads, in the order it reads them),
     of the host's name and of the code."""
+    import hashlib
+
     global _FINGERPRINT
     if _FINGERPRINT is None:
         _FINGERPRINT = _code_fingerprint()
