@@ -33,7 +33,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from neutrino.errors import InvalidInput, NotFound
-from neutrino.host.state import HostState, Origin
+from neutrino.host.state import HostState, NamespaceState, Origin
 
 # shutil and tempfile are imported where a host is written: a command that only reads needs neither;
 # hashlib where the host cache is keyed (a trace that finds its world kept reads no host)
@@ -181,16 +181,61 @@ def save_host(state: HostState) -> None:
 
 
 def _unprinted(state: HostState) -> dict[str, Any]:
-    return {"iptables_dialect": {ns.name: ns.iptables_dialect for ns in state.namespaces},
-            "partial": list(state.partial)}
+    doc: dict[str, Any] = {"iptables_dialect": {ns.name: ns.iptables_dialect for ns in state.namespaces},
+                           "partial": list(state.partial)}
+    origins = _rule_origins(state)
+    if origins is not None:
+        doc["rule_origins"] = origins
+    return doc
+
+
+def _rule_origins(state: HostState) -> dict[str, Any] | None:
+    """Why each iptables rule exists (``Rule.origin``: what a trace names as a rule's object), which
+    ``iptables-save`` does not print: per namespace and ``table/chain``, one index per rule, in the
+    chain's order, into a list of the distinct texts (the first is ``""``). None when no rule has one."""
+    texts: dict[str, int] = {"": 0}
+    namespaces: dict[str, dict[str, list[int]]] = {}
+    for ns in state.namespaces:
+        if ns.iptables is None:
+            continue
+        for table in ns.iptables.tables:
+            for chain in table.chains:
+                if any(r.origin for r in chain.rules):
+                    namespaces.setdefault(ns.name, {})[f"{table.name}/{chain.name}"] = [
+                        texts.setdefault(r.origin, len(texts)) for r in chain.rules]
+    return {"texts": list(texts), "namespaces": namespaces} if namespaces else None
+
+
+def _apply_rule_origins(ns: NamespaceState, texts: list[str], chains: dict[str, list[int]]) -> NamespaceState:
+    """``ns`` with its rules' origins put back; a chain whose rules were not read back one for one
+    (a capture edited by hand) keeps none."""
+    if ns.iptables is None:
+        return ns
+    tables = []
+    for table in ns.iptables.tables:
+        new_chains = []
+        for chain in table.chains:
+            kept = chains.get(f"{table.name}/{chain.name}")
+            if kept is not None and len(kept) == len(chain.rules):
+                chain = dataclasses.replace(chain, rules=tuple(
+                    dataclasses.replace(r, origin=texts[i]) if i else r for r, i in zip(chain.rules, kept, strict=True)))
+            new_chains.append(chain)
+        tables.append(dataclasses.replace(table, chains=tuple(new_chains)))
+    return dataclasses.replace(ns, iptables=dataclasses.replace(ns.iptables, tables=tuple(tables)))
 
 
 def _apply_unprinted(state: HostState, doc: dict[str, Any]) -> HostState:
     dialects = doc.get("iptables_dialect", {})
-    namespaces = tuple(dataclasses.replace(ns, iptables_dialect=dialects[ns.name])
-                       if ns.name in dialects else ns for ns in state.namespaces)
+    origins = doc.get("rule_origins") or {"texts": [""], "namespaces": {}}
+    namespaces = []
+    for ns in state.namespaces:
+        if ns.name in dialects:
+            ns = dataclasses.replace(ns, iptables_dialect=dialects[ns.name])
+        if ns.name in origins["namespaces"]:
+            ns = _apply_rule_origins(ns, origins["texts"], origins["namespaces"][ns.name])
+        namespaces.append(ns)
     partial = tuple(doc["partial"]) if "partial" in doc else state.partial
-    return dataclasses.replace(state, namespaces=namespaces, partial=partial)
+    return dataclasses.replace(state, namespaces=tuple(namespaces), partial=partial)
 
 
 def _swap_into_place(tmp: pathlib.Path, dest: pathlib.Path) -> None:

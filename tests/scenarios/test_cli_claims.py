@@ -90,3 +90,32 @@ def test_the_world_is_kept_between_commands(states, monkeypatch, capsys) -> None
     assert main(["ping", "cirros", "8.8.8.8"]) == 0
     assert (states["seed000"] / "world.pickle").is_file()
     capsys.readouterr()
+
+
+@pytest.mark.parametrize("argv", [["trace", "cirros", "8.8.8.8", "--json"],
+                                  ["trace", "outside", "172.24.4.228", "--proto", "tcp", "--dport", "22"]])
+def test_a_world_booted_again_names_what_the_kept_one_named(states, argv, monkeypatch, capsys) -> None:
+    """Without its kept world (stale, deleted) a command boots the world again from the hosts in the
+    state folder: its traces name the same OpenStack objects (an iptables rule's port, security group
+    rule, floating IP), which iptables-save does not print and the store keeps beside the captures."""
+    import json
+    import shutil
+
+    folder = states["seed000"].parent / "rebooted"
+    shutil.copytree(states["seed000"], folder)
+    monkeypatch.setenv("NEUTRINO_STATE", str(folder))
+    capsys.readouterr()
+    assert main(argv) == 0
+    kept = capsys.readouterr().out
+    assert (folder / "world.pickle").is_file()
+    (folder / "world.pickle").unlink()
+    assert main(argv) == 0
+    assert capsys.readouterr().out == kept
+    assert (folder / "world.pickle").is_file()
+    if "--json" in argv:
+        objs = [st["obj"] for hop in json.loads(kept)["hops"] for st in hop["steps"] if st["kind"] == "rule"]
+        assert any("of instance 'cirros'" in o for o in objs), objs
+        assert any("security group 'default'" in o for o in objs), objs
+    else:
+        assert "[floating IP 172.24.4.228" in kept
+    shutil.rmtree(folder)
