@@ -87,11 +87,15 @@ class Lite:
         self.headers = {"X-Auth-Token": tok, "Content-Type": "application/json"}
 
     def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        status, data = self.request_raw(method, path, body)
+        return status, json.loads(data) if data else None
+
+    def request_raw(self, method: str, path: str, body: Any = None) -> tuple[int, bytes]:
+        """The status and the body's bytes, unparsed (read to the last byte)."""
         self.conn.request(method, "/v2.0" + path, body=None if body is None else json.dumps(body),
                           headers=self.headers)
         r = self.conn.getresponse()
-        data = r.read()
-        return r.status, json.loads(data) if data else None
+        return r.status, r.read()
 
     def __enter__(self) -> Lite:
         return self
@@ -272,21 +276,40 @@ def main() -> int:
         for clients in (1, 8):
             results[f"port list (50/page) {clients} client{'s' if clients > 1 else ''}"] = \
                 n / run_parallel(clients, list(range(n)), listing, base, tok)
-        def timed_lists(targets: list[tuple[Lite, int, list[float], list[float]]], rounds: int) -> int:
-            """GET /ports ``rounds`` times on each target in turn, recording wall and server CPU seconds."""
+        parse_cpu: list[float] = []
+
+        def timed_lists(targets: list[tuple[Lite, int, list[float], list[float]]], rounds: int,
+                        change: Callable[[Lite], None] | None = None) -> int:
+            """GET /ports ``rounds`` times on each target in turn, recording the wall time to the
+            answer's last byte and the server's CPU seconds; the client's own parse of the answer
+            (its CPU seconds) goes to ``parse_cpu``. ``change``: a request made (untimed) before each
+            listing, so that no listing is one the server kept from the previous one."""
             got = 0
             for _ in range(rounds):
                 for client, pid, walls, cpus in targets:
+                    if change is not None:
+                        change(client)
                     c0, t0 = cpu_s(pid), time.perf_counter()
-                    got = len(expect(200, client.request("GET", "/ports"))["ports"])
+                    status, data = client.request_raw("GET", "/ports")
                     walls.append(time.perf_counter() - t0)
                     cpus.append(cpu_s(pid) - c0)
+                    p0 = time.process_time()
+                    got = len(expect(200, (status, json.loads(data)))["ports"])
+                    parse_cpu.append(time.process_time() - p0)
             return got
+
+        def rename(c: Lite) -> None:
+            expect(200, c.request("PUT", f"/ports/{created[0]}", {"port": {"name": f"n{time.perf_counter_ns()}"}}))
 
         mine_wall: list[float] = []
         mine_cpu: list[float] = []
         with Lite(base, tok) as c:
             listed = timed_lists([(c, proc.pid, mine_wall, mine_cpu)], 20)
+            changed_wall: list[float] = []
+            changed_cpu: list[float] = []
+            timed_lists([(c, proc.pid, changed_wall, changed_cpu)], 10, rename)
+        latencies[f"port list all ({listed} ports) after a change"] = statistics.median(changed_wall)
+        latencies[f"server CPU per list all ({listed} ports) after a change"] = statistics.mean(changed_cpu)
         if compare is not None and other is not None:  # as many ports in the compared tree, then alternate
             run_parallel(1, list(range(max(0, listed - per * args.repeat - 1))), other_create, compare[0],
                          compare[1])
@@ -300,6 +323,7 @@ def main() -> int:
             latencies[f"{label}: server CPU per list all ({got} ports)"] = statistics.mean(other_cpu)
         latencies[f"port list all ({listed} ports)"] = statistics.median(mine_wall)
         latencies[f"server CPU per list all ({listed} ports)"] = statistics.mean(mine_cpu)
+        latencies[f"client CPU parsing a list all ({listed} ports)"] = statistics.median(parse_cpu)
         half = len(created) // 2
         if compare is not None and other is not None:  # alternate delete batches with the compared server
             dels: dict[str, list[float]] = {"neutrino": [], "compared": []}

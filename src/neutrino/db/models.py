@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 class Base(DeclarativeBase):
@@ -256,6 +256,44 @@ class Quota(Base):
     project_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     resource: Mapped[str] = mapped_column(String(64), primary_key=True)
     limit: Mapped[int] = mapped_column(Integer)
+
+
+# -- kept by the database's own triggers (migration 6): see db/session.py ``_migration_6`` -------------
+
+class PortUsage(Base):
+    """How many ports each project has: ``count(*)`` of its ports, kept by triggers on ``ports`` in
+    the transaction that inserts, deletes or moves a port (whatever writes it: the ORM, the hot paths'
+    SQL, a cascade), so the quota check reads one row instead of counting."""
+
+    __tablename__ = "port_usage"
+    project_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    ports: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class IpamNext(Base):
+    """Where IPAM's "lowest free address" scan of a subnet may start: every address of the pools
+    (``pools``: the subnet's ``allocation_pools`` text it was written for) before ``ip_address`` of
+    pool ``pool_index`` is taken. Written by a port create that took an address before it. Inserts
+    into ``ipallocations`` keep it true; a delete or change of one of the subnet's allocations may
+    not, so a trigger deletes it then; and it is ignored once the pools' text differs."""
+
+    __tablename__ = "ipam_next"
+    subnet_id: Mapped[str] = mapped_column(ForeignKey("subnets.id", ondelete="CASCADE"), primary_key=True)
+    pools: Mapped[str] = mapped_column(Text)
+    pool_index: Mapped[int] = mapped_column(Integer)
+    ip_address: Mapped[str] = mapped_column(String(64))  # empty: past the last pool (none free)
+    ahead: Mapped[str] = mapped_column(Text)  # the scan's next addresses from there (a JSON list), looked up
+
+
+class ChangeMarker(Base):
+    """A number bumped by triggers in every transaction that changes what it watches (``ports_view``:
+    the ports, their addresses and groups, the networks' owners); it starts at a random value, so a
+    re-made database does not repeat an old one's numbers. Bumped on SQLite only: on PostgreSQL a
+    listing is keyed by its transaction's snapshot instead (``ports.list_ports_json``)."""
+
+    __tablename__ = "neutrino_markers"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 # -- Keystone (migration 3): domains, projects, users, roles and role assignments ----------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import threading
 import time
 import uuid
@@ -132,8 +133,101 @@ def _migration_5(conn: Connection) -> None:
                     action=action, target_tenant="*", is_default=False))
 
 
+MIGRATION_6_TABLES = ("port_usage", "ipam_next", "neutrino_markers")
+PORTS_VIEW = "ports_view"  # the change marker of what a port's view reads (see ``ChangeMarker``)
+_BUMP = f"UPDATE neutrino_markers SET value = value + 1 WHERE name = '{PORTS_VIEW}'"
+_USAGE_UP = ("INSERT INTO port_usage (project_id, ports) VALUES (NEW.project_id, 1) "
+             "ON CONFLICT (project_id) DO UPDATE SET ports = port_usage.ports + 1")
+_USAGE_DOWN = "UPDATE port_usage SET ports = ports - 1 WHERE project_id = OLD.project_id"
+_FORGET_NEXT = "DELETE FROM ipam_next WHERE subnet_id = OLD.subnet_id"
+# a port numbered in its insert (the API's create) moves the creation sequence's counter on to it
+_SEQ_PAST = "NEW.created_seq > COALESCE((SELECT value FROM neutrino_counters WHERE name = 'created_seq'), 0)"
+_SEQ_MOVE = ("INSERT INTO neutrino_counters (name, value) VALUES ('created_seq', NEW.created_seq) "
+             "ON CONFLICT (name) DO UPDATE SET value = excluded.value")
+
+# SQLite: row triggers (one program each, run inside the statement that fires them)
+_SQLITE_TRIGGERS = {
+    "neutrino_ports_ins": f"AFTER INSERT ON ports BEGIN {_USAGE_UP}; {_BUMP}; END",
+    "neutrino_ports_del": f"AFTER DELETE ON ports BEGIN {_USAGE_DOWN}; {_BUMP}; END",
+    "neutrino_ports_upd": f"AFTER UPDATE ON ports BEGIN {_BUMP}; END",
+    "neutrino_created_seq": f"AFTER INSERT ON ports WHEN {_SEQ_PAST} BEGIN {_SEQ_MOVE}; END",
+    "neutrino_ports_move": "AFTER UPDATE OF project_id ON ports WHEN OLD.project_id IS NOT NEW.project_id "
+                           f"BEGIN {_USAGE_DOWN}; {_USAGE_UP}; END",
+    "neutrino_ipallocations_ins": f"AFTER INSERT ON ipallocations BEGIN {_BUMP}; END",
+    "neutrino_ipallocations_del": f"AFTER DELETE ON ipallocations BEGIN {_FORGET_NEXT}; {_BUMP}; END",
+    "neutrino_ipallocations_upd": f"AFTER UPDATE ON ipallocations BEGIN {_FORGET_NEXT}; {_BUMP}; END",
+    "neutrino_port_groups_ins": f"AFTER INSERT ON port_security_groups BEGIN {_BUMP}; END",
+    "neutrino_port_groups_del": f"AFTER DELETE ON port_security_groups BEGIN {_BUMP}; END",
+    "neutrino_port_groups_upd": f"AFTER UPDATE ON port_security_groups BEGIN {_BUMP}; END",
+    "neutrino_networks_ins": f"AFTER INSERT ON networks BEGIN {_BUMP}; END",
+    "neutrino_networks_del": f"AFTER DELETE ON networks BEGIN {_BUMP}; END",
+    "neutrino_networks_owner": f"AFTER UPDATE OF project_id ON networks BEGIN {_BUMP}; END",
+}
+
+# PostgreSQL: one row function on ports (usage, and the creation sequence on insert; plain UPDATEs,
+# cheaper there than an upsert, inserting only a missing row), IPAM's per row on ipallocations. No
+# change marker: a listing there is keyed by its transaction's snapshot (``pg_current_snapshot()``,
+# which differs once any transaction commits), so PostgreSQL pays nothing per write for it.
+_PG_PORTS_ROW = """BEGIN
+  IF TG_OP = 'UPDATE' AND NEW.project_id IS NOT DISTINCT FROM OLD.project_id THEN RETURN NULL; END IF;
+  IF TG_OP IN ('UPDATE', 'DELETE') THEN
+    UPDATE port_usage SET ports = ports - 1 WHERE project_id = OLD.project_id;
+  END IF;
+  IF TG_OP IN ('UPDATE', 'INSERT') THEN
+    UPDATE port_usage SET ports = ports + 1 WHERE project_id = NEW.project_id;
+    IF NOT FOUND THEN INSERT INTO port_usage (project_id, ports) VALUES (NEW.project_id, 1); END IF;
+  END IF;
+  IF TG_OP = 'INSERT' THEN
+    UPDATE neutrino_counters SET value = NEW.created_seq WHERE name = 'created_seq' AND value < NEW.created_seq;
+    IF NOT FOUND AND NOT EXISTS (SELECT 1 FROM neutrino_counters WHERE name = 'created_seq') THEN
+      INSERT INTO neutrino_counters (name, value) VALUES ('created_seq', NEW.created_seq);
+    END IF;
+  END IF;
+  RETURN NULL;
+END"""
+_PG_FUNCTIONS = {
+    "neutrino_ports_row": _PG_PORTS_ROW,
+    "neutrino_forget_next": f"BEGIN {_FORGET_NEXT}; RETURN NULL; END",
+}
+_PG_TRIGGERS = (  # (name, table, when, each, function)
+    ("neutrino_ports_row", "ports", "AFTER INSERT OR UPDATE OF project_id OR DELETE", "FOR EACH ROW",
+     "neutrino_ports_row"),
+    ("neutrino_forget_next", "ipallocations", "AFTER UPDATE OR DELETE", "FOR EACH ROW", "neutrino_forget_next"),
+)
+
+
+def _migration_6(conn: Connection) -> None:
+    """Version 6: what the port create and listing read instead of scanning, kept by triggers in the
+    transaction of every change whatever makes it (the ORM, SQL text, a cascade): each project's port
+    count (``port_usage``, filled from ``count(*)``), where IPAM's scan of a subnet may start
+    (``ipam_next``, empty: the next create scans and writes it), on SQLite the ``ports_view`` change
+    marker (starting at a random value), and the creation sequence's counter moved on by a port
+    numbered in its insert. Re-running it re-makes the triggers and recounts."""
+    for name in MIGRATION_6_TABLES:
+        models.Base.metadata.tables[name].create(conn, checkfirst=True)
+    conn.exec_driver_sql("DELETE FROM port_usage")
+    conn.exec_driver_sql("INSERT INTO port_usage (project_id, ports) SELECT project_id, count(*) FROM ports "
+                         "GROUP BY project_id")
+    conn.exec_driver_sql("DELETE FROM ipam_next")
+    conn.exec_driver_sql(f"DELETE FROM neutrino_markers WHERE name = '{PORTS_VIEW}'")
+    conn.exec_driver_sql(f"INSERT INTO neutrino_markers (name, value) VALUES ('{PORTS_VIEW}', "
+                         f"{secrets.randbits(40)})")
+    if conn.dialect.name == "postgresql":
+        for fn, body in _PG_FUNCTIONS.items():
+            conn.exec_driver_sql(f"CREATE OR REPLACE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql AS $$ "
+                                 f"{body} $$")
+        for name, table, when, each, fn in _PG_TRIGGERS:
+            conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name} ON {table}")
+            conn.exec_driver_sql(f"CREATE TRIGGER {name} {when} ON {table} {each} EXECUTE FUNCTION {fn}()")
+    else:
+        for name, body in _SQLITE_TRIGGERS.items():
+            conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name}")
+            conn.exec_driver_sql(f"CREATE TRIGGER {name} {body}")
+
+
 MIGRATIONS: tuple[tuple[int, Callable[[Connection], None]], ...] = (
-    (1, _migration_1), (2, _migration_2), (3, _migration_3), (4, _migration_4), (5, _migration_5))
+    (1, _migration_1), (2, _migration_2), (3, _migration_3), (4, _migration_4), (5, _migration_5),
+    (6, _migration_6))
 
 
 class Raw:
@@ -222,7 +316,9 @@ def raw(session: Session, *, flush: bool = True) -> Raw:
         session.flush()
     r: Raw | None = session.info.get("neutrino_raw")
     if r is None:
-        conn = session.connection()
+        # the transaction's connection as ``Database`` gave it (the one ``session.connection()`` returns,
+        # without beginning the ORM's own transaction bookkeeping for it)
+        conn = session.info.get("neutrino_conn") or session.connection()
         r = session.info["neutrino_raw"] = Raw(conn.connection.driver_connection, conn.dialect.name == "postgresql",
                                                conn if conn.dispatch.before_cursor_execute else None)
     return r
@@ -276,13 +372,16 @@ class Database:
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Connection) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("writer") else "BEGIN")
+            # on the driver: SQLAlchemy's execution machinery (a third of an empty transaction) is of no use
+            conn.connection.driver_connection.execute(  # type: ignore[union-attr]
+                "BEGIN IMMEDIATE" if conn.info.get("writer") else "BEGIN")
 
     @staticmethod
     def _install_postgres_hooks(engine: Engine) -> None:
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Connection) -> None:
-            conn.exec_driver_sql(_PG_BEGIN_WRITE if conn.info.get("writer") else _PG_BEGIN_READ)
+            conn.connection.driver_connection.execute(  # type: ignore[union-attr]  # on the driver, as SQLite's
+                _PG_BEGIN_WRITE if conn.info.get("writer") else _PG_BEGIN_READ)
 
         @event.listens_for(engine, "checkout")
         def _on_checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
@@ -309,6 +408,7 @@ class Database:
             try:
                 with conn.begin():  # the hooks: BEGIN IMMEDIATE, or BEGIN and the advisory lock
                     session = Session(bind=conn, expire_on_commit=False, autoflush=True)
+                    session.info["neutrino_conn"] = conn
                     try:
                         yield session
                         session.flush()
@@ -323,6 +423,7 @@ class Database:
         # the hooks begin it: BEGIN (PostgreSQL: BEGIN ISOLATION LEVEL REPEATABLE READ)
         with self.engine.connect() as conn, conn.begin():
             session = Session(bind=conn, expire_on_commit=False, autoflush=False)
+            session.info["neutrino_conn"] = conn
             try:
                 yield session
             finally:

@@ -11,7 +11,7 @@ from sqlalchemy import Text, cast, select
 from sqlalchemy.orm import selectinload
 
 from neutrino.db import models
-from neutrino.db.session import raw
+from neutrino.db.session import PORTS_VIEW, raw
 from neutrino.errors import NotAuthorized
 from neutrino.scenarios.model import Mechanism
 from neutrino.services import ipam
@@ -183,18 +183,20 @@ def _create_view(tx: Tx, network: Any, project: str, attrs: dict[str, Any]) -> d
         row = network if isinstance(network, models.Network) else tx.session.get(models.Network, network.id)
         assert row is not None  # read in this transaction
         return port_dict(make_port(tx, row, project, attrs))
-    values, pairs_ips, groups = _new_port(tx, network, project, attrs)
+    scanned: dict[str, str] = {}
+    values, pairs_ips, groups = _new_port(tx, network, project, attrs, scanned)
     values["binding_vif_type"], values["binding_vif_details"] = _binding(tx, values["binding_host_id"], network)
-    _insert(tx, values, pairs_ips, groups)
+    _insert(tx, values, pairs_ips, groups, _scan_starts(network, scanned))
     return _view(tuple(values[n] for n in _VIEW_ORDER),
                  [{"subnet_id": sid, "ip_address": ip} for sid, ip in pairs_ips], groups)
 
 
-def _new_port(tx: Tx, network: Any, project: str, attrs: dict[str, Any]
+def _new_port(tx: Tx, network: Any, project: str, attrs: dict[str, Any], scanned: dict[str, str] | None = None
               ) -> tuple[dict[str, Any], list[tuple[str, str]], list[str]]:
     """The checks of a new port, in Neutron's order, and its column values (stamped, not bound), its
     addresses and its groups (checked, without duplicates). ``network``: a network row or a
-    ``_NetworkHead`` (id, port_security_enabled, subnets)."""
+    ``_NetworkHead`` (id, port_security_enabled, subnets). ``scanned``: filled as
+    ``ipam.allocate_for_port`` fills it."""
     owner = attrs.get("device_owner", "")
     mac = attrs.get("mac_address")
     checked = network.mac if isinstance(network, _NetworkHead) else None  # read with the network
@@ -219,9 +221,9 @@ def _new_port(tx: Tx, network: Any, project: str, attrs: dict[str, Any]
         known = network.default_group_id if isinstance(network, _NetworkHead) else None
         groups = [] if owner.startswith("network:") else [known or default_group_id(tx, project)]
     subnets = list(network.subnets)
-    joined = {s.id: s.taken for s in subnets} if isinstance(network, _NetworkHead) else None
+    joined = {s.id: s.used(tx) for s in subnets} if isinstance(network, _NetworkHead) else None
     pairs_ips = ipam.allocate_for_port(tx, network, subnets, attrs.get("fixed_ips"), mac,
-                                       router_port=owner in ROUTER_OWNERS, joined=joined)
+                                       router_port=owner in ROUTER_OWNERS, joined=joined, scanned=scanned)
     if groups and not pairs_ips and attrs.get("fixed_ips") is not None and not owner.startswith("network:"):
         raise invalid("Port security must be enabled and port must have an IP address in order to use "
                       "security groups.", "PortSecurityAndIPRequiredForSecurityGroups")
@@ -239,25 +241,65 @@ def _new_port(tx: Tx, network: Any, project: str, attrs: dict[str, Any]
     # core.stamp_new's standard attributes, in its order (the id first, then the creation sequence)
     t = timestamp()
     values["id"] = attrs.get("id") or new_id(tx, models.Port)
-    values["created_seq"] = next_seq(tx.session)
+    # the API's create (``scanned`` given) numbers it in its insert (``_PORT_INSERT_SQL``)
+    values["created_seq"] = next_seq(tx.session) if scanned is None else None
     values.update(project_id=project, created_at=t, updated_at=t, revision_number=1, tags=[])
     return values, pairs_ips, _checked_groups(tx, groups or [], checked=default_groups)
 
 
-_PORT_COLUMN_NAMES = tuple(c.key for c in models.Port.__mapper__.column_attrs)
-_PORT_INSERT_SQL = (f"INSERT INTO ports ({', '.join(_PORT_COLUMN_NAMES)}) "
-                    f"VALUES ({', '.join('?' for _ in _PORT_COLUMN_NAMES)})")
+_PORT_COLUMN_NAMES = tuple(c.key for c in models.Port.__mapper__.column_attrs if c.key != "created_seq")
+# the creation sequence's next number taken in the insert itself; a trigger moves the counter on
+# (``neutrino_created_seq``: to a row's number when it is past the counter): the number ``next_seq``
+# would have given, one statement less
+_PORT_INSERT_SQL = (f"INSERT INTO ports ({', '.join(_PORT_COLUMN_NAMES)}, created_seq) "
+                    f"VALUES ({', '.join('?' for _ in _PORT_COLUMN_NAMES)}, "
+                    "COALESCE((SELECT value FROM neutrino_counters WHERE name = 'created_seq'), 0) + 1)")
 _JSON_COLUMN_SET = frozenset(("tags", "allowed_address_pairs", "extra_dhcp_opts", "binding_profile",
                               "binding_vif_details"))
 
 
-def _insert(tx: Tx, values: dict[str, Any], pairs_ips: list[tuple[str, str]], groups: list[str]) -> None:
+SCAN_AHEAD = 16  # the addresses after a scan start that the network's statement looks up
+
+
+def _scan_starts(network: Any, scanned: dict[str, str]) -> list[tuple[Any, ...]]:
+    """The ``ipam_next`` rows to write after this port's lowest-free picks: where the scan of each
+    subnet may next start (after the address just taken: every one before it was taken, and now it
+    is too) and the ``SCAN_AHEAD`` addresses from there. A start read with the network stays true
+    (only deletes make it false, and they delete it): it is moved on only once the pick is past half
+    of its addresses looked ahead, so most creates write nothing more."""
+    if not scanned or not isinstance(network, _NetworkHead):
+        return []
+    rows = []
+    for s in network.subnets:
+        ip = scanned.get(s.id)
+        if ip is None or (s.start is not None and ip in s.ahead[:SCAN_AHEAD // 2]):
+            continue
+        start = ipam.next_after(s, ip)
+        rows.append((s.id, s.pools_text, start[0], start[1],
+                     json.dumps(ipam.scan_from(s, start, SCAN_AHEAD), separators=(",", ":"))))
+    return rows
+
+
+_SCAN_START_SQL = ("INSERT INTO ipam_next (subnet_id, pools, pool_index, ip_address, ahead) VALUES (?, ?, ?, ?, ?) "
+                   "ON CONFLICT (subnet_id) DO UPDATE SET pools = excluded.pools, pool_index = excluded.pool_index, "
+                   "ip_address = excluded.ip_address, ahead = excluded.ahead")
+
+
+def _json_text(value: Any) -> str:
+    """``json.dumps(value)`` (what SQLAlchemy's JSON type writes), the empty list and mapping without it."""
+    if not value and isinstance(value, list | dict):
+        return "[]" if isinstance(value, list) else "{}"
+    return json.dumps(value)
+
+
+def _insert(tx: Tx, values: dict[str, Any], pairs_ips: list[tuple[str, str]], groups: list[str],
+            scan_starts: list[tuple[Any, ...]] | None = None) -> None:
     """Write a new port, its addresses and its group bindings as prepared inserts (in one round trip
     on PostgreSQL): what the ORM's flush of ``make_port``'s row would write (JSON columns as
     ``json.dumps`` text, as SQLAlchemy's JSON type writes them), without its unit of work."""
     pid, nid = values["id"], values["network_id"]
     statements: list[tuple[str, list[tuple[Any, ...]]]] = [
-        (_PORT_INSERT_SQL, [tuple(json.dumps(values[k]) if k in _JSON_COLUMN_SET else values[k]
+        (_PORT_INSERT_SQL, [tuple(_json_text(values[k]) if k in _JSON_COLUMN_SET else values[k]
                                   for k in _PORT_COLUMN_NAMES)])]
     if pairs_ips:
         statements.append(("INSERT INTO ipallocations (subnet_id, ip_address, port_id, network_id, seq) "
@@ -265,6 +307,8 @@ def _insert(tx: Tx, values: dict[str, Any], pairs_ips: list[tuple[str, str]], gr
     if groups:
         statements.append(("INSERT INTO port_security_groups (port_id, security_group_id, seq) VALUES (?, ?, ?)",
                            [(pid, g, i) for i, g in enumerate(groups)]))
+    if scan_starts:
+        statements.append((_SCAN_START_SQL, scan_starts))
     raw(tx.session).write_all(statements)  # one round trip on PostgreSQL
 
 
@@ -338,7 +382,20 @@ class _SubnetHead:
     allocation_pools: list[dict[str, str]]
     enable_dhcp: bool
     ipv6_address_mode: str | None
-    taken: str | None  # its taken addresses, as ``ipam.allocated`` reads them (joined by commas)
+    pools_text: str  # ``allocation_pools`` as stored (what an ``ipam_next`` row is written for)
+    # its taken addresses (joined by commas, as ``ipam.allocated`` reads them): all of them without a
+    # scan start, else those of the addresses looked ahead
+    taken: str | None
+    start: tuple[int, str] | None  # its ``ipam_next`` position (every pool address before it is taken)
+    ahead: tuple[str, ...]  # the addresses of the scan from ``start`` the statement looked up
+
+    def used(self, tx: Tx) -> ipam.Used:
+        """IPAM's view of the subnet's taken addresses: all of them, or from the scan start on, the
+        ones looked ahead known and any other looked up when asked."""
+        taken = set(self.taken.split(",")) if self.taken else set()
+        if self.start is None:
+            return ipam.Used(taken)
+        return ipam.Used(taken, start=self.start, tx=tx, subnet_id=self.id, checked=self.ahead)
 
 
 @dataclass(frozen=True, slots=True)
@@ -359,19 +416,27 @@ class _NetworkHead:
     mac: tuple[str, bool] | None  # the new port's MAC (asked for or the first candidate), and whether taken
 
 
-def _network_head_sql(aggregate: str) -> str:
+def _network_head_sql(aggregate: str, ahead: str) -> str:
     return ("SELECT n.id, n.project_id, n.shared, n.external, n.port_security_enabled, n.network_type, "
             "n.segmentation_id, (SELECT p.id FROM ports p WHERE p.network_id = n.id AND "
             "p.device_owner = 'network:dhcp' LIMIT 1), "
             "(SELECT g.id FROM security_groups g WHERE g.project_id = ? AND g.is_default = ?), "
             "EXISTS (SELECT 1 FROM ports m WHERE m.network_id = n.id AND m.mac_address = ?), "
             "s.id, s.ip_version, s.cidr, CAST(s.allocation_pools AS TEXT), s.enable_dhcp, s.ipv6_address_mode, "
-            f"(SELECT {aggregate}(a.ip_address, ',') FROM ipallocations a WHERE a.subnet_id = s.id) "
+            f"CASE WHEN h.subnet_id IS NULL THEN (SELECT {aggregate}(a.ip_address, ',') FROM ipallocations a "
+            f"WHERE a.subnet_id = s.id) ELSE (SELECT {aggregate}(x.ip, ',') FROM {ahead} "
+            "WHERE (SELECT 1 FROM ipallocations t WHERE t.subnet_id = s.id AND t.ip_address = x.ip) IS NOT NULL) "
+            "END, "
+            "h.pool_index, h.ip_address, h.ahead "
             "FROM networks n LEFT OUTER JOIN subnets s ON s.network_id = n.id "
+            "LEFT OUTER JOIN ipam_next h ON h.subnet_id = s.id AND h.pools = CAST(s.allocation_pools AS TEXT) "
             "WHERE n.id = ? ORDER BY s.created_seq")
 
 
-_NETWORK_HEAD = {False: _network_head_sql("group_concat"), True: _network_head_sql("string_agg")}
+# the addresses looked ahead (``x.ip``), each looked up in the allocations' primary key (a scalar
+# subquery: PostgreSQL would turn an EXISTS or IN into a join reading every allocation of the subnet)
+_NETWORK_HEAD = {False: _network_head_sql("group_concat", "(SELECT value AS ip FROM json_each(h.ahead)) x"),
+                 True: _network_head_sql("string_agg", "json_array_elements_text(CAST(h.ahead AS json)) AS x(ip)")}
 
 
 def _network_head(tx: Tx, network_id: str, project: str, mac: str | None) -> _NetworkHead:
@@ -385,8 +450,10 @@ def _network_head(tx: Tx, network_id: str, project: str, mac: str | None) -> _Ne
     if not rows:
         raise not_found("network", network_id)
     nid, owner, shared, external, psec, ntype, seg, dhcp_port, group, mac_taken = rows[0][:10]
-    subnets = tuple(_SubnetHead(sid, version, cidr, _decoded(pools), bool(dhcp), mode, taken)
-                    for sid, version, cidr, pools, dhcp, mode, taken in (r[10:] for r in rows) if sid is not None)
+    subnets = tuple(_SubnetHead(sid, version, cidr, _decoded(pools), bool(dhcp), mode, pools, taken,
+                                None if index is None else (index, start), tuple(orjson.loads(ahead or "[]")))
+                    for sid, version, cidr, pools, dhcp, mode, taken, index, start, ahead in
+                    (r[10:] for r in rows) if sid is not None)
     head = _NetworkHead(nid, owner, bool(shared), bool(external), bool(psec), ntype, seg, subnets, dhcp_port, group,
                         None if mac is None else (mac, bool(mac_taken)))
     from neutrino.services import rbac
@@ -526,7 +593,47 @@ def list_ports_json(tx: Tx, filters: dict[str, list[str]], page: Page | None, hi
     The same three statements as ``list_ports``, as SQL text run on the driver (no SQLAlchemy result
     rows). A port's JSON is kept keyed by everything it is made from (its row as read, its addresses,
     its groups and ``hidden``), so an unchanged port is not shown and encoded again, and a changed one
-    cannot be served from the old text."""
+    cannot be served from the old text.
+
+    In a read-only transaction the whole answer is kept too, keyed by what the transaction sees (read
+    first, in the same snapshot as the rows): on SQLite the database's ``ports_view`` change marker
+    (bumped by triggers in every transaction that changes a port, its addresses or groups or a
+    network's owner, from this process or any other), on PostgreSQL the transaction's snapshot
+    itself; and by the caller's visibility, the query and ``hidden``. An unchanged database gives the
+    same answer to the same question, and any change gives another key."""
+    db = raw(tx.session)
+    key: tuple[Any, ...] | None = None
+    conn = tx.session.info.get("neutrino_conn") or tx.session.connection()
+    if not conn.info.get("writer"):  # a marker a write transaction bumped may yet be rolled back
+        marker = db.scalar(_SNAPSHOT_SQL if db.postgres else _MARKER_SQL)
+        if marker is not None:
+            key = (id(conn.engine), str(conn.engine.url), marker, tx.ctx.is_admin,
+                   None if tx.ctx.is_admin else tx.ctx.project_id,
+                   tuple((k, tuple(v)) for k, v in sorted(filters.items())),
+                   None if page is None else (page.limit, page.marker, page.reverse), hidden)
+            kept = _LISTINGS.get(key)
+            if kept is not None:
+                return list(kept)
+    out = _list_ports_json(tx, filters, page, hidden)
+    if key is not None:
+        if len(_LISTINGS) >= _MAX_LISTINGS:
+            _LISTINGS.clear()
+        _LISTINGS[key] = tuple(out)
+    return out
+
+
+_MARKER_SQL = f"SELECT value FROM neutrino_markers WHERE name = '{PORTS_VIEW}'"
+# PostgreSQL: the read transaction's snapshot (REPEATABLE READ: taken by this, its first statement),
+# which determines what every later statement of it sees; another once any transaction commits. With
+# the server's start time: transaction ids start again only in a new cluster, which a restart shows
+_SNAPSHOT_SQL = "SELECT CAST(pg_current_snapshot() AS TEXT) || ' ' || CAST(pg_postmaster_start_time() AS TEXT)"
+_LISTINGS: dict[tuple[Any, ...], tuple[tuple[str, bytes], ...]] = {}
+_MAX_LISTINGS = 32
+
+
+def _list_ports_json(tx: Tx, filters: dict[str, list[str]], page: Page | None, hidden: frozenset[str]
+                     ) -> list[tuple[str, bytes]]:
+    """``list_ports_json`` without the kept answers."""
     if page is not None and page.marker is not None and \
             raw(tx.session).scalar("SELECT id FROM ports WHERE id = ?", (page.marker,)) is None:
         raise not_found("port", page.marker)

@@ -32,10 +32,13 @@ def used(tx: Tx, project_id: str, resource: str) -> int:
     return int(tx.session.scalar(select(func.count()).select_from(m).where(m.project_id == project_id)) or 0)
 
 
-# per resource, written once: the project's limit and its usage in one statement (a raw prepared statement)
+# per resource, written once: the project's limit and its usage in one statement (a raw prepared statement);
+# a project's ports are counted by the database's triggers (``port_usage``: no count(*) growing with them)
 _CHECK = {resource: f'SELECT (SELECT "limit" FROM quotas WHERE project_id = ? AND resource = ?), '
                     f'(SELECT count(*) FROM {m.__tablename__} WHERE project_id = ?)'
           for resource, m in MODELS.items()}
+_CHECK["port"] = ('SELECT (SELECT "limit" FROM quotas WHERE project_id = ? AND resource = ?), '
+                  '(SELECT ports FROM port_usage WHERE project_id = ?)')
 
 
 def check(tx: Tx, project_id: str, resource: str, count: int = 1) -> None:
@@ -44,6 +47,7 @@ def check(tx: Tx, project_id: str, resource: str, count: int = 1) -> None:
     if sql is None:
         return
     limit, in_use = raw(tx.session).one(sql, (project_id, resource, project_id))
+    in_use = in_use or 0  # a project without a port_usage row has none
     if limit is None:
         limit = DEFAULTS.get(resource, -1)
     if limit >= 0 and in_use + count > limit:
