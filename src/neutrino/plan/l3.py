@@ -20,14 +20,16 @@ planned here; their OVS ports on br-int/br-ex belong to the OVS planner.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 from neutrino.host.iproute_link import Address, Link
 from neutrino.host.iproute_route import Route
 from neutrino.host.iptables import TableName
 from neutrino.host.state import ROOT, FileState, HostState, NamespaceState, Origin
 from neutrino.host.sysctl import Sysctl
-from neutrino.plan import naming
+from neutrino.plan import InputsMemo, naming
 from neutrino.plan.address_scope import with_scope_marks
 from neutrino.plan.dvr import with_dvr
 from neutrino.plan.generation import (
@@ -47,7 +49,7 @@ from neutrino.plan.generation import (
 )
 from neutrino.plan.l3_ha import plan_l3_ha
 from neutrino.plan.portforward import plan_port_forwardings
-from neutrino.scenarios.model import Host
+from neutrino.scenarios.model import Deployment, Host
 from neutrino.services.snapshot import CloudSnapshot, FloatingIP, Port, Router
 
 BUILDER = "plan_l3"
@@ -295,28 +297,97 @@ def plan_l3(cloud: CloudSnapshot, host: Host | str, generation: Generation | Pro
     origins: list[Origin] = []
     files: list[FileState] = []
     for router in routers_on(cloud, name):
-        r = _lookup(cloud, router)
-        ns_name = naming.router_namespace(router.id)
-        obj = f"router {router.id}"
-        links, root, routes = _devices(cloud, r, prof)
-        chains, rules = _iptables(cloud, r, prof, random_fully=random_fully, first_pass=first_pass,
-                                  metadata=metadata)
-        rules = with_scope_marks(cloud, r, prof, rules)  # address scopes (plan/address_scope.py)
-        links, chains, rules = plan_port_forwardings(cloud, router, prof, links, chains, rules)
-        ruleset, chain_origins = assemble(prof, chains, rules, BUILDER)
-        out = out.with_namespace(NamespaceState(ns_name, links=tuple(links), routes=tuple(routes),
-                                                iptables=ruleset, sysctls=_sysctls(prof)))
-        root_links += root
-        origins.append(Origin("namespace", ns_name, obj, BUILDER))
-        origins += [Origin("link", lk.name, obj, BUILDER) for lk in (*links, *root)]
-        origins += [Origin("route", str(rt.dst or "default"), obj, BUILDER) for rt in routes]
-        origins += [Origin(o.kind, f"{ns_name}:{o.item}", o.obj, o.builder) for o in chain_origins]
-        if prof.modern and metadata:
-            path = metadata_proxy_path(router.id, prof.state_path)
-            files.append(FileState(path, metadata_proxy_config(router.id, prof.state_path)))
-            origins.append(Origin("file", path, obj, BUILDER))
+        inputs = _RouterInputs(prof, random_fully, first_pass, metadata, _router_cloud(cloud, router))
+        planned = _PLANNED.get((name, router.id), inputs, _planned_router)
+        out = out.with_namespace(planned.namespace)
+        root_links += planned.root_links
+        origins += planned.origins
+        files += planned.files
     if root_links:
         out = out.with_namespace(NamespaceState(ROOT, links=tuple(root_links)))
     out = replace(out, files=tuple(files), origins=tuple(origins))
     out = with_dvr(cloud, name, prof, out, random_fully=random_fully)  # distributed routers (plan/dvr.py)
     return plan_l3_ha(cloud, name, prof, out, random_fully=random_fully, metadata=metadata)  # HA routers
+
+
+@dataclass(frozen=True, slots=True)
+class _RouterInputs:
+    """Everything one legacy router's namespace is planned from, and the key it is kept under
+    (compared in full: a re-plan after a change elsewhere in the cloud reuses it)."""
+
+    prof: Profile
+    random_fully: bool
+    first_pass: bool
+    metadata: bool
+    cloud: CloudSnapshot  # the router and what it reads, alone (:func:`_router_cloud`)
+
+
+@dataclass(frozen=True, slots=True)
+class _PlannedRouter:
+    namespace: NamespaceState
+    root_links: tuple[Link, ...]
+    origins: tuple[Origin, ...]
+    files: tuple[FileState, ...]
+
+
+#: each router's last plan on each host, with what it was planned from
+_PLANNED: InputsMemo[_RouterInputs, _PlannedRouter] = InputsMemo()
+
+
+def _router_cloud(cloud: CloudSnapshot, router: Router) -> CloudSnapshot:
+    """A snapshot of the router alone: its interface and gateway ports, its floating IPs with their
+    fixed ports and port forwardings, and those ports' networks and subnets, so that planning it
+    there reads nothing else (the planner looks them up by id, or by router and floating IP, in
+    the cloud's order)."""
+    port_ids = dict.fromkeys(router.interface_port_ids)
+    if router.gateway is not None and router.gateway.port_id:
+        port_ids[router.gateway.port_id] = None
+    fips = cloud.floating_ips_of_router(router.id)
+    port_ids.update((f.port_id, None) for f in fips if f.port_id is not None)
+    ports = [p for pid in port_ids if _has_port(cloud, pid) for p in (cloud.port(pid),)]
+    subnet_ids = dict.fromkeys(f.subnet_id for p in ports for f in p.fixed_ips)
+    net_ids = dict.fromkeys(p.network_id for p in ports)
+    return CloudSnapshot(Deployment(), networks=_present(cloud.network, net_ids),
+                         subnets=_present(cloud.subnet, subnet_ids), ports=tuple(ports), routers=(router,),
+                         floating_ips=fips, port_forwardings=tuple(pf for f in fips
+                                                                   for pf in cloud.port_forwardings_of(f.id)))
+
+
+_T = TypeVar("_T")
+
+
+def _present(get: Callable[[str], _T], ids: Iterable[str]) -> tuple[_T, ...]:
+    out = []
+    for i in ids:
+        try:
+            out.append(get(i))
+        except KeyError:
+            continue
+    return tuple(out)
+
+
+def _planned_router(inputs: _RouterInputs) -> _PlannedRouter:
+    """One router's namespace, planned from ``inputs`` alone."""
+    prof, cloud = inputs.prof, inputs.cloud
+    router = cloud.routers[0]
+    r = _lookup(cloud, router)
+    ns_name = naming.router_namespace(router.id)
+    obj = f"router {router.id}"
+    links, root, routes = _devices(cloud, r, prof)
+    chains, rules = _iptables(cloud, r, prof, random_fully=inputs.random_fully, first_pass=inputs.first_pass,
+                              metadata=inputs.metadata)
+    rules = with_scope_marks(cloud, r, prof, rules)  # address scopes (plan/address_scope.py)
+    links, chains, rules = plan_port_forwardings(cloud, router, prof, links, chains, rules)
+    ruleset, chain_origins = assemble(prof, chains, rules, BUILDER)
+    namespace = NamespaceState(ns_name, links=tuple(links), routes=tuple(routes), iptables=ruleset,
+                               sysctls=_sysctls(prof))
+    origins = [Origin("namespace", ns_name, obj, BUILDER)]
+    origins += [Origin("link", lk.name, obj, BUILDER) for lk in (*links, *root)]
+    origins += [Origin("route", str(rt.dst or "default"), obj, BUILDER) for rt in routes]
+    origins += [Origin(o.kind, f"{ns_name}:{o.item}", o.obj, o.builder) for o in chain_origins]
+    files = []
+    if prof.modern and inputs.metadata:
+        path = metadata_proxy_path(router.id, prof.state_path)
+        files.append(FileState(path, metadata_proxy_config(router.id, prof.state_path)))
+        origins.append(Origin("file", path, obj, BUILDER))
+    return _PlannedRouter(namespace, tuple(root), tuple(origins), tuple(files))

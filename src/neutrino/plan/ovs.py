@@ -29,14 +29,19 @@ Port rows.
 from __future__ import annotations
 
 import functools
+import itertools
 import operator
 import uuid
+from dataclasses import dataclass, replace
 
 from neutrino.host import ovsdb
+from neutrino.host.bridge import BridgeInfo
+from neutrino.host.iproute_link import Link
 from neutrino.host.ofctl_show import OfctlShow, OfPort
 from neutrino.host.openflow import Flow, FlowDump, format_add_flow
 from neutrino.host.openflow_fields import ReservedPort
 from neutrino.host.state import ROOT, BridgeFlows, HostState, NamespaceState, Origin, OvsState
+from neutrino.plan import InputsMemo, dvr
 from neutrino.plan.generation import Generation, Profile
 from neutrino.plan.ovs_firewall import ovs_firewall_flows
 from neutrino.plan.ovs_int import (
@@ -47,7 +52,9 @@ from neutrino.plan.ovs_int import (
     LocalVlan,
     Ofports,
     OvsContext,
+    PlannedFlow,
     PlannedPort,
+    PlugPort,
     device_mac,
     int_bridge_flows,
     int_bridge_ports,
@@ -58,7 +65,7 @@ from neutrino.plan.ovs_kept import Kept
 from neutrino.plan.ovs_phys import phys_bridge_flows, phys_bridge_ports
 from neutrino.plan.ovs_tun import tun_bridge_flows, tun_bridge_ports
 from neutrino.plan.vif import hybrid_plug
-from neutrino.scenarios.model import Host
+from neutrino.scenarios.model import Deployment, Host
 from neutrino.services.snapshot import CloudSnapshot
 
 __all__ = ["Generation", "LocalVlan", "OvsContext", "format_add_flow", "local_vlans", "plan_ovs",
@@ -88,43 +95,121 @@ def plan_ovs(cloud: CloudSnapshot, host: Host | str, *, generation: Generation |
     ``datapath_type``: ``system`` as on the seeds' hosts, ``netdev`` for the userspace datapath.
     ``arp_responder``: the agent option (takes effect with l2population). ``uplinks``: (bridge, NIC)
     pairs for the physical bridges' uplink ports (seed 002's ``("br-eth0", "eth0")``).
+
+    Assembled from kept pieces where their inputs did not change (issue #17: a re-plan after one
+    change remakes only what it touches): the host's own side (br-int's ports and flows, the
+    hybrid plug), the port numbers with the OVSDB and ``ofctl show`` views, and each bridge's
+    flows in dump order, joined per table and priority from the planned pieces (see
+    :func:`_assembled`).
     """
     ctx = ovs_context(cloud, host, generation=generation, cookie=cookie, datapath_type=datapath_type,
                       arp_responder=arp_responder, uplinks=uplinks)
     plugs = plugged_ports(ctx)
     vlans = local_vlans(ctx)
-    ports = (*int_bridge_ports(ctx, plugs, vlans), *tun_bridge_ports(ctx, vlans), *phys_bridge_ports(ctx, plugs))
-    ofports = Ofports.number(ports)
-    flows = (*int_bridge_flows(ctx, plugs, vlans, ofports), *ovs_firewall_flows(ctx, plugs, vlans, ofports),
-             *tun_bridge_flows(ctx, plugs, vlans, ofports),
-             *phys_bridge_flows(ctx, plugs, vlans, ofports))
-    links, brctl, link_origins = hybrid_plug(ctx, plugs)
-    show = _show(ctx, ports)
-    by_bridge: dict[str, list[Flow]] = {}
-    flow_origins: list[Origin] = []
-    for f in flows:
-        if isinstance(f, FlowBatch):
-            by_bridge.setdefault(f.bridge, []).extend(f.flows)
-            flow_origins += f.origins
-        else:
-            by_bridge.setdefault(f.bridge, []).append(f.flow)
-            flow_origins.append(Origin("flow", f.text, f.obj, f.builder))
-    bridges = tuple(_bridge_flows(ctx, br.name, ports, by_bridge.get(br.name, []), ofports) for br in show.bridges)
-    origins = (*(Origin("bridge", br.name, f"host {ctx.host.name}", "plan_ovs") for br in show.bridges),
-               *(_port_origin(p.row.name, p.obj, p.builder) for p in ports),
-               *flow_origins,
-               *link_origins)
+    own = _host_side(ctx, plugs, vlans)
+    ports = (*own.ports, *tun_bridge_ports(ctx, vlans), *phys_bridge_ports(ctx, plugs))
+    view = _KEPT_OFPORTS.get((ctx.host.name,), (ctx.host.name, ctx.prof, ctx.datapath_type, ports),
+                             lambda: _ports_view(ctx, ports))
+    ofports = view.ofports
+    parts = (own, *ovs_firewall_flows(ctx, plugs, vlans, ofports),
+             *tun_bridge_flows(ctx, plugs, vlans, ofports), *phys_bridge_flows(ctx, plugs, vlans, ofports))
+    flows = _flows(ctx.host.name, parts)
+    bridges = tuple(BridgeFlows(name, flows.dumps.get(name, _NO_FLOWS), show)
+                    for name, show in view.ofctl)
+    links, brctl, link_origins = own.plug
     namespaces = (NamespaceState(ROOT, links=links),) if links else ()
-    return HostState(ctx.host.name, namespaces=namespaces, ovs=OvsState(show, bridges),
-                     linux_bridges=brctl if brctl else None, origins=origins)
+    return HostState(ctx.host.name, namespaces=namespaces, ovs=OvsState(view.show, bridges),
+                     linux_bridges=brctl if brctl else None,
+                     origins=(*view.origins, *flows.origins, *link_origins))
 
 
-def _show(ctx: OvsContext, ports: tuple[PlannedPort, ...]) -> ovsdb.OvsdbShow:
-    names = list(dict.fromkeys(p.bridge for p in ports))
+@dataclass(frozen=True, slots=True)
+class _HostSide:
+    """What a host's OVS plan is made of that depends on the host alone (its deployment entry and
+    options, its plugged ports and local VLANs), not on the rest of the cloud: br-int's ports and
+    flows and the hybrid plug (links, ``brctl`` rows, their origins)."""
+
+    ports: tuple[PlannedPort, ...]
+    flows: tuple[PlannedFlow, ...]
+    plug: tuple[tuple[Link, ...], tuple[BridgeInfo, ...], tuple[Origin, ...]]
+
+
+#: the deployment, the host, the agent's options, its plugged ports and local VLANs
+_SideInputs = tuple[Deployment, Host, Profile, int, str, bool, tuple[tuple[str, str], ...],
+                    tuple[PlugPort, ...], tuple[LocalVlan, ...]]
+
+#: per host: its :class:`_HostSide`, kept while its inputs (:data:`_SideInputs`) are equal
+_KEPT_SIDES: InputsMemo[_SideInputs, _HostSide | None] = InputsMemo()
+
+
+def _host_side(ctx: OvsContext, plugs: tuple[PlugPort, ...], vlans: tuple[LocalVlan, ...]) -> _HostSide:
+    """br-int's ports and flows and the hybrid plug, kept by :data:`_KEPT_SIDES`: computed from a
+    snapshot holding only the deployment (the other hosts left out, see :func:`_deployment_alone`),
+    so they can read nothing the key does not hold. A host whose OVS agent routes distributed
+    (DVR: br-int's flows read the routers and their ports) is planned on the whole snapshot."""
+    inputs: _SideInputs = (_deployment_alone(ctx.cloud), ctx.host, ctx.prof, ctx.cookie, ctx.datapath_type,
+                           ctx.arp_responder, ctx.uplinks, plugs, vlans)
+    side = _KEPT_SIDES.get(ctx.host.name, inputs, _side_of)
+    return side if side is not None else _side(ctx, plugs, vlans)
+
+
+def _side_of(inputs: _SideInputs) -> _HostSide | None:
+    dep, host, prof, cookie, datapath_type, arp_responder, uplinks, plugs, vlans = inputs
+    ctx = OvsContext(CloudSnapshot(replace(dep, hosts=(host,))), host, prof, cookie, datapath_type, arp_responder,
+                     uplinks)
+    if dvr.flows_enabled(ctx.cloud, host.name, ctx.tunneling):
+        return None  # (the same inputs give None again: such a host never finds a kept side)
+    return _side(ctx, plugs, vlans)
+
+
+def _side(ctx: OvsContext, plugs: tuple[PlugPort, ...], vlans: tuple[LocalVlan, ...]) -> _HostSide:
+    ports = int_bridge_ports(ctx, plugs, vlans)
+    return _HostSide(ports, int_bridge_flows(ctx, plugs, vlans, Ofports.number(ports)), hybrid_plug(ctx, plugs))
+
+
+def _deployment_alone(cloud: CloudSnapshot) -> Deployment:
+    """The deployment without its hosts (once per snapshot): compared in a key in full, field by
+    field, it costs a few microseconds; the hosts would cost a comparison each."""
+    return cloud.cached("deployment_without_hosts", lambda c: replace(c.deployment, hosts=()))
+
+
+@dataclass(frozen=True, slots=True)
+class _PortsView:
+    """What a host's planned ports give: OpenFlow port numbers, the OVSDB view, each bridge's
+    ``ofctl show`` (in the view's bridge order), and the bridges' and ports' origins."""
+
+    ofports: Ofports
+    show: ovsdb.OvsdbShow
+    ofctl: tuple[tuple[str, OfctlShow], ...]
+    origins: tuple[Origin, ...]
+
+
+def _ports_view(ctx: OvsContext, ports: tuple[PlannedPort, ...]) -> _PortsView:
+    """(Reads of ``ctx`` the host's name, the profile and the datapath type alone: the key.)"""
+    ofports = Ofports.number(ports)
+    by_bridge: dict[str, list[PlannedPort]] = {}  # each bridge's ports, bridges in order of first port
+    for p in ports:
+        own = by_bridge.get(p.bridge)
+        if own is None:
+            by_bridge[p.bridge] = [p]
+        else:
+            own.append(p)
+    show = _show(ctx, by_bridge)
+    ofctl = tuple((name, _ofctl_show(ctx, name, own, ofports)) for name, own in by_bridge.items())
+    origins = (*(Origin("bridge", br.name, f"host {ctx.host.name}", "plan_ovs") for br in show.bridges),
+               *(_port_origin(p.row.name, p.obj, p.builder) for p in ports))
+    return _PortsView(ofports, show, ofctl, origins)
+
+
+#: per host: its :class:`_PortsView`, kept while its planned ports are the same
+_KEPT_OFPORTS: Kept[_PortsView] = Kept()
+
+
+def _show(ctx: OvsContext, by_bridge: dict[str, list[PlannedPort]]) -> ovsdb.OvsdbShow:
     modern = ctx.modern
     bridges = []
-    for name in names:
-        rows = tuple(p.row for p in ports if p.bridge == name)
+    for name, own in by_bridge.items():
+        rows = tuple(p.row for p in own)
         if modern:
             bridges.append(ovsdb.Bridge(name, rows, (ovsdb.Controller(CONTROLLER, True),), "secure",
                                         ctx.datapath_type, protocols=PROTOCOLS))
@@ -135,34 +220,134 @@ def _show(ctx: OvsContext, ports: tuple[PlannedPort, ...]) -> ovsdb.OvsdbShow:
                            style=ovsdb.QuoteStyle.MODERN if modern else ovsdb.QuoteStyle.LEGACY)
 
 
-_TABLE, _PRIORITY = operator.attrgetter("table"), operator.attrgetter("priority")
-
-
 @functools.lru_cache(maxsize=1 << 16)
 def _port_origin(name: str, obj: str, builder: str) -> Origin:
     """(A tunnel port's origin is the same on every host with a tunnel to that host: made once.)"""
     return Origin("port", name, obj, builder)
 
 
-#: (host, bridge) -> the bridge's ``ovs-ofctl show`` ports, kept while its planned ports are the same
-_KEPT_OFPORTS: Kept[tuple[OfPort, ...]] = Kept()
-
-
-def _bridge_flows(ctx: OvsContext, bridge: str, ports: tuple[PlannedPort, ...], flows: list[Flow],
-                  ofports: Ofports) -> BridgeFlows:
-    """One bridge's flows (by table, then priority, highest first, as a dump reads; ties in planned
-    order: both sorts are stable) and port numbers."""
-    mine = sorted(sorted(flows, key=_PRIORITY, reverse=True), key=_TABLE)
-    own = tuple(p for p in ports if p.bridge == bridge)
+def _ofctl_show(ctx: OvsContext, bridge: str, own: list[PlannedPort], ofports: Ofports) -> OfctlShow:
+    """One bridge's ``ovs-ofctl show`` (``own``: its ports): its ports by number, then LOCAL."""
     local = next(p for p in own if p.local)
     local_mac = local.mac or device_mac(ctx.host.name, bridge)
-
-    def make() -> tuple[OfPort, ...]:  # numbered by the bridge's own ports alone (Ofports.number)
-        of = [OfPort(ofports.of(bridge, p.row.name), p.row.name,
-                     p.mac or device_mac(ctx.host.name, bridge, p.row.name)) for p in own if not p.local]
-        return (*of, OfPort(ReservedPort.LOCAL, bridge, local_mac))
+    of = [OfPort(ofports.of(bridge, p.row.name), p.row.name, p.mac or device_mac(ctx.host.name, bridge, p.row.name))
+          for p in own if not p.local]
     modern = ctx.modern
-    show = OfctlShow(dpid=local_mac.value, n_tables=254, n_buffers=0 if modern else 256, capabilities=CAPABILITIES,
+    return OfctlShow(dpid=local_mac.value, n_tables=254, n_buffers=0 if modern else 256, capabilities=CAPABILITIES,
                      actions=ACTIONS_MODERN if modern else ACTIONS_LEGACY,
-                     ports=_KEPT_OFPORTS.get((ctx.host.name, bridge), own, make))
-    return BridgeFlows(bridge, FlowDump(tuple(mine)), show)
+                     ports=(*of, OfPort(ReservedPort.LOCAL, bridge, local_mac)))
+
+
+# --- the bridges' flows, in dump order -----------------------------------------------------------
+
+_NO_FLOWS = FlowDump(())
+
+#: a run of flows of one bridge, table and priority: the bridge, (table, -priority), the flows
+_Run = tuple[str, tuple[int, int], tuple[Flow, ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Section:
+    """A planned piece (a flow, a batch, br-int's flows) as the assembly uses it: its flows in runs
+    of one bridge, table and priority (in planned order), and their origins."""
+
+    runs: tuple[_Run, ...]
+    origins: tuple[Origin, ...]
+
+
+_TABLE_PRIORITY = operator.attrgetter("table", "priority")
+
+#: id of a batch or host side -> (the piece, its section): a host's are kept with its flows
+#: (:class:`_Flows`) and looked up by the next assembly of the host. The piece is held, so its id
+#: is not reused while the entry lives; pieces are immutable, so a section cannot go stale.
+_Sections = dict[int, tuple[object, _Section]]
+
+_Part = PlannedFlow | FlowBatch | _HostSide
+
+
+def _section(part: FlowBatch | _HostSide) -> _Section:
+    """A batch's or br-int's flows as runs."""
+    if isinstance(part, FlowBatch):
+        br, flows = part.bridge, part.flows
+        keys = list(map(_TABLE_PRIORITY, flows))
+        if keys and keys.count(keys[0]) == len(keys):  # one run (l2population's, the tunnels'): as it is
+            table, priority = keys[0]
+            return _Section(((br, (table, -priority), flows),), part.origins)
+        return _Section(tuple((br, (table, -priority), tuple(run))
+                              for (table, priority), run in itertools.groupby(flows, _TABLE_PRIORITY)),
+                        part.origins)
+    by_bridge, origins, _sections = _joined(part.flows, {})  # br-int's flows, joined once
+    return _Section(tuple((br, k, tuple(v)) for br, runs in by_bridge.items() for k, v in runs.items()), origins)
+
+
+def _joined(parts: tuple[_Part, ...], known: _Sections
+            ) -> tuple[dict[str, dict[tuple[int, int], list[Flow]]], tuple[Origin, ...], _Sections]:
+    """The pieces' flows by bridge, then by (table, -priority) in planned order, their origins, and
+    the sections of the batches and host side among them (found in ``known`` by identity, else
+    made)."""
+    by_bridge: dict[str, dict[tuple[int, int], list[Flow]]] = {}
+    origins: list[Origin] = []
+    sections: _Sections = {}
+    get = known.get
+    for part in parts:
+        if isinstance(part, PlannedFlow):  # one flow (made afresh by each plan: not worth keeping)
+            f = part.flow
+            runs = by_bridge.get(part.bridge)
+            if runs is None:
+                runs = by_bridge[part.bridge] = {}
+            key = (f.table, -f.priority)
+            have = runs.get(key)
+            if have is None:
+                runs[key] = [f]
+            else:
+                have.append(f)
+            origins.append(Origin("flow", part.text, part.obj, part.builder))
+            continue
+        got = get(id(part))
+        if got is None or got[0] is not part:
+            got = (part, _section(part))
+        sections[id(part)] = got
+        for br, key, flows in got[1].runs:
+            runs = by_bridge.get(br)
+            if runs is None:
+                runs = by_bridge[br] = {}
+            have = runs.get(key)
+            if have is None:
+                runs[key] = list(flows)
+            else:
+                have += flows
+        origins += got[1].origins
+    return by_bridge, tuple(origins), sections
+
+
+@dataclass(frozen=True, slots=True)
+class _Flows:
+    """A host's flows: each bridge's dump and every flow's origin, in planned order, and the
+    sections they were joined from (for the host's next assembly)."""
+
+    dumps: dict[str, FlowDump]
+    origins: tuple[Origin, ...]
+    sections: _Sections
+
+
+def _assembled(parts: tuple[_Part, ...], known: _Sections) -> _Flows:
+    """Each bridge's flows as a dump lists them: by table, then priority (highest first), ties in
+    planned order; the pieces' runs of one table and priority joined in that order (what sorting
+    every flow by table and priority, stably, gives), with no pass per flow."""
+    by_bridge, origins, sections = _joined(parts, known)
+    dumps = {bridge: FlowDump(tuple(itertools.chain.from_iterable(runs[k] for k in sorted(runs))))
+             for bridge, runs in by_bridge.items()}
+    return _Flows(dumps, origins, sections)
+
+
+def _flows(host: str, parts: tuple[_Part, ...]) -> _Flows:
+    """The host's flows, kept whole while its pieces are the same; else joined, reusing the
+    sections of its last assembly's pieces that are still among them."""
+    last = _KEPT_FLOWS.kept.get(host)
+    known = last[1].sections if last is not None else {}
+    return _KEPT_FLOWS.get(host, parts, lambda p: _assembled(p, known))
+
+
+#: per host: its flows, kept while the planned pieces are the same (mostly the very same objects,
+#: which the comparison passes by identity)
+_KEPT_FLOWS: InputsMemo[tuple[_Part, ...], _Flows] = InputsMemo()

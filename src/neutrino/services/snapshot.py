@@ -121,7 +121,10 @@ class Port:
 
     @property
     def ovs_hybrid_plug(self) -> bool:
-        return bool(dict(self.vif_details).get("ovs_hybrid_plug", False))
+        for key, value in reversed(self.vif_details):  # (the last of a key, as ``dict`` would keep)
+            if key == "ovs_hybrid_plug":
+                return bool(value)
+        return False
 
     @property
     def is_instance_port(self) -> bool:
