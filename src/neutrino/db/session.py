@@ -135,7 +135,9 @@ def _migration_5(conn: Connection) -> None:
 
 MIGRATION_6_TABLES = ("port_usage", "ipam_next", "neutrino_markers")
 PORTS_VIEW = "ports_view"  # the change marker of what a port's view reads (see ``ChangeMarker``)
-_BUMP = f"UPDATE neutrino_markers SET value = value + 1 WHERE name = '{PORTS_VIEW}'"
+# a fresh random value, not value + 1: a database put back to an earlier state (a backup restored while
+# the server runs) and then changed otherwise must not come back to a value a kept listing was made at
+_BUMP = f"UPDATE neutrino_markers SET value = random() WHERE name = '{PORTS_VIEW}'"
 _USAGE_UP = ("INSERT INTO port_usage (project_id, ports) VALUES (NEW.project_id, 1) "
              "ON CONFLICT (project_id) DO UPDATE SET ports = port_usage.ports + 1")
 _USAGE_DOWN = "UPDATE port_usage SET ports = ports - 1 WHERE project_id = OLD.project_id"
