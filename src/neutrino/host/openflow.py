@@ -13,14 +13,14 @@ print exactly what Open vSwitch 3.1 prints.
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import functools
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from neutrino.errors import ParseError
+from neutrino.host.fastnew import maker
 from neutrino.host.openflow_actions import (
     Action,
     Controller,
@@ -81,7 +81,7 @@ __all__ = [
     # values
     "Mac", "PortName", "ReservedPort", "Subfield",
     # functions
-    "make_flow", "parse_flow", "parse_dump_flows", "format_flow", "format_add_flow", "format_dump_flows", "flow_tables",
+    "make_flow", "new_flow", "parse_flow", "parse_dump_flows", "format_flow", "format_add_flow", "format_dump_flows", "flow_tables",
     "sort_like_ofctl",
 ]
 
@@ -145,32 +145,17 @@ class Flow:
         return not self.actions
 
 
-_FLOW_FIELDS = ("match", "actions", "table", "priority", "cookie", "cookie_mask", "idle_timeout", "hard_timeout",
-                "importance", "flags", "stats")
-assert tuple(f.name for f in dataclasses.fields(Flow)) == _FLOW_FIELDS, "make_flow sets every field of Flow"
-_SET_MATCH, _SET_ACTIONS, _SET_TABLE, _SET_PRIORITY, _SET_COOKIE, _SET_COOKIE_MASK, _SET_IDLE, _SET_HARD, \
-    _SET_IMPORTANCE, _SET_FLAGS, _SET_STATS = (getattr(Flow, name).__set__ for name in _FLOW_FIELDS)
+#: ``Flow(*every_field)`` (all eleven, in field order), made about twice as fast (:mod:`neutrino.host.fastnew`):
+#: for planners that make flows by the million
+new_flow: Callable[..., Flow] = maker(Flow)
 
 
 def make_flow(match: tuple[MatchField, ...], actions: tuple[Action, ...], table: int, priority: int, cookie: int,
               cookie_mask: int | None = None, idle_timeout: int = 0, hard_timeout: int = 0, importance: int = 0,
               flags: tuple[FlowFlag, ...] = (), stats: FlowStats | None = None) -> Flow:
-    """``Flow(...)`` for planners that make flows by the million: the same flow, its fields stored
-    through their slots directly rather than one ``object.__setattr__`` call each (what a frozen
-    dataclass's ``__init__`` does), which takes half the time."""
-    flow = object.__new__(Flow)
-    _SET_MATCH(flow, match)
-    _SET_ACTIONS(flow, actions)
-    _SET_TABLE(flow, table)
-    _SET_PRIORITY(flow, priority)
-    _SET_COOKIE(flow, cookie)
-    _SET_COOKIE_MASK(flow, cookie_mask)
-    _SET_IDLE(flow, idle_timeout)
-    _SET_HARD(flow, hard_timeout)
-    _SET_IMPORTANCE(flow, importance)
-    _SET_FLAGS(flow, flags)
-    _SET_STATS(flow, stats)
-    return flow
+    """``Flow(...)`` for planners that make many flows: the same flow, made by :data:`new_flow`."""
+    return new_flow(match, actions, table, priority, cookie, cookie_mask, idle_timeout, hard_timeout, importance,
+                    flags, stats)
 
 
 @dataclass(frozen=True, slots=True)

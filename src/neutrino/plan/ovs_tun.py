@@ -18,12 +18,16 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import itertools
+import operator
+import re
 from collections.abc import Callable
 from typing import TypeVar
 
 from neutrino.host import ovsdb
-from neutrino.host.openflow import Action, Flow, make_flow
-from neutrino.host.openflow_match import MatchField
+from neutrino.host.openflow import Action, Flow, make_flow, new_flow
+from neutrino.host.openflow_fields import Mac
+from neutrino.host.openflow_match import EthMatch, MatchField
 from neutrino.host.state import Origin
 from neutrino.plan import dvr, naming
 from neutrino.plan.ovs_int import (
@@ -44,6 +48,11 @@ from neutrino.plan.ovs_int import (
     head_template,
     live_plugs,
     lvid_of,
+    new_interface,
+    new_origin,
+    new_planned_flow,
+    new_planned_port,
+    new_port_row,
     planned_flow,
     plug_kind,
 )
@@ -156,6 +165,12 @@ def _tunnel_obj(ctx: OvsContext, host: Host) -> str:
     return obj
 
 
+def _tunnel_objs(ctx: OvsContext, ports: tuple[tuple[str, Host, str], ...]) -> list[str]:
+    """:func:`_tunnel_obj` of each tunnel's remote host (the snapshot's table looked up once)."""
+    objs: dict[str, str] = _cached(ctx, ("@tunnel_objs",), dict)
+    return [objs.get(h.name) or _tunnel_obj(ctx, h) for _t, h, _name in ports]
+
+
 def tunnels(ctx: OvsContext, vlans: tuple[LocalVlan, ...]) -> tuple[tuple[str, Host, str], ...]:
     """(network type, remote host, port name) of every tunnel port on the host."""
     global _LAST_TUNNELS
@@ -210,17 +225,18 @@ def _ip_text(ctx: OvsContext, host: Host) -> str:
     return text
 
 
-def _tunnel_interface(ctx: OvsContext, network_type: str, name: str, remote: Host) -> ovsdb.Interface:
-    local = _ip_text(ctx, ctx.host)
-    remote_ip = _ip_text(ctx, remote)
-    if ctx.modern:
+def _tunnel_interface(modern: bool, local_v6: bool, network_type: str, name: str, local: str,
+                      remote_ip: str) -> ovsdb.Interface:
+    """The Interface row of a tunnel port from this host (IP ``local``, IPv6 or not) to ``remote_ip``."""
+    if modern:
         kind = network_type
-        if network_type == "gre" and isinstance(ctx.host.tunnel_ip, ipaddress.IPv6Address):
+        if network_type == "gre" and local_v6:
             kind = "ip6gre"
         options = (("df_default", "true"), ("egress_pkt_mark", "0"), ("in_key", "flow"), ("local_ip", local),
                    ("out_key", "flow"), ("remote_ip", remote_ip))
-        return ovsdb.Interface(name, kind, options)
-    return ovsdb.Interface(name, network_type, (("in_key", "flow"), ("out_key", "flow"), ("remote_ip", remote_ip)))
+        return new_interface(name, kind, options, None, (), (), None)
+    return new_interface(name, network_type, (("in_key", "flow"), ("out_key", "flow"), ("remote_ip", remote_ip)),
+                         None, (), (), None)
 
 
 def tun_bridge_ports(ctx: OvsContext, vlans: tuple[LocalVlan, ...]) -> tuple[PlannedPort, ...]:
@@ -235,9 +251,14 @@ def tun_bridge_ports(ctx: OvsContext, vlans: tuple[LocalVlan, ...]) -> tuple[Pla
                mac=device_mac(ctx.host.name, br, naming.PATCH_INT))]
     ports = tunnels(ctx, vlans)
 
-    def make() -> tuple[PlannedPort, ...]:
-        return tuple(PlannedPort(br, ovsdb.Port(name, (_tunnel_interface(ctx, t, name, h),)), _tunnel_obj(ctx, h),
-                                 BUILDER_PORTS, mac=device_mac(ctx.host.name, br, name)) for t, h, name in ports)
+    def make() -> tuple[PlannedPort, ...]:  # (a port per remote host: made by the hundred on each host)
+        me, local = ctx.host.name, _ip_text(ctx, ctx.host)
+        modern, v6 = ctx.modern, isinstance(ctx.host.tunnel_ip, ipaddress.IPv6Address)
+        texts: dict[str, str] = _cached(ctx, ("@tunnel_ip_texts",), dict)
+        return tuple(new_planned_port(br, new_port_row(name, (_tunnel_interface(
+            modern, v6, t, name, local, texts.get(h.name) or _ip_text(ctx, h)),), None, (), None, (), None),
+            obj, BUILDER_PORTS, False, device_mac(me, br, name))
+            for (t, h, name), obj in zip(ports, _tunnel_objs(ctx, ports), strict=True))
     return (*out, *_KEPT_TUNNEL_PORTS.get((ctx.host.name,), (_ip_text(ctx, ctx.host), ctx.prof,
                                                               *_tunnels_key(ctx, ports)), make))
 
@@ -318,7 +339,10 @@ def _modern_flows(ctx: OvsContext, vlans: tuple[LocalVlan, ...], ofports: Ofport
     position: dict[str, dict[str, int]] = {}  # network type -> remote host -> its tunnel port's position
     for i, (pt, h, _name) in enumerate(ports):
         position.setdefault(pt, {})[h.name] = i
-    numbers = tuple(ofports.of(br, name) for _t, _h, name in ports)
+    numbered = ofports.numbers_of(br)
+    numbers = tuple(numbered.get(name) or ofports.of(br, name) for _t, _h, name in ports)
+    remote_names = [h.name for _t, h, _name in ports]
+    by_network = _by_network(ctx) if l2pop else {}
     texts: list[PlannedFlow | FlowBatch | tuple[str, str, str]] = [
         (f"priority=1,in_port={patch} actions=resubmit(,{T.DVR_PROCESS if dvr_on else T.PATCH_LV_TO_TUN:d})",
          agent, BUILDER_FLOWS),
@@ -328,8 +352,8 @@ def _modern_flows(ctx: OvsContext, vlans: tuple[LocalVlan, ...], ofports: Ofport
             made = [_tunnel_in_flow(n, naming.TUN_TO_LV_TABLE[t], ctx.cookie) for n, (t, _h, _name) in
                     zip(numbers, ports, strict=True)]
             return FlowBatch(br, tuple(f for f, _text in made), tuple(
-                Origin("flow", text, _tunnel_obj(ctx, h), BUILDER_FLOWS) for (_f, text), (_t, h, _n) in
-                zip(made, ports, strict=True)))
+                new_origin("flow", text, obj, BUILDER_FLOWS) for (_f, text), obj in
+                zip(made, _tunnel_objs(ctx, ports), strict=True)))
         texts.append(_KEPT_TUNNEL_FLOWS.get((ctx.host.name,), (ctx.cookie, *numbers, *_tunnels_key(ctx, ports)),
                                             make))
     if responder:
@@ -357,23 +381,21 @@ def _modern_flows(ctx: OvsContext, vlans: tuple[LocalVlan, ...], ofports: Ofport
         texts.append((f"table={naming.TUN_TO_LV_TABLE[t]:d},priority=1,tun_id={key:#x} "
                       f"actions=mod_vlan_vid:{v.lvid},resubmit(,{T.DVR_NOT_LEARN if dvr_on else T.LEARN_FROM_TUN:d})",
                       obj, BUILDER_NETWORK))
-        flood: list[int] = []
         if not l2pop:
             flood = [ofports.of(br, name) for pt, _h, name in ports if pt == t]
-        on_net = _by_network(ctx).get(v.network_id, {}) if l2pop else {}
-        # with l2pop, the tunnels of this type towards hosts with live ports on the network, in
-        # the tunnel ports' order
-        remotes: list[tuple[int, str]] = []  # (tunnel port, remote host)
-        contents: list[int] = []
-        content_of = _l2pop_contents(ctx, v.network_id) if l2pop else {}
-        of_type = position.get(t, {})
-        for pos in sorted(of_type[hn] for hn in on_net if hn in of_type):
-            out_port, remote = numbers[pos], ports[pos][1].name
-            flood.append(out_port)
-            remotes.append((out_port, remote))
-            contents += (out_port, content_of[remote])
+            remotes: list[tuple[int, str]] = []
+            contents: tuple[int, ...] = ()
+        else:  # the tunnels of this type towards hosts with live ports on the network, in the
+            # tunnel ports' order: (tunnel port, remote host) each, and the flows' key
+            of_type = position.get(t, {})
+            places = sorted(map(of_type.__getitem__, of_type.keys() & by_network.get(v.network_id, {}).keys()))
+            flood = [numbers[i] for i in places]
+            remote_hosts = [remote_names[i] for i in places]
+            remotes = list(zip(flood, remote_hosts, strict=True))
+            contents = tuple(itertools.chain.from_iterable(
+                zip(flood, map(_l2pop_contents(ctx, v.network_id).__getitem__, remote_hosts), strict=True)))
         if remotes:
-            texts.append(_l2pop_flows_kept(ctx, v, key, remotes, tuple(contents), responder))
+            texts.append(_l2pop_flows_kept(ctx, v, key, remotes, contents, responder))
         if flood:
             texts.append(_flood_flow(v.lvid, key, tuple(sorted(flood)), obj, ctx.cookie))
     return tuple(f if not isinstance(f, tuple) else planned_flow(ctx, br, f[0], f[1], f[2]) for f in texts)
@@ -397,22 +419,25 @@ def _output(port: int) -> tuple[Action, str]:
     return action, text
 
 
+_FIRST, _SECOND = operator.itemgetter(0), operator.itemgetter(1)
+
+
 @functools.lru_cache(maxsize=1 << 15)
 def _flood_flow(lvid: int, key: int, outputs: tuple[int, ...], obj: str, cookie: int) -> PlannedFlow:
     """A network's flood flow to its tunnels (one per host and network: kept for re-plans)."""
     hflow, htext = _parsed_head(f"table={T.FLOOD_TO_TUN:d},priority=1,dl_vlan={lvid}", BUILDER_NETWORK, cookie)
-    load, load_text = _parsed_actions(f"strip_vlan,load:{key:#x}->NXM_NX_TUN_ID[]", BUILDER_FLOWS)
-    outs = [_output(n) for n in outputs]
-    acts = load + tuple(a for a, _text in outs)
-    atext = ",".join([load_text, *(text for _a, text in outs)])
+    load, load_text = _tunnel_load(key)
+    outs = list(map(_output, outputs))
+    acts = load + tuple(map(_FIRST, outs))
+    atext = ",".join([load_text, *map(_SECOND, outs)])
     flow = make_flow(hflow.match, acts, hflow.table, hflow.priority, hflow.cookie, hflow.cookie_mask,
                      hflow.idle_timeout, hflow.hard_timeout, hflow.importance, hflow.flags, hflow.stats)
-    return PlannedFlow(naming.BR_TUN, flow, obj, BUILDER_NETWORK, htext + atext)
+    return new_planned_flow(naming.BR_TUN, flow, obj, BUILDER_NETWORK, htext + atext)
 
 
-#: a remote port as l2population's flows name it: its ``dl_dst`` match item (None when its MAC
-#: does not print as written), its MAC, the flows' object, the port
-_Remote = tuple[MatchField | None, str, str, Port]
+#: a remote port as l2population's flows name it: its ``dl_dst`` match item, alone in a tuple
+#: (None when its MAC does not print as written), its MAC, the flows' object, the port
+_Remote = tuple[tuple[MatchField] | None, str, str, Port]
 
 
 def _l2pop_records(ctx: OvsContext, network_id: str) -> dict[str, tuple[_Remote, ...]]:
@@ -424,14 +449,29 @@ def _l2pop_records(ctx: OvsContext, network_id: str) -> dict[str, tuple[_Remote,
             records = []
             for port in ports:
                 mac = port.mac_address.lower()
-                try:
-                    item, text = _match_item("dl_dst", mac)
-                except ValueError:
-                    item, text = None, ""
-                records.append((item if text == mac else None, mac, f"port {port.id}", port))
+                one = _dl_dst(mac)
+                records.append((one, mac, f"port {port.id}", port))
             out[host] = tuple(records)
         return out
     return _cached(ctx, ("@l2pop_records", network_id, ctx.prof, ctx.external_bridge), make)
+
+
+_CANONICAL_MAC = re.compile(r"[0-9a-f]{2}(?::[0-9a-f]{2}){5}")
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _dl_dst(mac: str) -> tuple[MatchField] | None:
+    """``dl_dst=<mac>``'s match item, alone in a tuple (None when the MAC does not print as
+    written). A MAC as OVS prints it (lower case, two digits a byte) is its item's text: the item is
+    made from its value, not parsed. (One object per MAC: a re-plan's flows compare with the kept
+    ones by identity.)"""
+    if _CANONICAL_MAC.fullmatch(mac):
+        return (EthMatch("dl_dst", Mac(int(mac.replace(":", ""), 16))),)
+    try:
+        item, text = _match_item("dl_dst", mac)
+    except ValueError:
+        return None
+    return (item,) if text == mac else None
 
 
 def _l2pop_contents(ctx: OvsContext, network_id: str) -> dict[str, int]:
@@ -471,8 +511,17 @@ def _tunnel_in_flow(ofport: int, table: int, cookie: int) -> tuple[Flow, str]:
 
 @functools.lru_cache(maxsize=1 << 17)
 def _l2pop_actions(key: int, out_port: int) -> tuple[tuple[Action, ...], str]:
-    """A unicast flow's actions towards a tunnel (the same on every host with that port number)."""
-    return _joined_actions(f"strip_vlan,load:{key:#x}->NXM_NX_TUN_ID[]", f"output:{out_port}")
+    """A unicast flow's actions towards a tunnel (the same on every host with that port number):
+    ``strip_vlan,load:<key>->NXM_NX_TUN_ID[],output:<port>``, from its parsed parts."""
+    load, load_text = _tunnel_load(key)
+    out, out_text = _output(out_port)
+    return (*load, out), f"{load_text},{out_text}"
+
+
+@functools.lru_cache(maxsize=1 << 12)
+def _tunnel_load(key: int) -> tuple[tuple[Action, ...], str]:
+    """``strip_vlan,load:<key>->NXM_NX_TUN_ID[]``, parsed: what a flow to a tunnel begins with."""
+    return _parsed_actions(f"strip_vlan,load:{key:#x}->NXM_NX_TUN_ID[]", BUILDER_FLOWS)
 
 
 def _l2pop_flows(ctx: OvsContext, lvid: int, key: int, remotes: list[tuple[int, tuple[_Remote, ...]]],
@@ -501,15 +550,15 @@ def _l2pop_flows(ctx: OvsContext, lvid: int, key: int, remotes: list[tuple[int, 
         prefix, suffix, before, after = ucast.prefix, ucast.suffix, ucast.before, ucast.after
         table, priority, cookie, cookie_mask = t.table, t.priority, t.cookie, t.cookie_mask
         idle, hard, importance, flags, stats = t.idle_timeout, t.hard_timeout, t.importance, t.flags, t.stats
-    add_flow, add_origin = flows.append, origins.append
+    add_flow, add_origin, flow_of, origin_of = flows.append, origins.append, new_flow, new_origin
     for out_port, records in remotes:
         acts, atext = _l2pop_actions(key, out_port)
         tail = after + atext
-        for item, mac, obj, port in records:
-            if item is not None and ucast is not None:
-                add_flow(make_flow(prefix + (item,) + suffix if suffix else prefix + (item,), acts, table, priority,
-                                   cookie, cookie_mask, idle, hard, importance, flags, stats))
-                add_origin(Origin("flow", before + mac + tail, obj, BUILDER_L2POP))
+        for one, mac, obj, port in records:
+            if one is not None and ucast is not None:
+                add_flow(flow_of(prefix + one + suffix if suffix else prefix + one, acts, table, priority, cookie,
+                                 cookie_mask, idle, hard, importance, flags, stats))
+                add_origin(origin_of("flow", before + mac + tail, obj, BUILDER_L2POP))
             else:
                 add(None, f"table={T.UCAST_TO_TUN:d},priority=2,dl_vlan={lvid},dl_dst={mac} actions={atext}", obj)
             if not responder:

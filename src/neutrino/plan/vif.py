@@ -18,11 +18,21 @@ the tap at ``fe:…`` that is nearly always the qvb's, as in seed 001 (``8000.5e
 from __future__ import annotations
 
 from neutrino.host.bridge import BridgeInfo
+from neutrino.host.fastnew import maker
+from neutrino.host.iproute import IprouteStyle
 from neutrino.host.iproute_link import Link, LinkKind, OperState
 from neutrino.host.openflow_fields import Mac
 from neutrino.host.state import Origin
 from neutrino.plan import naming
-from neutrino.plan.ovs_int import OVS_SYSTEM, OvsContext, PlugKind, PlugPort, device_mac, network_mtu
+from neutrino.plan.ovs_int import (
+    OVS_SYSTEM,
+    OvsContext,
+    PlugKind,
+    PlugPort,
+    device_mac,
+    network_mtu,
+    new_origin,
+)
 
 BUILDER = "hybrid_plug"
 UP = ("BROADCAST", "MULTICAST", "UP", "LOWER_UP")
@@ -39,10 +49,18 @@ def _link(ctx: OvsContext, name: str, kind: LinkKind, mac: Mac, mtu: int, *, mas
     veth_qdisc = "noqueue" if ctx.modern else "pfifo_fast"
     qdisc = {LinkKind.BRIDGE: "noqueue", LinkKind.VETH: veth_qdisc,
              LinkKind.TAP: "fq_codel" if ctx.modern else "pfifo_fast"}[kind]
-    return Link(0, name, peer=peer, flags=UP_PROMISC if promisc else UP, mtu=mtu, qdisc=qdisc, master=master,
-                state=OperState.UNKNOWN if kind is LinkKind.TAP else OperState.UP,
-                qlen=None if kind is LinkKind.BRIDGE else 1000, link_type="ether", mac=str(mac),
-                brd="ff:ff:ff:ff:ff:ff", kind=kind)
+    # Link(0, name, peer=peer, flags=…, mtu=mtu, qdisc=qdisc, master=master, state=…, qlen=…,
+    # link_type="ether", mac=str(mac), brd="ff:ff:ff:ff:ff:ff", kind=kind): every field in order
+    return _new_link(0, name, peer, UP_PROMISC if promisc else UP, mtu, qdisc, master,
+                     OperState.UNKNOWN if kind is LinkKind.TAP else OperState.UP, None, None,
+                     None if kind is LinkKind.BRIDGE else 1000, "ether", str(mac), "ff:ff:ff:ff:ff:ff", False, None,
+                     None, None, None, None, (), (), kind, IprouteStyle.LEGACY)
+
+
+#: ``Link(*every_field)``, made about twice as fast (a host has four links per instance port). The
+#: links made here have no ``group``: the style ``Link.__post_init__`` would give them is LEGACY,
+#: which :func:`_link` passes itself
+_new_link = maker(Link, post_init_needed=False)
 
 
 def bridge_id(macs: list[Mac]) -> str:
@@ -76,5 +94,5 @@ def hybrid_plug(ctx: OvsContext, plugs: tuple[PlugPort, ...]
                     _link(ctx, tap, LinkKind.TAP, tmac, mtu, master=qbr)]
             bridges.append(BridgeInfo(qbr, bridge_id([m for _, m in members]), False, tuple(n for n, _ in members)))
         links += made
-        origins += [Origin("link", lk.name, obj, BUILDER) for lk in made]
+        origins += [new_origin("link", lk.name, obj, BUILDER) for lk in made]
     return tuple(links), tuple(bridges), tuple(origins)
