@@ -5,7 +5,8 @@
     .venv/bin/python bench/sim_bench.py --boot 25,100,1000   # only boot times, for these cloud sizes
 
 Times are CPU seconds of this process (``time.process_time``: the other load on a shared machine
-inflates wall time far more), wall time alongside.
+inflates wall time far more), wall time alongside, and for the traces the Python function calls
+one makes (cProfile's count: the steadiest measure on a busy machine).
 
 Brings up seed 000 and generated VXLAN clouds (5 computes, 4 networks behind one router, 25 to
 200 instances) through the API in a temporary state directory, then:
@@ -83,7 +84,21 @@ def rate(label: str, fn, n: int, rounds: int = 5) -> None:  # type: ignore[no-un
         wall.append((time.perf_counter() - start) / (n // rounds))
     each = statistics.median(cpu)
     print(f"  {label:<44} {1 / each:8.0f} traces/s  ({each * 1000:.3f} ms CPU each, "
-          f"{statistics.median(wall) * 1000:.3f} ms wall)")
+          f"{statistics.median(wall) * 1000:.3f} ms wall, {calls(fn):,.0f} function calls)")
+
+
+def calls(fn, n: int = 20) -> float:  # type: ignore[no-untyped-def]
+    """The Python function calls one ``fn()`` makes (cProfile's count, which the machine's load
+    does not change), over ``n`` more runs."""
+    import cProfile
+    import pstats
+
+    prof = cProfile.Profile()
+    prof.enable()
+    for _ in range(n):
+        fn()
+    prof.disable()
+    return pstats.Stats(prof).total_calls / n  # type: ignore[attr-defined,no-any-return]
 
 
 def timed(fn):  # type: ignore[no-untyped-def]

@@ -291,6 +291,11 @@ class Conntrack:
     def __iter__(self) -> Iterator[Connection]:
         return iter(self._conns.values())
 
+    def size(self) -> tuple[int, int]:
+        """The number of connections and the next id: one of them changes whenever a connection
+        is made (confirmed or not), confirmed or removed."""
+        return len(self._conns), self._next_id
+
     def entries(self) -> tuple[Connection, ...]:
         return tuple(self._conns.values())
 

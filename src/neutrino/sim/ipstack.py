@@ -215,6 +215,7 @@ class IpStack:
             routes.extend(self._local_routes())
         self.routes: tuple[Route, ...] = tuple(routes)
         self._neigh: dict[tuple[str, IPv4Address], Mac] = {}
+        self._decided: dict[tuple[object, ...], RouteDecision | Unreachable] = {}  # see route
         for nb in ns.neighbours or ():
             if isinstance(nb.address, IPv4Address) and nb.dev and nb.lladdr and "FAILED" not in nb.states \
                     and "INCOMPLETE" not in nb.states:
@@ -317,7 +318,22 @@ class IpStack:
         """The routing decision for ``dst``: the output route of a locally generated packet
         (``iif`` ``None``; ``src`` the socket's bound address, if any) or the input route of one
         received on ``iif`` (``src`` its source). Policy rules in priority order, then
-        longest-prefix match with the lowest metric winning a tie."""
+        longest-prefix match with the lowest metric winning a tie.
+
+        Remembered by its inputs and ``forwarding``: a decision reads besides only the rules,
+        routes and links, which never change (nor the neighbour table, which does), and it is
+        immutable. Not pickled."""
+        key = (dst, src, iif, oif, mark, self.forwarding)
+        got = self._decided.get(key)
+        if got is None:
+            got = self._route(dst, src, iif, oif, mark)
+            if len(self._decided) >= 4096:
+                self._decided.clear()
+            self._decided[key] = got
+        return got
+
+    def _route(self, dst: IPv4Address, src: IPv4Address | None, iif: str | None, oif: str | None,
+               mark: int) -> RouteDecision | Unreachable:
         if dst == LIMITED_BROADCAST:
             return self._limited_broadcast(src, iif, oif)
         in_dev = iif if iif is not None else "lo"
@@ -440,6 +456,7 @@ class IpStack:
         its links without their IPv6 addresses (a compute host's root namespace has a link and
         an fe80:: address per port, costly to read back)."""
         state = dict(self.__dict__)
+        del state["_decided"]
         slim: dict[int, Link] = {}
         for lk in (*(self.ns.links or ()), *self.links.values()):
             if id(lk) not in slim:
@@ -449,6 +466,10 @@ class IpStack:
         state["ns"] = replace(self.ns, iptables=None, ifconfig=None, route_n=None,
                               links=None if self.ns.links is None else tuple(slim[id(lk)] for lk in self.ns.links))
         return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self._decided = {}
 
     def neighbours(self) -> tuple[tuple[str, IPv4Address, Mac], ...]:
         """The neighbour table (device, address, MAC), sorted."""

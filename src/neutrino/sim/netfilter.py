@@ -78,6 +78,7 @@ from neutrino.sim.conntrack import (
     Direction,
     Manip,
     Tuple,
+    packet_tuple,
 )
 from neutrino.sim.packets import ICMP, TCP, UDP, IPv4, Mac, TCPFlag, icmp_error, to_bytes, with_
 from neutrino.sim.trace import Step, StepKind
@@ -213,6 +214,7 @@ class _Pkt:
     notes: list[str] = field(default_factory=list)
     emit: list[IPv4] = field(default_factory=list)
     nat: tuple[Manip, IPv4Address, int | None] | None = None
+    found_in: int | None = None  # the zone conntrack found the packet's confirmed connection in
 
     @property
     def conn(self) -> Connection | None:
@@ -931,6 +933,7 @@ class Netfilter:
         self._tables: dict[TableName, tuple[dict[str, Chain], frozenset[str]]] = {}
         self._names: dict[TableName, frozenset[str]] = {}
         self._runs: dict[tuple[object, ...], tuple[NfVerdict | None, Rule | None, tuple[Step, ...]]] = {}
+        self._hooks: dict[int, _Seen] = {}  # by the hash of their key
 
     @property
     def ruleset(self) -> Ruleset:
@@ -1132,7 +1135,59 @@ class Netfilter:
     # -------------------------------------------------------------------------------- hooks
 
     def hook(self, hook: Hook, pkt: IPv4, ctx: HookCtx) -> HookResult:
-        """Pass ``pkt`` through ``hook``: the tables in the kernel's order, conntrack and NAT."""
+        """Pass ``pkt`` through ``hook``: the tables in the kernel's order, conntrack and NAT.
+
+        A hook's run that left the conntrack table as it found it is remembered (megaflow-style:
+        the whole hook's decision, for a packet whose every input is equal). What a run reads is
+        the ruleset (which never changes), the packet, the context (:func:`_hook_key`), and of the
+        conntrack table only the connection it found (where it found it) or was given: its state
+        (:func:`_conn_state`: TCP state, reply seen, confirmed, marks, NAT bindings, zone). A run
+        is replayed when a run from that very state left the state as it was and created,
+        confirmed or removed no connection (so it changes nothing, and its result is that run's),
+        and conntrack still finds the same connection there. A run that created a connection (a
+        new one's first packet), found none (INVALID), met an ICMP error (RELATED) or changed the
+        connection (its first reply, its NAT binding, a TCP state change) is never replayed: the
+        next identical packet runs again. Not for a subclass (a test's recorder, which sees every
+        walk); not pickled."""
+        given = ctx.ct.conn if ctx.ct is not None else None
+        if type(self) is not Netfilter or (given is not None and not given.confirmed) or _is_dhcp(pkt):
+            # a new connection's packet, or DHCP (a guest's boot: every message is new): these do
+            # not come again, and keying them (a DHCP message hashed whole) costs more than the run
+            return self._hook(hook, pkt, ctx)[0]
+        key = _hook_key(hook, pkt, ctx)
+        try:
+            hashed = hash(key)  # once: the packet's hash is Python code (its addresses')
+        except TypeError:  # a packet holding something unhashable: not remembered
+            return self._hook(hook, pkt, ctx)[0]
+        seen = self._hooks.get(hashed)
+        if seen is not None and seen.key != key:
+            seen = None
+        before = None
+        if seen is not None and seen.holds(ctx):
+            conn = seen.conn
+            before = _conn_state(conn) if conn is not None else None
+            if seen.settled and before == seen.state and (
+                    seen.index is None or self.conntrack.find(seen.index[1], seen.index[0]) == seen.found):
+                return seen.result
+        table = self.conntrack
+        size = table.size()
+        res, read = self._hook(hook, pkt, ctx)
+        if read is None or table.size() != size or table is not self.conntrack:
+            return res  # it created, confirmed or removed a connection, or found none
+        conn = res.ct.conn if res.ct is not None else None
+        after = _conn_state(conn) if conn is not None else None
+        settled = conn is None or (seen is not None and seen.conn is conn and before == after)
+        if len(self._hooks) >= _MAX_RUNS:
+            self._hooks.clear()
+        self._hooks[hashed] = _Seen(key, ctx, conn, after, read[0], read[1], res, settled)
+        return res
+
+    def _hook(self, hook: Hook, pkt: IPv4, ctx: HookCtx) -> tuple[HookResult, tuple[
+            tuple[int, Tuple] | None, tuple[Connection, Direction] | None] | None]:
+        """:meth:`hook`'s work: the result, and what it read of the conntrack table: where it
+        found the packet's connection and what it found there (both None when it was given the
+        connection, or none, or the packet is untracked); None when it read more (a lookup that
+        found nothing or an ICMP error's connection, or made a new connection)."""
         p = _Pkt(pkt, ctx, ctx.mark, ctx.ct, ctx.zone)
         last: Rule | None = None
         for table in _ORDER[hook]:
@@ -1148,14 +1203,25 @@ class Netfilter:
                 else:
                     p.steps.append(Step(StepKind.DROP, format_rule(rule), f"dropped in {hook.value}",
                                         rule.origin))
-                return self._result(NfVerdict.DROP, p, rule)
+                return self._result(NfVerdict.DROP, p, rule), self._read(pkt, ctx, p)
             if table == TableName.FILTER:
                 last = rule
         if p.ct is None:
             self._track(p)
         if hook in (Hook.INPUT, Hook.POSTROUTING) and p.ct is not None:
             self.conntrack.confirm(p.ct)
-        return self._result(NfVerdict.ACCEPT, p, last)
+        return self._result(NfVerdict.ACCEPT, p, last), self._read(pkt, ctx, p)
+
+    @staticmethod
+    def _read(pkt: IPv4, ctx: HookCtx, p: _Pkt) -> tuple[
+            tuple[int, Tuple] | None, tuple[Connection, Direction] | None] | None:
+        """What a hook's run read of the conntrack table (see :meth:`_hook`)."""
+        if ctx.ct is not None or p.ct is None or p.notrack:
+            return None, None  # given the connection (or none), not tracked, or dropped before conntrack
+        ref = p.ct
+        if p.found_in is None or ref.conn is None:
+            return None  # a new connection, none (INVALID), or an ICMP error's
+        return (p.found_in, packet_tuple(pkt)), (ref.conn, ref.direction)
 
     def traverse(self, hooks: Sequence[Hook], pkt: IPv4, ctx: HookCtx) -> HookResult:
         """Run ``hooks`` in turn (e.g. :data:`FORWARD_PATH`), carrying the packet, its mark and its
@@ -1191,6 +1257,8 @@ class Netfilter:
             p.ct = self.conntrack.lookup(p.ip, p.zone)
             if p.ct.conn is not None and not p.ct.conn.confirmed and p.ct.conn.mark == 0:
                 p.ct.conn.mark = p.ctx.connmark
+            elif p.ct.conn is not None and p.ct.state is not CtState.RELATED:
+                p.found_in = p.zone  # a confirmed connection, found by the packet's own tuple
         ref = p.ct
         zone = f" zone {ref.zone}" if ref.zone else ""
         detail = "untracked" if ref.conn is None and ref.state is CtState.UNTRACKED else (
@@ -1229,7 +1297,53 @@ class Netfilter:
 
 
 _MAX_RUNS = 4096
-"""How many chain runs a netfilter remembers (all are forgotten when it is full)."""
+"""How many chain runs (and hook runs) a netfilter remembers (all are forgotten when it is full)."""
+
+
+@dataclass(slots=True)
+class _Seen:
+    """A hook's run, remembered (:meth:`Netfilter.hook`): its key, its context (which holds the
+    objects the key names by identity), the connection it read and that connection's state after it,
+    where conntrack found it and what it found there, the result, and whether the run started
+    from the state it left (so that replaying it changes nothing)."""
+
+    key: tuple[object, ...]
+    ctx: HookCtx
+    conn: Connection | None
+    state: tuple[object, ...] | None
+    index: tuple[int, Tuple] | None
+    found: tuple[Connection, Direction] | None
+    result: HookResult
+    settled: bool
+
+    def holds(self, ctx: HookCtx) -> bool:
+        """Whether ``ctx``'s objects named by identity in the key are this run's."""
+        mine = self.ctx
+        return (mine.local_addrs is ctx.local_addrs and mine.dev_addrs is ctx.dev_addrs
+                and mine.ipsets is ctx.ipsets and (ctx.ct is None or mine.ct is not None and mine.ct.conn is ctx.ct.conn))
+
+
+def _is_dhcp(pkt: IPv4) -> bool:
+    l4 = pkt.payload
+    return type(l4) is UDP and (l4.dport == 67 or l4.dport == 68)
+
+
+def _hook_key(hook: Hook, pkt: IPv4, ctx: HookCtx) -> tuple[object, ...]:
+    """Everything a hook's run reads besides conntrack: the hook, the packet, and the context.
+    The namespace's address sets, the ipsets and the given connection are named by identity (a
+    world passes the same objects every time; hashing them by value would cost more than the
+    run), and :meth:`_Seen.holds` checks they are the remembered run's."""
+    ref = ctx.ct
+    ct = None if ref is None else (id(ref.conn), ref.direction, ref.state, ref.zone)
+    return (hook, pkt, ctx.in_dev, ctx.out_dev, ctx.physdev_in, ctx.physdev_out, ctx.physdev_is_bridged,
+            ctx.mark, ctx.connmark, ctx.src_mac, id(ctx.local_addrs), id(ctx.dev_addrs), id(ctx.ipsets),
+            ctx.zone, ct)
+
+
+def _conn_state(conn: Connection) -> tuple[object, ...]:
+    """Everything about a connection a hook's run reads or changes."""
+    return (conn.tcp_state, conn.seen_reply, conn.confirmed, conn.mark, conn.label, conn.original, conn.reply,
+            conn.zone, frozenset(conn.nat_done))
 
 
 def _run_key(table: TableName, hook: Hook, p: _Pkt) -> tuple[object, ...]:

@@ -794,7 +794,7 @@ class _Loop(Exception):
 class _Run:
     """What one ``process`` call accumulates."""
 
-    __slots__ = ("outputs", "steps", "miss", "drop_flow", "pruned", "unfollowed", "volatile")
+    __slots__ = ("outputs", "steps", "miss", "drop_flow", "pruned", "unfollowed", "volatile", "relearned")
 
     def __init__(self, unfollowed: Unfollowed | None = None) -> None:
         self.outputs: list[Emit] = []
@@ -804,6 +804,7 @@ class _Run:
         self.pruned = 0
         self.unfollowed = unfollowed
         self.volatile = False  # a ct() ran: the result depends on (and changed) the conntrack table
+        self.relearned: list[_Compiled] = []  # learned flows learned again as they were (see _learn)
 
 
 def _sim_ports(bridge: Bridge, show: OfctlShow | None) -> tuple[SimPort, ...]:
@@ -933,8 +934,10 @@ class OvsBridgeSim:
         self._seq = 0
         self.conntrack = Conntrack()
         self._conj_tables = frozenset(t for t, lst in self._static.items() if any(_conjunctions(c) for c in lst))
-        self._memo: dict[tuple[str, Ethernet, Meta], tuple[int, int, Result]] = {}
+        self._memo: dict[tuple[str, Ethernet, Meta], tuple[int, int, Result, tuple[_Compiled, ...]]] = {}
         self._version = 0
+        self._relearn: dict[tuple[int, int, frozenset[MatchField]], tuple[_Compiled, str]] = {}
+        self._alone: dict[tuple[int, int, tuple[tuple[str, int | None], ...]], bool] = {}
         self.reset()
 
     @property
@@ -990,6 +993,8 @@ class OvsBridgeSim:
         self._conj_tables = state.get("conj_tables") or frozenset()  # type: ignore[assignment]
         self._memo = {}
         self._version = 0
+        self._relearn = {}
+        self._alone = {}
 
     def _learned_map(self) -> dict[tuple[int, int, frozenset[MatchField]], Flow]:
         if self._learned_saved is not None:
@@ -1079,21 +1084,78 @@ class OvsBridgeSim:
     def _compile(self, flow: Flow, learned: bool = False) -> _Compiled:
         return _Compiled(flow, self._number, learned, self._seq)
 
-    def _forget_results(self) -> None:
-        """The flow tables (or everything) changed: no remembered result holds any more."""
+    def _forget_results(self, installed: _Compiled | None = None) -> None:
+        """The flow tables (or everything) changed: no remembered result holds any more.
+        ``installed``: the change is that flow's install (see :meth:`_is_alone`)."""
         self._version += 1
         self._memo.clear()
+        if installed is None:  # a reset, forget or take_over: what _learn kept goes too
+            self._alone.clear()
+            self._relearn.clear()
 
-    def _install(self, flow: Flow) -> None:
-        self._forget_results()
+    def _install(self, flow: Flow) -> _Compiled:
         self._learned[(flow.table, flow.priority, frozenset(flow.match))] = flow
         table = self._tables.get(flow.table)
         if table is None:
             table = self._tables[flow.table] = _Table()
         c = self._compile(flow, learned=True)
+        self._forget_results(c)
         table.remove_same(c)
         table.add(c)
         self._seq += 1
+        for k in [k for k in self._alone if k[0] == flow.table and k[1] == c.priority]:
+            # a flow of that priority came in: the signature is no longer alone when the new flow
+            # has another one, or shares its values with another flow of that priority
+            if k[2] != c.sig or sum(1 for x in table.subtables[c.sig].buckets[c.key] if x.priority == c.priority) > 1:
+                self._alone[k] = False
+        return c
+
+    def _learn(self, flow: Flow, run: _Run) -> str:
+        """``learn`` installs ``flow``, and its step's text. A flow learned again exactly as it is
+        (the same match, priority, actions, cookie and timeouts; br-tun learns a remote MAC from
+        every packet out of a tunnel) is not replaced: it takes the next install number, as the
+        replaced one would, when no other flow of its priority in its table could match a packet
+        it matches (each is in its subtable under another key: :meth:`_is_alone`). Its place
+        among flows of its priority then decides no lookup, so the flow tables answer every packet
+        as before and the bridge's remembered results still hold; ``learned_flows``, the tables'
+        order and :meth:`_live_installs` are what a replacement gives."""
+        key = (flow.table, flow.priority, frozenset(flow.match))
+        got = self._relearn.get(key)
+        if got is not None:
+            c, text = got
+            table = self._tables.get(flow.table)
+            if table is not None and c.flow == flow and self._is_alone(flow.table, table, c) and any(
+                    x is c for x in table.by_ident.get((c.priority, c.sig, c.key), ())):
+                c.seq = self._seq
+                self._seq += 1
+                run.relearned.append(c)
+                return text
+        c = self._install(flow)
+        text = f"learned {format_add_flow(flow)}"
+        self._relearn[key] = (c, text)
+        return text
+
+    def _is_alone(self, number: int, table: _Table, c: _Compiled) -> bool:
+        """Whether every flow of ``c``'s priority in ``table`` matches the fields ``c`` matches,
+        with the same masks, and no two share their values: no packet matches two of them, so
+        their order (install numbers) decides nothing. Worked out once per signature, kept up to
+        date by each install (:meth:`_install`), forgotten by a reset, forget or take_over."""
+        k = (number, c.priority, c.sig)
+        got = self._alone.get(k)
+        if got is None:
+            got = True
+            for sub in table.order:
+                if sub.top < c.priority:
+                    break  # the subtables by their highest priority, highest first
+                for bucket in sub.buckets.values():
+                    n = sum(1 for x in bucket if x.priority == c.priority)
+                    if n > 1 or (n and sub.sig != c.sig):
+                        got = False
+                        break
+                if not got:
+                    break
+            self._alone[k] = got
+        return got
 
     # -- processing ---------------------------------------------------------------------------------
 
@@ -1115,19 +1177,26 @@ class OvsBridgeSim:
         except TypeError:  # a frame holding something unhashable: not remembered
             return self._process(port, frame, meta, unfollowed)[0]
         if known is not None and known[0] == fdb_changes and known[1] == version:
-            return known[2]
+            if not known[3]:
+                return known[2]
+            for c in known[3]:  # its learn actions again: the flows they learned take the next numbers
+                c.seq = self._seq
+                self._seq += 1
+            r = known[2]
+            return Result(r.outputs, r.steps, r.pruned)
         result = self._process(port, frame, meta, unfollowed)
         if result[1] and self._fdb.changes == fdb_changes and self._version == version:
-            # no ct(), no learned flow, no MAC learned: the same packet on the same port gives the
-            # same result until the flows or the MAC table change (the key is the whole input)
+            # no ct(), no new learned flow, no MAC learned: the same packet on the same port gives
+            # the same result until the flows or the MAC table change (the key is the whole input)
             if len(self._memo) >= _MEMO_SIZE:
                 self._memo.clear()
-            self._memo[key] = (fdb_changes, version, result[0])
+            self._memo[key] = (fdb_changes, version, result[0], tuple(result[2]))
         return result[0]
 
     def _process(self, port: SimPort, frame: Ethernet, meta: Meta,
-                 unfollowed: Unfollowed | None) -> tuple[Result, bool]:
-        """:meth:`process`'s work: the result, and whether it may be remembered (no ct() ran)."""
+                 unfollowed: Unfollowed | None) -> tuple[Result, bool, list[_Compiled]]:
+        """:meth:`process`'s work: the result, whether it may be remembered (no ct() ran), and
+        the flows its learn actions learned again as they were (:meth:`_learn`)."""
         ctx = _Ctx(frame, port.number, meta)
         run = _Run(unfollowed)
         if self._standalone:
@@ -1140,7 +1209,7 @@ class OvsBridgeSim:
                 run.pruned = 0
                 run.steps.append(Step(StepKind.DROP, "resubmit loop",
                                       f"loop: resubmit depth exceeded {MAX_RESUBMIT_DEPTH}; the packet is dropped"))
-                return Result((), tuple(run.steps)), not run.volatile
+                return Result((), tuple(run.steps)), not run.volatile, run.relearned
         if not run.outputs and not run.pruned:
             if run.drop_flow is not None:
                 run.steps.append(Step(StepKind.DROP, run.drop_flow, "explicit drop"))
@@ -1150,7 +1219,7 @@ class OvsBridgeSim:
                                       "as on OpenFlow 1.3+ bridges)"))
             elif not any(s.kind is StepKind.DROP for s in run.steps):
                 run.steps.append(Step(StepKind.DROP, "", "no output action"))
-        return Result(tuple(run.outputs), tuple(run.steps), run.pruned), not run.volatile
+        return Result(tuple(run.outputs), tuple(run.steps), run.pruned), not run.volatile, run.relearned
 
     def _lookup(self, table: int, ctx: _Ctx) -> _Compiled | None:
         t = self._tables.get(table)
@@ -1356,9 +1425,7 @@ class OvsBridgeSim:
         if isinstance(a, Note):
             return "note (no effect)"
         if isinstance(a, Learn):
-            flow = _learn_flow(ctx, a)
-            self._install(flow)
-            return f"learned {format_add_flow(flow)}"
+            return self._learn(_learn_flow(ctx, a), run)
         if isinstance(a, GenericAction) and a.text == "ct_clear":
             ctx.ct_state = ctx.ct_zone = ctx.ct_mark = ctx.ct_label = 0
             ctx.ct_pending = {}

@@ -155,6 +155,16 @@ def _set(obj: object, name: str, value: object) -> None:
 
 # --- the headers ---------------------------------------------------------------------------------
 
+class _HashKept:
+    """A slot for a header's hash (not a dataclass field: not compared, not pickled). A frame is
+    hashed by every element that remembers its decisions (a bridge by the frame, netfilter by the
+    IP packet), and its fields' hashes are Python code (addresses, MACs): a header computes its
+    own once, the dataclass's hash of its fields."""
+
+    __slots__ = ("_hash",)
+    _hash: int
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Raw:
     """Bytes no parser here understands, or application data."""
@@ -163,7 +173,7 @@ class Raw:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Ethernet:
+class Ethernet(_HashKept):
     """An Ethernet II frame (no FCS). ``type`` is filled from the payload when left at AUTO."""
 
     dst: Mac = BROADCAST
@@ -175,9 +185,17 @@ class Ethernet:
         if self.type == AUTO:
             _set(self, "type", _ethertype(self.payload))
 
+    def __hash__(self) -> int:
+        try:
+            return self._hash
+        except AttributeError:
+            h = hash((self.dst, self.src, self.type, self.payload))
+            _set(self, "_hash", h)
+            return h
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Dot1Q:
+class Dot1Q(_HashKept):
     """An 802.1Q tag; ``type`` (AUTO: from the payload) is the ethertype after the tag.
 
     The tag's own TPID is the enclosing header's ``type`` (0x8100, or 0x88a8 for a QinQ outer tag).
@@ -193,6 +211,14 @@ class Dot1Q:
         if self.type == AUTO:
             _set(self, "type", _ethertype(self.payload))
 
+    def __hash__(self) -> int:
+        try:
+            return self._hash
+        except AttributeError:
+            h = hash((self.vid, self.pcp, self.dei, self.type, self.payload))
+            _set(self, "_hash", h)
+            return h
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ARP:
@@ -206,7 +232,7 @@ class ARP:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class IPv4:
+class IPv4(_HashKept):
     """An IPv4 header. ``frag`` is the fragment offset in 8-byte units; ``options`` raw bytes."""
 
     src: IPv4Address = ANY_IP
@@ -224,6 +250,15 @@ class IPv4:
     def __post_init__(self) -> None:
         if self.proto == AUTO:
             _set(self, "proto", _ipproto(self.payload))
+
+    def __hash__(self) -> int:
+        try:
+            return self._hash
+        except AttributeError:
+            h = hash((self.src, self.dst, self.proto, self.ttl, self.id, self.df, self.mf, self.frag, self.tos,
+                      self.options, self.payload))
+            _set(self, "_hash", h)
+            return h
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -37,14 +37,31 @@ class Kind(enum.Enum):
     SEGMENT = "segment"  # a physical wire shared by hosts (element: its name)
 
 
+class _HashKept:
+    """A slot for an immutable object's hash (not a dataclass field: not compared, not pickled)."""
+
+    __slots__ = ("_hash",)
+    _hash: int
+
+
 @dataclass(frozen=True, slots=True, order=True)
-class End:
+class End(_HashKept):
     """One end of a wire: ``host`` (empty for a segment), what it is, which element, which port."""
 
     kind: Kind
     host: str
     element: str  # namespace name ("" is root), bridge name, guest name, segment name
     port: str  # device or port name
+
+    def __hash__(self) -> int:
+        """The dataclass's hash (of the fields), computed once per end: the wires' ends are looked
+        up on every hop (and the kind's hash, an enum's, is Python code)."""
+        try:
+            return self._hash
+        except AttributeError:
+            h = hash((self.kind, self.host, self.element, self.port))
+            object.__setattr__(self, "_hash", h)
+            return h
 
     def __str__(self) -> str:
         where = self.element or "root"

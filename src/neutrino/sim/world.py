@@ -157,11 +157,15 @@ class Uplink:
     on_link: tuple[ipaddress.IPv4Network, ...] = ()
 
 
+_PLAIN = Meta()
+"""What a frame carries besides itself when nothing was set (a Meta is immutable: one will do)."""
+
+
 @dataclass
 class _Event:
     end: End
     frame: Ethernet
-    meta: Meta = field(default_factory=Meta)
+    meta: Meta = _PLAIN
 
 
 @dataclass
@@ -188,15 +192,25 @@ class _Run:
 
     def follows_frame(self, frame: Ethernet, goal: tuple[int, int] | None) -> bool:
         """Whether ``frame`` belongs to the probe: by its flow key, or as :func:`_follows` says."""
-        return _follows(frame, goal) or self.follows(_flow_key(frame), goal)
+        if goal is None:
+            return False
+        if goal[0] < 0:  # an ARP or DHCP exchange: no flow key is ever one of these goals
+            return _follows(frame, goal)
+        ip4 = _ip(frame)
+        if ip4 is None:
+            return False
+        if _ports_follow(ip4, goal):
+            return True
+        key = _ip_flow_key(ip4)
+        return key is not None and (key == goal or key in self.aliases)
 
     def translated(self, before: IPv4, after: IPv4, goal: tuple[int, int] | None) -> None:
         """A NAT rewrote ``before`` into ``after``: when it was the probe's and the rewrite changed
         its id or port (a source binding that would clash with another connection), follow the new key."""
         if after is before or goal is None:
             return
-        kb = _flow_key(Ethernet(dst=Mac(0), src=Mac(0), payload=before))
-        ka = _flow_key(Ethernet(dst=Mac(0), src=Mac(0), payload=after))
+        kb = _ip_flow_key(before)
+        ka = _ip_flow_key(after)
         if ka is not None and ka != kb and self.follows(kb, goal):
             self.aliases.add(ka)
 
@@ -240,12 +254,15 @@ def _flow_key(frame: Ethernet) -> tuple[int, int] | None:
     """What identifies a probe's packets through NAT: the ICMP id or the TCP/UDP source port of
     the request (and the destination port of the reply)."""
     ip4 = _ip(frame)
-    if ip4 is None:
-        return None
+    return None if ip4 is None else _ip_flow_key(ip4)
+
+
+def _ip_flow_key(ip4: IPv4) -> tuple[int, int] | None:
+    """:func:`_flow_key` of a frame carrying ``ip4``."""
     p = ip4.payload
     if isinstance(p, ICMP) and p.type in (ICMPType.DEST_UNREACH, ICMPType.TIME_EXCEEDED) \
             and isinstance(p.payload, IPv4):  # an error belongs to the flow it quotes
-        return _flow_key(Ethernet(dst=Mac(0), src=Mac(0), payload=p.payload))
+        return _ip_flow_key(p.payload)
     if isinstance(p, ICMP):
         return (1, p.id)
     if isinstance(p, TCP):
@@ -507,6 +524,7 @@ class World:
         self._by_name: dict[str, tuple[HostState, dict[str, Link], dict[str, BridgeInfo]]] = {}
         self._seg_fdb: dict[tuple[str, int | None], dict[Mac, End]] = {}
         self._ns_addrs: dict[tuple[str, str], tuple[frozenset[IPv4Address], tuple[tuple[str, IPv4Address], ...]]] = {}
+        self._root_addrs: dict[str, frozenset[IPv4Address]] = {}
         self._boot_hops: _Lazy[str, list[Hop]] = _Lazy(settled=True)
         self.hosts: Mapping[str, HostState] = {h.name: h for h in host_list}
         self.guests = {g.name: Guest(g.name, Mac.parse(g.mac)) for g in guests}
@@ -553,6 +571,7 @@ class World:
         self._pruners = {}
         self._by_name = {}
         self._ns_addrs = {}
+        self._root_addrs = {}
 
     def build_all(self) -> None:
         """Build every element now (each namespace's IP stack and netfilter, each bridge): what a
@@ -681,6 +700,9 @@ class World:
 
     def stack(self, host: str, ns: str) -> IpStack:
         key = (host, ns)
+        got = self._stacks._items.get(key)  # built (or unpickled) already: the common case
+        if got is not None:
+            return got
         if key not in self._stacks:
             self._cannot_build("stack", host, ns)
             self._stacks[key] = _new_stack(self.hosts[host], ns)
@@ -688,6 +710,9 @@ class World:
 
     def netfilter(self, host: str, ns: str) -> Netfilter | None:
         key = (host, ns)
+        got = self._nf._items.get(key, _UNSEEN)
+        if got is not _UNSEEN:
+            return got  # type: ignore[return-value]
         if key not in self._nf:
             self._cannot_build("netfilter", host, ns)
             state = self.hosts[host].namespace(ns)
@@ -696,6 +721,9 @@ class World:
 
     def bridge(self, host: str, name: str) -> OvsBridgeSim:
         key = (host, name)
+        got = self._ovs._items.get(key)
+        if got is not None:
+            return got
         if key not in self._ovs:
             self._cannot_build("bridge", host, name)
             self._ovs[key] = _new_bridge(self.hosts[host], name)
@@ -739,7 +767,7 @@ class World:
     def _hop(self, run: _Run, ev: _Event, element: str, steps: list[Step], goal: tuple[int, int] | None) -> None:
         host = ev.end.host or (WIRE if ev.end.kind is Kind.SEGMENT else ev.end.element)
         peer = self.topo.peer(ev.end)
-        letter = diagram_letter(ev.end, host in self.network_hosts, peer.element if peer else "")
+        letter = _letter(ev.end, host in self.network_hosts, peer.element if peer else "")
         hop = Hop.entered(host, element or "root", ev.end.port, letter, tuple(steps), ev.frame)
         followed = run.follows_frame(_strip_vlans(ev.frame), goal)
         (run.hops if followed else run.side).append(hop)
@@ -752,7 +780,7 @@ class World:
         peer = self.topo.peer(end)
         if peer is None:
             return []
-        return [_Event(peer, frame, meta or Meta())]
+        return [_Event(peer, frame, meta if meta is not None else _PLAIN)]
 
     def _step(self, ev: _Event, run: _Run, goal: tuple[int, int] | None, target: str) -> list[_Event]:
         kind = ev.end.kind
@@ -821,7 +849,7 @@ class World:
     def _at_ovs(self, ev: _Event, run: _Run, goal: tuple[int, int] | None) -> list[_Event]:
         sim = self.bridge(ev.end.host, ev.end.element)
         unfollowed = self._unfollowed(ev.end.host, ev.end.element) if self.flood_pruning \
-            and ev.frame.dst == BROADCAST else None
+            and ev.frame.dst.value == BROADCAST.value else None  # (MACs as numbers: Mac's == is Python code)
         res = sim.process(ev.end.port, ev.frame, ev.meta, unfollowed=unfollowed)
         steps = list(res.steps)
         out: list[_Event] = []
@@ -1030,7 +1058,7 @@ class World:
             if res.netfilter and nf is not None and ip4 is not None:
                 ctx = HookCtx(in_dev=name, out_dev=name, physdev_in=ev.end.port, physdev_out=port,
                               physdev_is_bridged=True, src_mac=ev.frame.src,
-                              local_addrs=frozenset(self.stack(host, ROOT).local_addresses()))
+                              local_addrs=self._local_addrs(host))
                 verdict = nf.traverse(FORWARD_PATH, ip4, ctx)
                 steps.extend(verdict.steps)
                 if not verdict.accepted:
@@ -1120,6 +1148,14 @@ class World:
         run.replied = True
         run.answer = answer
         steps.append(Step(StepKind.DELIVER, who, f"the answer reached the sender: {answer}"))
+
+    def _local_addrs(self, host: str) -> frozenset[IPv4Address]:
+        """The root namespace's own addresses (they never change: the same set object every
+        time, which netfilter's remembered hook runs name by identity)."""
+        got = self._root_addrs.get(host)
+        if got is None:
+            got = self._root_addrs[host] = frozenset(self.stack(host, ROOT).local_addresses())
+        return got
 
     def _ctx(self, host: str, ns: str, **kw: object) -> HookCtx:
         st = self.stack(host, ns)
@@ -1605,6 +1641,8 @@ class World:
             out.dhcp[dkey] = self._dhcp.pop(dkey)
         for akey in [k for k in self._ns_addrs if k[0] in names]:
             del self._ns_addrs[akey]
+        for name in names:
+            self._root_addrs.pop(name, None)
         for ukey in [k for k in self._unbuilt if k[1] in names]:
             del self._unbuilt[ukey]
         for pkey in [k for k in self._pending if k[0] in names]:
@@ -2086,6 +2124,20 @@ def _new_linux_bridge(h: HostState, name: str, links: Mapping[str, Link] | None 
         lk = links.get(dev)
         ports[dev] = PortInfo(Mac.parse(lk.mac) if lk is not None and lk.mac else None)
     return LinuxBridgeSim(info, ports)
+
+
+def _letter(end: End, network_host: bool, peer_element: str = "") -> str:
+    """:func:`diagram_letter`, remembered by its arguments (it reads nothing else)."""
+    got = _LETTERS.get((end, network_host, peer_element))
+    if got is None:
+        got = diagram_letter(end, network_host, peer_element)
+        if len(_LETTERS) >= 65536:
+            _LETTERS.clear()
+        _LETTERS[(end, network_host, peer_element)] = got
+    return got
+
+
+_LETTERS: dict[tuple[End, bool, str], str] = {}
 
 
 def _uplink_dev(u: Uplink) -> str:
