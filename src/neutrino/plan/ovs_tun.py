@@ -112,7 +112,8 @@ def _by_network(ctx: OvsContext) -> dict[str, dict[str, list[Port]]]:
             networks = {n.id for n in cloud.networks}
             for port in cloud.ports:
                 if (port.binding_host in hosts and port.admin_state_up and port.network_id in networks
-                        and (kind := plug_kind(port)) is not None and kind not in external):
+                        and (port.is_instance_port  # (plugged as a VM, hybrid or not: no need to ask which)
+                             or (kind := plug_kind(port)) is not None and kind not in external)):
                     out.setdefault(port.network_id, {}).setdefault(port.binding_host, []).append(port)
             return out
         for h in cloud.deployment.hosts:
@@ -151,9 +152,16 @@ def tunnel_port_name(ctx: OvsContext, network_type: str, host: Host) -> str:
         names: dict[tuple[str, str], str] = _cached(ctx, ("@tunnel_port_names",), dict)
         name = names.get((network_type, host.name))
         if name is None:  # every host names its tunnel to ``host`` alike: named once per snapshot
-            name = names[(network_type, host.name)] = naming.tunnel_port(network_type, str(host.tunnel_ip))
+            name = names[(network_type, host.name)] = _tunnel_port(network_type, str(host.tunnel_ip))
         return name
     return naming.legacy_tunnel_port(endpoint_id(ctx, host), network_type)
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _tunnel_port(network_type: str, remote_ip: str) -> str:
+    """:func:`naming.tunnel_port`, a pure function of its two strings: a fresh snapshot names its
+    tunnels without hashing the addresses again."""
+    return naming.tunnel_port(network_type, remote_ip)
 
 
 def _tunnel_obj(ctx: OvsContext, host: Host) -> str:
@@ -342,7 +350,7 @@ def _modern_flows(ctx: OvsContext, vlans: tuple[LocalVlan, ...], ofports: Ofport
     numbered = ofports.numbers_of(br)
     numbers = tuple(numbered.get(name) or ofports.of(br, name) for _t, _h, name in ports)
     remote_names = [h.name for _t, h, _name in ports]
-    by_network = _by_network(ctx) if l2pop else {}
+    layout: int | None = None  # a number for the host's tunnel ports (made when first needed)
     texts: list[PlannedFlow | FlowBatch | tuple[str, str, str]] = [
         (f"priority=1,in_port={patch} actions=resubmit(,{T.DVR_PROCESS if dvr_on else T.PATCH_LV_TO_TUN:d})",
          agent, BUILDER_FLOWS),
@@ -385,20 +393,72 @@ def _modern_flows(ctx: OvsContext, vlans: tuple[LocalVlan, ...], ofports: Ofport
             flood = [ofports.of(br, name) for pt, _h, name in ports if pt == t]
             remotes: list[tuple[int, str]] = []
             contents: tuple[int, ...] = ()
-        else:  # the tunnels of this type towards hosts with live ports on the network, in the
-            # tunnel ports' order: (tunnel port, remote host) each, and the flows' key
-            of_type = position.get(t, {})
-            places = sorted(map(of_type.__getitem__, of_type.keys() & by_network.get(v.network_id, {}).keys()))
-            flood = [numbers[i] for i in places]
-            remote_hosts = [remote_names[i] for i in places]
-            remotes = list(zip(flood, remote_hosts, strict=True))
-            contents = tuple(itertools.chain.from_iterable(
-                zip(flood, map(_l2pop_contents(ctx, v.network_id).__getitem__, remote_hosts), strict=True)))
+        elif not responder:  # the network's flows, kept per host and network while neither the host's
+            # tunnel ports nor the network's hosts and ports change: one comparison of small numbers
+            if layout is None:
+                layout = _token(("host", ctx.host.name), (*numbers, *_tunnels_key(ctx, ports), *remote_names))
+            batch, flood_flow = _KEPT_NETWORK.get(
+                (ctx.host.name, v.network_id), (v.lvid, key, ctx.cookie, t, layout, _network_token(ctx, v.network_id)),
+                functools.partial(_network_flows, ctx, v, key, obj, position, numbers, remote_names, responder))
+            if batch is not None:
+                texts.append(batch)
+            if flood_flow is not None:
+                texts.append(flood_flow)
+            continue
+        else:
+            flood, remotes, contents = _network_remotes(ctx, v, position, numbers, remote_names)
         if remotes:
             texts.append(_l2pop_flows_kept(ctx, v, key, remotes, contents, responder))
         if flood:
             texts.append(_flood_flow(v.lvid, key, tuple(sorted(flood)), obj, ctx.cookie))
     return tuple(f if not isinstance(f, tuple) else planned_flow(ctx, br, f[0], f[1], f[2]) for f in texts)
+
+
+def _network_remotes(ctx: OvsContext, v: LocalVlan, position: dict[str, dict[str, int]], numbers: tuple[int, ...],
+                     remote_names: list[str]) -> tuple[list[int], list[tuple[int, str]], tuple[int, ...]]:
+    """With l2population: the tunnels of the network's type towards hosts with live ports on the
+    network, in the tunnel ports' order: their port numbers (the flood list), (tunnel port, remote
+    host) each, and the l2population flows' key."""
+    of_type = position.get(v.segment.network_type, {})
+    places = sorted(map(of_type.__getitem__, of_type.keys() & _by_network(ctx).get(v.network_id, {}).keys()))
+    flood = [numbers[i] for i in places]
+    remote_hosts = [remote_names[i] for i in places]
+    remotes = list(zip(flood, remote_hosts, strict=True))
+    contents = tuple(itertools.chain.from_iterable(
+        zip(flood, map(_l2pop_contents(ctx, v.network_id).__getitem__, remote_hosts), strict=True)))
+    return flood, remotes, contents
+
+
+def _network_flows(ctx: OvsContext, v: LocalVlan, key: int, obj: str, position: dict[str, dict[str, int]],
+                   numbers: tuple[int, ...], remote_names: list[str],
+                   responder: bool) -> tuple[FlowBatch | None, PlannedFlow | None]:
+    """A network's l2population flows and flood flow on br-tun (None where there are none)."""
+    flood, remotes, contents = _network_remotes(ctx, v, position, numbers, remote_names)
+    return (_l2pop_flows_kept(ctx, v, key, remotes, contents, responder) if remotes else None,
+            _flood_flow(v.lvid, key, tuple(sorted(flood)), obj, ctx.cookie) if flood else None)
+
+
+_TOKENS: Kept[int] = Kept()
+_TOKEN_IDS = itertools.count(1)
+
+
+def _token(slot: tuple[str, ...], content: tuple[object, ...]) -> int:
+    """A number for ``content`` (plain values: strings, numbers, :func:`content_id` numbers), the
+    last one seen under ``slot`` (a host's tunnel ports, a network): a number is given to one
+    content only, so equal numbers mean equal contents whichever snapshot they come from (contents
+    seen again after others get a new number: one entry per slot)."""
+    return _TOKENS.get(slot, content, lambda: next(_TOKEN_IDS))
+
+
+def _network_token(ctx: OvsContext, network_id: str) -> int:
+    """A number for a network's hosts and their live br-int ports on it (host name and the
+    :func:`content_id` of its ports' MACs and ids, in the snapshot's order): all of the network
+    that its l2population and flood flows on another host are made of, besides that host's own
+    tunnel ports. Once per snapshot, profile and external bridge."""
+    def make() -> int:
+        return _token(("network", network_id), (ctx.prof, ctx.external_bridge, *itertools.chain.from_iterable(
+            _l2pop_contents(ctx, network_id).items())))
+    return _cached(ctx, ("@network_token", network_id, ctx.prof, ctx.external_bridge), make)
 
 
 def _joined_actions(*parts: str) -> tuple[tuple[Action, ...], str]:
@@ -486,6 +546,7 @@ def _l2pop_contents(ctx: OvsContext, network_id: str) -> dict[str, int]:
 _KEPT_L2POP: Kept[FlowBatch] = Kept()
 _KEPT_TUNNEL_PORTS: Kept[tuple[PlannedPort, ...]] = Kept()
 _KEPT_TUNNEL_FLOWS: Kept[FlowBatch] = Kept()
+_KEPT_NETWORK: Kept[tuple[FlowBatch | None, PlannedFlow | None]] = Kept()
 
 
 def _l2pop_flows_kept(ctx: OvsContext, v: LocalVlan, key: int, remotes: list[tuple[int, str]],
