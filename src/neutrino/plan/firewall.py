@@ -34,9 +34,8 @@ from neutrino.plan import InputsMemo, naming
 from neutrino.plan.generation import (
     Generation,
     PlannedChain,
-    PlannedRule,
     Profile,
-    assemble,
+    assemble_tables,
     host_name,
     manager_skeleton,
     profile,
@@ -250,15 +249,49 @@ class _Facts:
         self.groups = dict(inputs.groups)
         self.members = dict(inputs.members)
         self.dhcp_servers = dict(inputs.dhcp_servers)
+        # the security-group rules of a direction for each set of groups, as (rule in chain X,
+        # origin): the ports of a host mostly share their groups; kept while this host is planned
+        self.sg_pieces: dict[tuple[tuple[str, ...], str], list[tuple[Rule, str]]] = {}
 
 
-def _sg_rules(facts: _Facts, port: Port, direction: str, chain: str) -> list[PlannedRule]:
+class _Rules:
+    """A host's planned rules by table, then chain, each chain's in the order added (as
+    ``assemble`` would group a list of :class:`PlannedRule`, without one per rule)."""
+
+    __slots__ = ("by_table",)
+
+    def __init__(self) -> None:
+        self.by_table: dict[TableName, dict[str, list[Rule]]] = {}
+
+    def chain(self, table: TableName, name: str) -> list[Rule]:
+        """The rules of chain ``name`` so far, to add to (the chain is then in the ruleset)."""
+        return self.by_table.setdefault(table, {}).setdefault(name, [])
+
+    def put(self, table: TableName, rule: Rule) -> None:
+        self.chain(table, rule.chain).append(rule)
+
+
+def _sg_rules(facts: _Facts, port: Port, direction: str, chain: str) -> list[Rule]:
     """The port's security-group rules of one direction, in group order then rule order; a rule
     text that several groups produce is written once."""
+    key = (port.security_group_ids, direction)
+    pieces = facts.sg_pieces.get(key)
+    if pieces is None:
+        pieces, own_used = _sg_pieces(facts, port, direction)
+        if not own_used:  # the same for every port of these groups (else: of these addresses too)
+            facts.sg_pieces[key] = pieces
+    return [Rule(chain, r.source, r.destination, r.in_interface, r.out_interface, r.protocol, r.fragment, r.matches,
+                 r.target, None, origin) for r, origin in pieces]
+
+
+def _sg_pieces(facts: _Facts, port: Port, direction: str) -> tuple[list[tuple[Rule, str]], bool]:
+    """``_sg_rules``'s rules parsed (in chain ``X``) with their origins, and whether they depend on
+    the port's own addresses (a remote group's members other than the port's own), not only on its
+    groups."""
     prof = facts.prof
-    own = {_host_net(a) for a in _v4(f.ip_address for f in port.fixed_ips)}
+    own: set[ipaddress.IPv4Network] | None = None
     seen: set[str] = set()
-    out: list[PlannedRule] = []
+    out: list[tuple[Rule, str]] = []
     for sg_id in port.security_group_ids:
         group = facts.groups.get(sg_id)
         if group is None:
@@ -267,6 +300,8 @@ def _sg_rules(facts: _Facts, port: Port, direction: str, chain: str) -> list[Pla
             if r.direction != direction or r.ethertype != "IPv4":
                 continue
             if r.remote_group_id is not None:
+                if own is None:
+                    own = {_host_net(a) for a in _v4(f.ip_address for f in port.fixed_ips)}
                 members = [m for m in facts.members.get(r.remote_group_id, ()) if m not in own]
                 specs = [sg_rule_spec(r, prof, m) for m in members]
             else:
@@ -275,13 +310,13 @@ def _sg_rules(facts: _Facts, port: Port, direction: str, chain: str) -> list[Pla
                 if spec in seen:
                     continue
                 seen.add(spec)
-                out.append(PlannedRule(TableName.FILTER, _in(chain, f"{spec} -j RETURN",
-                                                             f"sg-rule {r.id} via {BUILDER}")))
-    return out
+                out.append((_spec(f"{spec} -j RETURN"), f"sg-rule {r.id} via {BUILDER}"))
+    return out, own is not None
 
 
-def _port_chains(facts: _Facts, port: Port) -> tuple[list[PlannedChain], list[PlannedRule]]:
-    """The i-, o- (and modern s-) chains of one filtered port (reference §6.4, seed 000)."""
+def _port_chains(facts: _Facts, port: Port, rules: _Rules) -> list[PlannedChain]:
+    """The i-, o- (and modern s-) chains of one filtered port (reference §6.4, seed 000); their
+    rules go in ``rules``."""
     prof = facts.prof
     binary = prof.ovs_agent_binary
     ichain = naming.sg_port_chain(binary, naming.ChainKind.INGRESS, port.id)
@@ -290,15 +325,12 @@ def _port_chains(facts: _Facts, port: Port) -> tuple[list[PlannedChain], list[Pl
     fallback = naming.wrapped_chain(binary, naming.SG_FALLBACK)
     obj = f"port {port.id}"
     why = f"port {port.id} via {BUILDER}"
-    chains = [PlannedChain(TableName.FILTER, ichain, obj), PlannedChain(TableName.FILTER, ochain, obj)]
-    rules: list[PlannedRule] = []
     filt = TableName.FILTER
+    chains = [PlannedChain(filt, ichain, obj), PlannedChain(filt, ochain, obj)]
+    irules, orules = rules.chain(filt, ichain), rules.chain(filt, ochain)
 
-    def add(chain: str, spec: str, origin: str = why) -> None:
-        rules.append(PlannedRule(filt, _in(chain, spec, origin)))
-
-    def put(r: Rule) -> None:
-        rules.append(PlannedRule(filt, r))
+    def add(to: list[Rule], chain: str, spec: str, origin: str = why) -> None:
+        to.append(_in(chain, spec, origin))
 
     ips = _v4(f.ip_address for f in port.fixed_ips)
     invalid = f"-m state --state INVALID{_comment(prof, INVALID_DROP)} -j DROP"
@@ -311,34 +343,35 @@ def _port_chains(facts: _Facts, port: Port) -> tuple[list[PlannedChain], list[Pl
                  if isinstance(pair.ip_address, ipaddress.IPv4Network)]
         pairs += [(_host_net(ip), port.mac_address) for ip in ips]
         spoof = bool(pairs) or not port.fixed_ips
-        add(ochain, "-s 0.0.0.0/32 -d 255.255.255.255/32 -p udp -m udp --sport 68 --dport 67"
-                    f"{_comment(prof, DHCP_CLIENT)} -j RETURN")
+        add(orules, ochain, "-s 0.0.0.0/32 -d 255.255.255.255/32 -p udp -m udp --sport 68 --dport 67"
+                            f"{_comment(prof, DHCP_CLIENT)} -j RETURN")
         if spoof:
             chains.append(PlannedChain(filt, schain, obj))
+            srules = rules.chain(filt, schain)
             allow = _comments(prof, PAIR_ALLOW)
             for net, mac in pairs:
-                put(Rule(schain, source=Address(net), matches=(_mac_source(mac), *allow), target=_jump("RETURN"),
-                         origin=why))
+                srules.append(Rule(schain, source=Address(net), matches=(_mac_source(mac), *allow),
+                                   target=_jump("RETURN"), origin=why))
             if not pairs:
-                put(Rule(schain, matches=(_mac_source(port.mac_address), *allow), target=_jump("RETURN"),
-                         origin=why))
-            add(schain, f"{_comment(prof, PAIR_DROP).strip()} -j DROP")
-            put(Rule(ochain, target=_jump(schain), origin=why))
-        add(ochain, f"-p udp -m udp --sport 68 --dport 67{_comment(prof, DHCP_CLIENT)} -j RETURN")
-        add(ochain, f"-p udp -m udp --sport 67 --dport 68{_comment(prof, DHCP_SPOOF)} -j DROP")
-        add(ochain, established)
-        rules += egress
-        add(ochain, invalid)
-        add(ochain, f"{_comment(prof, UNMATCHED).strip()} -j {fallback}")
+                srules.append(Rule(schain, matches=(_mac_source(port.mac_address), *allow), target=_jump("RETURN"),
+                                   origin=why))
+            add(srules, schain, f"{_comment(prof, PAIR_DROP).strip()} -j DROP")
+            orules.append(Rule(ochain, target=_jump(schain), origin=why))
+        add(orules, ochain, f"-p udp -m udp --sport 68 --dport 67{_comment(prof, DHCP_CLIENT)} -j RETURN")
+        add(orules, ochain, f"-p udp -m udp --sport 67 --dport 68{_comment(prof, DHCP_SPOOF)} -j DROP")
+        add(orules, ochain, established)
+        orules += egress
+        add(orules, ochain, invalid)
+        add(orules, ochain, f"{_comment(prof, UNMATCHED).strip()} -j {fallback}")
 
-        add(ichain, established)
+        add(irules, ichain, established)
         provider = f"dhcp provider rule for port {port.id} via {BUILDER}"
         for ip in ips:
-            put(_in(ichain, server_reply, provider, destination=_host_address(ip)))
-        add(ichain, f"-d 255.255.255.255/32 {server_reply}", provider)
-        rules += ingress
-        add(ichain, invalid)
-        add(ichain, f"{_comment(prof, UNMATCHED).strip()} -j {fallback}")
+            irules.append(_in(ichain, server_reply, provider, destination=_host_address(ip)))
+        add(irules, ichain, f"-d 255.255.255.255/32 {server_reply}", provider)
+        irules += ingress
+        add(irules, ichain, invalid)
+        add(irules, ichain, f"{_comment(prof, UNMATCHED).strip()} -j {fallback}")
     elif port.allowed_address_pairs:
         # Grizzly's agent knew no allowed address pairs (they came with Havana, whose agent moved
         # the address checks to an s- chain of (MAC, address) allows): a port given pairs gets
@@ -346,32 +379,35 @@ def _port_chains(facts: _Facts, port: Port) -> tuple[list[PlannedChain], list[Pl
         pairs = [(pair.ip_address, pair.mac_address or port.mac_address) for pair in port.allowed_address_pairs
                  if isinstance(pair.ip_address, ipaddress.IPv4Network)]
         pairs += [(_host_net(ip), port.mac_address) for ip in ips]
-        add(ochain, "-p udp -m udp --sport 68 --dport 67 -j RETURN")
+        add(orules, ochain, "-p udp -m udp --sport 68 --dport 67 -j RETURN")
         chains.append(PlannedChain(filt, schain, obj))
+        srules = rules.chain(filt, schain)
         for net, mac in pairs:
-            put(Rule(schain, source=Address(net), matches=(_mac_source(mac),), target=_jump("RETURN"), origin=why))
-        add(schain, "-j DROP")
-        put(Rule(ochain, target=_jump(schain), origin=why))
+            srules.append(Rule(schain, source=Address(net), matches=(_mac_source(mac),), target=_jump("RETURN"),
+                               origin=why))
+        add(srules, schain, "-j DROP")
+        orules.append(Rule(ochain, target=_jump(schain), origin=why))
     else:
-        put(Rule(ochain, matches=(_mac_source(port.mac_address, negated=True),), target=_jump("DROP"), origin=why))
-        add(ochain, "-p udp -m udp --sport 68 --dport 67 -j RETURN")
+        orules.append(Rule(ochain, matches=(_mac_source(port.mac_address, negated=True),), target=_jump("DROP"),
+                           origin=why))
+        add(orules, ochain, "-p udp -m udp --sport 68 --dport 67 -j RETURN")
         for ip in ips:
-            put(Rule(ochain, source=_host_address(ip, negated=True), target=_jump("DROP"), origin=why))
+            orules.append(Rule(ochain, source=_host_address(ip, negated=True), target=_jump("DROP"), origin=why))
     if not prof.modern:
-        add(ochain, "-p udp -m udp --sport 67 --dport 68 -j DROP")
-        add(ochain, invalid)
-        add(ochain, established)
-        rules += egress
-        add(ochain, f"-j {fallback}")
+        add(orules, ochain, "-p udp -m udp --sport 67 --dport 68 -j DROP")
+        add(orules, ochain, invalid)
+        add(orules, ochain, established)
+        orules += egress
+        add(orules, ochain, f"-j {fallback}")
 
-        add(ichain, invalid)
-        add(ichain, established)
-        rules += ingress
+        add(irules, ichain, invalid)
+        add(irules, ichain, established)
+        irules += ingress
         provider = f"dhcp provider rule for port {port.id} via {BUILDER}"
         for ip in facts.dhcp_servers.get(port.network_id, ()):
-            put(_in(ichain, server_reply, provider, source=_host_address(ip)))
-        add(ichain, f"-j {fallback}")
-    return chains, rules
+            irules.append(_in(ichain, server_reply, provider, source=_host_address(ip)))
+        add(irules, ichain, f"-j {fallback}")
+    return chains
 
 
 def filtered_ports(cloud: CloudSnapshot, host: str) -> tuple[Port, ...]:
@@ -400,8 +436,12 @@ def _planned(inputs: _Inputs) -> HostState:
     prof, name = inputs.prof, inputs.host
     binary = prof.ovs_agent_binary
     tables = (TableName.FILTER, TableName.RAW, TableName.NAT) if prof.modern else (TableName.FILTER,)
-    chains, rules = manager_skeleton(prof, binary, tables, BUILDER, nat_chains=("PREROUTING",))
-    chains_l, rules_l = list(chains), list(rules)
+    chains, skeleton = manager_skeleton(prof, binary, tables, BUILDER, nat_chains=("PREROUTING",))
+    chains_l = list(chains)
+    rules = _Rules()
+    for pr in skeleton:
+        rules.put(pr.table, pr.rule)
+    put = rules.put
     sg_chain = naming.wrapped_chain(binary, naming.SG_CHAIN)
     fallback = naming.wrapped_chain(binary, naming.SG_FALLBACK)
     forward = naming.wrapped_chain(binary, "FORWARD")
@@ -409,14 +449,11 @@ def _planned(inputs: _Inputs) -> HostState:
     prerouting = naming.wrapped_chain(binary, "PREROUTING")
     chains_l += [PlannedChain(TableName.FILTER, sg_chain, "agent"), PlannedChain(TableName.FILTER, fallback, "agent")]
 
-    def put(table: TableName, r: Rule) -> None:
-        rules_l.append(PlannedRule(table, r))
-
     put(TableName.FILTER, _in(fallback, f"{_comment(prof, FALLBACK_DROP).strip()} -j DROP",
                               f"sg-fallback via {BUILDER}"))
     ports = _filtered(inputs.ports)
     secured = [p for p in ports if p.port_security_enabled]
-    bottom: list[PlannedRule] = []  # FORWARD's non-top rules (port security off, trusted ports)
+    bottom: list[Rule] = []  # FORWARD's non-top rules (port security off, trusted ports)
     to_sg, to_vm, input_to_sg = _comments(prof, VM_INT_SG), _comments(prof, SG_TO_VM_SG), _comments(prof, INPUT_TO_SG)
     for port in secured:
         tap = naming.tap_device(port.id)
@@ -428,9 +465,7 @@ def _planned(inputs: _Inputs) -> HostState:
             put(TableName.FILTER, _physdev(forward, physdev, to_sg, sg_chain, why))
             put(TableName.FILTER, _physdev(sg_chain, physdev, to_vm, target, why))
         put(TableName.FILTER, _physdev(inp, tap_in, input_to_sg, ochain, why))
-        pc, pr = _port_chains(facts, port)
-        chains_l += pc
-        rules_l += pr
+        chains_l += _port_chains(facts, port, rules)
     if secured:
         put(TableName.FILTER, _in(sg_chain, "-j ACCEPT", f"sg-chain via {BUILDER}"))
     if prof.modern:
@@ -444,10 +479,11 @@ def _planned(inputs: _Inputs) -> HostState:
             note = _comments(prof, TRUSTED_ACCEPT if is_trusted else PORT_SEC_ACCEPT)
             tap_in = _physdev_match("in", tap)
             for physdev in (_physdev_match("out", tap), tap_in):
-                bottom.append(PlannedRule(TableName.FILTER, _physdev(forward, physdev, note, "ACCEPT", why)))
+                bottom.append(_physdev(forward, physdev, note, "ACCEPT", why))
             if not is_trusted:
                 put(TableName.FILTER, _physdev(inp, tap_in, note, "ACCEPT", why))
-        rules_l += bottom
+        for r in bottom:
+            put(TableName.FILTER, r)
         for zone, port in enumerate(secured, naming.CONNTRACK_ZONE_START):
             why = f"conntrack zone of port {port.id} via {BUILDER}"
             qvb, tap = naming.qvb_device(port.id), naming.tap_device(port.id)
@@ -464,5 +500,5 @@ def _planned(inputs: _Inputs) -> HostState:
             why = f"nat short-circuit of port {port.id} via {BUILDER}"
             for way in ("out", "in"):
                 put(TableName.NAT, _physdev(prerouting, _physdev_match(way, tap, bridged=False), note, "ACCEPT", why))
-    ruleset, origins = assemble(prof, chains_l, rules_l, BUILDER)
+    ruleset, origins = assemble_tables(prof, chains_l, rules.by_table, BUILDER)
     return HostState(name, namespaces=(NamespaceState(ROOT, iptables=ruleset),), origins=origins)

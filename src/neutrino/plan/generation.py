@@ -263,14 +263,21 @@ def assemble(prof: Profile, chains: Iterable[PlannedChain], rules: Iterable[Plan
     """The planned chains and rules as a :class:`Ruleset` (tables in filter, raw, nat, mangle order;
     built-in chains first in the tools' order with policy ACCEPT, then user chains sorted byte-wise,
     as ``iptables-save`` lists them) and an :class:`Origin` for every user chain."""
-    order = (TableName.FILTER, TableName.RAW, TableName.NAT, TableName.MANGLE)
     by_table: dict[TableName, dict[str, list[Rule]]] = {}
+    for r in rules:
+        by_table.setdefault(r.table, {}).setdefault(r.rule.chain, []).append(r.rule)
+    return assemble_tables(prof, chains, by_table, builder)
+
+
+def assemble_tables(prof: Profile, chains: Iterable[PlannedChain], by_table: dict[TableName, dict[str, list[Rule]]],
+                    builder: str) -> tuple[Ruleset, tuple[Origin, ...]]:
+    """:func:`assemble` of rules already grouped by table, then chain (each chain's in order);
+    ``by_table`` gets the declared chains that hold no rule."""
+    order = (TableName.FILTER, TableName.RAW, TableName.NAT, TableName.MANGLE)
     declared: dict[tuple[TableName, str], str] = {}
     for c in chains:
         by_table.setdefault(c.table, {}).setdefault(c.name, [])
         declared.setdefault((c.table, c.name), c.obj)
-    for r in rules:
-        by_table.setdefault(r.table, {}).setdefault(r.rule.chain, []).append(r.rule)
     tables: list[Table] = []
     origins: list[Origin] = []
     for name in sorted(by_table, key=order.index):
