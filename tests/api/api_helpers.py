@@ -249,6 +249,23 @@ def fresh_database(db_url: str, name: str, tmp: Path) -> str:
     return db_url.rsplit("/", 1)[0] + "/" + name
 
 
+def cloud_on_fresh_database(request: pytest.FixtureRequest, tmp_path: Path, prefix: str) -> Iterator[Any]:
+    """A service-layer cloud (the default scenario) on a database of its own: a SQLite file, or a
+    database in the session's cluster when ``request.param`` is "postgres" (for a parametrised fixture)."""
+    import uuid
+
+    from neutrino.db.session import Database
+    from neutrino.scenarios.model import default_scenario
+    from neutrino.services.cloud import Cloud
+
+    base = request.getfixturevalue("pg_cluster").url if request.param == "postgres" else "sqlite://"
+    db = Database(fresh_database(base, f"{prefix}_{uuid.uuid4().hex[:12]}", tmp_path))
+    try:
+        yield Cloud(db, default_scenario())
+    finally:
+        db.dispose()
+
+
 @pytest.fixture(scope="session")
 def server(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     if db_url.startswith("postgresql"):

@@ -19,25 +19,17 @@ import pytest
 from sqlalchemy import event, func, select
 
 from neutrino.db import models
-from neutrino.db.session import Database
 from neutrino.errors import NotFound, PreconditionFailed
-from neutrino.scenarios.model import default_scenario
 from neutrino.services import networks, ports, securitygroups, tags
 from neutrino.services.cloud import Cloud, prepare
 from neutrino.services.core import Context
-from tests.api.api_helpers import fresh_database
+from tests.api.api_helpers import cloud_on_fresh_database
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def cloud(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Cloud]:
     """A cloud on its own database: a SQLite file, or a database of its own in the session's cluster."""
-    base = request.getfixturevalue("pg_cluster").url if request.param == "postgres" else "sqlite://"
-    url = fresh_database(base, f"hot_{uuid.uuid4().hex[:12]}", tmp_path)
-    db = Database(url)
-    try:
-        yield Cloud(db, default_scenario())
-    finally:
-        db.dispose()
+    yield from cloud_on_fresh_database(request, tmp_path, "hot")
 
 
 def _network(cloud: Cloud, ctx: Context, *, v6: bool = False) -> tuple[str, str]:

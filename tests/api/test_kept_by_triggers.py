@@ -20,7 +20,6 @@ import contextlib
 import random
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -34,20 +33,14 @@ from neutrino.scenarios.model import default_scenario
 from neutrino.services import ipam, networks, ports, quotas, routers, securitygroups
 from neutrino.services.cloud import Cloud, prepare
 from neutrino.services.core import Context
-from tests.api.api_helpers import fresh_database
+from tests.api.api_helpers import cloud_on_fresh_database
 
 ALICE = Context("alice-project", "alice", False, ("member", "reader"))
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def cloud(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Cloud]:
-    base = request.getfixturevalue("pg_cluster").url if request.param == "postgres" else "sqlite://"
-    url = fresh_database(base, f"kept_{uuid.uuid4().hex[:12]}", tmp_path)
-    db = Database(url)
-    try:
-        yield Cloud(db, default_scenario())
-    finally:
-        db.dispose()
+    yield from cloud_on_fresh_database(request, tmp_path, "kept")
 
 
 def _network(cloud: Cloud, ctx: Context, cidr: str = "10.9.0.0/24", **subnet: Any) -> tuple[str, str]:
