@@ -37,7 +37,7 @@ from neutrino.scenarios.model import default_scenario
 from neutrino.services import ipam, networks, ports, quotas, securitygroups, tags
 from neutrino.services.cloud import Cloud, prepare
 from neutrino.services.core import Context
-from tests.api.api_helpers import fresh_database, ok
+from tests.api.api_helpers import cloud_on_fresh_database, fresh_database, ok
 
 ALICE = Context("alice-project", "alice", False, ("member", "reader"))
 
@@ -268,12 +268,7 @@ def test_migration_6_run_again_recounts_and_keeps_one_set_of_triggers(cloud: Clo
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def any_cloud(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Cloud]:
-    base = request.getfixturevalue("pg_cluster").url if request.param == "postgres" else "sqlite://"
-    db = Database(fresh_database(base, f"review_{uuid.uuid4().hex[:12]}", tmp_path))
-    try:
-        yield Cloud(db, default_scenario())
-    finally:
-        db.dispose()
+    yield from cloud_on_fresh_database(request, tmp_path, "review")
 
 
 def test_lowest_free_across_v4_and_v6_subnets_under_random_changes(any_cloud: Cloud) -> None:
