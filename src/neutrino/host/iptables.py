@@ -37,6 +37,7 @@ from dataclasses import dataclass, field, replace
 from typing import Generic, Literal, TypeVar, overload
 
 from neutrino.errors import NotFound, ParseError
+from neutrino.host.fastnew import maker
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -256,6 +257,11 @@ class Rule:
         """The canonical rule text without ``-A chain`` and counters (what a reconciler compares)."""
         text = format_rule(self, dialect=dialect or CLASSIC)
         return text[len(f"-A {self.chain}"):].lstrip()
+
+
+#: ``Rule(*every_field)`` (all eleven, in field order, ``origin`` last), made about twice as fast
+#: (:mod:`neutrino.host.fastnew`): for the firewall planner, which makes rules by the hundred thousand
+new_rule: Callable[..., Rule] = maker(Rule)
 
 
 @dataclass(frozen=True, slots=True)

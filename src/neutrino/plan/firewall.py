@@ -28,7 +28,18 @@ import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from neutrino.host.iptables import Address, Interface, Match, Option, Rule, TableName, Target, parse_rule
+from neutrino.host.iptables import (
+    Address,
+    Fragment,
+    Interface,
+    Match,
+    Option,
+    Rule,
+    TableName,
+    Target,
+    new_rule,
+    parse_rule,
+)
 from neutrino.host.state import ROOT, HostState, NamespaceState
 from neutrino.plan import InputsMemo, naming
 from neutrino.plan.generation import (
@@ -157,8 +168,8 @@ def _in(chain: str, spec: str, origin: str, *, source: Address | None = None,
         destination: Address | None = None) -> Rule:
     """``-A <chain> <spec>``; ``source``/``destination``: the ``-s``/``-d`` the spec holds instead."""
     r = _spec(spec)
-    return Rule(chain, source or r.source, destination or r.destination, r.in_interface, r.out_interface,
-                r.protocol, r.fragment, r.matches, r.target, None, origin)
+    return new_rule(chain, source or r.source, destination or r.destination, r.in_interface, r.out_interface,
+                    r.protocol, r.fragment, r.matches, r.target, None, origin)
 
 
 def _comments(prof: Profile, text: str) -> tuple[Match, ...]:
@@ -183,7 +194,8 @@ def _jump(target: str) -> Target:
 
 def _physdev(chain: str, physdev: Match, comment: tuple[Match, ...], target: str, origin: str) -> Rule:
     """``-A chain <physdev match> [comment] -j target``."""
-    return Rule(chain, matches=(physdev, *comment), target=_jump(target), origin=origin)
+    return new_rule(chain, None, None, None, None, None, Fragment.ANY, (physdev, *comment), _jump(target), None,
+                    origin)
 
 
 def _mac_source(mac: str, *, negated: bool = False) -> Match:
@@ -280,8 +292,8 @@ def _sg_rules(facts: _Facts, port: Port, direction: str, chain: str) -> list[Rul
         pieces, own_used = _sg_pieces(facts, port, direction)
         if not own_used:  # the same for every port of these groups (else: of these addresses too)
             facts.sg_pieces[key] = pieces
-    return [Rule(chain, r.source, r.destination, r.in_interface, r.out_interface, r.protocol, r.fragment, r.matches,
-                 r.target, None, origin) for r, origin in pieces]
+    return [new_rule(chain, r.source, r.destination, r.in_interface, r.out_interface, r.protocol, r.fragment,
+                     r.matches, r.target, None, origin) for r, origin in pieces]
 
 
 def _sg_pieces(facts: _Facts, port: Port, direction: str) -> tuple[list[tuple[Rule, str]], bool]:

@@ -59,6 +59,7 @@ from neutrino.plan.ovs_int import (
     int_bridge_flows,
     int_bridge_ports,
     local_vlans,
+    new_origin,
     plugged_ports,
 )
 from neutrino.plan.ovs_kept import Kept
@@ -301,7 +302,7 @@ def _joined(parts: tuple[_Part, ...], known: _Sections
                 runs[key] = [f]
             else:
                 have.append(f)
-            origins.append(Origin("flow", part.text, part.obj, part.builder))
+            origins.append(new_origin("flow", part.text, part.obj, part.builder))
             continue
         got = get(id(part))
         if got is None or got[0] is not part:

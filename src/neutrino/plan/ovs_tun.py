@@ -619,7 +619,7 @@ def _l2pop_flows(ctx: OvsContext, lvid: int, key: int, remotes: list[tuple[int, 
             if one is not None and ucast is not None:
                 add_flow(flow_of(prefix + one + suffix if suffix else prefix + one, acts, table, priority, cookie,
                                  cookie_mask, idle, hard, importance, flags, stats))
-                add_origin(origin_of("flow", before + mac + tail, obj, BUILDER_L2POP))
+                add_origin(origin_of("flow", f"{before}{mac}{tail}", obj, BUILDER_L2POP))  # (one string, no temporary)
             else:
                 add(None, f"table={T.UCAST_TO_TUN:d},priority=2,dl_vlan={lvid},dl_dst={mac} actions={atext}", obj)
             if not responder:
