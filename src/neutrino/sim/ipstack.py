@@ -59,7 +59,7 @@ from neutrino.sim.packets import (
     arp_reply,
     arp_request,
     icmp_error,
-    to_bytes,
+    ip_length,
     with_,
 )
 from neutrino.sim.trace import Step, StepKind
@@ -564,7 +564,7 @@ class IpStack:
                                                         "time exceeded in transit"), "TTL exceeded")
         out = self.links.get(decision.dev)
         mtu = out.mtu if out is not None and out.mtu else 1500
-        size = len(to_bytes(packet))
+        size = ip_length(packet)
         if packet.df and size > mtu:
             err = self.icmp_error_for(packet, ICMPType.DEST_UNREACH, UnreachCode.FRAG_NEEDED, iif=dev, mtu=mtu)
             back = (f"fragmentation needed (ICMP type 3 code 4, next-hop MTU {mtu}) sent back to {packet.src}"

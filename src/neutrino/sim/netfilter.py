@@ -1332,10 +1332,12 @@ def _hook_key(hook: Hook, pkt: IPv4, ctx: HookCtx) -> tuple[object, ...]:
     """Everything a hook's run reads besides conntrack: the hook, the packet, and the context.
     The namespace's address sets, the ipsets and the given connection are named by identity (a
     world passes the same objects every time; hashing them by value would cost more than the
-    run), and :meth:`_Seen.holds` checks they are the remembered run's."""
+    run), and :meth:`_Seen.holds` checks they are the remembered run's. The enums are keyed by
+    their values (each position holds one enum class's members, so equal values are equal members;
+    an enum's own hash is Python code)."""
     ref = ctx.ct
-    ct = None if ref is None else (id(ref.conn), ref.direction, ref.state, ref.zone)
-    return (hook, pkt, ctx.in_dev, ctx.out_dev, ctx.physdev_in, ctx.physdev_out, ctx.physdev_is_bridged,
+    ct = None if ref is None else (id(ref.conn), ref.direction._value_, ref.state._value_, ref.zone)
+    return (hook._value_, pkt, ctx.in_dev, ctx.out_dev, ctx.physdev_in, ctx.physdev_out, ctx.physdev_is_bridged,
             ctx.mark, ctx.connmark, ctx.src_mac, id(ctx.local_addrs), id(ctx.dev_addrs), id(ctx.ipsets),
             ctx.zone, ct)
 

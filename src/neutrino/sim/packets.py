@@ -473,7 +473,30 @@ network MTU is the physical MTU less these."""
 
 def ip_length(packet: IPv4) -> int:
     """The IPv4 packet's total length (header, options and payload), as its header says it."""
-    return len(to_bytes(packet))
+    return _length(packet)
+
+
+def _length(p: Any) -> int:
+    """``len(to_bytes(p))`` for a layer inside a frame (no padding), counted without building the
+    bytes (no checksums) for the layers a trace forwards most: IPv4, ICMP, UDP, TCP, raw data;
+    the others (DHCP, GRE, VXLAN, an inner frame) are built. Each count follows its builder below
+    (tests/sim/test_packet_length.py holds them equal)."""
+    t = type(p)
+    if t is IPv4:
+        return 20 + (len(p.options) + 3) // 4 * 4 + _length(p.payload)
+    if t is ICMP:
+        body = p.payload
+        n = _length(body)
+        return 8 + (min(n, ICMP_QUOTE_MAX) if type(body) is IPv4 else n)
+    if t is UDP:
+        return 8 + _length(p.payload)
+    if t is TCP:
+        return 20 + (len(p.options) + 3) // 4 * 4 + _length(p.payload)
+    if t is Raw:
+        return len(p.data)
+    if p is None:
+        return 0
+    return len(_BUILDERS[t](p, None))
 
 
 def l3_length(frame: Ethernet) -> int:

@@ -1470,10 +1470,11 @@ class World:
         return _with_size(trace, packet, size)
 
     def _target_of(self, ip: IPv4Address) -> str:
-        want = int(ip)
-        for n, g in self.guests.items():  # a lease's address compared as a number: no address object made
+        want = ip._ip  # type: ignore[attr-defined]
+        for n, g in self.guests.items():
+            # a lease's address compared by its integer slot: no Python-level __int__/__eq__ per guest
             lease = g.lease
-            if lease is not None and int(lease.address) == want:
+            if lease is not None and lease.address._ip == want:  # type: ignore[attr-defined]
                 return n
         return ""
 
