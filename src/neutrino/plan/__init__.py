@@ -8,12 +8,10 @@ mechanism and generation, and the host's roles) and merges their fragments into 
 from __future__ import annotations
 
 import functools
-import gc
 import ipaddress
 import operator
 import threading
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import fields, replace
 from typing import TYPE_CHECKING, Generic, TypeVar
 
@@ -202,34 +200,16 @@ def nova_options(cloud: CloudSnapshot) -> NovaOptions:
     return NovaOptions(hosts=facts, instance_offset=dep.nova_network.instance_offset, host_gateways=pins)
 
 
-@contextmanager
-def _planning() -> Iterator[None]:
-    """The collector paused while a batch is planned (:func:`neutrino.collector.paused`), and the
-    objects made meanwhile then moved to its oldest generation without a pass over them
-    (``gc.freeze`` then ``gc.unfreeze``: two list splices). Without that, the first collection
-    after the pause walks every object the batch made and kept (the plans: 40-50 ms after a
-    re-plan of 100 hosts at 1,000 hosts) to find no cycle. Nothing is exempt: the full
-    collections walk the oldest generation as before. (Nothing in neutrino freezes objects for
-    good, which ``gc.unfreeze`` would undo.) A caller that had paused the collector itself keeps
-    its generations as they are."""
-    was = gc.isenabled()
-    with paused():
-        yield
-        if was:
-            gc.freeze()
-            gc.unfreeze()
-
-
 def plan_cloud(cloud: CloudSnapshot, *, datapath_type: str = "system") -> tuple[HostState, ...]:
     """Every host of the deployment, planned."""
-    with _planning():
+    with paused():
         return tuple(plan_host(cloud, h.name, datapath_type=datapath_type) for h in cloud.deployment.hosts)
 
 
 def plan_hosts(cloud: CloudSnapshot, names: Iterable[str], *,
                datapath_type: str = "system") -> dict[str, HostState]:
     """The named hosts only, planned (a re-plan of the hosts a change touches)."""
-    with _planning():
+    with paused():
         return {n: plan_host(cloud, n, datapath_type=datapath_type) for n in dict.fromkeys(names)}
 
 
