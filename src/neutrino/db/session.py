@@ -318,12 +318,17 @@ def raw(session: Session, *, flush: bool = True) -> Raw:
         session.flush()
     r: Raw | None = session.info.get("neutrino_raw")
     if r is None:
-        # the transaction's connection as ``Database`` gave it (the one ``session.connection()`` returns,
-        # without beginning the ORM's own transaction bookkeeping for it)
-        conn = session.info.get("neutrino_conn") or session.connection()
+        conn = session_connection(session)
         r = session.info["neutrino_raw"] = Raw(conn.connection.driver_connection, conn.dialect.name == "postgresql",
                                                conn if conn.dispatch.before_cursor_execute else None)
     return r
+
+
+def session_connection(session: Session) -> Connection:
+    """The transaction's connection as ``Database`` gave it (the one ``session.connection()`` returns,
+    without beginning the ORM's own transaction bookkeeping for it)."""
+    conn: Connection = session.info.get("neutrino_conn") or session.connection()
+    return conn
 
 
 PING_AFTER = 1.0  # seconds a pooled PostgreSQL connection may sit idle before it is pinged on checkout

@@ -351,8 +351,7 @@ def plan_dhcp(cloud: CloudSnapshot, host: Host | str, generation: Generation | P
     files: list[FileState] = []
     origins: list[Origin] = []
     for net, port in served_networks(cloud, name):
-        ports = tuple([(p.id, p.mac_address, p.device_owner, p.fixed_ips, p.extra_dhcp_opts)  # (_facts, inline:
-                       for p in cloud.ports_on_network(net.id)])  # the network host has every port)
+        ports = tuple(map(_facts, cloud.ports_on_network(net.id)))
         inputs = _NetworkInputs(prof, net, _facts(port), cloud.subnets_of(net.id), ports, isolated_metadata, lease)
         served = _SERVED.get((net.id, name), inputs, _served)
         namespaces[served.namespace.name] = served.namespace

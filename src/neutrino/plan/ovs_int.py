@@ -341,8 +341,8 @@ class Ofports:
     _by_name: dict[tuple[str, str], int] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        by_name = self._by_name  # the first number of a (bridge, name) counts, as with setdefault
-        by_name.update({(b, n): num for b, n, num in reversed(self.numbers) if (b, n) not in by_name})
+        # the first number of a (bridge, name) counts, as with setdefault: read in reverse, it is written last
+        self._by_name.update({(b, n): num for b, n, num in reversed(self.numbers)})
 
     @staticmethod
     def number(ports: tuple[PlannedPort, ...]) -> Ofports:

@@ -11,7 +11,7 @@ from sqlalchemy import Text, cast, select
 from sqlalchemy.orm import selectinload
 
 from neutrino.db import models
-from neutrino.db.session import PORTS_VIEW, raw
+from neutrino.db.session import PORTS_VIEW, raw, session_connection
 from neutrino.errors import NotAuthorized
 from neutrino.scenarios.model import Mechanism
 from neutrino.services import ipam
@@ -603,7 +603,7 @@ def list_ports_json(tx: Tx, filters: dict[str, list[str]], page: Page | None, hi
     same answer to the same question, and any change gives another key."""
     db = raw(tx.session)
     key: tuple[Any, ...] | None = None
-    conn = tx.session.info.get("neutrino_conn") or tx.session.connection()
+    conn = session_connection(tx.session)
     if not conn.info.get("writer"):  # a marker a write transaction bumped may yet be rolled back
         marker = db.scalar(_SNAPSHOT_SQL if db.postgres else _MARKER_SQL)
         if marker is not None:

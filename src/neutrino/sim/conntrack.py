@@ -46,7 +46,7 @@ from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address
 
-from neutrino.sim.packets import ICMP, TCP, UDP, IPv4, TCPFlag
+from neutrino.sim.packets import ICMP, TCP, UDP, HashKept, IPv4, TCPFlag
 
 
 class CtState(enum.Enum):
@@ -94,15 +94,8 @@ ICMP_NEW = frozenset({8, 13, 15, 17})
 ICMP_ERRORS = frozenset({3, 4, 5, 11, 12})
 
 
-class _HashKept:
-    """A slot for an immutable object's hash (not a dataclass field: not compared, not pickled)."""
-
-    __slots__ = ("_hash",)
-    _hash: int
-
-
 @dataclass(frozen=True, slots=True)
-class Tuple(_HashKept):
+class Tuple(HashKept):
     """A conntrack tuple. TCP/UDP: ports. ICMP: ``sport`` is the query id and ``dport`` is
     ``type << 8 | code``. Other protocols: ports 0."""
 

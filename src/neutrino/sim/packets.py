@@ -155,7 +155,7 @@ def _set(obj: object, name: str, value: object) -> None:
 
 # --- the headers ---------------------------------------------------------------------------------
 
-class _HashKept:
+class HashKept:
     """A slot for a header's hash (not a dataclass field: not compared, not pickled). A frame is
     hashed by every element that remembers its decisions (a bridge by the frame, netfilter by the
     IP packet), and its fields' hashes are Python code (addresses, MACs): a header computes its
@@ -173,7 +173,7 @@ class Raw:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Ethernet(_HashKept):
+class Ethernet(HashKept):
     """An Ethernet II frame (no FCS). ``type`` is filled from the payload when left at AUTO."""
 
     dst: Mac = BROADCAST
@@ -195,7 +195,7 @@ class Ethernet(_HashKept):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Dot1Q(_HashKept):
+class Dot1Q(HashKept):
     """An 802.1Q tag; ``type`` (AUTO: from the payload) is the ethertype after the tag.
 
     The tag's own TPID is the enclosing header's ``type`` (0x8100, or 0x88a8 for a QinQ outer tag).
@@ -232,7 +232,7 @@ class ARP:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class IPv4(_HashKept):
+class IPv4(HashKept):
     """An IPv4 header. ``frag`` is the fragment offset in 8-byte units; ``options`` raw bytes."""
 
     src: IPv4Address = ANY_IP

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from neutrino.host.iproute_link import Link, LinkKind
 from neutrino.host.ovsdb import Bridge, OvsdbShow
 from neutrino.host.state import ROOT, HostState
+from neutrino.sim.packets import HashKept
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -37,15 +38,8 @@ class Kind(enum.Enum):
     SEGMENT = "segment"  # a physical wire shared by hosts (element: its name)
 
 
-class _HashKept:
-    """A slot for an immutable object's hash (not a dataclass field: not compared, not pickled)."""
-
-    __slots__ = ("_hash",)
-    _hash: int
-
-
 @dataclass(frozen=True, slots=True, order=True)
-class End(_HashKept):
+class End(HashKept):
     """One end of a wire: ``host`` (empty for a segment), what it is, which element, which port."""
 
     kind: Kind
