@@ -20,7 +20,9 @@ dnsmasq (one process record, pid 0: the real one forks a root child in Grizzly) 
 from __future__ import annotations
 
 import ipaddress
+import operator
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from neutrino.host.dnsmasq import (
@@ -89,14 +91,20 @@ def _served_by_host(cloud: CloudSnapshot) -> dict[str, tuple[tuple[Network, Port
     """``served_networks`` of every host at once (each host's plan asks)."""
     net_host = cloud.deployment.network_host()
     out: dict[str, list[tuple[Network, Port]]] = {}
+    # each network's DHCP ports, in the ports' order, from one pass (every port of every network was
+    # read in turn for its one or two DHCP ports)
+    dhcp_ports: dict[str, list[Port]] = {}
+    for port in cloud.ports:
+        if port.device_owner == "network:dhcp":
+            dhcp_ports.setdefault(port.network_id, []).append(port)
     for net in cloud.networks:
         if not _dhcp_subnets(cloud, net):
             continue
         default = net.dhcp_hosts[0] if net.dhcp_hosts else net_host.name if net_host is not None else ""
         hosts: set[str] = set()
-        for port in cloud.ports_on_network(net.id):
+        for port in dhcp_ports.get(net.id, ()):
             host = port.binding_host or default
-            if port.device_owner != "network:dhcp" or port.device_id == RESERVED_DHCP_PORT or host in hosts:
+            if port.device_id == RESERVED_DHCP_PORT or host in hosts:
                 continue
             if not net.dhcp_hosts or host in net.dhcp_hosts:
                 out.setdefault(host, []).append((net, port))
@@ -266,8 +274,10 @@ class _NetworkInputs:
 _PortFacts = tuple[str, str, str, tuple[FixedIP, ...], tuple[PortDhcpOpt, ...]]
 
 
-def _facts(p: Port) -> _PortFacts:
-    return (p.id, p.mac_address, p.device_owner, p.fixed_ips, p.extra_dhcp_opts)
+#: a port's :data:`_PortFacts` (an ``attrgetter``: the network host reads every port's, 10,000 a
+#: re-plan at 1,000 hosts, and a Python function per port cost a fifth more)
+_facts: Callable[[Port], _PortFacts] = operator.attrgetter("id", "mac_address", "device_owner", "fixed_ips",
+                                                           "extra_dhcp_opts")
 
 
 def _port(net: Network, facts: _PortFacts) -> Port:

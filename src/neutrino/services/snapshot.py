@@ -397,13 +397,16 @@ def load(session: Session) -> CloudSnapshot:
               for o in (p.extra_dhcp_opts or []) if o.get("opt_value") is not None))
         for p in ports)
     by_port = {p.id: p for p in snap_ports}
+    by_device: dict[str, list[Port]] = {}  # a server's or router's ports, in the ports' order: one pass
+    for port in snap_ports:  # (each server and router scanned every port: 10^8 steps at 10,000 of each)
+        by_device.setdefault(port.device_id, []).append(port)
     snap_routers = []
     for r in routers:
         gw = None
         if r.gw_network_id:
             gp = by_port.get(r.gw_port_id or "")
             gw = Gateway(r.gw_network_id, r.gw_port_id, r.enable_snat, gp.fixed_ips if gp else ())
-        ifaces = tuple(p.id for p in snap_ports if p.device_id == r.id and p.device_owner in INTERFACE_OWNERS)
+        ifaces = tuple(p.id for p in by_device.get(r.id, ()) if p.device_owner in INTERFACE_OWNERS)
         snap_routers.append(Router(r.id, r.name, r.project_id, r.admin_state_up, r.status, r.host, gw, ifaces,
                                    _routes(r.routes), bool(r.distributed), bool(r.ha), int(r.ha_vr_id or 0),
                                    tuple(l3_bindings.get(r.id, ()))))
@@ -431,7 +434,7 @@ def load(session: Session) -> CloudSnapshot:
                               ipaddress.ip_network(r.remote_ip_prefix, strict=False) if r.remote_ip_prefix else None,
                               r.remote_group_id) for r in g.rules)) for g in groups),
         servers=tuple(Server(s.id, s.name, s.project_id, s.host, s.status, s.flavor_id, s.image_id,
-                             tuple(p.id for p in snap_ports if p.device_id == s.id)) for s in servers),
+                             tuple(p.id for p in by_device.get(s.id, ()))) for s in servers),
         agents=tuple(Agent(a.id, a.agent_type, a.host, a.admin_state_up) for a in agents),
         port_forwardings=tuple(PortForwarding(
             f.id, f.floatingip_id, f.internal_port_id, ipaddress.ip_address(f.internal_ip_address),
