@@ -98,6 +98,20 @@ class Guest:
         self._neigh: dict[IPv4Address, Mac] = {}
         self._isn = 1000
         self._conns: set[tuple[IPv4Address, int, int]] = set()  # (peer, its port, ours) this guest opened
+        self._echoes: dict[int, tuple[Ethernet, GuestReply]] = {}  # see receive
+        self._pings: dict[tuple[int, ...], Ethernet] = {}  # see ping
+
+    def __getstate__(self) -> dict[str, object]:
+        """Everything but the remembered echo requests and replies (:meth:`ping`, :meth:`receive`)."""
+        state = dict(self.__dict__)
+        state.pop("_echoes", None)
+        state.pop("_pings", None)
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self._echoes = {}
+        self._pings = {}
 
     # -- address --
 
@@ -225,8 +239,18 @@ class Guest:
     # -- originating --
 
     def ping(self, dst: IPv4Address, *, dst_mac: Mac, seq: int = 1, id: int = 1) -> Ethernet:
-        """An echo request to ``dst`` in a frame to ``dst_mac`` (the next hop's MAC)."""
-        return echo_request(self.mac, dst_mac, self._need_ip(), dst, id=id, seq=seq)
+        """An echo request to ``dst`` in a frame to ``dst_mac`` (the next hop's MAC): the same
+        (immutable) frame for the same arguments and address, which the elements it crosses then
+        find by identity."""
+        src = self._need_ip()
+        key = (dst._ip, dst_mac.value, seq, id, src._ip)  # type: ignore[attr-defined] # (ints: hashed in C)
+        got = self._pings.get(key)
+        if got is None:
+            got = echo_request(self.mac, dst_mac, src, dst, id=id, seq=seq)
+            if len(self._pings) >= 256:
+                self._pings.clear()
+            self._pings[key] = got
+        return got
 
     def tcp_syn(self, dst: IPv4Address, dport: int, *, dst_mac: Mac, sport: int = 40000) -> Ethernet:
         return self.tcp_segment(dst, dport, dst_mac=dst_mac, sport=sport, flags=TCPFlag.SYN)
@@ -280,6 +304,22 @@ class Guest:
             return GuestReply((), (), Step(StepKind.DROP, self.name, f"{p.dst} is not this guest's address"))
         self.learn(p.src, frame.src)  # good enough for replies on a flat segment or via the router
         l4 = p.payload
+        if (isinstance(l4, ICMP) and l4.type == ICMPType.ECHO_REQUEST) \
+                or (isinstance(l4, TCP) and l4.flags & TCPFlag.SYN and not l4.flags & TCPFlag.ACK):
+            # an echo request's reply, a SYN's SYN-ACK or reset: made of the frame (held: its id is
+            # the key) and what never changes (our MAC, listening ports, initial sequence number)
+            got = self._echoes.get(id(frame))
+            if got is not None and got[0] is frame:
+                return got[1]
+            reply = self._answer(frame, p, l4)
+            if len(self._echoes) >= 256:
+                self._echoes.clear()
+            self._echoes[id(frame)] = (frame, reply)
+            return reply
+        return self._answer(frame, p, l4)
+
+    def _answer(self, frame: Ethernet, p: IPv4, l4: object) -> GuestReply:
+        """:meth:`receive`'s answer to an IPv4 packet for this guest (its sender learned)."""
         if isinstance(l4, ICMP) and l4.type == ICMPType.ECHO_REQUEST:
             return GuestReply((echo_reply(frame, src_mac=self.mac),), (),
                               Step(StepKind.REPLY, self.name, f"echo reply to {p.src}"))
@@ -288,7 +328,7 @@ class Guest:
         if isinstance(l4, TCP):
             return self._on_tcp(frame, p, l4)
         if isinstance(l4, UDP):
-            err = IPv4(src=ip, dst=p.src, payload=icmp_error(ICMPType.DEST_UNREACH, UnreachCode.PORT, p))
+            err = IPv4(src=p.dst, dst=p.src, payload=icmp_error(ICMPType.DEST_UNREACH, UnreachCode.PORT, p))
             return GuestReply((Ethernet(dst=frame.src, src=self.mac, payload=err),), (),
                               Step(StepKind.REPLY, self.name, f"udp port {l4.dport} unreachable"))
         return GuestReply((), (), Step(StepKind.DROP, self.name, f"protocol {p.proto}"))

@@ -216,6 +216,7 @@ class IpStack:
         self.routes: tuple[Route, ...] = tuple(routes)
         self._neigh: dict[tuple[str, IPv4Address], Mac] = {}
         self._decided: dict[tuple[object, ...], RouteDecision | Unreachable] = {}  # see route
+        self._again: dict[tuple[object, ...], tuple[object, object, object]] = {}  # see _keep
         for nb in ns.neighbours or ():
             if isinstance(nb.address, IPv4Address) and nb.dev and nb.lladdr and "FAILED" not in nb.states \
                     and "INCOMPLETE" not in nb.states:
@@ -440,6 +441,7 @@ class IpStack:
     def learn(self, dev: str, addr: IPv4Address, hw: Mac) -> Step:
         """Record ``addr`` is-at ``hw`` on ``dev`` (an ARP reply or request arrived)."""
         self._neigh[(dev, addr)] = hw
+        self._again.clear()  # a remembered transmit read the neighbour table
         return Step(StepKind.ARP, f"{addr} dev {dev} lladdr {hw} REACHABLE", "neighbour learned")
 
     def learned(self) -> dict[tuple[str, IPv4Address], Mac]:
@@ -450,6 +452,7 @@ class IpStack:
         """Drop the neighbours at ``macs`` (instances that are gone)."""
         for key in [k for k, m in self._neigh.items() if m in macs]:
             del self._neigh[key]
+        self._again.clear()
 
     def __getstate__(self) -> dict[str, object]:
         """What the IPv4 stack reads: its namespace without the ruleset (netfilter keeps it) and
@@ -457,6 +460,7 @@ class IpStack:
         an fe80:: address per port, costly to read back)."""
         state = dict(self.__dict__)
         del state["_decided"]
+        del state["_again"]
         slim: dict[int, Link] = {}
         for lk in (*(self.ns.links or ()), *self.links.values()):
             if id(lk) not in slim:
@@ -470,6 +474,7 @@ class IpStack:
     def __setstate__(self, state: dict[str, object]) -> None:
         self.__dict__.update(state)
         self._decided = {}
+        self._again = {}
 
     def neighbours(self) -> tuple[tuple[str, IPv4Address, Mac], ...]:
         """The neighbour table (device, address, MAC), sorted."""
@@ -496,6 +501,10 @@ class IpStack:
         """L2 acceptance on ``dev``: frames to its MAC or broadcast. ARP is handled here (a request
         for one of our addresses is answered, subject to ``arp_ignore``; the sender is learned).
         An IPv4 packet comes back with ``action`` DELIVER and ``packet`` set: next is PREROUTING."""
+        key = (dev, id(frame))
+        got = self._again.get(key)
+        if got is not None and got[0] is frame:
+            return got[2]  # type: ignore[return-value]
         lk = self.links.get(dev)
         if lk is None:
             return Decision(Action.DROP, (Step(StepKind.DROP, dev, "no such device"),), reason="no such device")
@@ -510,7 +519,9 @@ class IpStack:
         if isinstance(p, ARP):
             return self._arp(dev, p)
         if isinstance(p, IPv4):
-            return Decision(Action.DELIVER, (), packet=p)
+            accepted = Decision(Action.DELIVER, (), packet=p)
+            self._keep(key, frame, None, accepted)
+            return accepted
         return Decision(Action.DROP, (Step(StepKind.DROP, dev, f"ethertype 0x{frame.type:04x}"),),
                         reason="not IPv4 or ARP")
 
@@ -550,14 +561,34 @@ class IpStack:
         return Decision(Action.DROP, (Step(StepKind.DROP, f"ARP op {p.op}", "unknown ARP op"),),
                         reason="unknown ARP op")
 
+    def route_from(self, packet: IPv4) -> RouteDecision | Unreachable:
+        """The output route of ``packet``, sent by this namespace (``route(dst, src=src)``)."""
+        key = ("out", id(packet), self.forwarding)
+        got = self._again.get(key)
+        if got is not None and got[0] is packet:
+            return got[2]  # type: ignore[return-value]
+        decision = self.route(packet.dst, src=packet.src)
+        self._keep(key, packet, None, decision)
+        return decision
+
     def route_input(self, dev: str, packet: IPv4, *, mark: int = 0) -> RouteDecision | Unreachable:
         """The input routing decision (after PREROUTING)."""
-        return self.route(packet.dst, src=packet.src, iif=dev, mark=mark)
+        key = (dev, id(packet), mark, self.forwarding)
+        got = self._again.get(key)
+        if got is not None and got[0] is packet:
+            return got[2]  # type: ignore[return-value]
+        decision = self.route(packet.dst, src=packet.src, iif=dev, mark=mark)
+        self._keep(key, packet, None, decision)
+        return decision
 
     def forward(self, dev: str, packet: IPv4, decision: RouteDecision) -> tuple[IPv4 | None, Decision | None]:
         """``ip_forward``: a TTL of 1 or less gets time exceeded, a DF packet larger than the out
         device's MTU gets fragmentation needed; otherwise the packet with its TTL decremented (go
         to FORWARD, then POSTROUTING, then :meth:`transmit`)."""
+        key = (id(packet), -id(decision))
+        got = self._again.get(key)
+        if got is not None and got[0] is packet and got[1] is decision:
+            return got[2], None  # type: ignore[return-value]
         if packet.ttl <= 1:
             err = self.icmp_error_for(packet, ICMPType.TIME_EXCEEDED, 0, iif=dev)
             return None, self._error_decision(err, Step(StepKind.DROP, f"ttl {packet.ttl}",
@@ -572,7 +603,20 @@ class IpStack:
             return None, self._error_decision(err, Step(StepKind.DROP, f"mtu {mtu} dev {decision.dev}",
                                                         f"a {size}-byte packet with DF set is larger than "
                                                         f"{decision.dev}'s MTU {mtu}: {back}"), "MTU")
-        return with_(packet, ttl=packet.ttl - 1), None
+        fwd = with_(packet, ttl=packet.ttl - 1)
+        self._keep(key, packet, decision, fwd)
+        return fwd, None
+
+    def _keep(self, key: tuple[object, ...], packet: object, decision: object, out: object) -> None:
+        """Remember what :meth:`ingress` (an IPv4 frame), :meth:`route_input`, :meth:`forward` or
+        :meth:`transmit` made of ``packet`` (or the frame) and ``decision`` (both held, so their
+        ids, in the key, are not reused while it is kept): the same objects give the same object
+        back, which the elements after this one find by identity. Those read besides only the
+        links, rules and routes (which never change), ``forwarding`` (in the route's key) and, a
+        transmit, the neighbour table: :meth:`learn` and :meth:`forget` forget them all."""
+        if len(self._again) >= 4096:
+            self._again.clear()
+        self._again[key] = (packet, decision, out)
 
     def _error_decision(self, err: tuple[str, Ethernet] | None, step: Step, reason: str) -> Decision:
         frames = (err,) if err is not None else ()
@@ -581,6 +625,10 @@ class IpStack:
     def transmit(self, decision: RouteDecision, packet: IPv4) -> Transmit:
         """The frame that carries ``packet`` out ``decision.dev`` to its next hop, or the ARP
         request to send first when the neighbour is unknown."""
+        key = (id(packet), id(decision))
+        got = self._again.get(key)
+        if got is not None and got[0] is packet and got[1] is decision:
+            return got[2]  # type: ignore[return-value]
         dev, hop = decision.dev, decision.next_hop
         src_mac = self.mac_of(dev)
         if src_mac is None:
@@ -590,8 +638,10 @@ class IpStack:
             req = self.arp_request_for(dev, hop, src=packet.src)
             return Transmit(dev, req, hop, True, Step(StepKind.ARP, f"who-has {hop} tell {req.payload.psrc}"
                                                       if isinstance(req.payload, ARP) else "", "neighbour unknown"))
-        return Transmit(dev, Ethernet(dst=hw, src=src_mac, payload=packet), hop, False,
-                        Step(StepKind.ARP, f"{hop} dev {dev} lladdr {hw}", "neighbour known"))
+        tx = Transmit(dev, Ethernet(dst=hw, src=src_mac, payload=packet), hop, False,
+                      Step(StepKind.ARP, f"{hop} dev {dev} lladdr {hw}", "neighbour known"))
+        self._keep(key, packet, decision, tx)
+        return tx
 
     def arp_failed(self, packet: IPv4, *, iif: str | None) -> tuple[str, Ethernet] | None:
         """The ICMP host unreachable a router sends back when ARP for the next hop went

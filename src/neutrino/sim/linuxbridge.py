@@ -85,6 +85,17 @@ class LinuxBridgeSim:
         self.nf_call_iptables = nf_call_iptables
         self._fdb: dict[Mac, str] = {}
         self._local = {pi.mac for pi in self.port_info.values() if pi.mac is not None} | {self.mac}
+        self._seen: dict[tuple[str, int, int, bool], BridgeOutput] = {}  # see receive
+
+    def __getstate__(self) -> dict[str, object]:
+        """Everything but the remembered decisions (:meth:`receive`)."""
+        state = dict(self.__dict__)
+        del state["_seen"]
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self._seen = {}
 
     def lookup(self, m: Mac) -> str | None:
         """The port ``m`` was learned on."""
@@ -99,21 +110,40 @@ class LinuxBridgeSim:
         for m, port in old._fdb.items():
             if port in self.port_info and m not in self._local:
                 self._fdb[m] = port
+        self._seen.clear()
 
     def forget(self, macs: Collection[Mac]) -> None:
         """Drop the entries of ``macs`` (instances that are gone)."""
         for m in [m for m in self._fdb if m in macs]:
             del self._fdb[m]
+        self._seen.clear()
 
     def receive(self, in_port: str, frame: Ethernet) -> BridgeOutput:
-        """A frame arriving on ``in_port``."""
+        """A frame arriving on ``in_port``. A decision that learned nothing is remembered: it
+        reads besides the port only the frame's MACs and whether it is untagged IPv4, and the
+        forwarding table, whose every change forgets them all (the bridge's ports never change)."""
         if in_port not in self.port_info:
             raise KeyError(f"{in_port} is not a port of {self.name}")
         notes: list[str] = []
         if self.ageing != 0 and not _multicast(frame.src) and frame.src not in self._local:
             if self._fdb.get(frame.src) != in_port:
                 notes.append(f"learned {frame.src} on {in_port}")
+                self._seen.clear()
             self._fdb[frame.src] = in_port
+        key = (in_port, frame.src.value, frame.dst.value, _is_ipv4(frame))
+        if not notes:
+            got = self._seen.get(key)
+            if got is not None:
+                return got
+        out = self._decide(in_port, frame, notes)
+        if not notes:
+            if len(self._seen) >= 4096:
+                self._seen.clear()
+            self._seen[key] = out
+        return out
+
+    def _decide(self, in_port: str, frame: Ethernet, notes: list[str]) -> BridgeOutput:
+        """:meth:`receive`'s decision, after learning (``notes``: what it learned)."""
         others = tuple(p for p in self.ports if p != in_port)
         if _multicast(frame.dst):
             return self._out(others, True, True, in_port, frame, notes + [f"{frame.dst}: flooded"])

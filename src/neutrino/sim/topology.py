@@ -98,16 +98,22 @@ class Topology:
     _far: dict[tuple[str, str, str, IPAddress, str], Tunnel | None] = field(default_factory=dict, repr=False,
                                                                           compare=False)
     _tunnels_seen: int = field(default=-1, repr=False, compare=False)
+    version = 0
+    """Bumped by every change made through these methods (:meth:`connect`, :meth:`plug`,
+    :meth:`changed`, :func:`unwire`, :func:`rewire`): what the world remembers of its hops reads
+    the wiring and is dropped when this moves. Not a field: not compared, not pickled."""
 
     def __getstate__(self) -> dict[str, object]:
         """The wiring without the host states (what the wires were read from) or the indexes."""
         state = dict(self.__dict__)
         state.update(hosts={}, _by_port=None, _far={}, _tunnels_seen=-1)
+        state.pop("version", None)
         return state
 
     def connect(self, a: End, b: End) -> None:
         self.wires[a] = b
         self.wires[b] = a
+        self.version += 1
 
     def plug(self, segment: str, end: End, host: str, dev: str, vlan: int | None = None) -> End:
         """Attach ``end`` (a bridge port or an IP-stack device of ``host``) to ``segment`` through
@@ -154,6 +160,7 @@ class Topology:
     def changed(self) -> None:
         """Call after changing :attr:`tunnels` or :attr:`tunnel_ips` in place (the indexes are rebuilt)."""
         self._by_port = None
+        self.version += 1
 
 
 def unwire(topo: Topology, host: str) -> None:

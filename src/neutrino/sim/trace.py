@@ -9,6 +9,8 @@ import enum
 import json
 from dataclasses import dataclass, field
 
+from neutrino.host.fastnew import maker
+
 
 class StepKind(enum.Enum):
     DEVICE = "device"  # the packet crossed a device (veth, tap, patch, tunnel port)
@@ -52,8 +54,11 @@ class Hop:
                 frame: object, obj: str = "") -> Hop:
         """A hop whose ``packet`` is ``frame``'s summary, formatted when first read (most hops'
         never are: a probe's caller prints or compares few of them). ``frame`` is immutable, so
-        the text is what formatting it now would give."""
-        return cls(host, element, device, letter, _UNFORMATTED, steps, frame, obj)  # type: ignore[arg-type]
+        the text is what formatting it now would give. Made by the fast constructor
+        (:func:`neutrino.host.fastnew.maker`: a probe makes one per element it crosses)."""
+        if cls is not Hop:
+            return cls(host, element, device, letter, _UNFORMATTED, steps, frame, obj)  # type: ignore[arg-type]
+        return _new_hop(host, element, device, letter, _UNFORMATTED, steps, frame, obj)
 
 
 class _Unformatted:
@@ -81,6 +86,7 @@ def _set_hop_packet(hop: Hop, text: str) -> None:
 # ``Hop.packet`` read through a property: equality, hashing, repr, pickling and
 # ``dataclasses.replace`` all read the field by name, so they see the formatted text.
 Hop.packet = property(_hop_packet, _set_hop_packet)  # type: ignore[assignment,misc]
+_new_hop = maker(Hop)  # (its twin's own slot stores the packet: the property above is Hop's alone)
 
 
 class VerdictKind(enum.Enum):

@@ -161,11 +161,33 @@ _PLAIN = Meta()
 """What a frame carries besides itself when nothing was set (a Meta is immutable: one will do)."""
 
 
-@dataclass
+@dataclass(slots=True)
 class _Event:
     end: End
     frame: Ethernet
     meta: Meta = _PLAIN
+
+
+@dataclass(slots=True)
+class _Done:
+    """A bridge hop the world worked out from an OVS bridge's result, kept to be replayed when the
+    bridge gives the same result object again (its remembered result for an equal frame on the
+    same port with equal metadata): the hop record, the events the outputs became, and what
+    following the probe reads of the frame. ``steps`` and ``outputs`` are the result's own
+    tuples, held so that their ids (the memory's key) are never reused while it is kept."""
+
+    steps: tuple[Step, ...]
+    outputs: tuple[object, ...]
+    pruned: int
+    end: End
+    hop: Hop
+    events: tuple[_Event, ...]
+    frame: Ethernet  # the frame untagged (an ARP or DHCP goal reads it)
+    info: _FollowInfo
+    drops: tuple[tuple[str, Step], ...]
+
+
+_DONE_MAX = 4096  # hops remembered per world (then it starts again)
 
 
 @dataclass
@@ -204,15 +226,57 @@ class _Run:
         key = _ip_flow_key(ip4)
         return key is not None and (key == goal or key in self.aliases)
 
+    def follows_info(self, info: _FollowInfo, frame: Ethernet, goal: tuple[int, int] | None) -> bool:
+        """:meth:`follows_frame` of ``frame`` (untagged), from its :func:`_follow_info` ``info``."""
+        if goal is None:
+            return False
+        if goal[0] < 0:
+            return _follows(frame, goal)
+        return self.follows_key(info, goal)
+
+    def follows_key(self, info: _FollowInfo, goal: tuple[int, int]) -> bool:
+        """:meth:`follows_info` for a flow-key goal (not an ARP or DHCP exchange's)."""
+        if info is None:
+            return False
+        ports, key = info
+        if ports is not None and ports[0] == goal[0] and (ports[1] == goal[1] or ports[2] == goal[1]):
+            return True
+        return key is not None and (key == goal or key in self.aliases)
+
     def translated(self, before: IPv4, after: IPv4, goal: tuple[int, int] | None) -> None:
         """A NAT rewrote ``before`` into ``after``: when it was the probe's and the rewrite changed
         its id or port (a source binding that would clash with another connection), follow the new key."""
         if after is before or goal is None:
             return
-        kb = _ip_flow_key(before)
-        ka = _ip_flow_key(after)
+        kb = _kept_flow_key(before)
+        ka = _kept_flow_key(after)
         if ka is not None and ka != kb and self.follows(kb, goal):
             self.aliases.add(ka)
+
+
+_FollowInfo = tuple[tuple[int, int, int] | None, tuple[int, int] | None] | None
+"""What :meth:`_Run.follows_frame` reads of a frame for a flow-key goal (None: no IP packet):
+the protocol and ports :func:`_ports_follow` compares (TCP or UDP, or those an ICMP error
+quotes), and the flow key (:func:`_ip_flow_key`)."""
+
+
+def _follow_info(frame: Ethernet) -> _FollowInfo:
+    """:data:`_FollowInfo` of ``frame`` (untagged): worked out once, compared with any goal."""
+    ip4 = _ip(frame)
+    if ip4 is None:
+        return None
+    inner = ip4
+    p = inner.payload
+    while isinstance(p, ICMP) and p.type in (ICMPType.DEST_UNREACH, ICMPType.TIME_EXCEEDED) \
+            and isinstance(p.payload, IPv4):
+        inner = p.payload
+        p = inner.payload
+    ports: tuple[int, int, int] | None = None
+    if isinstance(p, TCP):
+        ports = (6, p.sport, p.dport)
+    elif isinstance(p, UDP) and not isinstance(p.payload, DHCP):
+        ports = (17, p.sport, p.dport)
+    return ports, _ip_flow_key(ip4)
 
 
 def _is_request(frame: Ethernet, goal: tuple[int, int] | None,
@@ -270,6 +334,20 @@ def _ip_flow_key(ip4: IPv4) -> tuple[int, int] | None:
     if isinstance(p, UDP) and not isinstance(p.payload, DHCP):
         return (17, p.sport if p.sport >= 30000 else p.dport)
     return None
+
+
+def _kept_flow_key(ip4: IPv4) -> tuple[int, int] | None:
+    """:func:`_ip_flow_key`, once per packet object (held: its id is the key)."""
+    got = _FLOW_KEYS.get(id(ip4))
+    if got is None or got[0] is not ip4:
+        got = (ip4, _ip_flow_key(ip4))
+        if len(_FLOW_KEYS) >= 4096:
+            _FLOW_KEYS.clear()
+        _FLOW_KEYS[id(ip4)] = got
+    return got[1]
+
+
+_FLOW_KEYS: dict[int, tuple[IPv4, tuple[int, int] | None]] = {}
 
 
 ARP_GOAL = -1  # goal (ARP_GOAL, the target address): an ARP request for it and the replies
@@ -521,6 +599,7 @@ class World:
         self.flood_pruning = True  # see _not_for; False follows every flooded copy (as before)
         self._attached: dict[End, str | None] = {}
         self._pruners: dict[tuple[str, str], Unfollowed] = {}
+        self._forget_hops()
         self._by_name: dict[str, tuple[HostState, dict[str, Link], dict[str, BridgeInfo]]] = {}
         self._seg_fdb: dict[tuple[str, int | None], dict[Mac, End]] = {}
         self._ns_addrs: dict[tuple[str, str], tuple[frozenset[IPv4Address], tuple[tuple[str, IPv4Address], ...]]] = {}
@@ -569,6 +648,7 @@ class World:
             setattr(self, name, _Lazy(blobs=state[name], settled=name == "_boot_hops"))  # type: ignore[arg-type]
         self._attached = {}
         self._pruners = {}
+        self._forget_hops()
         self._by_name = {}
         self._ns_addrs = {}
         self._root_addrs = {}
@@ -744,6 +824,9 @@ class World:
 
     def linux_bridge(self, host: str, name: str) -> LinuxBridgeSim:
         key = (host, name)
+        got = self._lbr._items.get(key)  # built (or unpickled) already: the common case
+        if got is not None:
+            return got
         if key not in self._lbr:
             self._cannot_build("linux_bridge", host, name)
             h = self.hosts[host]
@@ -753,7 +836,33 @@ class World:
 
     # ---------------------------------------------------------------------------- the loop
 
+    def _forget_hops(self) -> None:
+        """Drop what the world remembers of its hops (:class:`_Done`, and each end's host label and
+        diagram letter): they read the wiring, the network hosts, the guests and ``flood_pruning``."""
+        self._done: dict[int, _Done | tuple[Step, ...]] = {}
+        self._where: dict[int, tuple[End, str, str]] = {}
+        self._ctxs: dict[tuple[object, ...], tuple[CtRef | None, HookCtx]] = {}
+        self._sent: dict[int, tuple[object, tuple[_Event, ...]]] = {}
+        self._lbr_peers: dict[tuple[str, str, str], End | None | object] = {}
+        self._infos: dict[int, tuple[Ethernet, Ethernet, _FollowInfo]] = {}
+        self._readdressed: dict[int, tuple[Ethernet, Mac, Ethernet]] = {}
+        self._locals: dict[int, tuple[IPv4, _Event]] = {}
+        self._answers: dict[int, tuple[IPv4, Step, str, _FollowInfo, tuple[IPv4, ...]]] = {}
+        self._wiring: tuple[Topology, int, frozenset[str], bool] | None = None
+
+    def _check_wiring(self) -> None:
+        """Forget the hops when what they read has changed since the last run: another topology
+        object or a change to it (:attr:`Topology.version`), other network hosts, ``flood_pruning``
+        turned (a refresh forgets them itself, for the guests and elements it replaces)."""
+        w = self._wiring
+        topo = self.topo
+        if w is None or w[0] is not topo or w[1] != topo.version or w[2] is not self.network_hosts \
+                or w[3] != self.flood_pruning:
+            self._forget_hops()
+            self._wiring = (topo, topo.version, self.network_hosts, self.flood_pruning)
+
     def _run(self, events: deque[_Event], run: _Run, goal: tuple[int, int] | None, target: str) -> None:
+        self._check_wiring()
         count = 0
         while events:
             count += 1
@@ -761,20 +870,78 @@ class World:
                 run.drops.append(("", Step(StepKind.DROP, "", "loop: too many frames")))
                 return
             ev = events.popleft()
-            for nxt in self._step(ev, run, goal, target):
-                events.append(nxt)
+            kind = ev.end.kind  # (:meth:`_step`, inline: one call less per hop)
+            if kind is Kind.OVS:
+                events.extend(self._at_ovs(ev, run, goal))
+            elif kind is Kind.NS:
+                events.extend(self._at_namespace(ev, run, goal, target))
+            else:
+                events.extend(self._step(ev, run, goal, target))
 
-    def _hop(self, run: _Run, ev: _Event, element: str, steps: list[Step], goal: tuple[int, int] | None) -> None:
-        host = ev.end.host or (WIRE if ev.end.kind is Kind.SEGMENT else ev.end.element)
-        peer = self.topo.peer(ev.end)
-        letter = _letter(ev.end, host in self.network_hosts, peer.element if peer else "")
-        hop = Hop.entered(host, element or "root", ev.end.port, letter, tuple(steps), ev.frame)
-        followed = run.follows_frame(_strip_vlans(ev.frame), goal)
+    def _hop(self, run: _Run, ev: _Event, element: str, steps: list[Step], goal: tuple[int, int] | None) -> Hop:
+        end = ev.end
+        where = self._where.get(id(end))
+        if where is None or where[0] is not end:  # the host label and the diagram letter: the wiring's,
+            host = end.host or (WIRE if end.kind is Kind.SEGMENT else end.element)  # remembered per end (held)
+            peer = self.topo.peer(end)
+            where = (end, host, _letter(end, host in self.network_hosts, peer.element if peer else ""))
+            if len(self._where) >= _DONE_MAX:
+                self._where.clear()
+            self._where[id(end)] = where
+        host = where[1]
+        frame = ev.frame
+        hop = Hop.entered(host, element or "root", end.port, where[2], tuple(steps), frame)
+        if goal is None:  # (a boot's: nothing is followed)
+            followed = False
+        elif goal[0] < 0:
+            followed = _follows(_strip_vlans(frame), goal)
+        else:  # (:meth:`_Run.follows_key`, inline, on what it reads of the frame: once per frame object)
+            seen = self._infos.get(id(frame))
+            if seen is None or seen[0] is not frame:
+                seen = self._frame_info(frame)
+            info = seen[2]
+            followed = info is not None and (
+                (info[0] is not None and info[0][0] == goal[0] and (info[0][1] == goal[1] or info[0][2] == goal[1]))
+                or (info[1] is not None and (info[1] == goal or info[1] in run.aliases)))
         (run.hops if followed else run.side).append(hop)
         if followed:
             for st in steps:
                 if st.kind is StepKind.DROP:
                     run.drops.append((f"{host} {element or 'root'}", st))
+        return hop
+
+    def _frame_info(self, frame: Ethernet) -> tuple[Ethernet, Ethernet, _FollowInfo]:
+        """``frame``, untagged, and what following the probe reads of it (:func:`_follow_info`):
+        worked out once per frame object (held: its id is the key)."""
+        seen = self._infos.get(id(frame))
+        if seen is None or seen[0] is not frame:
+            bare = _strip_vlans(frame)
+            if len(self._infos) >= _DONE_MAX:
+                self._infos.clear()
+            seen = self._infos[id(frame)] = (frame, bare, _follow_info(bare))
+        return seen
+
+    def _replay(self, run: _Run, done: _Done, goal: tuple[int, int] | None) -> list[_Event]:
+        """A remembered bridge hop again: its record where :meth:`_hop` puts it, its events."""
+        if goal is None:
+            followed = False
+        elif goal[0] < 0:
+            followed = _follows(done.frame, goal)
+        else:  # (:meth:`_Run.follows_key`, inline)
+            info = done.info
+            if info is None:
+                followed = False
+            else:
+                ports, key = info
+                followed = (ports is not None and ports[0] == goal[0] and (ports[1] == goal[1] or ports[2] == goal[1])) \
+                    or (key is not None and (key == goal or key in run.aliases))
+        if followed:
+            run.hops.append(done.hop)
+            if done.drops:
+                run.drops.extend(done.drops)
+        else:
+            run.side.append(done.hop)
+        return list(done.events)
 
     def _send_from(self, end: End, frame: Ethernet, meta: Meta | None = None) -> list[_Event]:
         peer = self.topo.peer(end)
@@ -847,10 +1014,22 @@ class World:
         return out
 
     def _at_ovs(self, ev: _Event, run: _Run, goal: tuple[int, int] | None) -> list[_Event]:
-        sim = self.bridge(ev.end.host, ev.end.element)
+        sim = self._ovs._items.get((ev.end.host, ev.end.element))
+        if sim is None:
+            sim = self.bridge(ev.end.host, ev.end.element)
         unfollowed = self._unfollowed(ev.end.host, ev.end.element) if self.flood_pruning \
             and ev.frame.dst.value == BROADCAST.value else None  # (MACs as numbers: Mac's == is Python code)
         res = sim.process(ev.end.port, ev.frame, ev.meta, unfollowed=unfollowed)
+        again = False  # the bridge gave this very result before (it remembered it): keep the hop
+        seen = self._done.get(id(res.steps)) if run.size is None and res.steps else None
+        if seen is not None:
+            if type(seen) is _Done:
+                if seen.steps is res.steps and seen.outputs is res.outputs and seen.pruned == res.pruned \
+                        and (seen.end is ev.end or seen.end == ev.end):
+                    return self._replay(run, seen, goal)
+                again = True
+            else:
+                again = seen is res.steps
         steps = list(res.steps)
         out: list[_Event] = []
         for emit in res.outputs:
@@ -879,8 +1058,25 @@ class World:
             mismatch = _segment_mismatch(sim, ev)
             if mismatch is not None:
                 steps.append(mismatch)
-        self._hop(run, ev, ev.end.element, steps, goal)
+        hop = self._hop(run, ev, ev.end.element, steps, goal)
+        if run.size is None and res.steps:  # (a sized probe's checks read the devices' MTUs: not kept)
+            self._keep(res.steps, res.outputs, res.pruned, ev, hop, out, again)
         return out
+
+    def _keep(self, steps: tuple[Step, ...], outputs: tuple[object, ...], pruned: int, ev: _Event, hop: Hop,
+              events: list[_Event], again: bool) -> None:
+        """Remember a bridge hop worked out from a result (``steps``, ``outputs``): the first time a
+        result is seen only its steps are noted (most results are fresh, never seen again: a
+        boot's); the second time (``again``) the whole hop, for :meth:`_replay`."""
+        done = self._done
+        if len(done) >= _DONE_MAX:
+            done.clear()
+        if not again:
+            done.setdefault(id(steps), steps)
+            return
+        frame = _strip_vlans(ev.frame)
+        drops = tuple((f"{hop.host} {hop.element}", st) for st in hop.steps if st.kind is StepKind.DROP)
+        done[id(steps)] = _Done(steps, outputs, pruned, ev.end, hop, tuple(events), frame, _follow_info(frame), drops)
 
     # ---------------------------------------------------------------------------- MTUs
 
@@ -1056,9 +1252,13 @@ class World:
             if res.flooded and self._not_for(End(Kind.LBR, host, name, port), frame):
                 continue
             if res.netfilter and nf is not None and ip4 is not None:
-                ctx = HookCtx(in_dev=name, out_dev=name, physdev_in=ev.end.port, physdev_out=port,
-                              physdev_is_bridged=True, src_mac=ev.frame.src,
-                              local_addrs=self._local_addrs(host))
+                ckey = (host, name, ev.end.port, port, ev.frame.src.value)
+                known = self._ctxs.get(ckey)
+                if known is None:  # the same (immutable) context for the same ports and MAC
+                    known = self._ctxs[ckey] = (None, HookCtx(
+                        in_dev=name, out_dev=name, physdev_in=ev.end.port, physdev_out=port,
+                        physdev_is_bridged=True, src_mac=ev.frame.src, local_addrs=self._local_addrs(host)))
+                ctx = known[1]
                 verdict = nf.traverse(FORWARD_PATH, ip4, ctx)
                 steps.extend(verdict.steps)
                 if not verdict.accepted:
@@ -1067,7 +1267,12 @@ class World:
             if run.size is not None and (drop := self._lbr_mtu_check(host, port, frame)) is not None:
                 steps.append(drop)
                 continue
-            out.extend(self._send_from(End(Kind.LBR, host, name, port), frame))
+            pkey = (host, name, port)
+            peer = self._lbr_peers.get(pkey, _UNSEEN)
+            if peer is _UNSEEN:  # the wiring's: remembered per port, forgotten with the hops
+                peer = self._lbr_peers[pkey] = self.topo.peer(End(Kind.LBR, host, name, port))
+            if peer is not None:
+                out.append(_Event(peer, frame))  # type: ignore[arg-type]
         if res.up:
             out.append(_Event(End(Kind.NS, host, ROOT, name), ev.frame))
         self._hop(run, ev, name, steps, goal)
@@ -1075,12 +1280,13 @@ class World:
 
     def _at_guest(self, ev: _Event, run: _Run, goal: tuple[int, int] | None, target: str) -> list[_Event]:
         guest = self.guests[ev.end.element]
-        frame = _strip_vlans(ev.frame)
+        seen = self._frame_info(ev.frame)
+        frame = seen[1]
         reply = guest.receive(frame)
         steps = [reply.step]
         if goal is not None and goal[0] < 0:
             self._l2_exchange(ev, frame, reply.frames, steps, run, goal)
-        elif run.follows_frame(frame, goal):
+        elif goal is not None and run.follows_key(seen[2], goal):
             ip4 = _ip(frame)
             if ip4 is not None and guest.ip is not None and ip4.dst == guest.ip:
                 # the request reaching the target, or (an address behind NAT, e.g. a floating IP)
@@ -1111,7 +1317,7 @@ class World:
                         out.extend(self._send_from(ev.end, guest.arp_request_for(hop)))
                     continue
                 if hw is not None:
-                    f = replace(f, dst=hw)
+                    f = self._to_mac(f, hw)
             out.extend(self._send_from(ev.end, f))
         # frames the guest was holding until it learned a neighbour
         arp = frame.payload
@@ -1120,6 +1326,18 @@ class World:
                 hw = guest.resolve(arp.psrc)
                 if hw is not None:
                     out.extend(self._send_from(ev.end, replace(f, dst=hw)))
+        return out
+
+    def _to_mac(self, frame: Ethernet, hw: Mac) -> Ethernet:
+        """``frame`` sent to ``hw``: the same object for the same frame and MAC objects (both
+        held), so the elements after find it by identity."""
+        got = self._readdressed.get(id(frame))
+        if got is not None and got[0] is frame and got[1] is hw:
+            return got[2]
+        out = replace(frame, dst=hw)
+        if len(self._readdressed) >= _DONE_MAX:
+            self._readdressed.clear()
+        self._readdressed[id(frame)] = (frame, hw, out)
         return out
 
     def _l2_exchange(self, ev: _Event, frame: Ethernet, answers: tuple[Ethernet, ...], steps: list[Step],
@@ -1156,6 +1374,21 @@ class World:
         if got is None:
             got = self._root_addrs[host] = frozenset(self.stack(host, ROOT).local_addresses())
         return got
+
+    def _ctx_of(self, host: str, ns: str, *, in_dev: str | None = None, out_dev: str | None = None,
+                src_mac: Mac | None = None, mark: int = 0, ct: CtRef | None = None) -> HookCtx:
+        """:meth:`_ctx` with these fields, the same (immutable) object for the same arguments (the
+        same ``ct`` object: held, compared by identity): netfilter's remembered runs then find
+        their context by identity. Forgotten with the hops (a refresh drops the addresses)."""
+        key = (host, ns, in_dev, out_dev, None if src_mac is None else src_mac.value, mark, id(ct))
+        got = self._ctxs.get(key)
+        if got is not None and got[0] is ct:
+            return got[1]
+        ctx = self._ctx(host, ns, in_dev=in_dev, out_dev=out_dev, src_mac=src_mac, mark=mark, ct=ct)
+        if len(self._ctxs) >= _DONE_MAX:
+            self._ctxs.clear()
+        self._ctxs[key] = (ct, ctx)
+        return ctx
 
     def _ctx(self, host: str, ns: str, **kw: object) -> HookCtx:
         st = self.stack(host, ns)
@@ -1210,12 +1443,13 @@ class World:
         mark = 0
         ct = None
         if nf is not None:
-            res = nf.hook(Hook.PREROUTING, packet, self._ctx(host, ns, in_dev=dev, src_mac=frame.src))
+            res = nf.hook(Hook.PREROUTING, packet, self._ctx_of(host, ns, in_dev=dev, src_mac=frame.src))
             steps.extend(res.steps)
             if not res.accepted:
                 self._hop(run, ev, ns, steps, goal)
                 return out
-            run.translated(packet, res.packet, goal)
+            if res.packet is not packet:
+                run.translated(packet, res.packet, goal)
             packet, mark, ct = res.packet, res.mark, res.ct
         decision = st.route_input(dev, packet, mark=mark)
         uplink = self.uplinks.get(dev) if host == OUTSIDE else None
@@ -1243,12 +1477,14 @@ class World:
         steps.append(decision.step)
         if decision.local:
             if nf is not None:
-                res = nf.hook(Hook.INPUT, packet, self._ctx(host, ns, in_dev=dev, src_mac=frame.src, mark=mark, ct=ct))
+                res = nf.hook(Hook.INPUT, packet, self._ctx_of(host, ns, in_dev=dev, src_mac=frame.src, mark=mark,
+                                                               ct=ct))
                 steps.extend(res.steps)
                 if not res.accepted:
                     self._hop(run, ev, ns, steps, goal)
                     return out
-                run.translated(packet, res.packet, goal)
+                if res.packet is not packet:
+                    run.translated(packet, res.packet, goal)
                 packet = res.packet
             replies = self._local_delivery(host, ns, packet, steps, run, goal, target)
             self._hop(run, ev, ns, steps, goal)
@@ -1271,13 +1507,14 @@ class World:
             return out
         if nf is not None:
             res = nf.traverse((Hook.FORWARD, Hook.POSTROUTING), fwd,
-                              self._ctx(host, ns, in_dev=dev, out_dev=decision.dev, src_mac=frame.src, mark=mark,
-                                        ct=ct))
+                              self._ctx_of(host, ns, in_dev=dev, out_dev=decision.dev, src_mac=frame.src, mark=mark,
+                                           ct=ct))
             steps.extend(res.steps)
             if not res.accepted:
                 self._hop(run, ev, ns, steps, goal)
                 return out
-            run.translated(fwd, res.packet, goal)
+            if res.packet is not fwd:
+                run.translated(fwd, res.packet, goal)
             fwd = res.packet
         out.extend(self._transmit(host, ns, decision, fwd, steps))
         self._hop(run, ev, ns, steps, goal)
@@ -1318,6 +1555,15 @@ class World:
         st = self.stack(host, ns)
         tx = st.transmit(decision, packet)
         steps.append(tx.step)
+        if not tx.arp:  # the same transmit (the stack's remembered one) goes to the same peer
+            got = self._sent.get(id(tx))
+            if got is not None and got[0] is tx:
+                return list(got[1])
+            sent = self._send_from(End(Kind.NS, host, ns, tx.dev), tx.frame)
+            if len(self._sent) >= _DONE_MAX:
+                self._sent.clear()
+            self._sent[id(tx)] = (tx, tuple(sent))
+            return sent
         end = End(Kind.NS, host, ns, tx.dev)
         if tx.arp:
             key = (host, ns, tx.next_hop)
@@ -1336,7 +1582,7 @@ class World:
         error about a forwarded one) starts with."""
         st = self.stack(host, ns)
         steps: list[Step] = []
-        decision = st.route(packet.dst, src=packet.src)
+        decision = st.route_from(packet)
         if isinstance(decision, Unreachable):
             steps.append(decision.step)
             if origin:
@@ -1356,14 +1602,15 @@ class World:
         nf = self.netfilter(host, ns)
         if nf is not None:
             res = nf.traverse((Hook.OUTPUT, Hook.POSTROUTING), packet,
-                              self._ctx(host, ns, out_dev=decision.dev, ct=related))
+                              self._ctx_of(host, ns, out_dev=decision.dev, ct=related))
             steps.extend(res.steps)
             if not res.accepted:
                 if origin:
                     run.errno = "Operation not permitted"  # NF_DROP on ip_local_out: -EPERM
                 self._hop_local(run, host, ns, packet, steps, goal)
                 return []
-            run.translated(packet, res.packet, goal)
+            if res.packet is not packet:
+                run.translated(packet, res.packet, goal)
             packet = res.packet
         out = self._transmit(host, ns, decision, packet, steps)
         self._hop_local(run, host, ns, packet, steps, goal)
@@ -1371,8 +1618,16 @@ class World:
 
     def _hop_local(self, run: _Run, host: str, ns: str, packet: IPv4, steps: list[Step],
                    goal: tuple[int, int] | None) -> None:
-        frame = Ethernet(dst=Mac(0), src=Mac(0), payload=packet)
-        self._hop(run, _Event(End(Kind.NS, host, ns, "(local)"), frame), ns, steps, goal)
+        got = self._locals.get(id(packet))
+        if got is None or got[0] is not packet:  # the same frame and end for the same packet (held)
+            got = (packet, _Event(End(Kind.NS, host, ns, "(local)"), Ethernet(dst=Mac(0), src=Mac(0), payload=packet)))
+            if len(self._locals) >= _DONE_MAX:
+                self._locals.clear()
+            self._locals[id(packet)] = got
+        ev = got[1]
+        if ev.end.host != host or ev.end.element != ns:  # the same packet sent from another namespace
+            ev = _Event(End(Kind.NS, host, ns, "(local)"), ev.frame)
+        self._hop(run, ev, ns, steps, goal)
 
     def _local_delivery(self, host: str, ns: str, packet: IPv4, steps: list[Step], run: _Run,
                         goal: tuple[int, int] | None, target: str) -> list[IPv4]:
@@ -1424,18 +1679,32 @@ class World:
 
     def _internet(self, packet: IPv4, steps: list[Step], run: _Run, goal: tuple[int, int] | None,
                   target: str) -> list[IPv4]:
-        if goal is not None and goal[0] >= 0 and not run.delivered_at \
-                and run.follows_frame(Ethernet(dst=Mac(0), src=Mac(0), payload=packet), goal):
-            run.delivered_at = f"{INTERNET} {packet.dst}"
+        got = self._answers.get(id(packet))
+        if got is None or got[0] is not packet:  # the same packet (object) is answered the same
+            got = self._answers_of(packet)
+        if goal is not None and goal[0] >= 0 and not run.delivered_at and run.follows_key(got[3], goal):
+            run.delivered_at = got[2]
             run.reply_start = len(run.hops) + 1
+        steps.append(got[1])
+        return list(got[4])
+
+    def _answers_of(self, packet: IPv4) -> tuple[IPv4, Step, str, _FollowInfo, tuple[IPv4, ...]]:
+        """What the internet makes of ``packet`` (:meth:`_internet`), remembered by the packet
+        (held): its step, where it was delivered, what following it reads, and the answers (a
+        function of the packet alone)."""
         p = packet.payload
-        steps.append(Step(StepKind.DELIVER, str(packet.dst), f"reached {packet.dst} on the internet"))
+        answers: tuple[IPv4, ...] = ()
         if isinstance(p, ICMP) and p.type == ICMPType.ECHO_REQUEST:
             rep = echo_reply(Ethernet(dst=Mac(0), src=Mac(0), payload=packet))
-            return [rep.payload] if isinstance(rep.payload, IPv4) else []
-        if isinstance(p, TCP) and p.flags & TCPFlag.SYN:
-            return [_tcp_reply(packet, TCPFlag.SYN | TCPFlag.ACK)]
-        return []
+            answers = (rep.payload,) if isinstance(rep.payload, IPv4) else ()
+        elif isinstance(p, TCP) and p.flags & TCPFlag.SYN:
+            answers = (_tcp_reply(packet, TCPFlag.SYN | TCPFlag.ACK),)
+        got = (packet, Step(StepKind.DELIVER, str(packet.dst), f"reached {packet.dst} on the internet"),
+               f"{INTERNET} {packet.dst}", _follow_info(Ethernet(dst=Mac(0), src=Mac(0), payload=packet)), answers)
+        if len(self._answers) >= _DONE_MAX:
+            self._answers.clear()
+        self._answers[id(packet)] = got
+        return got
 
     # ---------------------------------------------------------------------------- entry points
 
@@ -1443,22 +1712,28 @@ class World:
         if not self.externals:
             raise InvalidInput("this cloud has no external network to come from")
         try:
-            dst_ip = ipaddress.ip_address(dst)
+            dst_ip = _ip_address(dst)
         except ValueError:
             raise InvalidInput(f"{dst!r}: from the outside, give an address (a floating IP)") from None
         if not isinstance(dst_ip, IPv4Address):
             raise InvalidInput(f"{dst!r} is not an IPv4 address")
         ext = next((e for e in self.externals if dst_ip in e.gateway.network), self.externals[0])
         src_ip = ext.gateway.ip
-        if proto == "icmp":
-            packet = IPv4(src=src_ip, dst=dst_ip, ttl=64, payload=ICMP(type=ICMPType.ECHO_REQUEST, id=ident, seq=1))
-            goal = (1, ident)
-        elif proto == "tcp":
-            packet = IPv4(src=src_ip, dst=dst_ip, ttl=64,
-                          payload=TCP(sport=ident, dport=dport, seq=1, flags=TCPFlag.SYN))
-            goal = (6, ident)
-        else:
+        if proto not in ("icmp", "tcp"):
             raise InvalidInput(f"from the outside: icmp or tcp, not {proto!r}")
+        goal = (1, ident) if proto == "icmp" else (6, ident)
+        key = (proto, src_ip, dst_ip, ident, dport)
+        packet = _OUTSIDE_PACKETS.get(key)  # the same (immutable) packet for the same probe
+        if packet is None:
+            if proto == "icmp":
+                packet = IPv4(src=src_ip, dst=dst_ip, ttl=64,
+                              payload=ICMP(type=ICMPType.ECHO_REQUEST, id=ident, seq=1))
+            else:
+                packet = IPv4(src=src_ip, dst=dst_ip, ttl=64,
+                              payload=TCP(sport=ident, dport=dport, seq=1, flags=TCPFlag.SYN))
+            if len(_OUTSIDE_PACKETS) >= 4096:
+                _OUTSIDE_PACKETS.clear()
+            _OUTSIDE_PACKETS[key] = packet
         run = _Run(size=size)
         packet = _sized_packet(packet, size)
         events = deque(self._send_local(OUTSIDE, ROOT, packet, run, goal, check_mtu=size is not None))
@@ -1583,6 +1858,7 @@ class World:
         self._wire_outside(states)
         self._attached.clear()
         self._pruners.clear()
+        self._forget_hops()
         live = set(self.topo.nics)
         for fdb in self._seg_fdb.values():
             for mac in [m for m, e in fdb.items() if e not in live]:
@@ -1598,6 +1874,7 @@ class World:
         for n in again:
             if n not in added:
                 self.guests[n] = Guest(n, Mac.parse(new_specs[n].mac))
+        self._forget_hops()
         self.boot(again)
         return Refreshed(tuple((n, str(self.guests[n].address) if self.guests[n].address else None) for n in again),
                          tuple(removed), tuple(sorted(states)))
@@ -1640,6 +1917,7 @@ class World:
                    _take(self._lbr, names))
         for dkey in [k for k in self._dhcp if k[0] in names]:
             out.dhcp[dkey] = self._dhcp.pop(dkey)
+        self._forget_hops()  # (the hook contexts hold the addresses dropped here)
         for akey in [k for k in self._ns_addrs if k[0] in names]:
             del self._ns_addrs[akey]
         for name in names:
@@ -1782,7 +2060,7 @@ class World:
 
     def _address_of(self, dst: str) -> IPv4Address:
         try:
-            dst_ip = self.guests[dst].ip if dst in self.guests else ipaddress.ip_address(dst)
+            dst_ip = self.guests[dst].ip if dst in self.guests else _ip_address(dst)
         except ValueError:
             raise InvalidInput(f"{dst!r} is neither an instance nor an IP address") from None
         if not isinstance(dst_ip, IPv4Address):
@@ -1815,6 +2093,7 @@ class World:
         tunnel's packet with its headers must fit the underlay's MTU, a router answers a larger
         packet with ICMP fragmentation needed; each ends the trace with :attr:`DropReason.MTU`.
         None: no MTU is checked (nor is anything printed of sizes)."""
+        self._check_wiring()  # (before any hop: a probe from the outside or a host records one before its run)
         if size is not None:
             if proto not in ("icmp", "tcp", "udp"):
                 raise InvalidInput(f"--size: only with --proto icmp, tcp or udp (not {proto})")
@@ -1895,7 +2174,7 @@ class World:
             self._guest_pending.setdefault((src, hop), []).append(frame)
             events.extend(self._send_from(end, guest.arp_request_for(hop)))
         else:
-            events.extend(self._send_from(end, replace(frame, dst=hw)))
+            events.extend(self._send_from(end, self._to_mac(frame, hw)))
         self._run(events, run, goal, target)
         told = _described(replace(frame, dst=hw or guest.resolve(hop) or frame.dst), proto, pk) if pk.given() else ()
         if hw is None and guest.resolve(hop) is None:
@@ -2427,8 +2706,8 @@ class PacketSpec:
     vlan: int | None = None
 
     def given(self) -> bool:
-        return any(v is not None for v in (self.src_ip, self.src_mac, self.dst_mac, self.sport, self.flags,
-                                           self.at, self.vlan))
+        return not (self.src_ip is None and self.src_mac is None and self.dst_mac is None and self.sport is None
+                    and self.flags is None and self.at is None and self.vlan is None)
 
     def spoof(self, frame: Ethernet) -> Ethernet:
         """``frame`` with the given source MAC and address."""
@@ -2518,7 +2797,24 @@ def _drops(hops: Iterable[Hop]) -> list[tuple[str, Step]]:
 SERVICES = frozenset({"dnsmasq", "metadata", "metadata proxy"})  # a DROP step by a service, not the network
 
 
+def _ip_address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """``ipaddress.ip_address(text)``, parsed once per text (an address is immutable)."""
+    got = _ADDRESSES.get(text)
+    if got is None:
+        got = ipaddress.ip_address(text)
+        if len(_ADDRESSES) >= 4096:
+            _ADDRESSES.clear()
+        _ADDRESSES[text] = got
+    return got
+
+
+_ADDRESSES: dict[str, ipaddress.IPv4Address | ipaddress.IPv6Address] = {}
+_OUTSIDE_PACKETS: dict[tuple[object, ...], IPv4] = {}  # see World._probe_from_outside
+
+
 def _replace_ip(frame: Ethernet, packet: IPv4) -> Ethernet:
+    if frame.payload is packet:  # unchanged: the frame itself (a copy would be equal)
+        return frame
     if isinstance(frame.payload, IPv4):
         out: Ethernet = with_(frame, payload=packet)
         return out
