@@ -134,6 +134,18 @@ def build_app(cloud: Cloud, auth: Auth) -> Starlette:
 
     app = Starlette(routes=[])
     app.router.default = every_request
+    stack = app.build_middleware_stack()  # Starlette's: its error and exception layers, then the router
+
+    async def entry(scope: Scope, receive: Receive, send: Send) -> None:
+        """HTTP straight to ``every_request`` (the router would send it there: no route is declared;
+        ``dispatch`` answers every exception itself, so the error layers have none to see); the
+        lifespan and websockets through Starlette's stack."""
+        if scope["type"] == "http":
+            await every_request(scope, receive, send)
+        else:
+            await stack(scope, receive, send)
+
+    app.middleware_stack = entry
     app.state.cloud = cloud
     app.state.auth = auth
     return app

@@ -38,8 +38,18 @@ def default_url() -> str:
     return f"sqlite:///{os.path.join(state, 'neutrino.db')}"
 
 
+_NOW: tuple[int, str] = (-1, "")  # the second last formatted, and its text
+
+
 def now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """The current UTC time to the second, as ``datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")``
+    (formatted once per second)."""
+    global _NOW
+    second = int(time.time())
+    cached = _NOW
+    if cached[0] != second:
+        cached = _NOW = (second, datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    return cached[1]
 
 
 def _migration_1(conn: Connection) -> None:
@@ -331,6 +341,13 @@ def session_connection(session: Session) -> Connection:
     return conn
 
 
+def _close(session: Session) -> None:
+    """``session.close()``, unless the session holds nothing to release: no ORM transaction (the hot
+    paths' statements go to the connection ``Database`` gave it), no object, nothing pending."""
+    if session.in_transaction() or session.identity_map or session.new or session.deleted:
+        session.close()
+
+
 PING_AFTER = 1.0  # seconds a pooled PostgreSQL connection may sit idle before it is pinged on checkout
 _PG_BEGIN_WRITE = f"BEGIN; SELECT pg_advisory_xact_lock({_ADVISORY_KEY})"
 _PG_BEGIN_READ = "BEGIN ISOLATION LEVEL REPEATABLE READ"
@@ -343,9 +360,15 @@ class Database:
         self.url = url or default_url()
         self.is_sqlite = self.url.startswith("sqlite")
         self._lock = threading.RLock()
+        # SQLite on a file: one connection kept for the writes (serialised by ``_lock`` anyway), so
+        # that a write transaction does not check a connection out of the pool and set it up anew
+        self._keep_writer = False
+        self._writer: Connection | None = None
+        self._writing = 0  # write transactions open (a nested one takes its own connection)
         if self.is_sqlite:
             path = self.url.split(":///", 1)[1] if ":///" in self.url else ""
             memory = path in ("", ":memory:")
+            self._keep_writer = not memory
             if not memory:
                 os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
             kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False, "timeout": 30}}
@@ -410,19 +433,57 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[Session]:
         """A serialised read-write transaction, committed on success and rolled back on error."""
-        with self._lock, self.engine.connect() as conn:
-            conn.info["writer"] = True
-            try:
-                with conn.begin():  # the hooks: BEGIN IMMEDIATE, or BEGIN and the advisory lock
-                    session = Session(bind=conn, expire_on_commit=False, autoflush=True)
-                    session.info["neutrino_conn"] = conn
-                    try:
+        with self._lock:
+            if self._keep_writer and not self._writing:
+                with self._kept_writer() as conn, self._transaction(conn) as session:
+                    yield session
+                return
+            with self.engine.connect() as conn:
+                conn.info["writer"] = True
+                try:
+                    with self._transaction(conn) as session:
                         yield session
-                        session.flush()
-                    finally:
-                        session.close()
+                finally:
+                    conn.info.pop("writer", None)
+
+    @contextmanager
+    def _transaction(self, conn: Connection) -> Iterator[Session]:
+        self._writing += 1
+        try:
+            with conn.begin():  # the hooks: BEGIN IMMEDIATE, or BEGIN and the advisory lock
+                session = Session(bind=conn, expire_on_commit=False, autoflush=True)
+                session.info["neutrino_conn"] = conn
+                try:
+                    yield session
+                    session.flush()
+                finally:
+                    _close(session)
+        finally:
+            self._writing -= 1
+
+    @contextmanager
+    def _kept_writer(self) -> Iterator[Connection]:
+        """The connection kept for SQLite's writes (under ``_lock``), made on first use. A transaction
+        that fails gives it back to the pool (which resets it) and the next write takes a fresh one,
+        as every write did before: an error leaves nothing behind."""
+        conn = self._writer
+        if conn is None or conn.closed or conn.invalidated:
+            conn = self._writer = self.engine.connect()
+            conn.info["writer"] = True
+        try:
+            yield conn
+        except BaseException:
+            self._drop_writer()
+            raise
+
+    def _drop_writer(self) -> None:
+        conn, self._writer = self._writer, None
+        if conn is not None:
+            try:
+                if not conn.invalidated:
+                    conn.info.pop("writer", None)  # back in the pool, it may serve a read
             finally:
-                conn.info.pop("writer", None)
+                conn.close()
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -434,7 +495,7 @@ class Database:
             try:
                 yield session
             finally:
-                session.close()
+                _close(session)
 
     # -- schema ---------------------------------------------------------------------------------
 
@@ -460,4 +521,6 @@ class Database:
         return current
 
     def dispose(self) -> None:
+        with self._lock:
+            self._drop_writer()
         self.engine.dispose()

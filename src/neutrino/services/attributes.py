@@ -205,8 +205,13 @@ def is_uuid(v: Any) -> bool:
     return re.fullmatch(r"[0-9a-f]{32}", fmt) is not None
 
 
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
 @typed({"type": "string", "format": "uuid"})
 def to_uuid(v: Any) -> str:
+    if type(v) is str and _CANONICAL_UUID.fullmatch(v):  # already what str(uuid.UUID(v)) gives
+        return v
     if not is_uuid(v):
         raise ValueError(f"'{v}' is not a valid UUID")
     return str(uuid.UUID(v.replace("urn:", "").replace("uuid:", "").strip("{}")))
@@ -909,7 +914,8 @@ def prepare_body(res: Resource, body: Any, *, create: bool, fill_defaults: bool 
     """
     if not isinstance(body, dict):
         raise bad_request(f"Unable to find '{res.singular}' in request body")
-    unknown = [k for k in body if k not in res.known()]
+    known = res.known()
+    unknown = [k for k in body if k not in known]
     if unknown:
         raise bad_request(f"Unrecognized attribute(s) '{', '.join(sorted(unknown))}'")
     out: dict[str, Any] = {}

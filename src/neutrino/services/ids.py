@@ -26,7 +26,7 @@ The creation sequence (``created_seq``) is one more counter, used in both modes.
 from __future__ import annotations
 
 import hashlib
-import secrets
+import os
 import uuid
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,13 @@ from neutrino.db.session import raw
 
 MAC_PREFIX = "fa:16:3e"
 _MAX_SKIPS = 10_000
+
+
+def random_uuid() -> str:
+    """``str(uuid.uuid4())`` without the UUID object: 122 random bits (``os.urandom``, as uuid4), the
+    version nibble 4 and the RFC 4122 variant bits."""
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
 
 
 def reserve(session: Session, name: str, count: int = 1) -> int:
@@ -97,7 +104,7 @@ class IdGenerator:
     def new_id(self, session: Session, model: Any) -> str:
         """A fresh id for a row of ``model`` (a mapped class with an ``id`` primary key)."""
         if self.seed is None:
-            return str(uuid.uuid4())
+            return random_uuid()
         table = model.__table__
         stream = f"id:{table.name}"
         taken = f"SELECT id FROM {table.name} WHERE id = ?"
@@ -110,7 +117,8 @@ class IdGenerator:
     def new_mac(self, session: Session) -> str:
         """A MAC address candidate (the caller checks it is free on its network, and asks again if not)."""
         if self.seed is None:
-            return MAC_PREFIX + "".join(f":{b:02x}" for b in secrets.token_bytes(3))
+            h = os.urandom(3).hex()
+            return f"{MAC_PREFIX}:{h[:2]}:{h[2:4]}:{h[4:]}"
         return self._mac(reserve(session, "mac"))
 
 

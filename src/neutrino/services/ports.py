@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 import orjson
@@ -187,8 +188,7 @@ def _create_view(tx: Tx, network: Any, project: str, attrs: dict[str, Any]) -> d
     values, pairs_ips, groups = _new_port(tx, network, project, attrs, scanned)
     values["binding_vif_type"], values["binding_vif_details"] = _binding(tx, values["binding_host_id"], network)
     _insert(tx, values, pairs_ips, groups, _scan_starts(network, scanned))
-    return _view(tuple(values[n] for n in _VIEW_ORDER),
-                 [{"subnet_id": sid, "ip_address": ip} for sid, ip in pairs_ips], groups)
+    return _view(_VIEW_VALUES(values), [{"subnet_id": sid, "ip_address": ip} for sid, ip in pairs_ips], groups)
 
 
 def _new_port(tx: Tx, network: Any, project: str, attrs: dict[str, Any], scanned: dict[str, str] | None = None
@@ -256,6 +256,7 @@ _PORT_INSERT_SQL = (f"INSERT INTO ports ({', '.join(_PORT_COLUMN_NAMES)}, create
                     "COALESCE((SELECT value FROM neutrino_counters WHERE name = 'created_seq'), 0) + 1)")
 _JSON_COLUMN_SET = frozenset(("tags", "allowed_address_pairs", "extra_dhcp_opts", "binding_profile",
                               "binding_vif_details"))
+_PORT_INSERT_VALUES = itemgetter(*_PORT_COLUMN_NAMES)  # a row of _PORT_INSERT_SQL from the column values
 
 
 SCAN_AHEAD = 16  # the addresses after a scan start that the network's statement looks up
@@ -298,9 +299,10 @@ def _insert(tx: Tx, values: dict[str, Any], pairs_ips: list[tuple[str, str]], gr
     on PostgreSQL): what the ORM's flush of ``make_port``'s row would write (JSON columns as
     ``json.dumps`` text, as SQLAlchemy's JSON type writes them), without its unit of work."""
     pid, nid = values["id"], values["network_id"]
-    statements: list[tuple[str, list[tuple[Any, ...]]]] = [
-        (_PORT_INSERT_SQL, [tuple(_json_text(values[k]) if k in _JSON_COLUMN_SET else values[k]
-                                  for k in _PORT_COLUMN_NAMES)])]
+    columns = dict(values)
+    for k in _JSON_COLUMN_SET:
+        columns[k] = _json_text(columns[k])
+    statements: list[tuple[str, list[tuple[Any, ...]]]] = [(_PORT_INSERT_SQL, [_PORT_INSERT_VALUES(columns)])]
     if pairs_ips:
         statements.append(("INSERT INTO ipallocations (subnet_id, ip_address, port_id, network_id, seq) "
                            "VALUES (?, ?, ?, ?, ?)", [(sid, ip, pid, nid, i) for i, (sid, ip) in enumerate(pairs_ips)]))
@@ -502,6 +504,7 @@ _VIEW_ORDER = ("id", "project_id", "description", "tags", "created_at", "updated
                "port_security_enabled", "allowed_address_pairs", "extra_dhcp_opts", "binding_host_id",
                "binding_profile", "binding_vif_type", "binding_vif_details", "binding_vnic_type")
 _PORT_COLUMNS = tuple(cast(_PORTS.c[n], Text).label(n) if n in _JSON_COLUMNS else _PORTS.c[n] for n in _VIEW_ORDER)
+_VIEW_VALUES = itemgetter(*_VIEW_ORDER)  # a row of _PORT_COLUMNS from the column values
 _DECODED: dict[str, Any] = {}
 
 
