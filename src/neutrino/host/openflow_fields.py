@@ -172,7 +172,10 @@ class Mac:
         return cls(int("".join(p.zfill(2) for p in text.split(":")), 16))
 
     def __str__(self) -> str:
-        h = f"{self.value:012x}"
+        value = self.value
+        if 0 <= value < 1 << 48:  # (the common case, in one call: planners print MACs by the hundred thousand)
+            return value.to_bytes(6, "big").hex(":")
+        h = f"{value:012x}"
         return ":".join(h[i:i + 2] for i in range(0, 12, 2))
 
 

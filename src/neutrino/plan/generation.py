@@ -28,6 +28,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
+from neutrino.host.fastnew import maker
 from neutrino.host.iproute import IprouteStyle
 from neutrino.host.iproute_link import Address, Link, LinkKind, OperState
 from neutrino.host.iproute_route import Route
@@ -318,8 +319,21 @@ def device_mac(*parts: str) -> Mac:
     tunnel ports, bridges): the first 6 bytes of sha256 of the parts joined by ``/``, made unicast and
     locally administered, as ``eth_random_addr`` makes them."""
     raw = int.from_bytes(hashlib.sha256("/".join(parts).encode()).digest()[:6], "big")
-    first = (raw >> 40) & 0xFC | 0x02
-    return Mac((first << 40) | (raw & 0xFFFFFFFFFF))
+    # the first byte's two low bits: multicast off, locally administered on
+    return _new_mac(raw & 0xFCFFFFFFFFFF | 0x020000000000)
+
+
+def device_macs(parts: tuple[str, ...], names: Iterable[str]) -> list[Mac]:
+    """``device_mac(*parts, name)`` for each of ``names`` (a host's tunnel ports: the joined
+    ``parts`` encoded once)."""
+    head, sha256, new_mac = "/".join((*parts, "")).encode(), hashlib.sha256, _new_mac
+    return [new_mac(int.from_bytes(sha256(head + name.encode()).digest()[:6], "big") & 0xFCFFFFFFFFFF | 0x020000000000)
+            for name in names]
+
+
+#: ``Mac(value)``, made without the frozen ``__init__`` (:mod:`neutrino.host.fastnew`): a plan makes
+#: one per tunnel port and veth end, by the hundred thousand in a large cloud
+_new_mac = maker(Mac)
 
 
 def agent_link(prof: Profile, name: str, mac: str | None, mtu: int, addresses: tuple[Address, ...] = (),

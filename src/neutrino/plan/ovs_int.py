@@ -37,6 +37,7 @@ from neutrino.host.state import Origin
 from neutrino.plan import dvr, naming
 from neutrino.plan.generation import Generation, Profile, profile
 from neutrino.plan.generation import device_mac as device_mac
+from neutrino.plan.generation import device_macs as device_macs
 from neutrino.plan.l3_ha import ports_plugged_on
 from neutrino.plan.ovs_kept import Kept
 from neutrino.scenarios.model import Host

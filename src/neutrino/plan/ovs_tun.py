@@ -45,6 +45,7 @@ from neutrino.plan.ovs_int import (
     _parsed_head,
     bridge_port,
     device_mac,
+    device_macs,
     head_template,
     live_plugs,
     lvid_of,
@@ -263,10 +264,20 @@ def tun_bridge_ports(ctx: OvsContext, vlans: tuple[LocalVlan, ...]) -> tuple[Pla
         me, local = ctx.host.name, _ip_text(ctx, ctx.host)
         modern, v6 = ctx.modern, isinstance(ctx.host.tunnel_ip, ipaddress.IPv6Address)
         texts: dict[str, str] = _cached(ctx, ("@tunnel_ip_texts",), dict)
-        return tuple(new_planned_port(br, new_port_row(name, (_tunnel_interface(
-            modern, v6, t, name, local, texts.get(h.name) or _ip_text(ctx, h)),), None, (), None, (), None),
-            obj, BUILDER_PORTS, False, device_mac(me, br, name))
-            for (t, h, name), obj in zip(ports, _tunnel_objs(ctx, ports), strict=True))
+        macs = device_macs((me, br), [name for _t, _h, name in ports])
+        # the modern options but the remote IP, once for the host: (… ("local_ip", local), ("out_key", "flow"))
+        head = _tunnel_interface(True, v6, "vxlan", "", local, "").options[:-1]
+        out = []
+        for (t, h, name), obj, mac in zip(ports, _tunnel_objs(ctx, ports), macs, strict=True):
+            remote = texts.get(h.name) or _ip_text(ctx, h)
+            if modern:
+                iface = new_interface(name, "ip6gre" if t == "gre" and v6 else t, (*head, ("remote_ip", remote)),
+                                      None, (), (), None)
+            else:
+                iface = _tunnel_interface(modern, v6, t, name, local, remote)
+            out.append(new_planned_port(br, new_port_row(name, (iface,), None, (), None, (), None), obj,
+                                        BUILDER_PORTS, False, mac))
+        return tuple(out)
     return (*out, *_KEPT_TUNNEL_PORTS.get((ctx.host.name,), (_ip_text(ctx, ctx.host), ctx.prof,
                                                               *_tunnels_key(ctx, ports)), make))
 
@@ -357,11 +368,9 @@ def _modern_flows(ctx: OvsContext, vlans: tuple[LocalVlan, ...], ofports: Ofport
         ("priority=0 actions=drop", agent, BUILDER_FLOWS)]
     if ports:  # a flow per tunnel port, alike on every host but for the object it names
         def make() -> FlowBatch:
-            made = [_tunnel_in_flow(n, naming.TUN_TO_LV_TABLE[t], ctx.cookie) for n, (t, _h, _name) in
-                    zip(numbers, ports, strict=True)]
-            return FlowBatch(br, tuple(f for f, _text in made), tuple(
-                new_origin("flow", text, obj, BUILDER_FLOWS) for (_f, text), obj in
-                zip(made, _tunnel_objs(ctx, ports), strict=True)))
+            made = [_tunnel_in(n, naming.TUN_TO_LV_TABLE[t], ctx.cookie, obj) for n, (t, _h, _name), obj in
+                    zip(numbers, ports, _tunnel_objs(ctx, ports), strict=True)]
+            return FlowBatch(br, tuple(map(_FIRST, made)), tuple(map(_SECOND, made)))
         texts.append(_KEPT_TUNNEL_FLOWS.get((ctx.host.name,), (ctx.cookie, *numbers, *_tunnels_key(ctx, ports)),
                                             make))
     if responder:
@@ -421,8 +430,8 @@ def _network_remotes(ctx: OvsContext, v: LocalVlan, position: dict[str, dict[str
     host) each, and the l2population flows' key."""
     of_type = position.get(v.segment.network_type, {})
     places = sorted(map(of_type.__getitem__, of_type.keys() & _by_network(ctx).get(v.network_id, {}).keys()))
-    flood = [numbers[i] for i in places]
-    remote_hosts = [remote_names[i] for i in places]
+    flood = list(map(numbers.__getitem__, places))  # (C loops: ~100 remote hosts, ten networks a host)
+    remote_hosts = list(map(remote_names.__getitem__, places))
     remotes = list(zip(flood, remote_hosts, strict=True))
     contents = tuple(itertools.chain.from_iterable(
         zip(flood, map(_l2pop_contents(ctx, v.network_id).__getitem__, remote_hosts), strict=True)))
@@ -557,8 +566,7 @@ def _l2pop_flows_kept(ctx: OvsContext, v: LocalVlan, key: int, remotes: list[tup
     them on the networks the change did not touch (one entry per host and network: the memory is
     one plan's l2population flows)."""
     def make() -> FlowBatch:
-        records = _l2pop_records(ctx, v.network_id)
-        return _l2pop_flows(ctx, v.lvid, key, [(out_port, records[host]) for out_port, host in remotes], responder)
+        return _l2pop_flows(ctx, v.network_id, v.lvid, key, remotes, responder)
     if responder:  # the ARP replies depend on the ports' addresses too: not kept
         return make()
     return _KEPT_L2POP.get((ctx.host.name, v.network_id), (v.lvid, key, ctx.cookie, *contents), make)
@@ -568,6 +576,15 @@ def _l2pop_flows_kept(ctx: OvsContext, v: LocalVlan, key: int, remotes: list[tup
 def _tunnel_in_flow(ofport: int, table: int, cookie: int) -> tuple[Flow, str]:
     """What arrives on tunnel port ``ofport`` goes to ``table`` (the same flow on every host)."""
     return _parsed_flow(f"priority=1,in_port={ofport} actions=resubmit(,{table:d})", BUILDER_FLOWS, cookie)
+
+
+@functools.lru_cache(maxsize=1 << 17)
+def _tunnel_in(ofport: int, table: int, cookie: int, obj: str) -> tuple[Flow, Origin]:
+    """:func:`_tunnel_in_flow` and its origin naming ``obj`` (the tunnel's remote host): the same
+    on every host that gives the tunnel to that host the number ``ofport`` (a pure function of
+    its values, shared by those hosts)."""
+    flow, text = _tunnel_in_flow(ofport, table, cookie)
+    return flow, new_origin("flow", text, obj, BUILDER_FLOWS)
 
 
 @functools.lru_cache(maxsize=1 << 17)
@@ -585,43 +602,81 @@ def _tunnel_load(key: int) -> tuple[tuple[Action, ...], str]:
     return _parsed_actions(f"strip_vlan,load:{key:#x}->NXM_NX_TUN_ID[]", BUILDER_FLOWS)
 
 
-def _l2pop_flows(ctx: OvsContext, lvid: int, key: int, remotes: list[tuple[int, tuple[_Remote, ...]]],
+def _l2pop_flows(ctx: OvsContext, network_id: str, lvid: int, key: int, remotes: list[tuple[int, str]],
                  responder: bool) -> FlowBatch:
     """l2population's flows for one network: per remote port (``remotes``: tunnel port number and
-    that host's ports, in the tunnel ports' order) its unicast flow to the tunnel (table 20) and,
-    with the ARP responder, its ARP replies (table 21). The heads differ by the MAC or the address
-    alone: each is a template, filled per port."""
-    br = naming.BR_TUN
+    remote host, in the tunnel ports' order) its unicast flow to the tunnel (table 20) and, with
+    the ARP responder, its ARP replies (table 21).
+
+    A remote host's flows are the same on every host that gives the network the same local VLAN
+    and that host's tunnel the same port number (at 1,000 hosts a fifth of them are distinct):
+    each is made once per snapshot (:func:`_l2pop_shared`) and the hosts share the objects."""
+    shared = _l2pop_shared(ctx, network_id, lvid, key, responder)
+    make: Callable[[int, str], tuple[tuple[Flow, ...], tuple[Origin, ...]]] | None = None
     flows: list[Flow] = []
     origins: list[Origin] = []
+    get = shared.get
+    for remote in remotes:
+        got = get(remote)
+        if got is None:
+            if make is None:
+                make = _l2pop_maker(ctx, network_id, lvid, key, responder)
+            got = shared[remote] = make(*remote)
+        flows += got[0]
+        origins += got[1]
+    return FlowBatch(naming.BR_TUN, tuple(flows), tuple(origins))
+
+
+def _l2pop_shared(ctx: OvsContext, network_id: str, lvid: int, key: int, responder: bool
+                  ) -> dict[tuple[int, str], tuple[tuple[Flow, ...], tuple[Origin, ...]]]:
+    """(tunnel port number, remote host) -> that host's l2population flows and their origins on
+    the network, for a host giving the network local VLAN ``lvid``: once per snapshot (its index),
+    keyed by all they are made of besides the snapshot's records of the network (whose own key
+    the index's entry holds: network, profile, external bridge) -- the VLAN, the segment, the
+    cookie, the ARP responder, the port number and the remote host."""
+    return _cached(ctx, ("@l2pop_shared", network_id, ctx.prof, ctx.external_bridge, lvid, key, ctx.cookie,
+                         responder), dict)
+
+
+def _l2pop_maker(ctx: OvsContext, network_id: str, lvid: int, key: int, responder: bool
+                 ) -> Callable[[int, str], tuple[tuple[Flow, ...], tuple[Origin, ...]]]:
+    """What makes a remote host's l2population flows on the network and their origins, given
+    its tunnel port number and name. The heads differ by the MAC or the address alone: each is a
+    template, filled per port."""
+    br = naming.BR_TUN
+    records = _l2pop_records(ctx, network_id)
     ucast = head_template(f"table={T.UCAST_TO_TUN:d},priority=2,dl_vlan={lvid},", "dl_dst", "", BUILDER_L2POP,
                           ctx.cookie)
     arp = head_template(f"table={T.ARP_RESPONDER:d},priority=1,arp,dl_vlan={lvid},", "arp_tpa", "", BUILDER_L2POP,
                         ctx.cookie) if responder else None
-
-    def add(got: tuple[Flow, str] | None, text: str, obj: str) -> None:
-        if got is None:  # not templated: parsed whole
-            planned = planned_flow(ctx, br, text, obj, BUILDER_L2POP)
-            got = (planned.flow, planned.text)
-        flows.append(got[0])
-        origins.append(Origin("flow", got[1], obj, BUILDER_L2POP))
-
-    if ucast is not None:  # the template's parts, bound once for the loop below
+    if ucast is not None:  # the template's parts, bound once
         t = ucast.flow
         prefix, suffix, before, after = ucast.prefix, ucast.suffix, ucast.before, ucast.after
         table, priority, cookie, cookie_mask = t.table, t.priority, t.cookie, t.cookie_mask
         idle, hard, importance, flags, stats = t.idle_timeout, t.hard_timeout, t.importance, t.flags, t.stats
-    add_flow, add_origin, flow_of, origin_of = flows.append, origins.append, new_flow, new_origin
-    for out_port, records in remotes:
+
+    def plain(text: str, obj: str) -> tuple[Flow, Origin]:  # not templated: parsed whole
+        planned = planned_flow(ctx, br, text, obj, BUILDER_L2POP)
+        return planned.flow, new_origin("flow", planned.text, obj, BUILDER_L2POP)
+
+    def make(out_port: int, host: str) -> tuple[tuple[Flow, ...], tuple[Origin, ...]]:
         acts, atext = _l2pop_actions(key, out_port)
-        tail = after + atext
-        for one, mac, obj, port in records:
+        host_records = records[host]
+        if ucast is not None and not responder and len(host_records) == 1:
+            one, mac, obj, _port = host_records[0]  # (one port, templated: most remote hosts)
+            if one is not None:
+                return ((new_flow(prefix + one + suffix, acts, table, priority, cookie, cookie_mask, idle, hard,
+                                  importance, flags, stats),),
+                        (new_origin("flow", f"{before}{mac}{after}{atext}", obj, BUILDER_L2POP),))
+        made: list[tuple[Flow, Origin]] = []
+        for one, mac, obj, port in host_records:
             if one is not None and ucast is not None:
-                add_flow(flow_of(prefix + one + suffix if suffix else prefix + one, acts, table, priority, cookie,
-                                 cookie_mask, idle, hard, importance, flags, stats))
-                add_origin(origin_of("flow", f"{before}{mac}{tail}", obj, BUILDER_L2POP))  # (one string, no temporary)
+                made.append((new_flow(prefix + one + suffix, acts, table, priority, cookie, cookie_mask, idle, hard,
+                                      importance, flags, stats),
+                             new_origin("flow", f"{before}{mac}{after}{atext}", obj, BUILDER_L2POP)))
             else:
-                add(None, f"table={T.UCAST_TO_TUN:d},priority=2,dl_vlan={lvid},dl_dst={mac} actions={atext}", obj)
+                made.append(plain(f"table={T.UCAST_TO_TUN:d},priority=2,dl_vlan={lvid},dl_dst={mac} actions={atext}",
+                                  obj))
             if not responder:
                 continue
             for fip in port.fixed_ips:
@@ -629,10 +684,11 @@ def _l2pop_flows(ctx: OvsContext, lvid: int, key: int, remotes: list[tuple[int, 
                     reply = _arp_reply(mac, fip.ip_address)
                     racts, rtext = _parsed_actions(reply, BUILDER_L2POP)
                     got = arp.fill(str(fip.ip_address), racts) if arp is not None else None
-                    add(got if got is None else (got[0], got[1] + rtext),
-                        f"table={T.ARP_RESPONDER:d},priority=1,arp,dl_vlan={lvid},arp_tpa={fip.ip_address} "
-                        f"actions={reply}", obj)
-    return FlowBatch(br, tuple(flows), tuple(origins))
+                    made.append(plain(f"table={T.ARP_RESPONDER:d},priority=1,arp,dl_vlan={lvid},"
+                                      f"arp_tpa={fip.ip_address} actions={reply}", obj) if got is None else
+                                (got[0], new_origin("flow", got[1] + rtext, obj, BUILDER_L2POP)))
+        return tuple(map(_FIRST, made)), tuple(map(_SECOND, made))
+    return make
 
 
 __all__ = ["endpoint_id", "tun_bridge_flows", "tun_bridge_ports", "tunnel_port_name", "tunnels"]

@@ -17,6 +17,8 @@ the tap at ``fe:…`` that is nearly always the qvb's, as in seed 001 (``8000.5e
 
 from __future__ import annotations
 
+import operator
+
 from neutrino.host.bridge import BridgeInfo
 from neutrino.host.fastnew import maker
 from neutrino.host.iproute import IprouteStyle
@@ -46,9 +48,14 @@ def tap_mac(vm_mac: str) -> Mac:
 
 def _link(ctx: OvsContext, name: str, kind: LinkKind, mac: Mac, mtu: int, *, master: str | None = None,
           peer: str | None = None, promisc: bool = False) -> Link:
-    veth_qdisc = "noqueue" if ctx.modern else "pfifo_fast"
-    qdisc = {LinkKind.BRIDGE: "noqueue", LinkKind.VETH: veth_qdisc,
-             LinkKind.TAP: "fq_codel" if ctx.modern else "pfifo_fast"}[kind]
+    if kind is LinkKind.BRIDGE:  # (by identity: an enum member's hash is Python code, four links a port)
+        qdisc = "noqueue"
+    elif kind is LinkKind.VETH:
+        qdisc = "noqueue" if ctx.modern else "pfifo_fast"
+    elif kind is LinkKind.TAP:
+        qdisc = "fq_codel" if ctx.modern else "pfifo_fast"
+    else:
+        raise KeyError(kind)
     # Link(0, name, peer=peer, flags=…, mtu=mtu, qdisc=qdisc, master=master, state=…, qlen=…,
     # link_type="ether", mac=str(mac), brd="ff:ff:ff:ff:ff:ff", kind=kind): every field in order
     return _new_link(0, name, peer, UP_PROMISC if promisc else UP, mtu, qdisc, master,
@@ -61,6 +68,10 @@ def _link(ctx: OvsContext, name: str, kind: LinkKind, mac: Mac, mtu: int, *, mas
 #: links made here have no ``group``: the style ``Link.__post_init__`` would give them is LEGACY,
 #: which :func:`_link` passes itself
 _new_link = maker(Link, post_init_needed=False)
+
+
+_new_bridge = maker(BridgeInfo)
+_VALUE = operator.attrgetter("value")
 
 
 def bridge_id(macs: list[Mac]) -> str:
@@ -87,12 +98,12 @@ def hybrid_plug(ctx: OvsContext, plugs: tuple[PlugPort, ...]
         else:
             vb, vo = device_mac(ctx.host.name, qvb), device_mac(ctx.host.name, qvo)
             members = sorted([(qvb, vb), (tap, tmac)])
-            bmac = min(m for _, m in members)
+            bmac = min((m for _, m in members), key=_VALUE)  # (Mac's order is its value's)
             made = [_link(ctx, qbr, LinkKind.BRIDGE, bmac, mtu),
                     _link(ctx, qvo, LinkKind.VETH, vo, mtu, master=ovs_master, peer=qvb, promisc=True),
                     _link(ctx, qvb, LinkKind.VETH, vb, mtu, master=qbr, peer=qvo, promisc=True),
                     _link(ctx, tap, LinkKind.TAP, tmac, mtu, master=qbr)]
-            bridges.append(BridgeInfo(qbr, bridge_id([m for _, m in members]), False, tuple(n for n, _ in members)))
+            bridges.append(_new_bridge(qbr, f"8000.{bmac.value:012x}", False, (members[0][0], members[1][0])))
         links += made
         origins += [new_origin("link", lk.name, obj, BUILDER) for lk in made]
     return tuple(links), tuple(bridges), tuple(origins)
