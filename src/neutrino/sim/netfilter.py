@@ -239,7 +239,7 @@ class _Compiled:
     """One rule ready to run: its tests, what its target does, and its text (formatted when a
     packet first matches it: only matching rules become trace steps)."""
 
-    __slots__ = ("rule", "tests", "kind", "chain", "action", "_text", "_step")
+    __slots__ = ("rule", "tests", "kind", "chain", "action", "_text", "_step", "target")
 
     def __init__(self, rule: Rule, tests: tuple[_Test, ...], kind: _Kind, chain: str = "",
                  action: Callable[[_Pkt], NfVerdict | None] | None = None) -> None:
@@ -250,6 +250,7 @@ class _Compiled:
         self.action = action
         self._text: str | None = None
         self._step: Step | None = None
+        self.target: _Chain | None = None  # a jump's or goto's chain, once looked up (the same netfilter's)
 
     @property
     def text(self) -> str:
@@ -930,6 +931,7 @@ class Netfilter:
         self._zones: dict[str, int] | None = None
         self.conntrack = conntrack if conntrack is not None else Conntrack()
         self._compiled: dict[tuple[TableName, str], _Chain] = {}
+        self._starts: dict[tuple[TableName, Hook], _Chain | None | object] = {}  # each hook's chain per table
         self._tables: dict[TableName, tuple[dict[str, Chain], frozenset[str]]] = {}
         self._names: dict[TableName, frozenset[str]] = {}
         self._runs: dict[tuple[object, ...], tuple[NfVerdict | None, Rule | None, tuple[Step, ...]]] = {}
@@ -1080,11 +1082,14 @@ class Netfilter:
     def _walk(self, table: TableName, hook: Hook, p: _Pkt) -> tuple[NfVerdict | None, Rule | None, bool]:
         """:meth:`_run` itself; the third value: whether no rule's action ran (nothing but the
         steps depends on, or changed, anything beyond what the rules' tests read)."""
-        if hook.value not in BUILTIN_CHAINS[table]:
-            return None, None, True
-        start = self._chain(table, hook.value)
+        key = (table, hook)
+        start = self._starts.get(key, _UNSET)
+        if start is _UNSET:
+            start = self._starts[key] = self._chain(table, hook.value) if hook.value in BUILTIN_CHAINS[table] \
+                else None
         if start is None:
             return None, None, True
+        assert isinstance(start, _Chain)
         chain, i = start, 0
         stack: list[tuple[_Chain, int]] = []
         pure = True
@@ -1102,9 +1107,11 @@ class Netfilter:
             p.steps.append(c.step(table))
             kind = c.kind
             if kind is _Kind.JUMP or kind is _Kind.GOTO:
-                target = self._chain(table, c.chain)
-                if target is None:  # pragma: no cover - _target only jumps to chains of the table
-                    raise UnsupportedRule(c.rule, f"jump to missing chain {c.chain}")
+                target = c.target
+                if target is None:
+                    target = c.target = self._chain(table, c.chain)
+                    if target is None:  # pragma: no cover - _target only jumps to chains of the table
+                        raise UnsupportedRule(c.rule, f"jump to missing chain {c.chain}")
                 if kind is _Kind.JUMP:
                     if len(stack) > 64:
                         raise UnsupportedRule(c.rule, "chain loop (more than 64 nested jumps)")

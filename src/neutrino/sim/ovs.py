@@ -112,6 +112,7 @@ from neutrino.sim.packets import (
     UDP,
     Dot1Q,
     Ethernet,
+    HashKept,
     IPv4,
     Raw,
     network_layer,
@@ -130,9 +131,11 @@ _CT_RPL, _CT_SNAT, _CT_DNAT = 0x08, 0x40, 0x80
 
 
 @dataclass(frozen=True, slots=True)
-class Meta:
+class Meta(HashKept):
     """The packet metadata OpenFlow sees besides the frame: tunnel fields, registers (``reg0``… in
-    order; missing ones are 0), ``metadata``, ``pkt_mark`` and the conntrack fields."""
+    order; missing ones are 0), ``metadata``, ``pkt_mark`` and the conntrack fields. It keeps its
+    hash (the dataclass's hash of its fields, computed once: a bridge hashes it with every frame
+    it remembers; not a field, so neither compared nor pickled)."""
 
     tun_id: int | None = None
     tun_src: IPv4Address | None = None
@@ -144,6 +147,15 @@ class Meta:
     ct_zone: int = 0
     ct_mark: int = 0
     ct_label: int = 0
+
+    def __hash__(self) -> int:
+        try:
+            return self._hash
+        except AttributeError:
+            h = hash((self.tun_id, self.tun_src, self.tun_dst, self.registers, self.metadata, self.pkt_mark,
+                      self.ct_state, self.ct_zone, self.ct_mark, self.ct_label))
+            object.__setattr__(self, "_hash", h)
+            return h
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,13 +265,20 @@ def _get_tp(ctx: _Ctx, dst: bool) -> int | None:
     return None
 
 
+_IPV4_FIELDS: dict[str, Callable[[IPv4], int]] = {
+    "ip_src": lambda l3: int(l3.src), "ip_dst": lambda l3: int(l3.dst), "nw_proto": lambda l3: l3.proto,
+    "nw_tos": lambda l3: l3.tos & 0xFC, "ip_dscp": lambda l3: l3.tos >> 2, "nw_ecn": lambda l3: l3.tos & 3,
+    "nw_ttl": lambda l3: l3.ttl,
+}
+"""The IPv4 header's fields :func:`_get_l3` reads, by name."""
+
+
 def _get_l3(ctx: _Ctx, name: str) -> int | None:
     l3 = network_layer(ctx.frame)
     if isinstance(l3, IPv4):
-        value = {"ip_src": int(l3.src), "ip_dst": int(l3.dst), "nw_proto": l3.proto, "nw_tos": l3.tos & 0xFC,
-                 "ip_dscp": l3.tos >> 2, "nw_ecn": l3.tos & 3, "nw_ttl": l3.ttl}.get(name)
-        if value is not None:
-            return value
+        get = _IPV4_FIELDS.get(name)
+        if get is not None:
+            return get(l3)
         if name in ("icmp_type", "icmp_code"):
             return _get_tp(ctx, name == "icmp_code") if isinstance(l3.payload, ICMP) else None
         if name.endswith("_src") or name.endswith("_dst"):
@@ -389,12 +408,21 @@ def _set(ctx: _Ctx, name: str, v: int) -> bool:
     return True
 
 
+_BITS: dict[Subfield, tuple[FieldInfo, int, int]] = {}
+
+
 def _bits(sf: Subfield) -> tuple[FieldInfo, int, int]:
+    """The field, offset and width subfield ``sf`` names (worked out once per subfield value: a
+    subfield is immutable, and the fields' table never changes)."""
+    got = _BITS.get(sf)
+    if got is not None:
+        return got
     info = sf.info
     bits = sf.bits()
     if info is None or bits is None:
         raise InvalidInput(f"unknown field {sf.field!r}")
-    return info, bits[0], bits[1]
+    got = _BITS[sf] = (info, bits[0], bits[1])
+    return got
 
 
 def _read_sub(ctx: _Ctx, sf: Subfield) -> int | None:
@@ -588,7 +616,7 @@ class _Compiled:
     bridge's flows (ties in priority go to the earlier one). The flow itself (kept pickled in a
     saved bridge) and its text (``ovs-ofctl add-flow`` form) are read when it matches."""
 
-    __slots__ = ("_flow", "_blob", "priority", "sig", "key", "rest", "learned", "seq", "_text")
+    __slots__ = ("_flow", "_blob", "priority", "sig", "key", "rest", "learned", "seq", "_text", "_actions", "_head")
 
     def __init__(self, flow: Flow, port_number: Callable[[PortName | ReservedPort | int], int | None],
                  learned: bool = False, seq: int = 0) -> None:
@@ -611,6 +639,8 @@ class _Compiled:
         self.learned = learned
         self.seq = seq
         self._text: str | None = None
+        self._actions: tuple[Action, ...] | None = None  # the flow's actions, once read
+        self._head: Step | None = None  # its FLOW step before its actions ran (see OvsBridgeSim._table)
 
     @property
     def flow(self) -> Flow:
@@ -626,6 +656,22 @@ class _Compiled:
             self._text = format_add_flow(self.flow.without_stats())
         return self._text
 
+    @property
+    def actions(self) -> tuple[Action, ...]:
+        got = self._actions
+        if got is None:
+            got = self._actions = tuple(self.flow.actions)
+        return got
+
+    @property
+    def head(self) -> Step:
+        """The step a lookup that found this flow records before running its actions (replaced
+        by the one with their effects when they are done): immutable, made once."""
+        got = self._head
+        if got is None:
+            got = self._head = Step(StepKind.FLOW, self.text)
+        return got
+
     def rest_matches(self, ctx: _Ctx) -> bool:
         return all(_rest_matcher(m)(ctx) for m in self.rest)
 
@@ -637,6 +683,7 @@ class _Compiled:
     def __setstate__(self, state: tuple[Any, ...]) -> None:
         self._blob, self.priority, self.sig, self.key, self.rest, self.learned, self.seq, self._text = state
         self._flow = self._blob
+        self._actions = self._head = None
 
 
 def _packet_key(sig: tuple[tuple[str, int | None], ...], ctx: _Ctx) -> tuple[int, ...] | None:
@@ -649,6 +696,78 @@ def _packet_key(sig: tuple[tuple[str, int | None], ...], ctx: _Ctx) -> tuple[int
     return tuple(out)
 
 
+_Getter = Callable[[_Ctx], "int | None"]
+
+
+def _getter(name: str) -> _Getter:
+    """A function reading field ``name`` of the packet as :func:`_get` does (the common fields
+    without its chain of name tests)."""
+    if name == "in_port":
+        return lambda ctx: ctx.in_port
+    if name == "eth_src":
+        return lambda ctx: ctx.frame.src.value
+    if name == "eth_dst":
+        return lambda ctx: ctx.frame.dst.value
+    if name == "eth_type":
+        return lambda ctx: _dl_type(ctx.frame)
+    if name == "vlan_tci":
+        return lambda ctx: _tci(ctx.frame)
+    if name == "tun_id":
+        return lambda ctx: int(ctx.tun_id)
+    if name == "metadata":
+        return lambda ctx: int(ctx.metadata)
+    if re.fullmatch(r"reg([0-9]|1[0-5])", name):
+        i = int(name[3:])
+        return lambda ctx: ctx.regs[i]
+    return lambda ctx: _get(ctx, name)
+
+
+_KeyFn = Callable[[_Ctx], "tuple[int, ...] | None"]
+_KEYERS: dict[tuple[tuple[str, int | None], ...], _KeyFn] = {}
+
+
+def _keyer(sig: tuple[tuple[str, int | None], ...]) -> _KeyFn:
+    """:func:`_packet_key` for signature ``sig``, compiled once per signature (a signature is
+    immutable: its field names and masks)."""
+    got = _KEYERS.get(sig)
+    if got is not None:
+        return got
+    getters = tuple((_getter(name), mask) for name, mask in sig)
+    if len(getters) == 1:
+        (g0, m0), = getters
+
+        def key1(ctx: _Ctx) -> tuple[int, ...] | None:
+            v = g0(ctx)
+            if v is None:
+                return None
+            return (v if m0 is None else v & m0,)
+        got = key1
+    elif len(getters) == 2:
+        (g0, m0), (g1, m1) = getters
+
+        def key2(ctx: _Ctx) -> tuple[int, ...] | None:
+            v = g0(ctx)
+            if v is None:
+                return None
+            w = g1(ctx)
+            if w is None:
+                return None
+            return (v if m0 is None else v & m0, w if m1 is None else w & m1)
+        got = key2
+    else:
+        def keyn(ctx: _Ctx) -> tuple[int, ...] | None:
+            out: list[int] = []
+            for g, mask in getters:
+                v = g(ctx)
+                if v is None:
+                    return None
+                out.append(v if mask is None else v & mask)
+            return tuple(out)
+        got = keyn
+    _KEYERS[sig] = got
+    return got
+
+
 def _rank(c: _Compiled) -> tuple[int, int]:
     return (-c.priority, c.seq)
 
@@ -656,18 +775,20 @@ def _rank(c: _Compiled) -> tuple[int, int]:
 class _Subtable:
     """The flows of one table sharing a signature, by key; each bucket in lookup order."""
 
-    __slots__ = ("sig", "buckets", "top")
+    __slots__ = ("sig", "buckets", "top", "key")
 
     def __init__(self, sig: tuple[tuple[str, int | None], ...]) -> None:
         self.sig = sig
         self.buckets: dict[tuple[int | None, ...], list[_Compiled]] = {}
         self.top = -1  # the highest priority it ever held (an upper bound)
+        self.key = _keyer(sig)  # a packet's key in it (not pickled: made again from the signature)
 
     def __getstate__(self) -> tuple[object, ...]:
         return (self.sig, self.buckets, self.top)
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
         self.sig, self.buckets, self.top = state
+        self.key = _keyer(self.sig)
 
 
 class _Table:
@@ -722,7 +843,7 @@ class _Table:
                 break
             if not sub.buckets:
                 continue
-            key = _packet_key(sub.sig, ctx)
+            key = sub.key(ctx)
             if key is None:
                 continue
             for c in sub.buckets.get(key, ()):
@@ -756,32 +877,86 @@ def _learned_match(info: FieldInfo, value: int, mask: int) -> MatchField:
     return IntMatch(info.match_name, value, m)
 
 
-def _learn_flow(ctx: _Ctx, learn: Learn) -> Flow:
-    """The flow ``learn`` installs for the current packet (``lib/learn.c``'s ``learn_execute``)."""
+def _learn_reads(ctx: _Ctx, learn: Learn) -> tuple[int, ...]:
+    """The packet's values ``learn`` copies into the flow it installs, in its specs' order (an
+    absent field reads as 0): with ``learn`` itself, all the flow depends on."""
+    out: list[int] = []
+    for spec in learn.specs:
+        if isinstance(spec, LearnMatch):
+            _bits(spec.dst)  # (an unknown field raises here, as building the flow does)
+            if spec.value is None:
+                out.append(_read_sub(ctx, spec.src if spec.src is not None else spec.dst) or 0)
+        elif isinstance(spec, LearnLoad):
+            if spec.value is None and spec.src is not None:
+                out.append(_read_sub(ctx, spec.src) or 0)
+        elif isinstance(spec, LearnOutput):
+            out.append(_read_sub(ctx, spec.src) or 0)
+    return tuple(out)
+
+
+def _learned_flow(learn: Learn, reads: Sequence[int]) -> Flow:
+    """The flow ``learn`` installs given the values :func:`_learn_reads` read (``lib/learn.c``'s
+    ``learn_execute``)."""
     fields: dict[str, tuple[FieldInfo, int, int]] = {}
     actions: list[Action] = []
+    it = iter(reads)
     for spec in learn.specs:
         if isinstance(spec, LearnMatch):
             info, off, n = _bits(spec.dst)
-            if spec.value is not None:
-                v = value_to_int(spec.value)
-            else:
-                v = _read_sub(ctx, spec.src if spec.src is not None else spec.dst) or 0
+            v = value_to_int(spec.value) if spec.value is not None else next(it)
             m = ((1 << n) - 1) << off
             _, old_v, old_m = fields.get(info.name, (info, 0, 0))
             fields[info.name] = (info, (old_v & ~m) | ((v << off) & m), old_m | m)
         elif isinstance(spec, LearnLoad):
-            lv = spec.value if spec.value is not None else (
-                _read_sub(ctx, spec.src) if spec.src is not None else 0)
+            lv = spec.value if spec.value is not None else (next(it) if spec.src is not None else 0)
             actions.append(Load(lv or 0, spec.dst))
         elif isinstance(spec, LearnOutput):
-            port = _read_sub(ctx, spec.src) or 0
+            port = next(it)
             actions.append(Output(ReservedPort.LOCAL if port in (OFPP_LOCAL, _OXM_LOCAL) else port))
     match = tuple(_learned_match(info, v, m) for info, v, m in fields.values())
     return Flow(match=match, actions=tuple(actions), table=learn.table,
                 priority=DEFAULT_PRIORITY if learn.priority is None else learn.priority,
                 cookie=learn.cookie or 0, idle_timeout=learn.idle_timeout or 0,
                 hard_timeout=learn.hard_timeout or 0)
+
+
+def _learn_flow(ctx: _Ctx, learn: Learn) -> Flow:
+    """The flow ``learn`` installs for the current packet."""
+    return _learned_flow(learn, _learn_reads(ctx, learn))
+
+
+_LearnKey = tuple[int, int, frozenset[MatchField]]
+_LEARNED: dict[tuple[int, tuple[int, ...]], tuple[Learn, Flow]] = {}
+"""Flows learned, by the ``learn`` action (its id: the action is held in the value, so the id is
+not reused while the entry lives) and the values it read: the flow is immutable and a function of
+those alone."""
+_LEARN_KEYS: dict[int, tuple[Flow, _LearnKey]] = {}
+"""Those flows' keys among learned flows (table, priority, match), by the flow's id (the flow is
+held in the value). Both hold at most :data:`_LEARNED_MAX` entries (then start again)."""
+_LEARNED_MAX = 4096
+
+
+def _learned(ctx: _Ctx, learn: Learn) -> Flow:
+    """:func:`_learn_flow`, made once per action and values read (br-tun learns the same flow
+    again from every packet out of a tunnel)."""
+    key = (id(learn), _learn_reads(ctx, learn))
+    got = _LEARNED.get(key)
+    if got is None or got[0] is not learn:
+        flow = _learned_flow(learn, key[1])
+        if len(_LEARNED) >= _LEARNED_MAX:
+            _LEARNED.clear()
+            _LEARN_KEYS.clear()
+        got = _LEARNED[key] = (learn, flow)
+        _LEARN_KEYS[id(flow)] = (flow, (flow.table, flow.priority, frozenset(flow.match)))
+    return got[1]
+
+
+def _learn_key(flow: Flow) -> _LearnKey:
+    """``flow``'s key among a bridge's learned flows: its table, priority and match fields."""
+    got = _LEARN_KEYS.get(id(flow))
+    if got is not None and got[0] is flow:
+        return got[1]
+    return (flow.table, flow.priority, frozenset(flow.match))
 
 
 # --- the interpreter -------------------------------------------------------------------------------
@@ -1094,7 +1269,7 @@ class OvsBridgeSim:
             self._relearn.clear()
 
     def _install(self, flow: Flow) -> _Compiled:
-        self._learned[(flow.table, flow.priority, frozenset(flow.match))] = flow
+        self._learned[_learn_key(flow)] = flow
         table = self._tables.get(flow.table)
         if table is None:
             table = self._tables[flow.table] = _Table()
@@ -1119,7 +1294,7 @@ class OvsBridgeSim:
         among flows of its priority then decides no lookup, so the flow tables answer every packet
         as before and the bridge's remembered results still hold; ``learned_flows``, the tables'
         order and :meth:`_live_installs` are what a replacement gives."""
-        key = (flow.table, flow.priority, frozenset(flow.match))
+        key = _learn_key(flow)
         got = self._relearn.get(key)
         if got is not None:
             c, text = got
@@ -1274,13 +1449,19 @@ class OvsBridgeSim:
             run.miss = table
             return
         slot = len(run.steps)
-        run.steps.append(Step(StepKind.FLOW, c.text))
-        if not c.flow.actions:
+        steps = run.steps
+        steps.append(c.head)
+        actions = c.actions
+        if not actions:
             run.drop_flow = c.text
-            run.steps[slot] = Step(StepKind.FLOW, c.text, ("learned flow: " if c.learned else "") + "drop")
+            steps[slot] = Step(StepKind.FLOW, c.text, ("learned flow: " if c.learned else "") + "drop")
             return
-        effects = self._apply(c.flow.actions, ctx, run, depth, table)
-        run.steps[slot] = Step(StepKind.FLOW, c.text, ("learned flow: " if c.learned else "") + "; ".join(effects))
+        if type(self) is OvsBridgeSim:  # each action's handler by its class, without _action's call
+            get = _ACTIONS.get
+            effects = [(get(type(a)) or OvsBridgeSim._action)(self, a, ctx, run, depth, table) for a in actions]
+        else:  # a subclass (ofproto/trace's recorder) sees every action
+            effects = self._apply(actions, ctx, run, depth, table)
+        steps[slot] = Step(StepKind.FLOW, c.text, ("learned flow: " if c.learned else "") + "; ".join(effects))
 
     def _emit(self, ctx: _Ctx, port: SimPort, run: _Run, frame: Ethernet | None = None) -> None:
         meta = _NO_META
@@ -1357,75 +1538,13 @@ class OvsBridgeSim:
         return out
 
     def _action(self, a: Action, ctx: _Ctx, run: _Run, depth: int, table: int) -> str:
-        before = ctx.frame
-        if isinstance(a, Output):
-            return self._output(ctx, a.port, run)
-        if isinstance(a, SetVlanVid):
-            tci = _tci(before)
-            if not tci & 0x1000 and not a.push:
-                return "set_vlan_vid on an untagged frame: no change"
-            ctx.frame = _set_tci(before, (tci & 0xE000) | 0x1000 | (a.vid & 0xFFF))
-            return _describe_tci(before, ctx.frame)
-        if isinstance(a, SetVlanPcp):
-            tci = _tci(before)
-            if not tci & 0x1000 and not a.push:
-                return "set_vlan_pcp on an untagged frame: no change"
-            ctx.frame = _set_tci(before, (tci & 0x1FFF) | 0x1000 | ((a.pcp & 7) << 13))
-            return f"VLAN priority {a.pcp}"
-        if isinstance(a, StripVlan):
-            if not isinstance(before.payload, Dot1Q):
-                return "strip_vlan on an untagged frame: no change"
-            ctx.frame = pop_vlan(before)
-            return _describe_tci(before, ctx.frame)
-        if isinstance(a, PushVlan):
-            tci = _tci(before)
-            ctx.frame = push_vlan(before, tci & 0xFFF, pcp=tci >> 13 if tci else 0)
-            return f"pushed a VLAN tag (VID {tci & 0xFFF})"
-        if isinstance(a, SetTunnel):
-            ctx.tun_id = a.tun_id
-            return f"tun_id={a.tun_id:#x}"
-        if isinstance(a, Resubmit | GotoTable):
-            target = a.table if a.table is not None else table
-            self._resubmit(ctx, target, a.port if isinstance(a, Resubmit) else None, run, depth)
-            return f"resubmit to table {target}" if isinstance(a, Resubmit) else f"goto table {target}"
-        if isinstance(a, Load):
-            ok = _write_sub(ctx, a.dst, a.value)
-            return self._changed(a, before, ctx, ok)
-        if isinstance(a, Move):
-            v = _read_sub(ctx, a.src)
-            ok = v is not None and _write_sub(ctx, a.dst, v)
-            return self._changed(a, before, ctx, ok)
-        if isinstance(a, SetField):
-            info = field_info(a.field)
-            if info is None:
-                return f"{format_action(a)}: unknown field, ignored"
-            v = value_to_int(a.value)
-            cur = _get(ctx, info.name)
-            ok = cur is not None
-            if ok and cur is not None:
-                new = v if a.mask is None else (cur & ~value_to_int(a.mask)) | (v & value_to_int(a.mask))
-                if info.name == "vlan_vid":
-                    new |= 0x1000
-                ok = _set(ctx, info.name, new)
-            return self._changed(a, before, ctx, ok)
-        if isinstance(a, SetEthAddr):
-            _set(ctx, "eth_src" if a.field == "dl_src" else "eth_dst", a.mac.value)
-            return f"{a.field}={a.mac}"
-        if isinstance(a, SetIPv4Addr):
-            ok = _ip(ctx) is not None and _set(ctx, "ip_src" if a.field == "nw_src" else "ip_dst", int(a.address))
-            return self._changed(a, before, ctx, ok)
-        if isinstance(a, SetL4Port):
-            ok = _get_tp(ctx, a.field == "tp_dst") is not None and _set(
-                ctx, "tcp_dst" if a.field == "tp_dst" else "tcp_src", a.port)
-            return self._changed(a, before, ctx, ok)
-        if isinstance(a, Controller):
-            return self._controller(run)
-        if isinstance(a, Ct):
-            return self._ct(a, ctx, run, depth)
-        if isinstance(a, Note):
-            return "note (no effect)"
-        if isinstance(a, Learn):
-            return self._learn(_learn_flow(ctx, a), run)
+        """Run action ``a``: its handler by the action's class (:data:`_ACTIONS`), and its effect as text."""
+        handler = _ACTIONS.get(type(a))
+        if handler is not None:
+            return handler(self, a, ctx, run, depth, table)
+        for cls, h in _ACTIONS.items():  # (a subclass of an action class: the first that fits, as before)
+            if isinstance(a, cls):
+                return h(self, a, ctx, run, depth, table)
         if isinstance(a, GenericAction) and a.text == "ct_clear":
             ctx.ct_state = ctx.ct_zone = ctx.ct_mark = ctx.ct_label = 0
             ctx.ct_pending = {}
@@ -1441,6 +1560,102 @@ class OvsBridgeSim:
             _set(ctx, "nw_ttl", ip4.ttl - 1)
             return f"TTL {ip4.ttl} -> {ip4.ttl - 1}"
         return f"{format_action(a)}: not modelled, ignored"
+
+    # One method per action class (see _ACTIONS): each returns the action's effect as text.
+
+    def _a_output(self, a: Output, ctx: _Ctx, run: _Run, depth: int, table: int) -> str:
+        return self._output(ctx, a.port, run)
+
+    def _a_set_vlan_vid(self, a: SetVlanVid, ctx: _Ctx, run: _Run, depth: int, table: int) -> str:
+        before = ctx.frame
+        tci = _tci(before)
+        if not tci & 0x1000 and not a.push:
+            return "set_vlan_vid on an untagged frame: no change"
+        ctx.frame = _set_tci(before, (tci & 0xE000) | 0x1000 | (a.vid & 0xFFF))
+        return _describe_tci(before, ctx.frame)
+
+    def _a_set_vlan_pcp(self, a: SetVlanPcp, ctx: _Ctx, run: _Run, depth: int, table: int) -> str:
+        before = ctx.frame
+        tci = _tci(before)
+        if not tci & 0x1000 and not a.push:
+            return "set_vlan_pcp on an untagged frame: no change"
+        ctx.frame = _set_tci(before, (tci & 0x1FFF) | 0x1000 | ((a.pcp & 7) << 13))
+        return f"VLAN priority {a.pcp}"
+
+    def _a_strip_vlan(self, a: StripVlan, ctx: _Ctx, run: _Run, depth: int, table: int) -> str:
+        before = ctx.frame
+        if not isinstance(before.payload, Dot1Q):
+            return "strip_vlan on an untagged frame: no change"
+        ctx.frame = pop_vlan(before)
+        return _describe_tci(before, ctx.frame)
+
+    def _a_push_vlan(self, a: PushVlan, ctx: _Ctx, run: _Run, depth: int, table: int) -> str:
+        before = ctx.frame
+        tci = _tci(before)
+        ctx.frame = push_vlan(before, tci & 0xFFF, pcp=tci >> 13 if tci else 0)
+        return f"pushed a VLAN tag (VID {tci & 0xFFF})"
+
+    def _a_set_tunnel(self, a: SetTunnel, ctx: _Ctx, run: _Run, depth: int, table: int) -> str:
+        ctx.tun_id = a.tun_id
+        return f"tun_id={a.tun_id:#x}"
+
+    def _a_resubmit(self, a: Resubmit | GotoTable, ctx: _Ctx, run: _Run, depth: int, table: int) -> str:
+        target = a.table if a.table is not None else table
+        self._resubmit(ctx, target, a.port if isinstance(a, Resubmit) else None, run, depth)
+        return f"resubmit to table {target}" if isinstance(a, Resubmit) else f"goto table {target}"
+
+    def _a_load(self, a: Load, ctx: _Ctx, run: _Run, depth: int, table: int) -> str:
+        before = ctx.frame
+        ok = _write_sub(ctx, a.dst, a.value)
+        return self._changed(a, before, ctx, ok)
+
+    def _a_move(self, a: Move, ctx: _Ctx, run: _Run, depth: int, table: int) -> str:
+        before = ctx.frame
+        v = _read_sub(ctx, a.src)
+        ok = v is not None and _write_sub(ctx, a.dst, v)
+        return self._changed(a, before, ctx, ok)
+
+    def _a_set_field(self, a: SetField, ctx: _Ctx, run: _Run, depth: int, table: int) -> str:
+        before = ctx.frame
+        info = field_info(a.field)
+        if info is None:
+            return f"{format_action(a)}: unknown field, ignored"
+        v = value_to_int(a.value)
+        cur = _get(ctx, info.name)
+        ok = cur is not None
+        if ok and cur is not None:
+            new = v if a.mask is None else (cur & ~value_to_int(a.mask)) | (v & value_to_int(a.mask))
+            if info.name == "vlan_vid":
+                new |= 0x1000
+            ok = _set(ctx, info.name, new)
+        return self._changed(a, before, ctx, ok)
+
+    def _a_set_eth(self, a: SetEthAddr, ctx: _Ctx, run: _Run, depth: int, table: int) -> str:
+        _set(ctx, "eth_src" if a.field == "dl_src" else "eth_dst", a.mac.value)
+        return f"{a.field}={a.mac}"
+
+    def _a_set_ipv4(self, a: SetIPv4Addr, ctx: _Ctx, run: _Run, depth: int, table: int) -> str:
+        before = ctx.frame
+        ok = _ip(ctx) is not None and _set(ctx, "ip_src" if a.field == "nw_src" else "ip_dst", int(a.address))
+        return self._changed(a, before, ctx, ok)
+
+    def _a_set_l4(self, a: SetL4Port, ctx: _Ctx, run: _Run, depth: int, table: int) -> str:
+        before = ctx.frame
+        ok = _get_tp(ctx, a.field == "tp_dst") is not None and _set(
+            ctx, "tcp_dst" if a.field == "tp_dst" else "tcp_src", a.port)
+        return self._changed(a, before, ctx, ok)
+
+    def _a_controller(self, a: Controller, ctx: _Ctx, run: _Run, depth: int, table: int) -> str:
+        return self._controller(run)
+
+    def _a_ct(self, a: Ct, ctx: _Ctx, run: _Run, depth: int, table: int) -> str:
+        return self._ct(a, ctx, run, depth)
+
+    def _a_note(self, a: Note, ctx: _Ctx, run: _Run, depth: int, table: int) -> str:
+        return "note (no effect)"
+
+    def _a_learn(self, a: Learn, ctx: _Ctx, run: _Run, depth: int, table: int) -> str:
+        return self._learn(_learned(ctx, a), run)
 
     def _changed(self, a: Action, before: Ethernet, ctx: _Ctx, ok: bool) -> str:
         text = format_action(a)
@@ -1567,6 +1782,30 @@ class OvsBridgeSim:
 
 
 _CONJUNCTION = re.compile(r"conjunction\((\d+),(\d+)/(\d+)\)")
+
+
+_ActionFn = Callable[[OvsBridgeSim, Any, _Ctx, _Run, int, int], str]
+_ACTIONS: dict[type, _ActionFn] = {
+    Output: OvsBridgeSim._a_output,
+    SetVlanVid: OvsBridgeSim._a_set_vlan_vid,
+    SetVlanPcp: OvsBridgeSim._a_set_vlan_pcp,
+    StripVlan: OvsBridgeSim._a_strip_vlan,
+    PushVlan: OvsBridgeSim._a_push_vlan,
+    SetTunnel: OvsBridgeSim._a_set_tunnel,
+    Resubmit: OvsBridgeSim._a_resubmit,
+    GotoTable: OvsBridgeSim._a_resubmit,
+    Load: OvsBridgeSim._a_load,
+    Move: OvsBridgeSim._a_move,
+    SetField: OvsBridgeSim._a_set_field,
+    SetEthAddr: OvsBridgeSim._a_set_eth,
+    SetIPv4Addr: OvsBridgeSim._a_set_ipv4,
+    SetL4Port: OvsBridgeSim._a_set_l4,
+    Controller: OvsBridgeSim._a_controller,
+    Ct: OvsBridgeSim._a_ct,
+    Note: OvsBridgeSim._a_note,
+    Learn: OvsBridgeSim._a_learn,
+}
+"""Each action class's handler, in the order the interpreter tested them (see ``_action``)."""
 
 
 def _conjunctions(c: _Compiled) -> tuple[tuple[int, int, int], ...]:

@@ -132,7 +132,7 @@ class PortIndex:
     first of that name), and the ports that carry a VLAN, worked out once per VLAN. The ports
     never change (a bridge whose ports change is built again), so neither do the answers."""
 
-    __slots__ = ("ports", "by_name", "_carrying")
+    __slots__ = ("ports", "by_name", "_carrying", "_flood")
 
     def __init__(self, ports: Sequence[SimPort]) -> None:
         self.ports = tuple(ports)
@@ -140,11 +140,23 @@ class PortIndex:
         for p in self.ports:
             self.by_name.setdefault(p.name, p)
         self._carrying: dict[int, tuple[SimPort, ...]] = {}
+        self._flood: dict[tuple[int, str], tuple[tuple[SimPort, ...], tuple[str, ...], str]] = {}
 
     def carrying(self, vlan: int) -> tuple[SimPort, ...]:
         got = self._carrying.get(vlan)
         if got is None:
             got = self._carrying[vlan] = tuple(p for p in self.ports if p.carries(vlan))
+        return got
+
+    def flood(self, vlan: int, in_name: str) -> tuple[tuple[SimPort, ...], tuple[str, ...], str]:
+        """The ports a frame of ``vlan`` arriving on port ``in_name`` floods to, their names, and
+        the names joined for the trace (worked out once per VLAN and input port: ports never change)."""
+        key = (vlan, in_name)
+        got = self._flood.get(key)
+        if got is None:
+            targets = tuple(p for p in self.carrying(vlan) if p.name != in_name)
+            names = tuple(p.name for p in targets)
+            got = self._flood[key] = (targets, names, ", ".join(names))
         return got
 
 
@@ -184,15 +196,13 @@ def normal(ports: Sequence[SimPort] | PortIndex, in_port: SimPort, frame: Ethern
         if port is not None and port.carries(vlan):
             notes.append(f"{frame.dst} known on VLAN {vlan} at {known}: forwarded")
             return ((port, port.egress(inner, vlan, pcp)),), "; ".join(notes), 0
-    name = in_port.name
-    targets = tuple(p for p in index.carrying(vlan) if p.name != name)
+    targets, names, joined = index.flood(vlan, in_port.name)
     what = "broadcast" if frame.dst.value == 0xFFFFFFFFFFFF else (
         "multicast" if _is_multicast(frame.dst) else f"unknown {frame.dst}")
     if not targets:
         notes.append(f"{what} on VLAN {vlan}: no other port in the VLAN, dropped")
         return (), "; ".join(notes), 0
-    names = [p.name for p in targets]
-    notes.append(f"{what} on VLAN {vlan}: flooded to {', '.join(names)}")
+    notes.append(f"{what} on VLAN {vlan}: flooded to {joined}")
     skip = unfollowed(inner, names) if unfollowed is not None else ()
     copies = tuple((p, p.egress(inner, vlan, pcp)) for p in targets if p.name not in skip)
     return copies, "; ".join(notes), len(targets) - len(copies)

@@ -54,6 +54,27 @@ from neutrino.sim.trace import Step, StepKind
 INFINITE = 0xFFFFFFFF
 
 
+_NETS: dict[tuple[IPv4Address, IPv4Address | str], IPv4Network] = {}
+
+
+def _net_of(addr: IPv4Address, mask: IPv4Address | str) -> IPv4Network:
+    """``IPv4Network(f"{addr}/{mask}", strict=False)``, parsed once per address and mask (both
+    immutable; at most 4,096 kept, then it starts again)."""
+    key = (addr, mask)
+    got = _NETS.get(key)
+    if got is None:
+        if len(_NETS) >= 4096:
+            _NETS.clear()
+        got = _NETS[key] = IPv4Network(f"{addr}/{mask}", strict=False)
+    return got
+
+
+_OPTIONS: dict[tuple[int, int], tuple[DhcpServer, DhcpHost, ClientOptions]] = {}
+""":meth:`DhcpServer.options_for`'s answers by the server's and the host's ids (both held in the
+value, so neither id is reused while the entry lives; both are immutable): a client asks twice,
+DISCOVER and REQUEST. At most 4,096 (then it starts again)."""
+
+
 def lease_seconds(text: str | None) -> int | None:
     """dnsmasq's lease time (``120s``, ``2m``, ``12h``, ``infinite``) in seconds; ``None`` for
     infinite. dnsmasq's default is one hour."""
@@ -231,17 +252,25 @@ class DhcpServer:
         """What this server tells ``h``: the options whose tags are all set for it (its range's
         ``set:subnet-…`` and its hosts-file ``set:port-…``), a tagged one over an untagged one,
         a later line over an earlier one (dnsmasq keeps them last read first)."""
+        key = (id(self), id(h))
+        got = _OPTIONS.get(key)
+        if got is not None and got[0] is self and got[1] is h:
+            return got[2]
         tags = {t[4:] if t.startswith("set:") else t for t in h.sets}
         for r in self.ranges:
             mask = r.netmask if r.netmask and "." in r.netmask else str(self.netmask)
             if isinstance(h.ip, IPv4Address) and isinstance(r.start, IPv4Address) and \
-                    h.ip in IPv4Network(f"{r.start}/{mask}", strict=False):
+                    h.ip in _net_of(r.start, mask):
                 tags |= _tags_of_range(r)
-        return _resolve(self.options, frozenset(tags), self.server_ip, self.dns_default, self.domain_default)
+        out = _resolve(self.options, frozenset(tags), self.server_ip, self.dns_default, self.domain_default)
+        if len(_OPTIONS) >= 4096:
+            _OPTIONS.clear()
+        _OPTIONS[key] = (self, h, out)
+        return out
 
     @property
     def network(self) -> IPv4Network:
-        return IPv4Network(f"{self.server_ip}/{self.netmask}", strict=False)
+        return _net_of(self.server_ip, self.netmask)
 
     def host_for(self, hw: Mac) -> DhcpHost | None:
         """The static lease of ``hw`` whose address this server's ranges serve."""
@@ -262,7 +291,7 @@ class DhcpServer:
             start = r.start
             if not isinstance(start, IPv4Address):
                 continue
-            net = IPv4Network(f"{start}/{self.netmask}", strict=False)
+            net = _net_of(start, self.netmask)
             if a in net and a != net.network_address and a != net.broadcast_address:
                 return True
         return False
