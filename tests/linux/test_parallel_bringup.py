@@ -109,6 +109,17 @@ def test_parallel_interrupted_starts_nothing_more_and_waits_for_what_runs() -> N
         wait_for(halting_or_interrupt, timeout=20, interval=0.05, what="parallel to wait for its steps")
         release.set()
 
+    interrupted: list[int] = []
+
+    def ctrl_c(signum: int, frame: object) -> None:
+        """The first Ctrl-C only: the helper may send one more between checking that the main thread
+        is not halting yet and its signal arriving, and that one, handled later (after ``parallel``
+        returned, or in a collector callback), must not end the test session."""
+        if not interrupted and not returned.is_set():
+            interrupted.append(signum)
+            raise KeyboardInterrupt
+
+    before = signal.signal(signal.SIGINT, ctrl_c)
     helper = threading.Thread(target=interrupt)
     helper.start()
     try:
@@ -118,10 +129,12 @@ def test_parallel_interrupted_starts_nothing_more_and_waits_for_what_runs() -> N
             finally:
                 returned.set()
         assert sorted(finished) == sorted(started) == list(range(MAX_THREADS))  # none still running, none more
+        assert interrupted == [signal.SIGINT]
     finally:
         returned.set()
         release.set()
         helper.join(timeout=30)
+        signal.signal(signal.SIGINT, before)
 
 
 def test_a_record_written_from_many_threads_keeps_every_entry(tmp_path: Path) -> None:
