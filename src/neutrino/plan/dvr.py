@@ -45,7 +45,7 @@ from neutrino.host.iproute_route import Neighbour, Route, RoutingRule
 from neutrino.host.iptables import TableName, format_rule
 from neutrino.host.state import HostState, NamespaceState, Origin
 from neutrino.host.sysctl import Sysctl
-from neutrino.plan import naming
+from neutrino.plan import _hosts_by_name, naming
 from neutrino.plan.generation import (
     PlannedRule,
     Profile,
@@ -80,7 +80,8 @@ SCOPE_MARK = "0x4000000/0xffff0000"
 # --- facts -----------------------------------------------------------------------------------------
 
 def agent_mode(cloud: CloudSnapshot, host: str) -> str:
-    h = cloud.deployment.host(host)
+    h = _hosts_by_name(cloud).get(host)  # (``deployment.host``, from the snapshot's index: it scanned
+    # the deployment's hosts, twice per host planned, issue #17)
     return "legacy" if h is None else h.l3_agent_mode
 
 

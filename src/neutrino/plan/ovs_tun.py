@@ -29,7 +29,7 @@ from neutrino.host.openflow import Action, Flow, make_flow, new_flow
 from neutrino.host.openflow_fields import Mac
 from neutrino.host.openflow_match import EthMatch, MatchField
 from neutrino.host.state import Origin
-from neutrino.plan import dvr, naming
+from neutrino.plan import InputsMemo, dvr, naming
 from neutrino.plan.ovs_int import (
     FlowBatch,
     LocalVlan,
@@ -627,15 +627,51 @@ def _l2pop_flows(ctx: OvsContext, network_id: str, lvid: int, key: int, remotes:
     return FlowBatch(naming.BR_TUN, tuple(flows), tuple(origins))
 
 
-def _l2pop_shared(ctx: OvsContext, network_id: str, lvid: int, key: int, responder: bool
-                  ) -> dict[tuple[int, str], tuple[tuple[Flow, ...], tuple[Origin, ...]]]:
+def _l2pop_shared(ctx: OvsContext, network_id: str, lvid: int, key: int, responder: bool) -> _Shared:
     """(tunnel port number, remote host) -> that host's l2population flows and their origins on
     the network, for a host giving the network local VLAN ``lvid``: once per snapshot (its index),
     keyed by all they are made of besides the snapshot's records of the network (whose own key
     the index's entry holds: network, profile, external bridge) -- the VLAN, the segment, the
-    cookie, the ARP responder, the port number and the remote host."""
+    cookie, the ARP responder, the port number and the remote host. Without the ARP responder the
+    table is carried from the last snapshot where the network's contents allow (:data:`_L2POP_SHARED`)."""
+    def make() -> _Shared:
+        if responder:  # (the ARP replies read the ports' addresses, which the contents do not hold)
+            return {}
+        slot = _l2pop_slot(ctx, network_id, lvid, key)
+        last = _L2POP_SHARED.kept.get(slot)
+        return _L2POP_SHARED.get(slot, _l2pop_contents(ctx, network_id), lambda now: _carried(last, now))
     return _cached(ctx, ("@l2pop_shared", network_id, ctx.prof, ctx.external_bridge, lvid, key, ctx.cookie,
-                         responder), dict)
+                         responder), make)
+
+
+#: (tunnel port number, remote host) -> that host's l2population flows and origins on a network
+_Shared = dict[tuple[int, str], tuple[tuple[Flow, ...], tuple[Origin, ...]]]
+
+#: Across snapshots (issue #17, replan6): per (network, profile, external bridge, local VLAN,
+#: segment, cookie) the last snapshot's :func:`_l2pop_shared` table (without the ARP responder),
+#: under the :func:`_l2pop_contents` it was made with (host -> the content id of its ports' MACs and
+#: ids on the network: all a remote host's flows are made of besides the slot and the port number,
+#: which the table's own key holds). A fresh snapshot whose network has the same contents takes the
+#: very table; one whose contents differ starts from the entries of the hosts whose contents did not
+#: change (:func:`_carried`). A re-plan after one port then remakes only the flows towards the
+#: port's host, not every remote host's of every network it plans.
+_L2POP_SHARED: InputsMemo[dict[str, int], _Shared] = InputsMemo()
+
+
+def _l2pop_slot(ctx: OvsContext, network_id: str, lvid: int, key: int) -> tuple[object, ...]:
+    """Where :data:`_L2POP_SHARED` keeps a network's table: all a remote host's flows are made of
+    besides its ports (the contents) and its tunnel port number (the table's own key)."""
+    return (network_id, ctx.prof, ctx.external_bridge, lvid, key, ctx.cookie)
+
+
+def _carried(last: tuple[dict[str, int], _Shared] | None, contents: dict[str, int]) -> _Shared:
+    """A new table for ``contents``: the entries of ``last`` (its contents, its table) towards
+    hosts whose contents are unchanged (equal content ids: the same MACs and ids in order)."""
+    if last is None:
+        return {}
+    old, table = last
+    same = {h for h, c in contents.items() if old.get(h) == c}
+    return {r: v for r, v in table.copy().items() if r[1] in same}  # (copied: another thread may add)
 
 
 def _l2pop_maker(ctx: OvsContext, network_id: str, lvid: int, key: int, responder: bool
