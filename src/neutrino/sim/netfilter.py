@@ -936,6 +936,12 @@ class Netfilter:
         self._names: dict[TableName, frozenset[str]] = {}
         self._runs: dict[tuple[object, ...], tuple[NfVerdict | None, Rule | None, tuple[Step, ...]]] = {}
         self._hooks: dict[int, _Seen] = {}  # by the hash of their key
+        self._fast: dict[tuple[str, int, int], tuple[IPv4, HookCtx, int, _Seen]] = {}  # by (hook, packet, context)
+        # traverse's memories (results are immutable and held, so their ids are not reused while here):
+        # the context after a hook's result, by (result, context before); a traverse's combined
+        # result by its hooks' results
+        self._after: dict[int, tuple[HookResult, HookCtx, HookCtx]] = {}
+        self._walked: dict[tuple[int, ...], tuple[tuple[HookResult, ...], HookResult]] = {}
 
     @property
     def ruleset(self) -> Ruleset:
@@ -1161,14 +1167,27 @@ class Netfilter:
             # a new connection's packet, or DHCP (a guest's boot: every message is new): these do
             # not come again, and keying them (a DHCP message hashed whole) costs more than the run
             return self._hook(hook, pkt, ctx)[0]
-        key = _hook_key(hook, pkt, ctx)
-        try:
-            hashed = hash(key)  # once: the packet's hash is Python code (its addresses')
-        except TypeError:  # a packet holding something unhashable: not remembered
-            return self._hook(hook, pkt, ctx)[0]
-        seen = self._hooks.get(hashed)
-        if seen is not None and seen.key != key:
-            seen = None
+        # the very packet and context objects met before (held: their ids are not reused while
+        # here; immutable: their key is the same) skip the key: the run remembered for them, if it
+        # is still the one remembered under that key's hash
+        ident = (hook._value_, id(pkt), id(ctx))
+        fast = self._fast.get(ident)
+        seen: _Seen | None
+        if fast is not None and self._hooks.get(fast[2]) is fast[3]:
+            hashed, seen = fast[2], fast[3]
+            key = seen.key
+        else:
+            key = _hook_key(hook, pkt, ctx)
+            try:
+                hashed = hash(key)  # once: the packet's hash is Python code (its addresses')
+            except TypeError:  # a packet holding something unhashable: not remembered
+                return self._hook(hook, pkt, ctx)[0]
+            got = self._hooks.get(hashed)
+            seen = got if got is not None and got.key == key else None
+            if seen is not None:
+                if len(self._fast) >= _MAX_RUNS:
+                    self._fast.clear()
+                self._fast[ident] = (pkt, ctx, hashed, seen)
         before = None
         if seen is not None and seen.holds(ctx):
             conn = seen.conn
@@ -1184,9 +1203,11 @@ class Netfilter:
         conn = res.ct.conn if res.ct is not None else None
         after = _conn_state(conn) if conn is not None else None
         settled = conn is None or (seen is not None and seen.conn is conn and before == after)
-        if len(self._hooks) >= _MAX_RUNS:
+        if len(self._hooks) >= _MAX_RUNS or len(self._fast) >= _MAX_RUNS:
             self._hooks.clear()
-        self._hooks[hashed] = _Seen(key, ctx, conn, after, read[0], read[1], res, settled)
+            self._fast.clear()
+        remembered = self._hooks[hashed] = _Seen(key, ctx, conn, after, read[0], read[1], res, settled)
+        self._fast[ident] = (pkt, ctx, hashed, remembered)
         return res
 
     def _hook(self, hook: Hook, pkt: IPv4, ctx: HookCtx) -> tuple[HookResult, tuple[
@@ -1232,26 +1253,48 @@ class Netfilter:
 
     def traverse(self, hooks: Sequence[Hook], pkt: IPv4, ctx: HookCtx) -> HookResult:
         """Run ``hooks`` in turn (e.g. :data:`FORWARD_PATH`), carrying the packet, its mark and its
-        conntrack attachment; stops at the first DROP. The result gathers every hook's steps."""
-        steps: list[Step] = []
-        notes: list[str] = []
-        emit: list[IPv4] = []
-        res: HookResult | None = None
-        decider: Rule | None = None
+        conntrack attachment; stops at the first DROP. The result gathers every hook's steps.
+
+        The result is a function of the hooks' results alone, and the next hook's context of the
+        previous one and the result: when every hook hands back a result it gave before (its run
+        replayed, see :meth:`hook`), the traverse hands back the very objects it made then. DHCP
+        (whose hooks always run anew) is not remembered."""
+        results: list[HookResult] = []
+        key: tuple[int, ...] = ()  # the results' ids: a memory holds its results, so an equal id is the same object
+        remember = not _is_dhcp(pkt)
+        after = self._after
         for h in hooks:
             res = self.hook(h, pkt, ctx)
-            steps.extend(res.steps)
-            notes.extend(res.notes)
-            emit.extend(res.emit)
-            if res.rule is not None or not res.accepted:
-                decider = res.rule
-            if not res.accepted:
+            results.append(res)
+            if res.verdict is not NfVerdict.ACCEPT:
+                key += (id(res),)
                 break
-            pkt, ctx = res.packet, _with_mark_ct(ctx, res.mark, res.ct)
-        if res is None:
+            if remember:
+                key += (ident := id(res),)
+                got = after.get(ident)
+                if got is not None and got[1] is ctx:
+                    ctx = got[2]
+                else:
+                    if len(after) >= _MAX_RUNS:
+                        after.clear()
+                    nxt = _with_mark_ct(ctx, res.mark, res.ct)
+                    after[ident] = (res, ctx, nxt)
+                    ctx = nxt
+            else:
+                ctx = _with_mark_ct(ctx, res.mark, res.ct)
+            pkt = res.packet
+        if not results:
             raise ValueError("no hooks to traverse")
-        return HookResult(res.verdict, res.packet, res.mark, res.ct, tuple(steps), decider, tuple(emit),
-                          tuple(dict.fromkeys(notes)))
+        if not remember:
+            return _combined(results)
+        seen = self._walked.get(key)
+        if seen is not None:
+            return seen[1]
+        combined = _combined(results)
+        if len(self._walked) >= _MAX_RUNS:
+            self._walked.clear()
+        self._walked[key] = (tuple(results), combined)
+        return combined
 
     def _result(self, verdict: NfVerdict, p: _Pkt, rule: Rule | None) -> HookResult:
         return HookResult(verdict, p.ip, p.mark, p.ct, tuple(p.steps), rule, tuple(p.emit),
@@ -1328,6 +1371,25 @@ class _Seen:
         mine = self.ctx
         return (mine.local_addrs is ctx.local_addrs and mine.dev_addrs is ctx.dev_addrs
                 and mine.ipsets is ctx.ipsets and (ctx.ct is None or mine.ct is not None and mine.ct.conn is ctx.ct.conn))
+
+
+def _combined(results: Sequence[HookResult]) -> HookResult:
+    """One result for hooks run in turn (:meth:`Netfilter.traverse`): the last one's verdict,
+    packet, mark and attachment, every hook's steps, emitted packets and notes, and the rule of
+    the last hook that named one (or the dropping hook's)."""
+    steps: list[Step] = []
+    notes: list[str] = []
+    emit: list[IPv4] = []
+    decider: Rule | None = None
+    for res in results:
+        steps.extend(res.steps)
+        notes.extend(res.notes)
+        emit.extend(res.emit)
+        if res.rule is not None or not res.accepted:
+            decider = res.rule
+    res = results[-1]
+    return HookResult(res.verdict, res.packet, res.mark, res.ct, tuple(steps), decider, tuple(emit),
+                      tuple(dict.fromkeys(notes)))
 
 
 def _is_dhcp(pkt: IPv4) -> bool:

@@ -10,14 +10,14 @@ Neutron's dead VLAN: NORMAL never switches it.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 
 from neutrino.host.openflow_fields import Mac
 from neutrino.sim.packets import Dot1Q, Ethernet, pop_vlan, push_vlan
 
-__all__ = ["DEAD_VLAN", "OFPP_LOCAL", "MacTable", "PortIndex", "PortKind", "SimPort", "TUNNEL_TYPES", "Unfollowed",
-           "normal"]
+__all__ = ["DEAD_VLAN", "OFPP_LOCAL", "Kept", "MacTable", "PortIndex", "PortKind", "SimPort", "TUNNEL_TYPES",
+           "Unfollowed", "normal"]
 
 OFPP_LOCAL = 0xFFFE
 """The bridge's own port (``LOCAL``) as a 16-bit OpenFlow port number."""
@@ -127,6 +127,36 @@ Unfollowed = Callable[[Ethernet, Sequence[str]], Collection[str]]
 the caller will not follow (a copy leaves a port tagged or not, the same frame otherwise)."""
 
 
+class Kept(Collection[str]):
+    """An :data:`Unfollowed` answer given the other way round: the positions (ascending) in the
+    flooded ports' ``names`` of the copies the caller follows; the names at no kept position are
+    the unfollowed ones. :func:`normal` builds only the kept copies (no walk over every flooded
+    port); anyone else sees the set of unfollowed names."""
+
+    __slots__ = ("names", "kept", "_out")
+
+    def __init__(self, names: tuple[str, ...], kept: tuple[int, ...]) -> None:
+        self.names = names
+        self.kept = kept
+        self._out: frozenset[str] | None = None
+
+    def _skipped(self) -> frozenset[str]:
+        out = self._out
+        if out is None:
+            kept = {self.names[i] for i in self.kept}
+            out = self._out = frozenset(n for n in self.names if n not in kept)
+        return out
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._skipped()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._skipped())
+
+    def __len__(self) -> int:
+        return len(self._skipped())
+
+
 class PortIndex:
     """A bridge's ports (in port-number order) with the lookups NORMAL makes: a port by name (the
     first of that name), and the ports that carry a VLAN, worked out once per VLAN. The ports
@@ -204,5 +234,8 @@ def normal(ports: Sequence[SimPort] | PortIndex, in_port: SimPort, frame: Ethern
         return (), "; ".join(notes), 0
     notes.append(f"{what} on VLAN {vlan}: flooded to {joined}")
     skip = unfollowed(inner, names) if unfollowed is not None else ()
-    copies = tuple((p, p.egress(inner, vlan, pcp)) for p in targets if p.name not in skip)
+    if type(skip) is Kept and skip.names is names:
+        copies = tuple((targets[i], targets[i].egress(inner, vlan, pcp)) for i in skip.kept)
+    else:
+        copies = tuple((p, p.egress(inner, vlan, pcp)) for p in targets if p.name not in skip)
     return copies, "; ".join(notes), len(targets) - len(copies)

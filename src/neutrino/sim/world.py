@@ -67,7 +67,7 @@ from neutrino.sim.ipstack import Action, IpStack, RouteDecision, Unreachable
 from neutrino.sim.linuxbridge import LinuxBridgeSim, PortInfo
 from neutrino.sim.netfilter import FORWARD_PATH, Hook, HookCtx, Netfilter
 from neutrino.sim.ovs import Meta, OvsBridgeSim
-from neutrino.sim.ovs_normal import Unfollowed
+from neutrino.sim.ovs_normal import Kept, Unfollowed
 from neutrino.sim.packets import (
     ARP,
     BROADCAST,
@@ -1188,6 +1188,15 @@ class World:
         if got is not None:
             return got
         behind: dict[str, str | None | object] = {}
+        # per flooded ports' tuple (held, so its id is not reused while here): the positions of the
+        # ports that lead to no guest, and those of the guests' ports by the guest's MAC (as a number)
+        floods: dict[int, tuple[tuple[str, ...], tuple[int, ...], dict[int, tuple[int, ...]]]] = {}
+
+        def guest_at(port: str) -> str | None:
+            guest = behind.get(port, _UNSEEN)
+            if guest is _UNSEEN:
+                guest = behind[port] = self._attachment(End(Kind.OVS, host, bridge, port))
+            return guest  # type: ignore[return-value]
 
         def unfollowed(frame: Ethernet, ports: Sequence[str]) -> Collection[str]:
             if frame.dst.value != BROADCAST.value or not self.flood_pruning:
@@ -1196,14 +1205,24 @@ class World:
             if chaddr is None:
                 return ()
             want, guests = chaddr.value, self.guests  # MACs compared as numbers (Mac's == is Python code)
-            out = set()
-            for port in ports:
-                guest = behind.get(port, _UNSEEN)
-                if guest is _UNSEEN:
-                    guest = behind[port] = self._attachment(End(Kind.OVS, host, bridge, port))
-                if guest is not None and guests[guest].mac.value != want:  # type: ignore[index]
-                    out.add(port)
-            return out
+            if type(ports) is not tuple:
+                return {port for port in ports if (g := guest_at(port)) is not None and guests[g].mac.value != want}
+            got = floods.get(id(ports))
+            if got is None or got[0] is not ports:
+                fixed: list[int] = []
+                by_mac: dict[int, list[int]] = {}
+                for i, port in enumerate(ports):
+                    guest = guest_at(port)
+                    if guest is None:
+                        fixed.append(i)
+                    else:
+                        by_mac.setdefault(guests[guest].mac.value, []).append(i)
+                if len(floods) >= 4096:
+                    floods.clear()
+                got = floods[id(ports)] = (ports, tuple(fixed), {m: tuple(v) for m, v in by_mac.items()})
+            names, kept, same = got
+            mine = same.get(want)
+            return Kept(names, kept if mine is None else tuple(sorted(kept + mine)))
 
         self._pruners[(host, bridge)] = unfollowed
         return unfollowed
@@ -1874,6 +1893,7 @@ class World:
         for n in again:
             if n not in added:
                 self.guests[n] = Guest(n, Mac.parse(new_specs[n].mac))
+        self._pruners.clear()  # they index the guests' ports by the guests' MACs
         self._forget_hops()
         self.boot(again)
         return Refreshed(tuple((n, str(self.guests[n].address) if self.guests[n].address else None) for n in again),
