@@ -31,7 +31,7 @@ from neutrino.sim.ovs_normal import Kept, MacTable, normal
 from neutrino.sim.packets import TCP, UDP, Ethernet, IPv4, TCPFlag, ip, mac
 from neutrino.sim.topology import End, Kind
 from neutrino.sim.world import World, _dhcp_client
-from tests.sim.test_simreview5_memories import _add_server
+from tests.sim.test_living_world import with_servers
 
 # -- the DHCP flood pruning index ---------------------------------------------------------------------
 
@@ -39,10 +39,7 @@ from tests.sim.test_simreview5_memories import _add_server
 @pytest.fixture(scope="module")
 def seed0_five(seed0_cloud: CloudSnapshot) -> CloudSnapshot:
     """Seed 000 with four more instances next to ``cirros`` (one br-int, five guest ports)."""
-    cloud = seed0_cloud
-    for i in range(1, 5):
-        cloud = _add_server(cloud, f"vm{i}", i)
-    return cloud
+    return with_servers(seed0_cloud, 4)
 
 
 def _reference(world: World, host: str, bridge: str, frame: Ethernet, names: Sequence[str]) -> set[str]:
@@ -230,13 +227,19 @@ def test_traverse_and_hook_give_what_a_wiped_netfilter_gives(seed: int) -> None:
     assert again > 0  # some traverses handed back the very result made before
 
 
-def test_a_traverse_replayed_hands_back_the_same_result() -> None:
-    nf = Netfilter(parse_save(RULES), Conntrack())
-    ctx = HookCtx(in_dev="eth0", out_dev="eth2")  # not SNATed (the reply is to the guest's own address)
+def _tcp_exchange() -> tuple[HookCtx, IPv4, IPv4, IPv4]:
+    """A forwarding context (not SNATed: the reply is to the guest's own address) and a TCP
+    exchange's SYN, SYN-ACK and ACK through it."""
+    ctx = HookCtx(in_dev="eth0", out_dev="eth2")
     syn = IPv4(src=ip("10.0.0.5"), dst=ip("10.0.1.7"), payload=TCP(sport=4000, dport=22, flags=TCPFlag.SYN))
     reply = IPv4(src=ip("10.0.1.7"), dst=ip("10.0.0.5"),
                  payload=TCP(sport=22, dport=4000, flags=TCPFlag.SYN | TCPFlag.ACK))
-    ack = replace(syn, payload=replace(syn.payload, flags=TCPFlag.ACK))
+    return ctx, syn, reply, replace(syn, payload=replace(syn.payload, flags=TCPFlag.ACK))
+
+
+def test_a_traverse_replayed_hands_back_the_same_result() -> None:
+    nf = Netfilter(parse_save(RULES), Conntrack())
+    ctx, syn, reply, ack = _tcp_exchange()
     nf.traverse(FORWARD_PATH, syn, ctx)
     nf.traverse(FORWARD_PATH, reply, ctx)
     first = nf.traverse(FORWARD_PATH, ack, ctx)
@@ -252,11 +255,7 @@ def test_a_traverse_replayed_hands_back_the_same_result() -> None:
 
 def test_the_hook_memory_by_objects_is_dropped_with_the_run_it_names() -> None:
     nf = Netfilter(parse_save(RULES), Conntrack())
-    ctx = HookCtx(in_dev="eth0", out_dev="eth2")  # not SNATed (the reply is to the guest's own address)
-    syn = IPv4(src=ip("10.0.0.5"), dst=ip("10.0.1.7"), payload=TCP(sport=4000, dport=22, flags=TCPFlag.SYN))
-    reply = IPv4(src=ip("10.0.1.7"), dst=ip("10.0.0.5"),
-                 payload=TCP(sport=22, dport=4000, flags=TCPFlag.SYN | TCPFlag.ACK))
-    ack = replace(syn, payload=replace(syn.payload, flags=TCPFlag.ACK))
+    ctx, syn, reply, ack = _tcp_exchange()
     for p in (syn, reply, ack, ack):
         nf.traverse(FORWARD_PATH, p, ctx)
     assert nf._fast

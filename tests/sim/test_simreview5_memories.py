@@ -12,7 +12,6 @@ turned off and on, a world kept and loaded back. No stale answer was found: thes
 
 from __future__ import annotations
 
-import ipaddress
 import pathlib
 import random
 from dataclasses import replace
@@ -28,23 +27,13 @@ from neutrino.sim.keep import load_world, save_world
 from neutrino.sim.topology import Kind
 from neutrino.sim.trace import render, to_json
 from neutrino.sim.world import World, _Done
+from tests.sim.conftest import brought_up
+from tests.sim.test_living_world import add_server
 
 SEED003 = pathlib.Path(__file__).resolve().parents[2] / "examples" / "seed003.yaml"
 
 
 # -- clouds -----------------------------------------------------------------------------------------
-
-def _add_server(cloud: CloudSnapshot, name: str, i: int) -> CloudSnapshot:
-    """``cloud`` with one more instance like its first (same network, host and groups)."""
-    base_srv = cloud.servers[0]
-    base = cloud.port(base_srv.port_ids[0])
-    pid, sid = f"{i:08x}-1111-4222-8333-{i:012x}", f"{i:08x}-5555-4666-8777-{i:012x}"
-    ip = ipaddress.ip_address(int(base.fixed_ips[0].ip_address) + 10 + i)
-    port = replace(base, id=pid, mac_address=f"fa:16:3e:00:{i >> 8:02x}:{i & 255:02x}", device_id=sid,
-                   fixed_ips=(replace(base.fixed_ips[0], ip_address=ip),))
-    server = replace(base_srv, id=sid, name=name, port_ids=(pid,))
-    return replace(cloud, ports=(*cloud.ports, port), servers=(*cloud.servers, server), _index={})
-
 
 def _delete_server(cloud: CloudSnapshot, name: str) -> CloudSnapshot:
     srv = next(s for s in cloud.servers if s.name == name)
@@ -64,21 +53,13 @@ def _delete_rule(cloud: CloudSnapshot, protocol: str | None, port: int | None) -
 @pytest.fixture(scope="module")
 def seed0_more(seed0_cloud: CloudSnapshot) -> CloudSnapshot:
     """Seed 000 with a second instance next to ``cirros`` (east-west traffic, a MAC to move)."""
-    return _add_server(seed0_cloud, "vm1", 1)
+    return add_server(seed0_cloud, "vm1", 1)
 
 
 @pytest.fixture(scope="module")
 def seed3_cloud(tmp_path_factory: pytest.TempPathFactory) -> CloudSnapshot:
     """Seed 003 (nova-network: Linux bridges that learn, a physical segment between hosts)."""
-    from neutrino.deploy import bring_up
-
-    state = tmp_path_factory.mktemp("simreview5-seed3")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("NEUTRINO_STATE", str(state))
-    try:
-        return bring_up(SEED003, state=state, keep=False).cloud
-    finally:
-        mp.undo()
+    return brought_up(SEED003, tmp_path_factory, "simreview5-seed3")
 
 
 # -- the comparison ---------------------------------------------------------------------------------
@@ -239,7 +220,7 @@ def test_changes_refreshes_pruning_and_a_kept_world_trace_as_without_the_memorie
     """(With the world's invalidations taken out, i.e. no forgetting on refresh nor on a change
     of wiring or network hosts, seed 003's run here no longer traces, nor refreshes, the same.)"""
     cloud = request.getfixturevalue("seed0_more") if which == "seed000" \
-        else _add_server(request.getfixturevalue("seed3_cloud"), "vm1", 1)
+        else add_server(request.getfixturevalue("seed3_cloud"), "vm1", 1)
     remembering, forgetting = _pair(cloud)
     rng = random.Random(17)
     worlds = [remembering, forgetting]
@@ -256,9 +237,9 @@ def test_changes_refreshes_pruning_and_a_kept_world_trace_as_without_the_memorie
     some(25)
     for step in ("add", "rule22", "pruning", "keep", "rule-icmp", "delete", "pruning", "add again"):
         if step == "add":
-            new = _add_server(cloud, "vm9", 9)
+            new = add_server(cloud, "vm9", 9)
         elif step == "add again":
-            new = _add_server(cloud, "vm8", 8)
+            new = add_server(cloud, "vm8", 8)
         elif step == "rule22":
             new = _delete_rule(cloud, "tcp", 22)
         elif step == "rule-icmp":
