@@ -28,20 +28,12 @@ from neutrino.sim.topology import Kind
 from neutrino.sim.trace import render, to_json
 from neutrino.sim.world import World, _Done
 from tests.sim.conftest import brought_up
-from tests.sim.test_living_world import add_server
+from tests.sim.test_living_world import add_server, delete_server
 
 SEED003 = pathlib.Path(__file__).resolve().parents[2] / "examples" / "seed003.yaml"
 
 
 # -- clouds -----------------------------------------------------------------------------------------
-
-def _delete_server(cloud: CloudSnapshot, name: str) -> CloudSnapshot:
-    srv = next(s for s in cloud.servers if s.name == name)
-    fips = tuple(replace(f, port_id=None, fixed_ip_address=None) if f.port_id in srv.port_ids else f
-                 for f in cloud.floating_ips)
-    return replace(cloud, servers=tuple(s for s in cloud.servers if s is not srv),
-                   ports=tuple(p for p in cloud.ports if p.id not in srv.port_ids), floating_ips=fips, _index={})
-
 
 def _delete_rule(cloud: CloudSnapshot, protocol: str | None, port: int | None) -> CloudSnapshot:
     groups = tuple(replace(g, rules=tuple(r for r in g.rules if not (
@@ -245,7 +237,7 @@ def test_changes_refreshes_pruning_and_a_kept_world_trace_as_without_the_memorie
         elif step == "rule-icmp":
             new = _delete_rule(cloud, "icmp", None)
         elif step == "delete":
-            new = _delete_server(cloud, "vm1")
+            new = delete_server(cloud, "vm1")
         else:
             new = cloud
         if step == "pruning":
