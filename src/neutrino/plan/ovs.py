@@ -36,6 +36,7 @@ from dataclasses import dataclass, replace
 
 from neutrino.host import ovsdb
 from neutrino.host.bridge import BridgeInfo
+from neutrino.host.fastnew import maker
 from neutrino.host.iproute_link import Link
 from neutrino.host.ofctl_show import OfctlShow, OfPort
 from neutrino.host.openflow import Flow, FlowDump, format_add_flow
@@ -227,11 +228,18 @@ def _port_origin(name: str, obj: str, builder: str) -> Origin:
     return Origin("port", name, obj, builder)
 
 
+#: ``OfPort(number, name, addr)``, the other fields passed as their defaults, made without the frozen
+#: ``__init__`` (:mod:`neutrino.host.fastnew`): a port per tunnel, by the hundred on each host
+_new_ofport = maker(OfPort)
+
+
 def _ofctl_show(ctx: OvsContext, bridge: str, own: list[PlannedPort], ofports: Ofports) -> OfctlShow:
     """One bridge's ``ovs-ofctl show`` (``own``: its ports): its ports by number, then LOCAL."""
     local = next(p for p in own if p.local)
-    local_mac = local.mac or device_mac(ctx.host.name, bridge)
-    of = [OfPort(ofports.of(bridge, p.row.name), p.row.name, p.mac or device_mac(ctx.host.name, bridge, p.row.name))
+    host, number = ctx.host.name, ofports.of
+    local_mac = local.mac or device_mac(host, bridge)
+    of = [_new_ofport(number(bridge, p.row.name), p.row.name, p.mac or device_mac(host, bridge, p.row.name),
+                      (), (), (), (), (), (), 0, 0)  # (the defaults, in field order)
           for p in own if not p.local]
     modern = ctx.modern
     return OfctlShow(dpid=local_mac.value, n_tables=254, n_buffers=0 if modern else 256, capabilities=CAPABILITIES,
