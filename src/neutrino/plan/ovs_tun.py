@@ -695,21 +695,24 @@ def _l2pop_maker(ctx: OvsContext, network_id: str, lvid: int, key: int, responde
         planned = planned_flow(ctx, br, text, obj, BUILDER_L2POP)
         return planned.flow, new_origin("flow", planned.text, obj, BUILDER_L2POP)
 
+    def templated(one: tuple[MatchField], mac: str, obj: str, acts: tuple[Action, ...], atext: str
+                  ) -> tuple[Flow, Origin]:
+        return (new_flow(prefix + one + suffix, acts, table, priority, cookie, cookie_mask, idle, hard, importance,
+                         flags, stats),
+                new_origin("flow", f"{before}{mac}{after}{atext}", obj, BUILDER_L2POP))
+
     def make(out_port: int, host: str) -> tuple[tuple[Flow, ...], tuple[Origin, ...]]:
         acts, atext = _l2pop_actions(key, out_port)
         host_records = records[host]
         if ucast is not None and not responder and len(host_records) == 1:
             one, mac, obj, _port = host_records[0]  # (one port, templated: most remote hosts)
             if one is not None:
-                return ((new_flow(prefix + one + suffix, acts, table, priority, cookie, cookie_mask, idle, hard,
-                                  importance, flags, stats),),
-                        (new_origin("flow", f"{before}{mac}{after}{atext}", obj, BUILDER_L2POP),))
+                flow, origin = templated(one, mac, obj, acts, atext)
+                return (flow,), (origin,)
         made: list[tuple[Flow, Origin]] = []
         for one, mac, obj, port in host_records:
             if one is not None and ucast is not None:
-                made.append((new_flow(prefix + one + suffix, acts, table, priority, cookie, cookie_mask, idle, hard,
-                                      importance, flags, stats),
-                             new_origin("flow", f"{before}{mac}{after}{atext}", obj, BUILDER_L2POP)))
+                made.append(templated(one, mac, obj, acts, atext))
             else:
                 made.append(plain(f"table={T.UCAST_TO_TUN:d},priority=2,dl_vlan={lvid},dl_dst={mac} actions={atext}",
                                   obj))
