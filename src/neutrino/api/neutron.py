@@ -345,8 +345,11 @@ class NeutronAPI:
         attrs = prepare_body(res, payload[res.singular], create=True)
         self._check_create(res.singular, payload[res.singular], attrs, ctx)
         with self.cloud.write(ctx) as tx:
-            quotas.check(tx, attrs.get("project_id", ctx.project_id), coll.quota)
-            item = coll.create(tx, attrs)
+            if coll.create is ports.create_port:  # the quota read with the port's network (checked first still)
+                item = ports.create_port(tx, attrs, quota_project=attrs.get("project_id", ctx.project_id))
+            else:
+                quotas.check(tx, attrs.get("project_id", ctx.project_id), coll.quota)
+                item = coll.create(tx, attrs)
         return json_response({res.singular: policy.visible_attrs(ctx, res.singular, item)}, 201)
 
     # -- policy (neutrino.api.policy) ------------------------------------------------------------------

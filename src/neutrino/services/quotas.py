@@ -47,6 +47,11 @@ def check(tx: Tx, project_id: str, resource: str, count: int = 1) -> None:
     if sql is None:
         return
     limit, in_use = raw(tx.session).one(sql, (project_id, resource, project_id))
+    refuse_over(resource, limit, in_use, count)
+
+
+def refuse_over(resource: str, limit: int | None, in_use: int | None, count: int = 1) -> None:
+    """``check``'s verdict on the project's limit (None: the default) and usage as read (None: none)."""
     in_use = in_use or 0  # a project without a port_usage row has none
     if limit is None:
         limit = DEFAULTS.get(resource, -1)
