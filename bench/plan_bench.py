@@ -7,11 +7,12 @@ the rest computes; 100 VXLAN networks with a /20 subnet each, a DHCP port per ne
 every network, the default security group with ssh and icmp open, l2population on as large clouds
 run it) and times ``plan_host`` for every host. Prints the total and per-host figures (CPU time:
 the machine may be shared). ``--growth``: the same at 1/10, 3/10 and the full size.
-``--replan``: then add one port and re-plan only the hosts it affects (``hosts_affected_by_port``,
-``plan_hosts``) on a fresh snapshot, with every host of the previous one planned before in the same
-process (as the in-process agents have them); three such changes in a row, their median reported;
-a sample of the other hosts' plans is checked unchanged. ``hosts_affected_by_change`` (which the
-agents call instead: it compares the two snapshots) is timed apart and printed, not in the median.
+``--replan``: then add one port and re-plan only the hosts it affects on a fresh snapshot, with
+every host of the previous one planned before in the same process (as the in-process agents have
+them), as the agents do: ``hosts_affected_by_change`` (timed apart, not in the median) then
+``plan_hosts(..., previous=before)``, three such changes, their median reported; alternating with
+them three planned the old way (``hosts_affected_by_port``, ``plan_hosts`` without the previous
+snapshot: the figure rounds 3-7 reported). A sample of the other hosts' plans is checked unchanged.
 """
 
 from __future__ import annotations
@@ -102,26 +103,38 @@ def replan_one_port(n_hosts: int, n_ports: int, *, planned: CloudSnapshot | None
     """Re-plan after one port is added, as the in-process agents do: the previous snapshot's hosts
     were all planned before in this process (``planned``, or planned here first, untimed), then
     each change is a fresh snapshot (new objects, as ``snapshot.load`` gives) with one more port,
-    and only ``hosts_affected_by_port`` + ``plan_hosts`` on it are timed. ``changes`` ports are
-    added one after the other (each to another host and network); a sample of the other hosts'
-    plans is checked unchanged."""
+    ``hosts_affected_by_change(before, after)`` (timed apart) and ``plan_hosts(after, those,
+    previous=before)`` (timed: the median). ``changes`` ports are added so, one after the other
+    (each to another host and network), and as many again alternating with them planned the old
+    way (``hosts_affected_by_port`` + ``plan_hosts`` without ``previous``: the old figure, each the
+    first plan of its snapshot too); a sample of the other hosts' plans is checked unchanged."""
     before = planned if planned is not None else build(n_hosts, n_ports)
     if planned is None:
         for h in before.deployment.hosts:
             plan_host(before, h.name)
     times: list[float] = []
     diffs: list[float] = []
-    for k in range(1, changes + 1):
+    olds: list[float] = []
+    for k in range(1, 2 * changes + 1):
         after = build(n_hosts, n_ports + k)
         new = after.ports[-1]
-        t0 = time.process_time()
-        affected = hosts_affected_by_port(after, new.id)
-        states = plan_hosts(after, affected)
-        t1 = time.process_time()
-        times.append(t1 - t0)
-        t2 = time.process_time()  # what the in-process agents call instead of hosts_affected_by_port:
-        by_change = hosts_affected_by_change(before, after)  # both snapshots' ports compared
-        diffs.append(time.process_time() - t2)
+        agents = k % 2 == 1
+        if agents:  # what the in-process agents do: compare the snapshots, then plan handing over the previous
+            t2 = time.process_time()
+            by_change = hosts_affected_by_change(before, after)
+            diffs.append(time.process_time() - t2)
+            t0 = time.process_time()
+            states = plan_hosts(after, by_change or (), previous=before)
+            t1 = time.process_time()
+            times.append(t1 - t0)
+            affected = hosts_affected_by_port(after, new.id)
+        else:  # the old figure: the port's hosts on the fresh snapshot, nothing handed over
+            t0 = time.process_time()
+            affected = hosts_affected_by_port(after, new.id)
+            states = plan_hosts(after, affected)
+            t1 = time.process_time()
+            olds.append(t1 - t0)
+            by_change = affected
         others = [h.name for h in after.deployment.hosts if h.name not in set(affected)]
         step = max(1, len(others) // unchanged_sample)
         sample = others[::step][:unchanged_sample]
@@ -129,15 +142,19 @@ def replan_one_port(n_hosts: int, n_ports: int, *, planned: CloudSnapshot | None
         changed = sum(plan_host(before, n) != states[n] for n in affected)
         print(f"re-plan after one port added (to {new.binding_host}, network {after.network(new.network_id).name}): "
               f"{len(affected)} of {n_hosts} hosts affected, planned in {(t1 - t0) * 1000:.1f} ms CPU "
-              f"({changed} of them changed); "
-              f"{len(sample)} unaffected hosts sampled: {'unchanged' if same else 'CHANGED'}; "
-              f"hosts_affected_by_change (the agents' way) {diffs[-1] * 1000:.1f} ms CPU, "
-              f"{'the same hosts' if by_change == affected else 'OTHER HOSTS'}")
+              + ("(plan_hosts with previous=, as the agents call it" if agents else "(the old way")
+              + f"; {changed} of them changed); "
+              f"{len(sample)} unaffected hosts sampled: {'unchanged' if same else 'CHANGED'}"
+              + (f"; hosts_affected_by_change (the agents' way) {diffs[-1] * 1000:.1f} ms CPU, "
+                 f"{'the same hosts' if by_change == affected else 'OTHER HOSTS'}" if agents else ""))
         assert states[new.binding_host].name == new.binding_host and same and by_change == affected
         plan_hosts(after, affected)  # the checks planned ``before`` again: back to what the agents hold
         before = after
     print(f"re-plan: median {sorted(times)[len(times) // 2] * 1000:.1f} ms CPU of {changes} changes "
-          f"(hosts_affected_by_change: median {sorted(diffs)[len(diffs) // 2] * 1000:.1f} ms, not included)")
+          f"(plan_hosts with previous=, as the agents call it; hosts_affected_by_change: median "
+          f"{sorted(diffs)[len(diffs) // 2] * 1000:.1f} ms, not included)")
+    print(f"re-plan the old way (no previous snapshot, as rounds 3-7 timed it): median "
+          f"{sorted(olds)[len(olds) // 2] * 1000:.1f} ms CPU of {changes} changes")
 
 
 def main() -> None:

@@ -28,7 +28,7 @@ from neutrino import store
 from neutrino.convergence import mark as _mark
 from neutrino.errors import NeutrinoError, NotFound
 from neutrino.host.state import HostState
-from neutrino.plan import hosts_affected_by_change, plan_cloud, plan_hosts
+from neutrino.plan import carry_from, hosts_affected_by_change, plan_cloud, plan_hosts
 from neutrino.services.cloud import Cloud
 from neutrino.services.snapshot import CloudSnapshot
 
@@ -74,7 +74,12 @@ def report_ports(services: Cloud, cloud: CloudSnapshot, hosts: tuple[HostState, 
 def with_statuses(cloud: CloudSnapshot, statuses: dict[str, str]) -> CloudSnapshot:
     """``cloud`` with its ports' statuses set as ``statuses`` says (what :func:`report_ports` wrote)."""
     ports = tuple(replace(p, status=statuses.get(p.id, p.status)) for p in cloud.ports)
-    return replace(cloud, ports=ports, _index={})
+    out = replace(cloud, ports=ports, _index={})
+    # what the planners made of ``cloud`` is carried to it, but for the networks of the ports whose
+    # status changed (it is the snapshot the next pass compares with and carries from: issue #17)
+    carry_from(cloud, out, changed=[(p.id, p, q) for p, q in zip(cloud.ports, ports, strict=True)
+                                    if p.status != q.status])
+    return out
 
 
 class Agents:
@@ -185,7 +190,7 @@ class Agents:
         if not self.resync and kept is not None and before is not None and set(kept) == names:
             touched = hosts_affected_by_change(before, snap)
             if touched is not None:
-                fresh = plan_hosts(snap, touched)
+                fresh = plan_hosts(snap, touched, previous=before)  # (what the change leaves is carried)
                 return tuple(fresh[h.name] if h.name in fresh else kept[h.name] for h in snap.deployment.hosts)
         return plan_cloud(snap)
 

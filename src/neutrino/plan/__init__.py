@@ -207,11 +207,66 @@ def plan_cloud(cloud: CloudSnapshot, *, datapath_type: str = "system") -> tuple[
         return tuple(plan_host(cloud, h.name, datapath_type=datapath_type) for h in cloud.deployment.hosts)
 
 
-def plan_hosts(cloud: CloudSnapshot, names: Iterable[str], *,
-               datapath_type: str = "system") -> dict[str, HostState]:
-    """The named hosts only, planned (a re-plan of the hosts a change touches)."""
+def plan_hosts(cloud: CloudSnapshot, names: Iterable[str], *, datapath_type: str = "system",
+               previous: CloudSnapshot | None = None) -> dict[str, HostState]:
+    """The named hosts only, planned (a re-plan of the hosts a change touches).
+
+    ``previous``: the snapshot planned before (the agents hold it). When only ports changed
+    between the two, the planners' per-snapshot facts that the changed ports' networks and hosts
+    do not touch are taken from it rather than made again (:func:`carry_from`); the plans are the
+    same either way."""
     with paused():
-        return {n: plan_host(cloud, n, datapath_type=datapath_type) for n in dict.fromkeys(names)}
+        todo = dict.fromkeys(names)
+        if previous is not None:
+            carry_from(previous, cloud, todo)
+        return {n: plan_host(cloud, n, datapath_type=datapath_type) for n in todo}
+
+
+_SERIALS = itertools.count(1)
+
+
+def _serial(cloud: CloudSnapshot) -> int:
+    """A number for ``cloud``, its own (never given to another snapshot)."""
+    return cloud.cached("serial", lambda _c: next(_SERIALS))
+
+
+#: per-snapshot facts (``CloudSnapshot.cached``) made of what a ports-only change leaves equal: the
+#: deployment, the subnets (carried, their objects are the ones the kept plans' inputs hold)
+_CARRIED_FACTS = ("@hosts_by_name", "@deployment_without_hosts", "@subnets_by_network")
+
+
+def carry_from(before: CloudSnapshot, after: CloudSnapshot, planned: Iterable[str] = (), *,
+               changed: list[tuple[str, Port | None, Port | None]] | None = None) -> bool:
+    """Give ``after``'s index what ``before``'s holds that the ports changed between them leave
+    as it was (issue #17): br-tun's per-network and per-host facts (:func:`ovs_tun.carry_index`;
+    ``planned``: the hosts about to be planned, whose plugged ports are carried where theirs did
+    not change), the DHCP agent's per-network port facts, the hosts by name, the deployment without
+    them and the subnets by network. Only when nothing but ports changed, as
+    :func:`hosts_affected_by_change` tells (its answer for these two snapshots is reused; any
+    other pair is compared here); returns whether anything was carried. Whatever ``before`` is,
+    the plans do not change: each fact is carried only where what it is made of is equal.
+    ``changed``: (id, port before, port after) of every port that differs, when the caller made
+    ``after`` from ``before`` by changing those ports alone (``agent.with_statuses``): then they
+    are not compared again."""
+    if before is after:
+        return False
+    from neutrino.plan import dhcp, ovs_tun
+
+    if changed is not None:
+        after._index["@ports_changed"] = (_serial(before), changed)
+    else:
+        rec = after._index.get("@ports_changed")
+        changed = rec[1] if rec is not None and rec[0] == _serial(before) else _ports_changed(before, after)
+    if changed is None:
+        return False
+    networks = {p.network_id for _i, was, now in changed for p in (was, now) if p is not None}
+    hosts = {p.binding_host for _i, was, now in changed for p in (was, now) if p is not None}
+    for name in _CARRIED_FACTS:
+        if name in before._index:
+            after._index.setdefault(name, before._index[name])
+    ovs_tun.carry_index(before, after, networks, hosts, planned)
+    dhcp.carry_index(before, after, networks)
+    return True
 
 
 def hosts_affected_by_port(cloud: CloudSnapshot, port_id: str) -> tuple[str, ...]:
@@ -240,15 +295,12 @@ def hosts_affected_by_change(before: CloudSnapshot, after: CloudSnapshot) -> tup
     it (both when it changed), in deployment order. ``None`` when anything else the planners read
     changed (the deployment, networks, subnets, routers, floating IPs, groups, agents, port
     forwardings; servers under nova-network) or the ports' order did: every host must be planned."""
-    if before.deployment != after.deployment or after.deployment.mechanism is Mechanism.NOVA_NETWORK:
-        return None
-    for name in ("networks", "subnets", "routers", "floating_ips", "security_groups", "agents",
-                 "port_forwardings"):
-        if getattr(before, name) != getattr(after, name):
-            return None
-    changed = _changed_ports(before.ports, after.ports)
+    changed = _ports_changed(before, after)
     if changed is None:
-        return None  # the same ports in another order: the planners' output follows the order
+        return None
+    # (kept with ``after`` for :func:`carry_from`, under ``before``'s number: not ``before`` itself,
+    # which would keep every snapshot since the first alive)
+    after._index["@ports_changed"] = (_serial(before), changed)
     touched: set[str] = set()
     for pid, was, now in changed:
         if was is not None:
@@ -256,6 +308,18 @@ def hosts_affected_by_change(before: CloudSnapshot, after: CloudSnapshot) -> tup
         if now is not None:
             touched.update(hosts_affected_by_port(after, pid))
     return tuple(h.name for h in after.deployment.hosts if h.name in touched)
+
+
+def _ports_changed(before: CloudSnapshot, after: CloudSnapshot) -> list[tuple[str, Port | None, Port | None]] | None:
+    """The ports changed between two snapshots (:func:`_changed_ports`), or None when anything else
+    the planners read changed too (see :func:`hosts_affected_by_change`) or the ports' order did."""
+    if before.deployment != after.deployment or after.deployment.mechanism is Mechanism.NOVA_NETWORK:
+        return None
+    for name in ("networks", "subnets", "routers", "floating_ips", "security_groups", "agents",
+                 "port_forwardings"):
+        if getattr(before, name) != getattr(after, name):
+            return None
+    return _changed_ports(before.ports, after.ports)  # (None: the same ports in another order)
 
 
 _PORT_ID = operator.attrgetter("id")

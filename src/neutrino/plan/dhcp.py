@@ -350,6 +350,24 @@ def _served(i: _NetworkInputs) -> _Served:
     return _Served(ns, root_link, process, tuple(files), tuple(origins))
 
 
+def _network_facts(cloud: CloudSnapshot, network_id: str) -> tuple[_PortFacts, ...]:
+    """What DHCP reads of each port on the network, once per snapshot (in its index; carried to
+    the next snapshot while the network's ports are unchanged: :func:`carry_index`)."""
+    table: dict[str, tuple[_PortFacts, ...]] = cloud._index.setdefault("@dhcp_facts", {})
+    got = table.get(network_id)
+    if got is None:
+        got = table[network_id] = tuple(map(_facts, cloud.ports_on_network(network_id)))
+    return got
+
+
+def carry_index(before: CloudSnapshot, cloud: CloudSnapshot, networks: set[str]) -> None:
+    """Give ``cloud`` ``before``'s port facts of each network not in ``networks`` (the caller
+    vouches that only ports changed between the two, all of them on ``networks``)."""
+    old = before._index.get("@dhcp_facts")
+    if old is not None and "@dhcp_facts" not in cloud._index:
+        cloud._index["@dhcp_facts"] = {n: v for n, v in old.copy().items() if n not in networks}
+
+
 def plan_dhcp(cloud: CloudSnapshot, host: Host | str, generation: Generation | Profile = Generation.MODERN, *,
               isolated_metadata: bool = False, lease: int | None = None) -> HostState:
     """Every DHCP namespace, dnsmasq and its files on ``host`` (IPv4 subnets)."""
@@ -361,7 +379,7 @@ def plan_dhcp(cloud: CloudSnapshot, host: Host | str, generation: Generation | P
     files: list[FileState] = []
     origins: list[Origin] = []
     for net, port in served_networks(cloud, name):
-        ports = tuple(map(_facts, cloud.ports_on_network(net.id)))
+        ports = _network_facts(cloud, net.id)
         inputs = _NetworkInputs(prof, net, _facts(port), cloud.subnets_of(net.id), ports, isolated_metadata, lease)
         served = _SERVED.get((net.id, name), inputs, _served)
         namespaces[served.namespace.name] = served.namespace

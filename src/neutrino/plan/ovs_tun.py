@@ -21,8 +21,8 @@ import ipaddress
 import itertools
 import operator
 import re
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Collection, Iterable
+from typing import Any, TypeVar
 
 from neutrino.host import ovsdb
 from neutrino.host.openflow import Action, Flow, make_flow, new_flow
@@ -43,6 +43,7 @@ from neutrino.plan.ovs_int import (
     _parsed_actions,
     _parsed_flow,
     _parsed_head,
+    _planned,
     bridge_port,
     device_mac,
     device_macs,
@@ -59,7 +60,7 @@ from neutrino.plan.ovs_int import (
 )
 from neutrino.plan.ovs_kept import Kept, content_id
 from neutrino.scenarios.model import Host
-from neutrino.services.snapshot import Port
+from neutrino.services.snapshot import CloudSnapshot, Port
 
 T = naming.TunBrTable
 BUILDER_PORTS = "tun_bridge_ports"
@@ -77,6 +78,32 @@ def _cached(ctx: OvsContext, key: tuple[object, ...], make: Callable[[], _T]) ->
     if hit is None:
         hit = cache[key] = make()  # type: ignore[index]
     return hit  # type: ignore[no-any-return]
+
+
+def _registered(ctx: OvsContext, slot: tuple[object, ...]) -> tuple[object, ...]:
+    """``slot``, a table of per-network facts in the snapshot's index, listed there (under
+    ``@tun_tables``) the first time it is asked for: :func:`carry_index` carries those tables."""
+    index: dict[Any, Any] = ctx.cloud._index
+    if slot not in index:
+        tables: list[tuple[object, ...]] = index.setdefault(("@tun_tables",), [])
+        if slot not in tables:
+            tables.append(slot)
+    return slot
+
+
+def _per_network(ctx: OvsContext, kind: str, network_id: str, make: Callable[[], _T]) -> _T:
+    """A fact about one network (and the profile and external bridge), computed once per snapshot
+    from the network's live ports alone (``make``), in the index's table ``(kind, profile,
+    external bridge)``."""
+    index: dict[Any, Any] = ctx.cloud._index
+    slot = (kind, ctx.prof, ctx.external_bridge)
+    table: dict[str, _T] | None = index.get(slot)
+    if table is None:
+        table = index[_registered(ctx, slot)] = {}
+    got = table.get(network_id)
+    if got is None:
+        got = table[network_id] = make()
+    return got
 
 
 def _all_tunnel_hosts(ctx: OvsContext) -> tuple[Host, ...]:
@@ -108,29 +135,40 @@ def _by_network(ctx: OvsContext) -> dict[str, dict[str, list[Port]]]:
         out: dict[str, dict[str, list[Port]]] = {}
         cloud = ctx.cloud
         if _only_bound_ports(ctx):  # a host's ports are those bound to it: one pass over the ports
-            hosts = {h.name for h in cloud.deployment.hosts}
-            external = (PlugKind.GATEWAY, PlugKind.FIP_GATEWAY) if ctx.external_bridge else ()
-            networks = {n.id for n in cloud.networks}
-            for port in cloud.ports:
-                if (port.binding_host in hosts and port.admin_state_up and port.network_id in networks
-                        and (port.is_instance_port  # (plugged as a VM, hybrid or not: no need to ask which)
-                             or (kind := plug_kind(port)) is not None and kind not in external)):
-                    out.setdefault(port.network_id, {}).setdefault(port.binding_host, []).append(port)
-            return out
+            return _bound_by_network(cloud, ctx.external_bridge, cloud.ports)
         for h in cloud.deployment.hosts:
             for p in live_plugs(ctx, h):
                 out.setdefault(p.network.id, {}).setdefault(h.name, []).append(p.port)
         return out
-    return _cached(ctx, ("@live_by_network", ctx.prof, ctx.external_bridge), make)
+    return _cached(ctx, _registered(ctx, ("@live_by_network", ctx.prof, ctx.external_bridge)), make)
+
+
+def _bound_by_network(cloud: CloudSnapshot, external_bridge: str, ports: Iterable[Port]
+                      ) -> dict[str, dict[str, list[Port]]]:
+    """:func:`_by_network` of ``ports`` (the snapshot's, or one network's, in the snapshot's order)
+    when every host's plugged ports are those bound to it."""
+    out: dict[str, dict[str, list[Port]]] = {}
+    hosts = {h.name for h in cloud.deployment.hosts}
+    external = (PlugKind.GATEWAY, PlugKind.FIP_GATEWAY) if external_bridge else ()
+    networks = {n.id for n in cloud.networks}
+    for port in ports:
+        if (port.binding_host in hosts and port.admin_state_up and port.network_id in networks
+                and (port.is_instance_port  # (plugged as a VM, hybrid or not: no need to ask which)
+                     or (kind := plug_kind(port)) is not None and kind not in external)):
+            out.setdefault(port.network_id, {}).setdefault(port.binding_host, []).append(port)
+    return out
 
 
 def _only_bound_ports(ctx: OvsContext) -> bool:
     """Whether every host's plugged ports are just the ports bound to it (as :func:`plugged_ports`
     finds them): no HA router (whose ports are plugged on each of its hosts) and no distributed one
     (whose interfaces are on every host it lives on)."""
-    cloud = ctx.cloud
+    return _bound_only(ctx.cloud, ctx.modern)
+
+
+def _bound_only(cloud: CloudSnapshot, modern: bool) -> bool:
     return not any(r.ha and r.admin_state_up for r in cloud.routers) and not (
-        ctx.modern and dvr.distributed_routers(cloud))
+        modern and dvr.distributed_routers(cloud))
 
 
 def _sharing_hosts(ctx: OvsContext, network_type: str, vlans: tuple[LocalVlan, ...]) -> set[str]:
@@ -182,39 +220,111 @@ def _tunnel_objs(ctx: OvsContext, ports: tuple[tuple[str, Host, str], ...]) -> l
 
 def tunnels(ctx: OvsContext, vlans: tuple[LocalVlan, ...]) -> tuple[tuple[str, Host, str], ...]:
     """(network type, remote host, port name) of every tunnel port on the host."""
-    global _LAST_TUNNELS
-    key = (ctx.host.name, ctx.host.tunnel_ip, ctx.prof, ctx.tunnel_types, vlans)
-    cloud, last_key, last = _LAST_TUNNELS
-    if cloud is ctx.cloud and last_key == key:  # the ports' and the flows' planners ask in turn
-        return last
-    out = _tunnels(ctx, vlans)
-    _LAST_TUNNELS = (ctx.cloud, key, out)
-    return out
+    return _host_tunnels(ctx, vlans).out
 
 
-_LAST_TUNNELS: tuple[object, object, tuple[tuple[str, Host, str], ...]] = (None, None, ())
+class _HostTunnels:
+    """A host's tunnel ports in one snapshot (its index's ``@host_tunnels``, by host name): what
+    they were made from (``key``), the ports (:func:`tunnels`), with l2population the hosts sharing
+    each tunnel type's networks (``sharing``, :func:`_sharing_hosts`), the networks the host's
+    local VLANs are on, and what its ports' and flows' planners derive from the ports alone (made
+    when first asked: the :func:`_tunnels_key`, and per :class:`Ofports` the numbers and layout)."""
+
+    __slots__ = ("key", "out", "sharing", "networks", "tkey", "view", "ports")
+
+    def __init__(self, key: tuple[object, ...], out: tuple[tuple[str, Host, str], ...],
+                 sharing: dict[str, set[str]] | None, networks: frozenset[str]) -> None:
+        self.key, self.out, self.sharing, self.networks = key, out, sharing, networks
+        self.tkey: tuple[str, ...] | None = None
+        self.view: _TunnelView | None = None
+        #: (the host's tunnel IP, the profile, br-tun's planned ports) as :func:`tun_bridge_ports` last made them
+        self.ports: tuple[str, object, tuple[PlannedPort, ...]] | None = None
 
 
-def _tunnels(ctx: OvsContext, vlans: tuple[LocalVlan, ...]) -> tuple[tuple[str, Host, str], ...]:
+_LAST_CLOUD: object = None
+
+#: per :class:`Ofports` (held, compared by identity): the tunnel ports' numbers, each type's
+#: remote host -> position, the remote hosts' names, and [the layout token, (cookie, the tunnel-in
+#: flows)] (None: not made yet)
+_TunnelView = tuple[Ofports, tuple[int, ...], dict[str, dict[str, int]], list[str], list[Any]]
+
+
+def _host_tunnels(ctx: OvsContext, vlans: tuple[LocalVlan, ...]) -> _HostTunnels:
+    global _LAST_CLOUD
+    _LAST_CLOUD = ctx.cloud  # (the snapshot last asked about lives until the next, as it did before)
+    per: dict[str, _HostTunnels] = _cached(ctx, ("@host_tunnels",), dict)
+    host = ctx.host
+    key = (host.name, host.tunnel_ip, ctx.prof, ctx.tunnel_types, ctx.external_bridge, vlans)
+    got = per.get(host.name)
+    if got is not None and got.key == key:  # (the ports' and the flows' planners ask in turn)
+        return got
+    got = _derived_tunnels(ctx, key, vlans)
+    if got is None:
+        out, sharing = _tunnels(ctx, vlans)
+        got = _HostTunnels(key, out, sharing, frozenset(v.network_id for v in vlans))
+    per[host.name] = got
+    return got
+
+
+def _derived_tunnels(ctx: OvsContext, key: tuple[object, ...], vlans: tuple[LocalVlan, ...]) -> _HostTunnels | None:
+    """The host's tunnels in the snapshot it was planned in last, when this snapshot was carried
+    from that one (:func:`carry_index`) and the networks that changed between them left the host's
+    sharing hosts as they were: then its tunnel ports are the same (the very tuple, with what was
+    derived from it). None when that cannot be told."""
+    before: _Before | None = ctx.cloud._index.get(("@tunnels_before",))  # type: ignore[call-overload]
+    if before is None:
+        return None
+    dirty, old_entries, old_by_nets = before
+    old = old_entries.get(ctx.host.name)
+    old_by_net = old_by_nets.get((ctx.prof, ctx.external_bridge))
+    if old is None or old.key != key or old.sharing is None or old_by_net is None:
+        return None
+    by_net = _by_network(ctx)
+    for t, sharing in old.sharing.items():
+        of_type = [v.network_id for v in vlans if v.segment.network_type == t]
+        for n in of_type:
+            if n not in dirty:
+                continue
+            now = by_net.get(n, {}).keys()
+            if not now <= sharing:  # a host new to the network and to the others: a new tunnel
+                return None
+            for gone in old_by_net.get(n, {}).keys() - now:
+                if not any(gone in by_net.get(m, ()) for m in of_type):  # no longer shares any
+                    return None
+    got = _HostTunnels(key, old.out, old.sharing, old.networks)
+    got.tkey, got.view, got.ports = old.tkey, old.view, old.ports
+    return got
+
+
+#: what a snapshot carried from its predecessor (:func:`carry_index`) keeps of it for the hosts
+#: whose networks changed: the networks that did, those hosts' :class:`_HostTunnels` there, and
+#: the predecessor's :func:`_by_network` per (profile, external bridge)
+_Before = tuple[frozenset[str], dict[str, _HostTunnels], dict[tuple[object, str], dict[str, dict[str, list[Port]]]]]
+
+
+def _tunnels(ctx: OvsContext, vlans: tuple[LocalVlan, ...]
+             ) -> tuple[tuple[tuple[str, Host, str], ...], dict[str, set[str]] | None]:
     out = []
     l2pop = ctx.cloud.deployment.l2population and ctx.modern
     rank = _tunnel_rank(ctx)
     hosts = _tunnel_hosts(ctx) if not l2pop or rank is None else []
     me = ctx.host.name
+    shares: dict[str, set[str]] | None = {} if l2pop and rank is not None else None
     for t in ctx.tunnel_types:
-        if l2pop and rank is not None:  # the sharing hosts alone, in the tunnel hosts' order
-            found = sorted(rank[n] for n in _sharing_hosts(ctx, t, vlans) if n != me and n in rank)
+        if shares is not None and rank is not None:  # the sharing hosts alone, in the tunnel hosts' order
+            sharing = shares[t] = _sharing_hosts(ctx, t, vlans)
+            found = sorted(rank[n] for n in sharing if n != me and n in rank)
             names: dict[tuple[str, str], str] = _cached(ctx, ("@tunnel_port_names",), dict)
             for _i, h in found:
                 name = names.get((t, h.name))
                 out.append((t, h, name if name is not None else tunnel_port_name(ctx, t, h)))
             continue
-        sharing = _sharing_hosts(ctx, t, vlans) if l2pop else None
+        sharing_or_none = _sharing_hosts(ctx, t, vlans) if l2pop else None
         for h in hosts:
-            if sharing is not None and h.name not in sharing:
+            if sharing_or_none is not None and h.name not in sharing_or_none:
                 continue
             out.append((t, h, tunnel_port_name(ctx, t, h)))
-    return tuple(out)
+    return tuple(out), shares
 
 
 def _tunnel_rank(ctx: OvsContext) -> dict[str, tuple[int, Host]] | None:
@@ -253,22 +363,36 @@ def tun_bridge_ports(ctx: OvsContext, vlans: tuple[LocalVlan, ...]) -> tuple[Pla
     if not ctx.tunneling:
         return ()
     br = naming.BR_TUN
-    out = [PlannedPort(br, bridge_port(br), f"host {ctx.host.name}", BUILDER_PORTS, local=True,
-                       mac=device_mac(ctx.host.name, br)),
-           PlannedPort(br, ovsdb.Port(naming.PATCH_INT, (ovsdb.Interface(
-               naming.PATCH_INT, "patch", (("peer", naming.PATCH_TUN),)),)), "agent tunnel bridge", BUILDER_PORTS,
-               mac=device_mac(ctx.host.name, br, naming.PATCH_INT))]
-    ports = tunnels(ctx, vlans)
+    entry = _host_tunnels(ctx, vlans)
+    ports, local, prof = entry.out, _ip_text(ctx, ctx.host), ctx.prof
+    done = entry.ports
+    if done is not None and done[0] == local and (done[1] is prof or done[1] == prof):
+        return done[2]  # (the host's tunnels and IP as when last asked: the very ports)
 
     def make() -> tuple[PlannedPort, ...]:  # (a port per remote host: made by the hundred on each host)
         me, local = ctx.host.name, _ip_text(ctx, ctx.host)
         modern, v6 = ctx.modern, isinstance(ctx.host.tunnel_ip, ipaddress.IPv6Address)
         texts: dict[str, str] = _cached(ctx, ("@tunnel_ip_texts",), dict)
-        macs = device_macs((me, br), [name for _t, _h, name in ports])
+        objs = _tunnel_objs(ctx, ports)
+        # the host's last tunnel ports, by what each is made of besides the host's IP and profile
+        # (type, name, object: the remote IP is in the last two): a host that gains or loses a
+        # tunnel makes only that one (issue #17, replan8)
+        last = _KEPT_TUNNEL_PORTS.items.get((me,))
+        made: dict[tuple[object, ...], PlannedPort] = {}
+        if last is not None and last[0][:2] == (local, ctx.prof):
+            k = last[0]
+            made = {k[i:i + 3]: p for i, p in zip(range(2, len(k), 3), last[1], strict=True)}
+        todo = [name for (t, _h, name), obj in zip(ports, objs, strict=True) if (t, name, obj) not in made]
+        macs = dict(zip(todo, device_macs((me, br), todo), strict=True))
         # the modern options but the remote IP, once for the host: (… ("local_ip", local), ("out_key", "flow"))
         head = _tunnel_interface(True, v6, "vxlan", "", local, "").options[:-1]
         out = []
-        for (t, h, name), obj, mac in zip(ports, _tunnel_objs(ctx, ports), macs, strict=True):
+        for (t, h, name), obj in zip(ports, objs, strict=True):
+            again = made.get((t, name, obj))
+            if again is not None:
+                out.append(again)
+                continue
+            mac = macs[name]
             remote = texts.get(h.name) or _ip_text(ctx, h)
             if modern:
                 iface = new_interface(name, "ip6gre" if t == "gre" and v6 else t, (*head, ("remote_ip", remote)),
@@ -278,24 +402,34 @@ def tun_bridge_ports(ctx: OvsContext, vlans: tuple[LocalVlan, ...]) -> tuple[Pla
             out.append(new_planned_port(br, new_port_row(name, (iface,), None, (), None, (), None), obj,
                                         BUILDER_PORTS, False, mac))
         return tuple(out)
-    return (*out, *_KEPT_TUNNEL_PORTS.get((ctx.host.name,), (_ip_text(ctx, ctx.host), ctx.prof,
-                                                              *_tunnels_key(ctx, ports)), make))
+    made = (*_own_ports(ctx.host.name), *_KEPT_TUNNEL_PORTS.get((ctx.host.name,), (local, prof,
+                                                                                  *_tunnels_key(ctx, ports)), make))
+    entry.ports = (local, prof, made)
+    return made
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _own_ports(host: str) -> tuple[PlannedPort, PlannedPort]:
+    """br-tun's own port and patch-int (ofport 1) on ``host``."""
+    br = naming.BR_TUN
+    return (PlannedPort(br, bridge_port(br), f"host {host}", BUILDER_PORTS, local=True, mac=device_mac(host, br)),
+            PlannedPort(br, ovsdb.Port(naming.PATCH_INT, (ovsdb.Interface(
+                naming.PATCH_INT, "patch", (("peer", naming.PATCH_TUN),)),)), "agent tunnel bridge", BUILDER_PORTS,
+                mac=device_mac(host, br, naming.PATCH_INT)))
 
 
 def _tunnels_key(ctx: OvsContext, ports: tuple[tuple[str, Host, str], ...]) -> tuple[str, ...]:
     """What the host's tunnel ports are made of: type, name, remote host and IP of each (the
     strings the snapshot's index holds: a key per host costs references, not copies)."""
-    global _LAST_TUNNELS_KEY
-    last_ports, last_key = _LAST_TUNNELS_KEY  # (read once: another thread may replace it)
-    if last_ports is ports:  # the ports' and the flows' planners ask in turn
-        return last_key
+    per: dict[str, _HostTunnels] = _cached(ctx, ("@host_tunnels",), dict)
+    entry = per.get(ctx.host.name)
+    if entry is not None and entry.out is ports and entry.tkey is not None:  # (ports and flows ask in turn)
+        return entry.tkey
     objs: dict[str, str] = _cached(ctx, ("@tunnel_objs",), dict)
     key = tuple(x for t, h, name in ports for x in (t, name, objs.get(h.name) or _tunnel_obj(ctx, h)))
-    _LAST_TUNNELS_KEY = (ports, key)
+    if entry is not None and entry.out is ports:
+        entry.tkey = key
     return key
-
-
-_LAST_TUNNELS_KEY: tuple[object, tuple[str, ...]] = (None, ())
 
 
 def tun_bridge_flows(ctx: OvsContext, plugs: tuple[PlugPort, ...], vlans: tuple[LocalVlan, ...],
@@ -333,8 +467,8 @@ def _grizzly_flows(ctx: OvsContext, plugs: tuple[PlugPort, ...], vlans: tuple[Lo
     return tuple(out)
 
 
-def _learn(ctx: OvsContext, patch: int) -> str:
-    cookie = f"cookie={ctx.cookie:#x}," if ctx.cookie else ""
+def _learn_action(patch: int, cookie_value: int) -> str:
+    cookie = f"cookie={cookie_value:#x}," if cookie_value else ""
     return (f"learn(table={T.UCAST_TO_TUN:d},hard_timeout=300,priority=1,{cookie}NXM_OF_VLAN_TCI[0..11],"
             "NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[],load:0->NXM_OF_VLAN_TCI[],load:NXM_NX_TUN_ID[]->NXM_NX_TUN_ID[],"
             f"output:OXM_OF_IN_PORT[]),output:{patch}")
@@ -351,61 +485,44 @@ def _modern_flows(ctx: OvsContext, vlans: tuple[LocalVlan, ...], ofports: Ofport
                   dvr_on: bool = False) -> tuple[PlannedFlow | FlowBatch, ...]:
     br = naming.BR_TUN
     patch = ofports.of(br, naming.PATCH_INT)
-    agent = f"agent {ctx.host.name}"
     l2pop = ctx.cloud.deployment.l2population
     responder = ctx.arp_responder and l2pop
-    ports = tunnels(ctx, vlans)
-    position: dict[str, dict[str, int]] = {}  # network type -> remote host -> its tunnel port's position
-    for i, (pt, h, _name) in enumerate(ports):
-        position.setdefault(pt, {})[h.name] = i
-    numbered = ofports.numbers_of(br)
-    numbers = tuple(numbered.get(name) or ofports.of(br, name) for _t, _h, name in ports)
-    remote_names = [h.name for _t, h, _name in ports]
-    layout: int | None = None  # a number for the host's tunnel ports (made when first needed)
-    texts: list[PlannedFlow | FlowBatch | tuple[str, str, str]] = [
-        (f"priority=1,in_port={patch} actions=resubmit(,{T.DVR_PROCESS if dvr_on else T.PATCH_LV_TO_TUN:d})",
-         agent, BUILDER_FLOWS),
-        ("priority=0 actions=drop", agent, BUILDER_FLOWS)]
+    entry = _host_tunnels(ctx, vlans)
+    ports = entry.out
+    view = entry.view
+    if view is None or view[0] is not ofports:  # (kept with the host's tunnels while its port numbers are)
+        view = entry.view = _tunnel_view(ctx, ports, ofports)
+    _of, numbers, position, remote_names, layouts = view
+    head, tail = _static_flows(ctx.host.name, patch, dvr_on, responder, ctx.cookie)
+    texts: list[PlannedFlow | FlowBatch] = [*head]
     if ports:  # a flow per tunnel port, alike on every host but for the object it names
         def make() -> FlowBatch:
             made = [_tunnel_in(n, naming.TUN_TO_LV_TABLE[t], ctx.cookie, obj) for n, (t, _h, _name), obj in
                     zip(numbers, ports, _tunnel_objs(ctx, ports), strict=True)]
             return FlowBatch(br, tuple(map(_FIRST, made)), tuple(map(_SECOND, made)))
-        texts.append(_KEPT_TUNNEL_FLOWS.get((ctx.host.name,), (ctx.cookie, *numbers, *_tunnels_key(ctx, ports)),
-                                            make))
-    if responder:
-        texts.append((f"table={T.PATCH_LV_TO_TUN:d},priority=1,arp,dl_dst=ff:ff:ff:ff:ff:ff "
-                      f"actions=resubmit(,{T.ARP_RESPONDER:d})", agent, BUILDER_FLOWS))
-    texts += [
-        (f"table={T.PATCH_LV_TO_TUN:d},priority=0,dl_dst=00:00:00:00:00:00/01:00:00:00:00:00 "
-         f"actions=resubmit(,{T.UCAST_TO_TUN:d})", agent, BUILDER_FLOWS),
-        (f"table={T.PATCH_LV_TO_TUN:d},priority=0,dl_dst=01:00:00:00:00:00/01:00:00:00:00:00 "
-         f"actions=resubmit(,{T.FLOOD_TO_TUN:d})", agent, BUILDER_FLOWS)]
-    for table in (T.GRE_TUN_TO_LV, T.VXLAN_TUN_TO_LV, T.GENEVE_TUN_TO_LV):
-        texts.append((f"table={table:d},priority=0 actions=drop", agent, BUILDER_FLOWS))
-    learn = _learn(ctx, patch)
-    texts.append((f"table={T.LEARN_FROM_TUN:d},priority=1 actions={learn}", agent, BUILDER_FLOWS))
-    for match in ("arp,arp_tha=ff:ff:ff:ff:ff:ff", "icmp6,icmp_type=134", "icmp6,icmp_type=136"):
-        texts.append((f"table={T.LEARN_FROM_TUN:d},priority=2,{match} actions={learn}", agent, BUILDER_FLOWS))
-    texts += [(f"table={T.UCAST_TO_TUN:d},priority=0 actions=resubmit(,{T.FLOOD_TO_TUN:d})", agent, BUILDER_FLOWS),
-              (f"table={T.ARP_RESPONDER:d},priority=0 actions=resubmit(,{T.FLOOD_TO_TUN:d})", agent, BUILDER_FLOWS),
-              (f"table={T.FLOOD_TO_TUN:d},priority=0 actions=drop", agent, BUILDER_FLOWS)]
+        tunnel_in = layouts[1] if layouts[1] is not None and layouts[1][0] == ctx.cookie else None
+        if tunnel_in is None:  # (kept with the view: made of the cookie, the numbers and the ports alone)
+            tunnel_in = layouts[1] = (ctx.cookie, _KEPT_TUNNEL_FLOWS.get(
+                (ctx.host.name,), (ctx.cookie, *numbers, *_tunnels_key(ctx, ports)), make))
+        texts.append(tunnel_in[1])
+    texts += tail
+    tunnel_types = ctx.tunnel_types
     for v in vlans:
         t = v.segment.network_type
-        if t not in ctx.tunnel_types:
+        if t not in tunnel_types:
             continue
         key, obj = v.segment.segmentation_id or 0, f"network {v.network_id}"
-        texts.append((f"table={naming.TUN_TO_LV_TABLE[t]:d},priority=1,tun_id={key:#x} "
-                      f"actions=mod_vlan_vid:{v.lvid},resubmit(,{T.DVR_NOT_LEARN if dvr_on else T.LEARN_FROM_TUN:d})",
-                      obj, BUILDER_NETWORK))
+        texts.append(_tun_id_flow(t, key, v.lvid, dvr_on, obj, ctx.cookie))
         if not l2pop:
             flood = [ofports.of(br, name) for pt, _h, name in ports if pt == t]
             remotes: list[tuple[int, str]] = []
             contents: tuple[int, ...] = ()
         elif not responder:  # the network's flows, kept per host and network while neither the host's
             # tunnel ports nor the network's hosts and ports change: one comparison of small numbers
-            if layout is None:
-                layout = _token(("host", ctx.host.name), (*numbers, *_tunnels_key(ctx, ports), *remote_names))
+            layout = layouts[0]
+            if layout is None:  # a number for the host's tunnel ports (made when first needed)
+                layout = layouts[0] = _token(("host", ctx.host.name),
+                                             (*numbers, *_tunnels_key(ctx, ports), *remote_names))
             batch, flood_flow = _KEPT_NETWORK.get(
                 (ctx.host.name, v.network_id), (v.lvid, key, ctx.cookie, t, layout, _network_token(ctx, v.network_id)),
                 functools.partial(_network_flows, ctx, v, key, obj, position, numbers, remote_names, responder))
@@ -420,7 +537,58 @@ def _modern_flows(ctx: OvsContext, vlans: tuple[LocalVlan, ...], ofports: Ofport
             texts.append(_l2pop_flows_kept(ctx, v, key, remotes, contents, responder))
         if flood:
             texts.append(_flood_flow(v.lvid, key, tuple(sorted(flood)), obj, ctx.cookie))
-    return tuple(f if not isinstance(f, tuple) else planned_flow(ctx, br, f[0], f[1], f[2]) for f in texts)
+    return tuple(texts)
+
+
+def _tunnel_view(ctx: OvsContext, ports: tuple[tuple[str, Host, str], ...], ofports: Ofports) -> _TunnelView:
+    """What the flows' planner reads of the host's tunnel ports numbered by ``ofports``: their
+    numbers, each type's remote host -> position, the remote hosts' names (and a slot for the
+    layout token)."""
+    br = naming.BR_TUN
+    position: dict[str, dict[str, int]] = {}  # network type -> remote host -> its tunnel port's position
+    for i, (pt, h, _name) in enumerate(ports):
+        position.setdefault(pt, {})[h.name] = i
+    numbered = ofports.numbers_of(br)
+    numbers = tuple(numbered.get(name) or ofports.of(br, name) for _t, _h, name in ports)
+    return ofports, numbers, position, [h.name for _t, h, _name in ports], [None, None]
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _static_flows(host: str, patch: int, dvr_on: bool, responder: bool, cookie: int
+                  ) -> tuple[tuple[PlannedFlow, ...], tuple[PlannedFlow, ...]]:
+    """br-tun's flows that name the agent, before and after the tunnel ports' (a pure function of
+    its values: the same on every re-plan of the host)."""
+    agent = f"agent {host}"
+    head = [f"priority=1,in_port={patch} actions=resubmit(,{T.DVR_PROCESS if dvr_on else T.PATCH_LV_TO_TUN:d})",
+            "priority=0 actions=drop"]
+    tail = []
+    if responder:
+        tail.append(f"table={T.PATCH_LV_TO_TUN:d},priority=1,arp,dl_dst=ff:ff:ff:ff:ff:ff "
+                    f"actions=resubmit(,{T.ARP_RESPONDER:d})")
+    tail += [f"table={T.PATCH_LV_TO_TUN:d},priority=0,dl_dst=00:00:00:00:00:00/01:00:00:00:00:00 "
+             f"actions=resubmit(,{T.UCAST_TO_TUN:d})",
+             f"table={T.PATCH_LV_TO_TUN:d},priority=0,dl_dst=01:00:00:00:00:00/01:00:00:00:00:00 "
+             f"actions=resubmit(,{T.FLOOD_TO_TUN:d})"]
+    for table in (T.GRE_TUN_TO_LV, T.VXLAN_TUN_TO_LV, T.GENEVE_TUN_TO_LV):
+        tail.append(f"table={table:d},priority=0 actions=drop")
+    learn = _learn_action(patch, cookie)
+    tail.append(f"table={T.LEARN_FROM_TUN:d},priority=1 actions={learn}")
+    for match in ("arp,arp_tha=ff:ff:ff:ff:ff:ff", "icmp6,icmp_type=134", "icmp6,icmp_type=136"):
+        tail.append(f"table={T.LEARN_FROM_TUN:d},priority=2,{match} actions={learn}")
+    tail += [f"table={T.UCAST_TO_TUN:d},priority=0 actions=resubmit(,{T.FLOOD_TO_TUN:d})",
+             f"table={T.ARP_RESPONDER:d},priority=0 actions=resubmit(,{T.FLOOD_TO_TUN:d})",
+             f"table={T.FLOOD_TO_TUN:d},priority=0 actions=drop"]
+    br = naming.BR_TUN
+    return (tuple(_planned(br, text, agent, BUILDER_FLOWS, cookie) for text in head),
+            tuple(_planned(br, text, agent, BUILDER_FLOWS, cookie) for text in tail))
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _tun_id_flow(network_type: str, key: int, lvid: int, dvr_on: bool, obj: str, cookie: int) -> PlannedFlow:
+    """What arrives with a network's tunnel id gets its local VLAN (one per host and network)."""
+    return _planned(naming.BR_TUN, f"table={naming.TUN_TO_LV_TABLE[network_type]:d},priority=1,tun_id={key:#x} "
+                    f"actions=mod_vlan_vid:{lvid},resubmit(,{T.DVR_NOT_LEARN if dvr_on else T.LEARN_FROM_TUN:d})",
+                    obj, BUILDER_NETWORK, cookie)
 
 
 def _network_remotes(ctx: OvsContext, v: LocalVlan, position: dict[str, dict[str, int]], numbers: tuple[int, ...],
@@ -429,13 +597,24 @@ def _network_remotes(ctx: OvsContext, v: LocalVlan, position: dict[str, dict[str
     network, in the tunnel ports' order: their port numbers (the flood list), (tunnel port, remote
     host) each, and the l2population flows' key."""
     of_type = position.get(v.segment.network_type, {})
-    places = sorted(map(of_type.__getitem__, of_type.keys() & _by_network(ctx).get(v.network_id, {}).keys()))
-    flood = list(map(numbers.__getitem__, places))  # (C loops: ~100 remote hosts, ten networks a host)
-    remote_hosts = list(map(remote_names.__getitem__, places))
+    rank = _tunnel_rank(ctx)
+    if rank is not None:  # the network's hosts in the tunnel hosts' order (once per snapshot), ours among them
+        ranked = _per_network(ctx, "@ranked_hosts", v.network_id, lambda: _ranked_hosts(ctx, rank, v.network_id))
+        remote_hosts = [n for n in ranked if n in of_type]  # (a type's positions follow the hosts' order)
+        flood = [numbers[of_type[n]] for n in remote_hosts]
+    else:
+        places = sorted(map(of_type.__getitem__, of_type.keys() & _by_network(ctx).get(v.network_id, {}).keys()))
+        flood = list(map(numbers.__getitem__, places))  # (C loops: ~100 remote hosts, ten networks a host)
+        remote_hosts = list(map(remote_names.__getitem__, places))
     remotes = list(zip(flood, remote_hosts, strict=True))
     contents = tuple(itertools.chain.from_iterable(
         zip(flood, map(_l2pop_contents(ctx, v.network_id).__getitem__, remote_hosts), strict=True)))
     return flood, remotes, contents
+
+
+def _ranked_hosts(ctx: OvsContext, rank: dict[str, tuple[int, Host]], network_id: str) -> list[str]:
+    """The hosts with live ports on the network that have a tunnel IP, in the tunnel hosts' order."""
+    return [n for _i, n in sorted((rank[n][0], n) for n in _by_network(ctx).get(network_id, {}) if n in rank)]
 
 
 def _network_flows(ctx: OvsContext, v: LocalVlan, key: int, obj: str, position: dict[str, dict[str, int]],
@@ -467,7 +646,7 @@ def _network_token(ctx: OvsContext, network_id: str) -> int:
     def make() -> int:
         return _token(("network", network_id), (ctx.prof, ctx.external_bridge, *itertools.chain.from_iterable(
             _l2pop_contents(ctx, network_id).items())))
-    return _cached(ctx, ("@network_token", network_id, ctx.prof, ctx.external_bridge), make)
+    return _per_network(ctx, "@network_token", network_id, make)
 
 
 def _joined_actions(*parts: str) -> tuple[tuple[Action, ...], str]:
@@ -522,7 +701,7 @@ def _l2pop_records(ctx: OvsContext, network_id: str) -> dict[str, tuple[_Remote,
                 records.append((one, mac, f"port {port.id}", port))
             out[host] = tuple(records)
         return out
-    return _cached(ctx, ("@l2pop_records", network_id, ctx.prof, ctx.external_bridge), make)
+    return _per_network(ctx, "@l2pop_records", network_id, make)
 
 
 _CANONICAL_MAC = re.compile(r"[0-9a-f]{2}(?::[0-9a-f]{2}){5}")
@@ -549,7 +728,7 @@ def _l2pop_contents(ctx: OvsContext, network_id: str) -> dict[str, int]:
     def make() -> dict[str, int]:
         return {host: content_id(tuple(x for port in ports for x in (port.mac_address, port.id)))
                 for host, ports in _by_network(ctx).get(network_id, {}).items()}
-    return _cached(ctx, ("@l2pop_contents", network_id, ctx.prof, ctx.external_bridge), make)
+    return _per_network(ctx, "@l2pop_contents", network_id, make)
 
 
 _KEPT_L2POP: Kept[FlowBatch] = Kept()
@@ -640,8 +819,13 @@ def _l2pop_shared(ctx: OvsContext, network_id: str, lvid: int, key: int, respond
         slot = _l2pop_slot(ctx, network_id, lvid, key)
         last = _L2POP_SHARED.kept.get(slot)
         return _L2POP_SHARED.get(slot, _l2pop_contents(ctx, network_id), lambda now: _carried(last, now))
-    return _cached(ctx, ("@l2pop_shared", network_id, ctx.prof, ctx.external_bridge, lvid, key, ctx.cookie,
-                         responder), make)
+    table: dict[tuple[object, ...], _Shared] = _cached(
+        ctx, _registered(ctx, ("@l2pop_shared", ctx.prof, ctx.external_bridge)), dict)
+    slot = (network_id, lvid, key, ctx.cookie, responder)
+    got = table.get(slot)
+    if got is None:
+        got = table[slot] = make()
+    return got
 
 
 #: (tunnel port number, remote host) -> that host's l2population flows and origins on a network
@@ -730,4 +914,70 @@ def _l2pop_maker(ctx: OvsContext, network_id: str, lvid: int, key: int, responde
     return make
 
 
-__all__ = ["endpoint_id", "tun_bridge_flows", "tun_bridge_ports", "tunnel_port_name", "tunnels"]
+#: index entries that depend on the deployment alone (equal in a carried snapshot)
+_DEPLOYMENT_FACTS = ("@tunnel_hosts", "@tunnel_rank", "@tunnel_port_names", "@tunnel_objs", "@tunnel_ip_texts")
+
+
+def carry_index(before: CloudSnapshot, cloud: CloudSnapshot, networks: set[str], hosts: Collection[str] = (),
+                planned: Iterable[str] = ()) -> None:
+    """Give ``cloud`` what ``before``'s index holds of br-tun's facts that the change between them
+    left as they were (issue #17: a re-plan after one port then derives instead of rebuilding).
+    The caller vouches that only ports changed between the two snapshots (the deployment,
+    networks, subnets, routers... are equal), and names the networks of every port that changed
+    (before and after) and their binding hosts (``hosts``). Carried: the deployment's tunnel
+    tables; the per-network facts (:func:`_per_network`: l2population records, contents, token;
+    the shared flows) of every network not named; :func:`_by_network`, the named networks made
+    again; each host's tunnels where none of its networks is named (the others' kept aside for
+    :func:`_derived_tunnels`); the plugged and live ports (``plugged_ports``, ``live_plugs``) of
+    the hosts about to be planned (``planned``) that are not named. The networks' and hosts' facts
+    only where every host's plugged ports are those bound to it (see :func:`_only_bound_ports`:
+    else one port can move a router's ports onto other hosts)."""
+    old: dict[Any, Any] = before._index  # (keyed by tuples too: see :func:`_cached`)
+    new: dict[Any, Any] = cloud._index
+    if ("@host_tunnels",) in new or ("@tun_tables",) in new:  # (planned from already: what it made is its own)
+        return
+    bound = {m: _bound_only(cloud, m) for m in (False, True)}
+    for name in _DEPLOYMENT_FACTS:
+        value = old.get((name,))
+        if value is not None:
+            new[(name,)] = value.copy() if isinstance(value, dict) else value
+    tables: list[tuple[object, ...]] = []
+    old_by_nets: dict[tuple[object, str], dict[str, dict[str, list[Port]]]] = {}
+    for slot in old.get(("@tun_tables",), ()):
+        kind, prof, bridge = slot
+        if not bound[prof.modern]:
+            continue
+        value = old[slot]
+        if kind == "@live_by_network":
+            fresh = _bound_by_network(cloud, bridge, (p for n in networks for p in cloud.ports_on_network(n)))
+            # (read by network only: the order of the networks is no output)
+            new[slot] = {n: v for n, v in value.items() if n not in networks} | fresh
+            old_by_nets[(prof, bridge)] = value
+            for name in planned:  # (looked up by host: the index holds them for every host planned)
+                if name not in hosts:
+                    for kind in ("@plugged", "@live"):
+                        key = (kind, name, prof, bridge)
+                        got = old.get(key)
+                        if got is not None:
+                            new.setdefault(key, got)
+        elif kind == "@l2pop_shared":  # (keyed by network, local VLAN, segment, cookie, responder)
+            new[slot] = {k: v for k, v in value.copy().items() if k[0] not in networks}
+        else:
+            new[slot] = {n: v for n, v in value.copy().items() if n not in networks}
+        tables.append(slot)
+    new[("@tun_tables",)] = tables
+    kept: dict[str, _HostTunnels] = {}
+    aside: dict[str, _HostTunnels] = {}
+    entry: _HostTunnels
+    for name, entry in old.get(("@host_tunnels",), {}).copy().items():
+        if not bound[entry.key[2].modern]:  # type: ignore[attr-defined]
+            continue
+        if entry.networks.isdisjoint(networks):
+            kept[name] = entry
+        else:
+            aside[name] = entry
+    new[("@host_tunnels",)] = kept
+    new[("@tunnels_before",)] = (frozenset(networks), aside, old_by_nets)
+
+
+__all__ = ["carry_index", "endpoint_id", "tun_bridge_flows", "tun_bridge_ports", "tunnel_port_name", "tunnels"]
