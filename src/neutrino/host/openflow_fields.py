@@ -158,6 +158,10 @@ def parse_int(text: str) -> int:
     raise ValueError(f"not an integer: {text!r}")
 
 
+_MAC = re.compile(r"[0-9a-fA-F]{1,2}(:[0-9a-fA-F]{1,2}){5}")
+_MAC_PAIRS = re.compile(r"[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){5}")
+
+
 @dataclass(frozen=True, slots=True, order=True)
 class Mac:
     """An Ethernet address; prints lower-case with colons, as OVS does."""
@@ -167,7 +171,9 @@ class Mac:
     @classmethod
     def parse(cls, text: str) -> Mac:
         """Parse ``aa:bb:cc:dd:ee:ff`` (any case). Raises ValueError."""
-        if not re.fullmatch(r"[0-9a-fA-F]{1,2}(:[0-9a-fA-F]{1,2}){5}", text):
+        if _MAC_PAIRS.fullmatch(text):  # (the common case: six pairs of digits, read whole)
+            return cls(int(text.replace(":", ""), 16))
+        if not _MAC.fullmatch(text):
             raise ValueError(f"not a MAC address: {text!r}")
         return cls(int("".join(p.zfill(2) for p in text.split(":")), 16))
 

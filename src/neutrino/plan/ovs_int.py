@@ -630,9 +630,22 @@ def provider_flows(ctx: OvsContext, vlans: tuple[LocalVlan, ...], ofports: Ofpor
 
 def _lla(mac: str) -> ipaddress.IPv6Address:
     """The EUI-64 link-local address of a MAC (``fe80::f816:3eff:fe11:2233``)."""
-    b = bytearray(Mac.parse(mac).value.to_bytes(6, "big"))
-    b[0] ^= 0x02
-    return ipaddress.IPv6Address(bytes([0xFE, 0x80] + [0] * 6) + bytes(b[:3]) + b"\xff\xfe" + bytes(b[3:]))
+    return _lla_and_text(mac)[0]
+
+
+#: a MAC as OVS prints it: six lower-case pairs of digits
+_PLAIN_MAC = re.compile(r"[0-9a-f]{2}(?::[0-9a-f]{2}){5}")
+
+
+def _lla_and_text(mac: str) -> tuple[ipaddress.IPv6Address, str]:
+    """:func:`_lla` and its text (``str`` of it), both from the MAC's number: ``fe80:0:0:0:a:b:c:d``
+    with ``b`` (``..ff``) and ``c`` (``fe..``) never zero, so the longest run of zeros is the three
+    (four when ``a`` is zero) after ``fe80``, which the text leaves out as ``::``."""
+    m = Mac.parse(mac).value
+    iid = (((m >> 24) ^ 0x020000) << 40) | (0xFFFE << 24) | (m & 0xFFFFFF)
+    a, b, c, d = iid >> 48, (iid >> 32) & 0xFFFF, (iid >> 16) & 0xFFFF, iid & 0xFFFF
+    text = f"fe80::{a:x}:{b:x}:{c:x}:{d:x}" if a else f"fe80::{b:x}:{c:x}:{d:x}"
+    return ipaddress.IPv6Address((0xFE80 << 112) | iid), text
 
 
 def anti_spoof_flows(ctx: OvsContext, p: PlugPort, ofport: int) -> tuple[PlannedFlow, ...]:
@@ -663,7 +676,8 @@ def _anti_spoof_flows(ctx: OvsContext, port: Port, ofport: int) -> tuple[Planned
             v4.setdefault(str(ip), ip)
         else:
             v6.setdefault(str(ip), ip)
-    for pair in port.allowed_address_pairs:
+    pairs = port.allowed_address_pairs
+    for pair in pairs:
         net = pair.ip_address
         whole = net.prefixlen == net.max_prefixlen
         text = str(net.network_address) if whole else str(net)
@@ -671,40 +685,54 @@ def _anti_spoof_flows(ctx: OvsContext, port: Port, ofport: int) -> tuple[Planned
             v4.setdefault(text, net.network_address if whole else None)
         else:
             v6.setdefault(text, net.network_address if whole else None)
-    any_v4 = any(pr.ip_address.version == 4 and pr.ip_address.prefixlen == 0 for pr in port.allowed_address_pairs)
-    any_v6 = any(pr.ip_address.version == 6 and pr.ip_address.prefixlen == 0 for pr in port.allowed_address_pairs)
-    macs = [port.mac_address] + [pr.mac_address for pr in port.allowed_address_pairs
-                                 if pr.mac_address and pr.mac_address != port.mac_address]
-    macs = list(dict.fromkeys(m.lower() for m in macs))
+    any_v4 = any(pr.ip_address.version == 4 and pr.ip_address.prefixlen == 0 for pr in pairs)
+    any_v6 = any(pr.ip_address.version == 6 and pr.ip_address.prefixlen == 0 for pr in pairs)
+    macs = [port.mac_address.lower()]
+    if pairs:
+        macs = list(dict.fromkeys(m.lower() for m in [port.mac_address] + [
+            pr.mac_address for pr in pairs if pr.mac_address and pr.mac_address != port.mac_address]))
+    na, arp, src, nd_before, spa_before, src_before = _spoof_kit(ofport, ctx.cookie)
     out: list[PlannedFlow] = []
-
-    def add(text: str) -> None:
-        out.append(planned_flow(ctx, br, text, obj, BUILDER_SPOOF))
 
     def add_templated(before: str, name: str, value: str, actions: str, item: MatchField | None = None) -> None:
         out.append(templated_flow(ctx, br, before, name, value, actions, obj, BUILDER_SPOOF, item))
 
     if not any_v4:
-        add(f"priority=10,icmp6,in_port={ofport},icmp_type=136 actions=resubmit(,{T.ARP_SPOOF_TABLE:d})")
-        add(f"priority=10,arp,in_port={ofport} actions=resubmit(,{T.ARP_SPOOF_TABLE:d})")
+        out += (new_planned_flow(br, na[0], obj, BUILDER_SPOOF, na[1]),
+                new_planned_flow(br, arp[0], obj, BUILDER_SPOOF, arp[1]))
         if not any_v6:
             targets: dict[str, ipaddress.IPv6Address | None] = {}
             for m in macs:
-                lla = _lla(m)
-                targets.setdefault(str(lla), lla)
+                lla, lla_text = _lla_and_text(m)
+                targets.setdefault(lla_text, lla)
             for a, address in v6.items():
                 if "/" not in a or not a.endswith("/0"):
                     targets.setdefault(a, address)
             for target, address in targets.items():
-                add_templated(f"table={T.ARP_SPOOF_TABLE:d},priority=2,icmp6,in_port={ofport},icmp_type=136,",
-                              "nd_target", target, f"resubmit(,{T.PACKET_RATE_LIMIT:d})",
+                add_templated(nd_before, "nd_target", target, f"resubmit(,{T.PACKET_RATE_LIMIT:d})",
                               None if address is None else IPv6Match("nd_target", address))
         for spa, address4 in v4.items():
-            add_templated(f"table={T.ARP_SPOOF_TABLE:d},priority=2,arp,in_port={ofport},", "arp_spa", spa,
-                          f"resubmit(,{T.MAC_SPOOF_TABLE:d})",
+            add_templated(spa_before, "arp_spa", spa, f"resubmit(,{T.MAC_SPOOF_TABLE:d})",
                           None if address4 is None else IPv4Match("arp_spa", address4))
-    add(f"priority=9,in_port={ofport} actions=resubmit(,{T.MAC_SPOOF_TABLE:d})")
+    out.append(new_planned_flow(br, src[0], obj, BUILDER_SPOOF, src[1]))
     for mac in macs:
-        add_templated(f"table={T.MAC_SPOOF_TABLE:d},priority=2,in_port={ofport},", "dl_src", mac,
-                      f"resubmit(,{T.LOCAL_EGRESS_TABLE:d})")
+        # the MAC's item made from its number when it prints as written (else parsed from the text)
+        add_templated(src_before, "dl_src", mac, f"resubmit(,{T.LOCAL_EGRESS_TABLE:d})",
+                      EthMatch("dl_src", Mac(int(mac.replace(":", ""), 16))) if _PLAIN_MAC.fullmatch(mac) else None)
     return tuple(out)
+
+
+@functools.lru_cache(maxsize=1 << 12)
+def _spoof_kit(ofport: int, cookie: int) -> tuple[tuple[Flow, str], tuple[Flow, str], tuple[Flow, str], str, str, str]:
+    """What the anti-spoofing flows of every port numbered ``ofport`` share (on every host alike):
+    the flows (and add-flow texts) that name no address (the NA and ARP diverts to table 24, the
+    divert to table 25) and the heads of the templated ones. (Kept by all it is made from.)"""
+    return (_planned_flow(f"priority=10,icmp6,in_port={ofport},icmp_type=136 "
+                          f"actions=resubmit(,{T.ARP_SPOOF_TABLE:d})", BUILDER_SPOOF, cookie),
+            _planned_flow(f"priority=10,arp,in_port={ofport} actions=resubmit(,{T.ARP_SPOOF_TABLE:d})",
+                          BUILDER_SPOOF, cookie),
+            _planned_flow(f"priority=9,in_port={ofport} actions=resubmit(,{T.MAC_SPOOF_TABLE:d})", BUILDER_SPOOF,
+                          cookie),
+            f"table={T.ARP_SPOOF_TABLE:d},priority=2,icmp6,in_port={ofport},icmp_type=136,",
+            f"table={T.ARP_SPOOF_TABLE:d},priority=2,arp,in_port={ofport},",
+            f"table={T.MAC_SPOOF_TABLE:d},priority=2,in_port={ofport},")
