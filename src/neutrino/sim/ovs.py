@@ -42,7 +42,7 @@ import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address
-from typing import Any
+from typing import Any, NamedTuple
 
 from neutrino.errors import InvalidInput
 from neutrino.host.ofctl_show import OfctlShow
@@ -189,7 +189,7 @@ class _Ctx:
     """The mutable view of the packet during one translation (OVS's ``struct flow``)."""
 
     __slots__ = ("frame", "in_port", "tun_id", "tun_src", "tun_dst", "regs", "metadata", "pkt_mark",
-                 "ct_state", "ct_zone", "ct_mark", "ct_label", "conj_id", "ct_pending")
+                 "ct_state", "ct_zone", "ct_mark", "ct_label", "conj_id", "ct_pending", "deep", "src")
 
     def __init__(self, frame: Ethernet, in_port: int, meta: Meta) -> None:
         self.frame = frame
@@ -206,6 +206,8 @@ class _Ctx:
         self.ct_label = meta.ct_label
         self.conj_id = 0
         self.ct_pending: dict[int, CtRef] = {}  # the packet's unconfirmed connection per zone
+        self.deep = False  # something read (or wrote) more of the packet than its Ethernet header and tags
+        self.src = False  # something but NORMAL read (or wrote) the Ethernet source
 
 
 def _tci(frame: Ethernet) -> int:
@@ -244,11 +246,13 @@ def _set_tci(frame: Ethernet, tci: int) -> Ethernet:
 
 
 def _ip(ctx: _Ctx) -> IPv4 | None:
+    ctx.deep = True
     p = network_layer(ctx.frame)
     return p if isinstance(p, IPv4) else None
 
 
 def _arp(ctx: _Ctx) -> ARP | None:
+    ctx.deep = True
     p = network_layer(ctx.frame)
     return p if isinstance(p, ARP) else None
 
@@ -273,9 +277,16 @@ _IPV4_FIELDS: dict[str, Callable[[IPv4], int]] = {
 """The IPv4 header's fields :func:`_get_l3` reads, by name."""
 
 
+_ARP_ONLY = frozenset({"arp_op", "arp_spa", "arp_tpa", "arp_sha", "arp_tha"})
+"""Fields only an ARP packet has: absent from an IPv4 packet whatever it holds."""
+
+
 def _get_l3(ctx: _Ctx, name: str) -> int | None:
     l3 = network_layer(ctx.frame)
     if isinstance(l3, IPv4):
+        if name in _ARP_ONLY:
+            return None  # (what the packet's class alone says: no read of its contents)
+        ctx.deep = True
         get = _IPV4_FIELDS.get(name)
         if get is not None:
             return get(l3)
@@ -290,6 +301,7 @@ def _get_l3(ctx: _Ctx, name: str) -> int | None:
                 return _get_tp(ctx, name.endswith("_dst"))  # tp_src/tp_dst: whatever L4 header there is
         return None
     if isinstance(l3, ARP):
+        ctx.deep = True
         return {"ip_src": int(l3.psrc), "ip_dst": int(l3.pdst), "arp_spa": int(l3.psrc), "arp_tpa": int(l3.pdst),
                 "nw_proto": l3.op & 0xFF, "arp_op": l3.op, "arp_sha": l3.hwsrc.value,
                 "arp_tha": l3.hwdst.value}.get(name)
@@ -304,6 +316,7 @@ def _get(ctx: _Ctx, name: str) -> int | None:
     """Field ``name`` (OVS's canonical name, :attr:`FieldInfo.name`) of the packet; None when absent."""
     f = ctx.frame
     if name == "eth_src":
+        ctx.src = True
         return f.src.value
     if name == "eth_dst":
         return f.dst.value
@@ -335,6 +348,7 @@ def _get(ctx: _Ctx, name: str) -> int | None:
 
 
 def _set_l3(ctx: _Ctx, name: str, v: int) -> bool:
+    ctx.deep = True
     l3 = network_layer(ctx.frame)
     new: ARP | IPv4 | None = None
     if isinstance(l3, ARP):
@@ -381,6 +395,7 @@ def _set(ctx: _Ctx, name: str, v: int) -> bool:
     """Write field ``name``; False when the packet does not have it."""
     f = ctx.frame
     if name == "eth_src":
+        ctx.src = True
         ctx.frame = dataclasses.replace(f, src=Mac(v))
     elif name == "eth_dst":
         ctx.frame = dataclasses.replace(f, dst=Mac(v))
@@ -705,7 +720,10 @@ def _getter(name: str) -> _Getter:
     if name == "in_port":
         return lambda ctx: ctx.in_port
     if name == "eth_src":
-        return lambda ctx: ctx.frame.src.value
+        def src(ctx: _Ctx) -> int:
+            ctx.src = True
+            return ctx.frame.src.value
+        return src
     if name == "eth_dst":
         return lambda ctx: ctx.frame.dst.value
     if name == "eth_type":
@@ -775,20 +793,30 @@ def _rank(c: _Compiled) -> tuple[int, int]:
 class _Subtable:
     """The flows of one table sharing a signature, by key; each bucket in lookup order."""
 
-    __slots__ = ("sig", "buckets", "top", "key")
+    __slots__ = ("sig", "buckets", "top", "key", "at_type", "types")
 
     def __init__(self, sig: tuple[tuple[str, int | None], ...]) -> None:
         self.sig = sig
         self.buckets: dict[tuple[int | None, ...], list[_Compiled]] = {}
         self.top = -1  # the highest priority it ever held (an upper bound)
-        self.key = _keyer(sig)  # a packet's key in it (not pickled: made again from the signature)
+        self._derived()
+
+    def _derived(self) -> None:
+        """What is made again from the signature and buckets (not pickled): a packet's key in the
+        subtable, and where the signature matches eth_type exactly, the eth_types its flows ever
+        held (a superset of its buckets' values): a packet of another eth_type matches none of
+        them, so the lookup skips the subtable without reading the packet's other fields (a
+        subtable of ICMPv6 flows would read an IPv4 packet's ICMP type, for nothing)."""
+        self.key = _keyer(self.sig)
+        self.at_type = next((i for i, (name, mask) in enumerate(self.sig) if name == "eth_type" and mask is None), -1)
+        self.types: set[int | None] | None = {k[self.at_type] for k in self.buckets} if self.at_type >= 0 else None
 
     def __getstate__(self) -> tuple[object, ...]:
         return (self.sig, self.buckets, self.top)
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
         self.sig, self.buckets, self.top = state
-        self.key = _keyer(self.sig)
+        self._derived()
 
 
 class _Table:
@@ -816,6 +844,8 @@ class _Table:
             sub = self.subtables[c.sig] = _Subtable(c.sig)
             self.order.append(sub)
         bisect.insort(sub.buckets.setdefault(c.key, []), c, key=_rank)
+        if sub.types is not None:
+            sub.types.add(c.key[sub.at_type])
         if c.priority > sub.top:
             sub.top = c.priority
             self.order.sort(key=lambda t: -t.top)
@@ -842,6 +872,8 @@ class _Table:
             if best is not None and sub.top < best.priority:
                 break
             if not sub.buckets:
+                continue
+            if sub.types is not None and _dl_type(ctx.frame) not in sub.types:
                 continue
             key = sub.key(ctx)
             if key is None:
@@ -969,7 +1001,8 @@ class _Loop(Exception):
 class _Run:
     """What one ``process`` call accumulates."""
 
-    __slots__ = ("outputs", "steps", "miss", "drop_flow", "pruned", "unfollowed", "volatile", "relearned")
+    __slots__ = ("outputs", "steps", "miss", "drop_flow", "pruned", "unfollowed", "volatile", "relearned", "tables",
+                 "learns", "normals", "normal", "ended")
 
     def __init__(self, unfollowed: Unfollowed | None = None) -> None:
         self.outputs: list[Emit] = []
@@ -980,6 +1013,11 @@ class _Run:
         self.unfollowed = unfollowed
         self.volatile = False  # a ct() ran: the result depends on (and changed) the conntrack table
         self.relearned: list[_Compiled] = []  # learned flows learned again as they were (see _learn)
+        self.tables: list[int] = []  # the tables it looked up, in order
+        self.learns: list[Flow] = []  # the flows its learn actions learned, in order
+        self.normals = 0  # how many times NORMAL ran
+        self.normal: _NormalAt | None = None  # where NORMAL ran (the first time) and where it left the run
+        self.ended = 0  # the steps when the pipeline ended (before the drop step :meth:`_finish` may add)
 
 
 def _sim_ports(bridge: Bridge, show: OfctlShow | None) -> tuple[SimPort, ...]:
@@ -1014,6 +1052,154 @@ def _sim_ports(bridge: Bridge, show: OfctlShow | None) -> tuple[SimPort, ...]:
 
 _NO_META = Meta()  # what a copy out of a port that is no tunnel carries (a Meta is immutable)
 _MEMO_SIZE = 1024  # results a bridge remembers (then it starts again)
+
+
+class _NormalAt(NamedTuple):
+    """Where NORMAL ran in a run (the first time): the run's steps, outputs and pruned copies
+    before it, the packet as it stood (frame, input port, tunnel key and destination, which the
+    copies it sends read), its reason; and the steps, outputs and pruned copies after it."""
+
+    steps: int
+    outputs: int
+    pruned: int
+    frame: Ethernet
+    in_port: int
+    tun_id: int
+    tun_dst: int
+    why: str | None
+    steps_after: int
+    outputs_after: int
+    pruned_after: int
+
+
+def _header_key(frame: Ethernet) -> tuple[tuple[object, ...], tuple[object, ...]] | None:
+    """A frame's Ethernet header and 802.1Q tags as values but for the source MAC (the MACs as
+    numbers), with the class of what follows them; and the frame's nodes, outermost first (the
+    frame, each tag, what follows). None for a frame with no payload."""
+    values: list[object] = [frame.dst.value, frame.type]
+    nodes: list[object] = [frame]
+    p: object = frame.payload
+    while type(p) is Dot1Q:
+        values += (p.vid, p.pcp, p.dei, p.type)
+        nodes.append(p)
+        p = p.payload
+    if p is None:
+        return None
+    values.append(type(p))
+    nodes.append(p)
+    return tuple(values), tuple(nodes)
+
+
+class _L2Seen:
+    """A bridge's run for a frame that read and wrote nothing beyond its Ethernet header and tags
+    (no L3 field matched, loaded, learned or set; no ct()): any frame with the same header values
+    on the same port, with the same metadata, goes the same way while the tables it looked up are
+    unchanged (``tables``: their versions, bumped by each learned flow installed in them; a reset,
+    forget or take-over forgets every entry). The source MAC is in the key only when something
+    other than NORMAL read it (``_Ctx.src``).
+
+    Two kinds. A *plain* one (``normal`` None) keeps the result: its steps are the same (every
+    text in them was made from the header, the metadata and the flows), and, when NORMAL ran in
+    it, the MAC table must be unchanged too (``fdb_changes``) and no pruning rule was consulted.
+    A *switched* one is a run whose pipeline ended in NORMAL (nothing but NORMAL's own step,
+    copies and pruned count came after it): it keeps the steps, outputs and pruned count before
+    NORMAL and the packet NORMAL saw, and NORMAL runs again on the new packet (learning its
+    source, reading the MAC table and the caller's pruning rule as it would), then the drop step
+    when nothing was sent, as :meth:`OvsBridgeSim._finish` adds it. Either way the flows its
+    learn actions learned are learned again (into no table it looked up: checked when kept), in
+    order, and each output frame is rebuilt around the new frame's payload, reusing the new
+    frame's own nodes and MACs where the old output held the old frame's (as the interpretation
+    does, passing on what it does not change). Only kept when every output holds the old frame's
+    payload object itself."""
+
+    __slots__ = ("fdb_changes", "tables", "result", "learns", "nodes", "normal", "drop_flow", "miss")
+
+    def __init__(self, fdb_changes: int | None, tables: tuple[tuple[int, int], ...], result: Result,
+                 learns: tuple[Flow, ...], nodes: tuple[object, ...], normal: _NormalAt | None,
+                 drop_flow: str | None, miss: int | None) -> None:
+        self.fdb_changes = fdb_changes  # None: it does not depend on the MAC table
+        self.tables = tables  # the tables the run looked up, with their versions then
+        self.result = result
+        self.learns = learns  # the flows its learn actions learned (into no table it looked up)
+        self.nodes = nodes  # the old frame's nodes (held: their ids are not reused while here)
+        self.normal = normal
+        self.drop_flow = drop_flow
+        self.miss = miss
+
+    @classmethod
+    def of(cls, nodes: tuple[object, ...], result: Result, run: _Run, fdb_changes: int,
+           tables: tuple[tuple[int, int], ...]) -> _L2Seen | None:
+        inner = nodes[-1]
+        for emit in result.outputs:
+            p: object = emit.frame.payload
+            while type(p) is Dot1Q:
+                p = p.payload
+            if p is not inner:
+                return None
+        at = run.normal
+        learns = tuple(run.learns)
+        if run.normals == 0:
+            return cls(None, tables, result, learns, nodes, None, None, None)
+        if run.normals == 1 and at is not None and at.steps_after == run.ended \
+                and at.outputs_after == len(result.outputs) and at.pruned_after == result.pruned:
+            return cls(None, tables, result, learns, nodes, at, run.drop_flow, run.miss)
+        if run.unfollowed is None:
+            return cls(fdb_changes, tables, result, learns, nodes, None, None, None)
+        return None
+
+    def again(self, bridge: OvsBridgeSim, frame: Ethernet, nodes: tuple[object, ...],
+              unfollowed: Unfollowed | None) -> tuple[Result, list[_Compiled]]:
+        """The result for ``frame`` (whose header key is this one's), and the learned flows its
+        learn actions learned again as they were."""
+        learned = _Run()
+        for flow in self.learns:  # its learn actions again, as they would run (learned again as
+            bridge._learn(flow, learned)  # they are, or installed where they are gone)
+        r = self.result
+        at = self.normal
+        if at is None and not r.outputs:  # (new steps: the world replays a whole hop, the old
+            return Result((), tuple(list(r.steps)), r.pruned), learned.relearned  # frame's, for the
+            # very steps and outputs it saw)
+        old = self.nodes
+        same = {id(o): n for o, n in zip(old, nodes, strict=True)}
+        old_frame = old[0]
+        assert type(old_frame) is Ethernet
+        macs = {id(old_frame.dst): frame.dst, id(old_frame.src): frame.src}
+        made: dict[int, Ethernet] = {}
+
+        def rebuilt(f: Ethernet) -> Ethernet:
+            new = made.get(id(f))
+            if new is None:
+                built = _rewrap(f, same, macs)
+                assert type(built) is Ethernet
+                new = made[id(f)] = built
+            return new
+
+        if at is None:
+            return Result(tuple(Emit(e.port, rebuilt(e.frame), e.meta) for e in r.outputs), r.steps,
+                          r.pruned), learned.relearned
+        run = _Run(unfollowed)
+        run.steps = list(r.steps[:at.steps])
+        run.outputs = [Emit(e.port, rebuilt(e.frame), e.meta) for e in r.outputs[:at.outputs]]
+        run.pruned = at.pruned
+        run.drop_flow, run.miss = self.drop_flow, self.miss
+        ctx = _Ctx(rebuilt(at.frame), at.in_port, _NO_META)
+        ctx.tun_id, ctx.tun_dst = at.tun_id, at.tun_dst
+        bridge._switch(ctx, run, at.why)
+        return bridge._finish(run), learned.relearned
+
+
+def _rewrap(node: object, same: dict[int, object], macs: dict[int, Mac]) -> object:
+    got = same.get(id(node))
+    if got is not None:
+        return got
+    if type(node) is Dot1Q:
+        return Dot1Q(vid=node.vid, pcp=node.pcp, dei=node.dei, type=node.type,
+                     payload=_rewrap(node.payload, same, macs))  # type: ignore[arg-type]
+    assert type(node) is Ethernet, "an output holds the old frame's payload (checked when kept)"
+    return Ethernet(dst=macs.get(id(node.dst), node.dst), src=macs.get(id(node.src), node.src), type=node.type,
+                    payload=_rewrap(node.payload, same, macs))  # type: ignore[arg-type]
+
+
 _TUNNEL_OPTIONS: dict[SimPort, tuple[int | None, IPv4Address | None, IPv4Address | None]] = {}
 
 
@@ -1110,6 +1296,8 @@ class OvsBridgeSim:
         self.conntrack = Conntrack()
         self._conj_tables = frozenset(t for t, lst in self._static.items() if any(_conjunctions(c) for c in lst))
         self._memo: dict[tuple[str, Ethernet, Meta], tuple[int, int, Result, tuple[_Compiled, ...]]] = {}
+        self._memo_l2: dict[tuple[object, ...], _L2Seen] = {}
+        self._tversions: dict[int, int] = {}  # per table, its flows changed this many times (see _L2Seen)
         self._version = 0
         self._relearn: dict[tuple[int, int, frozenset[MatchField]], tuple[_Compiled, str]] = {}
         self._alone: dict[tuple[int, int, tuple[tuple[str, int | None], ...]], bool] = {}
@@ -1167,6 +1355,8 @@ class OvsBridgeSim:
         self.conntrack = state.get("conntrack") or Conntrack()  # type: ignore[assignment]
         self._conj_tables = state.get("conj_tables") or frozenset()  # type: ignore[assignment]
         self._memo = {}
+        self._memo_l2 = {}
+        self._tversions = {}
         self._version = 0
         self._relearn = {}
         self._alone = {}
@@ -1267,6 +1457,9 @@ class OvsBridgeSim:
         if installed is None:  # a reset, forget or take_over: what _learn kept goes too
             self._alone.clear()
             self._relearn.clear()
+            self._memo_l2.clear()
+        else:  # (a remembered header's result holds while the tables it looked up are unchanged)
+            self._tversions[installed.flow.table] = self._tversions.get(installed.flow.table, 0) + 1
 
     def _install(self, flow: Flow) -> _Compiled:
         self._learned[_learn_key(flow)] = flow
@@ -1294,6 +1487,7 @@ class OvsBridgeSim:
         among flows of its priority then decides no lookup, so the flow tables answer every packet
         as before and the bridge's remembered results still hold; ``learned_flows``, the tables'
         order and :meth:`_live_installs` are what a replacement gives."""
+        run.learns.append(flow)
         key = _learn_key(flow)
         got = self._relearn.get(key)
         if got is not None:
@@ -1345,33 +1539,74 @@ class OvsBridgeSim:
         meta = meta or _NO_META
         key = (in_port, frame, meta)
         fdb_changes, version = self._fdb.changes, self._version
-        if unfollowed is not None or type(self) is not OvsBridgeSim:  # a subclass (ofproto/trace's
-            return self._process(port, frame, meta, unfollowed)[0]  # recorder) sees every translation
-        try:
-            known = self._memo.get(key)
-        except TypeError:  # a frame holding something unhashable: not remembered
+        if type(self) is not OvsBridgeSim:  # a subclass (ofproto/trace's recorder) sees every translation
             return self._process(port, frame, meta, unfollowed)[0]
-        if known is not None and known[0] == fdb_changes and known[1] == version:
-            if not known[3]:
-                return known[2]
-            for c in known[3]:  # its learn actions again: the flows they learned take the next numbers
-                c.seq = self._seq
-                self._seq += 1
-            r = known[2]
-            return Result(r.outputs, r.steps, r.pruned)
+        if unfollowed is None:
+            try:
+                known = self._memo.get(key)
+            except TypeError:  # a frame holding something unhashable: not remembered
+                return self._process(port, frame, meta, unfollowed)[0]
+            if known is not None and known[0] == fdb_changes and known[1] == version:
+                if not known[3]:
+                    return known[2]
+                self._numbered_again(known[3])
+                r = known[2]
+                return Result(r.outputs, r.steps, r.pruned)
+        hk = _header_key(frame)
+        if hk is None:
+            return self._process(port, frame, meta, unfollowed)[0]
+        bare = (in_port, hk[0], meta, unfollowed is None)  # (the source MAC's key: with it)
+        tv = self._tversions
+        memo = self._memo_l2
+        for k in (bare, (*bare, frame.src.value)):
+            seen = memo.get(k)
+            if seen is None or (seen.fdb_changes is not None and seen.fdb_changes != fdb_changes):
+                continue
+            for t, n in seen.tables:
+                if tv.get(t, 0) != n:
+                    break
+            else:
+                res, relearned = seen.again(self, frame, hk[1], unfollowed)
+                if unfollowed is None and self._fdb.changes == fdb_changes and self._version == version:
+                    if len(self._memo) >= _MEMO_SIZE:  # (the very result object for this very input again:
+                        self._memo.clear()  # the world replays its whole hop for it)
+                    self._memo[key] = (fdb_changes, version, res, tuple(relearned))
+                return res
         result = self._process(port, frame, meta, unfollowed)
-        if result[1] and self._fdb.changes == fdb_changes and self._version == version:
+        run = result[2]
+        if result[1] and self._fdb.changes == fdb_changes and self._version == version and unfollowed is None:
             # no ct(), no new learned flow, no MAC learned: the same packet on the same port gives
             # the same result until the flows or the MAC table change (the key is the whole input)
             if len(self._memo) >= _MEMO_SIZE:
                 self._memo.clear()
-            self._memo[key] = (fdb_changes, version, result[0], tuple(result[2]))
+            self._memo[key] = (fdb_changes, version, result[0], tuple(run.relearned))
+        if result[1] and not result[3].deep:
+            # nothing read or wrote more than the Ethernet header and tags: see _L2Seen
+            tables = tuple((t, tv.get(t, 0)) for t in dict.fromkeys(run.tables))
+            looked = {t for t, _ in tables}
+            if not any(f.table in looked for f in run.learns):
+                got = _L2Seen.of(hk[1], result[0], run, fdb_changes, tables)
+                if got is not None:
+                    if got.fdb_changes is not None and self._fdb.changes != fdb_changes:
+                        return result[0]  # (it learned a MAC: its NORMAL step says so)
+                    if len(memo) >= _MEMO_SIZE:
+                        memo.clear()
+                    src = result[3].src or (run.normals > 0 and got.normal is None)  # (NORMAL's step names it)
+                    memo[(*bare, frame.src.value) if src else bare] = got
         return result[0]
 
+    def _numbered_again(self, relearned: tuple[_Compiled, ...]) -> None:
+        """A remembered run's learn actions again: the flows they learned take the next numbers."""
+        for c in relearned:
+            c.seq = self._seq
+            self._seq += 1
+
     def _process(self, port: SimPort, frame: Ethernet, meta: Meta,
-                 unfollowed: Unfollowed | None) -> tuple[Result, bool, list[_Compiled]]:
-        """:meth:`process`'s work: the result, whether it may be remembered (no ct() ran), and
-        the flows its learn actions learned again as they were (:meth:`_learn`)."""
+                 unfollowed: Unfollowed | None) -> tuple[Result, bool, _Run, _Ctx]:
+        """:meth:`process`'s work: the result, whether it may be remembered (no ct() ran), the run
+        (the flows its learn actions learned again as they were, :meth:`_learn`; the tables it
+        looked up; where NORMAL ran) and the packet's context (what was read of it:
+        ``_Ctx.deep``, ``_Ctx.src``)."""
         ctx = _Ctx(frame, port.number, meta)
         run = _Run(unfollowed)
         if self._standalone:
@@ -1384,7 +1619,14 @@ class OvsBridgeSim:
                 run.pruned = 0
                 run.steps.append(Step(StepKind.DROP, "resubmit loop",
                                       f"loop: resubmit depth exceeded {MAX_RESUBMIT_DEPTH}; the packet is dropped"))
-                return Result((), tuple(run.steps)), not run.volatile, run.relearned
+                ctx.deep = True  # (not remembered by its header)
+                return Result((), tuple(run.steps)), not run.volatile, run, ctx
+        run.ended = len(run.steps)
+        return self._finish(run), not run.volatile, run, ctx
+
+    @staticmethod
+    def _finish(run: _Run) -> Result:
+        """The result of a run whose pipeline ended: with the drop step when it sent nothing."""
         if not run.outputs and not run.pruned:
             if run.drop_flow is not None:
                 run.steps.append(Step(StepKind.DROP, run.drop_flow, "explicit drop"))
@@ -1394,7 +1636,7 @@ class OvsBridgeSim:
                                       "as on OpenFlow 1.3+ bridges)"))
             elif not any(s.kind is StepKind.DROP for s in run.steps):
                 run.steps.append(Step(StepKind.DROP, "", "no output action"))
-        return Result(tuple(run.outputs), tuple(run.steps), run.pruned), not run.volatile, run.relearned
+        return Result(tuple(run.outputs), tuple(run.steps), run.pruned)
 
     def _lookup(self, table: int, ctx: _Ctx) -> _Compiled | None:
         t = self._tables.get(table)
@@ -1444,6 +1686,7 @@ class OvsBridgeSim:
     def _table(self, ctx: _Ctx, table: int, run: _Run, depth: int) -> None:
         if depth > MAX_RESUBMIT_DEPTH:
             raise _Loop
+        run.tables.append(table)
         c = self._lookup(table, ctx)
         if c is None:
             run.miss = table
@@ -1509,6 +1752,13 @@ class OvsBridgeSim:
         return "to the controller (dropped)"
 
     def _normal(self, ctx: _Ctx, run: _Run, why: str | None) -> None:
+        run.normals += 1
+        start = (len(run.steps), len(run.outputs), run.pruned, ctx.frame, ctx.in_port, ctx.tun_id, ctx.tun_dst, why)
+        self._switch(ctx, run, why)
+        if run.normals == 1:
+            run.normal = _NormalAt(*start, len(run.steps), len(run.outputs), run.pruned)
+
+    def _switch(self, ctx: _Ctx, run: _Run, why: str | None) -> None:
         in_port = self._by_number.get(ctx.in_port)
         if in_port is None:
             run.steps.append(Step(StepKind.NORMAL, "NORMAL", "dropped: the input port is not a port of the bridge"))

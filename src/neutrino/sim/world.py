@@ -168,6 +168,12 @@ class _Event:
     meta: Meta = _PLAIN
 
 
+_Out = tuple["End", "Tunnel | None", "End | None", "Step | None", "Meta | None"]
+"""Where a bridge's copy out of a port goes: the port's end; for a tunnel port the tunnel, the far
+bridge's port (None: no host at the endpoint), the ENCAP step (or the DROP step) and the far end's
+metadata; for another port, its peer (None: unwired)."""
+
+
 @dataclass(slots=True)
 class _Done:
     """A bridge hop the world worked out from an OVS bridge's result, kept to be replayed when the
@@ -839,7 +845,8 @@ class World:
     def _forget_hops(self) -> None:
         """Drop what the world remembers of its hops (:class:`_Done`, and each end's host label and
         diagram letter): they read the wiring, the network hosts, the guests and ``flood_pruning``."""
-        self._done: dict[int, _Done | tuple[Step, ...]] = {}
+        self._done: dict[tuple[int, int], _Done | tuple[tuple[Step, ...], tuple[object, ...]]] = {}
+        self._outs: dict[tuple[str, str, str, int | None], _Out] = {}
         self._where: dict[int, tuple[End, str, str]] = {}
         self._ctxs: dict[tuple[object, ...], tuple[CtRef | None, HookCtx]] = {}
         self._sent: dict[int, tuple[object, tuple[_Event, ...]]] = {}
@@ -1021,39 +1028,41 @@ class World:
             and ev.frame.dst.value == BROADCAST.value else None  # (MACs as numbers: Mac's == is Python code)
         res = sim.process(ev.end.port, ev.frame, ev.meta, unfollowed=unfollowed)
         again = False  # the bridge gave this very result before (it remembered it): keep the hop
-        seen = self._done.get(id(res.steps)) if run.size is None and res.steps else None
+        seen = self._done.get((id(res.steps), id(res.outputs))) if run.size is None and res.steps else None
         if seen is not None:
             if type(seen) is _Done:
                 if seen.steps is res.steps and seen.outputs is res.outputs and seen.pruned == res.pruned \
                         and (seen.end is ev.end or seen.end == ev.end):
                     return self._replay(run, seen, goal)
-                again = True
-            else:
-                again = seen is res.steps
+            else:  # (the very steps and outputs seen once before: a bridge's remembered result)
+                again = seen[0] is res.steps and seen[1] is res.outputs  # type: ignore[index]
         steps = list(res.steps)
         out: list[_Event] = []
+        outs = self._outs
+        host, element = ev.end.host, ev.end.element
         for emit in res.outputs:
-            here = End(Kind.OVS, ev.end.host, ev.end.element, emit.port)
-            tun = self.topo.tunnel_at(here)
+            o = outs.get((host, element, emit.port, emit.meta.tun_id))
+            if o is None:
+                o = self._out_of(host, element, emit.port, emit.meta)
+            here, tun, far, step, far_meta = o
             if tun is not None:
-                far = self.topo.tunnel_to(tun)
+                assert step is not None
+                steps.append(step)
                 if far is None:
-                    steps.append(Step(StepKind.DROP, emit.port, f"no host at tunnel endpoint {tun.remote_ip}"))
                     continue
-                steps.append(self._encap_step(tun, far, emit.meta))
                 if run.size is not None and (drop := self._underlay_check(tun, emit.frame, emit.meta)) is not None:
                     steps.append(drop)
                     continue
-                out.append(_Event(End(Kind.OVS, far.host, far.bridge, far.port), emit.frame,
-                                  Meta(tun_id=emit.meta.tun_id, tun_src=self._v4(tun.local_ip or self.topo.tunnel_ips.get(tun.host)),
-                                       tun_dst=self._v4(tun.remote_ip))))
+                assert far_meta is not None
+                out.append(_Event(far, emit.frame, far_meta))
                 continue
             if self._not_for(here, emit.frame):
                 continue
             if run.size is not None and (drop := self._ovs_mtu_check(here, emit.frame)) is not None:
                 steps.append(drop)
                 continue
-            out.extend(self._send_from(here, emit.frame))
+            if far is not None:  # (the port's peer)
+                out.append(_Event(far, emit.frame, _PLAIN))
         if not res.outputs and not res.pruned and any(st.kind is StepKind.DROP for st in steps):
             mismatch = _segment_mismatch(sim, ev)
             if mismatch is not None:
@@ -1063,20 +1072,45 @@ class World:
             self._keep(res.steps, res.outputs, res.pruned, ev, hop, out, again)
         return out
 
+    def _out_of(self, host: str, element: str, port: str, meta: Meta) -> _Out:
+        """Where a bridge's copy out of ``port`` with ``meta`` goes (see :data:`_Out`): worked
+        out once per port and tunnel key, for the wiring as it is (:meth:`_forget_hops` forgets it
+        with the wiring's other memories)."""
+        here = End(Kind.OVS, host, element, port)
+        tun = self.topo.tunnel_at(here)
+        got: _Out
+        if tun is None:
+            got = (here, None, self.topo.peer(here), None, None)
+        else:
+            far = self.topo.tunnel_to(tun)
+            if far is None:
+                got = (here, tun, None, Step(StepKind.DROP, port, f"no host at tunnel endpoint {tun.remote_ip}"), None)
+            else:
+                got = (here, tun, End(Kind.OVS, far.host, far.bridge, far.port), self._encap_step(tun, far, meta),
+                       Meta(tun_id=meta.tun_id, tun_src=self._v4(tun.local_ip or self.topo.tunnel_ips.get(tun.host)),
+                            tun_dst=self._v4(tun.remote_ip)))
+        if len(self._outs) >= _DONE_MAX:
+            self._outs.clear()
+        self._outs[(host, element, port, meta.tun_id)] = got
+        return got
+
     def _keep(self, steps: tuple[Step, ...], outputs: tuple[object, ...], pruned: int, ev: _Event, hop: Hop,
               events: list[_Event], again: bool) -> None:
         """Remember a bridge hop worked out from a result (``steps``, ``outputs``): the first time a
-        result is seen only its steps are noted (most results are fresh, never seen again: a
-        boot's); the second time (``again``) the whole hop, for :meth:`_replay`."""
+        result is seen only its steps and outputs are noted (most results are fresh, never seen
+        again: a boot's); the second time (``again``) the whole hop, for :meth:`_replay`. Keyed by
+        both tuples' ids (held): a bridge's result remembered by a frame's header has the same
+        steps with new outputs."""
         done = self._done
         if len(done) >= _DONE_MAX:
             done.clear()
         if not again:
-            done.setdefault(id(steps), steps)
+            done.setdefault((id(steps), id(outputs)), (steps, outputs))
             return
         frame = _strip_vlans(ev.frame)
         drops = tuple((f"{hop.host} {hop.element}", st) for st in hop.steps if st.kind is StepKind.DROP)
-        done[id(steps)] = _Done(steps, outputs, pruned, ev.end, hop, tuple(events), frame, _follow_info(frame), drops)
+        done[(id(steps), id(outputs))] = _Done(steps, outputs, pruned, ev.end, hop, tuple(events), frame,
+                                               _follow_info(frame), drops)
 
     # ---------------------------------------------------------------------------- MTUs
 
