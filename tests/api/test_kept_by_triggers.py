@@ -269,13 +269,13 @@ def test_a_version_5_database_gets_the_counters(tmp_path: Any) -> None:
             c.execute(text(f"DROP TRIGGER {name}"))
         for table in ("port_usage", "ipam_next", "neutrino_markers"):
             c.execute(text(f"DROP TABLE {table}"))
-        c.execute(text("DELETE FROM neutrino_schema WHERE version = 6"))
+        c.execute(text("DELETE FROM neutrino_schema WHERE version >= 6"))
     cloud.db.dispose()
     old = Database(url, migrate=False)
     assert old.schema_version() == 5
     old.dispose()
     db = Database(url)
-    assert db.schema_version() == models.SCHEMA_VERSION == 6
+    assert db.schema_version() == models.SCHEMA_VERSION == 7
     cloud = Cloud(db, default_scenario())
     assert _usage_is_count(cloud) == {"p1": 2, "p2": 1, admin.project_id: 1}  # and the DHCP port
     first = _listing(cloud, admin)

@@ -43,13 +43,39 @@ from neutrino.services.core import Context
 log = logging.getLogger(__name__)
 
 
-def check_request(request: Request) -> None:
-    """What no route takes: a path and query past ``MAX_URL`` (414), NUL characters in them (400)."""
-    raw_path = request.scope.get("raw_path") or request.url.path.encode()
+# what Starlette's ``URL(scope=...)`` changes in a path or splits it on (it escapes ``?``, ``#`` and
+# ``\``; ``urlsplit`` drops tabs and newlines), and what in a Host header could move where the path
+# starts (``/?#``), fail ``urlsplit``'s checks (brackets, non-ASCII) or not be taken as given
+_URL_CHANGES_PATH = re.compile(r"[?#\\\t\r\n]")
+_PLAIN_HOST = re.compile(rb"[A-Za-z0-9.:_~!$&'()*+,;=%-]+")
+
+
+def url_path(request: Request) -> str:
+    """``request.url.path`` without making Starlette's URL (a host header parsed, a URL written and
+    split again), where that is the scope's path unchanged: a path starting with ``/`` without the
+    characters above, a plain Host header, and a server address (``URL`` falls back on it). Any other
+    request gets ``request.url.path`` itself."""
+    scope = request.scope
+    path: str = scope["path"]
+    if path[:1] == "/" and scope.get("server") is not None and _URL_CHANGES_PATH.search(path) is None:
+        for key, value in scope["headers"]:
+            if key == b"host":
+                if _PLAIN_HOST.fullmatch(value) is not None:
+                    return path
+                break
+    return request.url.path
+
+
+def check_request(request: Request, path: str | None = None) -> None:
+    """What no route takes: a path and query past ``MAX_URL`` (414), NUL characters in them (400).
+    ``path``: ``url_path(request)``, if known."""
+    if path is None:
+        path = url_path(request)
+    raw_path = request.scope.get("raw_path") or path.encode()
     query = request.scope.get("query_string", b"")
     if len(raw_path) + len(query) > MAX_URL:
         raise UriTooLong(f"The request URI is longer than {MAX_URL} bytes.")
-    if "\x00" in request.url.path or any("\x00" in k or "\x00" in v for k, v in request.query_params.multi_items()):
+    if "\x00" in path or (query and any("\x00" in k or "\x00" in v for k, v in request.query_params.multi_items())):
         raise BadBody("NUL characters are not allowed in the path or the query.")
 
 
@@ -79,11 +105,12 @@ def build_app(cloud: Cloud, auth: Auth) -> Starlette:
     agents_api = AgentAPI(cloud)
 
     async def dispatch(request: Request) -> Response:
-        path = re.sub(r"/{2,}", "/", request.url.path)
+        url_path_ = url_path(request)
+        path = re.sub(r"/{2,}", "/", url_path_)
         parts = [p for p in path.split("/") if p]
         service = service_of(path)
         try:
-            check_request(request)
+            check_request(request, url_path_)
             await read_limited(request)
             if parts == ["openapi.json"]:
                 return openapi_response(request)

@@ -22,7 +22,7 @@ import math
 from typing import Any, Literal
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from neutrino.errors import (
@@ -254,14 +254,33 @@ async def read_limited(request: Request) -> bytes:
     length = request.headers.get("content-length")
     if length is not None and length.strip().isdigit() and int(length) > MAX_BODY:
         raise RequestTooLarge("Request is too large.")
+    if hasattr(request, "_body"):  # read before
+        known: bytes = request._body
+        if len(known) > MAX_BODY:
+            raise RequestTooLarge("Request is too large.")
+        return known
+    if request._stream_consumed:
+        raise RuntimeError("Stream consumed")
+    # the messages read as ``request.stream()`` reads them (without its async generator)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise RequestTooLarge("Request is too large.")
-        chunks.append(chunk)
-    raw = b"".join(chunks)
+    receive = request.receive
+    while True:
+        message = await receive()
+        if message["type"] == "http.request":
+            body = message.get("body", b"")
+            if body:
+                size += len(body)
+                if size > MAX_BODY:
+                    raise RequestTooLarge("Request is too large.")
+                chunks.append(body)
+            if not message.get("more_body", False):
+                request._stream_consumed = True
+                break
+        elif message["type"] == "http.disconnect":
+            request._is_disconnected = True
+            raise ClientDisconnect()
+    raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
     request._body = raw  # starlette's cache of the body: what request.body() returns from now on
     return raw
 

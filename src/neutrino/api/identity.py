@@ -67,6 +67,9 @@ class Auth:
     identity: Identity
     tokens: dict[str, Token] = field(default_factory=dict)
     db: Database | None = None
+    # each token's context, made once: keyed by the token's id and kept with the token it was made
+    # from (a token is immutable; a re-issued or revoked one is another object or none: made again)
+    _contexts: dict[str, tuple[Token, Context]] = field(default_factory=dict, repr=False, compare=False)
 
     def attach(self, db: Database) -> None:
         """Keep identity data in ``db``, filling it from the scenario where it lacks it."""
@@ -95,7 +98,15 @@ class Auth:
         tok = self.token(request)
         if tok is None or tok.project_id is None:
             return None
-        return Context(tok.project_id, tok.user_id, "admin" in tok.role_names, tok.role_names)
+        kept = self._contexts.get(tok.id)
+        if kept is not None and kept[0] is tok:
+            return kept[1]
+        if len(self._contexts) > 2 * len(self.tokens) + 64:  # those of revoked tokens
+            self._contexts.clear()
+        roles = tok.role_names
+        ctx = Context(tok.project_id, tok.user_id, "admin" in roles, roles)
+        self._contexts[tok.id] = (tok, ctx)
+        return ctx
 
     def revoke(self, pred: Callable[[Token], bool]) -> None:
         """Drop every token ``pred`` holds for (Keystone's revocation events)."""

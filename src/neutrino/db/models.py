@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 
 class Base(DeclarativeBase):
@@ -155,7 +155,7 @@ class IPAllocation(Base):
     subnet_id: Mapped[str] = mapped_column(ForeignKey("subnets.id"), primary_key=True)
     ip_address: Mapped[str] = mapped_column(String(64), primary_key=True)
     port_id: Mapped[str] = mapped_column(ForeignKey("ports.id", ondelete="CASCADE"), index=True)
-    network_id: Mapped[str] = mapped_column(String(36), index=True)
+    network_id: Mapped[str] = mapped_column(String(36))  # no index since version 7: no query looks it up
     seq: Mapped[int] = mapped_column(Integer, default=0)
 
     port: Mapped[Port] = relationship(back_populates="fixed_ips")

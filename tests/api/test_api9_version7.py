@@ -1,0 +1,89 @@
+"""Migration 7 (api9): a version-6 database with ports is upgraded in place: the addresses' index on
+``network_id`` is gone, every row is kept, the kept counters still equal what counting gives, and
+creating and deleting ports goes on as before (the new one gets the lowest free address)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from neutrino.db import models
+from neutrino.db.session import Database
+from neutrino.scenarios.model import default_scenario
+from neutrino.services import networks, ports
+from neutrino.services.cloud import Cloud, prepare
+from tests.api.api_helpers import cloud_on_fresh_database
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def cloud(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Cloud]:
+    yield from cloud_on_fresh_database(request, tmp_path, "v7")
+
+
+def _indexes(db: Database) -> set[str]:
+    with db.engine.connect() as c:
+        if db.engine.dialect.name == "postgresql":
+            q = "SELECT indexname FROM pg_indexes WHERE tablename = 'ipallocations'"
+        else:
+            q = "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'ipallocations'"
+        return {n for (n,) in c.execute(text(q)).all()}
+
+
+def _state(db: Database) -> tuple[Any, ...]:
+    with db.engine.connect() as c:
+        rows = c.execute(text("SELECT id, project_id, mac_address, created_seq FROM ports ORDER BY id")).all()
+        ips = c.execute(text("SELECT subnet_id, ip_address, port_id, network_id FROM ipallocations "
+                             "ORDER BY subnet_id, ip_address")).all()
+        counted = dict(c.execute(text("SELECT project_id, count(*) FROM ports GROUP BY project_id")).all())
+        kept = {p: n for p, n in c.execute(text("SELECT project_id, ports FROM port_usage")).all() if n}
+        seq = c.execute(text("SELECT value FROM neutrino_counters WHERE name = 'created_seq'")).scalar()
+        top = c.execute(text("SELECT max(created_seq) FROM ports")).scalar()
+    assert kept == counted  # the kept usage is the count
+    assert seq is not None and top is not None and seq >= top
+    return tuple(rows), tuple(ips), counted
+
+
+def test_a_version_6_database_with_ports_is_upgraded(cloud: Cloud) -> None:
+    admin = cloud.admin_context()
+    assert models.SCHEMA_VERSION == 7 and cloud.db.schema_version() == 7
+    assert "ix_ipallocations_network_id" not in _indexes(cloud.db)  # a new database never had it
+    with cloud.write(admin) as tx:
+        net = networks.create_network(tx, prepare("network", {"name": "n"}))["id"]
+        sub = networks.create_subnet(tx, prepare("subnet", {"network_id": net, "ip_version": 4,
+                                                            "cidr": "10.6.0.0/24"}))["id"]
+    made = []
+    for project in ("p1", "p1", "p2", "p3"):
+        with cloud.write(admin) as tx:
+            made.append(ports.create_port(tx, prepare("port", {"network_id": net, "project_id": project}))["id"])
+    with cloud.db.engine.begin() as c:  # back to version 6: the index as version 6 made it
+        c.execute(text("CREATE INDEX ix_ipallocations_network_id ON ipallocations (network_id)"))
+        c.execute(text("DELETE FROM neutrino_schema WHERE version = 7"))
+    url = cloud.db.url
+    cloud.db.dispose()
+    old = Database(url, migrate=False)
+    assert old.schema_version() == 6 and "ix_ipallocations_network_id" in _indexes(old)
+    before = _state(old)
+    old.dispose()
+    db = Database(url)
+    try:
+        assert db.schema_version() == 7
+        assert "ix_ipallocations_network_id" not in _indexes(db)
+        assert _state(db) == before  # every row kept, the counters still the counts
+        assert before[2] == {"p1": 2, "p2": 1, "p3": 1, admin.project_id: 1}  # and the DHCP port
+        upgraded = Cloud(db, default_scenario())
+        with upgraded.write(admin) as tx:
+            ports.delete_port(tx, made[1])
+        with upgraded.write(admin) as tx:
+            again = ports.create_port(tx, prepare("port", {"network_id": net, "project_id": "p2"}))
+        freed = [ip for _, ip, pid, _ in before[1] if pid == made[1]]
+        assert [f["ip_address"] for f in again["fixed_ips"]] == freed  # the lowest free address: the freed one
+        assert again["fixed_ips"][0]["subnet_id"] == sub
+        rows, _, counted = _state(db)
+        assert counted == {"p1": 1, "p2": 2, "p3": 1, admin.project_id: 1}
+        assert len(rows) == len(before[0])
+        assert db.migrate() == 7  # opening it again changes nothing
+    finally:
+        db.dispose()
