@@ -106,7 +106,7 @@ def build_app(cloud: Cloud, auth: Auth) -> Starlette:
 
     async def dispatch(request: Request) -> Response:
         url_path_ = url_path(request)
-        path = re.sub(r"/{2,}", "/", url_path_)
+        path = re.sub(r"/{2,}", "/", url_path_) if "//" in url_path_ else url_path_
         parts = [p for p in path.split("/") if p]
         service = service_of(path)
         try:

@@ -54,19 +54,35 @@ _PLAIN = frozenset((str, int, bool, type(None)))
 def _plain(data: Any, limit: int = 100_000) -> bool:
     """Whether ``data`` holds nothing but dicts, lists, tuples and ``_PLAIN`` values (exact types), in
     at most ``limit`` of them (a structure that contains itself never ends: json.dumps refuses it)."""
+    # each container's members are counted and their types checked as a batch; only containers are
+    # stacked (the same answer as taking every value off a stack one by one)
+    limit -= 1
+    if limit < 0:
+        return False
     stack = [data]
     while stack:
-        limit -= 1
-        if limit < 0:
-            return False
         v = stack.pop()
         t = type(v)
+        members: Any
         if t is dict:
-            stack.extend(v.values())
+            members = v.values()
         elif t is list or t is tuple:
-            stack.extend(v)
-        elif t not in _PLAIN:
+            members = v
+        elif t in _PLAIN:
+            continue
+        else:
             return False
+        limit -= len(members)
+        if limit < 0:
+            return False
+        for m in members:
+            tm = type(m)
+            if tm in _PLAIN:
+                continue
+            if tm is dict or tm is list or tm is tuple:
+                stack.append(m)
+            else:
+                return False
     return True
 
 
@@ -333,7 +349,9 @@ _DECODER = json.JSONDecoder(parse_constant=_no_constant)
 def parse_json(raw: bytes) -> Any:
     try:
         if isinstance(raw, bytes):  # as json.loads decodes bytes
-            value = _DECODER.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
+            # (``detect_encoding`` says UTF-8 for a body opening with "{" and no NUL in its first 4 bytes)
+            encoding = "utf-8" if raw[:1] == b"{" and b"\x00" not in raw[:4] else json.detect_encoding(raw)
+            value = _DECODER.decode(raw.decode(encoding, "surrogatepass"))
         else:
             value = json.loads(raw, parse_constant=_no_constant)
     except RecursionError:

@@ -26,8 +26,9 @@ import ipaddress
 import re
 import unicodedata
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from neutrino.errors import InvalidInput
@@ -624,11 +625,25 @@ class Attr:
 class Resource:
     singular: str
     plural: str
-    attrs: dict[str, Attr] = field(default_factory=dict)
+    attrs: Mapping[str, Attr] = field(default_factory=dict)
     readonly: frozenset[str] = frozenset()
+    # made once from ``attrs`` (read-only from then on) for ``prepare_body``: the known names, and the
+    # attributes a create must see (required, or with a default) with their default and its copier
+    _known: frozenset[str] = field(init=False, repr=False, compare=False)
+    _on_create: tuple[tuple[str, bool, Any, Callable[[Any], Any] | None], ...] = field(
+        init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        attrs = MappingProxyType(dict(self.attrs))
+        object.__setattr__(self, "attrs", attrs)
+        object.__setattr__(self, "_known", frozenset(attrs) | self.readonly | _STD_READONLY | {"project_id", "tenant_id"})
+        object.__setattr__(self, "_on_create", tuple(
+            (k, spec.required, spec.default,
+             list if isinstance(spec.default, list) else dict if isinstance(spec.default, dict) else None)
+            for k, spec in attrs.items() if spec.required or spec.default is not MISSING))
 
     def known(self) -> frozenset[str]:
-        return frozenset(self.attrs) | self.readonly | _STD_READONLY | {"project_id", "tenant_id"}
+        return self._known
 
 
 _STD_READONLY = frozenset({"id", "created_at", "updated_at", "revision_number", "tags"})
@@ -947,12 +962,11 @@ def prepare_body(res: Resource, body: Any, *, create: bool, fill_defaults: bool 
                 raise bad_request(f"Invalid input for {k}. Reason: {e}.") from None
         out[k] = v
     if create:
-        for k, spec in res.attrs.items():
+        for k, required, d, copy in res._on_create:  # the attributes in their order, as res.attrs has them
             if k in out:
                 continue
-            if spec.required:
+            if required:
                 raise bad_request(f"Failed to parse request. Required attribute '{k}' not specified")
-            if fill_defaults and spec.default is not MISSING:
-                d = spec.default
-                out[k] = list(d) if isinstance(d, list) else dict(d) if isinstance(d, dict) else d
+            if fill_defaults and d is not MISSING:
+                out[k] = d if copy is None else copy(d)
     return out

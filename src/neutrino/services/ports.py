@@ -288,8 +288,12 @@ _SCAN_START_SQL = ("INSERT INTO ipam_next (subnet_id, pools, pool_index, ip_addr
 
 def _json_text(value: Any) -> str:
     """``json.dumps(value)`` (what SQLAlchemy's JSON type writes), the empty list and mapping without it."""
-    if not value and isinstance(value, list | dict):
-        return "[]" if isinstance(value, list) else "{}"
+    if not value:
+        t = type(value)
+        if t is list or t is dict:  # (subclasses too, below)
+            return "[]" if t is list else "{}"
+        if isinstance(value, list | dict):
+            return "[]" if isinstance(value, list) else "{}"
     return json.dumps(value)
 
 
