@@ -260,11 +260,17 @@ class _Compiled:
 
     def step(self, table: TableName) -> Step:
         """The trace step of a packet matching this rule of ``table`` (the table of the chain that
-        holds it, so always the same): made once, a step being immutable."""
+        holds it, so always the same): made once, a step being immutable. Its text (the rule
+        formatted, the same whenever it is: the rule is immutable) is made when first read
+        (:meth:`Step.later`): most rules a boot meets are one guest's, met by its DHCP alone,
+        whose hop records nobody reads."""
         got = self._step
         if got is None:
-            got = self._step = Step(StepKind.RULE, self.text, _action_text(self, table), self.rule.origin)
+            got = self._step = Step.later(StepKind.RULE, self._format, _action_text(self, table), self.rule.origin)
         return got
+
+    def _format(self) -> str:
+        return self.text
 
     def matches(self, p: _Pkt) -> bool:
         for t in self.tests:  # noqa: SIM110 - a plain loop is faster than all() on this hot path
@@ -1099,18 +1105,31 @@ class Netfilter:
         chain, i = start, 0
         stack: list[tuple[_Chain, int]] = []
         pure = True
+        steps = p.steps
         while True:
-            i = chain.next(i, p)
-            if i >= len(chain.rules):
+            # (chain.next, chain.at, c.matches and c.step inlined for their common cases: a rule
+            # keyed on no value, compiled, stepped before; the walk's hottest lines)
+            n = len(chain.rules)
+            if i < n and chain._keys[i] is not None:  # a keyed rule, or one not yet looked at
+                i = chain.next(i, p)
+            if i >= n:
                 if stack:
                     chain, i = stack.pop()
                     continue
                 return self._policy(table, start, p), None, pure
-            c = chain.at(i)
+            c = chain._compiled[i]
+            if c is None:
+                c = chain.at(i)
             i += 1
-            if not c.matches(p):
+            missed = False
+            for t in c.tests:
+                if not t(p):
+                    missed = True
+                    break
+            if missed:
                 continue
-            p.steps.append(c.step(table))
+            st = c._step
+            steps.append(st if st is not None else c.step(table))
             kind = c.kind
             if kind is _Kind.JUMP or kind is _Kind.GOTO:
                 target = c.target
@@ -1297,8 +1316,8 @@ class Netfilter:
         return combined
 
     def _result(self, verdict: NfVerdict, p: _Pkt, rule: Rule | None) -> HookResult:
-        return HookResult(verdict, p.ip, p.mark, p.ct, tuple(p.steps), rule, tuple(p.emit),
-                          tuple(dict.fromkeys(p.notes)))
+        return HookResult(verdict, p.ip, p.mark, p.ct, tuple(p.steps), rule, tuple(p.emit) if p.emit else (),
+                          tuple(dict.fromkeys(p.notes)) if p.notes else ())
 
     def _track(self, p: _Pkt) -> None:
         if p.notrack:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import enum
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from neutrino.host.fastnew import maker
@@ -34,6 +35,46 @@ class Step:
     text: str  # the flow, rule or route that decided, as its tool prints it
     detail: str = ""  # what it did to the packet, in words
     obj: str = ""  # the OpenStack object behind the item, when known (an Origin's obj)
+
+    @classmethod
+    def later(cls, kind: StepKind, make: Callable[[], str], detail: str = "", obj: str = "") -> Step:
+        """A step whose ``text`` is ``make()``, called when the text is first read (most steps'
+        texts never are: a boot's firewall rules are each met by one guest's packets, and only
+        a record someone prints or compares reads them). ``make`` must give the same text
+        whenever it is called (e.g. an immutable rule formatted): reading, comparing, hashing,
+        printing and pickling the step all read the field by name, so they see that text."""
+        step = cls(kind, "", detail, obj)
+        _TEXT_SLOT.__set__(step, _Later(make))
+        return step
+
+
+class _Later:
+    """The value of a :meth:`Step.later` step's ``text`` slot until it is read."""
+
+    __slots__ = ("make",)
+
+    def __init__(self, make: Callable[[], str]) -> None:
+        self.make = make
+
+
+_TEXT_SLOT = Step.__dict__["text"]  # the slot's own descriptor, under the property below
+
+
+def _step_text(step: Step) -> str:
+    text = _TEXT_SLOT.__get__(step, Step)
+    if type(text) is _Later:
+        text = text.make()
+        _TEXT_SLOT.__set__(step, text)
+    return text  # type: ignore[no-any-return]
+
+
+def _set_step_text(step: Step, text: str) -> None:
+    _TEXT_SLOT.__set__(step, text)
+
+
+# ``Step.text`` read through a property (as ``Hop.packet`` below): equality, hashing, repr,
+# pickling and ``dataclasses.replace`` all read the field by name, so they see the made text.
+Step.text = property(_step_text, _set_step_text)  # type: ignore[assignment,misc]
 
 
 @dataclass(frozen=True, slots=True)
