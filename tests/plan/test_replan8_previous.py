@@ -71,9 +71,10 @@ def _added_new_host_on_net(cloud: CloudSnapshot) -> CloudSnapshot:
 
 
 def _added_known_host(cloud: CloudSnapshot) -> CloudSnapshot:
-    """One more port on network 3, on a host that has one there already (no new tunnel)."""
+    """One more port on network 3, on a host that has one there already (no new tunnel). (Its id is
+    not ``_added_new_host_on_net``'s: in a row, they would give two ports one id.)"""
     host = next(p.binding_host for p in _instance_ports(cloud) if p.network_id == cloud.networks[3].id)
-    return fresh(cloud, ports=(*cloud.ports, _new_port(cloud, 3, host)))
+    return fresh(cloud, ports=(*cloud.ports, _new_port(cloud, 3, host, 2)))
 
 
 def _removed(cloud: CloudSnapshot) -> CloudSnapshot:

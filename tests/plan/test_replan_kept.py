@@ -28,6 +28,9 @@ def forget_everything() -> int:
     """Drop every kept piece and cache of the planners and host models (every ``InputsMemo``,
     ``Kept`` and ``lru_cache`` at module level); how many dropped."""
     dropped = 0
+    if neutrino.plan._LAST:  # each host's last plan (the patches')
+        neutrino.plan._LAST.clear()
+        dropped += 1
     for package in (neutrino.plan, neutrino.host):
         for info in pkgutil.iter_modules(package.__path__, package.__name__ + "."):
             module = importlib.import_module(info.name)

@@ -13,18 +13,21 @@ import itertools
 import operator
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 from neutrino.collector import paused
 from neutrino.host.iproute_link import Address, Link, LinkKind, OperState
 from neutrino.host.iproute_route import Netns
-from neutrino.host.state import ROOT, HostState
+from neutrino.host.openflow import FlowDump
+from neutrino.host.state import ROOT, BridgeFlows, HostState
 from neutrino.scenarios.model import Host, Mechanism
 from neutrino.services.snapshot import CloudSnapshot, Port
 
 if TYPE_CHECKING:  # the planners are imported when a host is planned: a module of this package
-    from neutrino.plan.nova_network import NovaOptions  # (naming, generation) costs no more than itself
+    from neutrino.plan.generation import Profile  # (naming, generation) costs no more than itself
+    from neutrino.plan.nova_network import NovaOptions
+    from neutrino.plan.ovs import OvsParts
 
 
 _I = TypeVar("_I")
@@ -55,11 +58,16 @@ class InputsMemo(Generic[_I, _V]):
         if kept is not None and kept[0] == inputs:
             return kept[1]
         value = compute(inputs)
+        self.put(name, inputs, value)
+        return value
+
+    def put(self, name: object, inputs: _I, value: _V) -> None:
+        """Keep ``value`` under ``name`` as computed from ``inputs`` (it must be what ``compute``
+        gives for them)."""
         with self._lock:  # planners may run in several threads (the in-process agents)
             if name not in self._kept and len(self._kept) >= self._size:
                 del self._kept[next(iter(self._kept))]
             self._kept[name] = (inputs, value)
-        return value
 
 
 def plan_host(cloud: CloudSnapshot, host: Host | str, *, datapath_type: str = "system") -> HostState:
@@ -70,26 +78,114 @@ def plan_host(cloud: CloudSnapshot, host: Host | str, *, datapath_type: str = "s
     from neutrino.plan.generation import PROFILES
     from neutrino.plan.l3 import plan_l3
     from neutrino.plan.nova_network import plan_nova_network
-    from neutrino.plan.ovs import plan_ovs
+    from neutrino.plan.ovs import planned_ovs
 
     dep = cloud.deployment
     name = host if isinstance(host, str) else host.name
+    parts = None
     if dep.mechanism is Mechanism.NOVA_NETWORK:
         state = plan_nova_network(cloud, name, options=nova_options(cloud))
     else:
         gen = PROFILES[dep.generation]
         me = _hosts_by_name(cloud).get(name)
+        if me is not None:
+            patched = _patched(cloud, me, gen, datapath_type)
+            if patched is not None:
+                return patched
         uplinks = () if me is None else me.uplinks
-        frags = [HostState(name), plan_ovs(cloud, name if me is None else me, generation=gen,
-                                           datapath_type=datapath_type, uplinks=uplinks)]
+        ovs, parts = planned_ovs(cloud, name if me is None else me, generation=gen, datapath_type=datapath_type,
+                                 uplinks=uplinks)
+        frags = [HostState(name), ovs]
         if dep.firewall_driver == "iptables_hybrid":
             frags.append(plan_firewall(cloud, name, gen))
-        frags.append(plan_l3(cloud, name, gen, random_fully=dep.random_fully))
-        frags.append(plan_dhcp(cloud, name, gen))
+        l3 = plan_l3(cloud, name, gen, random_fully=dep.random_fully)
+        dhcp = plan_dhcp(cloud, name, gen)
+        frags += (l3, dhcp)
         state = merge(frags)
+        if me is None or not (_empty(l3) and _empty(dhcp)):
+            parts = None
     state = _as_the_kernel_numbers_them(state)
     names = tuple(ns.name for ns in state.namespaces if ns.name != ROOT)
-    return replace(state, netns_list=tuple(Netns(n) for n in sorted(names)))
+    state = replace(state, netns_list=tuple(Netns(n) for n in sorted(names)))
+    _remember(name, _Planned(_serial(cloud), datapath_type, state, parts) if parts is not None else None)
+    return state
+
+
+def _empty(frag: HostState) -> bool:
+    """Whether a planner's fragment holds nothing."""
+    return frag == HostState(frag.name)
+
+
+@dataclass(frozen=True, slots=True)
+class _Planned:
+    """A host's last plan (:func:`plan_host`) on the snapshot numbered ``serial``, with the OVS
+    pieces it was assembled from; kept only when the L3 and DHCP planners made nothing there."""
+
+    serial: int
+    datapath_type: str
+    state: HostState
+    parts: OvsParts
+
+
+_NO_FLOWS = FlowDump(())
+
+#: each host's last plan (at most ``_LAST_SIZE`` hosts; the oldest dropped)
+_LAST: dict[str, _Planned] = {}
+_LAST_SIZE = 1 << 14
+
+
+_LAST_LOCK = threading.Lock()  # (the in-process agents plan hosts in several threads)
+
+
+def _remember(name: str, planned: _Planned | None) -> None:
+    with _LAST_LOCK:
+        _LAST.pop(name, None)
+        if planned is None:
+            return
+        if len(_LAST) >= _LAST_SIZE:
+            del _LAST[next(iter(_LAST))]
+        _LAST[name] = planned
+
+
+def _patched(cloud: CloudSnapshot, me: Host, gen: Profile, datapath_type: str) -> HostState | None:
+    """The host's plan on ``cloud`` made from its last plan, when that was on the snapshot
+    ``cloud`` was carried from (:func:`carry_from`) and the ports changed between the two can
+    change nothing of it but br-tun's flows (issue #17: the hosts sharing a network with a port
+    added see only its l2population flows change). What :func:`carry_from` vouches for (the
+    ``@patch`` record): only ports changed, none of them bound to this host, none of the
+    ``network:`` owners (DHCP, routers: the L3 and DHCP planners read them and the firewall reads
+    DHCP servers' addresses), none in a group a rule names as remote (the firewall's members).
+    Then the firewall's, the L3 and the DHCP planners' fragments (the latter two empty in the last
+    plan) are what they were, and :func:`ovs.replanned_flows` checks the OVS pieces but br-tun's
+    flows; the state is the last one with each bridge's flows and the flows' origins replaced
+    (where :func:`plan_host` puts them: after the bridges' and ports' origins, first of all).
+    None: plan in full."""
+    from neutrino.plan.ovs import replanned_flows
+
+    patch = cloud._index.get("@patch")
+    if patch is None:
+        return None
+    name = me.name
+    last = _LAST.get(name)
+    if last is None or last.serial != patch[0] or last.datapath_type != datapath_type or name in patch[1]:
+        return None
+    old = last.state
+    parts = replanned_flows(cloud, me, last.parts, generation=gen, datapath_type=datapath_type,
+                            uplinks=me.uplinks)
+    if parts is None:
+        return None
+    view, flows, was = parts.view, parts.flows, last.parts.flows
+    if tuple(b.bridge for b in old.ovs.bridges) != tuple(sorted(n for n, _s in view.ofctl)):
+        return None
+    start = len(view.origins)
+    end = start + len(was.origins)
+    origins = (*old.origins[:start], *flows.origins, *old.origins[end:])
+    bridges = tuple(b if flows.dumps.get(b.bridge) is was.dumps.get(b.bridge)
+                    else BridgeFlows(b.bridge, flows.dumps.get(b.bridge, _NO_FLOWS), b.ports)
+                    for b in old.ovs.bridges)
+    state = replace(old, ovs=replace(old.ovs, bridges=bridges), origins=origins)
+    _remember(name, _Planned(_serial(cloud), datapath_type, state, parts))
+    return state
 
 
 def _hosts_by_name(cloud: CloudSnapshot) -> dict[str, Host]:
@@ -266,7 +362,20 @@ def carry_from(before: CloudSnapshot, after: CloudSnapshot, planned: Iterable[st
             after._index.setdefault(name, before._index[name])
     ovs_tun.carry_index(before, after, networks, hosts, planned)
     dhcp.carry_index(before, after, networks)
+    if _patchable(after, [p for _i, was, now in changed for p in (was, now) if p is not None]):
+        # the other hosts' plans on ``before`` may be patched (:func:`_patched`)
+        after._index["@patch"] = (_serial(before), frozenset(hosts))
     return True
+
+
+def _patchable(cloud: CloudSnapshot, ports: list[Port]) -> bool:
+    """Whether the ports changed (each as it was and as it is) can change another host's plan in
+    br-tun's flows alone (:func:`_patched`): none owned by ``network:`` (DHCP ports and routers'),
+    none in a group a rule names as remote."""
+    if any(p.device_owner.startswith("network:") for p in ports):
+        return False
+    groups = {g for p in ports for g in p.security_group_ids}
+    return not any(r.remote_group_id in groups for sg in cloud.security_groups for r in sg.rules)
 
 
 def hosts_affected_by_port(cloud: CloudSnapshot, port_id: str) -> tuple[str, ...]:
@@ -307,7 +416,51 @@ def hosts_affected_by_change(before: CloudSnapshot, after: CloudSnapshot) -> tup
             touched.update(hosts_affected_by_port(before, pid))
         if now is not None:
             touched.update(hosts_affected_by_port(after, pid))
+    if changed:
+        touched |= _routers_plugged_hosts(before, after, changed)
     return tuple(h.name for h in after.deployment.hosts if h.name in touched)
+
+
+def _routers_plugged_hosts(before: CloudSnapshot, after: CloudSnapshot,
+                           changed: list[tuple[str, Port | None, Port | None]]) -> set[str]:
+    """The hosts a ports-only change reaches through the routers whose ports are plugged on hosts
+    they are not bound to: an HA router's on each of its L3 hosts, a distributed router's on each
+    host it lives on (which moves with the instances on its subnets). For each network such a
+    router has a port on, in either snapshot, that a changed port is on or whose routers' hosts
+    differ between the two: every host with a port on it and the routers' hosts, in both
+    snapshots (their br-tun's tunnels and l2population flows for it)."""
+    was, now = _routed_networks(before), _routed_networks(after)
+    if not was and not now:
+        return set()
+    networks = {p.network_id for _i, a, b in changed for p in (a, b) if p is not None}
+    out: set[str] = set()
+    for net in was.keys() | now.keys():
+        hosts_was, hosts_now = was.get(net, frozenset()), now.get(net, frozenset())
+        if net in networks or hosts_was != hosts_now:
+            out |= hosts_was | hosts_now
+            out.update(p.binding_host for c in (before, after) for p in c.ports_on_network(net))
+    return out
+
+
+def _routed_networks(cloud: CloudSnapshot) -> dict[str, frozenset[str]]:
+    """Network id -> the hosts on which an HA or distributed router (admin up) with a port on it
+    plugs its ports (``l3_ha.ports_plugged_on``, ``dvr.router_hosts``)."""
+    from neutrino.plan import dvr
+
+    out: dict[str, set[str]] = {}
+    for r in cloud.routers:
+        if not r.admin_state_up or not (r.ha or r.distributed):
+            continue
+        if r.ha:
+            hosts = {b.host for b in r.bindings}
+            ids = [*r.interface_port_ids, *((r.gateway.port_id,) if r.gateway is not None and r.gateway.port_id else ())]
+            nets = {p.network_id for p in cloud.ports_of_device(r.id) if p.id in ids}
+        else:
+            hosts = set(dvr.router_hosts(cloud, r))
+            nets = {p.network_id for p in dvr.interfaces(cloud, r)}
+        for net in nets:
+            out.setdefault(net, set()).update(hosts)
+    return {net: frozenset(hosts) for net, hosts in out.items()}
 
 
 def _ports_changed(before: CloudSnapshot, after: CloudSnapshot) -> list[tuple[str, Port | None, Port | None]] | None:
@@ -319,13 +472,13 @@ def _ports_changed(before: CloudSnapshot, after: CloudSnapshot) -> list[tuple[st
                  "port_forwardings"):
         if getattr(before, name) != getattr(after, name):
             return None
-    return _changed_ports(before.ports, after.ports)  # (None: the same ports in another order)
+    return _changed_ports(before.ports, after.ports, once=True)  # (None: in another order, or an id twice)
 
 
 _PORT_ID = operator.attrgetter("id")
 
 
-def _changed_ports(old_ports: tuple[Port, ...], new_ports: tuple[Port, ...]
+def _changed_ports(old_ports: tuple[Port, ...], new_ports: tuple[Port, ...], *, once: bool = False
                    ) -> list[tuple[str, Port | None, Port | None]] | None:
     """(id, port before, port after) of each port altered, removed (None after) or added (None
     before) between two snapshots' ports; None when the ports both have are in another order.
@@ -334,11 +487,14 @@ def _changed_ports(old_ports: tuple[Port, ...], new_ports: tuple[Port, ...]
     a fresh snapshot's ports are new objects, so the comparisons are the floor, and looking each
     port up by id in turn (in a set's order) took as long again (issue #17: 41 -> 25 ms at 10,000
     ports). A port id given twice (never by the server) is compared as a look-up by id sees it, the
-    last port of that id."""
+    last port of that id; or, with ``once``, gives None (the change of an earlier port of that id
+    would not be seen, and what was made of it would be carried: :func:`carry_from`)."""
     old_ids = list(map(_PORT_ID, old_ports))
     new_ids = list(map(_PORT_ID, new_ports))
     in_old, in_new = set(old_ids), set(new_ids)
     if len(in_old) < len(old_ids) or len(in_new) < len(new_ids):  # an id given twice
+        if once:
+            return None
         old = dict(zip(old_ids, old_ports, strict=True))
         new = dict(zip(new_ids, new_ports, strict=True))
         if [i for i in old if i in new] != [i for i in new if i in old]:

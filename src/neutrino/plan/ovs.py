@@ -104,25 +104,92 @@ def plan_ovs(cloud: CloudSnapshot, host: Host | str, *, generation: Generation |
     flows in dump order, joined per table and priority from the planned pieces (see
     :func:`_assembled`).
     """
+    return planned_ovs(cloud, host, generation=generation, cookie=cookie, datapath_type=datapath_type,
+                       arp_responder=arp_responder, uplinks=uplinks)[0]
+
+
+@dataclass(frozen=True, slots=True)
+class OvsParts:
+    """What a host's OVS plan was assembled from (:func:`planned_ovs`), for :func:`replanned_flows`:
+    its plugged ports, local VLANs, host side, br-tun's and the physical bridges' ports, the ports
+    view, the flows' pieces (the OVS firewall's, br-tun's, the physical bridges') and the flows."""
+
+    plugs: tuple[PlugPort, ...]
+    vlans: tuple[LocalVlan, ...]
+    own: _HostSide
+    tun_ports: tuple[PlannedPort, ...]
+    phys_ports: tuple[PlannedPort, ...]
+    view: _PortsView
+    fw: tuple[PlannedFlow, ...]
+    tun: tuple[PlannedFlow | FlowBatch, ...]
+    phys: tuple[PlannedFlow | FlowBatch, ...]
+    flows: _Flows
+
+
+def planned_ovs(cloud: CloudSnapshot, host: Host | str, *, generation: Generation | Profile = Generation.MODERN,
+                cookie: int = 0, datapath_type: str = "system", arp_responder: bool = False,
+                uplinks: tuple[tuple[str, str], ...] = ()) -> tuple[HostState, OvsParts]:
+    """:func:`plan_ovs`, with what it was assembled from."""
     ctx = ovs_context(cloud, host, generation=generation, cookie=cookie, datapath_type=datapath_type,
                       arp_responder=arp_responder, uplinks=uplinks)
     plugs = plugged_ports(ctx)
     vlans = local_vlans(ctx)
     own = _host_side(ctx, plugs, vlans)
-    ports = (*own.ports, *tun_bridge_ports(ctx, vlans), *phys_bridge_ports(ctx, plugs))
+    tun_ports = tun_bridge_ports(ctx, vlans)
+    phys_ports = phys_bridge_ports(ctx, plugs)
+    ports = (*own.ports, *tun_ports, *phys_ports)
     view = _KEPT_OFPORTS.get((ctx.host.name,), (ctx.host.name, ctx.prof, ctx.datapath_type, ports),
                              lambda: _ports_view(ctx, ports))
     ofports = view.ofports
-    parts = (own, *ovs_firewall_flows(ctx, plugs, vlans, ofports),
-             *tun_bridge_flows(ctx, plugs, vlans, ofports), *phys_bridge_flows(ctx, plugs, vlans, ofports))
-    flows = _flows(ctx.host.name, parts)
+    fw = ovs_firewall_flows(ctx, plugs, vlans, ofports)
+    tun = tun_bridge_flows(ctx, plugs, vlans, ofports)
+    phys = phys_bridge_flows(ctx, plugs, vlans, ofports)
+    flows = _flows(ctx.host.name, (own, *fw, *tun, *phys))
     bridges = tuple(BridgeFlows(name, flows.dumps.get(name, _NO_FLOWS), show)
                     for name, show in view.ofctl)
     links, brctl, link_origins = own.plug
     namespaces = (NamespaceState(ROOT, links=links),) if links else ()
-    return HostState(ctx.host.name, namespaces=namespaces, ovs=OvsState(view.show, bridges),
-                     linux_bridges=brctl if brctl else None,
-                     origins=(*view.origins, *flows.origins, *link_origins))
+    state = HostState(ctx.host.name, namespaces=namespaces, ovs=OvsState(view.show, bridges),
+                      linux_bridges=brctl if brctl else None,
+                      origins=(*view.origins, *flows.origins, *link_origins))
+    return state, OvsParts(plugs, vlans, own, tun_ports, phys_ports, view, fw, tun, phys, flows)
+
+
+def replanned_flows(cloud: CloudSnapshot, host: Host, last: OvsParts, *, generation: Profile,
+                    datapath_type: str, uplinks: tuple[tuple[str, str], ...]) -> OvsParts | None:
+    """The host's OVS plan on ``cloud`` when all it is made of but br-tun's flows is what ``last``
+    (its plan with the same arguments on another snapshot) was made of, as :func:`planned_ovs`
+    would assemble it (the same pieces in the same order): the pieces compared are the plugged ports,
+    the local VLANs, the host side (the very kept one), br-tun's and the physical bridges' ports
+    (hence the same ports view and port numbers), the OVS firewall's and the physical bridges'
+    flows; br-tun's flows are planned again and all flows joined. None when any of those differs
+    (the caller plans the host in full)."""
+    ctx = ovs_context(cloud, host, generation=generation, datapath_type=datapath_type, uplinks=uplinks)
+    plugs = plugged_ports(ctx)
+    if plugs != last.plugs:
+        return None
+    vlans = local_vlans(ctx)
+    if vlans != last.vlans:
+        return None
+    own = _host_side(ctx, plugs, vlans)
+    if own is not last.own:  # (a host side planned on the whole snapshot, DVR's, is never the same object)
+        return None
+    if tun_bridge_ports(ctx, vlans) != last.tun_ports or phys_bridge_ports(ctx, plugs) != last.phys_ports:
+        return None
+    ofports = last.view.ofports
+    fw = ovs_firewall_flows(ctx, plugs, vlans, ofports)
+    phys = phys_bridge_flows(ctx, plugs, vlans, ofports)
+    if fw != last.fw or phys != last.phys:
+        return None
+    tun = tun_bridge_flows(ctx, plugs, vlans, ofports)
+    parts = (own, *fw, *tun, *phys)
+    if all(map(operator.is_, tun, last.tun)) and len(tun) == len(last.tun):
+        return last  # (the very pieces: the very flows)
+    # joined from the last assembly's sections, and kept as :func:`_flows` keeps them (not compared
+    # first with the kept pieces: br-tun's changed network's are new objects, compared flow by flow)
+    flows = _assembled(parts, last.flows.sections)
+    _KEPT_FLOWS.put(host.name, parts, flows)
+    return replace(last, tun=tun, flows=flows)
 
 
 @dataclass(frozen=True, slots=True)
