@@ -6,6 +6,7 @@ line Neutron writes)."""
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import random
 import re
@@ -18,9 +19,10 @@ from neutrino.plan import firewall, ovs_int
 from neutrino.plan.generation import Generation, profile
 from neutrino.plan.ovs import ovs_context
 from neutrino.plan.ovs_int import BUILDER_SPOOF, PlannedFlow, T, planned_flow
-from neutrino.scenarios.model import Deployment, Host
-from neutrino.services.snapshot import AddressPair, CloudSnapshot, SecurityGroup, SecurityGroupRule
-from tests.plan.test_firewall import net, port, subnet
+from neutrino.scenarios.model import Deployment
+from neutrino.services.snapshot import AddressPair, CloudSnapshot
+from tests.plan.test_firewall import port
+from tests.plan.test_fw_numbering_speed import _cloud as numbering_cloud
 
 # --- the link-local address and MACs --------------------------------------------------------------
 
@@ -150,24 +152,17 @@ def test_spoof_kit_is_keyed_by_port_number_and_cookie() -> None:
 
 
 def _cloud(gen: str) -> CloudSnapshot:
-    rules = (SecurityGroupRule("r1", "g1", "ingress", "IPv4", None, None, None, None, "g1"),
-             SecurityGroupRule("r2", "g1", "ingress", "IPv4", "tcp", 22, 22, None, None),
-             SecurityGroupRule("r3", "g1", "egress", "IPv4", None, None, None, None, None))
-    others = (SecurityGroupRule("q1", "g2", "egress", "IPv4", "udp", 53, 53, None, None),)
-    pair = (AddressPair(ipaddress.ip_network("10.0.0.128/25"), "fa:16:3e:00:00:99"),)
-    ports = (port("p1", "n", "fa:16:3e:00:00:01", (("s", "10.0.0.11"),), "compute:nova", "c1", sgs=("g1",)),
-             port("p2", "n", "fa:16:3e:00:00:02", (("s", "10.0.0.12"),), "compute:nova", "c1", sgs=("g1", "g2")),
-             port("p3", "n", "fa:16:3e:00:00:03", (("s", "10.0.0.13"),), "compute:nova", "c1", sgs=("g2",),
-                  pairs=pair),
-             port("p4", "n", "fa:16:3e:00:00:04", (("s", "10.0.0.14"),), "compute:nova", "c1", sgs=("gone",)),
+    """test_fw_numbering_speed's cloud, p2 in both groups and p4 in a deleted one, with a port
+    without port security, one without addresses and the DHCP server."""
+    base = numbering_cloud(gen)
+    p1, p2, p3, p4 = base.ports
+    ports = (p1, dataclasses.replace(p2, security_group_ids=("g1", "g2")), p3,
+             dataclasses.replace(p4, security_group_ids=("gone",)),
              port("p5", "n", "fa:16:3e:00:00:05", (("s", "10.0.0.15"),), "compute:nova", "c1", sgs=("g1",),
                   security=False),
              port("p6", "n", "fa:16:3e:00:00:06", (), "compute:nova", "c1", sgs=("g1",)),
              port("d1", "n", "fa:16:3e:00:00:0d", (("s", "10.0.0.2"),), "network:dhcp", "c1", device="dhcp-n"))
-    dep = Deployment(generation=gen, hosts=(Host("c1", frozenset({"compute"})),))
-    return CloudSnapshot(dep, (net("n", 1450, ("s",)),), (subnet("s", "n", "10.0.0.0/24", "10.0.0.1"),), ports,
-                         security_groups=(SecurityGroup("g1", "g1", "p", True, True, rules),
-                                          SecurityGroup("g2", "g2", "p", True, True, others)))
+    return dataclasses.replace(base, ports=ports)
 
 
 @pytest.mark.parametrize("gen", [Generation.MODERN, Generation.GRIZZLY])

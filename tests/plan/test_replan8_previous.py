@@ -33,6 +33,7 @@ from neutrino.services.snapshot import (
     Subnet,
 )
 from tests.plan.benchmod import plan_bench
+from tests.plan.test_replan6_carried import _first_removed, _moved, _removed
 from tests.plan.test_replan_kept import forget_everything, fresh
 
 
@@ -75,24 +76,6 @@ def _added_known_host(cloud: CloudSnapshot) -> CloudSnapshot:
     not ``_added_new_host_on_net``'s: in a row, they would give two ports one id.)"""
     host = next(p.binding_host for p in _instance_ports(cloud) if p.network_id == cloud.networks[3].id)
     return fresh(cloud, ports=(*cloud.ports, _new_port(cloud, 3, host, 2)))
-
-
-def _removed(cloud: CloudSnapshot) -> CloudSnapshot:
-    victim = _instance_ports(cloud)[3]
-    return fresh(cloud, ports=tuple(p for p in cloud.ports if p is not victim))
-
-
-def _first_removed(cloud: CloudSnapshot) -> CloudSnapshot:
-    """A host's only port on its network gone: it leaves the network (tunnels go, VLANs renumber)."""
-    victim = _instance_ports(cloud)[0]
-    return fresh(cloud, ports=tuple(p for p in cloud.ports if p is not victim))
-
-
-def _moved(cloud: CloudSnapshot) -> CloudSnapshot:
-    victim = _instance_ports(cloud)[5]
-    to = next(h.name for h in cloud.deployment.hosts[1:] if h.name != victim.binding_host)
-    return fresh(cloud, ports=tuple(dataclasses.replace(p, binding_host=to) if p is victim else p
-                                    for p in cloud.ports))
 
 
 def _addresses(cloud: CloudSnapshot) -> CloudSnapshot:
