@@ -383,7 +383,8 @@ def hosts_affected_by_port(cloud: CloudSnapshot, port_id: str) -> tuple[str, ...
     order: the port's own host, every host with a port on its network (tunnels and l2population
     flows, DHCP and router namespaces) and, when one of its security groups is some rule's remote
     group, every host with a port in a group holding such a rule, and every host of a distributed
-    router with an interface on its network. nova-network: every host."""
+    router with an interface on its network or of an HA router with a port on it (which plugs its
+    ports on each of them). nova-network: every host."""
     dep = cloud.deployment
     names = [h.name for h in dep.hosts]
     if dep.mechanism is Mechanism.NOVA_NETWORK:
@@ -395,6 +396,7 @@ def hosts_affected_by_port(cloud: CloudSnapshot, port_id: str) -> tuple[str, ...
     if referring:
         touched |= {p.binding_host for p in cloud.ports if referring & set(p.security_group_ids)}
     touched |= dvr_hosts_of_network(cloud, port.network_id)
+    touched |= _routed_networks(cloud).get(port.network_id, frozenset())
     return tuple(n for n in names if n in touched)
 
 
@@ -417,26 +419,23 @@ def hosts_affected_by_change(before: CloudSnapshot, after: CloudSnapshot) -> tup
         if now is not None:
             touched.update(hosts_affected_by_port(after, pid))
     if changed:
-        touched |= _routers_plugged_hosts(before, after, changed)
+        touched |= _moved_routers_hosts(before, after)
     return tuple(h.name for h in after.deployment.hosts if h.name in touched)
 
 
-def _routers_plugged_hosts(before: CloudSnapshot, after: CloudSnapshot,
-                           changed: list[tuple[str, Port | None, Port | None]]) -> set[str]:
+def _moved_routers_hosts(before: CloudSnapshot, after: CloudSnapshot) -> set[str]:
     """The hosts a ports-only change reaches through the routers whose ports are plugged on hosts
-    they are not bound to: an HA router's on each of its L3 hosts, a distributed router's on each
-    host it lives on (which moves with the instances on its subnets). For each network such a
-    router has a port on, in either snapshot, that a changed port is on or whose routers' hosts
-    differ between the two: every host with a port on it and the routers' hosts, in both
-    snapshots (their br-tun's tunnels and l2population flows for it)."""
+    they are not bound to, when their hosts moved: a distributed router lives on the hosts of the
+    instances on its subnets, so a port's change can move it to or from a host, and with it its
+    ports on its other networks. For each network whose routers' hosts differ between the two
+    snapshots: every host with a port on it and the routers' hosts, in both (their br-tun's tunnels
+    and l2population flows for it). (The networks of the changed ports themselves are
+    :func:`hosts_affected_by_port`'s.)"""
     was, now = _routed_networks(before), _routed_networks(after)
-    if not was and not now:
-        return set()
-    networks = {p.network_id for _i, a, b in changed for p in (a, b) if p is not None}
     out: set[str] = set()
     for net in was.keys() | now.keys():
         hosts_was, hosts_now = was.get(net, frozenset()), now.get(net, frozenset())
-        if net in networks or hosts_was != hosts_now:
+        if hosts_was != hosts_now:
             out |= hosts_was | hosts_now
             out.update(p.binding_host for c in (before, after) for p in c.ports_on_network(net))
     return out
@@ -444,7 +443,11 @@ def _routers_plugged_hosts(before: CloudSnapshot, after: CloudSnapshot,
 
 def _routed_networks(cloud: CloudSnapshot) -> dict[str, frozenset[str]]:
     """Network id -> the hosts on which an HA or distributed router (admin up) with a port on it
-    plugs its ports (``l3_ha.ports_plugged_on``, ``dvr.router_hosts``)."""
+    plugs its ports (``l3_ha.ports_plugged_on``, ``dvr.router_hosts``); once per snapshot."""
+    return cloud.cached("routed-networks", _routed_networks_of)
+
+
+def _routed_networks_of(cloud: CloudSnapshot) -> dict[str, frozenset[str]]:
     from neutrino.plan import dvr
 
     out: dict[str, set[str]] = {}
