@@ -33,7 +33,7 @@ from neutrino.services.snapshot import (
     Subnet,
 )
 from tests.plan.benchmod import plan_bench
-from tests.plan.test_replan6_carried import _first_removed, _moved, _removed
+from tests.plan.test_replan6_carried import _first_removed, _instance_ports, _moved, _removed
 from tests.plan.test_replan_kept import forget_everything, fresh
 
 
@@ -47,10 +47,6 @@ def _cleared() -> Iterator[None]:
     forget_everything()
     yield
     forget_everything()
-
-
-def _instance_ports(cloud: CloudSnapshot) -> list[Port]:
-    return [p for p in cloud.ports if p.device_owner == "compute:nova"]
 
 
 def _new_port(cloud: CloudSnapshot, net_index: int, host: str, n: int = 1) -> Port:
