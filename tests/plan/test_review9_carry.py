@@ -370,6 +370,21 @@ def test_the_arp_responder_and_a_cookie_through_carried_snapshots(seed: int) -> 
 
 # -- the faults found ------------------------------------------------------------------------------
 
+def _stale_after_the_agents_replan(cloud: CloudSnapshot, changed: CloudSnapshot) -> list[str]:
+    """Every host of ``cloud`` planned, then ``changed`` re-planned as the agents do (the hosts
+    ``hosts_affected_by_change`` names, with ``previous=``; the others kept): the hosts whose plan
+    differs from a cold plan of ``changed``."""
+    before = fresh(cloud)
+    kept = plan_hosts(before, _names(cloud))
+    after = fresh(changed)
+    touched = hosts_affected_by_change(before, after)
+    assert touched is not None
+    replanned = plan_hosts(after, touched, previous=before)
+    planned = {n: replanned.get(n, kept[n]) for n in _names(cloud)}
+    forget_everything()
+    return _differing(dict(planned), dict(plan_hosts(fresh(changed), _names(cloud))))
+
+
 def _vm_mac_changed(cloud: CloudSnapshot) -> CloudSnapshot:
     vm = next(p for p in cloud.ports if p.is_instance_port)
     return dataclasses.replace(cloud, ports=tuple(dataclasses.replace(p, mac_address="fa:16:3e:7e:00:01")
@@ -384,15 +399,7 @@ def test_an_ha_routers_other_host_is_replanned(examples: dict[str, CloudSnapshot
     load:0x1->NXM_NX_TUN_ID[],output:3``; the cold plan has the new MAC."""
     cloud = examples["ha"]
     cloud = dataclasses.replace(cloud, deployment=dataclasses.replace(cloud.deployment, l2population=True))
-    before = fresh(cloud)
-    kept = plan_hosts(before, _names(cloud))
-    after = fresh(_vm_mac_changed(cloud))
-    touched = hosts_affected_by_change(before, after)
-    assert touched is not None
-    replanned = plan_hosts(after, touched, previous=before)
-    planned = {n: replanned.get(n, kept[n]) for n in _names(cloud)}
-    forget_everything()
-    assert _differing(dict(planned), dict(plan_hosts(fresh(after), _names(cloud)))) == []
+    assert _stale_after_the_agents_replan(cloud, _vm_mac_changed(cloud)) == []
 
 
 def test_ports_given_twice_under_one_id() -> None:
@@ -457,12 +464,4 @@ def test_a_distributed_router_moving_with_a_vm_is_seen_by_the_other_networks_hos
             SecurityGroupRule("r1", "sg", "egress", "IPv4", None, None, None, None, None),)),), ())
     moved = dataclasses.replace(cloud, ports=tuple(
         dataclasses.replace(p, binding_host="compute2") if p.id == "vm-a" else p for p in ports))
-    before = fresh(cloud)
-    kept = plan_hosts(before, _names(cloud))
-    after = fresh(moved)
-    touched = hosts_affected_by_change(before, after)
-    assert touched is not None
-    replanned = plan_hosts(after, touched, previous=before)
-    planned = {n: replanned.get(n, kept[n]) for n in _names(cloud)}
-    forget_everything()
-    assert _differing(dict(planned), dict(plan_hosts(fresh(moved), _names(cloud)))) == []
+    assert _stale_after_the_agents_replan(cloud, moved) == []
