@@ -52,6 +52,24 @@ def _converged(prefix: str, host: str, todo: list[Probe]) -> None:
                  what=f"{probe[1]} to answer {probe[0]} through {host}")
 
 
+def _link_local(prefix: str, host: str) -> set[str]:
+    """The IPv6 addresses (``lo``'s aside) in ``host``'s qrouter namespace, with their flags."""
+    ns = next(n for n in run(["ip", "netns"], check=False).stdout.split()
+              if n.startswith(f"{prefix}-{host}-qrouter-"))
+    out = run(["ip", "-6", "-o", "addr"], netns=ns, check=False).stdout
+    return {" ".join(ln.split()[1:4] + (["nodad"] if "nodad" in ln else [])) for ln in out.splitlines()
+            if ln.split()[1] != "lo"}
+
+
+def _one_speaker(prefix: str, master: str, backup: str) -> None:
+    """Only the master has IPv6 link-local addresses, keepalived's (``nodad``): the namespace's
+    ``addr_gen_mode=1`` keeps the kernel from making them, so the backup's devices, which share the
+    master's MACs, send no DAD or MLD that would teach the external switch the wrong port."""
+    assert _link_local(prefix, backup) == set()
+    have = _link_local(prefix, master)
+    assert have and all(a.endswith("nodad") and "inet6 fe80::f816:3eff:" in a for a in have), have
+
+
 def _agree(state: pathlib.Path, prefix: str, todo: list[Probe]) -> dict[Probe, str]:
     """Kernel and simulator verdicts compared (asserted equal); each simulated path, by probe."""
     from neutrino import worldkeep
@@ -79,6 +97,7 @@ def test_ha_simulator_and_kernel_agree_before_and_after_failover(tmp_path: pathl
         prefix = linux_up(state, "ha.yaml")
         todo = _probes(state)
         _converged(prefix, "network1", todo)
+        _one_speaker(prefix, "network1", "network2")
         before = _agree(state, prefix, todo)
         assert "network1 qrouter-" in before[("outside", FIP, "icmp", 0)]
 
@@ -86,6 +105,7 @@ def test_ha_simulator_and_kernel_agree_before_and_after_failover(tmp_path: pathl
         assert fo.returncode == 0, fo.stderr
         assert "router router1: master network2" in fo.stdout
         _converged(prefix, "network2", todo)
+        _one_speaker(prefix, "network2", "network1")
         after = _agree(state, prefix, todo)
         path = after[("outside", FIP, "icmp", 0)]
         assert "network2 qrouter-" in path and "network1 qrouter-" not in path, path

@@ -13,6 +13,7 @@ KNOWN = (
     "net.ipv4.conf.all.arp_announce",
     "net.ipv4.ip_nonlocal_bind",
     "net.ipv6.conf.all.forwarding",
+    "net.ipv6.conf.all.addr_gen_mode",
     "net.bridge.bridge-nf-call-iptables",
     "net.bridge.bridge-nf-call-ip6tables",
     "net.bridge.bridge-nf-call-arptables",

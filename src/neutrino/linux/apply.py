@@ -12,8 +12,8 @@ through ``iptables-restore -n``; OVS bridges and ports in one ``ovs-vsctl`` tran
 
 What does not depend on each other runs at once (:func:`neutrino.linux.runner.parallel`): the
 namespaces, each namespace's links (one ``ip -batch``), the ``ethtool`` calls beside the OVS work,
-each bridge's flows, and each namespace's configuration (:func:`configure`: one ``ip -batch`` with
-links set up, addresses, routes, rules and neighbours, then one ``sysctl -w``, then iptables). Within
+each bridge's flows, and each namespace's configuration (:func:`configure`: one ``sysctl -w``, then one ``ip -batch`` with
+links set up, addresses, routes, rules and neighbours, then iptables). Within
 a namespace the order is the one the steps always had.
 """
 
@@ -271,9 +271,12 @@ def _ip_lines(d: HostDiff) -> dict[str, list[str]]:
 
 
 def configure(place: Place, d: HostDiff) -> None:
-    """Links set up, addresses, routes, rules and neighbours (one ``ip -batch`` per namespace), then
-    sysctls (one ``sysctl -w``) and iptables (``iptables-restore -n``): each namespace in that order,
-    the namespaces at once (nothing of this crosses from one namespace to another)."""
+    """Sysctls (one ``sysctl -w``), then links set up, addresses, routes, rules and neighbours (one
+    ``ip -batch`` per namespace), then iptables (``iptables-restore -n``): each namespace in that
+    order, the namespaces at once (nothing of this crosses from one namespace to another). Sysctls
+    come first, as Neutron sets them when it makes the namespace: an HA router's
+    ``addr_gen_mode=1`` only keeps the kernel from making link-local addresses on devices set up
+    after it."""
     ip_lines = _ip_lines(d)
     sysctls: dict[str, list[str]] = {}
     for ns, sc in d.sysctls:
@@ -285,9 +288,9 @@ def configure(place: Place, d: HostDiff) -> None:
 
     def one(ns: str) -> None:
         real = place.real(ns)
-        ip_batch(real, ip_lines.get(ns, []))
         if ns in sysctls:
             run(["sysctl", "-w", *sysctls[ns]], netns=real)
+        ip_batch(real, ip_lines.get(ns, []))
         for text in rulesets.get(ns, ()):
             run(["iptables-restore", "-n"], netns=real, input=text)
 

@@ -161,7 +161,11 @@ def _namespace(cloud: CloudSnapshot, router: Router, binding: L3Binding, prof: P
                                tuple(ha_addrs))
     routes += [rt for a in ha_addrs if (rt := connected_route(prof, a, ha_dev)) is not None]
     ruleset, chain_origins = assemble(prof, chains, rules, BUILDER)
-    sysctls = (*_sysctls(prof), Sysctl("net.ipv4.ip_nonlocal_bind", "1"))
+    # Neutron's HaRouterNamespace.create: non-local binds, and no kernel-made IPv6 link-local addresses
+    # (keepalived adds them on the master): a backup's devices, which share the master's MACs, must not
+    # send DAD or MLD from those MACs, or the switches learn them at the backup and floating IPs break
+    sysctls = (*_sysctls(prof), Sysctl("net.ipv4.ip_nonlocal_bind", "1"),
+               Sysctl("net.ipv6.conf.all.addr_gen_mode", "1"))
     ns = NamespaceState(ns_name, links=(ha_link, *links), routes=tuple(ordered_routes(prof, routes)),
                         iptables=ruleset, sysctls=sysctls)
     origins = [Origin("namespace", ns_name, obj, BUILDER), Origin("link", ha_dev, f"port {ha_port.id}", BUILDER)]
