@@ -48,7 +48,7 @@ def _state(db: Database) -> tuple[Any, ...]:
 
 def test_a_version_6_database_with_ports_is_upgraded(cloud: Cloud) -> None:
     admin = cloud.admin_context()
-    assert models.SCHEMA_VERSION == 7 and cloud.db.schema_version() == 7
+    assert models.SCHEMA_VERSION == 8 and cloud.db.schema_version() == 8
     assert "ix_ipallocations_network_id" not in _indexes(cloud.db)  # a new database never had it
     with cloud.write(admin) as tx:
         net = networks.create_network(tx, prepare("network", {"name": "n"}))["id"]
@@ -60,7 +60,7 @@ def test_a_version_6_database_with_ports_is_upgraded(cloud: Cloud) -> None:
             made.append(ports.create_port(tx, prepare("port", {"network_id": net, "project_id": project}))["id"])
     with cloud.db.engine.begin() as c:  # back to version 6: the index as version 6 made it
         c.execute(text("CREATE INDEX ix_ipallocations_network_id ON ipallocations (network_id)"))
-        c.execute(text("DELETE FROM neutrino_schema WHERE version = 7"))
+        c.execute(text("DELETE FROM neutrino_schema WHERE version >= 7"))
     url = cloud.db.url
     cloud.db.dispose()
     old = Database(url, migrate=False)
@@ -69,7 +69,7 @@ def test_a_version_6_database_with_ports_is_upgraded(cloud: Cloud) -> None:
     old.dispose()
     db = Database(url)
     try:
-        assert db.schema_version() == 7
+        assert db.schema_version() == 8
         assert "ix_ipallocations_network_id" not in _indexes(db)
         assert _state(db) == before  # every row kept, the counters still the counts
         assert before[2] == {"p1": 2, "p2": 1, "p3": 1, admin.project_id: 1}  # and the DHCP port
@@ -84,6 +84,6 @@ def test_a_version_6_database_with_ports_is_upgraded(cloud: Cloud) -> None:
         rows, _, counted = _state(db)
         assert counted == {"p1": 1, "p2": 2, "p3": 1, admin.project_id: 1}
         assert len(rows) == len(before[0])
-        assert db.migrate() == 7  # opening it again changes nothing
+        assert db.migrate() == 8  # opening it again changes nothing
     finally:
         db.dispose()

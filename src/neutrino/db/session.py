@@ -245,9 +245,21 @@ def _migration_7(conn: Connection) -> None:
     conn.exec_driver_sql("DROP INDEX IF EXISTS ix_ipallocations_network_id")
 
 
+def _migration_8(conn: Connection) -> None:
+    """Version 8, PostgreSQL only: the ports' index on ``network_id`` replaced by one on
+    (``device_owner``, ``network_id``), the DHCP-port lookup's (see ``models.Port``), so that the
+    create's MAC check reads ``uq_port_mac`` whatever the planner's statistics (never analysed, it
+    scanned every port of the network in the plain index). Lookups by network alone read
+    ``uq_port_mac``'s first column. (A database made at version 8 never had the plain index there.)"""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("DROP INDEX IF EXISTS ix_ports_network_id")
+        conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS ix_ports_device_owner_network_id "
+                             "ON ports (device_owner, network_id)")
+
+
 MIGRATIONS: tuple[tuple[int, Callable[[Connection], None]], ...] = (
     (1, _migration_1), (2, _migration_2), (3, _migration_3), (4, _migration_4), (5, _migration_5),
-    (6, _migration_6), (7, _migration_7))
+    (6, _migration_6), (7, _migration_7), (8, _migration_8))
 
 
 class Raw:
@@ -264,6 +276,7 @@ class Raw:
     __slots__ = ("_conn", "_pg", "_cur", "_seen")
 
     _PG_TEXT: dict[str, str] = {}
+    _PG_TOGETHER: dict[tuple[tuple[str, int], ...], str] = {}  # ``write_all(together=True)``'s, by shape
 
     def __init__(self, dbapi_conn: Any, postgres: bool, seen: Connection | None = None) -> None:
         self._conn = dbapi_conn
@@ -296,9 +309,13 @@ class Raw:
     def executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
         self.write_all([(sql, rows)])
 
-    def write_all(self, statements: list[tuple[str, list[tuple[Any, ...]]]]) -> None:
+    def write_all(self, statements: list[tuple[str, list[tuple[Any, ...]]]], *, together: bool = False) -> None:
         """Each statement once per row of its (``INSERT``, ``UPDATE``, ``DELETE``: no rows back), in
-        order; on PostgreSQL all in one round trip (a pipeline)."""
+        order; on PostgreSQL all in one round trip (a pipeline). ``together``: on PostgreSQL, as one
+        statement instead (each but the last a data-modifying ``WITH`` part: one execution, no
+        pipeline), for statements none of which reads or changes a row another writes (they all see
+        the snapshot before any of them; row triggers and foreign-key checks still run after each
+        row, at the statement's end)."""
         for sql, rows in statements:
             self._tell(sql, rows, len(rows) > 1)
         if not self._pg:
@@ -307,6 +324,15 @@ class Raw:
                     self._conn.execute(sql, rows[0])
                 else:
                     self._conn.executemany(sql, rows)
+            return
+        if together:
+            shape = tuple((sql, len(rows)) for sql, rows in statements)
+            text_ = self._PG_TOGETHER.get(shape)
+            if text_ is None:
+                parts = [self._text(sql) for sql, n in shape for _ in range(n)]
+                head = ", ".join(f"w{i} AS ({p})" for i, p in enumerate(parts[:-1]))
+                text_ = self._PG_TOGETHER[shape] = f"WITH {head} {parts[-1]}" if head else parts[-1]
+            self._cur.execute(text_, [v for _sql, rows in statements for row in rows for v in row], prepare=True)
             return
         with self._conn.pipeline():
             for sql, rows in statements:

@@ -315,7 +315,9 @@ def _insert(tx: Tx, values: dict[str, Any], pairs_ips: list[tuple[str, str]], gr
                            [(pid, g, i) for i, g in enumerate(groups)]))
     if scan_starts:
         statements.append((_SCAN_START_SQL, scan_starts))
-    raw(tx.session).write_all(statements)  # one round trip on PostgreSQL
+    # one statement on PostgreSQL: none reads what another writes (the addresses' and groups' foreign
+    # keys to the port are checked at the statement's end, when it is there)
+    raw(tx.session).write_all(statements, together=True)
 
 
 _DHCP_PORT = "SELECT id FROM ports WHERE network_id = ? AND device_owner = 'network:dhcp' LIMIT 1"
