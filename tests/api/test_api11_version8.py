@@ -23,6 +23,7 @@ from neutrino.scenarios.model import default_scenario
 from neutrino.services import networks, ports, securitygroups
 from neutrino.services.cloud import Cloud, prepare
 from tests.api.api_helpers import cloud_on_fresh_database
+from tests.api.test_api9_version7 import counted_and_checked, indexes
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -34,15 +35,6 @@ def _pg(db: Database) -> bool:
     return db.engine.dialect.name == "postgresql"
 
 
-def _indexes(db: Database) -> set[str]:
-    with db.engine.connect() as c:
-        if _pg(db):
-            q = "SELECT indexname FROM pg_indexes WHERE tablename = 'ports'"
-        else:
-            q = "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'ports'"
-        return {n for (n,) in c.execute(text(q)).all()}
-
-
 def _counted(db: Database) -> tuple[Any, ...]:
     """The ports and addresses, after checking that the kept counters are what counting gives."""
     with db.engine.connect() as c:
@@ -50,12 +42,7 @@ def _counted(db: Database) -> tuple[Any, ...]:
                               "FROM ports ORDER BY id")).all()
         ips = c.execute(text("SELECT subnet_id, ip_address, port_id FROM ipallocations "
                              "ORDER BY subnet_id, ip_address")).all()
-        counted = dict(c.execute(text("SELECT project_id, count(*) FROM ports GROUP BY project_id")).all())
-        kept = {p: n for p, n in c.execute(text("SELECT project_id, ports FROM port_usage")).all() if n}
-        seq = c.execute(text("SELECT value FROM neutrino_counters WHERE name = 'created_seq'")).scalar()
-        top = c.execute(text("SELECT max(created_seq) FROM ports")).scalar()
-    assert kept == counted  # the kept usage is the count
-    assert seq is not None and top is not None and seq >= top
+        counted = counted_and_checked(c)
     return tuple(rows), tuple(ips), counted
 
 
@@ -70,7 +57,7 @@ def test_a_version_7_database_with_ports_is_upgraded(cloud: Cloud) -> None:
     admin = cloud.admin_context()
     pg = _pg(cloud.db)
     assert models.SCHEMA_VERSION == 8 and cloud.db.schema_version() == 8
-    new = _indexes(cloud.db)  # what a new database has
+    new = indexes(cloud.db, "ports")  # what a new database has
     if pg:
         assert "ix_ports_device_owner_network_id" in new and "ix_ports_network_id" not in new
     else:
@@ -89,13 +76,14 @@ def test_a_version_7_database_with_ports_is_upgraded(cloud: Cloud) -> None:
     cloud.db.dispose()
     old = Database(url, migrate=False)
     assert old.schema_version() == 7
-    assert "ix_ports_network_id" in _indexes(old) and "ix_ports_device_owner_network_id" not in _indexes(old)
+    old_indexes = indexes(old, "ports")
+    assert "ix_ports_network_id" in old_indexes and "ix_ports_device_owner_network_id" not in old_indexes
     before = _counted(old)
     old.dispose()
     db = Database(url)
     try:
         assert db.schema_version() == 8
-        assert _indexes(db) == new  # as a new database's
+        assert indexes(db, "ports") == new  # as a new database's
         assert _counted(db) == before  # every row kept, the counters still the counts
         assert before[2] == {"p1": 2, "p2": 1, "p3": 1, admin.project_id: 1}  # and the DHCP port
         upgraded = Cloud(db, default_scenario())
@@ -113,7 +101,7 @@ def test_a_version_7_database_with_ports_is_upgraded(cloud: Cloud) -> None:
         assert counted == {"p1": 1, "p2": 2, "p3": 1, admin.project_id: 1}
         assert len(rows) == len(before[0])
         assert db.migrate() == 8  # opening it again changes nothing
-        assert _indexes(db) == new
+        assert indexes(db, "ports") == new
     finally:
         db.dispose()
 

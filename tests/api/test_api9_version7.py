@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 
 from neutrino.db import models
 from neutrino.db.session import Database
@@ -23,13 +23,25 @@ def cloud(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Cloud]:
     yield from cloud_on_fresh_database(request, tmp_path, "v7")
 
 
-def _indexes(db: Database) -> set[str]:
+def indexes(db: Database, table: str = "ipallocations") -> set[str]:
+    """The names of ``table``'s indexes, on either database."""
     with db.engine.connect() as c:
         if db.engine.dialect.name == "postgresql":
-            q = "SELECT indexname FROM pg_indexes WHERE tablename = 'ipallocations'"
+            q = f"SELECT indexname FROM pg_indexes WHERE tablename = '{table}'"
         else:
-            q = "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'ipallocations'"
+            q = f"SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = '{table}'"
         return {n for (n,) in c.execute(text(q)).all()}
+
+
+def counted_and_checked(c: Connection) -> dict[str, int]:
+    """The ports per project, after checking that the kept counters are what counting gives."""
+    counted: dict[str, int] = dict(c.execute(text("SELECT project_id, count(*) FROM ports GROUP BY project_id")).all())
+    kept = {p: n for p, n in c.execute(text("SELECT project_id, ports FROM port_usage")).all() if n}
+    seq = c.execute(text("SELECT value FROM neutrino_counters WHERE name = 'created_seq'")).scalar()
+    top = c.execute(text("SELECT max(created_seq) FROM ports")).scalar()
+    assert kept == counted  # the kept usage is the count
+    assert seq is not None and top is not None and seq >= top
+    return counted
 
 
 def _state(db: Database) -> tuple[Any, ...]:
@@ -37,19 +49,14 @@ def _state(db: Database) -> tuple[Any, ...]:
         rows = c.execute(text("SELECT id, project_id, mac_address, created_seq FROM ports ORDER BY id")).all()
         ips = c.execute(text("SELECT subnet_id, ip_address, port_id, network_id FROM ipallocations "
                              "ORDER BY subnet_id, ip_address")).all()
-        counted = dict(c.execute(text("SELECT project_id, count(*) FROM ports GROUP BY project_id")).all())
-        kept = {p: n for p, n in c.execute(text("SELECT project_id, ports FROM port_usage")).all() if n}
-        seq = c.execute(text("SELECT value FROM neutrino_counters WHERE name = 'created_seq'")).scalar()
-        top = c.execute(text("SELECT max(created_seq) FROM ports")).scalar()
-    assert kept == counted  # the kept usage is the count
-    assert seq is not None and top is not None and seq >= top
+        counted = counted_and_checked(c)
     return tuple(rows), tuple(ips), counted
 
 
 def test_a_version_6_database_with_ports_is_upgraded(cloud: Cloud) -> None:
     admin = cloud.admin_context()
     assert models.SCHEMA_VERSION == 8 and cloud.db.schema_version() == 8
-    assert "ix_ipallocations_network_id" not in _indexes(cloud.db)  # a new database never had it
+    assert "ix_ipallocations_network_id" not in indexes(cloud.db)  # a new database never had it
     with cloud.write(admin) as tx:
         net = networks.create_network(tx, prepare("network", {"name": "n"}))["id"]
         sub = networks.create_subnet(tx, prepare("subnet", {"network_id": net, "ip_version": 4,
@@ -64,13 +71,13 @@ def test_a_version_6_database_with_ports_is_upgraded(cloud: Cloud) -> None:
     url = cloud.db.url
     cloud.db.dispose()
     old = Database(url, migrate=False)
-    assert old.schema_version() == 6 and "ix_ipallocations_network_id" in _indexes(old)
+    assert old.schema_version() == 6 and "ix_ipallocations_network_id" in indexes(old)
     before = _state(old)
     old.dispose()
     db = Database(url)
     try:
         assert db.schema_version() == 8
-        assert "ix_ipallocations_network_id" not in _indexes(db)
+        assert "ix_ipallocations_network_id" not in indexes(db)
         assert _state(db) == before  # every row kept, the counters still the counts
         assert before[2] == {"p1": 2, "p2": 1, "p3": 1, admin.project_id: 1}  # and the DHCP port
         upgraded = Cloud(db, default_scenario())
