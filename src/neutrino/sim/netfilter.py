@@ -1073,9 +1073,10 @@ class Netfilter:
         packets of a confirmed connection are looked up: a new connection's first packet, and
         one before conntrack (the raw table) or without a connection, is walked without a key;
         that is where traffic does not repeat (every guest's DHCP at boot), and the key (the
-        whole packet hashed) would cost more than it saves."""
+        whole packet hashed) would cost more than it saves. Nor is DHCP (a guest's REQUEST finds
+        the connection its DISCOVER confirmed; every message is new, as :meth:`hook` says)."""
         ref = p.ct
-        if ref is None or ref.conn is None or not ref.conn.confirmed:
+        if ref is None or ref.conn is None or not ref.conn.confirmed or _is_dhcp(p.ip):
             verdict, rule, _ = self._walk(table, hook, p)
             return verdict, rule
         key = _run_key(table, hook, p)

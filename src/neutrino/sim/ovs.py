@@ -909,21 +909,69 @@ def _learned_match(info: FieldInfo, value: int, mask: int) -> MatchField:
     return IntMatch(info.match_name, value, m)
 
 
+def _learn_sources(learn: Learn) -> list[Subfield]:
+    """The subfields ``learn`` reads of the packet, in its specs' order (each one's bits worked
+    out here, in the order reading them would: an unknown field raises as building the flow does)."""
+    out: list[Subfield] = []
+    for spec in learn.specs:
+        if isinstance(spec, LearnMatch):
+            _bits(spec.dst)
+            if spec.value is None:
+                out.append(spec.src if spec.src is not None else spec.dst)
+                _bits(out[-1])
+        elif isinstance(spec, LearnLoad):
+            if spec.value is None and spec.src is not None:
+                out.append(spec.src)
+                _bits(spec.src)
+        elif isinstance(spec, LearnOutput):
+            out.append(spec.src)
+            _bits(spec.src)
+    return out
+
+
 def _learn_reads(ctx: _Ctx, learn: Learn) -> tuple[int, ...]:
     """The packet's values ``learn`` copies into the flow it installs, in its specs' order (an
     absent field reads as 0): with ``learn`` itself, all the flow depends on."""
-    out: list[int] = []
-    for spec in learn.specs:
-        if isinstance(spec, LearnMatch):
-            _bits(spec.dst)  # (an unknown field raises here, as building the flow does)
-            if spec.value is None:
-                out.append(_read_sub(ctx, spec.src if spec.src is not None else spec.dst) or 0)
-        elif isinstance(spec, LearnLoad):
-            if spec.value is None and spec.src is not None:
-                out.append(_read_sub(ctx, spec.src) or 0)
-        elif isinstance(spec, LearnOutput):
-            out.append(_read_sub(ctx, spec.src) or 0)
+    return tuple(_read_sub(ctx, sf) or 0 for sf in _learn_sources(learn))
+
+
+def _src_bits(learn: Learn) -> tuple[tuple[int, int, int], ...]:
+    """Which of ``learn``'s reads (:func:`_learn_reads`) are bits of the Ethernet source: each
+    one's position among the reads, offset and width (it reads ``(src >> offset) & mask``)."""
+    out = []
+    for i, sf in enumerate(_learn_sources(learn)):
+        info, off, n = _bits(sf)
+        if info.name == "eth_src":
+            out.append((i, off, n))
     return tuple(out)
+
+
+class _SrcLearn:
+    """A ``learn`` action of a run that read the Ethernet source (and nothing before it read or
+    wrote the source): what it read (``reads``; the positions ``bits`` from the source), and
+    where its effect's text is in the run's steps (the flow step at ``slot``: the flow's text,
+    the "learned flow: " prefix, every action's effect, this one's at ``at``). The run is the
+    same for a frame with another source but for this action's flow and that text (see
+    :class:`_L2Seen`)."""
+
+    __slots__ = ("learn", "reads", "bits", "slot", "flow_text", "prefix", "effects", "at")
+
+    def __init__(self, learn: Learn, reads: tuple[int, ...], bits: tuple[tuple[int, int, int], ...]) -> None:
+        self.learn = learn  # (held: the id in _LEARNED's key is not reused while here)
+        self.reads = reads
+        self.bits = bits
+        self.slot = -1
+        self.flow_text = ""
+        self.prefix = ""
+        self.effects: tuple[str, ...] = ()
+        self.at = -1
+
+    def flow(self, src: int) -> Flow:
+        """The flow this action learns from a frame with source MAC ``src``."""
+        reads = list(self.reads)
+        for i, off, n in self.bits:
+            reads[i] = (src >> off) & ((1 << n) - 1)
+        return _learned_of(self.learn, tuple(reads))
 
 
 def _learned_flow(learn: Learn, reads: Sequence[int]) -> Flow:
@@ -971,10 +1019,15 @@ _LEARNED_MAX = 4096
 def _learned(ctx: _Ctx, learn: Learn) -> Flow:
     """:func:`_learn_flow`, made once per action and values read (br-tun learns the same flow
     again from every packet out of a tunnel)."""
-    key = (id(learn), _learn_reads(ctx, learn))
+    return _learned_of(learn, _learn_reads(ctx, learn))
+
+
+def _learned_of(learn: Learn, reads: tuple[int, ...]) -> Flow:
+    """The flow ``learn`` installs given the values it read (:func:`_learned`)."""
+    key = (id(learn), reads)
     got = _LEARNED.get(key)
     if got is None or got[0] is not learn:
-        flow = _learned_flow(learn, key[1])
+        flow = _learned_flow(learn, reads)
         if len(_LEARNED) >= _LEARNED_MAX:
             _LEARNED.clear()
             _LEARN_KEYS.clear()
@@ -1002,7 +1055,7 @@ class _Run:
     """What one ``process`` call accumulates."""
 
     __slots__ = ("outputs", "steps", "miss", "drop_flow", "pruned", "unfollowed", "volatile", "relearned", "tables",
-                 "learns", "normals", "normal", "ended")
+                 "learns", "normals", "normal", "ended", "src_learns", "pending")
 
     def __init__(self, unfollowed: Unfollowed | None = None) -> None:
         self.outputs: list[Emit] = []
@@ -1018,6 +1071,8 @@ class _Run:
         self.normals = 0  # how many times NORMAL ran
         self.normal: _NormalAt | None = None  # where NORMAL ran (the first time) and where it left the run
         self.ended = 0  # the steps when the pipeline ended (before the drop step :meth:`_finish` may add)
+        self.src_learns: dict[int, _SrcLearn] = {}  # by position in learns: the ones that read the source
+        self.pending: list[_SrcLearn] = []  # those whose flow step is not made yet (see _table)
 
 
 def _sim_ports(bridge: Bridge, show: OfctlShow | None) -> tuple[SimPort, ...]:
@@ -1115,12 +1170,13 @@ class _L2Seen:
     __slots__ = ("fdb_changes", "tables", "result", "learns", "nodes", "normal", "drop_flow", "miss")
 
     def __init__(self, fdb_changes: int | None, tables: tuple[tuple[int, int], ...], result: Result,
-                 learns: tuple[Flow, ...], nodes: tuple[object, ...], normal: _NormalAt | None,
+                 learns: tuple[Flow | _SrcLearn, ...], nodes: tuple[object, ...], normal: _NormalAt | None,
                  drop_flow: str | None, miss: int | None) -> None:
         self.fdb_changes = fdb_changes  # None: it does not depend on the MAC table
         self.tables = tables  # the tables the run looked up, with their versions then
         self.result = result
-        self.learns = learns  # the flows its learn actions learned (into no table it looked up)
+        self.learns = learns  # the flows its learn actions learned (into no table it looked up), or the
+        # action and what it read where it read the source (the flow learned again from the new frame's)
         self.nodes = nodes  # the old frame's nodes (held: their ids are not reused while here)
         self.normal = normal
         self.drop_flow = drop_flow
@@ -1137,7 +1193,8 @@ class _L2Seen:
             if p is not inner:
                 return None
         at = run.normal
-        learns = tuple(run.learns)
+        src = run.src_learns
+        learns = tuple(src.get(i, f) for i, f in enumerate(run.learns)) if src else tuple(run.learns)
         if run.normals == 0:
             return cls(None, tables, result, learns, nodes, None, None, None)
         if run.normals == 1 and at is not None and at.steps_after == run.ended \
@@ -1152,12 +1209,25 @@ class _L2Seen:
         """The result for ``frame`` (whose header key is this one's), and the learned flows its
         learn actions learned again as they were."""
         learned = _Run()
-        for flow in self.learns:  # its learn actions again, as they would run (learned again as
-            bridge._learn(flow, learned)  # they are, or installed where they are gone)
         r = self.result
+        steps = r.steps
+        texts: list[tuple[_SrcLearn, str]] = []
+        for item in self.learns:  # its learn actions again, as they would run (learned again as
+            if isinstance(item, _SrcLearn):  # they are, or installed where they are gone)
+                texts.append((item, bridge._learn(item.flow(frame.src.value), learned)))
+            else:
+                bridge._learn(item, learned)
+        if texts:  # the flow steps of learn actions that read the source: with the new flow's text
+            made_steps = list(steps)
+            effects: dict[int, list[str]] = {}
+            for item, text in texts:
+                effects.setdefault(item.slot, list(item.effects))[item.at] = text
+            for item, _ in texts:
+                made_steps[item.slot] = Step(StepKind.FLOW, item.flow_text, item.prefix + "; ".join(effects[item.slot]))
+            steps = tuple(made_steps)
         at = self.normal
         if at is None and not r.outputs:  # (new steps: the world replays a whole hop, the old
-            return Result((), tuple(list(r.steps)), r.pruned), learned.relearned  # frame's, for the
+            return Result((), tuple(list(steps)), r.pruned), learned.relearned  # frame's, for the
             # very steps and outputs it saw)
         old = self.nodes
         same = {id(o): n for o, n in zip(old, nodes, strict=True)}
@@ -1175,10 +1245,10 @@ class _L2Seen:
             return new
 
         if at is None:
-            return Result(tuple(Emit(e.port, rebuilt(e.frame), e.meta) for e in r.outputs), r.steps,
+            return Result(tuple(Emit(e.port, rebuilt(e.frame), e.meta) for e in r.outputs), steps,
                           r.pruned), learned.relearned
         run = _Run(unfollowed)
-        run.steps = list(r.steps[:at.steps])
+        run.steps = list(steps[:at.steps])
         run.outputs = [Emit(e.port, rebuilt(e.frame), e.meta) for e in r.outputs[:at.outputs]]
         run.pruned = at.pruned
         run.drop_flow, run.miss = self.drop_flow, self.miss
@@ -1687,6 +1757,7 @@ class OvsBridgeSim:
         if depth > MAX_RESUBMIT_DEPTH:
             raise _Loop
         run.tables.append(table)
+        pending = len(run.pending)  # (the learn actions of this table's flow come after these)
         c = self._lookup(table, ctx)
         if c is None:
             run.miss = table
@@ -1704,7 +1775,14 @@ class OvsBridgeSim:
             effects = [(get(type(a)) or OvsBridgeSim._action)(self, a, ctx, run, depth, table) for a in actions]
         else:  # a subclass (ofproto/trace's recorder) sees every action
             effects = self._apply(actions, ctx, run, depth, table)
-        steps[slot] = Step(StepKind.FLOW, c.text, ("learned flow: " if c.learned else "") + "; ".join(effects))
+        prefix = "learned flow: " if c.learned else ""
+        steps[slot] = Step(StepKind.FLOW, c.text, prefix + "; ".join(effects))
+        if len(run.pending) > pending:  # where its learn actions that read the source are (see _SrcLearn)
+            j = -1
+            for rec in run.pending[pending:]:
+                j = next(k for k in range(j + 1, len(actions)) if actions[k] is rec.learn)
+                rec.slot, rec.flow_text, rec.prefix, rec.effects, rec.at = slot, c.text, prefix, tuple(effects), j
+            del run.pending[pending:]
 
     def _emit(self, ctx: _Ctx, port: SimPort, run: _Run, frame: Ethernet | None = None) -> None:
         meta = _NO_META
@@ -1905,7 +1983,16 @@ class OvsBridgeSim:
         return "note (no effect)"
 
     def _a_learn(self, a: Learn, ctx: _Ctx, run: _Run, depth: int, table: int) -> str:
-        return self._learn(_learned(ctx, a), run)
+        if ctx.src:
+            return self._learn(_learned(ctx, a), run)
+        reads = _learn_reads(ctx, a)
+        text = self._learn(_learned_of(a, reads), run)
+        if ctx.src:  # it read the source (nothing did before): kept with what else it read, not
+            ctx.src = False  # in the run's key (see _SrcLearn)
+            rec = _SrcLearn(a, reads, _src_bits(a))
+            run.src_learns[len(run.learns) - 1] = rec
+            run.pending.append(rec)
+        return text
 
     def _changed(self, a: Action, before: Ethernet, ctx: _Ctx, ok: bool) -> str:
         text = format_action(a)

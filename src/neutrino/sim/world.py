@@ -1265,8 +1265,9 @@ class World:
         """The guest a bridge port leads to and to nothing else: the port of its tap (or vnet), or
         the br-int port of its hybrid firewall bridge (qvo → qbr, whose other ports are the
         guest's tap)."""
-        if end in self._attached:
-            return self._attached[end]
+        got = self._attached.get(end, _UNSEEN)  # (once: an End's hash is Python code)
+        if got is not _UNSEEN:
+            return got  # type: ignore[return-value]
         found: str | None = None
         peer = self.topo.peer(end)
         if peer is not None and peer.kind is Kind.GUEST:
