@@ -17,7 +17,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -394,6 +394,130 @@ def _close(session: Session) -> None:
 # database, only from one with the same page size.)
 SQLITE_PAGE_SIZE = 2048
 
+# The WAL's length, in pages, past which a commit checkpoints it (copies the pages back into the
+# database file, syncing the WAL and the file; SQLite's default is 1,000). A checkpoint writes each page the
+# WAL holds once, however many commits changed it (the counters, the tail of the ports table and of
+# the ordered indexes: most of a create's 16-20 pages), so fewer checkpoints write fewer pages per
+# create: 4,000 (an 8 MiB WAL at 2 KiB pages, a checkpoint every ~250 creates) against 1,000, the
+# create's CPU including its share of the checkpoints ~30 us less (bench/README.md, api12); more
+# than 4,000 measured no less. With synchronous=NORMAL the WAL is synced at checkpoints: a power
+# loss (not a process crash) can lose the commits since the last one, as before, only more of them.
+SQLITE_WAL_AUTOCHECKPOINT = 4000
+
+
+class _Write:
+    """``Database.write()``. On the kept SQLite writer (``_keep_writer``, no write open), one object
+    does what three nested generators did (the lock, the kept connection, the driver's transaction):
+    the transaction is begun and committed on the driver (SQLAlchemy's transaction around the hot
+    paths' statements cost ~30 us of CPU for nothing: an empty write transaction 36 -> 6 us). The ORM,
+    or a Core statement on the connection, that needs a connection begins SQLAlchemy's own
+    transaction on it, which the begin hook finds already open on the driver (``neutrino_begun``):
+    that is committed (or rolled back) through SQLAlchemy, then the driver's. An error rolls back
+    both and gives the connection back to the pool (which resets it): the next write takes a fresh
+    one, as every write did before, so an error leaves nothing behind. Any other write goes to
+    ``Database._write_on_new_connection``."""
+
+    __slots__ = ("_db", "_conn", "_session", "_other")
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def __enter__(self) -> Session:
+        db = self._db
+        db._lock.acquire()
+        try:
+            if not db._keep_writer or db._writing:
+                self._other: AbstractContextManager[Session] | None = db._write_on_new_connection()
+                return self._other.__enter__()
+            self._other = None
+            writer = db._writer  # made on first use, and again after an error
+            if writer is None or writer.closed or writer.invalidated:
+                writer = db.engine.connect()
+                writer.info["writer"] = True
+                db._writer = writer
+            conn: Connection = writer
+            self._conn = conn
+            db._writing += 1
+            conn.info["neutrino_begun"] = True
+            try:
+                driver: Any = conn.connection.driver_connection
+                driver.execute("BEGIN IMMEDIATE")
+                # one session for the kept connection's transactions (a closed session is as a new
+                # one; making and collecting one is ~15 us), and one ``Raw`` while the connection, its
+                # driver connection and whether it has statement listeners stay the same (all a
+                # ``Raw`` depends on: one made for other listeners is made again)
+                session = db._writer_session
+                if session is None or session.info.get("neutrino_conn") is not conn:
+                    session = db._writer_session = Session(bind=conn, expire_on_commit=False, autoflush=True)
+                    session.info["neutrino_conn"] = conn
+                seen = bool(conn.dispatch.before_cursor_execute)
+                kept = db._writer_raw
+                if kept is None or kept[0] is not conn or kept[1] is not driver or kept[2] is not seen:
+                    kept = db._writer_raw = (conn, driver, seen, Raw(driver, False, conn if seen else None))
+                session.info["neutrino_raw"] = kept[3]
+                self._session = session
+                return session
+            except BaseException:
+                conn.info.pop("neutrino_begun", None)
+                db._writing -= 1
+                raise
+        except BaseException:
+            try:
+                if self._other is None:
+                    db._drop_writer()
+            finally:
+                db._lock.release()
+            raise
+
+    def __exit__(self, exc_type: type[BaseException] | None, error: BaseException | None, tb: Any) -> bool | None:
+        try:
+            if self._other is not None:
+                return self._other.__exit__(exc_type, error, tb)
+            if exc_type is not None:
+                self._roll_back()
+                return None
+            conn, session = self._conn, self._session
+            try:
+                session.flush()
+                if session.in_transaction():
+                    session.commit()
+                if conn.in_transaction():
+                    conn.commit()
+                conn.connection.driver_connection.commit()  # type: ignore[union-attr]
+            except BaseException:
+                self._roll_back()
+                raise
+            try:
+                _close(session)
+            except BaseException:
+                self._done()
+                self._db._drop_writer()
+                raise
+            self._done()
+            return None
+        finally:
+            self._db._lock.release()
+
+    def _done(self) -> None:
+        self._conn.info.pop("neutrino_begun", None)
+        self._db._writing -= 1
+
+    def _roll_back(self) -> None:
+        """Roll the ORM's transaction, SQLAlchemy's and the driver's back; the connection goes back to
+        the pool."""
+        db, conn, session = self._db, self._conn, self._session
+        db._writer_session = None
+        try:
+            try:
+                session.close()
+                if conn.in_transaction():
+                    conn.rollback()
+            finally:
+                conn.connection.driver_connection.rollback()  # type: ignore[union-attr]
+        finally:
+            self._done()
+            db._drop_writer()
+
 
 PING_AFTER = 1.0  # seconds a pooled PostgreSQL connection may sit idle before it is pinged on checkout
 _PG_BEGIN_WRITE = f"BEGIN; SELECT pg_advisory_xact_lock({_ADVISORY_KEY})"
@@ -413,6 +537,7 @@ class Database:
         self._writer: Connection | None = None
         self._writer_session: Session | None = None  # the session of the kept writer's transactions
         self._writing = 0  # write transactions open (a nested one takes its own connection)
+        self._writer_raw: tuple[Connection, Any, bool, Raw] | None = None  # ``_Write``'s
         if self.is_sqlite:
             path = self.url.split(":///", 1)[1] if ":///" in self.url else ""
             memory = path in ("", ":memory:")
@@ -445,6 +570,7 @@ class Database:
                 # a new database's page size (before WAL, which fixes it): see ``SQLITE_PAGE_SIZE``
                 cur.execute(f"PRAGMA page_size={SQLITE_PAGE_SIZE}")
                 cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute(f"PRAGMA wal_autocheckpoint={SQLITE_WAL_AUTOCHECKPOINT}")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
@@ -452,7 +578,7 @@ class Database:
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Connection) -> None:
-            if conn.info.get("neutrino_begun"):  # ``_driver_transaction`` began it on the driver
+            if conn.info.get("neutrino_begun"):  # ``_Write`` began it on the driver
                 return
             # on the driver: SQLAlchemy's execution machinery (a third of an empty transaction) is of no use
             conn.connection.driver_connection.execute(  # type: ignore[union-attr]
@@ -482,21 +608,21 @@ class Database:
 
     # -- transactions -------------------------------------------------------------------------
 
-    @contextmanager
-    def write(self) -> Iterator[Session]:
+    def write(self) -> AbstractContextManager[Session]:
         """A serialised read-write transaction, committed on success and rolled back on error."""
-        with self._lock:
-            if self._keep_writer and not self._writing:
-                with self._kept_writer() as conn, self._driver_transaction(conn) as session:
+        return _Write(self)
+
+    @contextmanager
+    def _write_on_new_connection(self) -> Iterator[Session]:
+        """``write`` on a connection of its own (PostgreSQL, SQLite in memory, or a write nested in
+        another), under ``_lock`` (which ``_Write`` holds)."""
+        with self._lock, self.engine.connect() as conn:
+            conn.info["writer"] = True
+            try:
+                with self._transaction(conn) as session:
                     yield session
-                return
-            with self.engine.connect() as conn:
-                conn.info["writer"] = True
-                try:
-                    with self._transaction(conn) as session:
-                        yield session
-                finally:
-                    conn.info.pop("writer", None)
+            finally:
+                conn.info.pop("writer", None)
 
     @contextmanager
     def _transaction(self, conn: Connection) -> Iterator[Session]:
@@ -512,63 +638,6 @@ class Database:
                     _close(session)
         finally:
             self._writing -= 1
-
-    @contextmanager
-    def _driver_transaction(self, conn: Connection) -> Iterator[Session]:
-        """``_transaction`` on the kept SQLite writer, begun and committed on the driver (SQLAlchemy's
-        transaction around the hot paths' statements cost ~30 us of CPU for nothing: an empty write
-        transaction 36 -> 6 us). The ORM, or a Core statement on ``conn``, that needs a connection
-        begins SQLAlchemy's own transaction on it, which the begin hook finds already open on the
-        driver (``neutrino_begun``): that is committed (or rolled back) through SQLAlchemy, then the
-        driver's. An error rolls back both (and ``_kept_writer`` gives the connection back)."""
-        driver: Any = conn.connection.driver_connection
-        self._writing += 1
-        conn.info["neutrino_begun"] = True
-        try:
-            driver.execute("BEGIN IMMEDIATE")
-            # one session for the kept connection's transactions (a closed session is as a new one;
-            # making and collecting one is ~15 us), its ``Raw`` made anew (listeners may have changed)
-            session = self._writer_session
-            if session is None or session.info.get("neutrino_conn") is not conn:
-                session = self._writer_session = Session(bind=conn, expire_on_commit=False, autoflush=True)
-                session.info["neutrino_conn"] = conn
-            session.info.pop("neutrino_raw", None)
-            try:
-                yield session
-                session.flush()
-                if session.in_transaction():
-                    session.commit()
-                if conn.in_transaction():
-                    conn.commit()
-                driver.commit()
-            except BaseException:
-                self._writer_session = None
-                try:
-                    session.close()
-                    if conn.in_transaction():
-                        conn.rollback()
-                finally:
-                    driver.rollback()
-                raise
-            _close(session)
-        finally:
-            conn.info.pop("neutrino_begun", None)
-            self._writing -= 1
-
-    @contextmanager
-    def _kept_writer(self) -> Iterator[Connection]:
-        """The connection kept for SQLite's writes (under ``_lock``), made on first use. A transaction
-        that fails gives it back to the pool (which resets it) and the next write takes a fresh one,
-        as every write did before: an error leaves nothing behind."""
-        conn = self._writer
-        if conn is None or conn.closed or conn.invalidated:
-            conn = self._writer = self.engine.connect()
-            conn.info["writer"] = True
-        try:
-            yield conn
-        except BaseException:
-            self._drop_writer()
-            raise
 
     def _drop_writer(self) -> None:
         conn, self._writer = self._writer, None
