@@ -149,7 +149,8 @@ def _remember(name: str, planned: _Planned | None) -> None:
 
 def _patched(cloud: CloudSnapshot, me: Host, gen: Profile, datapath_type: str) -> HostState | None:
     """The host's plan on ``cloud`` made from its last plan, when that was on the snapshot
-    ``cloud`` was carried from (:func:`carry_from`) and the ports changed between the two can
+    ``cloud`` was carried from (:func:`carry_from`), or on an older one its plan on that snapshot
+    equals (:func:`_unaffected_since`), and the ports changed between the two can
     change nothing of it but br-tun's flows (issue #17: the hosts sharing a network with a port
     added see only its l2population flows change). What :func:`carry_from` vouches for (the
     ``@patch`` record): only ports changed, none of them bound to this host, none of the
@@ -167,7 +168,9 @@ def _patched(cloud: CloudSnapshot, me: Host, gen: Profile, datapath_type: str) -
         return None
     name = me.name
     last = _LAST.get(name)
-    if last is None or last.serial != patch[0] or last.datapath_type != datapath_type or name in patch[1]:
+    if last is None or last.datapath_type != datapath_type or name in patch[1]:
+        return None
+    if last.serial != patch[0] and not _unaffected_since(name, last.serial, patch[0]):
         return None
     old = last.state
     parts = replanned_flows(cloud, me, last.parts, generation=gen, datapath_type=datapath_type,
@@ -186,6 +189,28 @@ def _patched(cloud: CloudSnapshot, me: Host, gen: Profile, datapath_type: str) -
     state = replace(old, ovs=replace(old.ovs, bridges=bridges), origins=origins)
     _remember(name, _Planned(_serial(cloud), datapath_type, state, parts))
     return state
+
+
+#: snapshot number -> (the number of the snapshot it was compared with by
+#: :func:`hosts_affected_by_change`, the hosts it found affected): every other host's plan is the
+#: same on both (issue #17, replan12: a host the change before did not touch was last planned on an
+#: older snapshot, and may be patched from that plan, :func:`_unaffected_since`)
+_AFFECTED: dict[int, tuple[int, frozenset[str]]] = {}
+_AFFECTED_SIZE = 64
+
+
+def _unaffected_since(name: str, serial: int, now: int) -> bool:
+    """Whether the host's plan on the snapshot numbered ``serial`` is its plan on the one numbered
+    ``now`` too: a chain of :func:`hosts_affected_by_change` answers leads from ``now`` back to
+    ``serial`` (a few steps at most) and none of them names the host."""
+    for _step in range(8):
+        rec = _AFFECTED.get(now)
+        if rec is None or name in rec[1]:
+            return False
+        now = rec[0]
+        if now == serial:
+            return True
+    return False
 
 
 def _hosts_by_name(cloud: CloudSnapshot) -> dict[str, Host]:
@@ -420,7 +445,12 @@ def hosts_affected_by_change(before: CloudSnapshot, after: CloudSnapshot) -> tup
             touched.update(hosts_affected_by_port(after, pid))
     if changed:
         touched |= _moved_routers_hosts(before, after)
-    return tuple(h.name for h in after.deployment.hosts if h.name in touched)
+    out = tuple(h.name for h in after.deployment.hosts if h.name in touched)
+    with _LAST_LOCK:
+        if len(_AFFECTED) >= _AFFECTED_SIZE:
+            del _AFFECTED[next(iter(_AFFECTED))]
+        _AFFECTED[_serial(after)] = (_serial(before), frozenset(out))
+    return out
 
 
 def _moved_routers_hosts(before: CloudSnapshot, after: CloudSnapshot) -> set[str]:

@@ -166,11 +166,14 @@ def replanned_flows(cloud: CloudSnapshot, host: Host, last: OvsParts, *, generat
     (the caller plans the host in full)."""
     ctx = ovs_context(cloud, host, generation=generation, datapath_type=datapath_type, uplinks=uplinks)
     plugs = plugged_ports(ctx)
-    if plugs != last.plugs:
+    if plugs is last.plugs:  # (the very ports, carried: :func:`local_vlans` reads nothing else)
+        vlans = last.vlans
+    elif plugs != last.plugs:
         return None
-    vlans = local_vlans(ctx)
-    if vlans != last.vlans:
-        return None
+    else:
+        vlans = local_vlans(ctx)
+        if vlans != last.vlans:
+            return None
     own = _host_side(ctx, plugs, vlans)
     if own is not last.own:  # (a host side planned on the whole snapshot, DVR's, is never the same object)
         return None

@@ -274,22 +274,30 @@ def _derived_tunnels(ctx: OvsContext, key: tuple[object, ...], vlans: tuple[Loca
     before: _Before | None = ctx.cloud._index.get(("@tunnels_before",))  # type: ignore[call-overload]
     if before is None:
         return None
-    dirty, old_entries, old_by_nets = before
+    dirty, old_entries, old_by_nets, moved = before
     old = old_entries.get(ctx.host.name)
     old_by_net = old_by_nets.get((ctx.prof, ctx.external_bridge))
     if old is None or old.key != key or old.sharing is None or old_by_net is None:
         return None
     by_net = _by_network(ctx)
+    # A network's hosts (:func:`_by_network`: every host's ports are its bound ones, else nothing
+    # was carried) can differ between the two snapshots only by the changed ports' hosts (``moved``),
+    # and the last snapshot's were all in ``sharing`` (exactly the hosts sharing the type's networks
+    # there: an entry derived here keeps it so, as the checks below leave every sharing host sharing
+    # and let none in): only those hosts are looked at (issue #17, replan12; it was every host of
+    # the network, the same answer: tests/plan/test_replan12_checks.py compares the two).
     for t, sharing in old.sharing.items():
         of_type = [v.network_id for v in vlans if v.segment.network_type == t]
         for n in of_type:
             if n not in dirty:
                 continue
-            now = by_net.get(n, {}).keys()
-            if not now <= sharing:  # a host new to the network and to the others: a new tunnel
-                return None
-            for gone in old_by_net.get(n, {}).keys() - now:
-                if not any(gone in by_net.get(m, ()) for m in of_type):  # no longer shares any
+            now = by_net.get(n, {})
+            was = old_by_net.get(n, {})
+            for h in moved:
+                if h in now:
+                    if h not in sharing:  # a host new to the network and to the others: a new tunnel
+                        return None
+                elif h in was and not any(h in by_net.get(m, ()) for m in of_type):  # shares no more
                     return None
     got = _HostTunnels(key, old.out, old.sharing, old.networks)
     got.tkey, got.view, got.ports = old.tkey, old.view, old.ports
@@ -297,9 +305,10 @@ def _derived_tunnels(ctx: OvsContext, key: tuple[object, ...], vlans: tuple[Loca
 
 
 #: what a snapshot carried from its predecessor (:func:`carry_index`) keeps of it for the hosts
-#: whose networks changed: the networks that did, those hosts' :class:`_HostTunnels` there, and
-#: the predecessor's :func:`_by_network` per (profile, external bridge)
-_Before = tuple[frozenset[str], dict[str, _HostTunnels], dict[tuple[object, str], dict[str, dict[str, list[Port]]]]]
+#: whose networks changed: the networks that did, those hosts' :class:`_HostTunnels` there, the
+#: predecessor's :func:`_by_network` per (profile, external bridge), and the changed ports' hosts
+_Before = tuple[frozenset[str], dict[str, _HostTunnels], dict[tuple[object, str], dict[str, dict[str, list[Port]]]],
+                frozenset[str]]
 
 
 def _tunnels(ctx: OvsContext, vlans: tuple[LocalVlan, ...]
@@ -977,7 +986,7 @@ def carry_index(before: CloudSnapshot, cloud: CloudSnapshot, networks: set[str],
         else:
             aside[name] = entry
     new[("@host_tunnels",)] = kept
-    new[("@tunnels_before",)] = (frozenset(networks), aside, old_by_nets)
+    new[("@tunnels_before",)] = (frozenset(networks), aside, old_by_nets, frozenset(hosts))
 
 
 __all__ = ["carry_index", "endpoint_id", "tun_bridge_flows", "tun_bridge_ports", "tunnel_port_name", "tunnels"]
