@@ -28,7 +28,7 @@ from neutrino import store
 from neutrino.convergence import mark as _mark
 from neutrino.errors import NeutrinoError, NotFound
 from neutrino.host.state import HostState
-from neutrino.plan import carry_from, hosts_affected_by_change, plan_cloud, plan_hosts
+from neutrino.plan import carry_from, hosts_affected_by_change, plan_cloud, plan_hosts, same_plans
 from neutrino.services.cloud import Cloud
 from neutrino.services.snapshot import CloudSnapshot
 
@@ -79,6 +79,7 @@ def with_statuses(cloud: CloudSnapshot, statuses: dict[str, str]) -> CloudSnapsh
     # status changed (it is the snapshot the next pass compares with and carries from: issue #17)
     carry_from(cloud, out, changed=[(p.id, p, q) for p, q in zip(cloud.ports, ports, strict=True)
                                     if p.status != q.status])
+    same_plans(cloud, out)  # (no planner reads a status: the hosts' plans on ``cloud`` may be patched)
     return out
 
 

@@ -446,11 +446,25 @@ def hosts_affected_by_change(before: CloudSnapshot, after: CloudSnapshot) -> tup
     if changed:
         touched |= _moved_routers_hosts(before, after)
     out = tuple(h.name for h in after.deployment.hosts if h.name in touched)
+    _record_affected(before, after, frozenset(out))
+    return out
+
+
+def _record_affected(before: CloudSnapshot, after: CloudSnapshot, hosts: frozenset[str]) -> None:
+    """Record (``_AFFECTED``) that every host but ``hosts`` has the same plan on ``after`` as on
+    ``before``."""
     with _LAST_LOCK:
         if len(_AFFECTED) >= _AFFECTED_SIZE:
             del _AFFECTED[next(iter(_AFFECTED))]
-        _AFFECTED[_serial(after)] = (_serial(before), frozenset(out))
-    return out
+        _AFFECTED[_serial(after)] = (_serial(before), hosts)
+
+
+def same_plans(before: CloudSnapshot, after: CloudSnapshot) -> None:
+    """Record that every host's plan on ``after`` is its plan on ``before``: ``after`` differs only
+    by ports' statuses, which no planner reads (``agent.with_statuses``: the snapshot the agents'
+    next pass compares with, so that the hosts planned on ``before`` may still be patched;
+    tests/plan/test_statuses_patch.py plans both cold and compares)."""
+    _record_affected(before, after, frozenset())
 
 
 def _moved_routers_hosts(before: CloudSnapshot, after: CloudSnapshot) -> set[str]:
