@@ -10,7 +10,7 @@ chain's affected sets ignored, the re-plan differs from the cold plan)."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
@@ -18,7 +18,7 @@ import neutrino.plan as plan
 from neutrino.host.state import HostState
 from neutrino.plan import hosts_affected_by_change, plan_hosts
 from neutrino.services.snapshot import CloudSnapshot, FixedIP, SecurityGroup, SecurityGroupRule
-from tests.plan.benchmod import plan_bench
+from tests.plan import replan_kit
 from tests.plan.test_replan6_carried import _instance_ports
 from tests.plan.test_replan8_previous import (
     CHANGES,
@@ -29,23 +29,10 @@ from tests.plan.test_replan8_previous import (
     _names,
     _new_port,
 )
-from tests.plan.test_replan_kept import forget_everything, fresh
+from tests.plan.test_replan_kept import fresh
 
-
-@pytest.fixture(scope="module")
-def cloud() -> CloudSnapshot:
-    return plan_bench().build(12, 30, 8)  # type: ignore[no-any-return]
-
-
-@pytest.fixture(autouse=True)
-def _cleared() -> Iterator[None]:
-    forget_everything()
-    plan._LAST.clear()
-    plan._AFFECTED.clear()
-    yield
-    forget_everything()
-    plan._LAST.clear()
-    plan._AFFECTED.clear()
+_cleared = replan_kit._cleared  # (the shared fixtures, this module's by these names)
+cloud = replan_kit.cloud
 
 
 @pytest.fixture

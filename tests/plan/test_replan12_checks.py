@@ -12,7 +12,7 @@ re-plan differs from the cold plan."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
@@ -20,7 +20,7 @@ import neutrino.plan as plan
 from neutrino.plan import hosts_affected_by_change, ovs, ovs_tun, plan_hosts
 from neutrino.plan.generation import PROFILES
 from neutrino.services.snapshot import CloudSnapshot
-from tests.plan.benchmod import plan_bench
+from tests.plan import replan_kit
 from tests.plan.test_replan6_carried import _first_removed
 from tests.plan.test_replan8_previous import (
     CHANGES,
@@ -31,37 +31,25 @@ from tests.plan.test_replan8_previous import (
     _differing,
     _names,
 )
-from tests.plan.test_replan_kept import forget_everything, fresh
+from tests.plan.test_replan_kept import fresh
 
-
-@pytest.fixture(scope="module")
-def cloud() -> CloudSnapshot:
-    return plan_bench().build(12, 30, 8)  # type: ignore[no-any-return]
-
-
-@pytest.fixture(autouse=True)
-def _cleared() -> Iterator[None]:
-    forget_everything()
-    plan._LAST.clear()
-    yield
-    forget_everything()
-    plan._LAST.clear()
+_cleared = replan_kit._cleared  # (the shared fixtures, this module's by these names)
+cloud = replan_kit.cloud
+patched = replan_kit.patched
 
 
 @pytest.fixture
-def patched(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The hosts planned by a patch."""
-    out: list[str] = []
-    real = plan._patched
+def vlans_asked(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The hosts ``ovs.local_vlans`` was asked about, in order."""
+    asked: list[str] = []
+    real = ovs.local_vlans
 
-    def counting(cloud: CloudSnapshot, me: object, *args: object) -> object:
-        state = real(cloud, me, *args)  # type: ignore[arg-type]
-        if state is not None:
-            out.append(state.name)
-        return state
+    def counting(ctx: ovs.OvsContext) -> tuple[ovs.LocalVlan, ...]:
+        asked.append(ctx.host.name)
+        return real(ctx)
 
-    monkeypatch.setattr(plan, "_patched", counting)
-    return out
+    monkeypatch.setattr(ovs, "local_vlans", counting)
+    return asked
 
 
 @pytest.fixture
@@ -131,7 +119,7 @@ def test_every_host_with_previous_equals_a_cold_plan(cloud: CloudSnapshot, chang
     assert disagreements[0] == []
 
 
-@pytest.mark.parametrize("change", [_added_new_host_on_net, _added_known_host, _first_removed], ids=str)
+@pytest.mark.parametrize("change", [_added_new_host_on_net, _added_known_host, _first_removed], ids=lambda f: f.__name__)
 def test_the_tunnel_check_agrees_where_it_is_asked(cloud: CloudSnapshot, change: Callable[[CloudSnapshot], CloudSnapshot],
                                                    disagreements: tuple[list[str], list[str]]) -> None:
     """(The comparison above proves something: the check is asked, with a record, on these changes.)"""
@@ -140,17 +128,9 @@ def test_the_tunnel_check_agrees_where_it_is_asked(cloud: CloudSnapshot, change:
     assert asked and wrong == []
 
 
-def test_the_vlans_shortcut_is_taken(cloud: CloudSnapshot, patched: list[str],
-                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_vlans_shortcut_is_taken(cloud: CloudSnapshot, patched: list[str], vlans_asked: list[str]) -> None:
     """A patched host's local VLANs are its last plan's: ``local_vlans`` is not asked for it."""
-    asked: list[str] = []
-    real = ovs.local_vlans
-
-    def counting(ctx: ovs.OvsContext) -> tuple[ovs.LocalVlan, ...]:
-        asked.append(ctx.host.name)
-        return real(ctx)
-
-    monkeypatch.setattr(ovs, "local_vlans", counting)
+    asked = vlans_asked
     before = fresh(cloud)
     plan_hosts(before, _names(before))
     asked.clear()
@@ -163,18 +143,11 @@ def test_the_vlans_shortcut_is_taken(cloud: CloudSnapshot, patched: list[str],
     assert _differing(planned, {h: s for h, s in _cold(after).items() if h in planned}) == []
 
 
-def test_the_vlans_shortcut_needs_the_very_ports(cloud: CloudSnapshot, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_vlans_shortcut_needs_the_very_ports(cloud: CloudSnapshot, vlans_asked: list[str]) -> None:
     """On a snapshot not carried from the last one (equal ports, other objects) the local VLANs are
     asked again, not the last plan's taken; and a host that lost its only port on a network gets no
     patch."""
-    asked: list[str] = []
-    real = ovs.local_vlans
-
-    def counting(ctx: ovs.OvsContext) -> tuple[ovs.LocalVlan, ...]:
-        asked.append(ctx.host.name)
-        return real(ctx)
-
-    monkeypatch.setattr(ovs, "local_vlans", counting)
+    asked = vlans_asked
     before = fresh(cloud)
     plan_hosts(before, _names(before))
     dep = cloud.deployment
@@ -195,7 +168,7 @@ def test_the_vlans_shortcut_needs_the_very_ports(cloud: CloudSnapshot, monkeypat
     assert state == _cold(after)[host.name]
 
 
-@pytest.mark.parametrize("change", [_added_new_host_on_net, _first_removed], ids=str)
+@pytest.mark.parametrize("change", [_added_new_host_on_net, _first_removed], ids=lambda f: f.__name__)
 def test_the_changed_hosts_left_out_is_seen(cloud: CloudSnapshot, monkeypatch: pytest.MonkeyPatch,
                                             change: Callable[[CloudSnapshot], CloudSnapshot]) -> None:
     """Mutation: the record without the changed ports' hosts (the reduced check then looks at no

@@ -25,7 +25,6 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import random
-from collections.abc import Iterator
 
 import pytest
 
@@ -49,30 +48,13 @@ from neutrino.services.snapshot import (
     Segment,
     Subnet,
 )
-from tests.plan.test_replan_kept import forget_everything, fresh
+from tests.plan import replan_kit
+from tests.plan.test_replan8_previous import _cold, _differing, _names
+from tests.plan.test_replan_kept import fresh
+from tests.plan.test_review9_carry import _host
 
-
-@pytest.fixture(autouse=True)
-def _cleared() -> Iterator[None]:
-    forget_everything()
-    yield
-    forget_everything()
-
-
-@pytest.fixture
-def patched(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The hosts planned by a patch (``plan._patched`` returned a state), in order."""
-    out: list[str] = []
-    real = plan._patched
-
-    def counting(cloud: CloudSnapshot, me: Host, *args: object) -> HostState | None:
-        state = real(cloud, me, *args)  # type: ignore[arg-type]
-        if state is not None:
-            out.append(me.name)
-        return state
-
-    monkeypatch.setattr(plan, "_patched", counting)
-    return out
+_cleared = replan_kit._cleared  # (the shared fixtures, this module's by these names)
+patched = replan_kit.patched
 
 
 # -- clouds and changes ---------------------------------------------------------------------------
@@ -99,14 +81,6 @@ def _groups() -> tuple[SecurityGroup, ...]:
                 rule("w1", "sg-web", "ingress", "tcp", 80, remote="sg-app"), rule("w2", "sg-web", "egress", None,
                                                                                   None))),
             SecurityGroup("sg-app", "app", "demo", False, True, (rule("a1", "sg-app", "egress", None, None),)))
-
-
-def _host(i: int, dvr: bool) -> Host:
-    name = "network" if i == 0 else f"compute{i}"
-    roles = frozenset({"network", "controller"}) if i == 0 else frozenset({"compute"})
-    mode = ("dvr_snat" if i == 0 else "dvr") if dvr else "legacy"
-    return Host(name, roles, ipaddress.ip_address(f"10.200.0.{i + 1}"), ipaddress.ip_address(f"10.201.0.{i + 1}"),
-                bridge_mappings=(("physnet1", "br-eth1"),), l3_agent_mode=mode)
 
 
 class _Maker:
@@ -269,19 +243,6 @@ class _Maker:
             return "nothing", cloud
         r = cloud.routers[0]
         return kind, dataclasses.replace(cloud, routers=(dataclasses.replace(r, admin_state_up=not r.admin_state_up),))
-
-
-def _names(cloud: CloudSnapshot) -> list[str]:
-    return [h.name for h in cloud.deployment.hosts]
-
-
-def _differing(planned: dict[str, HostState], cold: dict[str, HostState]) -> list[str]:
-    return [h for h in cold if planned.get(h) != cold[h] or repr(planned.get(h)) != repr(cold[h])]
-
-
-def _cold(cloud: CloudSnapshot) -> dict[str, HostState]:
-    forget_everything()
-    return dict(plan_hosts(fresh(cloud), _names(cloud)))
 
 
 def _walk(maker: _Maker, steps: int, *, agents: bool, others: float = 0.06, between: float = 0.1) -> list[str]:

@@ -10,50 +10,18 @@ equals the cold plan; without the record, no host is patched (what the living ag
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
-import neutrino.plan as plan
 from neutrino.agent import with_statuses
-from neutrino.host.state import HostState
 from neutrino.plan import hosts_affected_by_change, plan_hosts
 from neutrino.services.snapshot import CloudSnapshot
-from tests.plan.benchmod import plan_bench
+from tests.plan import replan_kit
 from tests.plan.test_replan8_previous import _added_known_host, _cold, _differing, _names
-from tests.plan.test_replan_kept import forget_everything, fresh
+from tests.plan.test_replan_kept import fresh
 
-
-@pytest.fixture(scope="module")
-def cloud() -> CloudSnapshot:
-    return plan_bench().build(12, 30, 8)  # type: ignore[no-any-return]
-
-
-@pytest.fixture(autouse=True)
-def _cleared() -> Iterator[None]:
-    forget_everything()
-    plan._LAST.clear()
-    plan._AFFECTED.clear()
-    yield
-    forget_everything()
-    plan._LAST.clear()
-    plan._AFFECTED.clear()
-
-
-@pytest.fixture
-def patched(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The hosts ``plan._patched`` made from their last plans."""
-    out: list[str] = []
-    real = plan._patched
-
-    def counting(*args: object, **kwargs: object) -> HostState | None:
-        got = real(*args, **kwargs)  # type: ignore[arg-type]
-        if got is not None:
-            out.append(got.name)
-        return got
-
-    monkeypatch.setattr(plan, "_patched", counting)
-    return out
+_cleared = replan_kit._cleared  # (the shared fixtures, this module's by these names)
+cloud = replan_kit.cloud
+patched = replan_kit.patched
 
 
 def _flipped(cloud: CloudSnapshot) -> dict[str, str]:

@@ -13,29 +13,25 @@ this proves nothing)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-import neutrino.plan as plan
 from neutrino import store
 from neutrino.agent import Agents
 from neutrino.cli import main
 from neutrino.host.state import HostState
 from neutrino.plan import plan_host
 from tests.api.api_helpers import AppUser, wait_until
+from tests.plan import replan_kit
+from tests.plan.test_replan8_previous import _names
 from tests.plan.test_replan_kept import forget_everything, fresh
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
-
-@pytest.fixture(autouse=True)
-def _cleared() -> Iterator[None]:
-    forget_everything()
-    yield
-    forget_everything()
+_cleared = replan_kit._cleared  # (the shared fixtures, this module's by these names)
+patched = replan_kit.patched
 
 
 def _saved(state: HostState, folder: Path) -> HostState:
@@ -56,13 +52,9 @@ def _stale_hosts(snap: Any, applied: dict[str, HostState], saved: dict[str, Host
             or saved[n] != _saved(cold[n], folder)]
 
 
-def _names(snap: Any) -> list[str]:
-    return [h.name for h in snap.deployment.hosts]
-
-
 @pytest.mark.parametrize("firewall", ["openvswitch", "iptables_hybrid"])
 def test_a_living_cloud_changed_through_the_api_keeps_cold_plans(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                 firewall: str) -> None:
+                                                                 firewall: str, patched: list[str]) -> None:
     from starlette.testclient import TestClient
 
     from neutrino.api.serve import make_app, state_cloud
@@ -75,15 +67,7 @@ def test_a_living_cloud_changed_through_the_api_keeps_cold_plans(tmp_path: Path,
     state = tmp_path / "state"
     monkeypatch.setenv("NEUTRINO_STATE", str(state))
     assert main(["up", str(scenario)]) == 0
-    patched: list[str] = []
-    real = plan._patched
-
-    def counting(cloud: Any, me: Any, *args: Any) -> HostState | None:
-        got = real(cloud, me, *args)
-        if got is not None:
-            patched.append(me.name)
-        return got
-    monkeypatch.setattr(plan, "_patched", counting)
+    patched.clear()  # (the patches counted from here)
 
     db, path = state_cloud(None, None)
     app, _scenario = make_app(db, path, "keystone")

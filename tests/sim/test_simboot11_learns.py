@@ -30,11 +30,12 @@ from neutrino.sim.ovs import Meta, OvsBridgeSim, Result
 from neutrino.sim.ovs_normal import PortKind
 from neutrino.sim.packets import UDP, Ethernet, IPv4, Raw, arp_request, ip, mac, push_vlan
 from neutrino.sim.world import World
-from tests.sim.conftest import SEED000, brought_up
+from tests.sim import test_simboot8_memories
+from tests.sim.conftest import brought_up
 from tests.sim.test_living_world import add_server, delete_rule, delete_server, with_servers
-from tests.sim.test_simboot8_memories import _bridges, _pair, _payload_rule, _state, _world_state
+from tests.sim.test_simboot8_memories import SEED001, _bridges, _pair, _payload_rule, _state, _world_state
 
-SEED001 = SEED000.with_name("seed001.yaml")
+tunnel_world = test_simboot8_memories.tunnel_world  # (its fixture, this module's by this name: seed 001)
 
 _REPLAYED: list[int] = []  # per header-memory answer: how many learn actions it learned from the new source
 
@@ -50,13 +51,6 @@ def _count_replays(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     _REPLAYED.clear()
     yield
     _REPLAYED.clear()
-
-
-@pytest.fixture(scope="module")
-def tunnel_world(tmp_path_factory: pytest.TempPathFactory) -> World:
-    """Seed 001 (VXLAN: br-tun's tables learn the MACs out of tunnels)."""
-    cloud = brought_up(SEED001, tmp_path_factory, "simboot11-seed1")
-    return world_of(cloud, plan_cloud(cloud))
 
 
 def _frame(rng: random.Random, n_macs: int, vlans: list[int]) -> Ethernet:
