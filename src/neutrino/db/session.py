@@ -615,8 +615,8 @@ class Database:
     @contextmanager
     def _write_on_new_connection(self) -> Iterator[Session]:
         """``write`` on a connection of its own (PostgreSQL, SQLite in memory, or a write nested in
-        another), under ``_lock`` (which ``_Write`` holds)."""
-        with self._lock, self.engine.connect() as conn:
+        another), under ``_lock``, which ``_Write`` holds."""
+        with self.engine.connect() as conn:
             conn.info["writer"] = True
             try:
                 with self._transaction(conn) as session:

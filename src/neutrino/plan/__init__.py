@@ -430,7 +430,9 @@ def hosts_affected_by_change(before: CloudSnapshot, after: CloudSnapshot) -> tup
     (added, removed or altered): for each, :func:`hosts_affected_by_port` in the snapshot that has
     it (both when it changed), in deployment order. ``None`` when anything else the planners read
     changed (the deployment, networks, subnets, routers, floating IPs, groups, agents, port
-    forwardings; servers under nova-network) or the ports' order did: every host must be planned."""
+    forwardings; servers under nova-network) or the ports' order did: every host must be planned.
+    The answer is recorded (``_AFFECTED``): every other host's plan on ``after`` may be patched from
+    its plan on ``before`` (:func:`_unaffected_since`)."""
     changed = _ports_changed(before, after)
     if changed is None:
         return None
