@@ -19,11 +19,10 @@ from sqlalchemy import text
 
 from neutrino.db import models
 from neutrino.db.session import Database
-from neutrino.scenarios.model import default_scenario
 from neutrino.services import networks, ports, securitygroups
 from neutrino.services.cloud import Cloud, prepare
 from tests.api.api_helpers import cloud_on_fresh_database
-from tests.api.test_api9_version7 import counted_and_checked, indexes
+from tests.api.test_api9_version7 import counted_and_checked, indexes, port_freed_and_taken_again
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -86,13 +85,8 @@ def test_a_version_7_database_with_ports_is_upgraded(cloud: Cloud) -> None:
         assert indexes(db, "ports") == new  # as a new database's
         assert _counted(db) == before  # every row kept, the counters still the counts
         assert before[2] == {"p1": 2, "p2": 1, "p3": 1, admin.project_id: 1}  # and the DHCP port
-        upgraded = Cloud(db, default_scenario())
-        with upgraded.write(admin) as tx:
-            ports.delete_port(tx, made[1])
-        with upgraded.write(admin) as tx:
-            again = ports.create_port(tx, prepare("port", {"network_id": net, "project_id": "p2"}))
-        freed = [ip for _, ip, pid in before[1] if pid == made[1]]
-        assert [f["ip_address"] for f in again["fixed_ips"]] == freed  # the lowest free address: the freed one
+        upgraded, again = port_freed_and_taken_again(db, admin, net, made,
+                                                     [ip for _, ip, pid in before[1] if pid == made[1]])
         with upgraded.write(admin) as tx:  # the MAC check still refuses a MAC taken on the network
             taken = again["mac_address"]
             with pytest.raises(Exception, match="MacAddressInUse|is in use"):

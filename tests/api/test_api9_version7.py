@@ -53,6 +53,19 @@ def _state(db: Database) -> tuple[Any, ...]:
     return tuple(rows), tuple(ips), counted
 
 
+def port_freed_and_taken_again(db: Database, admin: Any, net: str, made: list[str],
+                               freed: list[str]) -> tuple[Cloud, dict[str, Any]]:
+    """On an upgraded database: the second port made deleted, then a port created for ``p2``, which
+    gets the lowest free address (the freed one, asserted); the cloud and that port."""
+    upgraded = Cloud(db, default_scenario())
+    with upgraded.write(admin) as tx:
+        ports.delete_port(tx, made[1])
+    with upgraded.write(admin) as tx:
+        again = ports.create_port(tx, prepare("port", {"network_id": net, "project_id": "p2"}))
+    assert [f["ip_address"] for f in again["fixed_ips"]] == freed  # the lowest free address: the freed one
+    return upgraded, again
+
+
 def test_a_version_6_database_with_ports_is_upgraded(cloud: Cloud) -> None:
     admin = cloud.admin_context()
     assert models.SCHEMA_VERSION == 8 and cloud.db.schema_version() == 8
@@ -80,13 +93,8 @@ def test_a_version_6_database_with_ports_is_upgraded(cloud: Cloud) -> None:
         assert "ix_ipallocations_network_id" not in indexes(db)
         assert _state(db) == before  # every row kept, the counters still the counts
         assert before[2] == {"p1": 2, "p2": 1, "p3": 1, admin.project_id: 1}  # and the DHCP port
-        upgraded = Cloud(db, default_scenario())
-        with upgraded.write(admin) as tx:
-            ports.delete_port(tx, made[1])
-        with upgraded.write(admin) as tx:
-            again = ports.create_port(tx, prepare("port", {"network_id": net, "project_id": "p2"}))
-        freed = [ip for _, ip, pid, _ in before[1] if pid == made[1]]
-        assert [f["ip_address"] for f in again["fixed_ips"]] == freed  # the lowest free address: the freed one
+        _, again = port_freed_and_taken_again(db, admin, net, made,
+                                              [ip for _, ip, pid, _ in before[1] if pid == made[1]])
         assert again["fixed_ips"][0]["subnet_id"] == sub
         rows, _, counted = _state(db)
         assert counted == {"p1": 1, "p2": 2, "p3": 1, admin.project_id: 1}
