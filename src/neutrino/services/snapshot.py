@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from neutrino.scenarios.model import Deployment, default_scenario, deployment_from_doc
@@ -271,6 +271,18 @@ class CloudSnapshot:
         self._index["@ports_by_host"] = {k: tuple(v) for k, v in by_host.items()}
         self._index["@ports_by_network"] = {k: tuple(v) for k, v in by_net.items()}
 
+    def __getstate__(self) -> tuple[Any, ...]:
+        """Pickled with its fields and its own look-ups only (``__post_init__``'s: kept, so a loaded
+        snapshot needs no indexing), never what was recorded in it since: the planners' ``cached``
+        facts and the numbers and records they keep about this snapshot in this process (a snapshot
+        number means nothing to another process, which gives the same numbers to its own)."""
+        index = {k: v for k, v in self._index.items() if type(k) is str and (k[0] != "@" or k in _OWN_INDEX)}
+        return tuple(getattr(self, name) for name in _FIELD_NAMES) + (index,)
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        for name, value in zip((*_FIELD_NAMES, "_index"), state, strict=True):
+            object.__setattr__(self, name, value)
+
     def _get(self, kind: str, ident: str) -> Any:
         try:
             return self._index[f"{kind}:{ident}"]
@@ -329,6 +341,10 @@ class CloudSnapshot:
 
     def port_forwardings_of(self, floatingip_id: str) -> tuple[PortForwarding, ...]:
         return tuple(f for f in self.port_forwardings if f.floatingip_id == floatingip_id)
+
+
+_FIELD_NAMES = tuple(f.name for f in fields(CloudSnapshot) if f.name != "_index")
+_OWN_INDEX = frozenset({"@ports_by_host", "@ports_by_network"})  # ``__post_init__``'s look-ups
 
 
 def _subnets_by_network(cloud: CloudSnapshot) -> dict[str, tuple[Subnet, ...]]:
