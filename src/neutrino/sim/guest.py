@@ -83,6 +83,9 @@ class GuestReply:
     step: Step
 
 
+_SYN, _ACK = int(TCPFlag.SYN), int(TCPFlag.ACK)
+
+
 class Guest:
     """An instance's eth0. State changes only through :meth:`receive` and the DHCP methods."""
 
@@ -100,18 +103,21 @@ class Guest:
         self._conns: set[tuple[IPv4Address, int, int]] = set()  # (peer, its port, ours) this guest opened
         self._echoes: dict[int, tuple[Ethernet, GuestReply]] = {}  # see receive
         self._pings: dict[tuple[int, ...], Ethernet] = {}  # see ping
+        self._ip_of: tuple[Lease, IPv4Address] | None = None  # see ip
 
     def __getstate__(self) -> dict[str, object]:
         """Everything but the remembered echo requests and replies (:meth:`ping`, :meth:`receive`)."""
         state = dict(self.__dict__)
         state.pop("_echoes", None)
         state.pop("_pings", None)
+        state.pop("_ip_of", None)
         return state
 
     def __setstate__(self, state: dict[str, object]) -> None:
         self.__dict__.update(state)
         self._echoes = {}
         self._pings = {}
+        self._ip_of = None
 
     # -- address --
 
@@ -121,12 +127,24 @@ class Guest:
 
     @property
     def ip(self) -> IPv4Address | None:
-        return self.lease.address.ip if self.lease is not None else None
+        """The lease's address: one object per lease (``IPv4Interface.ip`` makes a new one on every
+        read), kept with the (immutable) lease it came from, which is held, so it is the lease's
+        own until the lease is replaced."""
+        lease = self.lease
+        if lease is None:
+            return None
+        got = self._ip_of
+        if got is not None and got[0] is lease:
+            return got[1]
+        ip = lease.address.ip
+        self._ip_of = (lease, ip)
+        return ip
 
     def _need_ip(self) -> IPv4Address:
-        if self.lease is None:
+        ip = self.ip
+        if ip is None:
             raise InvalidInput(f"{self.name} has no address (no DHCP lease)")
-        return self.lease.address.ip
+        return ip
 
     # -- DHCP (udhcpc) --
 
@@ -304,10 +322,10 @@ class Guest:
             return GuestReply((), (), Step(StepKind.DROP, self.name, f"{p.dst} is not this guest's address"))
         self.learn(p.src, frame.src)  # good enough for replies on a flat segment or via the router
         l4 = p.payload
-        if (isinstance(l4, ICMP) and l4.type == ICMPType.ECHO_REQUEST) \
-                or (isinstance(l4, TCP) and l4.flags & TCPFlag.SYN and not l4.flags & TCPFlag.ACK):
-            # an echo request's reply, a SYN's SYN-ACK or reset: made of the frame (held: its id is
-            # the key) and what never changes (our MAC, listening ports, initial sequence number)
+        if isinstance(l4, ICMP) or (isinstance(l4, TCP) and (flags := int(l4.flags)) & _SYN and not flags & _ACK):
+            # an echo request's reply, another ICMP message's delivery, a SYN's SYN-ACK or reset:
+            # made of the frame (held: its id is the key) and what never changes (our name and MAC,
+            # listening ports, initial sequence number). (The flags as ints: an IntFlag's & is Python code.)
             got = self._echoes.get(id(frame))
             if got is not None and got[0] is frame:
                 return got[1]

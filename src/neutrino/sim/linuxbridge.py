@@ -130,7 +130,9 @@ class LinuxBridgeSim:
                 notes.append(f"learned {frame.src} on {in_port}")
                 self._seen.clear()
             self._fdb[frame.src] = in_port
-        key = (in_port, frame.src.value, frame.dst.value, _is_ipv4(frame))
+        # (:func:`_is_ipv4`, inline)
+        key = (in_port, frame.src.value, frame.dst.value,
+               frame.type == EtherType.IPV4 and not isinstance(frame.payload, Dot1Q))
         if not notes:
             got = self._seen.get(key)
             if got is not None:

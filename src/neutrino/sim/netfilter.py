@@ -948,6 +948,9 @@ class Netfilter:
         # result by its hooks' results
         self._after: dict[int, tuple[HookResult, HookCtx, HookCtx]] = {}
         self._walked: dict[tuple[int, ...], tuple[tuple[HookResult, ...], HookResult]] = {}
+        # and a traverse by its very packet and context (see traverse)
+        self._traversed: dict[tuple[int, int], tuple[IPv4, HookCtx, Sequence[Hook], tuple[tuple[
+            Hook, HookResult, HookCtx], ...], HookResult]] = {}
 
     @property
     def ruleset(self) -> Ruleset:
@@ -1183,7 +1186,9 @@ class Netfilter:
         next identical packet runs again. Not for a subclass (a test's recorder, which sees every
         walk); not pickled."""
         given = ctx.ct.conn if ctx.ct is not None else None
-        if type(self) is not Netfilter or (given is not None and not given.confirmed) or _is_dhcp(pkt):
+        l4 = pkt.payload  # (:func:`_is_dhcp`, inline)
+        if type(self) is not Netfilter or (given is not None and not given.confirmed) \
+                or (type(l4) is UDP and (l4.dport == 67 or l4.dport == 68)):
             # a new connection's packet, or DHCP (a guest's boot: every message is new): these do
             # not come again, and keying them (a DHCP message hashed whole) costs more than the run
             return self._hook(hook, pkt, ctx)[0]
@@ -1209,9 +1214,11 @@ class Netfilter:
                     self._fast.clear()
                 self._fast[ident] = (pkt, ctx, hashed, seen)
         before = None
-        if seen is not None and seen.holds(ctx):
+        if seen is not None and (seen.ctx is ctx or seen.holds(ctx)):  # (its own context holds itself)
             conn = seen.conn
-            before = _conn_state(conn) if conn is not None else None
+            before = None if conn is None else (  # (:func:`_conn_state`, inline)
+                conn.tcp_state, conn.seen_reply, conn.confirmed, conn.mark, conn.label, conn.original, conn.reply,
+                conn.zone, frozenset(conn.nat_done))
             if seen.settled and before == seen.state and (
                     seen.index is None or self.conntrack.find(seen.index[1], seen.index[0]) == seen.found):
                 return seen.result
@@ -1278,42 +1285,83 @@ class Netfilter:
         The result is a function of the hooks' results alone, and the next hook's context of the
         previous one and the result: when every hook hands back a result it gave before (its run
         replayed, see :meth:`hook`), the traverse hands back the very objects it made then. DHCP
-        (whose hooks always run anew) is not remembered."""
+        (whose hooks always run anew) is not remembered.
+
+        The very packet and context objects traversed before (held: their ids are not reused
+        while remembered) go by what that traverse met: every hook still runs, each in the
+        context it ran in then, and while each hands back the very result it gave then, the next
+        runs; when all did, the combined result is the one made then (what the memories below
+        give for those results). At the first other result the rest is worked out as below,
+        from the results the hooks gave."""
+        l4 = pkt.payload
+        remember = not (type(l4) is UDP and (l4.dport == 67 or l4.dport == 68))  # (:func:`_is_dhcp`, inline)
+        if remember:
+            fast = self._traversed.get((id(pkt), id(ctx)))
+            if fast is not None and fast[0] is pkt and fast[1] is ctx and fast[2] == hooks:
+                chain = fast[3]
+                p, c = pkt, ctx
+                for i, (h, then, nxt) in enumerate(chain):
+                    res = self.hook(h, p, c)
+                    if res is not then:
+                        given = [step[1] for step in chain[:i]]
+                        given.append(res)
+                        return self._traverse(hooks, pkt, ctx, given)
+                    p, c = res.packet, nxt
+                return fast[4]
+            return self._traverse(hooks, pkt, ctx, ())
         results: list[HookResult] = []
-        key: tuple[int, ...] = ()  # the results' ids: a memory holds its results, so an equal id is the same object
-        remember = not _is_dhcp(pkt)
-        after = self._after
         for h in hooks:
             res = self.hook(h, pkt, ctx)
             results.append(res)
             if res.verdict is not NfVerdict.ACCEPT:
-                key += (id(res),)
                 break
-            if remember:
-                key += (ident := id(res),)
-                got = after.get(ident)
-                if got is not None and got[1] is ctx:
-                    ctx = got[2]
-                else:
-                    if len(after) >= _MAX_RUNS:
-                        after.clear()
-                    nxt = _with_mark_ct(ctx, res.mark, res.ct)
-                    after[ident] = (res, ctx, nxt)
-                    ctx = nxt
-            else:
-                ctx = _with_mark_ct(ctx, res.mark, res.ct)
+            ctx = _with_mark_ct(ctx, res.mark, res.ct)
             pkt = res.packet
         if not results:
             raise ValueError("no hooks to traverse")
-        if not remember:
-            return _combined(results)
+        return _combined(results)
+
+    def _traverse(self, hooks: Sequence[Hook], pkt: IPv4, ctx: HookCtx, given: Sequence[HookResult]) -> HookResult:
+        """:meth:`traverse` of a packet that is remembered: ``given``, the results the first hooks
+        gave (the caller ran them), then the rest run."""
+        results: list[HookResult] = []
+        chain: list[tuple[Hook, HookResult, HookCtx]] = []
+        key: tuple[int, ...] = ()  # the results' ids: a memory holds its results, so an equal id is the same object
+        start = (pkt, ctx)
+        after = self._after
+        for i, h in enumerate(hooks):
+            res = given[i] if i < len(given) else self.hook(h, pkt, ctx)
+            results.append(res)
+            if res.verdict is not NfVerdict.ACCEPT:
+                key += (id(res),)
+                chain.append((h, res, ctx))
+                break
+            key += (ident := id(res),)
+            got = after.get(ident)
+            if got is not None and got[1] is ctx:
+                ctx = got[2]
+            else:
+                if len(after) >= _MAX_RUNS:
+                    after.clear()
+                nxt = _with_mark_ct(ctx, res.mark, res.ct)
+                after[ident] = (res, ctx, nxt)
+                ctx = nxt
+            chain.append((h, res, ctx))
+            pkt = res.packet
+        if not results:
+            raise ValueError("no hooks to traverse")
         seen = self._walked.get(key)
         if seen is not None:
-            return seen[1]
-        combined = _combined(results)
-        if len(self._walked) >= _MAX_RUNS:
-            self._walked.clear()
-        self._walked[key] = (tuple(results), combined)
+            combined = seen[1]
+        else:
+            combined = _combined(results)
+            if len(self._walked) >= _MAX_RUNS:
+                self._walked.clear()
+            self._walked[key] = (tuple(results), combined)
+        if len(self._traversed) >= _MAX_RUNS:
+            self._traversed.clear()
+        self._traversed[(id(start[0]), id(start[1]))] = (start[0], start[1], hooks if type(hooks) is tuple
+                                                         else tuple(hooks), tuple(chain), combined)
         return combined
 
     def _result(self, verdict: NfVerdict, p: _Pkt, rule: Rule | None) -> HookResult:
@@ -1432,7 +1480,8 @@ def _hook_key(hook: Hook, pkt: IPv4, ctx: HookCtx) -> tuple[object, ...]:
 
 
 def _conn_state(conn: Connection) -> tuple[object, ...]:
-    """Everything about a connection a hook's run reads or changes."""
+    """Everything about a connection a hook's run reads or changes (:meth:`Netfilter.hook` builds
+    the same tuple inline: change both together)."""
     return (conn.tcp_state, conn.seen_reply, conn.confirmed, conn.mark, conn.label, conn.original, conn.reply,
             conn.zone, frozenset(conn.nat_done))
 

@@ -1107,6 +1107,9 @@ def _sim_ports(bridge: Bridge, show: OfctlShow | None) -> tuple[SimPort, ...]:
 
 _NO_META = Meta()  # what a copy out of a port that is no tunnel carries (a Meta is immutable)
 _MEMO_SIZE = 1024  # results a bridge remembers (then it starts again)
+_Known = tuple[int, int, "Result", tuple["_Compiled", ...]]
+"""A remembered result (:meth:`OvsBridgeSim.process`): the MAC table's change count and the
+bridge's version it holds for, the result, and the flows its learn actions learned again."""
 
 
 class _NormalAt(NamedTuple):
@@ -1365,7 +1368,8 @@ class OvsBridgeSim:
         self._seq = 0
         self.conntrack = Conntrack()
         self._conj_tables = frozenset(t for t, lst in self._static.items() if any(_conjunctions(c) for c in lst))
-        self._memo: dict[tuple[str, Ethernet, Meta], tuple[int, int, Result, tuple[_Compiled, ...]]] = {}
+        # results by input (port, frame, metadata), and by the very frame object (its id: see process)
+        self._memo: dict[tuple[str, Ethernet, Meta] | int, _Known | tuple[Ethernet, Meta | None, str, _Known]] = {}
         self._memo_l2: dict[tuple[object, ...], _L2Seen] = {}
         self._tversions: dict[int, int] = {}  # per table, its flows changed this many times (see _L2Seen)
         self._version = 0
@@ -1603,6 +1607,24 @@ class OvsBridgeSim:
         """Run ``frame``, arrived on port ``in_port`` with ``meta``, through the bridge.
         ``unfollowed``: says which copies NORMAL floods the caller would not follow; they are
         left out of the outputs (and counted in :attr:`Result.pruned`)."""
+        if unfollowed is None:
+            # the very frame and metadata objects met on this port before and answered from the
+            # memory: that answer's entry, found without building and hashing the key (the
+            # frame's and the metadata's hashes are Python code). It sits in the memory itself,
+            # under the frame's id (an int: no input key is one), so whatever empties the memory
+            # drops it; it holds the frame (its id is not reused while it is there) and is
+            # checked as a lookup checks its entry. An input's entry is only replaced when it no
+            # longer holds (or is gone), so one that still holds is the one under the key.
+            hit = self._memo.get(id(frame))
+            if hit is not None and hit[0] is frame and hit[1] is meta and hit[2] == in_port:
+                entry: _Known = hit[3]
+                if entry[0] == self._fdb.changes and entry[1] == self._version:
+                    if not entry[3]:
+                        return entry[2]
+                    self._numbered_again(entry[3])
+                    r = entry[2]
+                    return Result(r.outputs, r.steps, r.pruned)
+        given = meta
         port = self._by_name.get(in_port)
         if port is None:
             raise InvalidInput(f"bridge {self.bridge.name} has no port {in_port!r}")
@@ -1613,10 +1635,13 @@ class OvsBridgeSim:
             return self._process(port, frame, meta, unfollowed)[0]
         if unfollowed is None:
             try:
-                known = self._memo.get(key)
+                known: _Known | None = self._memo.get(key)  # type: ignore[assignment]
             except TypeError:  # a frame holding something unhashable: not remembered
                 return self._process(port, frame, meta, unfollowed)[0]
             if known is not None and known[0] == fdb_changes and known[1] == version:
+                if len(self._memo) >= _MEMO_SIZE:
+                    self._memo.clear()
+                self._memo[id(frame)] = (frame, given, in_port, known)  # (see above)
                 if not known[3]:
                     return known[2]
                 self._numbered_again(known[3])

@@ -65,7 +65,7 @@ from neutrino.sim.guest import PARAMS as GUEST_PARAMS
 from neutrino.sim.guest import DhcpState, Guest, reset_for
 from neutrino.sim.ipstack import Action, IpStack, RouteDecision, Unreachable
 from neutrino.sim.linuxbridge import LinuxBridgeSim, PortInfo
-from neutrino.sim.netfilter import FORWARD_PATH, Hook, HookCtx, Netfilter
+from neutrino.sim.netfilter import FORWARD_PATH, Hook, HookCtx, Netfilter, NfVerdict
 from neutrino.sim.ovs import Meta, OvsBridgeSim
 from neutrino.sim.ovs_normal import Kept, Unfollowed
 from neutrino.sim.packets import (
@@ -103,7 +103,17 @@ from neutrino.sim.packets import (
 )
 from neutrino.sim.services import DhcpServer, MetadataEndpoint, MetadataInstance, http_get_path
 from neutrino.sim.topology import End, Kind, Topology, Tunnel, build, rewire, unwire
-from neutrino.sim.trace import DropReason, Hop, Step, StepKind, Trace, Verdict, VerdictKind
+from neutrino.sim.trace import (
+    UNFORMATTED,
+    DropReason,
+    Hop,
+    Step,
+    StepKind,
+    Trace,
+    Verdict,
+    VerdictKind,
+    new_hop,
+)
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -285,6 +295,9 @@ def _follow_info(frame: Ethernet) -> _FollowInfo:
     return ports, _ip_flow_key(ip4)
 
 
+_SYN, _ACK, _RST = int(TCPFlag.SYN), int(TCPFlag.ACK), int(TCPFlag.RST)  # (ints: an IntFlag's & is Python code)
+
+
 def _is_request(frame: Ethernet, goal: tuple[int, int] | None,
                 aliases: Collection[tuple[int, int]] = ()) -> bool:
     """Whether ``frame`` is the probe's request (not its answer): an echo request, a TCP SYN or
@@ -296,7 +309,8 @@ def _is_request(frame: Ethernet, goal: tuple[int, int] | None,
     if isinstance(p, ICMP):
         return bool(p.type == ICMPType.ECHO_REQUEST)
     if isinstance(p, TCP):  # a SYN, whatever port a SNAT with --random-fully gave it; or from our port
-        return bool((p.flags & TCPFlag.SYN and not p.flags & TCPFlag.ACK) or p.sport == goal[1]
+        flags = int(p.flags)  # (as an int: an IntFlag's & is Python code)
+        return bool((flags & _SYN and not flags & _ACK) or p.sport == goal[1]
                     or (6, p.sport) in aliases)
     if isinstance(p, UDP):
         return bool(p.sport == goal[1] or (17, p.sport) in aliases)
@@ -309,7 +323,7 @@ REFUSED = "refused: "  # marks a failure that is a TCP reset
 def _failure_of(packet: IPv4) -> str:
     """What an answer reaching the sender says about the exchange: '' when it succeeded."""
     p = packet.payload
-    if isinstance(p, TCP) and p.flags & TCPFlag.RST:
+    if isinstance(p, TCP) and int(p.flags) & _RST:  # (as ints: an IntFlag's & is Python code)
         return f"{REFUSED}{packet.src} answered tcp/{p.sport} with a reset (RST)"
     if isinstance(p, ICMP) and p.type == ICMPType.DEST_UNREACH and p.code == UnreachCode.FRAG_NEEDED:
         return f"ICMP fragmentation needed (type 3 code 4, next-hop MTU {p.mtu}) from {packet.src}"
@@ -398,6 +412,8 @@ def _dhcp_of(frame: Ethernet) -> DHCP | None:
 
 def _ip(frame: Ethernet) -> IPv4 | None:
     p = frame.payload
+    if type(p) is IPv4:  # (an untagged IP frame: no isinstance over the union)
+        return p
     while p is not None and not isinstance(p, IPv4 | ARP):
         p = getattr(p, "payload", None)
     return p if isinstance(p, IPv4) else None
@@ -416,6 +432,8 @@ _UNSEEN = object()
 
 
 def _strip_vlans(frame: Ethernet) -> Ethernet:
+    if type(frame.payload) is IPv4:  # (untagged: nothing to strip)
+        return frame
     while isinstance(frame.payload, Dot1Q):
         frame = pop_vlan(frame)
     return frame
@@ -855,6 +873,7 @@ class World:
         self._readdressed: dict[int, tuple[Ethernet, Mac, Ethernet]] = {}
         self._locals: dict[int, tuple[IPv4, _Event]] = {}
         self._answers: dict[int, tuple[IPv4, Step, str, _FollowInfo, tuple[IPv4, ...]]] = {}
+        self._delivered: dict[int, tuple[IPv4, _FollowInfo, str, Step]] = {}
         self._wiring: tuple[Topology, int, frozenset[str], bool] | None = None
 
     def _check_wiring(self) -> None:
@@ -872,18 +891,35 @@ class World:
         self._check_wiring()
         count = 0
         while events:
-            count += 1
-            if count > MAX_EVENTS:
-                run.drops.append(("", Step(StepKind.DROP, "", "loop: too many frames")))
-                return
             ev = events.popleft()
-            kind = ev.end.kind  # (:meth:`_step`, inline: one call less per hop)
-            if kind is Kind.OVS:
-                events.extend(self._at_ovs(ev, run, goal))
-            elif kind is Kind.NS:
-                events.extend(self._at_namespace(ev, run, goal, target))
-            else:
-                events.extend(self._step(ev, run, goal, target))
+            while True:
+                count += 1
+                if count > MAX_EVENTS:
+                    run.drops.append(("", Step(StepKind.DROP, "", "loop: too many frames")))
+                    return
+                kind = ev.end.kind  # (:meth:`_step`, inline: one call less per hop)
+                out: Sequence[_Event]
+                if kind is Kind.OVS:
+                    out = self._at_ovs(ev, run, goal)
+                elif kind is Kind.NS:
+                    out = self._at_namespace(ev, run, goal, target)
+                elif kind is Kind.LBR:
+                    out = self._at_linux_bridge(ev, run, goal)
+                elif kind is Kind.GUEST:
+                    out = self._at_guest(ev, run, goal, target)
+                else:
+                    out = self._step(ev, run, goal, target)
+                if not out:
+                    break
+                if not events:  # one event to carry on with and none waiting (a probe's path, mostly):
+                    try:  # it is the next, as through the queue, without the queue's two calls
+                        (ev,) = out
+                    except ValueError:  # several
+                        events.extend(out)
+                        break
+                    continue
+                events.extend(out)
+                break
 
     def _hop(self, run: _Run, ev: _Event, element: str, steps: list[Step], goal: tuple[int, int] | None) -> Hop:
         end = ev.end
@@ -897,7 +933,8 @@ class World:
             self._where[id(end)] = where
         host = where[1]
         frame = ev.frame
-        hop = Hop.entered(host, element or "root", end.port, where[2], tuple(steps), frame)
+        # (:meth:`Hop.entered`'s hop, made without that method's call)
+        hop = new_hop(host, element or "root", end.port, where[2], UNFORMATTED, tuple(steps), frame, "")
         if goal is None:  # (a boot's: nothing is followed)
             followed = False
         elif goal[0] < 0:
@@ -1294,16 +1331,21 @@ class World:
 
     def _at_linux_bridge(self, ev: _Event, run: _Run, goal: tuple[int, int] | None) -> list[_Event]:
         host, name = ev.end.host, ev.end.element
-        sim = self.linux_bridge(host, name)
+        sim = self._lbr._items.get((host, name))  # (:meth:`linux_bridge`'s common case, inline)
+        if sim is None:
+            sim = self.linux_bridge(host, name)
         # the bridge's own device transmits (the IP stack's frames), or a port receives
         res = sim.send(ev.frame) if ev.end.port == name else sim.receive(ev.end.port, ev.frame)
         steps = [res.step]
         out: list[_Event] = []
-        nf = self.netfilter(host, ROOT)
-        ip4 = _ip(ev.frame)
+        nf_got = self._nf._items.get((host, ROOT), _UNSEEN)  # (:meth:`netfilter`'s common case, inline)
+        nf: Netfilter | None = self.netfilter(host, ROOT) if nf_got is _UNSEEN else nf_got  # type: ignore[assignment]
+        ip4 = ev.frame.payload if type(ev.frame.payload) is IPv4 else _ip(ev.frame)  # (:func:`_ip`'s common case)
         for port in res.ports:
             frame = ev.frame
-            if res.flooded and self._not_for(End(Kind.LBR, host, name, port), frame):
+            # (:meth:`_not_for` answers no for a frame not broadcast: asked only for one, MACs as numbers)
+            if res.flooded and frame.dst.value == BROADCAST.value \
+                    and self._not_for(End(Kind.LBR, host, name, port), frame):
                 continue
             if res.netfilter and nf is not None and ip4 is not None:
                 ckey = (host, name, ev.end.port, port, ev.frame.src.value)
@@ -1315,9 +1357,10 @@ class World:
                 ctx = known[1]
                 verdict = nf.traverse(FORWARD_PATH, ip4, ctx)
                 steps.extend(verdict.steps)
-                if not verdict.accepted:
+                if verdict.verdict is not NfVerdict.ACCEPT:  # (not .accepted: a property's call)
                     continue
-                frame = _replace_ip(frame, verdict.packet)
+                if frame.payload is not verdict.packet:  # (:func:`_replace_ip`: unchanged, the frame itself)
+                    frame = _replace_ip(frame, verdict.packet)
             if run.size is not None and (drop := self._lbr_mtu_check(host, port, frame)) is not None:
                 steps.append(drop)
                 continue
@@ -1342,7 +1385,7 @@ class World:
             self._l2_exchange(ev, frame, reply.frames, steps, run, goal)
         elif goal is not None and run.follows_key(seen[2], goal):
             ip4 = _ip(frame)
-            if ip4 is not None and guest.ip is not None and ip4.dst == guest.ip:
+            if ip4 is not None and (own := guest.ip) is not None and ip4.dst == own:
                 # the request reaching the target, or (an address behind NAT, e.g. a floating IP)
                 # the first guest it reaches, the sender itself included (its own floating IP,
                 # hairpinned by the router); any other packet of the flow is the answer
@@ -1456,8 +1499,12 @@ class World:
 
     def _at_namespace(self, ev: _Event, run: _Run, goal: tuple[int, int] | None, target: str) -> list[_Event]:
         host, ns, dev = ev.end.host, ev.end.element, ev.end.port
-        st = self.stack(host, ns)
-        frame = _strip_vlans(ev.frame)
+        st = self._stacks._items.get((host, ns))  # (:meth:`stack`'s common case, inline)
+        if st is None:
+            st = self.stack(host, ns)
+        frame = ev.frame
+        if type(frame.payload) is not IPv4:  # (:func:`_strip_vlans`, for a frame that may be tagged)
+            frame = _strip_vlans(frame)
         d = st.ingress(dev, frame)
         steps = list(d.steps)
         out: list[_Event] = []
@@ -1493,13 +1540,14 @@ class World:
                 out.extend(self._send_from(ev.end, rep.frame))
             self._hop(run, ev, ns, steps, goal)
             return out
-        nf = self.netfilter(host, ns)
+        nf_got = self._nf._items.get((host, ns), _UNSEEN)  # (:meth:`netfilter`'s common case, inline)
+        nf: Netfilter | None = self.netfilter(host, ns) if nf_got is _UNSEEN else nf_got  # type: ignore[assignment]
         mark = 0
         ct = None
         if nf is not None:
             res = nf.hook(Hook.PREROUTING, packet, self._ctx_of(host, ns, in_dev=dev, src_mac=frame.src))
             steps.extend(res.steps)
-            if not res.accepted:
+            if res.verdict is not NfVerdict.ACCEPT:  # (not .accepted: a property's call)
                 self._hop(run, ev, ns, steps, goal)
                 return out
             if res.packet is not packet:
@@ -1534,7 +1582,7 @@ class World:
                 res = nf.hook(Hook.INPUT, packet, self._ctx_of(host, ns, in_dev=dev, src_mac=frame.src, mark=mark,
                                                                ct=ct))
                 steps.extend(res.steps)
-                if not res.accepted:
+                if res.verdict is not NfVerdict.ACCEPT:  # (not .accepted: a property's call)
                     self._hop(run, ev, ns, steps, goal)
                     return out
                 if res.packet is not packet:
@@ -1564,13 +1612,13 @@ class World:
                               self._ctx_of(host, ns, in_dev=dev, out_dev=decision.dev, src_mac=frame.src, mark=mark,
                                            ct=ct))
             steps.extend(res.steps)
-            if not res.accepted:
+            if res.verdict is not NfVerdict.ACCEPT:  # (not .accepted: a property's call)
                 self._hop(run, ev, ns, steps, goal)
                 return out
             if res.packet is not fwd:
                 run.translated(fwd, res.packet, goal)
             fwd = res.packet
-        out.extend(self._transmit(host, ns, decision, fwd, steps))
+        out.extend(self._transmit(host, ns, decision, fwd, steps, st))
         self._hop(run, ev, ns, steps, goal)
         return out
 
@@ -1605,8 +1653,11 @@ class World:
             out.extend(self._send_local(OUTSIDE, ROOT, rp, run, goal))
         return out
 
-    def _transmit(self, host: str, ns: str, decision: RouteDecision, packet: IPv4, steps: list[Step]) -> list[_Event]:
-        st = self.stack(host, ns)
+    def _transmit(self, host: str, ns: str, decision: RouteDecision, packet: IPv4, steps: list[Step],
+                  st: IpStack | None = None) -> list[_Event]:
+        """``packet`` out of namespace ``ns`` (whose IP stack is ``st``, when the caller has it)."""
+        if st is None:
+            st = self.stack(host, ns)
         tx = st.transmit(decision, packet)
         steps.append(tx.step)
         if not tx.arp:  # the same transmit (the stack's remembered one) goes to the same peer
@@ -1658,7 +1709,7 @@ class World:
             res = nf.traverse((Hook.OUTPUT, Hook.POSTROUTING), packet,
                               self._ctx_of(host, ns, out_dev=decision.dev, ct=related))
             steps.extend(res.steps)
-            if not res.accepted:
+            if res.verdict is not NfVerdict.ACCEPT:  # (not .accepted: a property's call)
                 if origin:
                     run.errno = "Operation not permitted"  # NF_DROP on ip_local_out: -EPERM
                 self._hop_local(run, host, ns, packet, steps, goal)
@@ -1666,7 +1717,7 @@ class World:
             if res.packet is not packet:
                 run.translated(packet, res.packet, goal)
             packet = res.packet
-        out = self._transmit(host, ns, decision, packet, steps)
+        out = self._transmit(host, ns, decision, packet, steps, st)
         self._hop_local(run, host, ns, packet, steps, goal)
         return out
 
@@ -1687,13 +1738,15 @@ class World:
                         goal: tuple[int, int] | None, target: str) -> list[IPv4]:
         """A packet for one of the namespace's addresses: the kernel answers pings, the metadata
         proxy answers HTTP on its port, other ports reset."""
-        followed = goal is not None and goal[0] >= 0 and run.follows_frame(Ethernet(dst=Mac(0), src=Mac(0),
-                                                                                   payload=packet), goal)
+        got = self._delivered.get(id(packet))
+        if got is None or got[0] is not packet:  # (:meth:`_delivered_of`: once per packet object)
+            got = self._delivered_of(packet)
+        followed = goal is not None and goal[0] >= 0 and run.follows_key(got[1], goal)
         here = f"{host}/{ns or 'root'}"
         if followed and run.delivered_at and target != here:
             run.replied = True
-            run.failed = run.failed or _failure_of(packet)
-            steps.append(Step(StepKind.DELIVER, str(packet.dst), "the reply reached the sender"))
+            run.failed = run.failed or got[2]
+            steps.append(got[3])
             return []
         p = packet.payload
         if followed and not run.delivered_at and isinstance(p, ICMP) and p.type == ICMPType.DEST_UNREACH \
@@ -1730,6 +1783,19 @@ class World:
                 return [_tcp_reply(packet, TCPFlag.ACK | TCPFlag.PSH, resp.to_bytes())]
         steps.append(Step(StepKind.DELIVER, str(packet.dst), "delivered to the namespace"))
         return []
+
+    def _delivered_of(self, packet: IPv4) -> tuple[IPv4, _FollowInfo, str, Step]:
+        """What :meth:`_local_delivery` reads of ``packet`` to tell whether it is the probe's answer
+        reaching the sender, remembered by the packet (held: its id is the key; each is a function
+        of the packet alone): what following it reads (:func:`_follow_info`, which
+        :meth:`_Run.follows_key` compares as :meth:`_Run.follows_frame` does), what it says of the
+        exchange (:func:`_failure_of`) and the step saying it reached the sender."""
+        got = (packet, _follow_info(Ethernet(dst=Mac(0), src=Mac(0), payload=packet)), _failure_of(packet),
+               Step(StepKind.DELIVER, str(packet.dst), "the reply reached the sender"))
+        if len(self._delivered) >= _DONE_MAX:
+            self._delivered.clear()
+        self._delivered[id(packet)] = got
+        return got
 
     def _internet(self, packet: IPv4, steps: list[Step], run: _Run, goal: tuple[int, int] | None,
                   target: str) -> list[IPv4]:
@@ -2159,11 +2225,16 @@ class World:
             raise InvalidInput(f"unknown protocol {proto!r} ({', '.join(PROTOCOLS[:-1])} or {PROTOCOLS[-1]})")
         if not 1 <= dport <= 65535:
             raise InvalidInput(f"--dport {dport}: a port is a number from 1 to 65535")
-        pk = packet_spec(proto, src_ip=src_ip, src_mac=src_mac, dst_mac=dst_mac, sport=sport,
-                         tcp_flags=tcp_flags, at=at, vlan=vlan)
+        if src_ip is None and src_mac is None and dst_mac is None and sport is None and tcp_flags is None \
+                and at is None and vlan is None:  # nothing given (what packet_spec makes of it: no field)
+            pk, given = _NO_SPEC, False
+        else:
+            pk = packet_spec(proto, src_ip=src_ip, src_mac=src_mac, dst_mac=dst_mac, sport=sport,
+                             tcp_flags=tcp_flags, at=at, vlan=vlan)
+            given = pk.given()
         if pk.at is not None or proto in L2_PROTOCOLS:
             return self._probe_exact(src, dst, proto, dport, ident, pk, size)
-        if pk.given() and (src == OUTSIDE or src.startswith(HOST_PREFIX)):
+        if given and (src == OUTSIDE or src.startswith(HOST_PREFIX)):
             raise InvalidInput(f"{src}: the packet's fields can be given from an instance, or with --at")
         if src == OUTSIDE:
             return self._probe_from_outside(dst, proto=proto, dport=dport, ident=ident, size=size)
@@ -2174,12 +2245,13 @@ class World:
         if spec is None:
             raise InvalidInput(f"no instance named {src!r}")
         guest = self.guests[src]
-        if guest.ip is None:
+        own = guest.ip
+        if own is None:
             raise InvalidInput(f"{src} has no address (did DHCP work? run boot first)")
         dst_ip = self._address_of(dst)
         target = dst if dst in self.guests else self._target_of(dst_ip)
-        if dst_ip == guest.ip:
-            if pk.given():
+        if dst_ip == own:
+            if given:
                 raise InvalidInput(f"{dst_ip} is {src}'s own address: the packet never leaves it (over lo, "
                                    "nothing of it can be given)")
             return _loopback(spec.host, src, dst_ip, proto=proto, dport=dport)
@@ -2209,7 +2281,8 @@ class World:
             goal = (17, port)
         else:
             raise InvalidInput(f"unknown protocol {proto!r} (icmp, tcp, udp or http)")
-        frame = pk.spoof(frame)
+        if given:
+            frame = pk.spoof(frame)
         end = End(Kind.GUEST, spec.host, src, "eth0")
         run = _Run(sender=src, size=size)
         if size is not None:
@@ -2221,7 +2294,7 @@ class World:
                               steps=(_local_error_step(length, "eth0", guest.mtu),), frame=frame)
                 verdict = Verdict(VerdictKind.DROPPED, DropReason.MTU, f"{spec.host} {src}",
                                   detail=_local_error(proto, run))
-                told = _described(frame, proto, pk) if pk.given() else ()
+                told = _described(frame, proto, pk) if given else ()
                 return _with_size(Trace((refused,), verdict, packet=told), frame.payload, size)
         events: deque[_Event] = deque()
         hw = pk.dst_mac or guest.resolve(hop)
@@ -2231,11 +2304,14 @@ class World:
         else:
             events.extend(self._send_from(end, self._to_mac(frame, hw)))
         self._run(events, run, goal, target)
-        told = _described(replace(frame, dst=hw or guest.resolve(hop) or frame.dst), proto, pk) if pk.given() else ()
+        told = _described(replace(frame, dst=hw or guest.resolve(hop) or frame.dst), proto, pk) if given else ()
         if hw is None and guest.resolve(hop) is None:
             return Trace(tuple(run.hops), Verdict(VerdictKind.DROPPED, DropReason.ARP_UNANSWERED, f"{spec.host} {src}",
                                                    detail=f"no answer to ARP for {hop}"), forks=_side(run), packet=told)
-        trace = replace(_verdict(run, target or str(dst_ip)), packet=told)
+        # (the target's text is read only when the request was not delivered)
+        trace = _verdict(run, target or ("" if run.delivered_at else str(dst_ip)))
+        if told:  # (the verdict's trace has no packet fields: replacing them with none would copy it equal)
+            trace = replace(trace, packet=told)
         if proto == "udp" and trace.reply is not None and not trace.reply.delivered and not trace.reply.hops:
             trace = replace(trace, reply=None)  # a datagram expects no answer
         if size is not None and isinstance(frame.payload, IPv4):
@@ -2520,8 +2596,18 @@ _DOCUMENTATION = tuple(ipaddress.ip_network(n) for n in ("192.0.2.0/24", "198.51
 
 
 def _on_the_internet(addr: IPv4Address) -> bool:
-    """Public addresses, and the documentation ranges that stand for the outside world here."""
-    return addr.is_global or any(addr in n for n in _DOCUMENTATION)
+    """Public addresses, and the documentation ranges that stand for the outside world here (a
+    function of the address alone: answered once per address, by its integer)."""
+    got = _INTERNET.get(addr._ip)  # type: ignore[attr-defined]
+    if got is None:
+        got = addr.is_global or any(addr in n for n in _DOCUMENTATION)
+        if len(_INTERNET) >= 4096:
+            _INTERNET.clear()
+        _INTERNET[addr._ip] = got  # type: ignore[attr-defined]
+    return got
+
+
+_INTERNET: dict[int, bool] = {}
 
 
 def _side(run: _Run) -> tuple[Trace, ...]:
@@ -2771,6 +2857,9 @@ class PacketSpec:
         if self.src_ip is not None and isinstance(frame.payload, IPv4):
             frame = with_(frame, payload=with_(frame.payload, src=self.src_ip))
         return frame
+
+
+_NO_SPEC = PacketSpec()  # (immutable: what packet_spec gives when no field is given)
 
 
 def packet_spec(proto: str, *, src_ip: str | IPv4Address | None = None, src_mac: str | Mac | None = None,
