@@ -32,7 +32,7 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: the tests' helpers
-from tests.api.api_helpers import free_port, pg_start, pg_stop  # noqa: E402
+from tests.api.api_helpers import free_port, fresh_database, pg_start, pg_stop  # noqa: E402
 
 NEUTRON = {"port create 1 client": 9.0, "port create 8 clients": 18.0}
 NEUTRON_LATENCY = 0.65  # s, the fastest of router interface add / FIP association
@@ -177,9 +177,15 @@ def main() -> int:
                     help="also run a neutrino imported from the source tree SRC (e.g. `git archive HEAD src | tar "
                          "-x -C /tmp/before`, then /tmp/before/src), alternating its create batches and list "
                          "timings with this one's (SQLite only)")
+    ap.add_argument("--pg-compare", metavar="SRC", default=None,
+                    help="with --vs-postgres: also a PostgreSQL server of the source tree SRC (a database of its "
+                         "own in the same cluster), its create batches alternated with the others'")
     args = ap.parse_args()
+    if args.pg_compare and not args.vs_postgres:
+        raise SystemExit("--pg-compare goes with --vs-postgres")
     tmp = Path(tempfile.mkdtemp(prefix="neutrino-bench-"))
     pg = None
+    third: tuple[subprocess.Popen[bytes], str] | None = None
     if args.postgres:
         pg = pg_start()  # a private cluster, as the API tests run one
         args.db = pg.url
@@ -190,9 +196,13 @@ def main() -> int:
     if args.vs_postgres:
         pg = pg_start()
         other = start(pg.url, tmp / "compare", agents=args.agents)
+        if args.pg_compare:
+            third = start(fresh_database(pg.url, "pg_compared", tmp), tmp / "compare2", agents=args.agents,
+                          src=args.pg_compare)
     else:
         other = start(None, tmp / "compare", agents=args.agents, src=args.compare) if args.compare else None
     label = "PostgreSQL" if args.vs_postgres else "compared tree"
+    label2 = f"PostgreSQL, {args.pg_compare}"
     results: dict[str, float] = {}
     latencies: dict[str, float] = {}
     batches: dict[str, list[float]] = {"neutrino": [], "floor": []}
@@ -247,6 +257,22 @@ def main() -> int:
             ok(oh.post("/subnets", json={"subnet": {"network_id": onet, "ip_version": 4, "cidr": "10.128.0.0/16"}}))
             compare = (other[1], otok, onet)
             batches["compared"] = []
+        compare2: tuple[str, str, str] | None = None
+        third_created: list[str] = []
+        if third is not None:
+            ttok, tproject = token(third[1])
+            th = httpx.Client(base_url=f"{third[1]}/v2.0", headers={"X-Auth-Token": ttok}, timeout=60)
+            ok(th.put(f"/quotas/{tproject}", json={"quota": {"port": -1}}))
+            tnet = ok(th.post("/networks", json={"network": {"name": "bench"}}))["network"]["id"]
+            ok(th.post("/subnets", json={"subnet": {"network_id": tnet, "ip_version": 4, "cidr": "10.128.0.0/16"}}))
+            compare2 = (third[1], ttok, tnet)
+            batches["compared2"] = []
+
+        def third_create(c: Lite, _: Any) -> None:
+            assert compare2 is not None
+            pid = expect(201, c.request("POST", "/ports", {"port": {"network_id": compare2[2]}}))["port"]["id"]
+            with lock:
+                third_created.append(pid)
 
         def other_create(c: Lite, _: Any) -> None:
             assert compare is not None
@@ -266,10 +292,15 @@ def main() -> int:
             batch("neutrino", proc.pid, create, base, tok)
             if compare is not None and other is not None:
                 batch("compared", other[0].pid, other_create, compare[0], compare[1])
+            if compare2 is not None and third is not None:
+                batch("compared2", third[0].pid, third_create, compare2[0], compare2[1])
         for name, used in cpu.items():
-            latencies[f"{label if name == 'compared' else name}: server CPU per create"] = used / (per * args.repeat)
+            latencies[f"{ {'compared': label, 'compared2': label2}.get(name, name)}: server CPU per create"] = \
+                used / (per * args.repeat)
         if compare is not None:
             results[f"{label}: port create 1 client"] = statistics.median(batches["compared"])
+        if compare2 is not None:
+            results[f"{label2}: port create 1 client"] = statistics.median(batches["compared2"])
         results["port create 1 client"] = statistics.median(batches["neutrino"])
         results["floor app create 1 client"] = statistics.median(batches["floor"])
         results["port create 8 clients"] = n / run_parallel(8, list(range(n)), create, base, tok)
@@ -379,6 +410,8 @@ def main() -> int:
         stop(floor_proc)
         if other is not None:
             stop(other[0])
+        if third is not None:
+            stop(third[0])
         if pg is not None:
             pg_stop(pg)
     print(f"neutrino control plane bench ({'SQLite WAL' if not args.db else args.db.split(':')[0]}, "
@@ -390,6 +423,10 @@ def main() -> int:
         if k == "port create 1 client":
             extra += f"   {v / floor:4.0%} of the floor"
         print(f"  {k:<40} {v:8.1f} /s{extra}")
+    for lab in (label, label2) if args.vs_postgres else ():
+        if f"{lab}: port create 1 client" in results:
+            ratio = results["port create 1 client"] / results[f"{lab}: port create 1 client"]
+            print(f"  {'SQLite/' + lab + ' create':<40} {ratio:8.2f} x (medians of the batches above)")
     print(f"  {'(batches, /s)':<40} " + "; ".join(f"{k} {' '.join(f'{x:.0f}' for x in v)}"
                                                        for k, v in batches.items()))
     for k, v in latencies.items():

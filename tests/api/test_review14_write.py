@@ -6,11 +6,11 @@ threads' read-modify-write writes, on a SQLite file and in memory. Oracle: the r
 ``sqlite3`` connection reads, a fresh ``BEGIN IMMEDIATE`` that gets the lock at once (none left
 held), the next write going through.
 
-One wrong answer is pinned (xfail, strict): on the kept writer, ``session.commit()`` inside a write
-ends the driver's transaction, so what the body runs after it is autocommitted statement by
-statement and survives the write's error; on a connection of its own (SQLite in memory, a write
-nested in another, PostgreSQL) the session joins the write's transaction and the whole write rolls
-back.
+A wrong answer this review found, fixed since: on the kept writer, ``session.commit()`` inside a
+write ended the driver's transaction, so what the body ran after it was autocommitted statement by
+statement and survived the write's error, while on a connection of its own (SQLite in memory, a
+write nested in another, PostgreSQL) it committed nothing. A write's session now refuses a commit
+in the body, on every path (``db.session._WriteSession``).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import exc, text
 from sqlalchemy.exc import IntegrityError
 
 from neutrino.db.session import SQLITE_WAL_AUTOCHECKPOINT, Database, raw
@@ -212,22 +212,23 @@ def test_another_process_reading_during_the_writes_keeps_its_snapshot(tmp_path: 
         db.dispose()
 
 
-@pytest.mark.xfail(strict=True, reason="on the kept SQLite writer, session.commit() inside write() ends the driver's "
-                                       "transaction: the statements after it are autocommitted one by one and survive "
-                                       "the write's error (a write on a connection of its own rolls back whole)")
 def test_a_commit_inside_a_write_does_not_break_the_write_in_two(tmp_path: Path) -> None:
     db = Database(f"sqlite:///{tmp_path}/r14.db")
     memory = Database("sqlite://")
     try:
         for d in (memory, db):
-            with pytest.raises(RuntimeError), d.write() as s:
+            after = False
+            with pytest.raises(exc.InvalidRequestError, match="commits when Database.write"), d.write() as s:
                 s.execute(text("INSERT INTO neutrino_markers (name, value) VALUES ('r14-before', 1)"))
-                s.commit()
-                s.execute(text("INSERT INTO neutrino_markers (name, value) VALUES ('r14-after', 1)"))
-                raise RuntimeError("the write fails")
+                s.commit()  # refused: the write commits when it ends
+                after = True
+            assert not after
         assert _names(memory) == set()  # a connection of its own: the whole write rolled back
-        # the kept writer: 'r14-after', run after the commit and before the error, is kept too
-        assert "r14-after" not in _fresh_names(tmp_path / "r14.db")
+        assert _fresh_names(tmp_path / "r14.db") & {"r14-before", "r14-after"} == set()  # the kept writer: too
+        for d in (memory, db):  # a write that does not commit in its body commits at its end
+            with d.write() as s:
+                s.execute(text("INSERT INTO neutrino_markers (name, value) VALUES ('r14-whole', 1)"))
+        assert "r14-whole" in _names(memory) and "r14-whole" in _fresh_names(tmp_path / "r14.db")
     finally:
         db.dispose()
         memory.dispose()

@@ -346,7 +346,8 @@ class NeutronAPI:
         self._check_create(res.singular, payload[res.singular], attrs, ctx)
         with self.cloud.write(ctx) as tx:
             if coll.create is ports.create_port:  # the quota read with the port's network (checked first still)
-                item = ports.create_port(tx, attrs, quota_project=attrs.get("project_id", ctx.project_id))
+                item = ports.create_port(tx, attrs, quota_project=attrs.get("project_id", ctx.project_id),
+                                         last=True)  # the transaction ends with it
             else:
                 quotas.check(tx, attrs.get("project_id", ctx.project_id), coll.quota)
                 item = coll.create(tx, attrs)

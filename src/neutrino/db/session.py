@@ -2,10 +2,11 @@
 
 ``Database(url)`` opens SQLite (WAL, foreign keys on) or PostgreSQL and brings the schema up to
 date. Writes are serialised: ``write()`` takes a process-wide lock and then the database's own
-writer lock (SQLite ``BEGIN IMMEDIATE``; PostgreSQL a transaction-scoped advisory lock, taken in
-the round trip that begins the transaction), so read-modify-write sequences (IPAM, revision
-numbers, segment allocation) never interleave, even across server processes. ``read()`` gives a
-consistent snapshot (SQLite deferred transaction, PostgreSQL REPEATABLE READ).
+writer lock (SQLite ``BEGIN IMMEDIATE``; PostgreSQL a transaction-scoped advisory lock, sent with
+``BEGIN`` before or with the transaction's first statement: ``neutrino.db.pg``), so
+read-modify-write sequences (IPAM, revision numbers, segment allocation) never interleave, even
+across server processes. ``read()`` gives a consistent snapshot (SQLite deferred transaction,
+PostgreSQL REPEATABLE READ).
 """
 
 from __future__ import annotations
@@ -29,8 +30,6 @@ from sqlalchemy.pool import StaticPool
 from neutrino.db import models
 
 log = logging.getLogger(__name__)
-
-_ADVISORY_KEY = 0x6E657574  # "neut"
 
 
 def default_url() -> str:
@@ -309,13 +308,30 @@ class Raw:
     def executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
         self.write_all([(sql, rows)])
 
-    def write_all(self, statements: list[tuple[str, list[tuple[Any, ...]]]], *, together: bool = False) -> None:
+    def all_opening(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> list[Any]:
+        """``all``, for a statement that may be the first of its transaction: on PostgreSQL, when it
+        is the first of a write transaction, the transaction's deferred BEGIN and writer lock go in
+        the same round trip (``pg.opening``), and a ``write_all(..., closing=True)`` right after it
+        may commit in its own."""
+        if self._pg:
+            self._tell(sql, params, False)
+            from neutrino.db import pg
+            rows = pg.opening(self._cur, sql, params)
+            if rows is not None:
+                return rows
+            return list(self._cur.execute(self._text(sql), params, prepare=True).fetchall())
+        return self.all(sql, params)
+
+    def write_all(self, statements: list[tuple[str, list[tuple[Any, ...]]]], *, together: bool = False,
+                  closing: bool = False) -> None:
         """Each statement once per row of its (``INSERT``, ``UPDATE``, ``DELETE``: no rows back), in
         order; on PostgreSQL all in one round trip (a pipeline). ``together``: on PostgreSQL, as one
         statement instead (each but the last a data-modifying ``WITH`` part: one execution, no
         pipeline), for statements none of which reads or changes a row another writes (they all see
         the snapshot before any of them; row triggers and foreign-key checks still run after each
-        row, at the statement's end)."""
+        row, at the statement's end). ``closing`` (with ``together``): the caller writes nothing more
+        in this transaction; on PostgreSQL, right after ``all_opening`` began it, the transaction is
+        committed in the same round trip (``pg.closing``), and then takes no further statement."""
         for sql, rows in statements:
             self._tell(sql, rows, len(rows) > 1)
         if not self._pg:
@@ -329,10 +345,15 @@ class Raw:
             shape = tuple((sql, len(rows)) for sql, rows in statements)
             text_ = self._PG_TOGETHER.get(shape)
             if text_ is None:
-                parts = [self._text(sql) for sql, n in shape for _ in range(n)]
+                parts = [sql for sql, n in shape for _ in range(n)]
                 head = ", ".join(f"w{i} AS ({p})" for i, p in enumerate(parts[:-1]))
                 text_ = self._PG_TOGETHER[shape] = f"WITH {head} {parts[-1]}" if head else parts[-1]
-            self._cur.execute(text_, [v for _sql, rows in statements for row in rows for v in row], prepare=True)
+            values = [v for _sql, rows in statements for row in rows for v in row]
+            if closing:
+                from neutrino.db import pg
+                if pg.closing(self._cur, text_, values):
+                    return
+            self._cur.execute(self._text(text_), values, prepare=True)
             return
         with self._conn.pipeline():
             for sql, rows in statements:
@@ -405,6 +426,18 @@ SQLITE_PAGE_SIZE = 2048
 SQLITE_WAL_AUTOCHECKPOINT = 4000
 
 
+class _WriteSession(Session):
+    """A write transaction's session: its body does not commit it (``Database.write`` commits when
+    it ends). On the kept SQLite writer a ``commit()`` would end the driver's transaction and leave
+    the rest of the body autocommitted statement by statement; on a connection of its own it would
+    commit nothing: refused on both, the same way."""
+
+    def commit(self) -> None:
+        if self.info.get("neutrino_body"):
+            raise exc.InvalidRequestError("a write transaction commits when Database.write() ends, not in its body")
+        super().commit()
+
+
 class _Write:
     """``Database.write()``. On the kept SQLite writer (``_keep_writer``, no write open), one object
     does what three nested generators did (the lock, the kept connection, the driver's transaction):
@@ -448,13 +481,14 @@ class _Write:
                 # ``Raw`` depends on: one made for other listeners is made again)
                 session = db._writer_session
                 if session is None or session.info.get("neutrino_conn") is not conn:
-                    session = db._writer_session = Session(bind=conn, expire_on_commit=False, autoflush=True)
+                    session = db._writer_session = _WriteSession(bind=conn, expire_on_commit=False, autoflush=True)
                     session.info["neutrino_conn"] = conn
                 seen = bool(conn.dispatch.before_cursor_execute)
                 kept = db._writer_raw
                 if kept is None or kept[0] is not conn or kept[1] is not driver or kept[2] is not seen:
                     kept = db._writer_raw = (conn, driver, seen, Raw(driver, False, conn if seen else None))
                 session.info["neutrino_raw"] = kept[3]
+                session.info["neutrino_body"] = True
                 self._session = session
                 return session
             except BaseException:
@@ -477,6 +511,7 @@ class _Write:
                 self._roll_back()
                 return None
             conn, session = self._conn, self._session
+            session.info["neutrino_body"] = False
             try:
                 session.flush()
                 if session.in_transaction():
@@ -520,7 +555,6 @@ class _Write:
 
 
 PING_AFTER = 1.0  # seconds a pooled PostgreSQL connection may sit idle before it is pinged on checkout
-_PG_BEGIN_WRITE = f"BEGIN; SELECT pg_advisory_xact_lock({_ADVISORY_KEY})"
 _PG_BEGIN_READ = "BEGIN ISOLATION LEVEL REPEATABLE READ"
 
 
@@ -586,10 +620,28 @@ class Database:
 
     @staticmethod
     def _install_postgres_hooks(engine: Engine) -> None:
+        from neutrino.db import pg  # (psycopg: imported when a PostgreSQL engine is made)
+
+        @event.listens_for(engine, "do_connect")
+        def _connect(_dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+            return pg.connect(*cargs, **cparams)  # psycopg's connection with ``pg``'s state and cursors
+
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Connection) -> None:
-            conn.connection.driver_connection.execute(  # type: ignore[union-attr]  # on the driver, as SQLite's
-                _PG_BEGIN_WRITE if conn.info.get("writer") else _PG_BEGIN_READ)
+            driver: Any = conn.connection.driver_connection
+            if conn.info.get("writer"):
+                # BEGIN and the writer lock go with the transaction's first statement (``pg``): in
+                # its round trip when it is ``Raw.all_opening``'s, else in one of their own before it
+                driver.neutrino.begin(True)
+            else:
+                driver.neutrino.begin(False)
+                driver.execute(_PG_BEGIN_READ)  # on the driver, as SQLite's
+
+        @event.listens_for(engine, "commit")
+        @event.listens_for(engine, "rollback")
+        def _on_end(conn: Connection) -> None:
+            if not conn.invalidated:
+                conn.connection.driver_connection.neutrino.end()  # type: ignore[union-attr]
 
         @event.listens_for(engine, "checkout")
         def _on_checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
@@ -603,8 +655,10 @@ class Database:
                     raise exc.DisconnectionError(f"connection lost: {e}") from e
 
         @event.listens_for(engine, "checkin")
-        def _on_checkin(_dbapi_conn: Any, record: Any) -> None:
+        def _on_checkin(dbapi_conn: Any, record: Any) -> None:
             record.info["neutrino_used"] = time.monotonic()
+            if dbapi_conn is not None:
+                dbapi_conn.neutrino.end()
 
     # -- transactions -------------------------------------------------------------------------
 
@@ -629,8 +683,9 @@ class Database:
         self._writing += 1
         try:
             with conn.begin():  # the hooks: BEGIN IMMEDIATE, or BEGIN and the advisory lock
-                session = Session(bind=conn, expire_on_commit=False, autoflush=True)
+                session = _WriteSession(bind=conn, expire_on_commit=False, autoflush=True)
                 session.info["neutrino_conn"] = conn
+                session.info["neutrino_body"] = True  # (never committed: the connection's transaction is)
                 try:
                     yield session
                     session.flush()

@@ -175,11 +175,13 @@ def make_port(tx: Tx, network: models.Network, project: str, attrs: dict[str, An
     return p
 
 
-def _create_view(tx: Tx, network: Any, project: str, attrs: dict[str, Any]) -> dict[str, Any]:
+def _create_view(tx: Tx, network: Any, project: str, attrs: dict[str, Any], *, closing: bool = False
+                 ) -> dict[str, Any]:
     """``port_dict(make_port(...))`` for the API's create: the same checks and row, written as three
     prepared inserts instead of the ORM's flush and shown from the values written. ``network`` is a
     ``_NetworkHead`` (or a network row). A DHCP port still goes through ``make_port`` (the DHCP
-    scheduler's flush hook places it)."""
+    scheduler's flush hook places it). ``closing``: nothing is written in the transaction after the
+    port (``_insert``'s)."""
     if attrs.get("device_owner", "") == "network:dhcp":
         row = network if isinstance(network, models.Network) else tx.session.get(models.Network, network.id)
         assert row is not None  # read in this transaction
@@ -187,8 +189,11 @@ def _create_view(tx: Tx, network: Any, project: str, attrs: dict[str, Any]) -> d
     scanned: dict[str, str] = {}
     values, pairs_ips, groups = _new_port(tx, network, project, attrs, scanned)
     values["binding_vif_type"], values["binding_vif_details"] = _binding(tx, values["binding_host_id"], network)
-    _insert(tx, values, pairs_ips, groups, _scan_starts(network, scanned))
-    return _view(_VIEW_VALUES(values), [{"subnet_id": sid, "ip_address": ip} for sid, ip in pairs_ips], groups)
+    starts = _scan_starts(network, scanned)
+    # shown before it is written: with ``closing`` the insert may commit the transaction
+    view = _view(_VIEW_VALUES(values), [{"subnet_id": sid, "ip_address": ip} for sid, ip in pairs_ips], groups)
+    _insert(tx, values, pairs_ips, groups, starts, closing=closing)
+    return view
 
 
 def _new_port(tx: Tx, network: Any, project: str, attrs: dict[str, Any], scanned: dict[str, str] | None = None
@@ -298,10 +303,12 @@ def _json_text(value: Any) -> str:
 
 
 def _insert(tx: Tx, values: dict[str, Any], pairs_ips: list[tuple[str, str]], groups: list[str],
-            scan_starts: list[tuple[Any, ...]] | None = None) -> None:
+            scan_starts: list[tuple[Any, ...]] | None = None, *, closing: bool = False) -> None:
     """Write a new port, its addresses and its group bindings as prepared inserts (in one round trip
     on PostgreSQL): what the ORM's flush of ``make_port``'s row would write (JSON columns as
-    ``json.dumps`` text, as SQLAlchemy's JSON type writes them), without its unit of work."""
+    ``json.dumps`` text, as SQLAlchemy's JSON type writes them), without its unit of work.
+    ``closing``: the transaction writes nothing after this (on PostgreSQL it may commit with it:
+    ``Raw.write_all``)."""
     pid, nid = values["id"], values["network_id"]
     columns = dict(values)
     for k in _JSON_COLUMN_SET:
@@ -317,7 +324,7 @@ def _insert(tx: Tx, values: dict[str, Any], pairs_ips: list[tuple[str, str]], gr
         statements.append((_SCAN_START_SQL, scan_starts))
     # one statement on PostgreSQL: none reads what another writes (the addresses' and groups' foreign
     # keys to the port are checked at the statement's end, when it is there)
-    raw(tx.session).write_all(statements, together=True)
+    raw(tx.session).write_all(statements, together=True, closing=closing)
 
 
 _DHCP_PORT = "SELECT id FROM ports WHERE network_id = ? AND device_owner = 'network:dhcp' LIMIT 1"
@@ -359,11 +366,18 @@ def ensure_dhcp_port(tx: Tx, network: models.Network, *, refresh: bool = False) 
             raise
 
 
-def create_port(tx: Tx, attrs: dict[str, Any], quota_project: str | None = None) -> dict[str, Any]:
+def create_port(tx: Tx, attrs: dict[str, Any], quota_project: str | None = None, *, last: bool = False
+                ) -> dict[str, Any]:
     """A new port (the API's create). ``quota_project``: the port quota of that project is checked
     first, as ``quotas.check(tx, quota_project, "port")`` before this would, read with the network's
     statement (one statement less; the reads have no side effects, and the generator's MAC counter
-    moved before the checks is rolled back with the transaction when they refuse)."""
+    moved before the checks is rolled back with the transaction when they refuse).
+
+    ``last``: the caller's transaction does nothing more once this returns (the API's single create,
+    ``neutron.py`` ``_create``). When the port's insert is then the last write (no DHCP port to make,
+    the ORM unused: nothing for the session to flush), it is marked ``closing``, and on PostgreSQL
+    the transaction commits with it (``Raw.write_all``; a statement after it is refused, never run
+    outside the transaction)."""
     if quota_project is None:
         project = owner_for_create(tx, attrs)
     else:  # the owner ``owner_for_create`` gives, checked after the quota as before
@@ -385,9 +399,15 @@ def create_port(tx: Tx, attrs: dict[str, Any], quota_project: str | None = None)
     if owner in ROUTER_OWNERS and not tx.ctx.is_admin:
         raise invalid(f"Invalid device owner {owner}")
     _network_owner_only(tx, network, "create", attrs)
-    view = _create_view(tx, network, project, attrs)
-    if not owner.startswith("network:"):
-        _ensure_dhcp_port_of(tx, network)
+    dhcp = not owner.startswith("network:") and _dhcp_port_wanted(tx, network)
+    session = tx.session
+    closing = last and not dhcp and not (
+        session.identity_map or session.new or session.deleted or session.in_transaction())
+    view = _create_view(tx, network, project, attrs, closing=closing)
+    if dhcp:
+        row = tx.session.get(models.Network, network.id)
+        assert row is not None
+        ensure_dhcp_port(tx, row)
     return view
 
 
@@ -472,7 +492,9 @@ def _network_head_rows(tx: Tx, network_id: str, project: str, mac: str | None, q
     effects, in the transaction that then writes the port, so reading them first changes no answer).
     At least one row: the network's columns are None when it does not exist."""
     db = raw(tx.session)
-    return db.all(_NETWORK_HEAD[db.postgres], (project, True, mac, quota_project, quota_project, network_id))
+    # (the transaction's first statement when nothing came before it: on PostgreSQL its BEGIN and
+    # writer lock go with it)
+    return db.all_opening(_NETWORK_HEAD[db.postgres], (project, True, mac, quota_project, quota_project, network_id))
 
 
 def _network_head(tx: Tx, network_id: str, rows: list[Any], mac: str | None) -> _NetworkHead:
@@ -492,20 +514,16 @@ def _network_head(tx: Tx, network_id: str, rows: list[Any], mac: str | None) -> 
     return head
 
 
-def _ensure_dhcp_port_of(tx: Tx, network: _NetworkHead) -> None:
-    """``ensure_dhcp_port`` for a network read as a ``_NetworkHead`` (whose DHCP port, read with it
-    before this request's port was added, is still the one: that port is not a DHCP port): its row
-    is loaded only when the DHCP port is to be made."""
+def _dhcp_port_wanted(tx: Tx, network: _NetworkHead) -> bool:
+    """Whether ``ensure_dhcp_port`` would make the network's DHCP port, for a network read as a
+    ``_NetworkHead`` (whose DHCP port, read with it before this request's port was added, is still
+    the one: that port is not a DHCP port); then its row is loaded and it is called."""
     if network.dhcp_port_id is not None:
-        return
+        return False
     dep = tx.deployment
     if dep.mechanism is not Mechanism.ML2_OVS or dep.network_host() is None:
-        return
-    if not any(s.enable_dhcp and not ipam.is_slaac(s) for s in network.subnets):  # type: ignore[arg-type]
-        return
-    row = tx.session.get(models.Network, network.id)
-    assert row is not None
-    ensure_dhcp_port(tx, row)
+        return False
+    return any(s.enable_dhcp and not ipam.is_slaac(s) for s in network.subnets)  # type: ignore[arg-type]
 
 
 def _network_owner_only(tx: Tx, network: Any, action: str, attrs: dict[str, Any]) -> None:
