@@ -11,9 +11,10 @@ tagged and untagged frames, ARP, IPv4 and raw payloads, pruning rules, resets, f
 bridge pickled and loaded) give, frame by frame, the results, learned flows, flow order and MAC
 table of the interpreting bridge.
 
-One wrong answer is pinned (xfail, strict): a remembered frame whose destination and source are
-the same ``Mac`` object makes the replay give every later frame with that header the new
-source as its destination (``_L2Seen.again`` maps the old MACs to the new ones by ``id``).
+A wrong answer this review found, fixed since: a remembered frame whose destination and source
+were the same ``Mac`` object made the replay give every later frame with that header the new
+source as its destination (``_L2Seen.again`` mapped the old MACs to the new ones by ``id``; now
+by role).
 """
 
 from __future__ import annotations
@@ -210,9 +211,6 @@ def test_a_mac_moving_between_tunnels_and_keys_is_learned_where_it_is_now() -> N
         assert _SEEN
 
 
-@pytest.mark.xfail(strict=True, reason="_L2Seen.again maps the remembered frame's MACs to the new frame's by id(): "
-                                       "when its destination and source are one Mac object, a replay writes the "
-                                       "new source into the copy's destination")
 def test_a_frame_whose_destination_and_source_are_one_object_is_not_replayed_wrong() -> None:
     flows = "table=0, priority=10,in_port=tap1 actions=mod_vlan_vid:5,output:patch\n"
     mem, plain = _bridge(OvsBridgeSim, flows), _bridge(_Plain, flows)

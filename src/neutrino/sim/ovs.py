@@ -1236,7 +1236,9 @@ class _L2Seen:
         same = {id(o): n for o, n in zip(old, nodes, strict=True)}
         old_frame = old[0]
         assert type(old_frame) is Ethernet
-        macs = {id(old_frame.dst): frame.dst, id(old_frame.src): frame.src}
+        # the MACs by role: the old frame's destination and source may be one object, whose copies
+        # are the new frame's destination where they are destinations and its source where sources
+        macs = (old_frame.dst, frame.dst, old_frame.src, frame.src)
         made: dict[int, Ethernet] = {}
 
         def rebuilt(f: Ethernet) -> Ethernet:
@@ -1261,7 +1263,7 @@ class _L2Seen:
         return bridge._finish(run), learned.relearned
 
 
-def _rewrap(node: object, same: dict[int, object], macs: dict[int, Mac]) -> object:
+def _rewrap(node: object, same: dict[int, object], macs: tuple[Mac, Mac, Mac, Mac]) -> object:
     got = same.get(id(node))
     if got is not None:
         return got
@@ -1269,8 +1271,9 @@ def _rewrap(node: object, same: dict[int, object], macs: dict[int, Mac]) -> obje
         return Dot1Q(vid=node.vid, pcp=node.pcp, dei=node.dei, type=node.type,
                      payload=_rewrap(node.payload, same, macs))  # type: ignore[arg-type]
     assert type(node) is Ethernet, "an output holds the old frame's payload (checked when kept)"
-    return Ethernet(dst=macs.get(id(node.dst), node.dst), src=macs.get(id(node.src), node.src), type=node.type,
-                    payload=_rewrap(node.payload, same, macs))  # type: ignore[arg-type]
+    old_dst, new_dst, old_src, new_src = macs
+    return Ethernet(dst=new_dst if node.dst is old_dst else node.dst, src=new_src if node.src is old_src else node.src,
+                    type=node.type, payload=_rewrap(node.payload, same, macs))  # type: ignore[arg-type]
 
 
 _TUNNEL_OPTIONS: dict[SimPort, tuple[int | None, IPv4Address | None, IPv4Address | None]] = {}
