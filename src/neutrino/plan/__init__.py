@@ -160,7 +160,9 @@ def _patched(cloud: CloudSnapshot, me: Host, gen: Profile, datapath_type: str) -
     plan) are what they were, and :func:`ovs.replanned_flows` checks the OVS pieces but br-tun's
     flows; the state is the last one with each bridge's flows and the flows' origins replaced
     (where :func:`plan_host` puts them: after the bridges' and ports' origins, first of all).
-    None: plan in full."""
+    When the last plan is on the very snapshot ``cloud`` was carried from, br-tun's flows are
+    the last ones with the change's edits made where that can be told (``ovs._spliced``, issue
+    #17, replan13). None: plan in full."""
     from neutrino.plan.ovs import replanned_flows
 
     patch = cloud._index.get("@patch")
@@ -174,7 +176,7 @@ def _patched(cloud: CloudSnapshot, me: Host, gen: Profile, datapath_type: str) -
         return None
     old = last.state
     parts = replanned_flows(cloud, me, last.parts, generation=gen, datapath_type=datapath_type,
-                            uplinks=me.uplinks)
+                            uplinks=me.uplinks, since=last.serial if last.serial == patch[0] else None)
     if parts is None:
         return None
     view, flows, was = parts.view, parts.flows, last.parts.flows
@@ -385,7 +387,11 @@ def carry_from(before: CloudSnapshot, after: CloudSnapshot, planned: Iterable[st
     for name in _CARRIED_FACTS:
         if name in before._index:
             after._index.setdefault(name, before._index[name])
+    kept = after._index.get(("@tunnels_before",))  # type: ignore[call-overload]
     ovs_tun.carry_index(before, after, networks, hosts, planned)
+    if after._index.get(("@tunnels_before",)) is not kept:  # type: ignore[call-overload]
+        # (what :func:`ovs_tun.carry_index` kept of ``before``, named: :func:`_patched` splices from it)
+        after._index[("@tunnels_before_of",)] = _serial(before)  # type: ignore[index]
     dhcp.carry_index(before, after, networks)
     if _patchable(after, [p for _i, was, now in changed for p in (was, now) if p is not None]):
         # the other hosts' plans on ``before`` may be patched (:func:`_patched`)

@@ -28,6 +28,7 @@ Port rows.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import itertools
 import operator
@@ -42,7 +43,7 @@ from neutrino.host.ofctl_show import OfctlShow, OfPort
 from neutrino.host.openflow import Flow, FlowDump, format_add_flow
 from neutrino.host.openflow_fields import ReservedPort
 from neutrino.host.state import ROOT, BridgeFlows, HostState, NamespaceState, Origin, OvsState
-from neutrino.plan import InputsMemo, dvr
+from neutrino.plan import InputsMemo, dvr, naming
 from neutrino.plan.generation import Generation, Profile
 from neutrino.plan.ovs_firewall import ovs_firewall_flows
 from neutrino.plan.ovs_int import (
@@ -65,7 +66,7 @@ from neutrino.plan.ovs_int import (
 )
 from neutrino.plan.ovs_kept import Kept
 from neutrino.plan.ovs_phys import phys_bridge_flows, phys_bridge_ports
-from neutrino.plan.ovs_tun import tun_bridge_flows, tun_bridge_ports
+from neutrino.plan.ovs_tun import spliced, spliced_network, tun_bridge_flows, tun_bridge_ports
 from neutrino.plan.vif import hybrid_plug
 from neutrino.scenarios.model import Deployment, Host
 from neutrino.services.snapshot import CloudSnapshot
@@ -156,14 +157,17 @@ def planned_ovs(cloud: CloudSnapshot, host: Host | str, *, generation: Generatio
 
 
 def replanned_flows(cloud: CloudSnapshot, host: Host, last: OvsParts, *, generation: Profile,
-                    datapath_type: str, uplinks: tuple[tuple[str, str], ...]) -> OvsParts | None:
+                    datapath_type: str, uplinks: tuple[tuple[str, str], ...], since: object = None
+                    ) -> OvsParts | None:
     """The host's OVS plan on ``cloud`` when all it is made of but br-tun's flows is what ``last``
     (its plan with the same arguments on another snapshot) was made of, as :func:`planned_ovs`
     would assemble it (the same pieces in the same order): the pieces compared are the plugged ports,
     the local VLANs, the host side (the very kept one), br-tun's and the physical bridges' ports
     (hence the same ports view and port numbers), the OVS firewall's and the physical bridges'
     flows; br-tun's flows are planned again and all flows joined. None when any of those differs
-    (the caller plans the host in full)."""
+    (the caller plans the host in full). ``since``: the tag of the snapshot ``last`` was planned on
+    when ``cloud`` was carried from it (:func:`ovs_tun.carry_index`): then br-tun's flows are, where
+    that can be told, the last ones with the changed network's edited (:func:`_spliced`)."""
     ctx = ovs_context(cloud, host, generation=generation, datapath_type=datapath_type, uplinks=uplinks)
     plugs = plugged_ports(ctx)
     if plugs is last.plugs:  # (the very ports, carried: :func:`local_vlans` reads nothing else)
@@ -184,6 +188,10 @@ def replanned_flows(cloud: CloudSnapshot, host: Host, last: OvsParts, *, generat
     phys = phys_bridge_flows(ctx, plugs, vlans, ofports)
     if fw != last.fw or phys != last.phys:
         return None
+    if since is not None:
+        done = _spliced(ctx, vlans, last, own, fw, since)
+        if done is not None:
+            return done
     tun = tun_bridge_flows(ctx, plugs, vlans, ofports)
     parts = (own, *fw, *tun, *phys)
     if all(map(operator.is_, tun, last.tun)) and len(tun) == len(last.tun):
@@ -193,6 +201,85 @@ def replanned_flows(cloud: CloudSnapshot, host: Host, last: OvsParts, *, generat
     flows = _assembled(parts, last.flows.sections)
     _KEPT_FLOWS.put(host.name, parts, flows)
     return replace(last, tun=tun, flows=flows)
+
+
+def _spliced(ctx: OvsContext, vlans: tuple[LocalVlan, ...], last: OvsParts, own: _HostSide,
+             fw: tuple[PlannedFlow, ...], since: object) -> OvsParts | None:
+    """:func:`replanned_flows`' answer made from the last one in proportion to the change (issue
+    #17, replan13), when :func:`ovs_tun.spliced_network` tells br-tun's changed network's batch
+    and flood flow (the other pieces are the last ones): the batch's edits are made in br-tun's
+    last dump and in the flows' origins, where :func:`_assembled` put its flows (the dump is by
+    table and priority, ties in the pieces' order; the origins in the pieces' order), and its
+    flood flow replaced where it was. None when that cannot be told (the caller plans br-tun's
+    flows again)."""
+    got = spliced_network(ctx, vlans, last.view.ofports, last.tun, since)
+    if got is None:
+        return None
+    at, batch, flood, flows_edits, origins_edits = got
+    was_batch, was_flood = last.tun[at], last.tun[at + 1]
+    if not isinstance(was_batch, FlowBatch) or not isinstance(was_flood, PlannedFlow):
+        return None
+    flows, sections, br = last.flows, last.flows.sections, naming.BR_TUN
+    kept = sections.get(id(was_batch))
+    if kept is None or kept[0] is not was_batch or len(kept[1].runs) != 1 or kept[1].runs[0][0] != br:
+        return None
+    kb = kept[1].runs[0][1]  # the batch's (table, -priority): l2population's unicast flows
+    kf = (was_flood.flow.table, -was_flood.flow.priority)
+    if (was_flood.bridge != br or kf == kb or kf != (flood.flow.table, -flood.flow.priority)
+            or any((f.table, -f.priority) != kb for _p, _n, new in flows_edits for f in new)):
+        return None
+    # what the pieces before the batch put before it: in the origins, and in br-tun's two runs
+    n_origins = n_b = n_f = 0
+    for part in (own, *fw, *last.tun[:at]):
+        if type(part) is PlannedFlow:
+            n_origins += 1
+            if part.bridge == br:
+                key = (part.flow.table, -part.flow.priority)
+                n_b += key == kb
+                n_f += key == kf
+            continue
+        sec = sections.get(id(part))
+        if sec is None or sec[0] is not part:
+            return None
+        n_origins += len(sec[1].origins)
+        for rbr, key, run in sec[1].runs:
+            if rbr == br:
+                if key == kb:
+                    n_b += len(run)
+                elif key == kf:
+                    n_f += len(run)
+    dump = flows.dumps[br].flows
+    b = bisect.bisect_left(dump, kb, key=_dump_key) + n_b
+    f = bisect.bisect_left(dump, kf, key=_dump_key) + n_f
+    old = was_batch.flows
+    if (not old or b + len(old) > len(dump) or f >= len(dump) or dump[b] is not old[0]
+            or dump[b + len(old) - 1] is not old[-1] or dump[f] is not was_flood.flow):
+        return None  # (not where the assembly put them: never seen)
+    o = n_origins + len(was_batch.origins)  # (the flood flow's origin)
+    dump_edits = [(b + pos, n, new) for pos, n, new in flows_edits]
+    origin_edits = [(n_origins + pos, n, new) for pos, n, new in origins_edits]
+    if flood is not was_flood:
+        dump_edits.append((f, 1, (flood.flow,)))
+        origin_edits.append((o, 1, (new_origin("flow", flood.text, flood.obj, flood.builder),)))
+    dump_edits.sort(key=_FIRST_ITEM)  # (stable: edits at one place stay in order)
+    origin_edits.sort(key=_FIRST_ITEM)
+    dumps = dict(flows.dumps)
+    dumps[br] = FlowDump(spliced(dump, dump_edits))
+    known = dict(sections)
+    del known[id(was_batch)]
+    known[id(batch)] = (batch, _Section(((br, kb, batch.flows),), batch.origins))
+    joined = _Flows(dumps, spliced(flows.origins, origin_edits), known)
+    tun = (*last.tun[:at], batch, flood, *last.tun[at + 2:])
+    _KEPT_FLOWS.put(ctx.host.name, (own, *fw, *tun, *last.phys), joined)
+    return replace(last, tun=tun, flows=joined)
+
+
+_FIRST_ITEM = operator.itemgetter(0)
+
+
+def _dump_key(flow: Flow) -> tuple[int, int]:
+    """Where a dump puts a flow: by table, then priority, highest first."""
+    return flow.table, -flow.priority
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ tunnel hosts sorted by name (seed 000: ``compute`` 1, ``network`` 2, so compute'
 
 from __future__ import annotations
 
+import bisect
 import functools
 import ipaddress
 import itertools
@@ -923,6 +924,143 @@ def _l2pop_maker(ctx: OvsContext, network_id: str, lvid: int, key: int, responde
     return make
 
 
+#: an edit of a sequence: at position, how many items replaced, by which
+Edit = tuple[int, int, tuple[Any, ...]]
+
+
+def spliced_network(ctx: OvsContext, vlans: tuple[LocalVlan, ...], ofports: Ofports,
+                    tun: tuple[PlannedFlow | FlowBatch, ...], since: object
+                    ) -> tuple[int, FlowBatch, PlannedFlow, list[Edit], list[Edit]] | None:
+    """br-tun's flows on a snapshot carried from the last one (:func:`carry_index`), derived from
+    the host's last ones, ``tun`` (:func:`tun_bridge_flows` with these very local VLANs and port
+    numbers, ``ofports``, on that snapshot: the one whose number ``since`` is, which
+    :func:`plan.carry_from` gives beside what :func:`carry_index` kept of it), in proportion to
+    the change (issue #17, replan13).
+
+    The caller vouches that the host's tunnel ports and everything else its OVS plan is made of
+    are what they were, and that the host is none of the changed ports' hosts. Then only the
+    networks the change touched (``dirty``) can have other flows, and of one such network ``N``
+    only l2population's flows towards the changed ports' hosts (``moved``; each remote host's
+    flows are a block of its batch, in the tunnel hosts' order, a flow per live port without the
+    ARP responder) and, when one of those hosts joins or leaves ``N``, the flood flow.
+
+    Returns where ``N``'s batch is in ``tun`` (its flood flow right after it), the new batch and
+    flood flow, and the batch's edits (position in the old batch, flows replaced, new flows; and
+    the same for the origins), in the batch's order. None (plan br-tun's flows again) unless the
+    host is on exactly one touched network of a tunnel type and all of the above can be told: a
+    modern agent with l2population, no ARP responder, no DVR, tunnel hosts of distinct names, the
+    batch and flood flow there before and after, the old batch as long as its remote hosts' ports."""
+    index: dict[Any, Any] = ctx.cloud._index
+    before: _Before | None = index.get(("@tunnels_before",))
+    if (before is None or since is None or index.get(("@tunnels_before_of",)) != since or not ctx.modern
+            or not ctx.cloud.deployment.l2population or ctx.arp_responder):
+        return None
+    dirty, _entries, old_by_nets, moved = before
+    me = ctx.host.name
+    v = _touched_network(ctx, vlans, dirty)
+    if v is None or me in moved or dvr.flows_enabled(ctx.cloud, me, ctx.tunneling):
+        return None
+    net, obj = v.network_id, f"network {v.network_id}"
+    rank = _tunnel_rank(ctx)
+    old_by_net = old_by_nets.get((ctx.prof, ctx.external_bridge))
+    if rank is None or old_by_net is None:
+        return None
+    entry = _host_tunnels(ctx, vlans)
+    view = entry.view
+    if view is None or view[0] is not ofports:
+        view = entry.view = _tunnel_view(ctx, entry.out, ofports)
+    numbers, of_type = view[1], view[2].get(v.segment.network_type, {})
+    # where the network's pieces are: its tun_id flow, then its batch and its flood flow (_modern_flows)
+    at = next((i for i, p in enumerate(tun) if type(p) is PlannedFlow and p.obj == obj), -1)
+    if at < 0 or at + 2 >= len(tun):
+        return None
+    old, flood = tun[at + 1], tun[at + 2]
+    if type(old) is not FlowBatch or type(flood) is not PlannedFlow or flood.obj != obj:
+        return None
+    was, now = old_by_net.get(net, {}), _by_network(ctx).get(net, {})
+    ranks, cum = _old_ranks(ctx, old_by_net, net, rank)
+    mine = rank[me][0] if me in was and me in rank else -1
+    own = len(was[me]) if mine >= 0 else 0
+    if cum[-1] - own != len(old.flows):  # (a flow per remote port: the layout assumed is the one planned)
+        return None
+    changed = sorted((rank[h][0], h) for h in moved if h != me and h in rank and (h in was or h in now))
+    flows_edits: list[Edit] = []
+    origins_edits: list[Edit] = []
+    joined_or_left = False
+    shared: _Shared | None = None
+    make: Callable[[int, str], tuple[tuple[Flow, ...], tuple[Origin, ...]]] | None = None
+    for r, h in changed:
+        k = bisect.bisect_left(ranks, r)
+        off = cum[k] - (own if 0 <= mine < r else 0)
+        old_len = cum[k + 1] - cum[k] if h in was else 0
+        block: tuple[tuple[Flow, ...], tuple[Origin, ...]] = ((), ())
+        if h in now:
+            place = of_type.get(h)
+            if place is None:
+                return None
+            remote = (numbers[place], h)
+            if shared is None:
+                shared = _l2pop_shared(ctx, net, v.lvid, v.segment.segmentation_id or 0, False)
+            got = shared.get(remote)
+            if got is None:
+                if make is None:
+                    make = _l2pop_maker(ctx, net, v.lvid, v.segment.segmentation_id or 0, False)
+                got = shared[remote] = make(*remote)
+            block = got
+        joined_or_left = joined_or_left or ((h in was) != (h in now))
+        flows_edits.append((off, old_len, block[0]))
+        origins_edits.append((off, old_len, block[1]))
+    batch = FlowBatch(old.bridge, spliced(old.flows, flows_edits), spliced(old.origins, origins_edits))
+    if not batch.flows:
+        return None
+    if joined_or_left:
+        ranked = _per_network(ctx, "@ranked_hosts", net, lambda: _ranked_hosts(ctx, rank, net))
+        outputs = [numbers[of_type[n]] for n in ranked if n in of_type]
+        if not outputs:
+            return None
+        flood = _flood_flow(v.lvid, v.segment.segmentation_id or 0, tuple(sorted(outputs)), obj, ctx.cookie)
+    return at + 1, batch, flood, flows_edits, origins_edits
+
+
+def _touched_network(ctx: OvsContext, vlans: tuple[LocalVlan, ...], dirty: frozenset[str]) -> LocalVlan | None:
+    """The host's local VLAN on the one network of a tunnel type among ``dirty`` (the networks a
+    change touched) it is on; None when it is on none or several (:func:`spliced_network` edits one)."""
+    types = ctx.tunnel_types
+    touched = [v for v in vlans if v.network_id in dirty and v.segment.network_type in types]
+    return touched[0] if len(touched) == 1 else None
+
+
+def spliced(items: tuple[_T, ...], edits: list[Edit]) -> tuple[_T, ...]:
+    """``items`` with each edit (position, how many items, the new ones; in order, none
+    overlapping) made."""
+    if not edits:
+        return items
+    out: list[_T] = []
+    at = 0
+    for pos, n, new in edits:  # (slices and lists copy references in C: a dump's 1,400 flows ~5 us)
+        out += items[at:pos]
+        out += new
+        at = pos + n
+    out += items[at:]
+    return tuple(out)
+
+
+def _old_ranks(ctx: OvsContext, old_by_net: dict[str, dict[str, list[Port]]], net: str,
+               rank: dict[str, tuple[int, Host]]) -> tuple[list[int], list[int]]:
+    """The network's hosts on the snapshot carried from (``old_by_net``, its :func:`_by_network`)
+    that have a tunnel IP, as places among the tunnel hosts in order, and the running count of
+    their live ports (``cum[k]``: the ports of the hosts before the ``k``-th): once per snapshot
+    and network, for :func:`spliced_network` (in the index, not carried: it is of this snapshot's
+    predecessor)."""
+    table: dict[tuple[object, ...], tuple[list[int], list[int]]] = _cached(ctx, ("@l2pop_old_ranks",), dict)
+    slot = (net, ctx.prof, ctx.external_bridge)
+    got = table.get(slot)
+    if got is None:
+        hosts = sorted((rank[h][0], len(ports)) for h, ports in old_by_net.get(net, {}).items() if h in rank)
+        got = table[slot] = ([r for r, _n in hosts], [0, *itertools.accumulate(n for _r, n in hosts)])
+    return got
+
+
 #: index entries that depend on the deployment alone (equal in a carried snapshot)
 _DEPLOYMENT_FACTS = ("@tunnel_hosts", "@tunnel_rank", "@tunnel_port_names", "@tunnel_objs", "@tunnel_ip_texts")
 
@@ -940,7 +1078,8 @@ def carry_index(before: CloudSnapshot, cloud: CloudSnapshot, networks: set[str],
     :func:`_derived_tunnels`); the plugged and live ports (``plugged_ports``, ``live_plugs``) of
     the hosts about to be planned (``planned``) that are not named. The networks' and hosts' facts
     only where every host's plugged ports are those bound to it (see :func:`_only_bound_ports`:
-    else one port can move a router's ports onto other hosts)."""
+    else one port can move a router's ports onto other hosts). (:func:`plan.carry_from` names
+    ``before`` beside what it kept of it, ``@tunnels_before_of``: :func:`spliced_network` asks.)"""
     old: dict[Any, Any] = before._index  # (keyed by tuples too: see :func:`_cached`)
     new: dict[Any, Any] = cloud._index
     if ("@host_tunnels",) in new or ("@tun_tables",) in new:  # (planned from already: what it made is its own)
