@@ -60,7 +60,9 @@ def cloud(pg_cluster: PgCluster, tmp_path: Path) -> Iterator[Cloud]:
 @contextlib.contextmanager
 def _traced(db: Database) -> Iterator[list[str]]:
     """libpq's trace of every connection checked out meanwhile (its client messages are flushed as
-    they are sent); the lines the client sent, once the block ends."""
+    they are sent); the lines the client sent, once the block ends. The kept writer (api15) is given
+    back to the pool first and last, so that the block's writes check theirs out and in."""
+    db._drop_writer()
     fd, path = tempfile.mkstemp(prefix="api14-trace-")
     sent: list[str] = []
 
@@ -76,6 +78,7 @@ def _traced(db: Database) -> Iterator[list[str]]:
     try:
         yield sent
     finally:
+        db._drop_writer()
         event.remove(db.engine, "checkout", out)
         event.remove(db.engine, "checkin", back)
         os.close(fd)
@@ -295,6 +298,8 @@ def test_a_failed_create_rolls_back_and_the_next_one_succeeds(cloud: Cloud, fail
     net, _ = _network(cloud, admin)
     first = _create(cloud, admin, {"network_id": net})
     _create(cloud, admin, {"network_id": net})
+    monkeypatch.setattr(cloud.db, "_keep_writer", False)  # each write checks its connection out (seen below)
+    cloud.db._drop_writer()
     cloud.db.engine.dispose()
     drivers: set[int] = set()
     event.listen(cloud.db.engine, "checkout", lambda c, _r, _p: drivers.add(id(c)))
