@@ -160,9 +160,19 @@ def _patched(cloud: CloudSnapshot, me: Host, gen: Profile, datapath_type: str) -
     plan) are what they were, and :func:`ovs.replanned_flows` checks the OVS pieces but br-tun's
     flows; the state is the last one with each bridge's flows and the flows' origins replaced
     (where :func:`plan_host` puts them: after the bridges' and ports' origins, first of all).
-    When the last plan is on the very snapshot ``cloud`` was carried from, br-tun's flows are
-    the last ones with the change's edits made where that can be told (``ovs._spliced``, issue
-    #17, replan13). None: plan in full."""
+    br-tun's flows are then the last ones with the change's edits made where that can be told
+    (``ovs._spliced``, issue #17, replan13), from the facts of the snapshot carried from, ``P``
+    (``patch[0]``): its hosts of the changed network in tunnel-host order with their live ports
+    (``@tunnels_before``), which place each host's block in ``P``'s batch. Also when the last plan
+    is on an older snapshot ``L`` (replan14: the living agents' ``with_statuses`` snapshots, and
+    hosts the change before did not touch): the chain proves the host's plan on ``P`` is its last
+    one, so br-tun's flows, and with them the batch of each of its networks (a block per remote
+    host, told apart by their tunnel ports, a flow per live port), are ``P``'s, which ``P``'s
+    facts place. Those facts are ``L``'s too: a step of the chain by
+    :func:`hosts_affected_by_change` that does not name the host changed no port of a network it
+    is on (each such port names every host with a port on the network, before and after) nor the
+    ports' order, and a step by :func:`same_plans` changed statuses alone, which the live ports
+    (``ovs_tun._by_network``: host, network, admin state, owner) do not read. None: plan in full."""
     from neutrino.plan.ovs import replanned_flows
 
     patch = cloud._index.get("@patch")
@@ -175,8 +185,9 @@ def _patched(cloud: CloudSnapshot, me: Host, gen: Profile, datapath_type: str) -
     if last.serial != patch[0] and not _unaffected_since(name, last.serial, patch[0]):
         return None
     old = last.state
+    # (spliced from ``patch[0]``'s facts even when the last plan is older, chained: see the docstring)
     parts = replanned_flows(cloud, me, last.parts, generation=gen, datapath_type=datapath_type,
-                            uplinks=me.uplinks, since=last.serial if last.serial == patch[0] else None)
+                            uplinks=me.uplinks, since=patch[0])
     if parts is None:
         return None
     view, flows, was = parts.view, parts.flows, last.parts.flows
