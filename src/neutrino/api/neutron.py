@@ -300,7 +300,10 @@ class NeutronAPI:
                 raise bad_request("Request body is not supported in DELETE.")
             self._check_change(coll, name, rid, "delete", ctx)
             with self.cloud.write(ctx) as tx:
-                coll.delete(tx, rid, revision)
+                if coll.delete is ports.delete_port:
+                    ports.delete_port(tx, rid, revision, last=True)  # the transaction ends with it
+                else:
+                    coll.delete(tx, rid, revision)
             return json_response(None, 204)
         return neutron_error(405, "Method not allowed")
 

@@ -857,9 +857,14 @@ def _keep_fip_address(tx: Tx, p: models.Port, requested: list[dict[str, Any]] | 
                               "has been associated to a floating ip")
 
 
-def delete_port(tx: Tx, port_id: str, revision: int | None = None, *, internal: bool = False) -> None:
+def delete_port(tx: Tx, port_id: str, revision: int | None = None, *, internal: bool = False,
+                last: bool = False) -> None:
     """``internal``: the router or floating-IP code deleting a port it manages, with elevated rights
-    (Neutron's l3_db deletes the gateway and floating IP ports with an admin context)."""
+    (Neutron's l3_db deletes the gateway and floating IP ports with an admin context). ``last``: the
+    caller's transaction does nothing more once this returns (the API's single delete, ``neutron.py``);
+    on PostgreSQL, when nothing ran between the port's head (the transaction's opening statement) and
+    its ``DELETE`` (no floating IP, forwarding or router owner to look at), the ``DELETE`` commits in
+    the same round trip (``Raw.write_all(..., closing=True)``)."""
     p: Any = service_port_row(tx, port_id) if internal else _port_head(tx, port_id)
     check_revision(p, revision)
     if not internal and p.device_owner in ROUTER_OWNERS:
@@ -884,7 +889,11 @@ def delete_port(tx: Tx, port_id: str, revision: int | None = None, *, internal: 
         return
     session = tx.session
     # one statement: the addresses and group bindings go with it (ON DELETE CASCADE)
-    raw(session).execute("DELETE FROM ports WHERE id = ?", (p.id,))
+    db = raw(session)
+    if last and db.postgres and not (p.has_fips or p.has_forwardings or p.device_owner in ROUTER_OWNERS):
+        db.write_all([(_DELETE, [(p.id,)])], together=True, closing=True)
+    else:
+        db.execute(_DELETE, (p.id,))
     loaded = session.identity_map.get(session.identity_key(models.Port, p.id))
     if loaded is not None:  # a copy this transaction read before: it is gone, not to be flushed again
         session.expunge(loaded)
@@ -909,10 +918,20 @@ _HEAD = ("SELECT id, project_id, network_id, device_owner, device_id, revision_n
          "FROM ports WHERE id = ?")
 
 
+_DELETE = "DELETE FROM ports WHERE id = ?"
+
+
 def _port_head(tx: Tx, port_id: str) -> _PortHead:
     """What deleting a port reads of it (one prepared statement: id, owner, network, device, revision,
-    whether floating IPs or forwardings use it), found and visible as ``get_port_row`` would find it."""
-    row = raw(tx.session).one(_HEAD, (port_id,))
+    whether floating IPs or forwardings use it), found and visible as ``get_port_row`` would find it.
+    On PostgreSQL, as the write transaction's first statement, it goes with BEGIN and the writer lock
+    (``Raw.all_opening``)."""
+    db = raw(tx.session)
+    if db.postgres:
+        rows = db.all_opening(_HEAD, (port_id,))
+        row = rows[0] if rows else None
+    else:
+        row = db.one(_HEAD, (port_id,))
     p = None if row is None else _PortHead(row[0], row[1], row[2], row[3], row[4], row[5], bool(row[6]),
                                            bool(row[7]))
     if p is None or not (visible(tx, p) or _network_owner_sees(tx, p)):
