@@ -161,21 +161,29 @@ def test_dispose_then_reuse(cloud: Cloud) -> None:  # noqa: F811
     assert _advisory_held(cloud.db) == 0
 
 
-@pytest.mark.xfail(strict=True, reason="PostgreSQL commits the folded create inside create_port(last=True): an "
-                   "error raised in the write's body after it returns leaves the port committed (SQLite rolls "
-                   "it back); the rollback that follows is silently a no-op")
-def test_an_error_after_create_port_returns(cloud: Cloud) -> None:  # noqa: F811
-    """(Latent: ``neutron.py``, the only caller with ``last=True``, runs nothing after it in the write;
-    an asynchronous exception there, or a future caller breaking the contract, gets this.)"""
+def test_an_error_after_create_port_returns(cloud: Cloud, caplog: pytest.LogCaptureFixture) -> None:  # noqa: F811
+    """``create_port(..., last=True)`` commits with its insert on PostgreSQL: the caller's word that
+    the write does nothing more. A write that fails after it anyway (``neutron.py``, the only caller,
+    runs nothing after it; an asynchronous exception could) cannot take the port back: the error
+    goes on up, and the rollback that undoes nothing says so in the log. (SQLite rolls it back.)"""
     from neutrino.services import ports
     admin = cloud.admin_context()
     net, _sub = _network(cloud, admin)
     _create(cloud, admin, {"network_id": net, "name": "r15-a"})
     attrs = prepare("port", {"network_id": net, "name": "r15-late"})
-    with pytest.raises(RuntimeError), cloud.write(admin) as tx:
+    with caplog.at_level("ERROR", logger="neutrino.db.pg"), pytest.raises(RuntimeError), cloud.write(admin) as tx:
         ports.create_port(tx, attrs, quota_project=admin.project_id, last=True)
         raise RuntimeError("after the create")
-    assert "r15-late" not in _port_names(cloud.db)
+    assert "r15-late" in _port_names(cloud.db)
+    assert any("committed with its last statement" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level("ERROR", logger="neutrino.db.pg"), pytest.raises(RuntimeError), cloud.write(admin) as tx:
+        ports.create_port(tx, prepare("port", {"network_id": net, "name": "r15-kept"}), quota_project=admin.project_id)
+        raise RuntimeError("after a create not said to be last")
+    assert "r15-kept" not in _port_names(cloud.db)  # rolled back, and nothing to say
+    assert not caplog.records
+    _create(cloud, admin, {"network_id": net, "name": "r15-next"})
+    assert "r15-next" in _port_names(cloud.db)
 
 
 def test_a_folded_create_writes_awkward_values_as_given(cloud: Cloud) -> None:  # noqa: F811

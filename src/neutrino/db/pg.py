@@ -40,6 +40,7 @@ deallocates all of them, the opening statement's too; a new connection has none.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -51,6 +52,8 @@ from psycopg.abc import Params, Query
 from psycopg.adapt import Transformer
 from psycopg.copy import Copy, Writer
 from psycopg.pq import PipelineStatus
+
+log = logging.getLogger(__name__)
 
 ADVISORY_KEY = 0x6E657574  # "neut"
 BEGIN_WRITE = f"BEGIN; SELECT pg_advisory_xact_lock({ADVISORY_KEY})"
@@ -82,6 +85,15 @@ class PgState:
     def end(self) -> None:
         """The transaction ends (committed, rolled back or given back to the pool)."""
         self.pending = self.quiet = self.done = self.watch = False
+
+    def rolled_back(self) -> None:
+        """The transaction ends by a rollback: when ``closing`` had committed it already (the caller
+        broke its word that nothing more would happen in it, or an exception came from outside),
+        nothing is rolled back: said loudly, as the write's own error goes on up."""
+        if self.done:
+            log.error("a write failed after its transaction was committed with its last statement "
+                      "(create_port or delete_port with last=True): what that statement wrote stays")
+        self.end()
 
     def before(self, cur: psycopg.Cursor[Any] | psycopg.ServerCursor[Any]) -> None:
         """What goes before a statement sent on ``cur``: nothing after ``closing`` committed; the

@@ -576,6 +576,8 @@ class _Write:
                 raise
             lost = True  # PostgreSQL: the connection is gone (the write's own error is the one raised)
         finally:
+            if not db.is_sqlite:
+                self._driver.neutrino.rolled_back()  # (said loudly when ``pg.closing`` committed it)
             self._done()
             db._drop_writer(invalidate=lost)
 
@@ -668,10 +670,14 @@ class Database:
                 driver.execute(_PG_BEGIN_READ)  # on the driver, as SQLite's
 
         @event.listens_for(engine, "commit")
-        @event.listens_for(engine, "rollback")
         def _on_end(conn: Connection) -> None:
             if not conn.invalidated:
                 conn.connection.driver_connection.neutrino.end()  # type: ignore[union-attr]
+
+        @event.listens_for(engine, "rollback")
+        def _on_rollback(conn: Connection) -> None:
+            if not conn.invalidated:
+                conn.connection.driver_connection.neutrino.rolled_back()  # type: ignore[union-attr]
 
         @event.listens_for(engine, "checkout")
         def _on_checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
