@@ -49,17 +49,15 @@ def _keep_cloud(state: Path, cloud: CloudSnapshot, tag: str) -> None:
     """Keep the snapshot the world was built from beside it (same tag), so a command that names the
     objects of a trace reads it without the database and its ORM.
 
-    Kept as made anew from its fields: without what the planners cached in it (their look-ups,
-    keyed and valued by the planners' own types), so that reading it back imports the snapshot's
-    classes and not the planners'."""
-    import dataclasses
+    A snapshot pickles without what the planners cached in it (``CloudSnapshot.__getstate__``: their
+    look-ups are keyed and valued by the planners' own types), so that reading it back imports the
+    snapshot's classes and not the planners'."""
     import tempfile
 
-    fresh = dataclasses.replace(cloud, _index={})  # __post_init__ indexes it again, as any snapshot
     fd, tmp = tempfile.mkstemp(prefix=".world.cloud.", dir=state)
     try:
         with os.fdopen(fd, "wb") as f:
-            pickle.dump((tag, fresh), f, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dump((tag, cloud), f, protocol=pickle.HIGHEST_PROTOCOL)
         os.replace(tmp, _cloud_path(state))
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -145,7 +145,10 @@ def test_a_create_is_two_round_trips(cloud: Cloud) -> None:
     assert _lock_free(str(cloud.db.url))
 
 
-def test_the_api_create_is_two_round_trips(pg_cluster: PgCluster, tmp_path: Path) -> None:
+@contextlib.contextmanager
+def api_on_a_network(pg_cluster: PgCluster, tmp_path: Path, cidr: str) -> Iterator[tuple[Any, dict[str, str], str, Database]]:
+    """The API server's app on a fresh PostgreSQL database (Keystone tokens) with a network and a
+    subnet of ``cidr``: a client, its headers, the network's id and the server's database."""
     from starlette.testclient import TestClient
 
     from neutrino.api.serve import make_app
@@ -156,17 +159,22 @@ def test_the_api_create_is_two_round_trips(pg_cluster: PgCluster, tmp_path: Path
         with TestClient(application) as c:
             h = app_headers(c)
             net = c.post("/v2.0/networks", json={"network": {"name": "n"}}, headers=h).json()["network"]
-            c.post("/v2.0/subnets", json={"subnet": {"network_id": net["id"], "cidr": "10.14.1.0/24",
-                                                     "ip_version": 4}}, headers=h)
-            c.post("/v2.0/ports", json={"port": {"network_id": net["id"]}}, headers=h)
-            with _traced(db) as sent:
-                r = c.post("/v2.0/ports", json={"port": {"network_id": net["id"], "name": "api"}}, headers=h)
-            assert r.status_code == 201, r.text
-            assert _round_trips(sent) == 2, sent
-            got = c.get(f"/v2.0/ports/{r.json()['port']['id']}", headers=h).json()["port"]
-            assert got == r.json()["port"]
+            c.post("/v2.0/subnets", json={"subnet": {"network_id": net["id"], "cidr": cidr, "ip_version": 4}},
+                   headers=h)
+            yield c, h, net["id"], db
     finally:
         db.dispose()
+
+
+def test_the_api_create_is_two_round_trips(pg_cluster: PgCluster, tmp_path: Path) -> None:
+    with api_on_a_network(pg_cluster, tmp_path, "10.14.1.0/24") as (c, h, net, db):
+        c.post("/v2.0/ports", json={"port": {"network_id": net}}, headers=h)
+        with _traced(db) as sent:
+            r = c.post("/v2.0/ports", json={"port": {"network_id": net, "name": "api"}}, headers=h)
+        assert r.status_code == 201, r.text
+        assert _round_trips(sent) == 2, sent
+        got = c.get(f"/v2.0/ports/{r.json()['port']['id']}", headers=h).json()["port"]
+        assert got == r.json()["port"]
 
 
 def test_a_seeded_cloud_begins_before_its_first_numbering(pg_cluster: PgCluster, tmp_path: Path) -> None:

@@ -90,34 +90,21 @@ def test_a_delete_not_said_to_be_last_keeps_its_transaction_open(cloud: Cloud) -
 
 
 def test_the_api_delete_is_two_round_trips(pg_cluster: PgCluster, tmp_path: Path) -> None:
-    from starlette.testclient import TestClient
-
-    from neutrino.api.serve import make_app
-
-    application, _ = make_app(_url(pg_cluster, tmp_path), None, "keystone", None)
-    db = application.state.cloud.db
-    try:
-        with TestClient(application) as c:
-            h = app_headers(c)
-            net = c.post("/v2.0/networks", json={"network": {"name": "n"}}, headers=h).json()["network"]
-            c.post("/v2.0/subnets", json={"subnet": {"network_id": net["id"], "cidr": "10.16.1.0/24",
-                                                     "ip_version": 4}}, headers=h)
-            made = [c.post("/v2.0/ports", json={"port": {"network_id": net["id"]}}, headers=h).json()["port"]
-                    for _ in range(3)]
-            pids = [p["id"] for p in made]
-            assert c.delete(f"/v2.0/ports/{pids[0]}", headers=h).status_code == 204
-            with _traced(db) as sent:
-                r = c.delete(f"/v2.0/ports/{pids[1]}", headers=h)
-            assert r.status_code == 204, r.text
-            assert _round_trips(sent) == 2, sent
-            with _traced(db) as sent:  # with the revision number: the same
-                r = c.delete(f"/v2.0/ports/{pids[2]}", headers={**h, "If-Match": f"revision_number={made[2]['revision_number']}"})
-            assert r.status_code == 204, r.text
-            assert _round_trips(sent) == 2, sent
-            assert c.get(f"/v2.0/ports/{pids[1]}", headers=h).status_code == 404
-            assert c.get(f"/v2.0/ports/{pids[2]}", headers=h).status_code == 404
-    finally:
-        db.dispose()
+    with api14.api_on_a_network(pg_cluster, tmp_path, "10.16.1.0/24") as (c, h, net, db):
+        made = [c.post("/v2.0/ports", json={"port": {"network_id": net}}, headers=h).json()["port"]
+                for _ in range(3)]
+        pids = [p["id"] for p in made]
+        assert c.delete(f"/v2.0/ports/{pids[0]}", headers=h).status_code == 204
+        with _traced(db) as sent:
+            r = c.delete(f"/v2.0/ports/{pids[1]}", headers=h)
+        assert r.status_code == 204, r.text
+        assert _round_trips(sent) == 2, sent
+        with _traced(db) as sent:  # with the revision number: the same
+            r = c.delete(f"/v2.0/ports/{pids[2]}", headers={**h, "If-Match": f"revision_number={made[2]['revision_number']}"})
+        assert r.status_code == 204, r.text
+        assert _round_trips(sent) == 2, sent
+        assert c.get(f"/v2.0/ports/{pids[1]}", headers=h).status_code == 404
+        assert c.get(f"/v2.0/ports/{pids[2]}", headers=h).status_code == 404
 
 
 def _router_port(cloud: Cloud, ctx: Context, sub: str) -> str:

@@ -1,6 +1,6 @@
 """What the re-plan tests of issue #17 share (replan12, the statuses' patch, review11): the bench
-cloud, the state the planners keep between plans cleared around each test, and the hosts a re-plan
-patched, counted.
+cloud, the state the planners keep between plans cleared around each test, the hosts a re-plan patched,
+counted, and those found unaffected since an older plan (the chain), counted.
 
 A fixture here bound to a name in a test module is that module's own (pytest finds fixtures by the
 module's names): ``cloud = replan_kit.cloud`` (an assignment, not an import: the tests' arguments
@@ -17,7 +17,7 @@ from tests.plan.test_replan8_previous import cloud  # the bench cloud, ``plan_be
 from tests.plan.test_replan9_patch import patched  # the hosts planned by a patch, in order
 from tests.plan.test_replan_kept import forget_everything
 
-__all__ = ["_cleared", "cloud", "forget_all", "patched"]
+__all__ = ["_cleared", "chained", "cloud", "forget_all", "patched"]
 
 
 def forget_all() -> None:
@@ -34,3 +34,19 @@ def _cleared() -> Iterator[None]:
     forget_all()
     yield
     forget_all()
+
+
+@pytest.fixture
+def chained(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The hosts found unaffected since an older plan (``_unaffected_since`` said yes)."""
+    out: list[str] = []
+    real = plan._unaffected_since
+
+    def counting(name: str, serial: int, now: int) -> bool:
+        yes = real(name, serial, now)
+        if yes:
+            out.append(name)
+        return yes
+
+    monkeypatch.setattr(plan, "_unaffected_since", counting)
+    return out

@@ -33,22 +33,7 @@ from tests.plan.test_replan_kept import fresh
 
 _cleared = replan_kit._cleared  # (the shared fixtures, this module's by these names)
 cloud = replan_kit.cloud
-
-
-@pytest.fixture
-def chained(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The hosts found unaffected since an older plan (``_unaffected_since`` said yes)."""
-    out: list[str] = []
-    real = plan._unaffected_since
-
-    def counting(name: str, serial: int, now: int) -> bool:
-        yes = real(name, serial, now)
-        if yes:
-            out.append(name)
-        return yes
-
-    monkeypatch.setattr(plan, "_unaffected_since", counting)
-    return out
+chained = replan_kit.chained
 
 
 def _in_a_row(cloud: CloudSnapshot, steps: list[Callable[[CloudSnapshot], CloudSnapshot]]

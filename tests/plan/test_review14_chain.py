@@ -42,24 +42,9 @@ from tests.sim.conftest import SEED000, brought_up
 
 _cleared = replan_kit._cleared  # (the shared fixtures, this module's by these names)
 patched = replan_kit.patched
+chained = replan_kit.chained
 
 EXAMPLES = SEED000.parent
-
-
-@pytest.fixture
-def chained(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The hosts found unaffected since an older plan (``_unaffected_since`` said yes)."""
-    out: list[str] = []
-    real = plan._unaffected_since
-
-    def counting(name: str, serial: int, now: int) -> bool:
-        yes = real(name, serial, now)
-        if yes:
-            out.append(name)
-        return yes
-
-    monkeypatch.setattr(plan, "_unaffected_since", counting)
-    return out
 
 
 @pytest.fixture(scope="module")
