@@ -247,25 +247,25 @@ def main() -> int:
         n = args.ports
         per = max(1, n // args.repeat)
         run_parallel(1, list(range(20)), floor_create, floor_base, tok)  # warm both up
+        def prepared(base: str) -> tuple[str, str, str]:
+            """Another server made ready as this one was: no port quota, a network and its subnet;
+            its URL, a token and the network's id."""
+            tok_, project_ = token(base)
+            client = httpx.Client(base_url=f"{base}/v2.0", headers={"X-Auth-Token": tok_}, timeout=60)
+            ok(client.put(f"/quotas/{project_}", json={"quota": {"port": -1}}))
+            net_ = ok(client.post("/networks", json={"network": {"name": "bench"}}))["network"]["id"]
+            ok(client.post("/subnets", json={"subnet": {"network_id": net_, "ip_version": 4, "cidr": "10.128.0.0/16"}}))
+            return base, tok_, net_
+
         compare: tuple[str, str, str] | None = None
         other_created: list[str] = []
         if other is not None:
-            otok, oproject = token(other[1])
-            oh = httpx.Client(base_url=f"{other[1]}/v2.0", headers={"X-Auth-Token": otok}, timeout=60)
-            ok(oh.put(f"/quotas/{oproject}", json={"quota": {"port": -1}}))
-            onet = ok(oh.post("/networks", json={"network": {"name": "bench"}}))["network"]["id"]
-            ok(oh.post("/subnets", json={"subnet": {"network_id": onet, "ip_version": 4, "cidr": "10.128.0.0/16"}}))
-            compare = (other[1], otok, onet)
+            compare = prepared(other[1])
             batches["compared"] = []
         compare2: tuple[str, str, str] | None = None
         third_created: list[str] = []
         if third is not None:
-            ttok, tproject = token(third[1])
-            th = httpx.Client(base_url=f"{third[1]}/v2.0", headers={"X-Auth-Token": ttok}, timeout=60)
-            ok(th.put(f"/quotas/{tproject}", json={"quota": {"port": -1}}))
-            tnet = ok(th.post("/networks", json={"network": {"name": "bench"}}))["network"]["id"]
-            ok(th.post("/subnets", json={"subnet": {"network_id": tnet, "ip_version": 4, "cidr": "10.128.0.0/16"}}))
-            compare2 = (third[1], ttok, tnet)
+            compare2 = prepared(third[1])
             batches["compared2"] = []
 
         def third_create(c: Lite, _: Any) -> None:
