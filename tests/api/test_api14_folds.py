@@ -404,11 +404,9 @@ def test_two_servers_creating_at_once_stay_serialised(pg_cluster: PgCluster, tmp
 _RANDOM = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|fa:16:3e(?::[0-9a-f]{2}){3}")
 
 
-def _sequence(cloud: Cloud) -> list[Any]:
-    """Creates and failures on a new network; each answer with ids, MACs and timestamps named by
-    their first appearance (they are random), or the error's type and message."""
-    admin = cloud.admin_context()
-    net, sub = _network(cloud, admin)
+def namer() -> Callable[[Any], Any]:
+    """A function giving an answer with its ids, MACs and timestamps named by their first appearance
+    (they are random): two sequences' answers compare."""
     names: dict[str, str] = {}
 
     def named(value: Any) -> Any:
@@ -419,6 +417,16 @@ def _sequence(cloud: Cloud) -> list[Any]:
         if isinstance(value, str):
             return _RANDOM.sub(lambda m: names.setdefault(m.group(0), f"<{len(names)}>"), value)
         return value
+
+    return named
+
+
+def _sequence(cloud: Cloud) -> list[Any]:
+    """Creates and failures on a new network; each answer with ids, MACs and timestamps named by
+    their first appearance (they are random), or the error's type and message."""
+    admin = cloud.admin_context()
+    net, sub = _network(cloud, admin)
+    named = namer()
 
     out: list[Any] = []
 

@@ -33,7 +33,6 @@ from neutrino.services.core import Context
 from tests.api import test_api14_folds as api14
 from tests.api.api_helpers import PgCluster, app_headers
 from tests.api.test_api14_folds import (
-    _RANDOM,
     _counts,
     _create,
     _lock_free,
@@ -184,16 +183,7 @@ def _sequence(c: Any) -> list[Any]:
     """Deletes through the API (admin) and what they leave: each answer's status and body, ids, MACs and
     timestamps named by their first appearance; floating IPs and port forwardings pointing at ports."""
     h = app_headers(c)
-    names: dict[str, str] = {}
-
-    def named(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: ("<time>" if k in ("created_at", "updated_at") else named(v)) for k, v in value.items()}
-        if isinstance(value, list):
-            return [named(v) for v in value]
-        if isinstance(value, str):
-            return _RANDOM.sub(lambda m: names.setdefault(m.group(0), f"<{len(names)}>"), value)
-        return value
+    named = api14.namer()
 
     def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
         r = c.post(f"/v2.0/{path}", json=body, headers=h)
