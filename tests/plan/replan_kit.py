@@ -8,16 +8,24 @@ of that name would be redefinitions of an unused import to the linter)."""
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 import neutrino.plan as plan
-from tests.plan.test_replan8_previous import cloud  # the bench cloud, ``plan_bench().build(12, 30, 8)``
+from neutrino.agent import with_statuses
+from neutrino.services.snapshot import CloudSnapshot
+from tests.plan.test_replan8_previous import (
+    _cold,
+    _differing,
+    cloud,  # the bench cloud, ``plan_bench().build(12, 30, 8)``
+)
 from tests.plan.test_replan9_patch import patched  # the hosts planned by a patch, in order
 from tests.plan.test_replan_kept import forget_everything
 
-__all__ = ["_cleared", "chained", "cloud", "forget_all", "patched"]
+__all__ = ["_cleared", "chained", "cloud", "cold_differences", "forget_all", "patched", "statuses_reported"]
 
 
 def forget_all() -> None:
@@ -50,3 +58,23 @@ def chained(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     monkeypatch.setattr(plan, "_unaffected_since", counting)
     return out
+
+
+def statuses_reported(rng: random.Random, snap: CloudSnapshot) -> CloudSnapshot | None:
+    """What a pass over ``snap`` reports, as the living agents do: 1-3 of its ports given a status
+    (``with_statuses``), or None when it has no port."""
+    if not snap.ports:
+        return None
+    victims = rng.sample(list(snap.ports), min(len(snap.ports), rng.randint(1, 3)))
+    return with_statuses(snap, {p.id: rng.choice(["ACTIVE", "DOWN", "BUILD"]) for p in victims})
+
+
+def cold_differences(done: list[tuple[str, CloudSnapshot, Any]]) -> list[str]:
+    """For each (description, cloud, hosts' plans) the hosts whose plan differs from a cold plan of
+    that cloud; the first three."""
+    out = []
+    for desc, c, planned in done:
+        differ = _differing(planned, _cold(c))
+        if differ:
+            out.append(f"{desc}: {differ}")
+    return out[:3]

@@ -31,12 +31,11 @@ import sys
 import pytest
 
 import neutrino.plan as plan
-from neutrino.agent import with_statuses
 from neutrino.host.state import HostState
 from neutrino.plan import hosts_affected_by_change, plan_cloud, plan_hosts
 from neutrino.services.snapshot import AddressPair, CloudSnapshot, FixedIP, SecurityGroupRule
 from tests.plan import replan_kit
-from tests.plan.test_replan8_previous import _cold, _differing, _names
+from tests.plan.test_replan8_previous import _names
 from tests.plan.test_replan_kept import fresh
 from tests.sim.conftest import SEED000, brought_up
 
@@ -178,17 +177,10 @@ def _walk(cloud: CloudSnapshot, seed: int, steps: int) -> list[str]:
         if rng.random() < 0.1:
             plan_cloud(fresh(other))  # another cloud, the same host names, planned in between
             desc += " (another cloud)"
-        if rng.random() < 0.4 and snap.ports:  # the statuses the pass reported
-            victims = rng.sample(list(snap.ports), min(len(snap.ports), rng.randint(1, 3)))
-            reported = with_statuses(snap, {p.id: rng.choice(["ACTIVE", "DOWN", "BUILD"]) for p in victims})
-            first.before = reported
+        if rng.random() < 0.4 and (reported := replan_kit.statuses_reported(rng, snap)) is not None:
+            first.before = reported  # the statuses the pass reported
             current = dataclasses.replace(current, ports=reported.ports)
-    out = []
-    for desc, c, planned in done:
-        differ = _differing(planned, _cold(c))
-        if differ:
-            out.append(f"{desc}: {differ}")
-    return out[:3]
+    return replan_kit.cold_differences(done)
 
 
 def test_agents_walks_on_the_examples_equal_cold_plans(example: dict[str, CloudSnapshot], chained: list[str],

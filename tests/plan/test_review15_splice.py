@@ -20,10 +20,8 @@ from __future__ import annotations
 import dataclasses
 import random
 
-from neutrino.agent import with_statuses
 from neutrino.services.snapshot import CloudSnapshot, Segment
 from tests.plan import replan_kit
-from tests.plan.test_replan8_previous import _cold, _differing
 from tests.plan.test_replan13_splice import spliced as _spliced_hosts
 from tests.plan.test_replan_kept import fresh
 from tests.plan.test_review14_chain import _Agent, _change
@@ -104,17 +102,10 @@ def _walk(start: CloudSnapshot, seed: int, steps: int, *, many: int = 3, toggle:
             kinds.append("l2pop toggled")
         snap = fresh(current)
         done.append((f"seed {seed} step {step}: {'+'.join(kinds)}", current, agent.converge(snap)))
-        if rng.random() < 0.5 and snap.ports:
-            victims = rng.sample(list(snap.ports), min(len(snap.ports), rng.randint(1, 3)))
-            reported = with_statuses(snap, {p.id: rng.choice(["ACTIVE", "DOWN", "BUILD"]) for p in victims})
+        if rng.random() < 0.5 and (reported := replan_kit.statuses_reported(rng, snap)) is not None:
             agent.before = reported
             current = dataclasses.replace(current, ports=reported.ports)
-    out = []
-    for desc, c, planned in done:
-        differ = _differing(planned, _cold(c))
-        if differ:
-            out.append(f"{desc}: {differ}")
-    return out[:3]
+    return replan_kit.cold_differences(done)
 
 
 def test_walks_on_gre_and_vxlan_with_several_changes_a_step(cloud: CloudSnapshot, patched: list[str],
