@@ -171,8 +171,8 @@ def main() -> int:
                                                           "the hosts after every change) during the figures")
     ap.add_argument("--vs-postgres", action="store_true",
                     help="also run this tree on a private PostgreSQL 15 cluster (as root), alternating its create "
-                         "batches, list timings and delete batches with the SQLite server's: the PostgreSQL/SQLite "
-                         "ratios from one run")
+                         "batches, list timings, delete batches and batches of creates asking for an address with the "
+                         "SQLite server's: the PostgreSQL/SQLite ratios from one run")
     ap.add_argument("--compare", metavar="SRC", default=None,
                     help="also run a neutrino imported from the source tree SRC (e.g. `git archive HEAD src | tar "
                          "-x -C /tmp/before`, then /tmp/before/src), alternating its create batches and list "
@@ -378,6 +378,26 @@ def main() -> int:
         else:
             results["port delete 1 client"] = half / run_parallel(1, created[:half], delete, base, tok)
         results["port delete 8 clients"] = (len(created) - half) / run_parallel(8, created[half:], delete, base, tok)
+        if compare is not None and other is not None:  # creates asking for an address, batches alternated
+            def asking(net_: str) -> Callable[[Lite, Any], None]:
+                """A create on ``net_`` asking for the address numbered ``i`` from 10.128.200.2 (free:
+                the automatic picks above stay below it)."""
+                def fn(c: Lite, i: int) -> None:
+                    expect(201, c.request("POST", "/ports", {"port": {"network_id": net_, "fixed_ips": [
+                        {"ip_address": f"10.128.{200 + i // 250}.{i % 250 + 2}"}]}}))
+                return fn
+
+            asked: dict[str, list[float]] = {"neutrino": [], "compared": []}
+            asked_cpu = {"neutrino": 0.0, "compared": 0.0}
+            for n_batch in range(args.repeat):
+                for name, pid, url, auth, net_ in (("compared", other[0].pid, *compare), ("neutrino", proc.pid, base, tok, net)):
+                    c0 = cpu_s(pid)
+                    asked[name].append(per / run_parallel(1, list(range(n_batch * per, (n_batch + 1) * per)), asking(net_), url, auth))
+                    asked_cpu[name] += cpu_s(pid) - c0
+            results["port create asking for an address 1 client"] = statistics.median(asked["neutrino"])
+            results[f"{label}: port create asking for an address 1 client"] = statistics.median(asked["compared"])
+            latencies["neutrino: server CPU per create asking for an address"] = asked_cpu["neutrino"] / (per * args.repeat)
+            latencies[f"{label}: server CPU per create asking for an address"] = asked_cpu["compared"] / (per * args.repeat)
 
         # router interface add and floating IP association, one at a time
         ext = ok(h.post("/networks", json={"network": {"name": "bench-ext", "router:external": True}}))["network"]["id"]
@@ -427,6 +447,10 @@ def main() -> int:
         if f"{lab}: port create 1 client" in results:
             ratio = results["port create 1 client"] / results[f"{lab}: port create 1 client"]
             print(f"  {'SQLite/' + lab + ' create':<40} {ratio:8.2f} x (medians of the batches above)")
+    if args.vs_postgres:
+        ratio = results["port create asking for an address 1 client"] / \
+            results[f"{label}: port create asking for an address 1 client"]
+        print(f"  {'SQLite/' + label + ' create asking for an address':<40} {ratio:8.2f} x")
     print(f"  {'(batches, /s)':<40} " + "; ".join(f"{k} {' '.join(f'{x:.0f}' for x in v)}"
                                                        for k, v in batches.items()))
     for k, v in latencies.items():

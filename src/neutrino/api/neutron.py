@@ -298,12 +298,14 @@ class NeutronAPI:
             revision = _revision(request)
             if (await request.body()).strip():
                 raise bad_request("Request body is not supported in DELETE.")
+            if coll.delete is ports.delete_port:  # (a non-admin's policy check made on the delete's head)
+                with self.cloud.write(ctx) as tx:
+                    ports.delete_port(tx, rid, revision, last=True,  # the transaction ends with it
+                                      check=None if ctx.is_admin else lambda head: _port_delete_check(tx, ctx, head))
+                return json_response(None, 204)
             self._check_change(coll, name, rid, "delete", ctx)
             with self.cloud.write(ctx) as tx:
-                if coll.delete is ports.delete_port:
-                    ports.delete_port(tx, rid, revision, last=True)  # the transaction ends with it
-                else:
-                    coll.delete(tx, rid, revision)
+                coll.delete(tx, rid, revision)
             return json_response(None, 204)
         return neutron_error(405, "Method not allowed")
 
@@ -661,6 +663,15 @@ WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 def _scheduling_policy(ctx: Context, action: str) -> None:
     if not ctx.is_admin:
         raise NotAuthorized(f"rule:{action} is disallowed by policy", neutron_type="PolicyNotAuthorized")
+
+
+def _port_delete_check(tx: Tx, ctx: Context, head: Any) -> None:
+    """``NeutronAPI._check_change``'s check of a non-admin's port delete, made on the port's head in
+    the delete's own transaction (``ports.delete_port``'s ``check``) instead of in a read transaction
+    before it: the port found and visible there as ``get_port`` finds it, then the network owner's
+    project read when the caller does not own the port, then the policy, in the same order."""
+    also = () if head.project_id == ctx.project_id else (networks.get_network(tx, head.network_id).get("project_id"),)
+    policy.check_change(ctx, "port", "delete", {"project_id": head.project_id}, also=also)
 
 
 def _quota_body(body: Any) -> dict[str, int]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any, NamedTuple
@@ -387,11 +388,12 @@ def create_port(tx: Tx, attrs: dict[str, Any], quota_project: str | None = None,
         # the generator's first candidate, checked with the network's statement (a seeded generator's
         # counter moves earlier than it did, inside the same transaction: the same values either way)
         mac = new_mac(tx)
-    rows = _network_head_rows(tx, attrs["network_id"], project, mac, quota_project)
+    asked = _asked(attrs)
+    rows = _network_head_rows(tx, attrs["network_id"], project, mac, quota_project, asked)
     if quota_project is not None:
         quotas.refuse_over("port", rows[0][_QUOTA_AT], rows[0][_QUOTA_AT + 1])
         owner_for_create(tx, attrs)
-    network = _network_head(tx, attrs["network_id"], rows, mac)
+    network = _network_head(tx, attrs["network_id"], rows, mac, asked)
     from neutrino.services import rbac
     if not rbac.network_accessible(tx, network):  # type: ignore[arg-type]  # reads id, project_id, shared
         raise not_found("network", network.id)
@@ -427,14 +429,15 @@ class _SubnetHead:
     taken: str | None
     start: tuple[int, str] | None  # its ``ipam_next`` position (every pool address before it is taken)
     ahead: tuple[str, ...]  # the addresses of the scan from ``start`` the statement looked up
+    asked: tuple[str, ...]  # the addresses the port asks for (``fixed_ips``), looked up with them
 
     def used(self, tx: Tx) -> ipam.Used:
         """IPAM's view of the subnet's taken addresses: all of them, or from the scan start on, the
-        ones looked ahead known and any other looked up when asked."""
+        ones looked ahead or asked for known and any other looked up when asked."""
         taken = set(self.taken.split(",")) if self.taken else set()
         if self.start is None:
             return ipam.Used(taken)
-        return ipam.Used(taken, start=self.start, tx=tx, subnet_id=self.id, checked=self.ahead)
+        return ipam.Used(taken, start=self.start, tx=tx, subnet_id=self.id, checked=self.ahead + self.asked)
 
 
 @dataclass(frozen=True, slots=True)
@@ -482,28 +485,49 @@ _QUOTA_AT = 20  # the quota's limit and usage in a row of _NETWORK_HEAD
 # subquery: PostgreSQL would turn an EXISTS or IN into a join reading every allocation of the subnet)
 _NETWORK_HEAD = {False: _network_head_sql("group_concat", "(SELECT value AS ip FROM json_each(h.ahead)) x"),
                  True: _network_head_sql("string_agg", "json_array_elements_text(CAST(h.ahead AS json)) AS x(ip)")}
+# the same with the addresses a port asks for (``fixed_ips``; a JSON array, the 4th parameter) looked up
+# beside them: IPAM's check that each is free then needs no statement of its own, which on PostgreSQL
+# would come between the network's statement and the insert and so keep the COMMIT from going with it
+_NETWORK_HEAD_ASKED = {
+    False: _network_head_sql("group_concat", "(SELECT value AS ip FROM json_each(h.ahead) "
+                                             "UNION ALL SELECT value FROM json_each(?)) x"),
+    True: _network_head_sql("string_agg", "(SELECT json_array_elements_text(CAST(h.ahead AS json)) "
+                                          "UNION ALL SELECT json_array_elements_text(CAST(? AS json))) AS x(ip)")}
 
 
-def _network_head_rows(tx: Tx, network_id: str, project: str, mac: str | None, quota_project: str | None
-                       ) -> list[Any]:
+def _asked(attrs: dict[str, Any]) -> tuple[str, ...]:
+    """The addresses ``fixed_ips`` asks for, as given: the body's validation (``to_ip``) wrote them as
+    IPAM checks them (``str(ip_address(...))``). Another spelling would only be looked up for nothing
+    (IPAM asks about the address as it writes it, and looks that up itself)."""
+    return tuple(ip for item in attrs.get("fixed_ips") or () if isinstance(ip := item.get("ip_address"), str))
+
+
+def _network_head_rows(tx: Tx, network_id: str, project: str, mac: str | None, quota_project: str | None,
+                       asked: tuple[str, ...] = ()) -> list[Any]:
     """``get_network_row`` and its subnets in one prepared statement, as plain values (no ORM objects),
     with what the port's checks read next (its DHCP port, ``project``'s default group, whether ``mac``
     is taken on it, each subnet's taken addresses, ``quota_project``'s port quota: reads without side
     effects, in the transaction that then writes the port, so reading them first changes no answer).
-    At least one row: the network's columns are None when it does not exist."""
+    ``asked``: addresses whose being taken is read too (in each subnet that has a scan start; the
+    others' taken addresses are read in full). At least one row: the network's columns are None when
+    it does not exist."""
     db = raw(tx.session)
     # (the transaction's first statement when nothing came before it: on PostgreSQL its BEGIN and
     # writer lock go with it)
+    if asked:
+        return db.all_opening(_NETWORK_HEAD_ASKED[db.postgres], (
+            project, True, mac, json.dumps(asked), quota_project, quota_project, network_id))
     return db.all_opening(_NETWORK_HEAD[db.postgres], (project, True, mac, quota_project, quota_project, network_id))
 
 
-def _network_head(tx: Tx, network_id: str, rows: list[Any], mac: str | None) -> _NetworkHead:
+def _network_head(tx: Tx, network_id: str, rows: list[Any], mac: str | None, asked: tuple[str, ...] = ()
+                  ) -> _NetworkHead:
     """The network of ``_network_head_rows``: not found unless it exists and the caller sees it."""
     if rows[0][0] is None:
         raise not_found("network", network_id)
     nid, owner, shared, external, psec, ntype, seg, dhcp_port, group, mac_taken = rows[0][:10]
     subnets = tuple(_SubnetHead(sid, version, cidr, _decoded(pools), bool(dhcp), mode, pools, taken,
-                                None if index is None else (index, start), tuple(orjson.loads(ahead or "[]")))
+                                None if index is None else (index, start), tuple(orjson.loads(ahead or "[]")), asked)
                     for sid, version, cidr, pools, dhcp, mode, taken, index, start, ahead in
                     (r[10:_QUOTA_AT] for r in rows) if sid is not None)
     head = _NetworkHead(nid, owner, bool(shared), bool(external), bool(psec), ntype, seg, subnets, dhcp_port, group,
@@ -858,14 +882,18 @@ def _keep_fip_address(tx: Tx, p: models.Port, requested: list[dict[str, Any]] | 
 
 
 def delete_port(tx: Tx, port_id: str, revision: int | None = None, *, internal: bool = False,
-                last: bool = False) -> None:
+                last: bool = False, check: Callable[[_PortHead], None] | None = None) -> None:
     """``internal``: the router or floating-IP code deleting a port it manages, with elevated rights
     (Neutron's l3_db deletes the gateway and floating IP ports with an admin context). ``last``: the
     caller's transaction does nothing more once this returns (the API's single delete, ``neutron.py``);
     on PostgreSQL, when nothing ran between the port's head (the transaction's opening statement) and
     its ``DELETE`` (no floating IP, forwarding or router owner to look at), the ``DELETE`` commits in
-    the same round trip (``Raw.write_all(..., closing=True)``)."""
+    the same round trip (``Raw.write_all(..., closing=True)``). ``check``: the caller's policy check,
+    given the port's head once it is found and visible, before anything else is checked (the API's
+    delete by a non-admin, ``neutron.py``)."""
     p: Any = service_port_row(tx, port_id) if internal else _port_head(tx, port_id)
+    if check is not None:
+        check(p)
     check_revision(p, revision)
     if not internal and p.device_owner in ROUTER_OWNERS:
         owner_exists = (tx.session.get(models.Router, p.device_id) is not None or
