@@ -52,6 +52,7 @@ from dataclasses import dataclass, field, fields, replace
 from ipaddress import IPv4Address, IPv4Network, ip_network
 
 from neutrino.errors import PlanError
+from neutrino.host.fastnew import maker
 from neutrino.host.iptables import (
     BUILTIN_CHAINS,
     Address,
@@ -81,7 +82,7 @@ from neutrino.sim.conntrack import (
     packet_tuple,
 )
 from neutrino.sim.packets import ICMP, TCP, UDP, IPv4, Mac, TCPFlag, icmp_error, to_bytes, with_
-from neutrino.sim.trace import Step, StepKind
+from neutrino.sim.trace import Step, StepKind, new_step
 
 __all__ = [
     "FORWARD_PATH", "LOCAL_IN_PATH", "LOCAL_OUT_PATH", "Conntrack", "CtState", "Hook", "HookCtx",
@@ -195,6 +196,12 @@ class HookResult:
     def obj(self) -> str:
         """The OpenStack object behind the deciding rule (its origin)."""
         return "" if self.rule is None else self.rule.origin
+
+
+# ``HookCtx(...)`` and ``HookResult(...)`` made fast (every field, in order): a boot makes some
+# 20,000 of each, a context and a result per hook
+_new_hook_ctx: Callable[..., HookCtx] = maker(HookCtx)
+_new_hook_result: Callable[..., HookResult] = maker(HookResult)
 
 
 # ------------------------------------------------------------------------------- per-hook state
@@ -1365,8 +1372,8 @@ class Netfilter:
         return combined
 
     def _result(self, verdict: NfVerdict, p: _Pkt, rule: Rule | None) -> HookResult:
-        return HookResult(verdict, p.ip, p.mark, p.ct, tuple(p.steps), rule, tuple(p.emit) if p.emit else (),
-                          tuple(dict.fromkeys(p.notes)) if p.notes else ())
+        return _new_hook_result(verdict, p.ip, p.mark, p.ct, tuple(p.steps), rule, tuple(p.emit) if p.emit else (),
+                                tuple(dict.fromkeys(p.notes)) if p.notes else ())
 
     def _track(self, p: _Pkt) -> None:
         if p.notrack:
@@ -1383,7 +1390,7 @@ class Netfilter:
             "no connection" if ref.conn is None else
             f"{ref.direction.value}: {ref.conn.original.text()}" + (
                 "" if ref.conn.confirmed else " (new entry)"))
-        p.steps.append(Step(StepKind.CONNTRACK, f"ct state {ref.state.value}{zone}", detail))
+        p.steps.append(new_step(StepKind.CONNTRACK, f"ct state {ref.state.value}{zone}", detail, ""))
 
     def _nat(self, hook: Hook, p: _Pkt) -> tuple[NfVerdict | None, Rule | None]:
         ref, conn = p.ct, p.conn
@@ -1456,8 +1463,8 @@ def _combined(results: Sequence[HookResult]) -> HookResult:
         if res.rule is not None or not res.accepted:
             decider = res.rule
     res = results[-1]
-    return HookResult(res.verdict, res.packet, res.mark, res.ct, tuple(steps), decider, tuple(emit),
-                      tuple(dict.fromkeys(notes)))
+    return _new_hook_result(res.verdict, res.packet, res.mark, res.ct, tuple(steps), decider, tuple(emit),
+                            tuple(dict.fromkeys(notes)))
 
 
 def _is_dhcp(pkt: IPv4) -> bool:
@@ -1510,8 +1517,8 @@ assert tuple(f.name for f in fields(HookCtx)) == _HOOK_CTX_FIELDS, "_with_mark_c
 
 def _with_mark_ct(ctx: HookCtx, mark: int, ct: CtRef | None) -> HookCtx:
     """``replace(ctx, mark=mark, ct=ct)``, without ``dataclasses.replace``'s field walk."""
-    return HookCtx(ctx.in_dev, ctx.out_dev, ctx.physdev_in, ctx.physdev_out, ctx.physdev_is_bridged, mark,
-                   ctx.connmark, ctx.src_mac, ctx.local_addrs, ctx.dev_addrs, ctx.ipsets, ctx.zone, ct)
+    return _new_hook_ctx(ctx.in_dev, ctx.out_dev, ctx.physdev_in, ctx.physdev_out, ctx.physdev_is_bridged, mark,
+                         ctx.connmark, ctx.src_mac, ctx.local_addrs, ctx.dev_addrs, ctx.ipsets, ctx.zone, ct)
 
 
 def _port_of(pkt: IPv4, manip: Manip) -> int | None:

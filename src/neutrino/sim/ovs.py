@@ -45,6 +45,7 @@ from ipaddress import IPv4Address
 from typing import Any, NamedTuple
 
 from neutrino.errors import InvalidInput
+from neutrino.host.fastnew import maker
 from neutrino.host.ofctl_show import OfctlShow
 from neutrino.host.openflow import (
     DEFAULT_PRIORITY,
@@ -119,7 +120,7 @@ from neutrino.sim.packets import (
     pop_vlan,
     push_vlan,
 )
-from neutrino.sim.trace import Step, StepKind
+from neutrino.sim.trace import Step, StepKind, new_step
 
 __all__ = ["MAX_RESUBMIT_DEPTH", "Emit", "Meta", "OvsBridgeSim", "Result"]
 
@@ -182,6 +183,12 @@ class Result:
         return tuple(e.port for e in self.outputs)
 
 
+# ``Emit(port, frame, meta)`` and ``Result(outputs, steps, pruned)`` made fast (every field, in
+# order): a boot makes some 46,000 copies and 32,000 results, each bridge pass one or more
+_new_emit: Callable[..., Emit] = maker(Emit)
+_new_result: Callable[..., Result] = maker(Result)
+
+
 # --- the packet being processed --------------------------------------------------------------------
 
 
@@ -189,7 +196,7 @@ class _Ctx:
     """The mutable view of the packet during one translation (OVS's ``struct flow``)."""
 
     __slots__ = ("frame", "in_port", "tun_id", "tun_src", "tun_dst", "regs", "metadata", "pkt_mark",
-                 "ct_state", "ct_zone", "ct_mark", "ct_label", "conj_id", "ct_pending", "deep", "src")
+                 "ct_state", "ct_zone", "ct_mark", "ct_label", "conj_id", "ct_pending", "deep", "src", "dst")
 
     def __init__(self, frame: Ethernet, in_port: int, meta: Meta) -> None:
         self.frame = frame
@@ -208,6 +215,7 @@ class _Ctx:
         self.ct_pending: dict[int, CtRef] = {}  # the packet's unconfirmed connection per zone
         self.deep = False  # something read (or wrote) more of the packet than its Ethernet header and tags
         self.src = False  # something but NORMAL read (or wrote) the Ethernet source
+        self.dst = False  # something but NORMAL read (or wrote) the Ethernet destination
 
 
 def _tci(frame: Ethernet) -> int:
@@ -319,6 +327,7 @@ def _get(ctx: _Ctx, name: str) -> int | None:
         ctx.src = True
         return f.src.value
     if name == "eth_dst":
+        ctx.dst = True
         return f.dst.value
     if name == "eth_type":
         return _dl_type(f)
@@ -398,6 +407,7 @@ def _set(ctx: _Ctx, name: str, v: int) -> bool:
         ctx.src = True
         ctx.frame = dataclasses.replace(f, src=Mac(v))
     elif name == "eth_dst":
+        ctx.dst = True
         ctx.frame = dataclasses.replace(f, dst=Mac(v))
     elif name == "vlan_tci":
         ctx.frame = _set_tci(f, v)
@@ -725,7 +735,10 @@ def _getter(name: str) -> _Getter:
             return ctx.frame.src.value
         return src
     if name == "eth_dst":
-        return lambda ctx: ctx.frame.dst.value
+        def dst(ctx: _Ctx) -> int:
+            ctx.dst = True
+            return ctx.frame.dst.value
+        return dst
     if name == "eth_type":
         return lambda ctx: _dl_type(ctx.frame)
     if name == "vlan_tci":
@@ -1132,8 +1145,8 @@ class _NormalAt(NamedTuple):
 
 def _header_key(frame: Ethernet) -> tuple[tuple[object, ...], tuple[object, ...]] | None:
     """A frame's Ethernet header and 802.1Q tags as values but for the source MAC (the MACs as
-    numbers), with the class of what follows them; and the frame's nodes, outermost first (the
-    frame, each tag, what follows). None for a frame with no payload."""
+    numbers), the destination first, with the class of what follows them; and the frame's nodes,
+    outermost first (the frame, each tag, what follows). None for a frame with no payload."""
     values: list[object] = [frame.dst.value, frame.type]
     nodes: list[object] = [frame]
     p: object = frame.payload
@@ -1153,8 +1166,10 @@ class _L2Seen:
     (no L3 field matched, loaded, learned or set; no ct()): any frame with the same header values
     on the same port, with the same metadata, goes the same way while the tables it looked up are
     unchanged (``tables``: their versions, bumped by each learned flow installed in them; a reset,
-    forget or take-over forgets every entry). The source MAC is in the key only when something
-    other than NORMAL read it (``_Ctx.src``).
+    forget or take-over forgets every entry). Each MAC, the source and the destination, is in the
+    key only when something other than NORMAL read or wrote it (``_Ctx.src``, ``_Ctx.dst``), or
+    NORMAL's result is kept (a plain one, below): a unicast to a new guest's MAC through flows
+    that read no MAC (br-int's, br-tun's from a tunnel) is replayed, NORMAL run again on it.
 
     Two kinds. A *plain* one (``normal`` None) keeps the result: its steps are the same (every
     text in them was made from the header, the metadata and the flows), and, when NORMAL ran in
@@ -1226,7 +1241,8 @@ class _L2Seen:
             for item, text in texts:
                 effects.setdefault(item.slot, list(item.effects))[item.at] = text
             for item, _ in texts:
-                made_steps[item.slot] = Step(StepKind.FLOW, item.flow_text, item.prefix + "; ".join(effects[item.slot]))
+                made_steps[item.slot] = new_step(StepKind.FLOW, item.flow_text,
+                                                 item.prefix + "; ".join(effects[item.slot]), "")
             steps = tuple(made_steps)
         at = self.normal
         if at is None and not r.outputs:  # (new steps: the world replays a whole hop, the old
@@ -1250,11 +1266,11 @@ class _L2Seen:
             return new
 
         if at is None:
-            return Result(tuple(Emit(e.port, rebuilt(e.frame), e.meta) for e in r.outputs), steps,
-                          r.pruned), learned.relearned
+            return _new_result(tuple(_new_emit(e.port, rebuilt(e.frame), e.meta) for e in r.outputs), steps,
+                               r.pruned), learned.relearned
         run = _Run(unfollowed)
         run.steps = list(steps[:at.steps])
-        run.outputs = [Emit(e.port, rebuilt(e.frame), e.meta) for e in r.outputs[:at.outputs]]
+        run.outputs = [_new_emit(e.port, rebuilt(e.frame), e.meta) for e in r.outputs[:at.outputs]]
         run.pruned = at.pruned
         run.drop_flow, run.miss = self.drop_flow, self.miss
         ctx = _Ctx(rebuilt(at.frame), at.in_port, _NO_META)
@@ -1373,7 +1389,8 @@ class OvsBridgeSim:
         self._conj_tables = frozenset(t for t, lst in self._static.items() if any(_conjunctions(c) for c in lst))
         # results by input (port, frame, metadata), and by the very frame object (its id: see process)
         self._memo: dict[tuple[str, Ethernet, Meta] | int, _Known | tuple[Ethernet, Meta | None, str, _Known]] = {}
-        self._memo_l2: dict[tuple[object, ...], _L2Seen] = {}
+        self._memo_l2: dict[tuple[object, ...], dict[tuple[object, int | None], _L2Seen]] = {}
+        self._l2_size = 0  # the entries in _memo_l2 (it is emptied at _MEMO_SIZE)
         self._tversions: dict[int, int] = {}  # per table, its flows changed this many times (see _L2Seen)
         self._version = 0
         self._relearn: dict[tuple[int, int, frozenset[MatchField]], tuple[_Compiled, str]] = {}
@@ -1433,6 +1450,7 @@ class OvsBridgeSim:
         self._conj_tables = state.get("conj_tables") or frozenset()  # type: ignore[assignment]
         self._memo = {}
         self._memo_l2 = {}
+        self._l2_size = 0
         self._tversions = {}
         self._version = 0
         self._relearn = {}
@@ -1535,6 +1553,7 @@ class OvsBridgeSim:
             self._alone.clear()
             self._relearn.clear()
             self._memo_l2.clear()
+            self._l2_size = 0
         else:  # (a remembered header's result holds while the tables it looked up are unchanged)
             self._tversions[installed.flow.table] = self._tversions.get(installed.flow.table, 0) + 1
 
@@ -1653,11 +1672,14 @@ class OvsBridgeSim:
         hk = _header_key(frame)
         if hk is None:
             return self._process(port, frame, meta, unfollowed)[0]
-        bare = (in_port, hk[0], meta, unfollowed is None)  # (the source MAC's key: with it)
+        values = hk[0]
+        bare = (in_port, values[1:], meta, unfollowed is None)  # (the header but its destination)
+        dst, src = values[0], frame.src.value
         tv = self._tversions
         memo = self._memo_l2
-        for k in (bare, (*bare, frame.src.value)):
-            seen = memo.get(k)
+        by_macs = memo.get(bare)  # (the entries under it by the MACs they read: None where not read)
+        for k in () if by_macs is None else ((None, None), (dst, None), (None, src), (dst, src)):
+            seen = by_macs.get(k)  # type: ignore[union-attr]
             if seen is None or (seen.fdb_changes is not None and seen.fdb_changes != fdb_changes):
                 continue
             for t, n in seen.tables:
@@ -1687,10 +1709,15 @@ class OvsBridgeSim:
                 if got is not None:
                     if got.fdb_changes is not None and self._fdb.changes != fdb_changes:
                         return result[0]  # (it learned a MAC: its NORMAL step says so)
-                    if len(memo) >= _MEMO_SIZE:
+                    if self._l2_size >= _MEMO_SIZE:
                         memo.clear()
-                    src = result[3].src or (run.normals > 0 and got.normal is None)  # (NORMAL's step names it)
-                    memo[(*bare, frame.src.value) if src else bare] = got
+                        self._l2_size = 0
+                    kept = run.normals > 0 and got.normal is None  # (NORMAL's step names both MACs)
+                    macs = (dst if result[3].dst or kept else None, src if result[3].src or kept else None)
+                    entries = memo.setdefault(bare, {})
+                    if macs not in entries:
+                        self._l2_size += 1
+                    entries[macs] = got
         return result[0]
 
     def _numbered_again(self, relearned: tuple[_Compiled, ...]) -> None:
@@ -1734,7 +1761,7 @@ class OvsBridgeSim:
                                       "as on OpenFlow 1.3+ bridges)"))
             elif not any(s.kind is StepKind.DROP for s in run.steps):
                 run.steps.append(Step(StepKind.DROP, "", "no output action"))
-        return Result(tuple(run.outputs), tuple(run.steps), run.pruned)
+        return _new_result(tuple(run.outputs), tuple(run.steps), run.pruned)
 
     def _lookup(self, table: int, ctx: _Ctx) -> _Compiled | None:
         t = self._tables.get(table)
@@ -1804,7 +1831,7 @@ class OvsBridgeSim:
         else:  # a subclass (ofproto/trace's recorder) sees every action
             effects = self._apply(actions, ctx, run, depth, table)
         prefix = "learned flow: " if c.learned else ""
-        steps[slot] = Step(StepKind.FLOW, c.text, prefix + "; ".join(effects))
+        steps[slot] = new_step(StepKind.FLOW, c.text, prefix + "; ".join(effects), "")
         if len(run.pending) > pending:  # where its learn actions that read the source are (see _SrcLearn)
             j = -1
             for rec in run.pending[pending:]:
@@ -1819,7 +1846,7 @@ class OvsBridgeSim:
             tun_id = ctx.tun_id if key is None else key
             tun_dst = remote if remote is not None else (IPv4Address(ctx.tun_dst) if ctx.tun_dst else None)
             meta = Meta(tun_id=tun_id, tun_src=local, tun_dst=tun_dst)
-        run.outputs.append(Emit(port.name, ctx.frame if frame is None else frame, meta))
+        run.outputs.append(_new_emit(port.name, ctx.frame if frame is None else frame, meta))
 
     def _output(self, ctx: _Ctx, port: int | PortName | ReservedPort, run: _Run) -> str:
         if isinstance(port, ReservedPort):
@@ -1873,7 +1900,7 @@ class OvsBridgeSim:
         run.pruned += pruned
         for port, frame in copies:
             self._emit(ctx, port, run, frame)
-        run.steps.append(Step(StepKind.NORMAL, "NORMAL", f"{why}; {detail}" if why else detail))
+        run.steps.append(new_step(StepKind.NORMAL, "NORMAL", f"{why}; {detail}" if why else detail, ""))
 
     def _resubmit(self, ctx: _Ctx, table: int, port: int | PortName | ReservedPort | None, run: _Run,
                   depth: int) -> None:
