@@ -20,7 +20,7 @@ from neutrino.collector import paused
 from neutrino.host.iproute_link import Address, Link, LinkKind, OperState
 from neutrino.host.iproute_route import Netns
 from neutrino.host.openflow import FlowDump
-from neutrino.host.state import ROOT, BridgeFlows, HostState
+from neutrino.host.state import ROOT, BridgeFlows, HostState, NamespaceState
 from neutrino.scenarios.model import Host, Mechanism
 from neutrino.services.snapshot import CloudSnapshot, Port
 
@@ -72,43 +72,64 @@ class InputsMemo(Generic[_I, _V]):
 
 def plan_host(cloud: CloudSnapshot, host: Host | str, *, datapath_type: str = "system") -> HostState:
     """Everything OpenStack builds on ``host`` for ``cloud``."""
-    from neutrino.plan.compose import merge
-    from neutrino.plan.dhcp import plan_dhcp
-    from neutrino.plan.firewall import plan_firewall
     from neutrino.plan.generation import PROFILES
-    from neutrino.plan.l3 import plan_l3
-    from neutrino.plan.nova_network import plan_nova_network
-    from neutrino.plan.ovs import planned_ovs
 
     dep = cloud.deployment
     name = host if isinstance(host, str) else host.name
     parts = None
+    whole = False
     if dep.mechanism is Mechanism.NOVA_NETWORK:
+        from neutrino.plan.nova_network import plan_nova_network
+
         state = plan_nova_network(cloud, name, options=nova_options(cloud))
     else:
         gen = PROFILES[dep.generation]
         me = _hosts_by_name(cloud).get(name)
-        if me is not None:
-            patched = _patched(cloud, me, gen, datapath_type)
+        if me is not None and (reused := _replanned(cloud, me, gen, datapath_type)) is not None:
+            patched = _patched(cloud, me, gen, datapath_type, *reused)
             if patched is not None:
                 return patched
-        uplinks = () if me is None else me.uplinks
-        ovs, parts = planned_ovs(cloud, name if me is None else me, generation=gen, datapath_type=datapath_type,
-                                 uplinks=uplinks)
-        frags = [HostState(name), ovs]
-        if dep.firewall_driver == "iptables_hybrid":
-            frags.append(plan_firewall(cloud, name, gen))
-        l3 = plan_l3(cloud, name, gen, random_fully=dep.random_fully)
-        dhcp = plan_dhcp(cloud, name, gen)
-        frags += (l3, dhcp)
-        state = merge(frags)
-        if me is None or not (_empty(l3) and _empty(dhcp)):
+        state, parts, whole = _merged(cloud, name if me is None else me, gen, datapath_type)
+        if me is None:
             parts = None
+    state = _finished(state)
+    _remember(name, _Planned(_serial(cloud), datapath_type, state, parts, whole) if parts is not None else None)
+    return state
+
+
+def _finished(state: HostState) -> HostState:
+    """The planners' merged fragments as the host has them: the devices numbered by the kernel and
+    the namespaces listed."""
     state = _as_the_kernel_numbers_them(state)
     names = tuple(ns.name for ns in state.namespaces if ns.name != ROOT)
-    state = replace(state, netns_list=tuple(Netns(n) for n in sorted(names)))
-    _remember(name, _Planned(_serial(cloud), datapath_type, state, parts) if parts is not None else None)
-    return state
+    return replace(state, netns_list=tuple(Netns(n) for n in sorted(names)))
+
+
+def _merged(cloud: CloudSnapshot, host: Host | str, gen: Profile, datapath_type: str,
+            ovs_parts: OvsParts | None = None) -> tuple[HostState, OvsParts, bool]:
+    """The host's planners' fragments merged (not yet numbered by the kernel), the OVS pieces its
+    OVS fragment is made of (``ovs_parts`` when given: :func:`_replanned`'s, else planned here),
+    and whether the L3 and DHCP planners made nothing there."""
+    from neutrino.plan.compose import merge
+    from neutrino.plan.dhcp import plan_dhcp
+    from neutrino.plan.firewall import plan_firewall
+    from neutrino.plan.l3 import plan_l3
+    from neutrino.plan.ovs import ovs_fragment, planned_ovs
+
+    dep = cloud.deployment
+    name = host if isinstance(host, str) else host.name
+    if ovs_parts is not None:
+        ovs, parts = ovs_fragment(name, ovs_parts), ovs_parts
+    else:
+        uplinks = () if isinstance(host, str) else host.uplinks
+        ovs, parts = planned_ovs(cloud, host, generation=gen, datapath_type=datapath_type, uplinks=uplinks)
+    frags = [HostState(name), ovs]
+    if dep.firewall_driver == "iptables_hybrid":
+        frags.append(plan_firewall(cloud, name, gen))
+    l3 = plan_l3(cloud, name, gen, random_fully=dep.random_fully)
+    dhcp = plan_dhcp(cloud, name, gen)
+    frags += (l3, dhcp)
+    return merge(frags), parts, _empty(l3) and _empty(dhcp)
 
 
 def _empty(frag: HostState) -> bool:
@@ -119,12 +140,14 @@ def _empty(frag: HostState) -> bool:
 @dataclass(frozen=True, slots=True)
 class _Planned:
     """A host's last plan (:func:`plan_host`) on the snapshot numbered ``serial``, with the OVS
-    pieces it was assembled from; kept only when the L3 and DHCP planners made nothing there."""
+    pieces it was assembled from; ``whole``: the L3 and DHCP planners made nothing there (the plan
+    is the OVS and firewall planners' alone: :func:`_patched` may patch it)."""
 
     serial: int
     datapath_type: str
     state: HostState
     parts: OvsParts
+    whole: bool
 
 
 _NO_FLOWS = FlowDump(())
@@ -147,32 +170,25 @@ def _remember(name: str, planned: _Planned | None) -> None:
         _LAST[name] = planned
 
 
-def _patched(cloud: CloudSnapshot, me: Host, gen: Profile, datapath_type: str) -> HostState | None:
-    """The host's plan on ``cloud`` made from its last plan, when that was on the snapshot
-    ``cloud`` was carried from (:func:`carry_from`), or on an older one its plan on that snapshot
-    equals (:func:`_unaffected_since`), and the ports changed between the two can
-    change nothing of it but br-tun's flows (issue #17: the hosts sharing a network with a port
-    added see only its l2population flows change). What :func:`carry_from` vouches for (the
-    ``@patch`` record): only ports changed, none of them bound to this host, none of the
-    ``network:`` owners (DHCP, routers: the L3 and DHCP planners read them and the firewall reads
-    DHCP servers' addresses), none in a group a rule names as remote (the firewall's members).
-    Then the firewall's, the L3 and the DHCP planners' fragments (the latter two empty in the last
-    plan) are what they were, and :func:`ovs.replanned_flows` checks the OVS pieces but br-tun's
-    flows; the state is the last one with each bridge's flows and the flows' origins replaced
-    (where :func:`plan_host` puts them: after the bridges' and ports' origins, first of all).
-    br-tun's flows are then the last ones with the change's edits made where that can be told
-    (``ovs._spliced``, issue #17, replan13), from the facts of the snapshot carried from, ``P``
-    (``patch[0]``): its hosts of the changed network in tunnel-host order with their live ports
-    (``@tunnels_before``), which place each host's block in ``P``'s batch. Also when the last plan
-    is on an older snapshot ``L`` (replan14: the living agents' ``with_statuses`` snapshots, and
-    hosts the change before did not touch): the chain proves the host's plan on ``P`` is its last
-    one, so br-tun's flows, and with them the batch of each of its networks (a block per remote
-    host, told apart by their tunnel ports, a flow per live port), are ``P``'s, which ``P``'s
-    facts place. Those facts are ``L``'s too: a step of the chain by
-    :func:`hosts_affected_by_change` that does not name the host changed no port of a network it
+def _replanned(cloud: CloudSnapshot, me: Host, gen: Profile, datapath_type: str) -> tuple[_Planned, OvsParts] | None:
+    """The host's last plan, and its OVS pieces on ``cloud`` made from that plan's
+    (:func:`ovs.replanned_flows`: they are what :func:`ovs.planned_ovs` would give), when that plan
+    was on the snapshot ``cloud`` was carried from (:func:`carry_from`, its ``@patch`` record), or on
+    an older one its plan on that snapshot equals (:func:`_unaffected_since`), and none of the
+    ports changed between the two is bound to the host. br-tun's flows are then, where that can be
+    told, the last ones with the change's edits made (``ovs._spliced``, issue #17, replan13), from
+    the facts of the snapshot carried from, ``P`` (``patch[0]``): its hosts of the changed network
+    in tunnel-host order with their live ports (``@tunnels_before``), which place each host's block
+    in ``P``'s batch. Also when the last plan is on an older snapshot ``L`` (replan14: the living
+    agents' ``with_statuses`` snapshots, and hosts the change before did not touch): the chain
+    proves the host's plan on ``P`` is its last one, so br-tun's flows, and with them the batch of
+    each of its networks (a block per remote host, told apart by their tunnel ports, a flow per live
+    port), are ``P``'s, which ``P``'s facts place. Those facts are ``L``'s too: a step of the chain
+    by :func:`hosts_affected_by_change` that does not name the host changed no port of a network it
     is on (each such port names every host with a port on the network, before and after) nor the
     ports' order, and a step by :func:`same_plans` changed statuses alone, which the live ports
-    (``ovs_tun._by_network``: host, network, admin state, owner) do not read. None: plan in full."""
+    (``ovs_tun._by_network``: host, network, admin state, owner) do not read. None: plan the OVS
+    side in full."""
     from neutrino.plan.ovs import replanned_flows
 
     patch = cloud._index.get("@patch")
@@ -184,23 +200,46 @@ def _patched(cloud: CloudSnapshot, me: Host, gen: Profile, datapath_type: str) -
         return None
     if last.serial != patch[0] and not _unaffected_since(name, last.serial, patch[0]):
         return None
-    old = last.state
     # (spliced from ``patch[0]``'s facts even when the last plan is older, chained: see the docstring)
     parts = replanned_flows(cloud, me, last.parts, generation=gen, datapath_type=datapath_type,
                             uplinks=me.uplinks, since=patch[0])
-    if parts is None:
-        return None
+    return None if parts is None else (last, parts)
+
+
+def _patched(cloud: CloudSnapshot, me: Host, gen: Profile, datapath_type: str, last: _Planned, parts: OvsParts
+             ) -> HostState | None:
+    """The host's plan on ``cloud`` made from its last plan, ``last``, and its OVS pieces on
+    ``cloud``, ``parts`` (:func:`_replanned`). When the last plan is the OVS and firewall planners'
+    alone (``whole``), the ports changed can change nothing of it but br-tun's flows (issue #17:
+    the hosts sharing a network with a port added see only its l2population flows change). What
+    :func:`carry_from` vouches for (the ``@patch`` record): only ports changed, none of them bound
+    to this host, none of the ``network:`` owners (DHCP, routers: the L3 and DHCP planners read
+    them and the firewall reads DHCP servers' addresses), none in a group a rule names as remote
+    (the firewall's members). Then the firewall's, the L3 and the DHCP planners' fragments (the
+    latter two empty in the last plan) are what they were, and :func:`ovs.replanned_flows` checked
+    the OVS pieces but br-tun's flows; the state is the last one with each bridge's flows and the
+    flows' origins replaced (where :func:`plan_host` puts them: after the bridges' and ports'
+    origins, first of all). Else (the network host: its DHCP files list the ports) the other
+    planners run again and their fragments are merged with the OVS one made of ``parts`` (issue
+    #17, replan15: the OVS side, hundreds of tunnels, is the bulk of its plan). None: plan in full."""
+    name = me.name
+    if not last.whole:
+        state, _parts, whole = _merged(cloud, me, gen, datapath_type, parts)
+        state = _finished(state)
+        _remember(name, _Planned(_serial(cloud), datapath_type, state, parts, whole))
+        return state
+    old = last.state
     view, flows, was = parts.view, parts.flows, last.parts.flows
     if tuple(b.bridge for b in old.ovs.bridges) != tuple(sorted(n for n, _s in view.ofctl)):
         return None
     start = len(view.origins)
     end = start + len(was.origins)
-    origins = (*old.origins[:start], *flows.origins, *old.origins[end:])
+    origins = old.origins[:start] + flows.origins + old.origins[end:]
     bridges = tuple(b if flows.dumps.get(b.bridge) is was.dumps.get(b.bridge)
                     else BridgeFlows(b.bridge, flows.dumps.get(b.bridge, _NO_FLOWS), b.ports)
                     for b in old.ovs.bridges)
     state = replace(old, ovs=replace(old.ovs, bridges=bridges), origins=origins)
-    _remember(name, _Planned(_serial(cloud), datapath_type, state, parts))
+    _remember(name, _Planned(_serial(cloud), datapath_type, state, parts, True))
     return state
 
 
@@ -304,8 +343,14 @@ def _renumbered(lk: Link, index: int, addresses: tuple[Address, ...]) -> Link:
     return Link(*values)  # type: ignore[arg-type]
 
 
-#: each namespace's last numbered devices, with the planned devices they were numbered from
-_NUMBERED: InputsMemo[tuple[Link, ...], tuple[Link, ...]] = InputsMemo()
+#: each namespace as last numbered, with the namespace as planned: a re-plan finds most of them
+#: unchanged, often the very objects (the DHCP planner's kept ones: the network host's hundred)
+_NUMBERED: InputsMemo[NamespaceState, NamespaceState] = InputsMemo()
+
+
+def _numbered_namespace(ns: NamespaceState) -> NamespaceState:
+    """``ns`` with its devices (it has some) as the kernel numbers them."""
+    return replace(ns, links=_numbered(ns.links or ()))
 
 
 def _as_the_kernel_numbers_them(state: HostState) -> HostState:
@@ -313,7 +358,7 @@ def _as_the_kernel_numbers_them(state: HostState) -> HostState:
     leave their index to the kernel (0), the next indexes in the order they were made."""
     if not any(ns.links for ns in state.namespaces):
         return state
-    namespaces = [ns if not ns.links else replace(ns, links=_NUMBERED.get((state.name, ns.name), ns.links, _numbered))
+    namespaces = [ns if not ns.links else _NUMBERED.get((state.name, ns.name), ns, _numbered_namespace)
                   for ns in state.namespaces]
     return replace(state, namespaces=tuple(sorted(namespaces, key=lambda n: (n.name != ROOT, n.name))))
 
@@ -403,8 +448,9 @@ def carry_from(before: CloudSnapshot, after: CloudSnapshot, planned: Iterable[st
     if after._index.get(("@tunnels_before",)) is not kept:  # type: ignore[call-overload]
         # (what :func:`ovs_tun.carry_index` kept of ``before``, named: :func:`_patched` splices from it)
         after._index[("@tunnels_before_of",)] = _serial(before)  # type: ignore[index]
-    dhcp.carry_index(before, after, networks)
-    if _patchable(after, [p for _i, was, now in changed for p in (was, now) if p is not None]):
+    ports = [p for _i, was, now in changed for p in (was, now) if p is not None]
+    dhcp.carry_index(before, after, networks, ports)
+    if _patchable(after, ports):
         # the other hosts' plans on ``before`` may be patched (:func:`_patched`)
         after._index["@patch"] = (_serial(before), frozenset(hosts))
     return True

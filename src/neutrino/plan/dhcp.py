@@ -22,7 +22,7 @@ from __future__ import annotations
 import ipaddress
 import operator
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
 from neutrino.host.dnsmasq import (
@@ -360,12 +360,18 @@ def _network_facts(cloud: CloudSnapshot, network_id: str) -> tuple[_PortFacts, .
     return got
 
 
-def carry_index(before: CloudSnapshot, cloud: CloudSnapshot, networks: set[str]) -> None:
+def carry_index(before: CloudSnapshot, cloud: CloudSnapshot, networks: set[str], ports: Iterable[Port] = ()) -> None:
     """Give ``cloud`` ``before``'s port facts of each network not in ``networks`` (the caller
-    vouches that only ports changed between the two, all of them on ``networks``)."""
+    vouches that only ports changed between the two, all of them on ``networks``, and in their
+    order: ``ports``, each as it was and as it is) and, when none of those is a DHCP port, the
+    networks each host serves (:func:`served_networks`: made of the deployment, the networks, their
+    subnets and DHCP ports alone; a pass over every port, issue #17, replan15)."""
     old = before._index.get("@dhcp_facts")
     if old is not None and "@dhcp_facts" not in cloud._index:
         cloud._index["@dhcp_facts"] = {n: v for n, v in old.copy().items() if n not in networks}
+    served = before._index.get("@dhcp_served_networks")
+    if served is not None and not any(p.device_owner == "network:dhcp" for p in ports):
+        cloud._index.setdefault("@dhcp_served_networks", served)
 
 
 def plan_dhcp(cloud: CloudSnapshot, host: Host | str, generation: Generation | Profile = Generation.MODERN, *,

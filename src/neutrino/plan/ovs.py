@@ -146,14 +146,21 @@ def planned_ovs(cloud: CloudSnapshot, host: Host | str, *, generation: Generatio
     tun = tun_bridge_flows(ctx, plugs, vlans, ofports)
     phys = phys_bridge_flows(ctx, plugs, vlans, ofports)
     flows = _flows(ctx.host.name, (own, *fw, *tun, *phys))
+    parts = OvsParts(plugs, vlans, own, tun_ports, phys_ports, view, fw, tun, phys, flows)
+    return ovs_fragment(ctx.host.name, parts), parts
+
+
+def ovs_fragment(host: str, parts: OvsParts) -> HostState:
+    """The host-state fragment :func:`planned_ovs` makes of its pieces (also of the pieces
+    :func:`replanned_flows` gives: the same fragment as a plan in full would make)."""
+    view, flows = parts.view, parts.flows
     bridges = tuple(BridgeFlows(name, flows.dumps.get(name, _NO_FLOWS), show)
                     for name, show in view.ofctl)
-    links, brctl, link_origins = own.plug
+    links, brctl, link_origins = parts.own.plug
     namespaces = (NamespaceState(ROOT, links=links),) if links else ()
-    state = HostState(ctx.host.name, namespaces=namespaces, ovs=OvsState(view.show, bridges),
-                      linux_bridges=brctl if brctl else None,
-                      origins=(*view.origins, *flows.origins, *link_origins))
-    return state, OvsParts(plugs, vlans, own, tun_ports, phys_ports, view, fw, tun, phys, flows)
+    return HostState(host, namespaces=namespaces, ovs=OvsState(view.show, bridges),
+                     linux_bridges=brctl if brctl else None,
+                     origins=(*view.origins, *flows.origins, *link_origins))
 
 
 def replanned_flows(cloud: CloudSnapshot, host: Host, last: OvsParts, *, generation: Profile,

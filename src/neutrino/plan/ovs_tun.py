@@ -1035,13 +1035,9 @@ def spliced(items: tuple[_T, ...], edits: list[Edit]) -> tuple[_T, ...]:
     overlapping) made."""
     if not edits:
         return items
-    out: list[_T] = []
-    at = 0
-    for pos, n, new in edits:  # (slices and lists copy references in C: a dump's 1,400 flows ~5 us)
-        out += items[at:pos]
-        out += new
-        at = pos + n
-    out += items[at:]
+    out = list(items)
+    for pos, n, new in reversed(edits):  # (from the last: the earlier positions stay put)
+        out[pos:pos + n] = new  # (a copy and a move of references in C: a dump's 1,400 flows ~5 us)
     return tuple(out)
 
 
