@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: the tests' helpers
 from tests.api.api_helpers import free_port, fresh_database, pg_start, pg_stop  # noqa: E402
@@ -180,9 +181,13 @@ def main() -> int:
     ap.add_argument("--pg-compare", metavar="SRC", default=None,
                     help="with --vs-postgres: also a PostgreSQL server of the source tree SRC (a database of its "
                          "own in the same cluster), its create batches alternated with the others'")
+    ap.add_argument("--pg-analyze", action="store_true",
+                    help="with --vs-postgres: before the timed batches, 40 creates on each PostgreSQL server and an "
+                         "ANALYZE of its database, as autovacuum makes early in a database's life (its plans then "
+                         "made from the statistics of small tables)")
     args = ap.parse_args()
-    if args.pg_compare and not args.vs_postgres:
-        raise SystemExit("--pg-compare goes with --vs-postgres")
+    if (args.pg_compare or args.pg_analyze) and not args.vs_postgres:
+        raise SystemExit("--pg-compare and --pg-analyze go with --vs-postgres")
     tmp = Path(tempfile.mkdtemp(prefix="neutrino-bench-"))
     pg = None
     third: tuple[subprocess.Popen[bytes], str] | None = None
@@ -193,12 +198,14 @@ def main() -> int:
     floor_proc, floor_base = start(None, tmp, floor=True)
     if args.vs_postgres and (args.compare or args.postgres):
         raise SystemExit("--vs-postgres runs SQLite against PostgreSQL: not with --compare or --postgres")
+    pg_urls: list[str] = []  # the PostgreSQL servers' databases
     if args.vs_postgres:
         pg = pg_start()
         other = start(pg.url, tmp / "compare", agents=args.agents)
+        pg_urls.append(pg.url)
         if args.pg_compare:
-            third = start(fresh_database(pg.url, "pg_compared", tmp), tmp / "compare2", agents=args.agents,
-                          src=args.pg_compare)
+            pg_urls.append(fresh_database(pg.url, "pg_compared", tmp))
+            third = start(pg_urls[-1], tmp / "compare2", agents=args.agents, src=args.pg_compare)
     else:
         other = start(None, tmp / "compare", agents=args.agents, src=args.compare) if args.compare else None
     label = "PostgreSQL" if args.vs_postgres else "compared tree"
@@ -280,6 +287,15 @@ def main() -> int:
             with lock:
                 other_created.append(pid)
 
+        if args.pg_analyze:
+            if compare is not None:
+                run_parallel(1, list(range(40)), other_create, compare[0], compare[1])
+            if compare2 is not None:
+                run_parallel(1, list(range(40)), third_create, compare2[0], compare2[1])
+            for url in pg_urls:
+                with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as pc:
+                    pc.execute("ANALYZE")
+
         cpu: dict[str, float] = {}
 
         def batch(name: str, pid: int, fn: Callable[[Lite, Any], None], url: str, auth: str) -> None:
@@ -342,7 +358,7 @@ def main() -> int:
         latencies[f"port list all ({listed} ports) after a change"] = statistics.median(changed_wall)
         latencies[f"server CPU per list all ({listed} ports) after a change"] = statistics.mean(changed_cpu)
         if compare is not None and other is not None:  # as many ports in the compared tree, then alternate
-            run_parallel(1, list(range(max(0, listed - per * args.repeat - 1))), other_create, compare[0],
+            run_parallel(1, list(range(max(0, listed - len(other_created) - 1))), other_create, compare[0],
                          compare[1])
             other_wall: list[float] = []
             other_cpu: list[float] = []
