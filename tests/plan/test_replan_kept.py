@@ -32,8 +32,9 @@ def forget_everything() -> int:
         neutrino.plan._LAST.clear()
         dropped += 1
     for package in (neutrino.plan, neutrino.host):
-        for info in pkgutil.iter_modules(package.__path__, package.__name__ + "."):
-            module = importlib.import_module(info.name)
+        modules = [package] + [importlib.import_module(info.name)
+                               for info in pkgutil.iter_modules(package.__path__, package.__name__ + ".")]
+        for module in modules:  # (the package's own memos too: ``plan._NUMBERED``)
             for value in list(vars(module).values()):
                 if isinstance(value, InputsMemo) and value.kept:
                     value.kept.clear()

@@ -6,11 +6,12 @@ origins, is returned: after a security group rule deleted and made again alike (
 root namespace), or a floating IP deleted and made again with the same addresses (the network host's
 router namespace), the plan's rules name the deleted rule or floating IP (what a trace names as the
 rule's object, and what ``store`` saves as why each rule exists). Before replan15 only the devices
-were kept: the namespace's rules were always the ones just planned.
+were kept: the namespace's rules were always the ones just planned. Fixed: a numbered namespace is
+kept for the very namespace object it was numbered from (``plan._kept_numbering``).
 
-The cold plans here clear ``plan._NUMBERED`` themselves: ``forget_everything`` (and with it
-``test_replan8_previous._cold``) clears the memos of ``neutrino.plan``'s submodules, not the
-package's own, so a "cold" plan made after a plan in the same process reuses the kept namespaces.
+``forget_everything`` cleared the memos of ``neutrino.plan``'s submodules, not the package's own, so
+a "cold" plan made after a plan in the same process reused the kept namespaces, and the re-plan
+tests' cold plans could not see this; it now clears the package's own memos too.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from collections.abc import Iterator
 
 import pytest
 
-import neutrino.plan as plan
 from neutrino.host.state import HostState
 from neutrino.plan import plan_host
 from neutrino.services.snapshot import CloudSnapshot
@@ -34,10 +34,10 @@ cloud = replan_kit.cloud
 
 @pytest.fixture(autouse=True)
 def _numbered_cleared() -> Iterator[None]:
-    """``plan._NUMBERED`` emptied around each test (``replan_kit._cleared`` leaves it: see above)."""
-    plan._NUMBERED.kept.clear()
+    """Every kept piece, the package's numbered namespaces too, dropped around each test."""
+    forget_everything()
     yield
-    plan._NUMBERED.kept.clear()
+    forget_everything()
 
 
 def _rule_origins(state: HostState) -> list[tuple[str, str, str]]:
@@ -47,9 +47,8 @@ def _rule_origins(state: HostState) -> list[tuple[str, str, str]]:
 
 
 def _truly_cold(cloud: CloudSnapshot, host: str) -> HostState:
-    """``host``'s plan with every kept piece dropped, the package's ``_NUMBERED`` too."""
+    """``host``'s plan with every kept piece dropped, the package's numbered namespaces too."""
     forget_everything()
-    plan._NUMBERED.kept.clear()
     return plan_host(fresh(cloud), host)
 
 
@@ -75,9 +74,6 @@ def test_the_cold_reference_sees_the_new_rule_id(cloud: CloudSnapshot) -> None:
     assert any(f"sg-rule {new_id} " in o for _ns, _c, o in _rule_origins(_truly_cold(after, host)))
 
 
-@pytest.mark.xfail(strict=True, reason="replan15: _NUMBERED keyed by the whole NamespaceState (==) returns the "
-                                       "kept namespace, whose iptables rules carry the old origins "
-                                       "(Rule.origin is compare=False)")
 def test_a_rule_renamed_is_named_anew_in_the_next_plan(cloud: CloudSnapshot) -> None:
     """A compute host planned (iptables_hybrid: its root namespace has devices and the firewall's
     rules), then planned on the snapshot where a security group rule was replaced by an identical
@@ -104,9 +100,6 @@ def test_the_cold_router_namespace_names_the_new_floating_ip() -> None:
     assert any(o.startswith(f"floatingip {new_id} ") for _ns, _c, o in _rule_origins(_truly_cold(after, "controller")))
 
 
-@pytest.mark.xfail(strict=True, reason="replan15: _NUMBERED keyed by the whole NamespaceState (==) returns the "
-                                       "kept qrouter namespace, whose NAT rules name the deleted floating IP "
-                                       "(Rule.origin is compare=False)")
 def test_a_floating_ip_made_again_is_named_anew_on_the_network_host() -> None:
     """Seed 001's network host (a router with eight floating IPs) planned, then planned on the snapshot
     where a floating IP was deleted and made again alike: its router namespace's NAT rules name the

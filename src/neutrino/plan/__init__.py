@@ -343,8 +343,10 @@ def _renumbered(lk: Link, index: int, addresses: tuple[Address, ...]) -> Link:
     return Link(*values)  # type: ignore[arg-type]
 
 
-#: each namespace as last numbered, with the namespace as planned: a re-plan finds most of them
-#: unchanged, often the very objects (the DHCP planner's kept ones: the network host's hundred)
+#: each namespace as last numbered, with the very namespace object it was numbered from: a re-plan
+#: hands back most of them (the DHCP planner's kept ones: the network host's hundred). Found by
+#: identity, not equality: a namespace compares equal to one whose rules differ in their origins
+#: alone (``Rule.origin`` is not compared), which must not come back with the old origins.
 _NUMBERED: InputsMemo[NamespaceState, NamespaceState] = InputsMemo()
 
 
@@ -353,12 +355,23 @@ def _numbered_namespace(ns: NamespaceState) -> NamespaceState:
     return replace(ns, links=_numbered(ns.links or ()))
 
 
+def _kept_numbering(host: str, ns: NamespaceState) -> NamespaceState:
+    """:func:`_numbered_namespace`, kept for the very ``ns`` last numbered on ``host``."""
+    name = (host, ns.name)
+    kept = _NUMBERED.kept.get(name)
+    if kept is not None and kept[0] is ns:
+        return kept[1]
+    numbered = _numbered_namespace(ns)
+    _NUMBERED.put(name, ns, numbered)
+    return numbered
+
+
 def _as_the_kernel_numbers_them(state: HostState) -> HostState:
     """Every namespace with devices gets its loopback (index 1), and the planned devices, which
     leave their index to the kernel (0), the next indexes in the order they were made."""
     if not any(ns.links for ns in state.namespaces):
         return state
-    namespaces = [ns if not ns.links else _NUMBERED.get((state.name, ns.name), ns, _numbered_namespace)
+    namespaces = [ns if not ns.links else _kept_numbering(state.name, ns)
                   for ns in state.namespaces]
     return replace(state, namespaces=tuple(sorted(namespaces, key=lambda n: (n.name != ROOT, n.name))))
 
