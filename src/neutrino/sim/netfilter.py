@@ -222,6 +222,8 @@ class _Pkt:
     emit: list[IPv4] = field(default_factory=list)
     nat: tuple[Manip, IPv4Address, int | None] | None = None
     found_in: int | None = None  # the zone conntrack found the packet's confirmed connection in
+    read_mac: bool = False  # whether a rule's test read the Ethernet source (``-m mac``)
+    read_payload: bool = False  # whether a rule's test read past the headers (``-m length``)
 
     @property
     def conn(self) -> Connection | None:
@@ -454,7 +456,11 @@ def _option_test(rule: Rule, m: Match, o: Option) -> _Test | None:  # noqa: C901
         return _conntrack_option(rule, o)
     if mod == "mac" and name == "mac-source":
         want_mac = Mac.parse(val)
-        return lambda p: p.ctx.src_mac is not None and ((p.ctx.src_mac == want_mac) != neg)
+
+        def mac_source(p: _Pkt) -> bool:
+            p.read_mac = True  # (a DHCP hook's memory keys the source MAC only then: see Netfilter._dhcp_hook)
+            return p.ctx.src_mac is not None and ((p.ctx.src_mac == want_mac) != neg)
+        return mac_source
     if mod == "mark" and name == "mark":
         value, mask = _value_mask(val, rule)
         return lambda p: ((p.mark & mask) == value) != neg
@@ -489,7 +495,11 @@ def _option_test(rule: Rule, m: Match, o: Option) -> _Test | None:  # noqa: C901
         return None
     if mod == "length" and name == "length":
         lo, hi = _port_range(val, rule)
-        return lambda p: (lo <= len(to_bytes(p.ip, pad=False)) <= hi) != neg
+
+        def length(p: _Pkt) -> bool:
+            p.read_payload = True  # (a DHCP hook's run that read it is not remembered: see Netfilter._dhcp_hook)
+            return (lo <= len(to_bytes(p.ip, pad=False)) <= hi) != neg
+        return length
     raise fail()
 
 
@@ -950,6 +960,9 @@ class Netfilter:
         self._runs: dict[tuple[object, ...], tuple[NfVerdict | None, Rule | None, tuple[Step, ...]]] = {}
         self._hooks: dict[int, _Seen] = {}  # by the hash of their key
         self._fast: dict[tuple[str, int, int], tuple[IPv4, HookCtx, int, _Seen]] = {}  # by (hook, packet, context)
+        # DHCP's hook runs by their headers' key (and the source MAC when read), with the packet
+        # each ran on (see _dhcp_hook)
+        self._dhcp: dict[tuple[tuple[object, ...], Mac | None], tuple[_Seen, IPv4]] = {}
         # traverse's memories (results are immutable and held, so their ids are not reused while here):
         # the context after a hook's result, by (result, context before); a traverse's combined
         # result by its hooks' results
@@ -1084,7 +1097,8 @@ class Netfilter:
         one before conntrack (the raw table) or without a connection, is walked without a key;
         that is where traffic does not repeat (every guest's DHCP at boot), and the key (the
         whole packet hashed) would cost more than it saves. Nor is DHCP (a guest's REQUEST finds
-        the connection its DISCOVER confirmed; every message is new, as :meth:`hook` says)."""
+        the connection its DISCOVER confirmed; every message is new: its whole hook runs are
+        remembered by their headers instead, :meth:`_dhcp_hook`)."""
         ref = p.ct
         if ref is None or ref.conn is None or not ref.conn.confirmed or _is_dhcp(p.ip):
             verdict, rule, _ = self._walk(table, hook, p)
@@ -1190,15 +1204,21 @@ class Netfilter:
         and conntrack still finds the same connection there. A run that created a connection (a
         new one's first packet), found none (INVALID), met an ICMP error (RELATED) or changed the
         connection (its first reply, its NAT binding, a TCP state change) is never replayed: the
-        next identical packet runs again. Not for a subclass (a test's recorder, which sees every
-        walk); not pickled."""
+        next identical packet runs again. A DHCP message goes by its headers (:meth:`_dhcp_hook`).
+        Not for a subclass (a test's recorder, which sees every walk); not pickled."""
         given = ctx.ct.conn if ctx.ct is not None else None
-        l4 = pkt.payload  # (:func:`_is_dhcp`, inline)
-        if type(self) is not Netfilter or (given is not None and not given.confirmed) \
-                or (type(l4) is UDP and (l4.dport == 67 or l4.dport == 68)):
-            # a new connection's packet, or DHCP (a guest's boot: every message is new): these do
-            # not come again, and keying them (a DHCP message hashed whole) costs more than the run
+        if type(self) is not Netfilter or (given is not None and not given.confirmed):
+            # a new connection's packet: it does not come again
             return self._hook(hook, pkt, ctx)[0]
+        l4 = pkt.payload  # (:func:`_is_dhcp`, inline)
+        if type(l4) is UDP and (l4.dport == 67 or l4.dport == 68):
+            if ctx.physdev_in is not None or ctx.physdev_out is not None:
+                # bridged (the hybrid firewall): each port's own chains and conntrack zone, so no
+                # two guests' runs are alike, and a guest's own messages only after its first
+                # created its connection (its run, the one a later message could replay, is the
+                # first of its key): remembering them costs and never pays
+                return self._hook(hook, pkt, ctx)[0]
+            return self._dhcp_hook(hook, pkt, ctx, l4)
         # the very packet and context objects met before (held: their ids are not reused while
         # here; immutable: their key is the same) skip the key: the run remembered for them, if it
         # is still the one remembered under that key's hash
@@ -1244,12 +1264,70 @@ class Netfilter:
         self._fast[ident] = (pkt, ctx, hashed, remembered)
         return res
 
+    def _dhcp_hook(self, hook: Hook, pkt: IPv4, ctx: HookCtx, l4: UDP) -> HookResult:
+        """:meth:`hook` for a DHCP message. Every guest's messages differ (transaction id, client
+        MAC, options), so the whole packet as a key never repeats; but what a hook's run reads of
+        one is its headers (the IPv4 header and the UDP ports: the rules' tests, conntrack's
+        tuple, NAT), the context, and the Ethernet source only where a ``-m mac`` rule is reached
+        (a guest's DISCOVER and REQUEST look alike to them, and every guest's to a namespace's
+        rules). A run is remembered by that key (:func:`_dhcp_key`, with the source MAC when a
+        rule read it) and replayed under :meth:`hook`'s conditions (the same conntrack state,
+        nothing created, confirmed or removed), on a run that read nothing past the headers
+        (no ``-m length``), emitted nothing (REJECT quotes the packet) and handed on the packet
+        it was given (no NAT rewrite): the replay's result is the remembered one around the new
+        packet."""
+        head = _dhcp_key(hook, pkt, ctx, l4)
+        mac = ctx.src_mac
+        memory = self._dhcp
+        got = memory.get((head, None))
+        if got is None and mac is not None:
+            got = memory.get((head, mac))
+        table = self.conntrack
+        if got is not None and got[0].holds(ctx):
+            seen = got[0]
+            had = seen.conn
+            before = None if had is None else _conn_state(had)
+            if seen.settled and before == seen.state and (
+                    seen.index is None or table.find(seen.index[1], seen.index[0]) == seen.found):
+                res = seen.result
+                if got[1] is pkt:
+                    return res
+                return _new_hook_result(res.verdict, pkt, res.mark, res.ct, res.steps, res.rule, res.emit, res.notes)
+        else:  # the connection the run will meet, as conntrack holds it now (if the raw table
+            # leaves the zone as it is): a run that leaves it as it found it is settled at once
+            ref = ctx.ct
+            if ref is not None:
+                had = ref.conn
+            else:
+                found = table.find(packet_tuple(pkt), ctx.zone)
+                had = None if found is None else found[0]
+            before = None if had is None else _conn_state(had)
+        size = table.size()
+        res, read, p = self._hook_pkt(hook, pkt, ctx)
+        if read is None or table.size() != size or table is not self.conntrack or res.packet is not pkt \
+                or res.emit or p.read_payload:
+            return res  # it created, confirmed or removed a connection, found none, or read the payload
+        conn = res.ct.conn if res.ct is not None else None
+        after = _conn_state(conn) if conn is not None else None
+        settled = conn is None or (had is conn and before == after)
+        if len(memory) >= _MAX_RUNS:
+            memory.clear()
+        memory[(head, mac if p.read_mac else None)] = (
+            _Seen(head, ctx, conn, after, read[0], read[1], res, settled), pkt)
+        return res
+
     def _hook(self, hook: Hook, pkt: IPv4, ctx: HookCtx) -> tuple[HookResult, tuple[
             tuple[int, Tuple] | None, tuple[Connection, Direction] | None] | None]:
         """:meth:`hook`'s work: the result, and what it read of the conntrack table: where it
         found the packet's connection and what it found there (both None when it was given the
         connection, or none, or the packet is untracked); None when it read more (a lookup that
         found nothing or an ICMP error's connection, or made a new connection)."""
+        res, read, _ = self._hook_pkt(hook, pkt, ctx)
+        return res, read
+
+    def _hook_pkt(self, hook: Hook, pkt: IPv4, ctx: HookCtx) -> tuple[HookResult, tuple[
+            tuple[int, Tuple] | None, tuple[Connection, Direction] | None] | None, _Pkt]:
+        """:meth:`_hook`, and the packet's state at its end (what its rules read)."""
         p = _Pkt(pkt, ctx, ctx.mark, ctx.ct, ctx.zone)
         last: Rule | None = None
         for table in _ORDER[hook]:
@@ -1265,14 +1343,14 @@ class Netfilter:
                 else:
                     p.steps.append(Step(StepKind.DROP, format_rule(rule), f"dropped in {hook.value}",
                                         rule.origin))
-                return self._result(NfVerdict.DROP, p, rule), self._read(pkt, ctx, p)
+                return self._result(NfVerdict.DROP, p, rule), self._read(pkt, ctx, p), p
             if table == TableName.FILTER:
                 last = rule
         if p.ct is None:
             self._track(p)
         if hook in (Hook.INPUT, Hook.POSTROUTING) and p.ct is not None:
             self.conntrack.confirm(p.ct)
-        return self._result(NfVerdict.ACCEPT, p, last), self._read(pkt, ctx, p)
+        return self._result(NfVerdict.ACCEPT, p, last), self._read(pkt, ctx, p), p
 
     @staticmethod
     def _read(pkt: IPv4, ctx: HookCtx, p: _Pkt) -> tuple[
@@ -1292,7 +1370,8 @@ class Netfilter:
         The result is a function of the hooks' results alone, and the next hook's context of the
         previous one and the result: when every hook hands back a result it gave before (its run
         replayed, see :meth:`hook`), the traverse hands back the very objects it made then. DHCP
-        (whose hooks always run anew) is not remembered.
+        (every message a new object: its hooks are remembered by headers, :meth:`_dhcp_hook`) is
+        not remembered here.
 
         The very packet and context objects traversed before (held: their ids are not reused
         while remembered) go by what that traverse met: every hook still runs, each in the
@@ -1483,6 +1562,19 @@ def _hook_key(hook: Hook, pkt: IPv4, ctx: HookCtx) -> tuple[object, ...]:
     ct = None if ref is None else (id(ref.conn), ref.direction._value_, ref.state._value_, ref.zone)
     return (hook._value_, pkt, ctx.in_dev, ctx.out_dev, ctx.physdev_in, ctx.physdev_out, ctx.physdev_is_bridged,
             ctx.mark, ctx.connmark, ctx.src_mac, id(ctx.local_addrs), id(ctx.dev_addrs), id(ctx.ipsets),
+            ctx.zone, ct)
+
+
+def _dhcp_key(hook: Hook, pkt: IPv4, ctx: HookCtx, l4: UDP) -> tuple[object, ...]:
+    """:func:`_hook_key` for a DHCP message (see :meth:`Netfilter._dhcp_hook`): the packet's
+    headers in place of the packet (every IPv4 field but the payload, and the UDP ports), and the
+    context without the source MAC (keyed beside it, only when a rule read it)."""
+    ref = ctx.ct
+    ct = None if ref is None else (id(ref.conn), ref.direction._value_, ref.state._value_, ref.zone)
+    src, dst = pkt.src._ip, pkt.dst._ip  # type: ignore[attr-defined] # (ints: hashed in C)
+    return (hook._value_, src, dst, pkt.proto, pkt.ttl, pkt.id, pkt.df, pkt.mf, pkt.frag, pkt.tos,
+            pkt.options, l4.sport, l4.dport, ctx.in_dev, ctx.out_dev, ctx.physdev_in, ctx.physdev_out,
+            ctx.physdev_is_bridged, ctx.mark, ctx.connmark, id(ctx.local_addrs), id(ctx.dev_addrs), id(ctx.ipsets),
             ctx.zone, ct)
 
 
