@@ -26,7 +26,7 @@ import hashlib
 import ipaddress
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from neutrino.host.fastnew import maker
 from neutrino.host.iproute import IprouteStyle
@@ -81,6 +81,27 @@ class Profile:
     nat_builtins: tuple[str, ...]
     iproute_style: IprouteStyle
     lease_script: str | None
+    #: the hash the dataclass would compute from the fields, computed once: a profile keys the
+    #: planners' per-snapshot tables, looked up dozens of times per host (issue #17), and its
+    #: generated hash builds a tuple and calls two enums' Python ``__hash__`` each time
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash(self._values()))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __reduce__(self) -> tuple[type[Profile], tuple[object, ...]]:
+        """Pickled and copied as the fields, made again by ``__init__``: the hash is a string's,
+        which differs from one process to the next, so it is computed again, never carried."""
+        return Profile, self._values()
+
+    def _values(self) -> tuple[object, ...]:
+        """The fields' values in order (``_hash`` aside): ``__init__``'s arguments."""
+        return (self.generation, self.product, self.ovs_agent_binary, self.l3_agent_binary, self.dhcp_agent_binary,
+                self.state_path, self.use_veth, self.comments, self.nat_builtins, self.iproute_style,
+                self.lease_script)
 
     @property
     def modern(self) -> bool:
