@@ -26,7 +26,7 @@ import hashlib
 import ipaddress
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 
 from neutrino.host.fastnew import maker
 from neutrino.host.iproute import IprouteStyle
@@ -99,9 +99,7 @@ class Profile:
 
     def _values(self) -> tuple[object, ...]:
         """The fields' values in order (``_hash`` aside): ``__init__``'s arguments."""
-        return (self.generation, self.product, self.ovs_agent_binary, self.l3_agent_binary, self.dhcp_agent_binary,
-                self.state_path, self.use_veth, self.comments, self.nat_builtins, self.iproute_style,
-                self.lease_script)
+        return tuple(getattr(self, name) for name in _PROFILE_FIELDS)
 
     @property
     def modern(self) -> bool:
@@ -117,6 +115,10 @@ class Profile:
 
     def builtins(self, table: TableName) -> tuple[str, ...]:
         return self.nat_builtins if table is TableName.NAT else BUILTIN_CHAINS[table]
+
+
+#: ``Profile``'s fields as ``__init__`` takes them (its hash and pickled form are made of them)
+_PROFILE_FIELDS = tuple(f.name for f in fields(Profile) if f.init)
 
 
 GRIZZLY = Profile(
