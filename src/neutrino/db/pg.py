@@ -8,9 +8,9 @@ as having them pending, and they go to the server with the transaction's first s
   a server-side cursor): ``PgCursor`` sends ``BEGIN`` and the lock first, in one round trip of their
   own, as the hook did (two statements of a pipeline inside one), then the statement;
 - or in the same round trip as the statement, by ``opening``: one simple query ``BEGIN; SELECT
-  pg_advisory_xact_lock(k); SET LOCAL enable_seqscan = off; EXECUTE <name>(<literals>); SET LOCAL
-  enable_seqscan TO DEFAULT`` (the port create's network statement, the port delete's head; the
-  ``SET``s: see ``_INDEXED``).
+  pg_advisory_xact_lock(k); SELECT set_config(...); SET LOCAL enable_seqscan = off; EXECUTE
+  <name>(<literals>); SELECT set_config(...)`` (the port create's network statement, the port delete's
+  head; the settings: see ``_INDEXED``).
 
 ``closing`` then sends a write and ``COMMIT`` as one simple query (``SET LOCAL enable_seqscan = off;
 EXECUTE <name>(...); COMMIT``),
@@ -63,8 +63,10 @@ BEGIN_WRITE = f"BEGIN; SELECT pg_advisory_xact_lock({ADVISORY_KEY})"
 _BEGIN_WRITE = BEGIN_WRITE.encode()
 _LOCK = f"SELECT pg_advisory_xact_lock({ADVISORY_KEY})".encode()
 # The statements ``opening`` and ``closing`` send are planned with sequential scans off, and only
-# they (the setting is the transaction's: put back to the session's right after the opening one, and
-# gone with the COMMIT after the closing one). Each of their reads is a lookup by key (a port, the
+# they (the setting is the transaction's: put back to the session's own right after the opening one,
+# kept for that in a placeholder setting of the transaction, ``neutrino.enable_seqscan``: ``SET LOCAL
+# ... TO DEFAULT`` would put back the reset value, not a session-level ``SET``'s; and gone with the
+# COMMIT after the closing one). Each of their reads is a lookup by key (a port, the
 # network's subnets, its DHCP port, a MAC, each address looked ahead; the foreign-key checks and
 # cascades of the insert and the delete), which an index answers in a few pages whatever the
 # table's size. A prepared statement's generic plan is made from the statistics of the moment and
@@ -74,7 +76,9 @@ _LOCK = f"SELECT pg_advisory_xact_lock({ADVISORY_KEY})".encode()
 # 0.7 -> 1.6 ms over 600 ports). ``SET LOCAL`` in the same simple query: no round trip more, and no
 # other statement of the transaction planned under it.
 _INDEXED = b"SET LOCAL enable_seqscan = off; EXECUTE "
-_INDEXED_END = b"; SET LOCAL enable_seqscan TO DEFAULT"
+_OPENING_INDEXED = (b"SELECT set_config('neutrino.enable_seqscan', current_setting('enable_seqscan'), true); "
+                    + _INDEXED)
+_OPENING_INDEXED_END = b"; SELECT set_config('enable_seqscan', current_setting('neutrino.enable_seqscan'), true)"
 
 
 class PgState:
@@ -234,8 +238,8 @@ def opening(cur: psycopg.Cursor[Any], sql: str, params: tuple[Any, ...] | list[A
             state.names.clear()
         state.pending = state.watch = False
         try:
-            psycopg.Cursor.execute(cur, prepare + _BEGIN_WRITE + b"; " + _INDEXED + name + b"(" + args + b")"
-                                   + _INDEXED_END, prepare=False)
+            psycopg.Cursor.execute(cur, prepare + _BEGIN_WRITE + b"; " + _OPENING_INDEXED + name + b"(" + args
+                                   + b")" + _OPENING_INDEXED_END, prepare=False)
         except pg_errors.InvalidSqlStatementName:
             state.names.clear()
             if prepare or attempt == 2:
@@ -249,8 +253,9 @@ def opening(cur: psycopg.Cursor[Any], sql: str, params: tuple[Any, ...] | list[A
             raise
         if prepare:
             state.names[text] = name
-        # the statement's rows: the results of PREPARE (when sent), BEGIN, the lock and SET come before
-        for _ in range(4 if prepare else 3):
+        # the statement's rows: the results of PREPARE (when sent), BEGIN, the lock, the setting kept
+        # and SET come before
+        for _ in range(5 if prepare else 4):
             cur.nextset()
         rows = cur.fetchall()
         state.quiet = state.watch = True
