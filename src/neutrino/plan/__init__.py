@@ -356,12 +356,18 @@ def _numbered_namespace(ns: NamespaceState) -> NamespaceState:
 
 
 def _kept_numbering(host: str, ns: NamespaceState) -> NamespaceState:
-    """:func:`_numbered_namespace`, kept for the very ``ns`` last numbered on ``host``."""
+    """:func:`_numbered_namespace`, kept for the very ``ns`` last numbered on ``host``. A new ``ns``
+    around the very devices last numbered (the root namespace of a host planned in full again: the
+    firewall's rules made anew, merged beside the hybrid plug's kept links) takes the devices as
+    they were numbered, and its other fields as they are (issue #17, replan17)."""
     name = (host, ns.name)
     kept = _NUMBERED.kept.get(name)
     if kept is not None and kept[0] is ns:
         return kept[1]
-    numbered = _numbered_namespace(ns)
+    if kept is not None and kept[0].links is ns.links:  # (numbering reads the devices alone)
+        numbered = replace(ns, links=kept[1].links)
+    else:
+        numbered = _numbered_namespace(ns)
     _NUMBERED.put(name, ns, numbered)
     return numbered
 
