@@ -1,10 +1,10 @@
 """Review17 of simboot16 (a DHCP message's netfilter hook run remembered by its headers).
 
-- A run whose ``-m mac`` test read a missing Ethernet source (``HookCtx.src_mac`` None) is
+- A run whose ``-m mac`` test read a missing Ethernet source (``HookCtx.src_mac`` None) was
   remembered under the key of a run that read no MAC (``(headers, None)``): the next message with
-  the same headers and a source MAC the rule names gets the remembered verdict (strict xfail). The
-  world gives every received packet its frame's source, so a boot does not meet this; a caller of
-  ``Netfilter.hook`` does.
+  the same headers and a source MAC the rule names got the remembered verdict. Fixed: such a run is
+  not remembered. The world gives every received packet its frame's source, so a boot did not meet
+  this; a caller of ``Netfilter.hook`` did.
 - Guards: random DHCP-like sequences through rules that read conntrack states and connection marks
   (``-m state``, ``-m conntrack --ctstate/--ctdir``, ``-m connmark``, ``CONNMARK --save-mark``,
   ``--restore-mark`` and a ``--set-xmark`` that flips a bit each time), ``-m comment``, ``-m limit``, ``-m addrtype``, ``NOTRACK``, with the
@@ -33,8 +33,6 @@ def _discover(data: bytes) -> IPv4:
     return IPv4(src=ip("0.0.0.0"), dst=ip("255.255.255.255"), payload=UDP(sport=68, dport=67, payload=Raw(data=data)))
 
 
-@pytest.mark.xfail(strict=True, reason="simboot16: a -m mac read of a missing source MAC is remembered as "
-                   "(headers, None), the key of a run that read no MAC; a later source MAC gets its verdict")
 def test_a_mac_read_without_a_source_mac_is_not_replayed_for_one_with_a_mac() -> None:
     rs = parse_save("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -m mac --mac-source fa:16:3e:00:00:01 -j DROP\nCOMMIT\n")
     mine, plain = Netfilter(rs, Conntrack()), _Plain(rs, Conntrack())

@@ -1326,8 +1326,10 @@ class Netfilter:
         size = table.size()
         res, read, p = self._hook_pkt(hook, pkt, ctx)
         if read is None or table.size() != size or table is not self.conntrack or res.packet is not pkt \
-                or res.emit or p.read_payload:
-            return res  # it created, confirmed or removed a connection, found none, or read the payload
+                or res.emit or p.read_payload or (p.read_mac and mac is None):
+            # it created, confirmed or removed a connection, found none, or read the payload; or a
+            # ``-m mac`` test read a source MAC it was not given (the key of a run that read none)
+            return res
         conn = res.ct.conn if res.ct is not None else None
         after = _conn_state(conn) if conn is not None else None
         settled = conn is None or (had is conn and before == after)
