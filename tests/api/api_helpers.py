@@ -249,21 +249,32 @@ def fresh_database(db_url: str, name: str, tmp: Path) -> str:
     return db_url.rsplit("/", 1)[0] + "/" + name
 
 
-def cloud_on_fresh_database(request: pytest.FixtureRequest, tmp_path: Path, prefix: str) -> Iterator[Any]:
+def cloud_on_fresh_database(request: pytest.FixtureRequest, tmp_path: Path, prefix: str,
+                            postgres: bool | None = None) -> Iterator[Any]:
     """A service-layer cloud (the default scenario) on a database of its own: a SQLite file, or a
-    database in the session's cluster when ``request.param`` is "postgres" (for a parametrised fixture)."""
+    database in the session's cluster when ``postgres``, or when it is not given and ``request.param``
+    is "postgres" (for a parametrised fixture)."""
     import uuid
 
     from neutrino.db.session import Database
     from neutrino.scenarios.model import default_scenario
     from neutrino.services.cloud import Cloud
 
-    base = request.getfixturevalue("pg_cluster").url if request.param == "postgres" else "sqlite://"
+    if postgres is None:
+        postgres = request.param == "postgres"
+    base = request.getfixturevalue("pg_cluster").url if postgres else "sqlite://"
     db = Database(fresh_database(base, f"{prefix}_{uuid.uuid4().hex[:12]}", tmp_path))
     try:
         yield Cloud(db, default_scenario())
     finally:
         db.dispose()
+
+
+@pytest.fixture
+def pg_cloud(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """A service-layer cloud (the default scenario) on a database of its own in the session's
+    PostgreSQL cluster."""
+    yield from cloud_on_fresh_database(request, tmp_path, "pg", postgres=True)
 
 
 @pytest.fixture(scope="session")

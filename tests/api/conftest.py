@@ -5,7 +5,15 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.api.api_helpers import Server, db_url, pg_cluster, server, two_computes_server, user_client  # noqa: F401  (pytest fixtures)
+from tests.api.api_helpers import (  # noqa: F401  (pytest fixtures)
+    Server,
+    db_url,
+    pg_cloud,
+    pg_cluster,
+    server,
+    two_computes_server,
+    user_client,
+)
 
 # A module's own server and its two clients, unless the module defines its own (its fixtures win).
 

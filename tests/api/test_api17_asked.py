@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,15 +49,6 @@ def _networked(cloud: Cloud, ctx: Context) -> tuple[str, str, str]:
         subs = [networks.create_subnet(tx, prepare("subnet", {"network_id": net, "ip_version": 4,
                                                               "cidr": f"10.17.{i}.0/24"}))["id"] for i in (0, 1)]
     return net, subs[0], subs[1]
-
-
-@pytest.fixture
-def pg_cloud(pg_cluster: PgCluster, tmp_path: Path) -> Iterator[Cloud]:
-    db = Database(_url(pg_cluster, tmp_path))
-    try:
-        yield Cloud(db, default_scenario())
-    finally:
-        db.dispose()
 
 
 def _statements(db: Database) -> list[str]:

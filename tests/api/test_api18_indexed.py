@@ -14,7 +14,6 @@ planned with sequential scans off (api18), and only they.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,19 +24,9 @@ from neutrino.db.session import Database, raw
 from neutrino.scenarios.model import default_scenario
 from neutrino.services import ports
 from neutrino.services.cloud import Cloud, prepare
-from tests.api.api_helpers import PgCluster
-from tests.api.test_api14_folds import _create, _network, _round_trips, _sequence, _traced, _url
+from tests.api.test_api14_folds import _create, _network, _round_trips, _sequence, _traced
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture
-def pg_cloud(pg_cluster: PgCluster, tmp_path: Path) -> Iterator[Cloud]:
-    db = Database(_url(pg_cluster, tmp_path))
-    try:
-        yield Cloud(db, default_scenario())
-    finally:
-        db.dispose()
 
 
 def _writer(db: Database) -> Any:
