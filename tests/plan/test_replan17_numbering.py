@@ -86,14 +86,14 @@ def test_hosts_planned_again_keep_their_devices_numbering(cloud: CloudSnapshot, 
 
 def test_a_port_added_reuses_the_numbering_of_hosts_planned_in_full(cloud: CloudSnapshot,
                                                                     devices_kept: list[tuple[str, str]]) -> None:
-    """After a port added on a host new to the network (the network's other hosts gain a tunnel or
-    keep theirs; the network host is merged again), some root namespace takes its devices as
-    numbered: the path is taken on the bench cloud."""
+    """After a port added on a host new to the network, the affected hosts planned in full (the old
+    way: no ``previous``; the agents' way patches the hosts whose tunnels grew since replan18), some
+    root namespace takes its devices as numbered: the path is taken on the bench cloud."""
     before = fresh(cloud)
     plan_hosts(before, _names(before))
     devices_kept.clear()
     after = CHANGES["port added, host new to the network"](cloud)
-    planned = plan_hosts(after, hosts_affected_by_change(before, after) or (), previous=before)
+    planned = plan_hosts(after, hosts_affected_by_change(before, after) or ())
     assert any(ns == ROOT for _host, ns in devices_kept)
     assert all(planned[h] == _cold(after)[h] for h in planned)
 

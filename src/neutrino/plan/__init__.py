@@ -219,7 +219,10 @@ def _patched(cloud: CloudSnapshot, me: Host, gen: Profile, datapath_type: str, l
     latter two empty in the last plan) are what they were, and :func:`ovs.replanned_flows` checked
     the OVS pieces but br-tun's flows; the state is the last one with each bridge's flows and the
     flows' origins replaced (where :func:`plan_host` puts them: after the bridges' and ports'
-    origins, first of all). Else (the network host: its DHCP files list the ports) the other
+    origins, first of all); when br-tun's tunnels changed (replan18: a host new to, or gone from,
+    one of the host's networks), also the OVSDB view, each bridge's ``ofctl show`` and the bridges'
+    and ports' origins, the new ports view's (nothing else of the plan reads a port number). Else
+    (the network host: its DHCP files list the ports) the other
     planners run again and their fragments are merged with the OVS one made of ``parts`` (issue
     #17, replan15: the OVS side, hundreds of tunnels, is the bulk of its plan). None: plan in full."""
     name = me.name
@@ -232,13 +235,20 @@ def _patched(cloud: CloudSnapshot, me: Host, gen: Profile, datapath_type: str, l
     view, flows, was = parts.view, parts.flows, last.parts.flows
     if tuple(b.bridge for b in old.ovs.bridges) != tuple(sorted(n for n, _s in view.ofctl)):
         return None
-    start = len(view.origins)
+    start = len(last.parts.view.origins)
     end = start + len(was.origins)
-    origins = old.origins[:start] + flows.origins + old.origins[end:]
-    bridges = tuple(b if flows.dumps.get(b.bridge) is was.dumps.get(b.bridge)
-                    else BridgeFlows(b.bridge, flows.dumps.get(b.bridge, _NO_FLOWS), b.ports)
-                    for b in old.ovs.bridges)
-    state = replace(old, ovs=replace(old.ovs, bridges=bridges), origins=origins)
+    if view is last.parts.view:
+        origins = old.origins[:start] + flows.origins + old.origins[end:]
+        bridges = tuple(b if flows.dumps.get(b.bridge) is was.dumps.get(b.bridge)
+                        else BridgeFlows(b.bridge, flows.dumps.get(b.bridge, _NO_FLOWS), b.ports)
+                        for b in old.ovs.bridges)
+        ovs = replace(old.ovs, bridges=bridges)
+    else:  # (br-tun's tunnels changed, and with them the port numbers: every bridge's view is the new one)
+        origins = view.origins + flows.origins + old.origins[end:]
+        shows = dict(view.ofctl)
+        ovs = replace(old.ovs, show=view.show, bridges=tuple(
+            BridgeFlows(b.bridge, flows.dumps.get(b.bridge, _NO_FLOWS), shows[b.bridge]) for b in old.ovs.bridges))
+    state = replace(old, ovs=ovs, origins=origins)
     _remember(name, _Planned(_serial(cloud), datapath_type, state, parts, True))
     return state
 

@@ -136,8 +136,14 @@ def planned_ovs(cloud: CloudSnapshot, host: Host | str, *, generation: Generatio
     plugs = plugged_ports(ctx)
     vlans = local_vlans(ctx)
     own = _host_side(ctx, plugs, vlans)
-    tun_ports = tun_bridge_ports(ctx, vlans)
-    phys_ports = phys_bridge_ports(ctx, plugs)
+    parts = _parts(ctx, plugs, vlans, own, tun_bridge_ports(ctx, vlans), phys_bridge_ports(ctx, plugs))
+    return ovs_fragment(ctx.host.name, parts), parts
+
+
+def _parts(ctx: OvsContext, plugs: tuple[PlugPort, ...], vlans: tuple[LocalVlan, ...], own: _HostSide,
+           tun_ports: tuple[PlannedPort, ...], phys_ports: tuple[PlannedPort, ...]) -> OvsParts:
+    """:func:`planned_ovs`'s pieces from its host's plugged ports, local VLANs, host side and
+    bridges' ports: the ports view and port numbers, then every bridge's flows, joined."""
     ports = (*own.ports, *tun_ports, *phys_ports)
     view = _KEPT_OFPORTS.get((ctx.host.name,), (ctx.host.name, ctx.prof, ctx.datapath_type, ports),
                              lambda: _ports_view(ctx, ports))
@@ -146,8 +152,7 @@ def planned_ovs(cloud: CloudSnapshot, host: Host | str, *, generation: Generatio
     tun = tun_bridge_flows(ctx, plugs, vlans, ofports)
     phys = phys_bridge_flows(ctx, plugs, vlans, ofports)
     flows = _flows(ctx.host.name, (own, *fw, *tun, *phys))
-    parts = OvsParts(plugs, vlans, own, tun_ports, phys_ports, view, fw, tun, phys, flows)
-    return ovs_fragment(ctx.host.name, parts), parts
+    return OvsParts(plugs, vlans, own, tun_ports, phys_ports, view, fw, tun, phys, flows)
 
 
 def ovs_fragment(host: str, parts: OvsParts) -> HostState:
@@ -171,8 +176,11 @@ def replanned_flows(cloud: CloudSnapshot, host: Host, last: OvsParts, *, generat
     would assemble it (the same pieces in the same order): the pieces compared are the plugged ports,
     the local VLANs, the host side (the very kept one), br-tun's and the physical bridges' ports
     (hence the same ports view and port numbers), the OVS firewall's and the physical bridges'
-    flows; br-tun's flows are planned again and all flows joined. None when any of those differs
-    (the caller plans the host in full). ``since``: the tag of the snapshot ``last`` was planned on
+    flows; br-tun's flows are planned again and all flows joined. When only br-tun's ports differ
+    (tunnels gained or lost, every later port renumbered: issue #17, replan18), the pieces are
+    :func:`planned_ovs`'s from the very plugged ports, local VLANs and host side checked here (a new
+    ports view, every bridge's flows). None when any other piece differs (the caller plans the
+    host in full). ``since``: the tag of the snapshot ``last`` was planned on
     when ``cloud`` was carried from it (:func:`ovs_tun.carry_index`): then br-tun's flows are, where
     that can be told, the last ones with the changed network's edited (:func:`_spliced`)."""
     ctx = ovs_context(cloud, host, generation=generation, datapath_type=datapath_type, uplinks=uplinks)
@@ -188,8 +196,11 @@ def replanned_flows(cloud: CloudSnapshot, host: Host, last: OvsParts, *, generat
     own = _host_side(ctx, plugs, vlans)
     if own is not last.own:  # (a host side planned on the whole snapshot, DVR's, is never the same object)
         return None
-    if tun_bridge_ports(ctx, vlans) != last.tun_ports or phys_bridge_ports(ctx, plugs) != last.phys_ports:
+    if phys_bridge_ports(ctx, plugs) != last.phys_ports:
         return None
+    tun_ports = tun_bridge_ports(ctx, vlans)
+    if tun_ports != last.tun_ports:  # (tunnels gained or lost: every port number after them moves)
+        return _parts(ctx, plugs, vlans, own, tun_ports, last.phys_ports)
     ofports = last.view.ofports
     fw = ovs_firewall_flows(ctx, plugs, vlans, ofports)
     phys = phys_bridge_flows(ctx, plugs, vlans, ofports)
