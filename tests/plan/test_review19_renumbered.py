@@ -73,6 +73,14 @@ NETS: tuple[tuple[str, tuple[int, ...]], ...] = (("vxlan", (1, 2, 3)), ("gre", (
                                                  ("vxlan", (3, 5)))
 
 
+def _with_uplinks(cloud: CloudSnapshot, uplinks: tuple[tuple[str, str], ...]) -> CloudSnapshot:
+    """``cloud`` with every host's ``uplinks`` (the NICs plugged into its physical bridges) replaced:
+    without one, ``br-eth1`` reaches no other host and the VLAN network's guests get no DHCP answer."""
+    dep = cloud.deployment
+    hosts = tuple(dataclasses.replace(h, uplinks=uplinks) for h in dep.hosts)
+    return dataclasses.replace(cloud, deployment=dataclasses.replace(dep, hosts=hosts))
+
+
 def _cloud(*, firewall: str = "openvswitch", generation: str = "modern", l2population: bool = True,
            types: tuple[str, ...] = ("vxlan", "gre", "vlan"), dvr: bool = False) -> CloudSnapshot:
     """A network host and six computes (compute6 on no network yet), the networks of :data:`NETS`
@@ -299,7 +307,7 @@ def test_a_world_refreshed_with_the_patched_plans_traces_as_with_cold_plans(chan
     between every two guests. (A new port is a new instance's: it boots through the new tunnels,
     DHCP from the network host's; no planner reads the servers, so for the patch only ports
     changed.)"""
-    base = _cloud(firewall="iptables_hybrid")
+    base = _with_uplinks(_cloud(firewall="iptables_hybrid"), (("br-eth1", "eth1"),))  # (VLAN guests boot too)
     cloud, after = _with_servers(base), _with_servers(CHANGES[change](base))
     before = fresh(cloud)
     plans = dict(plan_hosts(before, _names(before)))
