@@ -30,14 +30,13 @@ from collections.abc import Callable
 
 import pytest
 
-import neutrino.plan.ovs as ovs
 from neutrino.host.state import HostState
 from neutrino.plan import hosts_affected_by_change, plan_hosts
-from neutrino.scenarios.model import Deployment, Host, VlanRange
+from neutrino.scenarios.model import Deployment, VlanRange
 from neutrino.services.snapshot import CloudSnapshot, FixedIP, Network, Port, Router, Segment, Server, Subnet
 from neutrino.sim.cloud import refresh_world, world_of
 from neutrino.sim.world import World
-from tests.plan import replan_kit
+from tests.plan import replan_kit, test_replan18_renumbered
 from tests.plan.test_replan8_previous import _cold, _differing, _names
 from tests.plan.test_replan_kept import fresh
 from tests.plan.test_review9_carry import _host
@@ -48,21 +47,7 @@ _cleared = replan_kit._cleared  # (the shared fixtures, this module's by these n
 patched = replan_kit.patched
 
 
-@pytest.fixture
-def renumbered(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The hosts whose OVS pieces ``replanned_flows`` made with other tunnel ports than their last
-    plan's (replan18's path), in order."""
-    out: list[str] = []
-    real = ovs.replanned_flows
-
-    def counting(cloud: CloudSnapshot, host: Host, last: ovs.OvsParts, **kw: object) -> ovs.OvsParts | None:
-        got = real(cloud, host, last, **kw)  # type: ignore[arg-type]
-        if got is not None and got.tun_ports != last.tun_ports:
-            out.append(host.name)
-        return got
-
-    monkeypatch.setattr(ovs, "replanned_flows", counting)
-    return out
+renumbered = test_replan18_renumbered.renumbered  # (the hosts replan18's path made: the shared fixture)
 
 
 # -- the cloud and its changes --------------------------------------------------------------------
