@@ -688,13 +688,27 @@ class _Compiled:
             got = self._actions = tuple(self.flow.actions)
         return got
 
+    def _format(self) -> str:
+        return self.text
+
+    def step(self, detail: str) -> Step:
+        """A FLOW step for this flow with ``detail``. Its text is formatted when first read
+        (:meth:`Step.later`) if it was not before: a boot meets each guest's own flows (its
+        ports' in br-int, the flows br-tun learns of its MAC) with one or two packets whose hop
+        records are mostly never read; formatting a flow is the same text whenever it is done
+        (the flow is immutable)."""
+        text = self._text
+        if text is None:
+            return Step.later(StepKind.FLOW, self._format, detail)
+        return new_step(StepKind.FLOW, text, detail, "")
+
     @property
     def head(self) -> Step:
         """The step a lookup that found this flow records before running its actions (replaced
         by the one with their effects when they are done): immutable, made once."""
         got = self._head
         if got is None:
-            got = self._head = Step(StepKind.FLOW, self.text)
+            got = self._head = self.step("")
         return got
 
     def rest_matches(self, ctx: _Ctx) -> bool:
@@ -967,7 +981,7 @@ class _SrcLearn:
     same for a frame with another source but for this action's flow and that text (see
     :class:`_L2Seen`)."""
 
-    __slots__ = ("learn", "reads", "bits", "slot", "flow_text", "prefix", "effects", "at")
+    __slots__ = ("learn", "reads", "bits", "slot", "flow_text", "prefix", "effects", "at", "around")
 
     def __init__(self, learn: Learn, reads: tuple[int, ...], bits: tuple[tuple[int, int, int], ...]) -> None:
         self.learn = learn  # (held: the id in _LEARNED's key is not reused while here)
@@ -978,6 +992,9 @@ class _SrcLearn:
         self.prefix = ""
         self.effects: tuple[str, ...] = ()
         self.at = -1
+        # the learned text before and after the learned MAC (see learned): None until known, ()
+        # when the source is not copied whole into a MAC match of its own
+        self.around: tuple[str, ...] | None = None if _whole_mac_match(learn, bits) else ()
 
     def flow(self, src: int) -> Flow:
         """The flow this action learns from a frame with source MAC ``src``."""
@@ -985,6 +1002,63 @@ class _SrcLearn:
         for i, off, n in self.bits:
             reads[i] = (src >> off) & ((1 << n) - 1)
         return _learned_of(self.learn, tuple(reads))
+
+    def learned(self, bridge: OvsBridgeSim, src: int, run: _Run) -> str:
+        """The action run again for a frame with source MAC ``src``: its flow learned by
+        ``bridge`` (:meth:`OvsBridgeSim._learn`), and its effect's text. When the action copies
+        the whole source into a MAC match (br-tun's ``NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[]``),
+        the flows it learns differ in that match alone, and a flow's text is its fields' texts
+        in an order that does not depend on their values, the MAC's being the MAC as it prints:
+        so the text for a new MAC is the text for another with the MAC put in its place (split
+        once, where the MAC occurs exactly once), not the new flow formatted again."""
+        flow = self.flow(src)
+        around = self.around
+        if around:
+            got = _TEXTS.get(id(flow))
+            if got is None or got[0] is not flow:
+                _keep_text(flow, f"{around[0]}{Mac(src & _MAC_BITS)}{around[1]}")
+            return bridge._learn(flow, run)
+        text = bridge._learn(flow, run)
+        if around is None:
+            mac = str(Mac(src & _MAC_BITS))
+            at = text.find(mac)
+            if at >= 0 and text.find(mac, at + 1) < 0:
+                self.around = (text[:at], text[at + len(mac):])
+        return text
+
+
+_MAC_BITS = (1 << 48) - 1
+
+
+def _whole_mac_match(learn: Learn, bits: tuple[tuple[int, int, int], ...]) -> bool:
+    """Whether ``learn``'s one read of the source (``bits``: :func:`_src_bits`) is all 48 bits,
+    copied into all of a MAC field that no other spec matches on (the learned flow then holds
+    the source as a whole MAC match, and nothing else of it)."""
+    if len(bits) != 1 or bits[0][1:] != (0, 48):
+        return False
+    target: LearnMatch | None = None
+    fields: list[str] = []
+    i = 0
+    for spec in learn.specs:  # (which spec takes which read: as _learned_flow takes them)
+        if isinstance(spec, LearnMatch):
+            fields.append(_bits(spec.dst)[0].name)
+            if spec.value is None:
+                if i == bits[0][0]:
+                    target = spec
+                i += 1
+        elif isinstance(spec, LearnLoad):
+            if spec.value is None and spec.src is not None:
+                if i == bits[0][0]:
+                    return False
+                i += 1
+        elif isinstance(spec, LearnOutput):
+            if i == bits[0][0]:
+                return False
+            i += 1
+    if target is None:
+        return False
+    info, off, n = _bits(target.dst)
+    return info.kind is Kind.MAC and info.n_bits == 48 and off == 0 and n == 48 and fields.count(info.name) == 1
 
 
 def _learned_flow(learn: Learn, reads: Sequence[int]) -> Flow:
@@ -1047,6 +1121,29 @@ def _learned_of(learn: Learn, reads: tuple[int, ...]) -> Flow:
         got = _LEARNED[key] = (learn, flow)
         _LEARN_KEYS[id(flow)] = (flow, (flow.table, flow.priority, frozenset(flow.match)))
     return got[1]
+
+
+_TEXTS: dict[int, tuple[Flow, str]] = {}
+"""The step text of a flow installed by a learn action (``learned`` and the flow as ``ovs-ofctl
+add-flow`` prints it), by the flow's id (the flow is held in the value, so the id is not reused
+while the entry lives): the flow is immutable, and bridges sharing a learn action learn the very
+flow objects of :data:`_LEARNED`. At most :data:`_LEARNED_MAX` entries (then it starts again)."""
+
+
+def _keep_text(flow: Flow, text: str) -> None:
+    if len(_TEXTS) >= _LEARNED_MAX:
+        _TEXTS.clear()
+    _TEXTS[id(flow)] = (flow, text)
+
+
+def _learned_text(flow: Flow) -> str:
+    """``flow``'s text as a learn action's effect: formatted once per flow object."""
+    got = _TEXTS.get(id(flow))
+    if got is not None and got[0] is flow:
+        return got[1]
+    text = f"learned {format_add_flow(flow)}"
+    _keep_text(flow, text)
+    return text
 
 
 def _learn_key(flow: Flow) -> _LearnKey:
@@ -1185,7 +1282,7 @@ class _L2Seen:
     does, passing on what it does not change). Only kept when every output holds the old frame's
     payload object itself."""
 
-    __slots__ = ("fdb_changes", "tables", "result", "learns", "nodes", "normal", "drop_flow", "miss")
+    __slots__ = ("fdb_changes", "tables", "result", "learns", "nodes", "ids", "normal", "drop_flow", "miss")
 
     def __init__(self, fdb_changes: int | None, tables: tuple[tuple[int, int], ...], result: Result,
                  learns: tuple[Flow | _SrcLearn, ...], nodes: tuple[object, ...], normal: _NormalAt | None,
@@ -1196,6 +1293,7 @@ class _L2Seen:
         self.learns = learns  # the flows its learn actions learned (into no table it looked up), or the
         # action and what it read where it read the source (the flow learned again from the new frame's)
         self.nodes = nodes  # the old frame's nodes (held: their ids are not reused while here)
+        self.ids = tuple(map(id, nodes))
         self.normal = normal
         self.drop_flow = drop_flow
         self.miss = miss
@@ -1226,15 +1324,18 @@ class _L2Seen:
               unfollowed: Unfollowed | None) -> tuple[Result, list[_Compiled]]:
         """The result for ``frame`` (whose header key is this one's), and the learned flows its
         learn actions learned again as they were."""
-        learned = _Run()
         r = self.result
         steps = r.steps
         texts: list[tuple[_SrcLearn, str]] = []
-        for item in self.learns:  # its learn actions again, as they would run (learned again as
-            if isinstance(item, _SrcLearn):  # they are, or installed where they are gone)
-                texts.append((item, bridge._learn(item.flow(frame.src.value), learned)))
-            else:
-                bridge._learn(item, learned)
+        relearned: list[_Compiled] = []
+        if self.learns:
+            learned = _Run()
+            relearned = learned.relearned
+            for item in self.learns:  # its learn actions again, as they would run (learned again as
+                if isinstance(item, _SrcLearn):  # they are, or installed where they are gone)
+                    texts.append((item, item.learned(bridge, frame.src.value, learned)))
+                else:
+                    bridge._learn(item, learned)
         if texts:  # the flow steps of learn actions that read the source: with the new flow's text
             made_steps = list(steps)
             effects: dict[int, list[str]] = {}
@@ -1246,10 +1347,10 @@ class _L2Seen:
             steps = tuple(made_steps)
         at = self.normal
         if at is None and not r.outputs:  # (new steps: the world replays a whole hop, the old
-            return Result((), tuple(list(steps)), r.pruned), learned.relearned  # frame's, for the
+            return Result((), tuple(list(steps)), r.pruned), relearned  # frame's, for the
             # very steps and outputs it saw)
         old = self.nodes
-        same = {id(o): n for o, n in zip(old, nodes, strict=True)}
+        same = dict(zip(self.ids, nodes, strict=True))  # (the old nodes by id: the new frame's in their place)
         old_frame = old[0]
         assert type(old_frame) is Ethernet
         # the MACs by role: the old frame's destination and source may be one object, whose copies
@@ -1267,7 +1368,7 @@ class _L2Seen:
 
         if at is None:
             return _new_result(tuple(_new_emit(e.port, rebuilt(e.frame), e.meta) for e in r.outputs), steps,
-                               r.pruned), learned.relearned
+                               r.pruned), relearned
         run = _Run(unfollowed)
         run.steps = list(steps[:at.steps])
         run.outputs = [_new_emit(e.port, rebuilt(e.frame), e.meta) for e in r.outputs[:at.outputs]]
@@ -1276,7 +1377,7 @@ class _L2Seen:
         ctx = _Ctx(rebuilt(at.frame), at.in_port, _NO_META)
         ctx.tun_id, ctx.tun_dst = at.tun_id, at.tun_dst
         bridge._switch(ctx, run, at.why)
-        return bridge._finish(run), learned.relearned
+        return bridge._finish(run), relearned
 
 
 def _rewrap(node: object, same: dict[int, object], macs: tuple[Mac, Mac, Mac, Mac]) -> object:
@@ -1587,16 +1688,16 @@ class OvsBridgeSim:
         key = _learn_key(flow)
         got = self._relearn.get(key)
         if got is not None:
-            c, text = got
+            c, known = got
             table = self._tables.get(flow.table)
-            if table is not None and c.flow == flow and self._is_alone(flow.table, table, c) and any(
+            if table is not None and (c.flow is flow or c.flow == flow) and self._is_alone(flow.table, table, c) and any(
                     x is c for x in table.by_ident.get((c.priority, c.sig, c.key), ())):
                 c.seq = self._seq
                 self._seq += 1
                 run.relearned.append(c)
-                return text
+                return known
         c = self._install(flow)
-        text = f"learned {format_add_flow(flow)}"
+        text = _learned_text(flow)
         self._relearn[key] = (c, text)
         return text
 
@@ -1625,11 +1726,16 @@ class OvsBridgeSim:
     # -- processing ---------------------------------------------------------------------------------
 
     def process(self, in_port: str, frame: Ethernet, meta: Meta | None = None, *,
-                unfollowed: Unfollowed | None = None) -> Result:
+                unfollowed: Unfollowed | None = None, remember: bool = True) -> Result:
         """Run ``frame``, arrived on port ``in_port`` with ``meta``, through the bridge.
         ``unfollowed``: says which copies NORMAL floods the caller would not follow; they are
-        left out of the outputs (and counted in :attr:`Result.pruned`)."""
-        if unfollowed is None:
+        left out of the outputs (and counted in :attr:`Result.pruned`). ``remember`` False: the
+        caller will not send an equal frame again (a boot: each guest's DHCP messages are its
+        own), so the memory of whole inputs is neither asked nor filled (hashing the frame and
+        storing its result would never pay); the header memory (:class:`_L2Seen`) is used as
+        ever. The result is the same either way: that memory only hands back a result equal to
+        the one worked out."""
+        if unfollowed is None and remember:
             # the very frame and metadata objects met on this port before and answered from the
             # memory: that answer's entry, found without building and hashing the key (the
             # frame's and the metadata's hashes are Python code). It sits in the memory itself,
@@ -1655,7 +1761,7 @@ class OvsBridgeSim:
         fdb_changes, version = self._fdb.changes, self._version
         if type(self) is not OvsBridgeSim:  # a subclass (ofproto/trace's recorder) sees every translation
             return self._process(port, frame, meta, unfollowed)[0]
-        if unfollowed is None:
+        if unfollowed is None and remember:
             try:
                 known: _Known | None = self._memo.get(key)  # type: ignore[assignment]
             except TypeError:  # a frame holding something unhashable: not remembered
@@ -1687,14 +1793,16 @@ class OvsBridgeSim:
                     break
             else:
                 res, relearned = seen.again(self, frame, hk[1], unfollowed)
-                if unfollowed is None and self._fdb.changes == fdb_changes and self._version == version:
+                if unfollowed is None and remember and self._fdb.changes == fdb_changes \
+                        and self._version == version:
                     if len(self._memo) >= _MEMO_SIZE:  # (the very result object for this very input again:
                         self._memo.clear()  # the world replays its whole hop for it)
                     self._memo[key] = (fdb_changes, version, res, tuple(relearned))
                 return res
         result = self._process(port, frame, meta, unfollowed)
         run = result[2]
-        if result[1] and self._fdb.changes == fdb_changes and self._version == version and unfollowed is None:
+        if result[1] and self._fdb.changes == fdb_changes and self._version == version and unfollowed is None \
+                and remember:
             # no ct(), no new learned flow, no MAC learned: the same packet on the same port gives
             # the same result until the flows or the MAC table change (the key is the whole input)
             if len(self._memo) >= _MEMO_SIZE:
@@ -1823,7 +1931,7 @@ class OvsBridgeSim:
         actions = c.actions
         if not actions:
             run.drop_flow = c.text
-            steps[slot] = Step(StepKind.FLOW, c.text, ("learned flow: " if c.learned else "") + "drop")
+            steps[slot] = c.step(("learned flow: " if c.learned else "") + "drop")
             return
         if type(self) is OvsBridgeSim:  # each action's handler by its class, without _action's call
             get = _ACTIONS.get
@@ -1831,7 +1939,7 @@ class OvsBridgeSim:
         else:  # a subclass (ofproto/trace's recorder) sees every action
             effects = self._apply(actions, ctx, run, depth, table)
         prefix = "learned flow: " if c.learned else ""
-        steps[slot] = new_step(StepKind.FLOW, c.text, prefix + "; ".join(effects), "")
+        steps[slot] = c.step(prefix + "; ".join(effects))
         if len(run.pending) > pending:  # where its learn actions that read the source are (see _SrcLearn)
             j = -1
             for rec in run.pending[pending:]:

@@ -1063,9 +1063,14 @@ class World:
             sim = self.bridge(ev.end.host, ev.end.element)
         unfollowed = self._unfollowed(ev.end.host, ev.end.element) if self.flood_pruning \
             and ev.frame.dst.value == BROADCAST.value else None  # (MACs as numbers: Mac's == is Python code)
-        res = sim.process(ev.end.port, ev.frame, ev.meta, unfollowed=unfollowed)
+        # a boot (nothing followed: ``goal`` None) sends each guest's own DHCP messages once: no
+        # bridge meets an equal frame again, nor hands back a result object it gave before, so
+        # neither the bridge's memory of whole inputs nor the hops kept for :meth:`_replay` pay
+        boot = goal is None
+        res = sim.process(ev.end.port, ev.frame, ev.meta, unfollowed=unfollowed, remember=not boot)
         again = False  # the bridge gave this very result before (it remembered it): keep the hop
-        seen = self._done.get((id(res.steps), id(res.outputs))) if run.size is None and res.steps else None
+        seen = self._done.get((id(res.steps), id(res.outputs))) if run.size is None and res.steps and not boot \
+            else None
         if seen is not None:
             if type(seen) is _Done:
                 if seen.steps is res.steps and seen.outputs is res.outputs and seen.pruned == res.pruned \
@@ -1105,7 +1110,7 @@ class World:
             if mismatch is not None:
                 steps.append(mismatch)
         hop = self._hop(run, ev, ev.end.element, steps, goal)
-        if run.size is None and res.steps:  # (a sized probe's checks read the devices' MTUs: not kept)
+        if run.size is None and res.steps and not boot:  # (a sized probe's checks read MTUs: not kept)
             self._keep(res.steps, res.outputs, res.pruned, ev, hop, out, again)
         return out
 
@@ -1242,7 +1247,7 @@ class World:
         copy gives (``flood_pruning = False`` does; tests/sim/test_living_world.py compares);
         only :attr:`boot_hops` no longer lists these copies. Not following them keeps a guest's
         boot from growing with the number of guests sharing its network."""
-        if frame.dst != BROADCAST or not self.flood_pruning:
+        if frame.dst.value != BROADCAST.value or not self.flood_pruning:  # (Mac's == is Python code)
             return False
         guest = self._attachment(out)
         if guest is None:
@@ -1258,16 +1263,15 @@ class World:
         got = self._pruners.get((host, bridge))
         if got is not None:
             return got
-        behind: dict[str, str | None | object] = {}
+        macs: dict[str, int | None] = {}  # per port: the MAC (as a number) of the guest it leads to, or None
         # per flooded ports' tuple (held, so its id is not reused while here): the positions of the
-        # ports that lead to no guest, and those of the guests' ports by the guest's MAC (as a number)
+        # ports that lead to no guest, and those of the guests' ports by the guest's MAC
         floods: dict[int, tuple[tuple[str, ...], tuple[int, ...], dict[int, tuple[int, ...]]]] = {}
 
-        def guest_at(port: str) -> str | None:
-            guest = behind.get(port, _UNSEEN)
-            if guest is _UNSEEN:
-                guest = behind[port] = self._attachment(End(Kind.OVS, host, bridge, port))
-            return guest  # type: ignore[return-value]
+        def mac_at(port: str) -> int | None:
+            guest = self._attachment(End(Kind.OVS, host, bridge, port))
+            mac = macs[port] = None if guest is None else self.guests[guest].mac.value
+            return mac
 
         def unfollowed(frame: Ethernet, ports: Sequence[str]) -> Collection[str]:
             if frame.dst.value != BROADCAST.value or not self.flood_pruning:
@@ -1275,24 +1279,25 @@ class World:
             chaddr = _dhcp_client(frame)
             if chaddr is None:
                 return ()
-            want, guests = chaddr.value, self.guests  # MACs compared as numbers (Mac's == is Python code)
+            want = chaddr.value  # (MACs compared as numbers: Mac's == is Python code)
             if type(ports) is not tuple:
-                return {port for port in ports if (g := guest_at(port)) is not None and guests[g].mac.value != want}
+                return {port for port in ports
+                        if (mac := macs[port] if port in macs else mac_at(port)) is not None and mac != want}
             got = floods.get(id(ports))
-            if got is None or got[0] is not ports:
-                fixed: list[int] = []
-                by_mac: dict[int, list[int]] = {}
-                for i, port in enumerate(ports):
-                    guest = guest_at(port)
-                    if guest is None:
-                        fixed.append(i)
-                    else:
-                        by_mac.setdefault(guests[guest].mac.value, []).append(i)
+            if got is None or got[0] is not ports:  # (a guest's own port floods to a tuple of its own:
+                vals = [macs[p] if p in macs else mac_at(p) for p in ports]  # comprehensions, not a loop)
+                fixed = tuple([i for i, mac in enumerate(vals) if mac is None])
+                same: dict[int, tuple[int, ...]] = {mac: (i,) for i, mac in enumerate(vals) if mac is not None}
+                if len(same) + len(fixed) != len(vals):  # a MAC behind two ports
+                    same = {}
+                    for i, mac in enumerate(vals):
+                        if mac is not None:
+                            same[mac] = same.get(mac, ()) + (i,)
                 if len(floods) >= 4096:
                     floods.clear()
-                got = floods[id(ports)] = (ports, tuple(fixed), {m: tuple(v) for m, v in by_mac.items()})
-            names, kept, same = got
-            mine = same.get(want)
+                got = floods[id(ports)] = (ports, fixed, same)
+            names, kept, by_mac = got
+            mine = by_mac.get(want)
             return Kept(names, kept if mine is None else tuple(sorted(kept + mine)))
 
         self._pruners[(host, bridge)] = unfollowed
