@@ -1912,7 +1912,11 @@ class World:
         entries and learned flows moved with their networks' local VLANs when the planner
         renumbered them); new guests boot, removed ones go (with what was learned of their MACs
         and addresses), and guests whose DHCP answer changed boot again. A refreshed world that
-        has not been probed traces as one built and booted from scratch. Raises
+        has not been probed traces as one built and booted from scratch, but for what a host new to
+        a network would have learned of the guests booted there before it joined: a world built
+        anew boots them with that host already on the network (their DHCP broadcasts reach its
+        br-int, which learns their MACs), the refreshed one as real hosts saw it, before (a trace
+        there then says "broadcast" where the other says "learned ... at patch-tun"). Raises
         :class:`StaleWorld` when a change cannot be followed (one local VLAN split in two) or needs
         a host state the world no longer holds (a loaded world): build the world anew then."""
         with paused():
