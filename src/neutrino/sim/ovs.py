@@ -1730,9 +1730,9 @@ class OvsBridgeSim:
         """Run ``frame``, arrived on port ``in_port`` with ``meta``, through the bridge.
         ``unfollowed``: says which copies NORMAL floods the caller would not follow; they are
         left out of the outputs (and counted in :attr:`Result.pruned`). ``remember`` False: the
-        caller will not send an equal frame again (a boot: each guest's DHCP messages are its
-        own), so the memory of whole inputs is neither asked nor filled (hashing the frame and
-        storing its result would never pay); the header memory (:class:`_L2Seen`) is used as
+        caller will seldom send an equal frame again (a boot: each guest's DHCP messages are its
+        own; only a boot again or after probes meets some), so the memory of whole inputs is
+        neither asked nor filled (hashing the frame and storing its result would hardly pay); the header memory (:class:`_L2Seen`) is used as
         ever. The result is the same either way: that memory only hands back a result equal to
         the one worked out."""
         if unfollowed is None and remember:

@@ -1063,9 +1063,12 @@ class World:
             sim = self.bridge(ev.end.host, ev.end.element)
         unfollowed = self._unfollowed(ev.end.host, ev.end.element) if self.flood_pruning \
             and ev.frame.dst.value == BROADCAST.value else None  # (MACs as numbers: Mac's == is Python code)
-        # a boot (nothing followed: ``goal`` None) sends each guest's own DHCP messages once: no
-        # bridge meets an equal frame again, nor hands back a result object it gave before, so
-        # neither the bridge's memory of whole inputs nor the hops kept for :meth:`_replay` pay
+        # a boot (nothing followed: ``goal`` None): a fresh world's first boot sends each guest's
+        # own DHCP messages once, so no bridge meets an equal frame again nor hands back a result
+        # object it gave before. A boot again (or after DHCP probes) would meet some (review20:
+        # seed001, 8-216 kept hops a boot), but the header memory answers those about as cheaply,
+        # so neither the bridge's memory of whole inputs nor the hops kept for :meth:`_replay` are
+        # asked or filled in any boot; the answers are the same either way
         boot = goal is None
         res = sim.process(ev.end.port, ev.frame, ev.meta, unfollowed=unfollowed, remember=not boot)
         again = False  # the bridge gave this very result before (it remembered it): keep the hop
