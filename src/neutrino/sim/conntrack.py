@@ -176,20 +176,24 @@ class Connection:
     def tuple(self, direction: Direction) -> Tuple:
         return self.original if direction is Direction.ORIGINAL else self.reply
 
+    # Both compare the reply tuple with the original's inverse (:meth:`Tuple.inverse`) field by
+    # field, without making it: its source is the original's destination and its destination the
+    # original's source; its ports are the original's swapped, but for ICMP, whose id (``sport``)
+    # stays. Netfilter asks one of them for every packet of a connection (:func:`_translate`).
+
     @property
     def snat(self) -> bool:
         """The kernel's IPS_SRC_NAT: the reply goes to another address (or port) than we came from."""
-        inv = self.original.inverse()
-        return (self.reply.dst, self.reply.dport) != (inv.dst, inv.dport) if self.original.proto != 1 \
-            else (self.reply.dst, self.reply.sport) != (inv.dst, inv.sport)
+        o, r = self.original, self.reply
+        return (r.dst, r.dport) != (o.src, o.sport) if o.proto != 1 else (r.dst, r.sport) != (o.src, o.sport)
 
     @property
     def dnat(self) -> bool:
         """The kernel's IPS_DST_NAT: the reply comes from another address (or port) than we sent to."""
-        inv = self.original.inverse()
-        if self.original.proto == 1:
-            return self.reply.src != inv.src
-        return (self.reply.src, self.reply.sport) != (inv.src, inv.sport)
+        o, r = self.original, self.reply
+        if o.proto == 1:
+            return r.src != o.dst
+        return (r.src, r.sport) != (o.dst, o.dport)
 
     def text(self) -> str:
         """One ``conntrack -L`` line (without timeout and counters)."""

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from neutrino.host.bridge import BridgeInfo
 from neutrino.sim.packets import Dot1Q, Ethernet, EtherType, Mac
-from neutrino.sim.trace import Step, StepKind
+from neutrino.sim.trace import Step, StepKind, new_step
 
 DEFAULT_AGEING = 300
 """The kernel's default ``ageing_time`` in seconds."""
@@ -173,5 +173,5 @@ class LinuxBridgeSim:
         detail = "; ".join(notes) + f" -> out {outs}" + (f", up to {self.name}" if up else "")
         if nf:
             detail += " (br_netfilter FORWARD, physdev)"
-        return BridgeOutput(ports, up, flooded, Step(StepKind.NORMAL, f"{self.name} [{in_port or self.name}]",
-                                                     detail), nf, in_port)
+        return BridgeOutput(ports, up, flooded, new_step(StepKind.NORMAL, f"{self.name} [{in_port or self.name}]",
+                                                         detail, ""), nf, in_port)

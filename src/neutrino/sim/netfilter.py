@@ -111,15 +111,17 @@ LOCAL_IN_PATH = (Hook.PREROUTING, Hook.INPUT)
 LOCAL_OUT_PATH = (Hook.OUTPUT, Hook.POSTROUTING)
 
 _NAT = "nat"  # the NAT stage in a hook's order
-_ORDER: dict[Hook, tuple[TableName | str, ...]] = {
-    Hook.PREROUTING: (TableName.RAW, TableName.MANGLE, _NAT),
-    Hook.INPUT: (TableName.MANGLE, TableName.FILTER, _NAT),
-    Hook.FORWARD: (TableName.MANGLE, TableName.FILTER),
-    Hook.OUTPUT: (TableName.RAW, TableName.MANGLE, _NAT, TableName.FILTER),
-    Hook.POSTROUTING: (TableName.MANGLE, _NAT),
+# (both keyed by the hook's value: a string hashes in C, an enum member in Python, and every hook
+# and every new connection's nat run looks these up)
+_ORDER: dict[str, tuple[TableName | str, ...]] = {
+    "PREROUTING": (TableName.RAW, TableName.MANGLE, _NAT),
+    "INPUT": (TableName.MANGLE, TableName.FILTER, _NAT),
+    "FORWARD": (TableName.MANGLE, TableName.FILTER),
+    "OUTPUT": (TableName.RAW, TableName.MANGLE, _NAT, TableName.FILTER),
+    "POSTROUTING": (TableName.MANGLE, _NAT),
 }
-_MANIP = {Hook.PREROUTING: Manip.DST, Hook.OUTPUT: Manip.DST, Hook.INPUT: Manip.SRC,
-          Hook.POSTROUTING: Manip.SRC}
+_MANIP = {"PREROUTING": Manip.DST, "OUTPUT": Manip.DST, "INPUT": Manip.SRC, "POSTROUTING": Manip.SRC}
+assert set(_ORDER) == {h.value for h in Hook} and set(_MANIP) <= set(_ORDER), "keyed by Hook values"
 
 
 class NfVerdict(enum.Enum):
@@ -547,9 +549,15 @@ def _physdev_option(rule: Rule, o: Option) -> _Test:
     def bridged(p: _Pkt) -> bool:
         return p.ctx.physdev_in is not None or p.ctx.physdev_out is not None
 
+    # (every bridged packet meets a port's ``--physdev-in/out`` and ``--physdev-is-bridged`` tests in
+    # three tables: the two tests below have :func:`bridged` and a plain name's match inline)
     if name == "physdev-is-bridged":
-        return lambda p: neg if not bridged(p) else (
-            (p.ctx.physdev_is_bridged or p.ctx.physdev_out is not None) != neg)
+        def is_bridged(p: _Pkt) -> bool:
+            ctx = p.ctx
+            if ctx.physdev_in is None and ctx.physdev_out is None:
+                return neg
+            return (ctx.physdev_is_bridged or ctx.physdev_out is not None) != neg
+        return is_bridged
     if name == "physdev-is-in":
         return lambda p: neg if not bridged(p) else ((p.ctx.physdev_in is not None) != neg)
     if name == "physdev-is-out":
@@ -557,7 +565,19 @@ def _physdev_option(rule: Rule, o: Option) -> _Test:
     if name in ("physdev-in", "physdev-out"):
         iface = Interface(o.value)
         attr = "physdev_in" if name == "physdev-in" else "physdev_out"
-        return lambda p: neg if not bridged(p) else (iface.matches(getattr(p.ctx, attr) or "") != neg)
+        if iface.wildcard:
+            return lambda p: neg if not bridged(p) else (iface.matches(getattr(p.ctx, attr) or "") != neg)
+        want, port_in = iface.name, name == "physdev-in"
+
+        def port(p: _Pkt) -> bool:  # (not negated; :meth:`Interface.matches` of a plain name: equal to it)
+            ctx = p.ctx
+            pin, pout = ctx.physdev_in, ctx.physdev_out
+            if pin is None and pout is None:
+                return False
+            return ((pin if port_in else pout) or "") == want
+        if neg:
+            return lambda p: not bridged(p) or not port(p)
+        return port
     raise UnsupportedRule(rule, f"-m physdev --{name}")
 
 
@@ -874,7 +894,7 @@ class _Chain:
     packet first skips over one. A loaded chain holds its rules pickled one by one, unpickled
     when reached."""
 
-    __slots__ = ("name", "policy", "table", "rules", "names", "_compiled", "_keys", "_blocks")
+    __slots__ = ("name", "policy", "table", "rules", "names", "_compiled", "_keys", "_blocks", "policy_step")
 
     def __init__(self, name: str, policy: Policy | None, table: TableName, rules: Sequence[Rule | bytes],
                  names: frozenset[str], keys: Sequence[_Key] | None = None) -> None:
@@ -888,6 +908,7 @@ class _Chain:
         self._compiled: list[_Compiled | None] = [None] * len(rules)
         self._keys: list[_Key | object] = list(keys) if keys is not None else [_UNSET] * len(rules)
         self._blocks: list[_Block | None | object] = [_UNSET] * len(rules)
+        self.policy_step: Step | None = None  # the step of a packet its policy decides (see Netfilter._policy)
 
     def key(self, i: int) -> _Key:
         k = self._keys[i]
@@ -937,11 +958,15 @@ class _Chain:
         """The first rule from ``i`` on that may match ``p``."""
         if i >= len(self.rules):
             return i
-        k = self.key(i)
-        if k is None or _KEY_OF[k[0]](p) == k[1]:
+        k = self._keys[i]  # (:meth:`key` and :meth:`_block` inlined for a rule looked at before)
+        if k is _UNSET:
+            k = self.key(i)
+        if k is None or _KEY_OF[k[0]](p) == k[1]:  # type: ignore[index]
             return i
-        block = self._block(i)
-        return block.next(i, p) if block is not None else i
+        block = self._blocks[i]
+        if block is _UNSET:
+            block = self._block(i)
+        return block.next(i, p) if block is not None else i  # type: ignore[attr-defined]
 
 
 def _saved_chain(chain: Chain, before: tuple[Chain, bytes] | None = None) -> bytes:
@@ -975,7 +1000,8 @@ class Netfilter:
         self._zones: dict[str, int] | None = None
         self.conntrack = conntrack if conntrack is not None else Conntrack()
         self._compiled: dict[tuple[TableName, str], _Chain] = {}
-        self._starts: dict[tuple[TableName, Hook], _Chain | None | object] = {}  # each hook's chain per table
+        # each hook's chain per table, by the table and the hook's value (hashed in C)
+        self._starts: dict[tuple[TableName, str], _Chain | None | object] = {}
         self._tables: dict[TableName, tuple[dict[str, Chain], frozenset[str]]] = {}
         self._names: dict[TableName, frozenset[str]] = {}
         self._runs: dict[tuple[object, ...], tuple[NfVerdict | None, Rule | None, tuple[Step, ...]]] = {}
@@ -1140,7 +1166,7 @@ class Netfilter:
     def _walk(self, table: TableName, hook: Hook, p: _Pkt) -> tuple[NfVerdict | None, Rule | None, bool]:
         """:meth:`_run` itself; the third value: whether no rule's action ran (nothing but the
         steps depends on, or changed, anything beyond what the rules' tests read)."""
-        key = (table, hook)
+        key = (table, hook._value_)
         start = self._starts.get(key, _UNSET)
         if start is _UNSET:
             start = self._starts[key] = self._chain(table, hook.value) if hook.value in BUILTIN_CHAINS[table] \
@@ -1207,7 +1233,10 @@ class Netfilter:
         policy = chain.policy or Policy.ACCEPT
         verdict = NfVerdict.DROP if policy is Policy.DROP else NfVerdict.ACCEPT
         if table is TableName.FILTER or verdict is NfVerdict.DROP:
-            p.steps.append(Step(StepKind.POLICY, f"-P {chain.name} {policy}", f"[{table}] policy"))
+            step = chain.policy_step  # (made once: a step is immutable, and the chain's name, policy and table fixed)
+            if step is None:
+                step = chain.policy_step = new_step(StepKind.POLICY, f"-P {chain.name} {policy}", f"[{table}] policy", "")
+            p.steps.append(step)
         return verdict
 
     # -------------------------------------------------------------------------------- hooks
@@ -1353,7 +1382,7 @@ class Netfilter:
         """:meth:`_hook`, and the packet's state at its end (what its rules read)."""
         p = _Pkt(pkt, ctx, ctx.mark, ctx.ct, ctx.zone)
         last: Rule | None = None
-        for table in _ORDER[hook]:
+        for table in _ORDER[hook._value_]:
             if table == TableName.MANGLE and p.ct is None:
                 self._track(p)  # conntrack runs between raw and mangle
             if table == _NAT:
@@ -1488,17 +1517,18 @@ class Netfilter:
                 p.found_in = p.zone  # a confirmed connection, found by the packet's own tuple
         ref = p.ct
         zone = f" zone {ref.zone}" if ref.zone else ""
+        # (the enums' ``_value_``: ``.value`` is a Python-level property, and every tracked packet reads both)
         detail = "untracked" if ref.conn is None and ref.state is CtState.UNTRACKED else (
             "no connection" if ref.conn is None else
-            f"{ref.direction.value}: {ref.conn.original.text()}" + (
+            f"{ref.direction._value_}: {ref.conn.original.text()}" + (
                 "" if ref.conn.confirmed else " (new entry)"))
-        p.steps.append(new_step(StepKind.CONNTRACK, f"ct state {ref.state.value}{zone}", detail, ""))
+        p.steps.append(new_step(StepKind.CONNTRACK, f"ct state {ref.state._value_}{zone}", detail, ""))
 
     def _nat(self, hook: Hook, p: _Pkt) -> tuple[NfVerdict | None, Rule | None]:
         ref, conn = p.ct, p.conn
         if ref is None or conn is None:
             return None, None  # invalid or untracked: nat is skipped
-        manip = _MANIP[hook]
+        manip = _MANIP[hook._value_]
         rule: Rule | None = None
         if ref.state is CtState.NEW and ref.direction is Direction.ORIGINAL and manip not in conn.nat_done:
             p.nat = None
@@ -1613,15 +1643,17 @@ def _run_key(table: TableName, hook: Hook, p: _Pkt) -> tuple[object, ...]:
     (its headers, payload and length), the devices and bridge ports, the Ethernet source, the
     namespace's addresses, the ipsets, the mark, and the conntrack attachment (its state and
     direction; the connection's tuples, which also give its SNAT/DNAT status, mark, confirmed and
-    seen-reply bits). Not the zone, connmark or device addresses: only actions read those."""
+    seen-reply bits). Not the zone, connmark or device addresses: only actions read those. The
+    enums are keyed by their values, as in :func:`_hook_key` (an enum's own hash is Python code)."""
     ctx, ref = p.ctx, p.ct
     if ref is None:
         ct: tuple[object, ...] | None = None
     else:
         conn = ref.conn
-        ct = (ref.state, ref.direction) if conn is None else (
-            ref.state, ref.direction, conn.original, conn.reply, conn.mark, conn.confirmed, conn.seen_reply)
-    return (table, hook, p.ip, p.mark, ct, ctx.in_dev, ctx.out_dev, ctx.physdev_in, ctx.physdev_out,
+        state, direction = ref.state._value_, ref.direction._value_
+        ct = (state, direction) if conn is None else (
+            state, direction, conn.original, conn.reply, conn.mark, conn.confirmed, conn.seen_reply)
+    return (table, hook._value_, p.ip, p.mark, ct, ctx.in_dev, ctx.out_dev, ctx.physdev_in, ctx.physdev_out,
             ctx.physdev_is_bridged, ctx.src_mac, ctx.local_addrs, ctx.ipsets)
 
 
