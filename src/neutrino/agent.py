@@ -51,10 +51,12 @@ class Pass:
 
 def wired_status(cloud: CloudSnapshot, hosts: tuple[HostState, ...]) -> dict[str, str]:
     """The status each bound port should have: ACTIVE when its host is planned (its plumbing exists)
-    and it is administratively up, DOWN otherwise. Unbound ports are left as they are."""
+    and it is administratively up, DOWN otherwise, and DOWN when its binding failed (ML2 gives the OVS
+    agent no details of it, ``get_device_details``: the agent treats it as dead and never reports it
+    up). Unbound ports are left as they are."""
     planned = {h.name for h in hosts}
-    return {p.id: "ACTIVE" if p.binding_host in planned and p.admin_state_up else "DOWN"
-            for p in cloud.ports if p.binding_host}
+    return {p.id: "ACTIVE" if p.binding_host in planned and p.admin_state_up and p.vif_type != "binding_failed"
+            else "DOWN" for p in cloud.ports if p.binding_host}
 
 
 def report_ports(services: Cloud, cloud: CloudSnapshot, hosts: tuple[HostState, ...]) -> int:

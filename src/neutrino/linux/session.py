@@ -123,11 +123,13 @@ def guests_for(cloud: CloudSnapshot, hosts: tuple[HostState, ...]) -> tuple[Gues
 
 def port_changes(services: Cloud, cloud: CloudSnapshot, hosts: tuple[HostState, ...]) -> list[tuple[str, str]]:
     """Ports whose plumbing now exists become ACTIVE (as the OVS agent reports them up); ports on a
-    host that was not built, or admin-down ones, DOWN. Returns each (port id, new status)."""
+    host that was not built, admin-down ones and ones whose binding failed, DOWN (as
+    ``agent.wired_status``). Returns each (port id, new status)."""
     built = {h.name for h in hosts}
     changed = []
     for port in cloud.ports:
-        want = "ACTIVE" if port.binding_host in built and port.admin_state_up else "DOWN"
+        want = ("ACTIVE" if port.binding_host in built and port.admin_state_up and port.vif_type != "binding_failed"
+                else "DOWN")
         if port.binding_host and port.status != want:
             try:
                 services.set_port_status(port.id, want)

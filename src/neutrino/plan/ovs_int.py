@@ -6,8 +6,11 @@ OpenFlow port numbers (:class:`Ofports`).
 
 Local VLANs are handed out as the agent does (reference §2.1): 1, 2, 3… in the order networks get
 their first *live* port on the host, ports taken in the snapshot's (creation) order, one per
-(network, segment). A port that is administratively down is the agent's ``port_dead``: tag 4095 and
-a ``priority=2,in_port=N actions=drop`` flow, and it takes no VLAN. The plan depends on the cloud
+(network, segment). A port that is administratively down, or an agent's device (DHCP, router) whose
+binding failed (ML2 found no segment this host's OVS agent reaches: ``get_device_details`` gives the
+agent nothing), is the agent's ``port_dead``: tag 4095 and a ``priority=2,in_port=N actions=drop``
+flow, and it takes no VLAN. An instance port whose binding failed is not plugged at all (Nova refuses
+a ``binding_failed`` VIF before it plugs anything). The plan depends on the cloud
 alone: a network that goes away gives its VLAN number to the next one (the live agent would keep
 numbers sticky until it restarts).
 
@@ -381,6 +384,9 @@ class LocalVlan:
     lvid: int
 
 
+BINDING_FAILED = "binding_failed"  # a port's ``binding:vif_type`` when no mechanism driver could bind it
+
+
 @dataclass(frozen=True, slots=True)
 class PlugPort:
     """A Neutron port as it sits on one of the host's bridges."""
@@ -398,7 +404,7 @@ class PlugPort:
 
     @property
     def alive(self) -> bool:
-        return self.port.admin_state_up
+        return self.port.admin_state_up and self.port.vif_type != BINDING_FAILED
 
 
 def plug_kind(port: Port) -> PlugKind | None:
@@ -475,7 +481,7 @@ def _plugged_ports(ctx: OvsContext) -> tuple[PlugPort, ...]:
         ports = tuple(p for p in ctx.cloud.ports if p.id in mine)
     for port in ports:
         kind = plug_kind(port)
-        if kind is None:
+        if kind is None or port.is_instance_port and port.vif_type == BINDING_FAILED:
             continue
         try:
             network = ctx.cloud.network(port.network_id)

@@ -32,6 +32,7 @@ from neutrino.host.openflow_match import EthMatch, MatchField
 from neutrino.host.state import Origin
 from neutrino.plan import InputsMemo, dvr, naming
 from neutrino.plan.ovs_int import (
+    BINDING_FAILED,
     FlowBatch,
     LocalVlan,
     Ofports,
@@ -153,7 +154,8 @@ def _bound_by_network(cloud: CloudSnapshot, external_bridge: str, ports: Iterabl
     external = (PlugKind.GATEWAY, PlugKind.FIP_GATEWAY) if external_bridge else ()
     networks = {n.id for n in cloud.networks}
     for port in ports:
-        if (port.binding_host in hosts and port.admin_state_up and port.network_id in networks
+        if (port.binding_host in hosts and port.admin_state_up and port.vif_type != BINDING_FAILED
+                and port.network_id in networks
                 and (port.is_instance_port  # (plugged as a VM, hybrid or not: no need to ask which)
                      or (kind := plug_kind(port)) is not None and kind not in external)):
             out.setdefault(port.network_id, {}).setdefault(port.binding_host, []).append(port)

@@ -34,12 +34,10 @@ def expected_agents(dep: Deployment) -> list[tuple[str, tuple[str, str, str], di
                                                                   f"{dep.nova_network.manager.value}Manager",
                                                "multi_host": dep.nova_network.multi_host}))
         return out
-    net_host = dep.network_host()
     for h in dep.hosts:
-        if h.has("network") or h.has("compute") or h is net_host:
+        if runs_ovs_agent(dep, h):
             out.append((h.name, OVS, {
-                "bridge_mappings": dict(h.bridge_mappings), "tunnel_types": [t for t in dep.tenant_network_types
-                                                                             if t in ("gre", "vxlan")],
+                "bridge_mappings": dict(h.bridge_mappings), "tunnel_types": ovs_tunnel_types(dep),
                 "tunneling_ip": str(h.tunnel_ip) if h.tunnel_ip else None, "l2_population": dep.l2population,
                 "integration_bridge": "br-int", "tunnel_bridge": "br-tun",
                 "firewall_driver": dep.firewall_driver}))
@@ -55,6 +53,31 @@ def expected_agents(dep: Deployment) -> list[tuple[str, tuple[str, str, str], di
                                      "external_network_bridge": dep.external_network_bridge}))
             out.append((h.name, METADATA, {"metadata_proxy_socket": "/var/lib/neutron/metadata_proxy"}))
     return out
+
+
+def runs_ovs_agent(dep: Deployment, h: Host) -> bool:
+    """Whether ``h`` runs the Open vSwitch agent (ML2/OVS): a network or compute host, or the host the
+    network agents fall back to (``Deployment.network_host``)."""
+    return h.has("network") or h.has("compute") or h is dep.network_host()
+
+
+def ovs_tunnel_types(dep: Deployment) -> list[str]:
+    """The tunnel types every Open vSwitch agent reports (its ``tunnel_types``): the deployment's
+    tenant network types that are tunnels."""
+    return [t for t in dep.tenant_network_types if t in ("gre", "vxlan")]
+
+
+def ovs_agent_binds(dep: Deployment, h: Host, network_type: str, physical_network: str | None) -> bool:
+    """Whether ML2's openvswitch mechanism driver binds a port on ``h`` to the network's segment
+    (``AgentMechanismDriverBase.bind_port``, ``check_segment_for_agent``): only if ``h`` runs the agent,
+    and the agent reaches the segment: a flat or VLAN segment's physical network is in its bridge
+    mappings, a tunnel's type in its tunnel types; a local segment always. Otherwise the binding fails
+    (``binding_failed``: Nova refuses the port, the agent treats the port as dead)."""
+    if not runs_ovs_agent(dep, h):
+        return False
+    if network_type in ("flat", "vlan"):
+        return any(physnet == physical_network for physnet, _ in h.bridge_mappings)
+    return network_type == "local" or network_type in ovs_tunnel_types(dep)
 
 
 def network_agent_hosts(dep: Deployment) -> list[Host]:

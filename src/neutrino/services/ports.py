@@ -17,6 +17,7 @@ from neutrino.db.session import PORTS_VIEW, raw, session_connection
 from neutrino.errors import NotAuthorized
 from neutrino.scenarios.model import Mechanism
 from neutrino.services import ipam, quotas
+from neutrino.services.agents import ovs_agent_binds
 from neutrino.services.attributes import extra_dhcp_opts_created, extra_dhcp_opts_updated
 from neutrino.services.core import (
     Page,
@@ -116,12 +117,15 @@ def _binding(tx: Tx, host: str, network: Any) -> tuple[str, dict[str, Any]]:
     """The vif type and details of a port bound to ``host`` on ``network``."""
     if not host:
         return "unbound", {}
-    if tx.deployment.host(host) is None:
-        return "binding_failed", {}
     dep = tx.deployment
+    h = dep.host(host)
+    if h is None:
+        return "binding_failed", {}
     if dep.mechanism is Mechanism.NOVA_NETWORK:
         bridge = f"br{network.segmentation_id}" if network.network_type == "vlan" else "br100"
         return "bridge", {"port_filter": True, "bridge_name": bridge}
+    if not ovs_agent_binds(dep, h, network.network_type, network.physical_network):
+        return "binding_failed", {}
     hybrid = dep.firewall_driver in ("iptables_hybrid", "iptables")
     return "ovs", {"port_filter": dep.firewall_driver != "noop", "ovs_hybrid_plug": hybrid, "bridge_name": "br-int",
                    "datapath_type": "system", "connectivity": "l2", "bound_drivers": {"0": "openvswitch"}}
@@ -451,6 +455,7 @@ class _NetworkHead:
     external: bool
     port_security_enabled: bool
     network_type: str
+    physical_network: str | None
     segmentation_id: int | None
     subnets: tuple[_SubnetHead, ...]
     dhcp_port_id: str | None  # the network's DHCP port, if it has one
@@ -460,7 +465,7 @@ class _NetworkHead:
 
 def _network_head_sql(aggregate: str, ahead: str) -> str:
     return ("SELECT n.id, n.project_id, n.shared, n.external, n.port_security_enabled, n.network_type, "
-            "n.segmentation_id, (SELECT p.id FROM ports p WHERE p.network_id = n.id AND "
+            "n.physical_network, n.segmentation_id, (SELECT p.id FROM ports p WHERE p.network_id = n.id AND "
             "p.device_owner = 'network:dhcp' LIMIT 1), "
             "(SELECT g.id FROM security_groups g WHERE g.project_id = ? AND g.is_default = ?), "
             "EXISTS (SELECT 1 FROM ports m WHERE m.network_id = n.id AND m.mac_address = ?), "
@@ -478,7 +483,7 @@ def _network_head_sql(aggregate: str, ahead: str) -> str:
             "ORDER BY s.created_seq")
 
 
-_QUOTA_AT = 20  # the quota's limit and usage in a row of _NETWORK_HEAD
+_QUOTA_AT = 21  # the quota's limit and usage in a row of _NETWORK_HEAD
 
 
 # the addresses looked ahead (``x.ip``), each looked up in the allocations' primary key (a scalar
@@ -525,12 +530,12 @@ def _network_head(tx: Tx, network_id: str, rows: list[Any], mac: str | None, ask
     """The network of ``_network_head_rows``: not found unless it exists and the caller sees it."""
     if rows[0][0] is None:
         raise not_found("network", network_id)
-    nid, owner, shared, external, psec, ntype, seg, dhcp_port, group, mac_taken = rows[0][:10]
+    nid, owner, shared, external, psec, ntype, physnet, seg, dhcp_port, group, mac_taken = rows[0][:11]
     subnets = tuple(_SubnetHead(sid, version, cidr, _decoded(pools), bool(dhcp), mode, pools, taken,
                                 None if index is None else (index, start), tuple(orjson.loads(ahead or "[]")), asked)
                     for sid, version, cidr, pools, dhcp, mode, taken, index, start, ahead in
-                    (r[10:_QUOTA_AT] for r in rows) if sid is not None)
-    head = _NetworkHead(nid, owner, bool(shared), bool(external), bool(psec), ntype, seg, subnets, dhcp_port, group,
+                    (r[11:_QUOTA_AT] for r in rows) if sid is not None)
+    head = _NetworkHead(nid, owner, bool(shared), bool(external), bool(psec), ntype, physnet, seg, subnets, dhcp_port, group,
                         None if mac is None else (mac, bool(mac_taken)))
     from neutrino.services import rbac
     if not rbac.network_visible(tx, head):  # type: ignore[arg-type]  # reads id, project_id, shared, external
