@@ -29,6 +29,7 @@ from neutrino.convergence import mark as _mark
 from neutrino.errors import NeutrinoError, NotFound
 from neutrino.host.state import HostState
 from neutrino.plan import carry_from, hosts_affected_by_change, plan_cloud, plan_hosts, same_plans
+from neutrino.plan.ovs_int import BINDING_FAILED
 from neutrino.services.cloud import Cloud
 from neutrino.services.snapshot import CloudSnapshot
 
@@ -55,7 +56,7 @@ def wired_status(cloud: CloudSnapshot, hosts: tuple[HostState, ...]) -> dict[str
     agent no details of it, ``get_device_details``: the agent treats it as dead and never reports it
     up). Unbound ports are left as they are."""
     planned = {h.name for h in hosts}
-    return {p.id: "ACTIVE" if p.binding_host in planned and p.admin_state_up and p.vif_type != "binding_failed"
+    return {p.id: "ACTIVE" if p.binding_host in planned and p.admin_state_up and p.vif_type != BINDING_FAILED
             else "DOWN" for p in cloud.ports if p.binding_host}
 
 

@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 from typing import TextIO
 
+from neutrino.agent import wired_status
 from neutrino.errors import Conflict, InvalidInput, NotFound
 from neutrino.host.state import HostState
 from neutrino.ingest.commands import Command, View, parse_command
@@ -123,14 +124,13 @@ def guests_for(cloud: CloudSnapshot, hosts: tuple[HostState, ...]) -> tuple[Gues
 
 def port_changes(services: Cloud, cloud: CloudSnapshot, hosts: tuple[HostState, ...]) -> list[tuple[str, str]]:
     """Ports whose plumbing now exists become ACTIVE (as the OVS agent reports them up); ports on a
-    host that was not built, admin-down ones and ones whose binding failed, DOWN (as
-    ``agent.wired_status``). Returns each (port id, new status)."""
-    built = {h.name for h in hosts}
+    host that was not built, admin-down ones and ones whose binding failed, DOWN
+    (:func:`neutrino.agent.wired_status`). Returns each (port id, new status)."""
+    wanted = wired_status(cloud, hosts)
     changed = []
     for port in cloud.ports:
-        want = ("ACTIVE" if port.binding_host in built and port.admin_state_up and port.vif_type != "binding_failed"
-                else "DOWN")
-        if port.binding_host and port.status != want:
+        want = wanted.get(port.id)
+        if want is not None and port.status != want:
             try:
                 services.set_port_status(port.id, want)
             except NotFound:  # deleted since the snapshot
