@@ -34,7 +34,7 @@ from sqlalchemy import event, func, select
 from neutrino.db import models
 from neutrino.db.pg import ADVISORY_KEY
 from neutrino.db.session import Database, raw
-from neutrino.errors import Conflict, NotFound
+from neutrino.errors import Conflict, NeutrinoError, NotFound
 from neutrino.scenarios.model import default_scenario
 from neutrino.services import networks, ports, quotas
 from neutrino.services.cloud import Cloud, prepare
@@ -104,6 +104,26 @@ def _create(cloud: Cloud, ctx: Context, body: dict[str, Any], attrs: dict[str, A
     attrs = prepare("port", body) if attrs is None else attrs
     with cloud.write(ctx) as tx:
         return ports.create_port(tx, attrs, quota_project=attrs.get("project_id", ctx.project_id), last=True)
+
+
+def delete_or_create(cloud: Cloud, ctx: Context, rng: Any, made: list[str], out: list[Any], named: Callable[[Any], Any],
+                     delete_chance: float, body: Callable[[], dict[str, Any]]) -> None:
+    """One step of a random walk of creates and deletes (api17's, review16's): with ``delete_chance``
+    one of the ports ``made`` is deleted, else a port is made from ``body()``; the outcome (the port
+    or the error, named by ``named``) is appended to ``out``."""
+    if made and rng.random() < delete_chance:
+        pid = made.pop(rng.randrange(len(made)))
+        with cloud.write(ctx) as tx:
+            ports.delete_port(tx, pid, last=True)
+        out.append(("deleted", named(pid)))
+        return
+    try:
+        p = _create(cloud, ctx, body())
+    except (NeutrinoError, ValueError) as e:
+        out.append((type(e).__name__, getattr(e, "neutron_type", None), named(str(e))))
+        return
+    made.append(p["id"])
+    out.append(named(p))
 
 
 def _counts(cloud: Cloud) -> tuple[int, int, int, int]:

@@ -37,6 +37,7 @@ from tests.api.test_api14_folds import (
     _traced,
     _url,
     api_on_a_network,
+    delete_or_create,
     namer,
 )
 
@@ -143,23 +144,14 @@ def _walk(cloud: Cloud, seed: int) -> tuple[list[Any], int]:
             return {"ip_address": rng.choice(["10.99.0.5", "10.17.0.07", "not-an-address", "10.17.0.255"])}
         return {"ip_address": address()}
 
-    for _ in range(60):
-        if made and rng.random() < 0.25:
-            pid = made.pop(rng.randrange(len(made)))
-            with cloud.write(admin) as tx:
-                ports.delete_port(tx, pid, last=True)
-            out.append(("deleted", named(pid)))
-            continue
-        body: dict[str, Any] = {"network_id": net}
+    def body() -> dict[str, Any]:
+        made_body: dict[str, Any] = {"network_id": net}
         if rng.random() < 0.8:
-            body["fixed_ips"] = [ask() for _ in range(rng.choice([1, 1, 1, 2, 3]))]
-        try:
-            p = _create(cloud, admin, body)
-        except (NeutrinoError, ValueError) as e:
-            out.append((type(e).__name__, getattr(e, "neutron_type", None), named(str(e))))
-            continue
-        made.append(p["id"])
-        out.append(named(p))
+            made_body["fixed_ips"] = [ask() for _ in range(rng.choice([1, 1, 1, 2, 3]))]
+        return made_body
+
+    for _ in range(60):
+        delete_or_create(cloud, admin, rng, made, out, named, 0.25, body)
     with cloud.read(admin) as tx:
         out.append(named(ports.list_ports(tx, {"network_id": [net]})))
     return out, len(seen)

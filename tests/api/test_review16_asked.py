@@ -22,12 +22,11 @@ from typing import Any
 import pytest
 
 from neutrino.db.session import Database
-from neutrino.errors import NeutrinoError
 from neutrino.scenarios.model import default_scenario
 from neutrino.services import networks, ports, quotas
 from neutrino.services.cloud import Cloud, prepare
 from tests.api.api_helpers import PgCluster
-from tests.api.test_api14_folds import _create, _url, namer
+from tests.api.test_api14_folds import _url, delete_or_create, namer
 
 
 def _dual_stack(cloud: Cloud) -> tuple[str, str, str, str]:
@@ -78,26 +77,17 @@ def _walk(cloud: Cloud, seed: int) -> list[Any]:
             return {"subnet_id": slaac, "ip_address": "2001:db8:17::5"}
         return {"ip_address": ip}
 
-    for _ in range(50):
-        if made and rng.random() < 0.2:
-            pid = made.pop(rng.randrange(len(made)))
-            with cloud.write(admin) as tx:
-                ports.delete_port(tx, pid, last=True)
-            out.append(("deleted", named(pid)))
-            continue
-        body: dict[str, Any] = {"network_id": net}
+    def body() -> dict[str, Any]:
+        made_body: dict[str, Any] = {"network_id": net}
         if rng.random() < 0.75:
             asks = [ask() for _ in range(rng.choice([1, 1, 2, 3]))]
             if rng.random() < 0.15:
                 asks.append(dict(asks[0]))  # the same address (or subnet) twice in one request
-            body["fixed_ips"] = asks
-        try:
-            p = _create(cloud, admin, body)
-        except (NeutrinoError, ValueError) as e:
-            out.append((type(e).__name__, getattr(e, "neutron_type", None), named(str(e))))
-            continue
-        made.append(p["id"])
-        out.append(named(p))
+            made_body["fixed_ips"] = asks
+        return made_body
+
+    for _ in range(50):
+        delete_or_create(cloud, admin, rng, made, out, named, 0.2, body)
     with cloud.read(admin) as tx:
         out.append(named(ports.list_ports(tx, {"network_id": [net]})))
     return out
