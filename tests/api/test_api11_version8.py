@@ -55,7 +55,7 @@ def _network(cloud: Cloud, cidr: str = "10.8.0.0/24") -> tuple[str, str]:
 def test_a_version_7_database_with_ports_is_upgraded(cloud: Cloud) -> None:
     admin = cloud.admin_context()
     pg = _pg(cloud.db)
-    assert models.SCHEMA_VERSION == 8 and cloud.db.schema_version() == 8
+    assert models.SCHEMA_VERSION == 9 and cloud.db.schema_version() == 9
     new = indexes(cloud.db, "ports")  # what a new database has
     if pg:
         assert "ix_ports_device_owner_network_id" in new and "ix_ports_network_id" not in new
@@ -70,7 +70,7 @@ def test_a_version_7_database_with_ports_is_upgraded(cloud: Cloud) -> None:
         if pg:
             c.execute(text("DROP INDEX ix_ports_device_owner_network_id"))
             c.execute(text("CREATE INDEX ix_ports_network_id ON ports (network_id)"))
-        c.execute(text("DELETE FROM neutrino_schema WHERE version = 8"))
+        c.execute(text("DELETE FROM neutrino_schema WHERE version >= 8"))
     url = cloud.db.url
     cloud.db.dispose()
     old = Database(url, migrate=False)
@@ -81,7 +81,7 @@ def test_a_version_7_database_with_ports_is_upgraded(cloud: Cloud) -> None:
     old.dispose()
     db = Database(url)
     try:
-        assert db.schema_version() == 8
+        assert db.schema_version() == 9
         assert indexes(db, "ports") == new  # as a new database's
         assert _counted(db) == before  # every row kept, the counters still the counts
         assert before[2] == {"p1": 2, "p2": 1, "p3": 1, admin.project_id: 1}  # and the DHCP port
@@ -94,7 +94,7 @@ def test_a_version_7_database_with_ports_is_upgraded(cloud: Cloud) -> None:
         rows, _, counted = _counted(db)
         assert counted == {"p1": 1, "p2": 2, "p3": 1, admin.project_id: 1}
         assert len(rows) == len(before[0])
-        assert db.migrate() == 8  # opening it again changes nothing
+        assert db.migrate() == 9  # opening it again changes nothing
         assert indexes(db, "ports") == new
     finally:
         db.dispose()

@@ -68,7 +68,7 @@ def port_freed_and_taken_again(db: Database, admin: Any, net: str, made: list[st
 
 def test_a_version_6_database_with_ports_is_upgraded(cloud: Cloud) -> None:
     admin = cloud.admin_context()
-    assert models.SCHEMA_VERSION == 8 and cloud.db.schema_version() == 8
+    assert models.SCHEMA_VERSION == 9 and cloud.db.schema_version() == 9
     assert "ix_ipallocations_network_id" not in indexes(cloud.db)  # a new database never had it
     with cloud.write(admin) as tx:
         net = networks.create_network(tx, prepare("network", {"name": "n"}))["id"]
@@ -89,7 +89,7 @@ def test_a_version_6_database_with_ports_is_upgraded(cloud: Cloud) -> None:
     old.dispose()
     db = Database(url)
     try:
-        assert db.schema_version() == 8
+        assert db.schema_version() == 9
         assert "ix_ipallocations_network_id" not in indexes(db)
         assert _state(db) == before  # every row kept, the counters still the counts
         assert before[2] == {"p1": 2, "p2": 1, "p3": 1, admin.project_id: 1}  # and the DHCP port
@@ -99,6 +99,6 @@ def test_a_version_6_database_with_ports_is_upgraded(cloud: Cloud) -> None:
         rows, _, counted = _state(db)
         assert counted == {"p1": 1, "p2": 2, "p3": 1, admin.project_id: 1}
         assert len(rows) == len(before[0])
-        assert db.migrate() == 8  # opening it again changes nothing
+        assert db.migrate() == 9  # opening it again changes nothing
     finally:
         db.dispose()

@@ -275,7 +275,7 @@ def test_a_version_5_database_gets_the_counters(tmp_path: Any) -> None:
     assert old.schema_version() == 5
     old.dispose()
     db = Database(url)
-    assert db.schema_version() == models.SCHEMA_VERSION == 8
+    assert db.schema_version() == models.SCHEMA_VERSION == 9
     cloud = Cloud(db, default_scenario())
     assert _usage_is_count(cloud) == {"p1": 2, "p2": 1, admin.project_id: 1}  # and the DHCP port
     first = _listing(cloud, admin)

@@ -375,7 +375,7 @@ def test_a_version_5_database_is_upgraded_on_both_databases(any_cloud: Cloud) ->
     cloud.db.dispose()
     db = Database(url)
     try:
-        assert db.schema_version() == 8
+        assert db.schema_version() == 9
         upgraded = Cloud(db, default_scenario())
         assert _usage_is_count(upgraded) == {"p1": 2, "p2": 1, admin.project_id: 1}
         with upgraded.write(admin) as tx:

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 
 class Base(DeclarativeBase):
@@ -241,6 +241,8 @@ class Server(StandardAttrs, Base):
     created_port_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
     security_group_names: Mapped[list[str]] = mapped_column(JSON, default=list)
     key_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    # migration 9: Nova's latest instance fault ({"code", "message", "details", "created"}), or None
+    fault: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class Agent(Base):

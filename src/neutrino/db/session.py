@@ -256,9 +256,16 @@ def _migration_8(conn: Connection) -> None:
                              "ON ports (device_owner, network_id)")
 
 
+def _migration_9(conn: Connection) -> None:
+    """Version 9: the servers' ``fault`` (Nova's latest instance fault, shown while a server is in
+    ERROR). The column test: a baseline made by migration 1 from today's models already has it."""
+    if "fault" not in {c["name"] for c in inspect(conn).get_columns("servers")}:
+        conn.execute(text("ALTER TABLE servers ADD COLUMN fault JSON"))
+
+
 MIGRATIONS: tuple[tuple[int, Callable[[Connection], None]], ...] = (
     (1, _migration_1), (2, _migration_2), (3, _migration_3), (4, _migration_4), (5, _migration_5),
-    (6, _migration_6), (7, _migration_7), (8, _migration_8))
+    (6, _migration_6), (7, _migration_7), (8, _migration_8), (9, _migration_9))
 
 
 class Raw:
