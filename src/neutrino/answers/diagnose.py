@@ -24,9 +24,12 @@ is an allowed address pair on the port (``openstack port set --allowed-address``
 the alternative, port security off (``--no-security-group --disable-port-security``). A fix can
 carry alternatives (a rule by the sender's remote group instead of its address, too): each is
 checked on a fresh copy of its own, after the fixes before the one it replaces. ``--proto dhcp``
-finds a subnet with DHCP disabled (``openstack subnet set --dhcp``), and ``--proto http`` to the
+finds a subnet with DHCP disabled (``openstack subnet set --dhcp``) and a flat or VLAN network
+whose physnet bridge holds no NIC on the instance's host or its DHCP server's (``ovs-vsctl
+add-port``, checked with the deployment's uplinks changed on the copy), and ``--proto http`` to the
 metadata address says how the request would get there (the router's redirect to the metadata
-proxy on 9697) when the subnet has no router.
+proxy on 9697) when the subnet has no router. An instance with no address sends nothing: asked
+about any other exchange, its DHCP exchange is diagnosed instead.
 """
 
 from __future__ import annotations
@@ -82,6 +85,7 @@ class Fix:
     # other changes that would do instead of this one (each checked on a copy of its own)
     alternatives: tuple[Fix, ...] = field(default=(), repr=False, compare=False)
     size: int | None = None  # the fix is to send smaller packets: trace with this size instead
+    where: str = ""  # where the obstacle is, when the fix knows it better than the verdict's place
 
     def plain(self) -> dict[str, Any]:
         return {"command": self.command, "object": self.obj, "works": self.works, "after": self.after}
@@ -534,6 +538,79 @@ def _dhcp_fix(snap: CloudSnapshot, names: Names, src: str) -> Fix | None:
     return Fix(what, f"openstack subnet set --dhcp {subnet.name or subnet.id}", apply, why=why)
 
 
+def _nic_for(snap: CloudSnapshot, bridge: str, hosts: list[str]) -> str:
+    """The NIC to plug into ``bridge``: the one other hosts have there (hosts are wired together by
+    NICs of one name), else the first ``ethN`` none of ``hosts`` uses already."""
+    known = [dict(h.uplinks).get(bridge) for h in snap.deployment.hosts]
+    nic = next((n for n in known if n), None)
+    if nic is not None:
+        return nic
+    used = {n for h in snap.deployment.hosts if h.name in hosts
+            for n in (*dict(h.uplinks).values(), *dict(h.interfaces).values())}
+    return next(f"eth{n}" for n in range(1, 100) if f"eth{n}" not in used)
+
+
+def _uplink_fix(snap: CloudSnapshot, names: Names, src: str) -> Fix | None:
+    """A flat or VLAN network's frames leave a host only through a physical NIC in the bridge its
+    physnet maps to (``bridge_mappings``; the operator plugs it: ``ovs-vsctl add-port br-eth1 eth1``,
+    the agent does not). When the instance's host, or a host running its network's DHCP server, has
+    none there, the DISCOVER is flooded within that bridge and goes no further (or the server's host
+    never receives it). ML2 does not notice: the mapping is there, so the port binds."""
+    server = _server(snap, src)
+    port = _first_port(snap, server) if server is not None else None
+    if server is None or port is None or not server.host:
+        return None
+    net = snap.network(port.network_id)
+    physnet = net.segment.physical_network
+    if net.segment.network_type not in ("flat", "vlan") or physnet is None:
+        return None
+    others = [h for h in net.dhcp_hosts if h != server.host]
+    if not others:  # the DHCP server is on the instance's own host: no wire to cross
+        return None
+    by_name = {h.name: h for h in snap.deployment.hosts}
+    missing: list[tuple[str, str]] = []  # (host, bridge) with the mapping but no NIC in the bridge
+    for name in (server.host, *others):
+        host = by_name.get(name)
+        bridge = dict(host.bridge_mappings).get(physnet) if host is not None else None
+        if host is not None and bridge is not None and bridge not in dict(host.uplinks):
+            missing.append((name, bridge))
+    if not missing:
+        return None
+    nics = {(h, b): _nic_for(snap, b, [h for h, _ in missing]) for h, b in missing}
+    plugs = "; ".join(f"on {h}: ovs-vsctl add-port {b} {nics[h, b]}" for h, b in missing)
+    servers = " and ".join(others)
+    lacking = "; ".join(f"{b} on {h} has none" for h, b in missing)
+    if missing[0][0] == server.host:
+        lost = (f"the instance's DISCOVER, flooded in {missing[0][1]} on {server.host}, leaves the host by no NIC "
+                f"and the DHCP server on {servers} never sees it")
+    else:
+        lost = (f"the instance's DISCOVER leaves {server.host}, but no NIC in {missing[0][1]} on {missing[0][0]} "
+                f"takes it in and the DHCP server there never sees it")
+    why = (f"network '{net.name or net.id}' is a {net.segment.network_type} network on physnet {physnet}: its frames "
+           f"go from host to host only through the physical NIC in the bridge each host maps the physnet to, and "
+           f"{lacking}. So {lost}: the instance gets no address. ML2 binds the port all the same (the mapping "
+           f"is there): plug the NIC, as the operator does before the agent starts (neutrino's scenario: the host's "
+           f"uplinks, e.g. {{{missing[0][1]}: {nics[missing[0]]}}}).")
+    adds = {h: (b, nics[h, b]) for h, b in missing}
+
+    def apply(cloud: Cloud) -> None:
+        from neutrino.db import models
+        from neutrino.scenarios.model import deployment_from_doc
+
+        with cloud.db.write() as s:
+            row = s.get(models.Deployment, 1)
+            assert row is not None
+            doc = dict(row.document)
+            doc["hosts"] = [h | {"uplinks": {**h.get("uplinks", {}), adds[h["name"]][0]: adds[h["name"]][1]}}
+                            if h["name"] in adds else h for h in doc["hosts"]]
+            row.document = doc
+        cloud.deployment = deployment_from_doc(doc)
+
+    what = f"host {missing[0][0]}: {missing[0][1]} (physnet {physnet}'s bridge) has no physical NIC" + \
+        "".join(f"; host {h}: {b} has none either" for h, b in missing[1:])
+    return Fix(what, plugs, apply, why=why, where=f"{missing[0][0]} {missing[0][1]}")
+
+
 def _metadata_why(snap: CloudSnapshot, src: str, said: str) -> str:
     """Why the metadata service is out of reach when the instance's subnet has no router."""
     subnet = _subnet_of(snap, src)
@@ -638,7 +715,9 @@ def _next_fix(snap: CloudSnapshot, names: Names, trace: Trace, src: str, dst: st
     if v.reason is DropReason.ANTI_SPOOFING or _spoof_chain_drop(trace):
         return _spoof_fix(snap, names, trace, src, src_ip, packet)
     if proto == "dhcp":
-        return _dhcp_fix(snap, names, src) if v.reason in (DropReason.NO_REPLY, DropReason.IGNORED) else None
+        if v.reason not in (DropReason.NO_REPLY, DropReason.IGNORED):
+            return None
+        return _dhcp_fix(snap, names, src) or _uplink_fix(snap, names, src)
     dst_ip = _address(snap, world, dst) if world is not None else None
     if world is not None:
         bridge = _bridge_fix(snap, names, world, src, dst_ip)
@@ -805,6 +884,8 @@ def diagnose(state: Path, src: str, dst: str, *, proto: str = "icmp", dport: int
             if fix is not None:
                 pre.append(fix)
     own_ip = world.guests[src].ip if src in world.guests else None
+    if src in world.guests and own_ip is None and proto != "dhcp" and not src_ip:
+        return _no_address(state, snap, names, world, src, dst, proto, dport, packet)
     spoofed = _spoofed(snap, src, packet)
     made = partial(Diagnosis, src, target, proto, dport, src_ip=src_ip, src_mac=src_mac)
     if pre:
@@ -828,6 +909,7 @@ def diagnose(state: Path, src: str, dst: str, *, proto: str = "icmp", dport: int
         if first is not None:
             pre.append(first)
             why = first.why or why
+            where = first.where or where
         elif v.reason is DropReason.ARP_UNANSWERED:
             addr = _address(snap, world, target)
             if addr is not None and not any(f.ip_address == addr for p in snap.ports for f in p.fixed_ips):
@@ -851,6 +933,34 @@ def diagnose(state: Path, src: str, dst: str, *, proto: str = "icmp", dport: int
                 alternatives.append(Alternative(n + 1, tuple(done or (alt,))))
         shown = trace if trace is not None else after if after is not None else Trace((), _no_trace())
         return made(shown, verdict, where, why, obj, tuple(fixes), alternatives=tuple(alternatives))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _no_address(state: Path, snap: CloudSnapshot, names: Names, world: World, src: str, dst: str, proto: str,
+                dport: int, packet: Packet) -> Diagnosis:
+    """The source has no address, so it sends nothing to ``dst``: its DHCP exchange is the
+    obstacle. Diagnosed as ``--proto dhcp`` (where the DISCOVER stops, why, the fixes checked by
+    the DHCP answer they bring), under the question that was asked."""
+    trace = annotate(world.probe(src, "-", proto="dhcp", src_mac=packet.src_mac), names)
+    made = partial(Diagnosis, src, dst, proto, dport, src_mac=packet.src_mac)
+    head = f"not reachable: {src} has no address"
+    v = trace.failure
+    if v is None:  # DHCP answers now (the world's boot was earlier): nothing to fix in the network
+        return made(trace, f"{head}, though its DHCP DISCOVER is answered now: boot it again", trace.verdict.where)
+    why = f"{src} sends nothing to {dst}: it got no address, because its DHCP exchange fails: {_why(trace)}"
+    first = _next_fix(snap, names, trace, src, "-", "dhcp", 22, None, world, packet)
+    if first is None:
+        return made(trace, f"{head} (no DHCP answer)", v.where, why, v.obj)
+    why = f"{src} sends nothing to {dst}: it got no address. " + (first.why or why)
+    where = first.where or v.where
+    tmp = Path(tempfile.mkdtemp(prefix="neutrino-diagnose-"))
+    try:
+        probe = _Probe(state, tmp, src, "-", "-", "dhcp", 22, packet, None)
+        fixes, _after = probe.chain((), first)
+        if fixes is None:
+            return made(trace, f"{head} (no DHCP answer)", where, why, first.obj, (first,), checked=False)
+        return made(trace, f"{head} (no DHCP answer)", where, why, first.obj, tuple(fixes))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

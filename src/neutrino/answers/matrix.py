@@ -200,7 +200,7 @@ def endpoints(world: World, cloud: CloudSnapshot, *, outside: bool = True, hosts
     """The matrix's sources (rows) and destinations (columns), in their order."""
     if getattr(world, "imported", False):
         return _imported_endpoints(world, outside=outside, hosts=hosts, routers=routers)
-    servers = [s for s in cloud.servers if s.name in world.guests and world.guests[s.name].ip is not None]
+    servers = [s for s in cloud.servers if s.name in world.guests]
     inst = []
     for s in servers:
         nets = frozenset(cloud.port(p).network_id for p in s.port_ids)
