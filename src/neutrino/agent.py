@@ -31,6 +31,7 @@ from neutrino.host.state import HostState
 from neutrino.plan import carry_from, hosts_affected_by_change, plan_cloud, plan_hosts, same_plans
 from neutrino.plan.ovs_int import BINDING_FAILED
 from neutrino.services.cloud import Cloud
+from neutrino.services.dvr import DISTRIBUTED
 from neutrino.services.snapshot import CloudSnapshot
 
 if TYPE_CHECKING:
@@ -54,10 +55,21 @@ def wired_status(cloud: CloudSnapshot, hosts: tuple[HostState, ...]) -> dict[str
     """The status each bound port should have: ACTIVE when its host is planned (its plumbing exists)
     and it is administratively up, DOWN otherwise, and DOWN when its binding failed (ML2 gives the OVS
     agent no details of it, ``get_device_details``: the agent treats it as dead and never reports it
-    up). Unbound ports are left as they are."""
+    up). A distributed router's interface is bound per host (ML2's distributed bindings, one per host
+    that serves the router): ACTIVE when any planned host has its ``qr-`` device and it is up, as
+    ML2's ``generate_distributed_port_status`` makes it from those bindings. Other unbound ports are
+    left as they are."""
     planned = {h.name for h in hosts}
-    return {p.id: "ACTIVE" if p.binding_host in planned and p.admin_state_up and p.vif_type != BINDING_FAILED
-            else "DOWN" for p in cloud.ports if p.binding_host}
+    out = {p.id: "ACTIVE" if p.binding_host in planned and p.admin_state_up and p.vif_type != BINDING_FAILED
+           else "DOWN" for p in cloud.ports if p.binding_host}
+    distributed = [p for p in cloud.ports if p.vif_type == DISTRIBUTED and not p.binding_host]
+    if distributed:
+        wired = {(ns.name, link.name) for h in hosts for ns in h.namespaces if ns.name.startswith("qrouter-")
+                 for link in ns.links or ()}
+        for p in distributed:
+            up = p.admin_state_up and (f"qrouter-{p.device_id}", f"qr-{p.id[:11]}") in wired
+            out[p.id] = "ACTIVE" if up else "DOWN"
+    return out
 
 
 def report_ports(services: Cloud, cloud: CloudSnapshot, hosts: tuple[HostState, ...]) -> int:

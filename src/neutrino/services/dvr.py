@@ -8,7 +8,9 @@ A distributed router's server-side ports, as ``l3_dvr_db`` makes them:
 
 - its interfaces are bound to no host at the port level: the same ``qr-`` device (MAC and IP)
   exists on every host that serves the router (see ``plan.dvr.router_hosts``); their owner is
-  ``network:router_interface_distributed``, as Neutron names it;
+  ``network:router_interface_distributed``, as Neutron names it, and ML2 shows them with
+  ``binding:vif_type`` ``distributed``, no host and no details (their status: ACTIVE once a host's
+  agent has wired the ``qr-`` device, see ``agent.wired_status``);
 - with an external gateway, one ``network:router_centralized_snat`` port per interface subnet
   (its ``sg-`` device in the ``snat-`` namespace), an address of that subnet, bound to the SNAT
   host: the first ``dvr_snat`` host;
@@ -35,6 +37,8 @@ INTERFACE = "network:router_interface"
 HA_INTERFACE = "network:ha_router_replicated_interface"
 SNAT = "network:router_centralized_snat"
 FIP_AGENT_GATEWAY = "network:floatingip_agent_gateway"
+# the vif type ML2 shows for a distributed interface (``_update_port_dict_binding``): host "", details {}
+DISTRIBUTED = "distributed"
 DVR_MODES = ("dvr", "dvr_snat", "dvr_no_external")
 
 
@@ -122,16 +126,17 @@ def sync_ports(tx: Tx, r: models.Router) -> None:
     """Make a router's DVR ports match it: its interfaces' owner and binding, the SNAT ports of
     its interface subnets, the floating-IP agent gateways of its external network."""
     from neutrino.services.networks import get_network_row
-    from neutrino.services.ports import delete_port, make_port
+    from neutrino.services.ports import bind, delete_port, make_port
 
     owner = interface_owner(r)
     for old in (INTERFACE, DVR_INTERFACE, HA_INTERFACE):
         for p in _ports(tx, r.id, old):
             p.device_owner = owner
-            if r.distributed:
-                p.binding_host_id = ""
-            elif not p.binding_host_id:
-                p.binding_host_id = r.host
+            if r.distributed:  # bound per host (ML2's distributed bindings): the port's own shows none
+                p.binding_host_id, p.binding_vif_type, p.binding_vif_details = "", DISTRIBUTED, {}
+            elif not p.binding_host_id or p.binding_vif_type == DISTRIBUTED:
+                p.binding_host_id = p.binding_host_id or r.host
+                bind(tx, p, get_network_row(tx, p.network_id))
     if r.gw_port_id:
         gw = tx.session.get(models.Port, r.gw_port_id)
         if gw is not None:
