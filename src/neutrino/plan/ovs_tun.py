@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 
 from neutrino.host import ovsdb
 from neutrino.host.openflow import Action, Flow, make_flow, new_flow
+from neutrino.host.openflow_actions import Output
 from neutrino.host.openflow_fields import Mac
 from neutrino.host.openflow_match import EthMatch, MatchField
 from neutrino.host.state import Origin
@@ -988,7 +989,8 @@ def spliced_network(ctx: OvsContext, vlans: tuple[LocalVlan, ...], ofports: Ofpo
     changed = sorted((rank[h][0], h) for h in moved if h != me and h in rank and (h in was or h in now))
     flows_edits: list[Edit] = []
     origins_edits: list[Edit] = []
-    joined_or_left = False
+    joined: list[int] = []  # the tunnel ports of the hosts joining the network, and of those leaving it
+    left: list[int] = []
     shared: _Shared | None = None
     make: Callable[[int, str], tuple[tuple[Flow, ...], tuple[Origin, ...]]] | None = None
     for r, h in changed:
@@ -1009,19 +1011,55 @@ def spliced_network(ctx: OvsContext, vlans: tuple[LocalVlan, ...], ofports: Ofpo
                     make = _l2pop_maker(ctx, net, v.lvid, v.segment.segmentation_id or 0, False)
                 got = shared[remote] = make(*remote)
             block = got
-        joined_or_left = joined_or_left or ((h in was) != (h in now))
+            if h not in was:
+                joined.append(remote[0])
+        elif (place := of_type.get(h)) is not None:  # (in ``was``: it leaves, and so does its tunnel)
+            left.append(numbers[place])
         flows_edits.append((off, old_len, block[0]))
         origins_edits.append((off, old_len, block[1]))
     batch = FlowBatch(old.bridge, spliced(old.flows, flows_edits), spliced(old.origins, origins_edits))
     if not batch.flows:
         return None
-    if joined_or_left:
-        ranked = _per_network(ctx, "@ranked_hosts", net, lambda: _ranked_hosts(ctx, rank, net))
-        outputs = [numbers[of_type[n]] for n in ranked if n in of_type]
-        if not outputs:
+    if joined or left:
+        edited = _flood_edited(flood, v.segment.segmentation_id or 0, joined, left)
+        if edited is None:
             return None
-        flood = _flood_flow(v.lvid, v.segment.segmentation_id or 0, tuple(sorted(outputs)), obj, ctx.cookie)
+        flood = edited
     return at + 1, batch, flood, flows_edits, origins_edits
+
+
+def _flood_edited(flood: PlannedFlow, key: int, joined: list[int], left: list[int]) -> PlannedFlow | None:
+    """:func:`_flood_flow`'s flow ``flood`` (towards tunnel key ``key``) with outputs to the ports
+    ``joined`` put in and those to ``left`` taken out: the flow :func:`_flood_flow` makes for the
+    ports then flooded, the other outputs' actions and texts taken from ``flood`` (issue #17,
+    replan19: its ~30 outputs looked up again cost a patched host ~30 us). None when no port is
+    left, or when ``flood`` is not laid out as assumed (the load, then an output per port in order;
+    ``left`` among them, ``joined`` not)."""
+    load, _text = _tunnel_load(key)
+    flow, n = flood.flow, len(load)
+    outs = list(flow.actions[n:])
+    ports = [a.port for a in outs if type(a) is Output and type(a.port) is int]
+    if flow.actions[:n] != load or len(ports) != len(outs):
+        return None
+    texts = flood.text.rsplit(",", len(outs))  # (the head and the load, then "output:<port>" each)
+    for port in left:
+        if port not in ports:
+            return None
+        i = ports.index(port)
+        del ports[i], outs[i], texts[i + 1]
+    for port in joined:
+        i = bisect.bisect_left(ports, port)
+        if i < len(ports) and ports[i] == port:
+            return None
+        action, text = _output(port)
+        ports.insert(i, port)
+        outs.insert(i, action)
+        texts.insert(i + 1, text)
+    if not ports:
+        return None
+    edited = make_flow(flow.match, (*load, *outs), flow.table, flow.priority, flow.cookie, flow.cookie_mask,
+                       flow.idle_timeout, flow.hard_timeout, flow.importance, flow.flags, flow.stats)
+    return new_planned_flow(naming.BR_TUN, edited, flood.obj, flood.builder, ",".join(texts))
 
 
 def _touched_network(ctx: OvsContext, vlans: tuple[LocalVlan, ...], dirty: frozenset[str]) -> LocalVlan | None:
