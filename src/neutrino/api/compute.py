@@ -209,6 +209,9 @@ def server_at(base: str, s: dict[str, Any], v: tuple[int, int], ctx: Context, *,
     """A server as microversion ``v`` shows it."""
     out = dict(s)
     description = out.pop("description", None)
+    fault = out.get("fault")
+    if fault is not None and not ctx.is_admin and fault["code"] == 500:  # Nova's _get_fault
+        out["fault"] = {k: x for k, x in fault.items() if k != "details"}
     if not ctx.is_admin:
         for k in _ADMIN_ONLY:
             out.pop(k, None)
@@ -220,7 +223,7 @@ def server_at(base: str, s: dict[str, Any], v: tuple[int, int], ctx: Context, *,
     if v >= (2, 9):
         out["locked"] = False
     if v >= (2, 16) and ctx.is_admin:
-        out["host_status"] = "UP"
+        out["host_status"] = "UP" if s["OS-EXT-SRV-ATTR:host"] else ""  # HostStatus.NONE: no host
     if v >= (2, 19):
         out["description"] = description
     if v >= (2, 26):

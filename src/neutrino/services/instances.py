@@ -8,6 +8,13 @@ rules; a port Nova created is deleted when it is detached (or the server deleted
 caller brought is only unbound. Security groups are added to and removed from every port of the
 server, as Nova's ``addSecurityGroup``/``removeSecurityGroup`` do through Neutron.
 
+A port that fails to bind on the host (``binding:vif_type`` ``binding_failed``) fails the build there,
+as Nova's compute raises ``PortBindingFailed`` and reschedules: the server's ports are released and
+the next of the scheduler's hosts is tried (the pick and its alternates, ``MAX_ATTEMPTS`` in all; a
+host forced with ``nova:<host>`` is tried alone). When none binds, the server is ERROR, without a
+host, with the instance fault Nova records (:func:`_build_fault`). The Nova read is Train (20.0.0),
+the release whose microversions (up to 2.79) include the 2.1 to 2.74 the compute API serves.
+
 Request bodies reach this module already checked against Nova's JSON schemas
 (``neutrino.api.novaschemas``); what is checked here is what needs the database.
 """
@@ -41,6 +48,7 @@ from neutrino.services.ports import (
 from neutrino.services.securitygroups import ensure_default_group
 
 MAX_INSTANCES = 1000  # per project, as GET /limits says
+MAX_ATTEMPTS = 3  # nova.conf [scheduler] max_attempts: the hosts one build may try
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +100,12 @@ def _forbidden(rule: str) -> NotAuthorized:
     return NotAuthorized(f"Policy doesn't allow {rule} to be performed.")
 
 
-def _schedule(tx: Tx, az: str | None, requested_host: str | None) -> str:
+def _schedule(tx: Tx, az: str | None, requested_host: str | None) -> tuple[list[str], bool]:
+    """The hosts a build may try, best first (the scheduler's pick and its alternates, up to
+    ``MAX_ATTEMPTS``), and whether a failed build may go to the next one: not for a host forced with
+    ``nova:<host>`` (Nova's ``populate_retry`` gives no retry to a single forced host); a host asked
+    for with ``host`` (2.74, a requested destination) has no alternate, but the build is retried (and
+    finds none)."""
     computes = tx.deployment.hosts_with("compute")
     if not computes:
         raise Conflict("No valid host was found. There are not enough hosts available.")
@@ -117,9 +130,9 @@ def _schedule(tx: Tx, az: str | None, requested_host: str | None) -> str:
                 raise InvalidInput(f"No valid host was found. Host {host} is not a compute host of the "
                                    "deployment.")
             raise InvalidInput(f"Compute host {host} could not be found.")
-        return host
+        return [host], forced is None
     load = dict(tx.session.execute(select(models.Server.host, func.count()).group_by(models.Server.host)).all())
-    return min(computes, key=lambda h: load.get(h.name, 0)).name
+    return [h.name for h in sorted(computes, key=lambda h: load.get(h.name, 0))[:MAX_ATTEMPTS]], True
 
 
 def _find_group(tx: Tx, name: str) -> models.SecurityGroup | None:
@@ -244,6 +257,65 @@ def _plug(tx: Tx, server: models.Server, item: dict[str, Any], groups: list[str]
     return port.id
 
 
+def _build(tx: Tx, server: models.Server, requested: list[dict[str, Any]], groups: list[str]) -> str | None:
+    """Plug the server's ports on its host (every item, so that a refused one answers the request as
+    before); the first port that failed to bind there (Nova's ``PortBindingFailed``), or None."""
+    created: list[str] = []
+    plugged = []
+    for item in requested:
+        try:
+            plugged.append(_plug(tx, server, item, groups, created))
+        except NotFound as e:  # Nova's create answers an unknown network or port with 400
+            raise InvalidInput(str(e)) from None
+    server.created_port_ids = created
+    for pid in plugged:
+        port = tx.session.get(models.Port, pid)
+        if port is not None and port.binding_vif_type == "binding_failed":  # as ports.bind leaves it
+            return pid
+    return None
+
+
+# The tracebacks Nova keeps as a fault's details (code 500; shown to admins): the last exception's
+# frames in Train's source, as Python 3.6 prints a call written over several lines (at its last
+# line). For the compute's RescheduledException the chained PortBindingFailed (raised deep in the
+# driver's spawn) is left out.
+_TRACEBACK = "Traceback (most recent call last):\n"
+_FRAME = '  File "/usr/lib/python3/dist-packages/nova/{}.py", line {}, in {}\n    {}\n'
+
+
+def _build_fault(server_id: str, port_id: str, tried: int, retry: bool) -> dict[str, Any]:
+    """The instance fault of a build that no host could bind ``port_id`` for (its last try).
+
+    Without retry (a forced host) the compute records the ``RescheduledException`` it raised with its
+    reason as the message (``_do_build_and_run_instance``). Otherwise the conductor's reschedule fails
+    with ``MaxRetriesExceeded`` (``build_instances``): "Exhausted all hosts" when the alternates ran
+    out first, else "Exceeded max scheduling attempts" (``populate_retry``) with the last reason.
+    Both are code 500, so their details (the traceback) are for admins only."""
+    reason = f"Binding failed for port {port_id}, please check neutron logs for more information."
+    if not retry:
+        message = reason
+        frames = (_FRAME.format("compute/manager", 2046, "_do_build_and_run_instance",
+                                "filter_properties, request_spec)")
+                  + _FRAME.format("compute/manager", 2420, "_build_and_run_instance",
+                                  "instance_uuid=instance.uuid, reason=six.text_type(e))"))
+        last = f"nova.exception.RescheduledException: Build of instance {server_id} was re-scheduled: {reason}"
+    else:
+        if tried < MAX_ATTEMPTS:
+            message = ("Exceeded maximum number of retries. Exhausted all hosts available for retrying build "
+                       f"failures for instance {server_id}.")
+            frames = _FRAME.format("conductor/manager", 651, "build_instances",
+                                   "raise exception.MaxRetriesExceeded(reason=msg)")
+        else:
+            message = (f"Exceeded maximum number of retries. Exceeded max scheduling attempts {MAX_ATTEMPTS} "
+                       f"for instance {server_id}. Last exception: {reason}")
+            frames = (_FRAME.format("conductor/manager", 637, "build_instances",
+                                    "filter_properties, instances[0].uuid)")
+                      + _FRAME.format("scheduler/utils", 895, "populate_retry",
+                                      "raise exception.MaxRetriesExceeded(reason=msg)"))
+        last = f"nova.exception.MaxRetriesExceeded: {message}"
+    return {"code": 500, "message": message, "details": f"{_TRACEBACK}{frames}{last}\n", "created": timestamp()}
+
+
 def create_server(tx: Tx, body: dict[str, Any]) -> dict[str, Any]:
     """Create the server(s) of a create request already checked against Nova's schema. Returns the
     first server's create view."""
@@ -285,19 +357,21 @@ def create_server(tx: Tx, body: dict[str, Any]) -> dict[str, Any]:
                            "Please launch your instance one by one with different ports or fixed IPs.")
     first: dict[str, Any] | None = None
     for n in range(count):
-        host = _schedule(tx, az if isinstance(az, str) else None, requested_host)
+        hosts, retry = _schedule(tx, az if isinstance(az, str) else None, requested_host)
         server = models.Server(name=name if count == 1 else f"{name}-{n + 1}", user_id=tx.ctx.user_id,
-                               flavor_id=flv.id, image_id=img.id, host=host, status="ACTIVE",
+                               flavor_id=flv.id, image_id=img.id, host=hosts[0], status="ACTIVE",
                                availability_zone="nova", created_port_ids=[], security_group_names=[],
                                key_name=s.get("key_name"), description=s.get("description") or "")
         stamp_new(tx, server, tx.ctx.project_id, revision=0)
-        created: list[str] = []
-        for item in requested:
-            try:
-                _plug(tx, server, item, groups, created)
-            except NotFound as e:  # Nova's create answers an unknown network or port with 400
-                raise InvalidInput(str(e)) from None
-        server.created_port_ids = created
+        for host in hosts:
+            server.host = host
+            unbound = _build(tx, server, requested, groups)
+            if unbound is None:
+                break
+            _release_all(tx, server)  # the failed build's deallocate_for_instance, before the next host
+        if unbound is not None:  # as Nova leaves a build no host took: no host (nor zone), ERROR
+            server.host, server.availability_zone, server.status = "", "", "ERROR"
+            server.fault = _build_fault(server.id, unbound, len(hosts), retry)
         server.security_group_names = [g.name for g in (tx.session.get(models.SecurityGroup, i) for i in groups)
                                        if g is not None] or ["default"]
         tx.session.add(server)
@@ -374,7 +448,7 @@ def server_view(tx: Tx, servers: list[models.Server]) -> list[dict[str, Any]]:
                     names.append(n)
         if not mine:
             names = list(s.security_group_names or [])
-        out.append({
+        view: dict[str, Any] = {
             "id": s.id, "name": s.name, "status": s.status, "tenant_id": s.project_id, "user_id": s.user_id,
             "image": {"id": s.image_id, "links": []}, "flavor": {"id": s.flavor_id, "links": []},
             "addresses": addresses, "created": s.created_at, "updated": s.updated_at,
@@ -388,8 +462,25 @@ def server_view(tx: Tx, servers: list[models.Server]) -> list[dict[str, Any]]:
             "OS-SRV-USG:launched_at": s.created_at, "OS-SRV-USG:terminated_at": None,
             "config_drive": "", "security_groups": [{"name": n} for n in names],
             "os-extended-volumes:volumes_attached": [], "links": [], "description": s.description or None,
-        })
+        }
+        if s.status == "ERROR":
+            _failed_build_view(view, s, bool(mine))
+        out.append(view)
     return out
+
+
+def _failed_build_view(view: dict[str, Any], s: models.Server, has_ports: bool) -> None:
+    """What Nova's server view shows of a build that failed (``views/servers.py`` ``show``): no host
+    (an empty ``hostId``), never launched nor powered (NOSTATE), no ``progress`` (not a progress
+    status), security groups only from ports (none left), and the fault (``_get_fault``: code,
+    created, message, details; the API drops the details where Nova hides them)."""
+    view.update({"hostId": "", "OS-EXT-STS:power_state": 0, "OS-EXT-SRV-ATTR:host": None,
+                 "OS-EXT-SRV-ATTR:hypervisor_hostname": None, "OS-SRV-USG:launched_at": None})
+    del view["progress"]
+    if not has_ports:
+        del view["security_groups"]
+    if s.fault:
+        view["fault"] = {k: s.fault[k] for k in ("code", "created", "message", "details")}
 
 
 def _name_matcher(pattern: str) -> Any:
@@ -445,10 +536,15 @@ def _release(tx: Tx, s: models.Server, p: models.Port) -> None:
         bump(p)
 
 
-def delete_server(tx: Tx, server_id: str) -> None:
-    s = get_server_row(tx, server_id)
+def _release_all(tx: Tx, s: models.Server) -> None:
+    """Take every port off the server (Nova's ``deallocate_for_instance``)."""
     for p in tx.session.scalars(select(models.Port).where(models.Port.device_id == s.id)).all():
         _release(tx, s, p)
+
+
+def delete_server(tx: Tx, server_id: str) -> None:
+    s = get_server_row(tx, server_id)
+    _release_all(tx, s)
     tx.session.delete(s)
     s.updated_at = timestamp()
 
@@ -535,6 +631,13 @@ def get_interface(tx: Tx, server_id: str, port_id: str) -> dict[str, Any]:
     return interface_view(get_port_row(tx, port_id))
 
 
+def _check_built(s: models.Server, action: str) -> None:
+    """Nova's ``check_instance_state`` for interface changes (vm_state active, paused or stopped): a
+    server whose build failed is in ERROR (409, ``raise_http_conflict_for_instance_invalid_state``)."""
+    if s.status == "ERROR":
+        raise Conflict(f"Cannot '{action}' instance {s.id} while it is in vm_state error")
+
+
 def attach_interface(tx: Tx, server_id: str, net_id: str | None, port_id: str | None, ip: str | None
                      ) -> dict[str, Any]:
     """``POST /servers/{id}/os-interface``: a new port on ``net_id`` (with ``ip``), the port
@@ -544,6 +647,7 @@ def attach_interface(tx: Tx, server_id: str, net_id: str | None, port_id: str | 
         raise InvalidInput("Must not input both network_id and port_id")
     if ip and not net_id:
         raise InvalidInput("Must input network_id when request IP address")
+    _check_built(s, "attach_interface")
     if not net_id and not port_id:
         nets = _auto_networks(tx)
         if not nets:
@@ -568,6 +672,7 @@ def attach_interface(tx: Tx, server_id: str, net_id: str | None, port_id: str | 
 
 def detach_interface(tx: Tx, server_id: str, port_id: str) -> None:
     s = get_server_row(tx, server_id)
+    _check_built(s, "detach_interface")
     p = tx.session.get(models.Port, port_id)
     if p is None or p.device_id != s.id:
         raise NotFound(f"Port {port_id} is not attached")
@@ -589,6 +694,8 @@ def console_output(tx: Tx, server_id: str, length: int | None) -> str:
     """The guest's serial console: a cirros boot as the server's ports make it (its addresses and
     MACs), the last ``length`` lines (all for None or -1)."""
     s = get_server_row(tx, server_id)
+    if not s.host:  # check_instance_host: a build no host took has no console
+        raise Conflict(f"Instance {s.id} is not ready")
     view = server_view(tx, [s])[0]
     lines = [f"[    0.000000] Linux version 5.15.0-71-generic (buildd@lcy02-amd64-039) #78-Ubuntu SMP {s.created_at}",
              "[    0.000000] Command line: BOOT_IMAGE=/vmlinuz root=LABEL=cirros-rootfs ro console=tty1 "
