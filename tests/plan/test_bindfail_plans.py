@@ -1,7 +1,8 @@
 """ML2/OVS binds a port only to a segment the host's OVS agent reaches (a flat or VLAN segment's physical
 network in its bridge mappings): otherwise ``binding_failed``, and the plans follow. An agent's device
 (DHCP) whose binding failed is the OVS agent's ``port_dead`` (tag 4095 and a drop flow); an instance
-port whose binding failed is not plugged at all; seed002's gateway port, on br-ex in
+port whose binding failed (bound through Neutron's API: Nova gives a failed server's port back
+unbound, see tests/api/test_novafail_server.py) is not plugged at all; seed002's gateway port, on br-ex in
 external_network_bridge mode, fails to bind (no host maps physnet ``external``) and plans as before.
 
 End to end: the scenarios are brought up through the API (``neutrino up``) and the state kept is read back.
@@ -53,10 +54,11 @@ resources:
       subnets: [{name: unmapped-subnet, cidr: 10.2.0.0/24}]
   ports:
     - {name: vm-mapped, network: mapped}
-    - {name: vm-unmapped, network: unmapped}
+    # bound to compute through Neutron's API alone: Nova would give a server's failed port back unbound
+    - {name: vm-unmapped, network: unmapped, device_owner: "compute:nova", host: compute,
+       device_id: 5e8c0b6a-3f4d-4c1e-9b2a-7d6e5f4a3b2c}
   servers:
     - {name: a, networks: [{port: vm-mapped}], host: compute}
-    - {name: b, networks: [{port: vm-unmapped}], host: compute}
 """
 
 
