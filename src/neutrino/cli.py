@@ -206,7 +206,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
     import os
 
     from neutrino import store
-    from neutrino.deploy import bring_up, open_cloud
+    from neutrino.deploy import bring_up, failed_builds, open_cloud
     from neutrino.views.terminal import Progress, instance_table, instances_of, use_colour
 
     if args.backend == "linux" and os.geteuid() != 0:
@@ -245,6 +245,8 @@ def _cmd_up(args: argparse.Namespace) -> int:
         print(f"host {h['name']}: {h['namespaces']} namespaces, {h['flows']} flows, {h['iptables_rules']} iptables rules")
     print()
     sys.stdout.write(instance_table(instances, colour=colour))
+    for name, message in failed_builds(store.state_dir()).items():
+        print(f"{name}: ERROR, its build failed: {message}")
     print("\nask with: neutrino exec HOST -- COMMAND" + ("  (real tools: --real)" if args.backend == "linux" else ""))
     return 0
 
@@ -414,6 +416,28 @@ def _world(args: argparse.Namespace | None = None):  # type: ignore[no-untyped-d
     return worldkeep.booted_world(store.state_dir())
 
 
+def _unbuilt(error: InvalidInput, *names: str) -> InvalidInput:
+    """``error`` (a probe refused a name), or, when one of ``names`` is a server whose build failed, why
+    it has nothing to trace: it is ERROR and has no port (looked up only when a probe fails)."""
+    from neutrino import store
+    from neutrino.deploy import failed_builds
+
+    failed = failed_builds(store.state_dir()) if any(names) else {}
+    name = next((n for n in names if n in failed), None)
+    if name is None:
+        return error
+    because = f": {failed[name]}" if failed[name] else ""
+    return InvalidInput(f"{name} is in ERROR, with no port (its build failed{because})")
+
+
+def _probe(world, source: str, destination: str, **given):  # type: ignore[no-untyped-def]
+    """``world.probe``, its refusal of a server whose build failed said as such (:func:`_unbuilt`)."""
+    try:
+        return world.probe(source, destination, **given)
+    except InvalidInput as exc:
+        raise _unbuilt(exc, source, destination) from None
+
+
 def _named(trace):  # type: ignore[no-untyped-def]
     """The trace with its OpenStack objects named from the cloud's snapshot (an imported
     deployment's, which has none, by device and chain)."""
@@ -456,8 +480,8 @@ def _cmd_trace(args: argparse.Namespace) -> int:
     assert dport is not None
     dumps = [_tcpdump_spec(spec) for spec in args.tcpdump or ()]  # bad input refused before any work
     world = _world(args)
-    trace = _named(world.probe(
-        args.source, args.destination, proto=args.proto, dport=dport, src_ip=args.src_ip, src_mac=args.src_mac,
+    trace = _named(_probe(
+        world, args.source, args.destination, proto=args.proto, dport=dport, src_ip=args.src_ip, src_mac=args.src_mac,
         dst_mac=args.dst_mac, sport=number("--sport", args.sport, "a port", 1, 65535), tcp_flags=args.tcp_flags,
         at=args.at, vlan=number("--vlan", args.vlan, "a VLAN id", 0, 4095),
         size=number("--size", args.size, "a payload size in bytes", 0, 65535)))
@@ -522,8 +546,11 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
     from neutrino.answers.diagnose import check_args, diagnose
 
     dport = check_args(args.proto, args.dport)
-    d = diagnose(store.state_dir(), args.source, args.destination, proto=args.proto, dport=dport,
-                 src_ip=args.src_ip, src_mac=args.src_mac, size=_size(args.size), world=_world(args))
+    try:
+        d = diagnose(store.state_dir(), args.source, args.destination, proto=args.proto, dport=dport,
+                     src_ip=args.src_ip, src_mac=args.src_mac, size=_size(args.size), world=_world(args))
+    except InvalidInput as exc:
+        raise _unbuilt(exc, args.source, args.destination) from None
     sys.stdout.write(json.dumps(d.plain(), indent=1) + "\n" if args.json else d.text())
     return 0 if d.reachable else 1
 
@@ -581,7 +608,7 @@ def _cmd_matrix(args: argparse.Namespace) -> int:
 
 
 def _cmd_ping(args: argparse.Namespace) -> int:
-    trace = _world(args).probe(args.source, args.destination, proto="icmp")
+    trace = _probe(_world(args), args.source, args.destination, proto="icmp")
     if not trace.succeeded:  # the objects are named only where a failure is explained
         trace = _named(trace)
     if args.json:

@@ -58,6 +58,26 @@ def replan(state: Path | None = None) -> tuple[Cloud, CloudSnapshot, tuple[HostS
     return cloud, snap, hosts
 
 
+def failed_builds(state: Path | None = None) -> dict[str, str]:
+    """The servers whose build failed (ERROR: no host took them, Nova gave their ports back), by name,
+    with their fault's message: what a trace from or to one meets, and what ``up`` says of them."""
+    from sqlalchemy import select
+
+    from neutrino.db import models
+    from neutrino.db.session import Database
+
+    if not holds_cloud(state):
+        return {}
+    db = Database(cloud_record(state)["db"])
+    try:
+        with db.read() as s:
+            rows = s.execute(select(models.Server.name, models.Server.fault)
+                             .where(models.Server.status == "ERROR").order_by(models.Server.created_seq)).all()
+    finally:
+        db.dispose()
+    return {name: (fault or {}).get("message", "") for name, fault in rows}
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -189,6 +189,9 @@ def instance_table(rows: list[dict[str, str]], *, colour: bool) -> str:
     """:func:`instances_of`'s rows as a table (``(no instances)`` when there are none)."""
     if not rows:
         return "(no instances)\n"
-    return table(INSTANCE_HEADERS, [(r["name"], r["host"], r["ip"], r["mac"], r["floating_ip"],
-                                     Cell(r["port_status"], status_role(r["port_status"]))) for r in rows],
-                 colour=colour, styles=("title",))
+    def status(r: dict[str, str]) -> Cell:  # a server with no port: the server's own status, when not ACTIVE
+        shown = r["port_status"] or (f"server {r['status']}" if r["status"] not in ("", "ACTIVE") else "")
+        return Cell(shown, status_role(r["port_status"] or r["status"]))
+
+    return table(INSTANCE_HEADERS, [(r["name"], r["host"], r["ip"], r["mac"], r["floating_ip"], status(r))
+                                    for r in rows], colour=colour, styles=("title",))
