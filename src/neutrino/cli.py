@@ -417,13 +417,15 @@ def _world(args: argparse.Namespace | None = None):  # type: ignore[no-untyped-d
 
 
 def _unbuilt(error: InvalidInput, *names: str) -> InvalidInput:
-    """``error`` (a probe refused a name), or, when one of ``names`` is a server whose build failed, why
-    it has nothing to trace: it is ERROR and has no port (looked up only when a probe fails)."""
+    """``error`` (a probe refused a name), or, when the name it refused (quoted in its message) is a
+    server whose build failed, why it has nothing to trace: it is ERROR and has no port (looked up only
+    when a probe fails)."""
     from neutrino import store
     from neutrino.deploy import failed_builds
 
-    failed = failed_builds(store.state_dir()) if any(names) else {}
-    name = next((n for n in names if n in failed), None)
+    refused = [n for n in names if f"'{n}'" in str(error)]
+    failed = failed_builds(store.state_dir()) if refused else {}
+    name = next((n for n in refused if n in failed), None)
     if name is None:
         return error
     because = f": {failed[name]}" if failed[name] else ""

@@ -539,14 +539,15 @@ def _dhcp_fix(snap: CloudSnapshot, names: Names, src: str) -> Fix | None:
 
 
 def _nic_for(snap: CloudSnapshot, bridge: str, hosts: list[str]) -> str:
-    """The NIC to plug into ``bridge``: the one other hosts have there (hosts are wired together by
-    NICs of one name), else the first ``ethN`` none of ``hosts`` uses already."""
+    """The NIC to plug into ``bridge`` on ``hosts``: the one other hosts have there (hosts are wired
+    together by NICs of one name) unless one of ``hosts`` already uses that name (another bridge's
+    uplink, or an interface with an address), else the first ``ethN`` none of ``hosts`` uses."""
+    used = {n for h in snap.deployment.hosts if h.name in hosts
+            for n in (*dict(h.uplinks).values(), *dict(h.interfaces))}
     known = [dict(h.uplinks).get(bridge) for h in snap.deployment.hosts]
     nic = next((n for n in known if n), None)
-    if nic is not None:
+    if nic is not None and nic not in used:
         return nic
-    used = {n for h in snap.deployment.hosts if h.name in hosts
-            for n in (*dict(h.uplinks).values(), *dict(h.interfaces).values())}
     return next(f"eth{n}" for n in range(1, 100) if f"eth{n}" not in used)
 
 
@@ -591,6 +592,12 @@ def _uplink_fix(snap: CloudSnapshot, names: Names, src: str) -> Fix | None:
            f"{lacking}. So {lost}: the instance gets no address. ML2 binds the port all the same (the mapping "
            f"is there): plug the NIC, as the operator does before the agent starts (neutrino's scenario: the host's "
            f"uplinks, e.g. {{{missing[0][1]}: {nics[missing[0]]}}}).")
+    others_nic = next((n for h in snap.deployment.hosts if (n := dict(h.uplinks).get(missing[0][1]))), None)
+    taken = [h for (h, _), nic in nics.items() if others_nic is not None and nic != others_nic]
+    if taken:
+        why += (f" {others_nic}, the NIC the other hosts have there, is taken on {' and '.join(taken)}: plug another one, "
+                f"cabled to the same physical network (neutrino's simulator joins hosts only by NICs of one name, "
+                f"so its check of this fix on a copy cannot see that cable).")
     adds = {h: (b, nics[h, b]) for h, b in missing}
 
     def apply(cloud: Cloud) -> None:
@@ -715,9 +722,10 @@ def _next_fix(snap: CloudSnapshot, names: Names, trace: Trace, src: str, dst: st
     if v.reason is DropReason.ANTI_SPOOFING or _spoof_chain_drop(trace):
         return _spoof_fix(snap, names, trace, src, src_ip, packet)
     if proto == "dhcp":
-        if v.reason not in (DropReason.NO_REPLY, DropReason.IGNORED):
-            return None
-        return _dhcp_fix(snap, names, src) or _uplink_fix(snap, names, src)
+        # a missing NIC is looked for whatever the drop: br-int floods the DISCOVER into every physnet
+        # bridge, and one that is wired drops the VLANs it does not translate (as it should)
+        fix = _dhcp_fix(snap, names, src) if v.reason in (DropReason.NO_REPLY, DropReason.IGNORED) else None
+        return fix or _uplink_fix(snap, names, src)
     dst_ip = _address(snap, world, dst) if world is not None else None
     if world is not None:
         bridge = _bridge_fix(snap, names, world, src, dst_ip)
