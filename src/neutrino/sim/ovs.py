@@ -1282,7 +1282,7 @@ class _L2Seen:
     does, passing on what it does not change). Only kept when every output holds the old frame's
     payload object itself."""
 
-    __slots__ = ("fdb_changes", "tables", "result", "learns", "nodes", "ids", "normal", "drop_flow", "miss")
+    __slots__ = ("fdb_changes", "tables", "result", "learns", "nodes", "ids", "normal", "drop_flow", "miss", "version")
 
     def __init__(self, fdb_changes: int | None, tables: tuple[tuple[int, int], ...], result: Result,
                  learns: tuple[Flow | _SrcLearn, ...], nodes: tuple[object, ...], normal: _NormalAt | None,
@@ -1297,6 +1297,9 @@ class _L2Seen:
         self.normal = normal
         self.drop_flow = drop_flow
         self.miss = miss
+        # the bridge's version (:meth:`OvsBridgeSim._forget_results` bumps it at every install) at
+        # which ``tables`` were last found as they were: at that version they still are
+        self.version = -1
 
     @classmethod
     def of(cls, nodes: tuple[object, ...], result: Result, run: _Run, fdb_changes: int,
@@ -1374,7 +1377,7 @@ class _L2Seen:
         run.outputs = [_new_emit(e.port, rebuilt(e.frame), e.meta) for e in r.outputs[:at.outputs]]
         run.pruned = at.pruned
         run.drop_flow, run.miss = self.drop_flow, self.miss
-        ctx = _Ctx(rebuilt(at.frame), at.in_port, _NO_META)
+        ctx = _Ctx(frame if at.frame is old_frame else rebuilt(at.frame), at.in_port, _NO_META)
         ctx.tun_id, ctx.tun_dst = at.tun_id, at.tun_dst
         bridge._switch(ctx, run, at.why)
         return bridge._finish(run), relearned
@@ -1788,10 +1791,13 @@ class OvsBridgeSim:
             seen = by_macs.get(k)  # type: ignore[union-attr]
             if seen is None or (seen.fdb_changes is not None and seen.fdb_changes != fdb_changes):
                 continue
-            for t, n in seen.tables:
-                if tv.get(t, 0) != n:
-                    break
-            else:
+            if seen.version != version:  # (the tables it looked up, checked once per bridge version)
+                for t, n in seen.tables:
+                    if tv.get(t, 0) != n:
+                        break
+                else:
+                    seen.version = version
+            if seen.version == version:
                 res, relearned = seen.again(self, frame, hk[1], unfollowed)
                 if unfollowed is None and remember and self._fdb.changes == fdb_changes \
                         and self._version == version:
@@ -1825,6 +1831,7 @@ class OvsBridgeSim:
                     entries = memo.setdefault(bare, {})
                     if macs not in entries:
                         self._l2_size += 1
+                    got.version = self._version
                     entries[macs] = got
         return result[0]
 

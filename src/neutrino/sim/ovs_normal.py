@@ -81,8 +81,8 @@ class SimPort:
 
     def egress(self, inner: Ethernet, vlan: int, pcp: int) -> Ethernet:
         """The frame as it leaves this port: ``inner`` (untagged) with the VLAN's tag if the port tags it."""
-        untagged = (self.mode == "access" or vlan == 0
-                    or (self.mode == "native-untagged" and vlan == self.tag))
+        mode = self.mode
+        untagged = mode == "access" or vlan == 0 or (mode == "native-untagged" and vlan == self.tag)
         return inner if untagged else push_vlan(inner, vlan, pcp=pcp)
 
 
@@ -184,14 +184,10 @@ class PortIndex:
         key = (vlan, in_name)
         got = self._flood.get(key)
         if got is None:
-            targets = tuple(p for p in self.carrying(vlan) if p.name != in_name)
-            names = tuple(p.name for p in targets)
+            targets = tuple([p for p in self.carrying(vlan) if p.name != in_name])  # (comprehensions: a
+            names = tuple([p.name for p in targets])  # guest's own port floods once, to its VLAN's ports)
             got = self._flood[key] = (targets, names, ", ".join(names))
         return got
-
-
-def _is_multicast(mac: Mac) -> bool:
-    return bool(mac.value & 0x010000000000)
 
 
 def normal(ports: Sequence[SimPort] | PortIndex, in_port: SimPort, frame: Ethernet, fdb: MacTable, *,
@@ -215,9 +211,11 @@ def normal(ports: Sequence[SimPort] | PortIndex, in_port: SimPort, frame: Ethern
     inner = pop_vlan(frame) if tag is not None else frame
     pcp = tag.pcp if tag is not None else 0
     notes: list[str] = []
-    if not _is_multicast(frame.src) and fdb.learn(vlan, frame.src, in_port.name):
+    # (a MAC's multicast bit read as a number: NORMAL runs on every replayed pass through br-int)
+    if not frame.src.value & 0x010000000000 and fdb.learn(vlan, frame.src, in_port.name):
         notes.append(f"learned {frame.src} on VLAN {vlan} at {in_port.name}")
-    known = None if _is_multicast(frame.dst) else fdb.lookup(vlan, frame.dst)
+    multicast = frame.dst.value & 0x010000000000
+    known = None if multicast else fdb.lookup(vlan, frame.dst)
     if known is not None:
         if known == in_port.name:
             notes.append(f"{frame.dst} is on the input port {known}: dropped")
@@ -228,7 +226,7 @@ def normal(ports: Sequence[SimPort] | PortIndex, in_port: SimPort, frame: Ethern
             return ((port, port.egress(inner, vlan, pcp)),), "; ".join(notes), 0
     targets, names, joined = index.flood(vlan, in_port.name)
     what = "broadcast" if frame.dst.value == 0xFFFFFFFFFFFF else (
-        "multicast" if _is_multicast(frame.dst) else f"unknown {frame.dst}")
+        "multicast" if multicast else f"unknown {frame.dst}")
     if not targets:
         notes.append(f"{what} on VLAN {vlan}: no other port in the VLAN, dropped")
         return (), "; ".join(notes), 0

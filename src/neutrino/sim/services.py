@@ -74,6 +74,13 @@ _OPTIONS: dict[tuple[int, int], tuple[DhcpServer, DhcpHost, ClientOptions]] = {}
 value, so neither id is reused while the entry lives; both are immutable): a client asks twice,
 DISCOVER and REQUEST. At most 4,096 (then it starts again)."""
 
+_NAMED_TAGS: dict[int, tuple[DhcpServer, frozenset[str]]] = {}
+"""The tags a server's options name (``tag:`` taken off), by the server's id (the server is held
+in the value, so the id is not reused while the entry lives). At most 4,096 (then it starts again)."""
+_RESOLVED: dict[tuple[int, frozenset[str]], tuple[DhcpServer, ClientOptions]] = {}
+""":func:`_resolve`'s answers for a server (its id; held in the value) and the tags of a client
+that its options name (:meth:`DhcpServer._resolved`). At most 4,096 (then it starts again)."""
+
 
 def lease_seconds(text: str | None) -> int | None:
     """dnsmasq's lease time (``120s``, ``2m``, ``12h``, ``infinite``) in seconds; ``None`` for
@@ -258,15 +265,34 @@ class DhcpServer:
             return got[2]
         tags = {t[4:] if t.startswith("set:") else t for t in h.sets}
         for r in self.ranges:
-            mask = r.netmask if r.netmask and "." in r.netmask else str(self.netmask)
+            mask = r.netmask if r.netmask and "." in r.netmask else self.netmask
             if isinstance(h.ip, IPv4Address) and isinstance(r.start, IPv4Address) and \
                     h.ip in _net_of(r.start, mask):
                 tags |= _tags_of_range(r)
-        out = _resolve(self.options, frozenset(tags), self.server_ip, self.dns_default, self.domain_default)
+        out = self._resolved(frozenset(tags))
         if len(_OPTIONS) >= 4096:
             _OPTIONS.clear()
         _OPTIONS[key] = (self, h, out)
         return out
+
+    def _resolved(self, tags: frozenset[str]) -> ClientOptions:
+        """:func:`_resolve` of this server's options for a client with ``tags``, worked out once
+        per server and set of the tags its options name: _resolve reads no other tag (each
+        client's own ``port-…`` tag, which no option names, makes every client's set its own)."""
+        named = _NAMED_TAGS.get(id(self))
+        if named is None or named[0] is not self:
+            named = (self, frozenset(t[4:] if t.startswith("tag:") else t for o in self.options for t in o.tags))
+            if len(_NAMED_TAGS) >= 4096:
+                _NAMED_TAGS.clear()
+            _NAMED_TAGS[id(self)] = named
+        key = (id(self), tags & named[1])
+        got = _RESOLVED.get(key)
+        if got is None or got[0] is not self:
+            got = (self, _resolve(self.options, key[1], self.server_ip, self.dns_default, self.domain_default))
+            if len(_RESOLVED) >= 4096:
+                _RESOLVED.clear()
+            _RESOLVED[key] = got
+        return got[1]
 
     @property
     def network(self) -> IPv4Network:

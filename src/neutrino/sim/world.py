@@ -1061,8 +1061,11 @@ class World:
         sim = self._ovs._items.get((ev.end.host, ev.end.element))
         if sim is None:
             sim = self.bridge(ev.end.host, ev.end.element)
-        unfollowed = self._unfollowed(ev.end.host, ev.end.element) if self.flood_pruning \
-            and ev.frame.dst.value == BROADCAST.value else None  # (MACs as numbers: Mac's == is Python code)
+        unfollowed = None
+        if self.flood_pruning and ev.frame.dst.value == BROADCAST.value:  # (MACs as numbers: Mac's == is
+            # Python code; :meth:`_unfollowed`'s kept answer looked up inline)
+            unfollowed = self._pruners.get((ev.end.host, ev.end.element)) \
+                or self._unfollowed(ev.end.host, ev.end.element)
         # a boot (nothing followed: ``goal`` None): a fresh world's first boot sends each guest's
         # own DHCP messages once, so no bridge meets an equal frame again nor hands back a result
         # object it gave before. A boot again (or after DHCP probes) would meet some (review20:
@@ -1101,8 +1104,8 @@ class World:
                 assert far_meta is not None
                 out.append(_Event(far, emit.frame, far_meta))
                 continue
-            if self._not_for(here, emit.frame):
-                continue
+            if self.flood_pruning and emit.frame.dst.value == BROADCAST.value and self._not_for(here, emit.frame):
+                continue  # (:meth:`_not_for`'s first test inline: most copies are unicasts)
             if run.size is not None and (drop := self._ovs_mtu_check(here, emit.frame)) is not None:
                 steps.append(drop)
                 continue
@@ -1746,16 +1749,18 @@ class World:
                         goal: tuple[int, int] | None, target: str) -> list[IPv4]:
         """A packet for one of the namespace's addresses: the kernel answers pings, the metadata
         proxy answers HTTP on its port, other ports reset."""
-        got = self._delivered.get(id(packet))
-        if got is None or got[0] is not packet:  # (:meth:`_delivered_of`: once per packet object)
-            got = self._delivered_of(packet)
-        followed = goal is not None and goal[0] >= 0 and run.follows_key(got[1], goal)
         here = f"{host}/{ns or 'root'}"
-        if followed and run.delivered_at and target != here:
-            run.replied = True
-            run.failed = run.failed or got[2]
-            steps.append(got[3])
-            return []
+        followed = False
+        if goal is not None and goal[0] >= 0:  # (none is followed in a boot: nothing of it is read)
+            got = self._delivered.get(id(packet))
+            if got is None or got[0] is not packet:  # (:meth:`_delivered_of`: once per packet object)
+                got = self._delivered_of(packet)
+            followed = run.follows_key(got[1], goal)
+            if followed and run.delivered_at and target != here:
+                run.replied = True
+                run.failed = run.failed or got[2]
+                steps.append(got[3])
+                return []
         p = packet.payload
         if followed and not run.delivered_at and isinstance(p, ICMP) and p.type == ICMPType.DEST_UNREACH \
                 and p.code == UnreachCode.FRAG_NEEDED:  # the sender learns its packet was too big
