@@ -346,11 +346,12 @@ class ComputeAPI:
     async def _limits(self, request: Request, ctx: Context, base: str, v: tuple[int, int]) -> Response:
         with self.cloud.read(ctx) as tx:
             servers = instances.list_servers(tx)
-        used_cores = sum(instances.flavor(s["flavor"]["id"]).vcpus for s in servers
-                         if any(f.id == s["flavor"]["id"] for f in instances.FLAVORS))
+        flavors = [instances.flavor(s["flavor"]["id"]) for s in servers
+                   if any(f.id == s["flavor"]["id"] for f in instances.FLAVORS)]
+        used_cores, used_ram = sum(f.vcpus for f in flavors), sum(f.ram for f in flavors)
         absolute: dict[str, Any] = {"maxTotalInstances": instances.MAX_INSTANCES, "totalInstancesUsed": len(servers),
                                     "maxTotalCores": 20 * instances.MAX_INSTANCES, "totalCoresUsed": used_cores,
-                                    "maxTotalRAMSize": 51200 * instances.MAX_INSTANCES, "totalRAMUsed": 0,
+                                    "maxTotalRAMSize": 51200 * instances.MAX_INSTANCES, "totalRAMUsed": used_ram,
                                     "maxServerMeta": 128, "maxImageMeta": 128, "maxPersonality": 5,
                                     "maxPersonalitySize": 10240, "maxTotalKeypairs": 100, "maxServerGroups": 10,
                                     "maxServerGroupMembers": 10, "totalServerGroupsUsed": 0}

@@ -49,6 +49,7 @@ from neutrino.services.securitygroups import ensure_default_group
 
 MAX_INSTANCES = 1000  # per project, as GET /limits says
 MAX_ATTEMPTS = 3  # nova.conf [scheduler] max_attempts: the hosts one build may try
+_NOVA_PROFILE_KEYS = ("pci_vendor_info", "pci_slot", "allocation")  # what _unbind_ports takes out of a profile
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,12 +101,15 @@ def _forbidden(rule: str) -> NotAuthorized:
     return NotAuthorized(f"Policy doesn't allow {rule} to be performed.")
 
 
-def _schedule(tx: Tx, az: str | None, requested_host: str | None) -> tuple[list[str], bool]:
-    """The hosts a build may try, best first (the scheduler's pick and its alternates, up to
-    ``MAX_ATTEMPTS``), and whether a failed build may go to the next one: not for a host forced with
-    ``nova:<host>`` (Nova's ``populate_retry`` gives no retry to a single forced host); a host asked
-    for with ``host`` (2.74, a requested destination) has no alternate, but the build is retried (and
-    finds none)."""
+def _schedule(tx: Tx, az: str | None, requested_host: str | None, count: int = 1) -> tuple[list[list[str]], bool]:
+    """For each of the ``count`` servers of a request, the hosts its build may try, best first, and
+    whether a failed build may go to the next one. The scheduler picks every server's host first, each
+    pick claiming its place (the host with the fewest servers, ties in the deployment's order), then
+    gives every server the same alternates: the hosts least loaded after those claims that no server
+    of the request was given (Nova's ``_get_alternate_hosts``), up to ``MAX_ATTEMPTS`` hosts in all.
+    No retry for a host forced with ``nova:<host>`` (Nova's ``populate_retry`` gives no retry to a
+    single forced host); a host asked for with ``host`` (2.74, a requested destination) has no
+    alternate, but the build is retried (and finds none)."""
     computes = tx.deployment.hosts_with("compute")
     if not computes:
         raise Conflict("No valid host was found. There are not enough hosts available.")
@@ -130,9 +134,16 @@ def _schedule(tx: Tx, az: str | None, requested_host: str | None) -> tuple[list[
                 raise InvalidInput(f"No valid host was found. Host {host} is not a compute host of the "
                                    "deployment.")
             raise InvalidInput(f"Compute host {host} could not be found.")
-        return [host], forced is None
+        return [[host]] * count, forced is None
     load = dict(tx.session.execute(select(models.Server.host, func.count()).group_by(models.Server.host)).all())
-    return [h.name for h in sorted(computes, key=lambda h: load.get(h.name, 0))[:MAX_ATTEMPTS]], True
+    names = [h.name for h in computes]
+    picked: list[str] = []
+    for _ in range(count):
+        pick = min(names, key=lambda n: load.get(n, 0))
+        picked.append(pick)
+        load[pick] = load.get(pick, 0) + 1
+    alternates = [n for n in sorted(names, key=lambda n: load.get(n, 0)) if n not in picked][:MAX_ATTEMPTS - 1]
+    return [[pick, *alternates] for pick in picked], True
 
 
 def _find_group(tx: Tx, name: str) -> models.SecurityGroup | None:
@@ -203,6 +214,21 @@ def _requested_networks(tx: Tx, requested: Any) -> list[dict[str, Any]]:
         if not is_uuid(item["uuid"]):
             raise InvalidInput(f"Bad networks format: network uuid is not in proper format ({item['uuid']})")
     return list(requested)
+
+
+def _check_addressable(tx: Tx, requested: list[dict[str, Any]]) -> None:
+    """Nova's ``validate_networks``, before anything is scheduled: an instance needs an address on each
+    network it asks for (a network without a subnet, a port without a fixed IP: 400). Unknown networks
+    and ports are answered where they are plugged, as before."""
+    for item in requested:
+        if item.get("port"):
+            port = tx.session.get(models.Port, str(item["port"]))
+            if port is not None and not port.fixed_ips:
+                raise InvalidInput(f"Port {port.id} requires a FixedIP in order to be used.")
+        elif item.get("uuid"):
+            network = tx.session.get(models.Network, str(item["uuid"]))
+            if network is not None and not network.subnets:
+                raise InvalidInput(f"Network {network.id} requires a subnet in order to boot instances on.")
 
 
 def _port_error(e: NeutrinoError, net_id: str, ip: str | None, server_id: str) -> NeutrinoError:
@@ -352,12 +378,13 @@ def create_server(tx: Tx, body: dict[str, Any]) -> dict[str, Any]:
     groups = _resolve_groups(tx, s.get("security_groups") or [])
     ensure_default_group(tx, tx.ctx.project_id)
     requested = _requested_networks(tx, s.get("networks"))
+    _check_addressable(tx, requested)
     if count > 1 and any(item.get("port") or item.get("fixed_ip") for item in requested):
         raise InvalidInput("Unable to launch multiple instances with a single configured port ID or fixed IP. "
                            "Please launch your instance one by one with different ports or fixed IPs.")
     first: dict[str, Any] | None = None
-    for n in range(count):
-        hosts, retry = _schedule(tx, az if isinstance(az, str) else None, requested_host)
+    schedule, retry = _schedule(tx, az if isinstance(az, str) else None, requested_host, count)
+    for n, hosts in enumerate(schedule):
         server = models.Server(name=name if count == 1 else f"{name}-{n + 1}", user_id=tx.ctx.user_id,
                                flavor_id=flv.id, image_id=img.id, host=hosts[0], status="ACTIVE",
                                availability_zone="nova", created_port_ids=[], security_group_names=[],
@@ -529,8 +556,9 @@ def _release(tx: Tx, s: models.Server, p: models.Port) -> None:
     if p.id in (s.created_port_ids or []):
         delete_port(tx, p.id, internal=True)
         s.created_port_ids = [i for i in s.created_port_ids if i != p.id]
-    else:
-        p.device_id, p.device_owner, p.binding_host_id, p.binding_profile = "", "", "", {}
+    else:  # Nova's _unbind_ports: the profile keeps all but what Nova put there for PCI and placement
+        p.device_id, p.device_owner, p.binding_host_id = "", "", ""
+        p.binding_profile = {k: v for k, v in (p.binding_profile or {}).items() if k not in _NOVA_PROFILE_KEYS}
         p.status = "DOWN"
         bind(tx, p, get_network_row(tx, p.network_id))
         bump(p)

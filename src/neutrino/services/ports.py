@@ -36,6 +36,7 @@ from neutrino.services.core import (
     timestamp,
     visible,
 )
+from neutrino.services.dvr import DVR_INTERFACE
 from neutrino.services.ids import next_seq
 from neutrino.services.networks import get_network_row
 from neutrino.services.securitygroups import default_group_id, get_group_row
@@ -837,7 +838,10 @@ def update_port(tx: Tx, port_id: str, attrs: dict[str, Any], revision: int | Non
         if k in attrs:
             setattr(p, k, attrs[k])
     rebind = False
-    if "binding:host_id" in attrs and attrs["binding:host_id"] != p.binding_host_id:
+    # a distributed interface is bound per host by the L3 agents, never at the port: ML2's
+    # _process_port_binding keeps its host "" (it stays distributed)
+    if "binding:host_id" in attrs and attrs["binding:host_id"] != p.binding_host_id \
+            and p.device_owner != DVR_INTERFACE:
         p.binding_host_id = attrs["binding:host_id"]
         rebind = True
         if p.status == "ACTIVE":
