@@ -67,8 +67,9 @@ def test_the_instances_host_without_its_nic(tmp_path: pathlib.Path, monkeypatch:
     d = diagnose(state, "web", "-", proto="dhcp")
     assert d.where == "compute br-eth0" and [f.command for f in d.fixes] == \
         ["on compute: ovs-vsctl add-port br-eth0 eth0"] and d.fixes[0].works is True
-    rc, out, _ = cli("trace", "web", "app")
-    assert rc != 0  # as it stands, nothing gets through
+    rc, _, err = cli("trace", "web", "app")  # as it stands, nothing gets through
+    assert rc == 2 and err == "neutrino: web has no address: its DHCP got no answer ('neutrino diagnose web - " \
+        "--proto dhcp' says why)\n"
     _up_again(path, "compute", "br-eth0", "eth0")
     rc, out, _ = cli("trace", "web", "app")
     assert rc == 0, out

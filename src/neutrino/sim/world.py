@@ -2264,7 +2264,8 @@ class World:
         guest = self.guests[src]
         own = guest.ip
         if own is None:
-            raise InvalidInput(f"{src} has no address (did DHCP work? run boot first)")
+            raise InvalidInput(f"{src} has no address: its DHCP got no answer ('neutrino diagnose {src} - --proto "
+                               "dhcp' says why)")
         dst_ip = self._address_of(dst)
         target = dst if dst in self.guests else self._target_of(dst_ip)
         if dst_ip == own:
