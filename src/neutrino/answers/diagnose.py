@@ -26,7 +26,9 @@ carry alternatives (a rule by the sender's remote group instead of its address, 
 checked on a fresh copy of its own, after the fixes before the one it replaces. ``--proto dhcp``
 finds a subnet with DHCP disabled (``openstack subnet set --dhcp``) and a flat or VLAN network
 whose physnet bridge holds no NIC on the instance's host or its DHCP server's (``ovs-vsctl
-add-port``, checked with the deployment's uplinks changed on the copy), and ``--proto http`` to the
+add-port``, checked with the deployment's uplinks changed on the copy) or whose DHCP server's host
+does not map the physnet at all (its DHCP port failed to bind: the bridge, NIC and mapping, checked
+with the failed bindings bound again as ML2 does when the restarted agent asks), and ``--proto http`` to the
 metadata address says how the request would get there (the router's redirect to the metadata
 proxy on 9697) when the subnet has no router. An instance with no address sends nothing: asked
 about any other exchange, its DHCP exchange is diagnosed instead.
@@ -618,6 +620,69 @@ def _uplink_fix(snap: CloudSnapshot, names: Names, src: str) -> Fix | None:
     return Fix(what, plugs, apply, why=why, where=f"{missing[0][0]} {missing[0][1]}")
 
 
+def _mapping_fix(snap: CloudSnapshot, names: Names, src: str, trace: Trace) -> Fix | None:
+    """A flat or VLAN network's DHCP server runs on a host whose OVS agent does not map the network's
+    physnet (``bridge_mappings``): ML2 failed the DHCP port's binding there (``binding_failed``), the
+    agent made it a dead port (VLAN 4095, dropped), and nothing answers the DISCOVER. The fix is on the
+    host: the mapping, its bridge and NIC, and the agent restarted (ML2 binds the port again when the
+    agent asks for its details: ``_should_bind_port`` retries a failed binding)."""
+    server = _server(snap, src)
+    port = _first_port(snap, server) if server is not None else None
+    if server is None or port is None:
+        return None
+    net = snap.network(port.network_id)
+    physnet = net.segment.physical_network
+    if net.segment.network_type not in ("flat", "vlan") or physnet is None:
+        return None
+    by_name = {h.name: h for h in snap.deployment.hosts}
+    unmapped = [h for h in net.dhcp_hosts if h in by_name and physnet not in dict(by_name[h].bridge_mappings)]
+    failed = [p for p in snap.ports if p.network_id == net.id and p.device_owner == "network:dhcp"
+              and p.binding_host in unmapped and p.vif_type == "binding_failed"]
+    if not failed:
+        return None
+    hosts = sorted({p.binding_host for p in failed})
+    bridge = next((b for h in snap.deployment.hosts for pn, b in h.bridge_mappings if pn == physnet), f"br-{physnet}")
+    nic = _nic_for(snap, bridge, hosts)
+    others = [h.name for h in snap.deployment.hosts if physnet in dict(h.bridge_mappings)]
+    on = " and ".join(hosts)
+    command = "; ".join(f"on {h}: ovs-vsctl add-br {bridge}; ovs-vsctl add-port {bridge} {nic}; set bridge_mappings "
+                        f"= {physnet}:{bridge} in the OVS agent's [ovs] section and restart it" for h in hosts)
+    why = (f"network '{net.name or net.id}' is a {net.segment.network_type} network on physnet {physnet}, and its "
+           f"DHCP server runs on {on}, whose OVS agent does not map {physnet} (its bridge_mappings have no "
+           f"{physnet}" + (f"; {' and '.join(others)} map{'s' if len(others) == 1 else ''} it to {bridge}"
+                           if others else "") + "). So ML2 failed the "
+           "DHCP port's binding there (binding:vif_type binding_failed), the agent made it a dead port (VLAN "
+           "4095, its frames dropped) and no DISCOVER reaches dnsmasq: the instance gets no address.")
+    dep_hosts = set(hosts)
+
+    def apply(cloud: Cloud) -> None:
+        from sqlalchemy import select
+
+        from neutrino.db import models
+        from neutrino.scenarios.model import deployment_from_doc
+        from neutrino.services.networks import get_network_row
+        from neutrino.services.ports import bind
+
+        with cloud.db.write() as s:
+            row = s.get(models.Deployment, 1)
+            assert row is not None
+            doc = dict(row.document)
+            doc["hosts"] = [h | {"bridge_mappings": {**h.get("bridge_mappings", {}), physnet: bridge},
+                                 "uplinks": {**h.get("uplinks", {}), bridge: nic}}
+                            if h["name"] in dep_hosts else h for h in doc["hosts"]]
+            row.document = doc
+        cloud.deployment = deployment_from_doc(doc)
+        with cloud.write(cloud.admin_context()) as tx:  # the restarted agent asks: ML2 binds again
+            for p in tx.session.scalars(select(models.Port).where(models.Port.binding_host_id.in_(dep_hosts),
+                                                                  models.Port.binding_vif_type == "binding_failed")):
+                bind(tx, p, get_network_row(tx, p.network_id))
+
+    what = f"host {hosts[0]}: its OVS agent does not map physnet {physnet}" + \
+        "".join(f"; host {h}: neither" for h in hosts[1:])
+    last = trace.hops[-1] if trace.hops else None  # where the DISCOVER was last seen
+    return Fix(what, command, apply, why=why, where=f"{last.host} {last.element}" if last is not None else "")
+
+
 def _metadata_why(snap: CloudSnapshot, src: str, said: str) -> str:
     """Why the metadata service is out of reach when the instance's subnet has no router."""
     subnet = _subnet_of(snap, src)
@@ -725,7 +790,7 @@ def _next_fix(snap: CloudSnapshot, names: Names, trace: Trace, src: str, dst: st
         # a missing NIC is looked for whatever the drop: br-int floods the DISCOVER into every physnet
         # bridge, and one that is wired drops the VLANs it does not translate (as it should)
         fix = _dhcp_fix(snap, names, src) if v.reason in (DropReason.NO_REPLY, DropReason.IGNORED) else None
-        return fix or _uplink_fix(snap, names, src)
+        return fix or _mapping_fix(snap, names, src, trace) or _uplink_fix(snap, names, src)
     dst_ip = _address(snap, world, dst) if world is not None else None
     if world is not None:
         bridge = _bridge_fix(snap, names, world, src, dst_ip)
