@@ -606,6 +606,11 @@ def _cmd_matrix(args: argparse.Namespace) -> int:
     fmt = "json" if args.json else args.format
     sys.stdout.write(mx.to_json(cells) + "\n" if fmt == "json" else mx.to_csv(cells) if fmt == "csv"
                      else mx.to_table(cells))
+    if fmt == "table":  # servers the matrix cannot hold: no port to send from or to
+        from neutrino.deploy import failed_builds
+
+        for name, message in failed_builds(store.state_dir()).items():
+            print(f"not in the matrix: {name}, in ERROR with no port (its build failed: {message})")
     return 0
 
 

@@ -55,3 +55,13 @@ def test_an_unknown_name_is_still_unknown(up: tuple[Cli, str]) -> None:
     assert rc == 2 and err == "neutrino: no instance named 'vm-nope'\n"
     rc, out, _ = cli("ping", "vm-ok", "10.1.0.1")  # no router: the gateway address is nobody's
     assert rc == 1 and out.startswith("vm-ok -> 10.1.0.1: no reply: ARP unanswered") and "ERROR" not in out
+
+
+def test_the_matrix_says_what_it_leaves_out(up: tuple[Cli, str]) -> None:
+    cli, _ = up
+    rc, out, _ = cli("matrix", "--proto", "icmp")
+    assert rc == 0 and "vm-bad" not in out.split("not in the matrix:")[0]
+    assert out.splitlines()[-1].startswith(f"not in the matrix: vm-bad, in ERROR with no port (its build failed: "
+                                           f"{EXHAUSTED}")
+    rc, out, _ = cli("matrix", "--proto", "icmp", "--format", "csv")  # machine formats stay cells only
+    assert rc == 0 and "not in the matrix" not in out
