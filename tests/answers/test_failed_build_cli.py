@@ -16,15 +16,21 @@ from tests.scenarios.test_novafail_up import SCENARIO
 EXHAUSTED = "Exceeded maximum number of retries. Exhausted all hosts available for retrying build failures for instance "
 
 
-@pytest.fixture
-def up(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> tuple[Cli, str]:
-    path = tmp_path / "novafail.yaml"
-    path.write_text(SCENARIO)
+def cli_up(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+           scenario: str) -> tuple[Cli, str]:
+    """``neutrino up`` of the ``scenario`` text in a state folder of its own: the CLI and what up printed."""
+    path = tmp_path / "scenario.yaml"
+    path.write_text(scenario)
     monkeypatch.setenv("NEUTRINO_STATE", str(tmp_path / "state"))
     cli = Cli(capsys)
     rc, out, err = cli("up", str(path))
     assert rc == 0, err
     return cli, out
+
+
+@pytest.fixture
+def up(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> tuple[Cli, str]:
+    return cli_up(tmp_path, monkeypatch, capsys, SCENARIO)
 
 
 def test_up_lists_the_failed_server_and_its_fault(up: tuple[Cli, str]) -> None:

@@ -11,6 +11,7 @@ import pathlib
 import pytest
 
 from tests.answers.conftest import Cli
+from tests.answers.test_failed_build_cli import cli_up
 from tests.scenarios.test_novafail_up import SCENARIO
 
 TWIN = SCENARIO + "    - {name: vm-bad, networks: [private]}\n"  # an ACTIVE server named as the failed one
@@ -18,12 +19,7 @@ TWIN = SCENARIO + "    - {name: vm-bad, networks: [private]}\n"  # an ACTIVE ser
 
 @pytest.fixture
 def cli(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Cli:
-    path = tmp_path / "twin.yaml"
-    path.write_text(TWIN)
-    monkeypatch.setenv("NEUTRINO_STATE", str(tmp_path / "state"))
-    run = Cli(capsys)
-    rc, out, err = run("up", str(path))
-    assert rc == 0, err
+    run, out = cli_up(tmp_path, monkeypatch, capsys, TWIN)
     assert [line.split()[-1] for line in out.splitlines() if line.startswith("vm-bad ")] == ["ERROR", "ACTIVE"]
     return run
 

@@ -15,25 +15,15 @@ import pathlib
 from typing import Any
 
 import pytest
-import yaml
 
 from neutrino.answers.diagnose import diagnose
-from neutrino.cli import main
-from tests.answers.conftest import ROOT
+from tests.answers.test_uplink_diagnose import seed002_variant
 
 
 def _seed002(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, hosts: dict[str, dict[str, Any]]
              ) -> pathlib.Path:
     """Seed 002 with each named host's fields replaced by ``hosts[name]``, brought up; its state."""
-    doc = yaml.safe_load((ROOT / "examples" / "seed002.yaml").read_text())
-    for host in doc["hosts"]:
-        host.update(hosts.get(host["name"], {}))
-    path = tmp_path / "seed002.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    state = tmp_path / "state"
-    monkeypatch.setenv("NEUTRINO_STATE", str(state))
-    assert main(["up", str(path)]) == 0
-    return state
+    return seed002_variant(tmp_path, monkeypatch, hosts)[0]
 
 
 def test_a_second_physnet_bridge_does_not_hide_the_missing_nic(tmp_path: pathlib.Path,

@@ -23,18 +23,24 @@ from neutrino.cli import main
 from tests.answers.conftest import ROOT, Cli
 
 
-def _seed002(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, uplinks: dict[str, dict[str, str]],
+def seed002_variant(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, hosts: dict[str, dict[str, Any]],
              name: str = "state") -> tuple[pathlib.Path, pathlib.Path]:
-    """Seed 002 with the hosts' uplinks replaced by ``uplinks`` (host -> {bridge: NIC}), brought up."""
+    """Seed 002 with each named host's fields replaced by ``hosts[name]``, brought up: its state and
+    scenario file."""
     doc = yaml.safe_load((ROOT / "examples" / "seed002.yaml").read_text())
     for host in doc["hosts"]:
-        host["uplinks"] = uplinks.get(host["name"], {})
+        host.update(hosts.get(host["name"], {}))
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(doc))
     state = tmp_path / name
     monkeypatch.setenv("NEUTRINO_STATE", str(state))
     assert main(["up", str(path)]) == 0
     return state, path
+
+
+def _uplinks(**hosts: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """Every host's uplinks: those given, none for the others."""
+    return {h: {"uplinks": hosts.get(h, {})} for h in ("network", "compute")}
 
 
 def _up_again(path: pathlib.Path, host: str, bridge: str, nic: str) -> None:
@@ -50,7 +56,7 @@ def _up_again(path: pathlib.Path, host: str, bridge: str, nic: str) -> None:
 
 def test_the_instances_host_without_its_nic(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch,
                                             capsys: pytest.CaptureFixture[str]) -> None:
-    state, path = _seed002(tmp_path, monkeypatch, {"network": {"br-eth0": "eth0", "br-ex": "eth1"}})
+    state, path = seed002_variant(tmp_path, monkeypatch, _uplinks(network={"br-eth0": "eth0", "br-ex": "eth1"}))
     cli = Cli(capsys)
     rc, out, _ = cli("diagnose", "web", "app")
     assert rc == 1
@@ -80,7 +86,7 @@ def test_the_instances_host_without_its_nic(tmp_path: pathlib.Path, monkeypatch:
 def test_the_network_host_without_its_nic(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch,
                                           capsys: pytest.CaptureFixture[str]) -> None:
     """The compute sends the DISCOVER out of eth0; the network host's br-eth0 has no NIC to take it in."""
-    state, path = _seed002(tmp_path, monkeypatch, {"network": {"br-ex": "eth1"}, "compute": {"br-eth0": "eth0"}})
+    state, path = seed002_variant(tmp_path, monkeypatch, _uplinks(network={"br-ex": "eth1"}, compute={"br-eth0": "eth0"}))
     d = diagnose(state, "db", "web")
     assert d.verdict == "db has no address (no DHCP answer)".join(("not reachable: ", ""))
     assert d.where == "network br-eth0" and d.obj.startswith("host network: br-eth0 (physnet physnet1's bridge)")
@@ -95,7 +101,7 @@ def test_the_network_host_without_its_nic(tmp_path: pathlib.Path, monkeypatch: p
 def test_no_host_has_a_nic_there(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No host names a NIC for br-eth0: both lack it, and one NIC name neither host uses is offered
     for both (hosts are wired by NICs of one name), the pair checked together."""
-    state, _ = _seed002(tmp_path, monkeypatch, {"network": {"br-ex": "eth1"}})
+    state, _ = seed002_variant(tmp_path, monkeypatch, _uplinks(network={"br-ex": "eth1"}))
     d = diagnose(state, "app", "web")
     assert d.where == "compute br-eth0"
     # eth1 is the network host's br-ex NIC: the first name neither host uses is eth2
@@ -109,7 +115,7 @@ def test_no_host_has_a_nic_there(tmp_path: pathlib.Path, monkeypatch: pytest.Mon
 
 def test_the_matrix_lists_instances_without_an_address(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
-    _seed002(tmp_path, monkeypatch, {"network": {"br-eth0": "eth0", "br-ex": "eth1"}})
+    seed002_variant(tmp_path, monkeypatch, _uplinks(network={"br-eth0": "eth0", "br-ex": "eth1"}))
     rc, out, _ = Cli(capsys)("matrix", "--proto", "icmp")
     assert rc == 0
     grid = out.split("\n  -- ")[0]

@@ -13,18 +13,11 @@ from neutrino.db.session import Database
 from neutrino.scenarios.model import load_scenario
 from neutrino.services import instances
 from neutrino.services.cloud import Cloud
+from tests.api.api_helpers import TWO_COMPUTES
 
 EXE = str(pathlib.Path(sys.executable).with_name("neutrino"))
 
-SCENARIO = """\
-name: novafail-up
-deployment: {mechanism: ml2_ovs, tenant_network_types: [vxlan], vni_ranges: ["1:1000"], flat_networks: [provider],
-             firewall_driver: iptables_hybrid, generation: modern}
-hosts:
-  - {name: controller, roles: [controller, network], management_ip: 10.0.0.1, tunnel_ip: 10.0.0.1,
-     bridge_mappings: {provider: br-ex}}
-  - {name: compute1, roles: [compute], management_ip: 10.0.0.11, tunnel_ip: 10.0.0.11}
-  - {name: compute2, roles: [compute], management_ip: 10.0.0.12, tunnel_ip: 10.0.0.12}
+SCENARIO = TWO_COMPUTES.replace("name: two-computes", "name: novafail-up", 1) + """\
 resources:
   networks:
     - name: private
