@@ -1352,10 +1352,13 @@ class _L2Seen:
         if at is None and not r.outputs:  # (new steps: the world replays a whole hop, the old
             return Result((), tuple(list(steps)), r.pruned), relearned  # frame's, for the
             # very steps and outputs it saw)
-        old = self.nodes
-        same = dict(zip(self.ids, nodes, strict=True))  # (the old nodes by id: the new frame's in their place)
-        old_frame = old[0]
+        old_frame = self.nodes[0]
         assert type(old_frame) is Ethernet
+        if at is not None and not at.outputs and at.frame is old_frame:
+            # (NORMAL saw the frame as it came in and nothing was sent before it: a remote br-int
+            # pass of a broadcast. No frame to rebuild)
+            return self._switched(bridge, frame, steps, [], unfollowed), relearned
+        same = dict(zip(self.ids, nodes, strict=True))  # (the old nodes by id: the new frame's in their place)
         # the MACs by role: the old frame's destination and source may be one object, whose copies
         # are the new frame's destination where they are destinations and its source where sources
         macs = (old_frame.dst, frame.dst, old_frame.src, frame.src)
@@ -1370,17 +1373,27 @@ class _L2Seen:
             return new
 
         if at is None:
-            return _new_result(tuple(_new_emit(e.port, rebuilt(e.frame), e.meta) for e in r.outputs), steps,
-                               r.pruned), relearned
+            return _new_result(tuple([_new_emit(e.port, rebuilt(e.frame), e.meta) for e in r.outputs]), steps,
+                               r.pruned), relearned  # (a list: a generator resumes once per output)
+        outputs = [_new_emit(e.port, rebuilt(e.frame), e.meta) for e in r.outputs[:at.outputs]]
+        return self._switched(bridge, frame if at.frame is old_frame else rebuilt(at.frame), steps, outputs,
+                              unfollowed), relearned
+
+    def _switched(self, bridge: OvsBridgeSim, seen: Ethernet, steps: tuple[Step, ...], outputs: list[Emit],
+                  unfollowed: Unfollowed | None) -> Result:
+        """A switched run again: its ``steps`` and ``outputs`` before NORMAL (the new frame's),
+        then NORMAL run on ``seen`` (the new packet as NORMAL sees it)."""
+        at = self.normal
+        assert at is not None
         run = _Run(unfollowed)
         run.steps = list(steps[:at.steps])
-        run.outputs = [_new_emit(e.port, rebuilt(e.frame), e.meta) for e in r.outputs[:at.outputs]]
+        run.outputs = outputs
         run.pruned = at.pruned
         run.drop_flow, run.miss = self.drop_flow, self.miss
-        ctx = _Ctx(frame if at.frame is old_frame else rebuilt(at.frame), at.in_port, _NO_META)
+        ctx = _Ctx(seen, at.in_port, _NO_META)
         ctx.tun_id, ctx.tun_dst = at.tun_id, at.tun_dst
         bridge._switch(ctx, run, at.why)
-        return bridge._finish(run), relearned
+        return bridge._finish(run)
 
 
 def _rewrap(node: object, same: dict[int, object], macs: tuple[Mac, Mac, Mac, Mac]) -> object:
