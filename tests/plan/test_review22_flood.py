@@ -16,29 +16,12 @@ from typing import Any
 
 import pytest
 
-from neutrino.plan import ovs_tun
-from neutrino.plan.ovs_int import PlannedFlow
 from neutrino.services.snapshot import CloudSnapshot
-from tests.plan import replan_kit
+from tests.plan import replan_kit, test_replan19_flood
 from tests.plan.test_review11_patch import _Maker, _walk
 
 _cleared = replan_kit._cleared  # (the shared fixtures, this module's by these names)
-
-
-@pytest.fixture
-def edited(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
-    """Each flood flow edited (``_flood_edited`` gave a flow): how many ports joined and left."""
-    out: list[tuple[int, int]] = []
-    real = ovs_tun._flood_edited
-
-    def counting(flood: PlannedFlow, key: int, joined: list[int], left: list[int]) -> PlannedFlow | None:
-        got = real(flood, key, joined, left)
-        if got is not None:
-            out.append((len(joined), len(left)))
-        return got
-
-    monkeypatch.setattr(ovs_tun, "_flood_edited", counting)
-    return out
+edited = test_replan19_flood.edited  # replan19's count of the flood flows edited
 
 
 class _Crowds(_Maker):
