@@ -29,10 +29,9 @@ from neutrino.convergence import mark as _mark
 from neutrino.errors import NeutrinoError, NotFound
 from neutrino.host.state import HostState
 from neutrino.plan import carry_from, hosts_affected_by_change, plan_cloud, plan_hosts, same_plans
-from neutrino.plan.ovs_int import BINDING_FAILED
 from neutrino.services.cloud import Cloud
 from neutrino.services.dvr import DISTRIBUTED
-from neutrino.services.snapshot import CloudSnapshot
+from neutrino.services.snapshot import BINDING_FAILED, CloudSnapshot
 
 if TYPE_CHECKING:
     from neutrino.sim.world import World

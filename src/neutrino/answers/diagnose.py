@@ -51,7 +51,7 @@ from neutrino.answers.objects import Names, annotate, flow_origins
 from neutrino.errors import InvalidInput, NeutrinoError
 from neutrino.scenarios.model import Mechanism
 from neutrino.services.cloud import Cloud
-from neutrino.services.snapshot import CloudSnapshot, Port, Server
+from neutrino.services.snapshot import BINDING_FAILED, CloudSnapshot, Port, Server
 from neutrino.sim.ipstack import IpStack, Unreachable
 from neutrino.sim.trace import DropReason, Step, StepKind, Trace
 from neutrino.sim.world import HOST_PREFIX, OUTSIDE, World
@@ -637,7 +637,7 @@ def _mapping_fix(snap: CloudSnapshot, names: Names, src: str, trace: Trace) -> F
     by_name = {h.name: h for h in snap.deployment.hosts}
     unmapped = [h for h in net.dhcp_hosts if h in by_name and physnet not in dict(by_name[h].bridge_mappings)]
     failed = [p for p in snap.ports if p.network_id == net.id and p.device_owner == "network:dhcp"
-              and p.binding_host in unmapped and p.vif_type == "binding_failed"]
+              and p.binding_host in unmapped and p.vif_type == BINDING_FAILED]
     if not failed:
         return None
     hosts = sorted({p.binding_host for p in failed})
@@ -674,7 +674,7 @@ def _mapping_fix(snap: CloudSnapshot, names: Names, src: str, trace: Trace) -> F
         cloud.deployment = deployment_from_doc(doc)
         with cloud.write(cloud.admin_context()) as tx:  # the restarted agent asks: ML2 binds again
             for p in tx.session.scalars(select(models.Port).where(models.Port.binding_host_id.in_(dep_hosts),
-                                                                  models.Port.binding_vif_type == "binding_failed")):
+                                                                  models.Port.binding_vif_type == BINDING_FAILED)):
                 bind(tx, p, get_network_row(tx, p.network_id))
 
     what = f"host {hosts[0]}: its OVS agent does not map physnet {physnet}" + \

@@ -44,7 +44,7 @@ from neutrino.plan.generation import device_macs as device_macs
 from neutrino.plan.l3_ha import ports_plugged_on
 from neutrino.plan.ovs_kept import Kept
 from neutrino.scenarios.model import Host
-from neutrino.services.snapshot import CloudSnapshot, Network, Port, Segment
+from neutrino.services.snapshot import BINDING_FAILED, CloudSnapshot, Network, Port, Segment
 
 T = naming.IntBrTable
 #: ``Origin(kind, item, obj, builder)``, made about twice as fast (:mod:`neutrino.host.fastnew`): a
@@ -384,7 +384,6 @@ class LocalVlan:
     lvid: int
 
 
-BINDING_FAILED = "binding_failed"  # a port's ``binding:vif_type`` when no mechanism driver could bind it
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,7 +33,6 @@ from neutrino.host.openflow_match import EthMatch, MatchField
 from neutrino.host.state import Origin
 from neutrino.plan import InputsMemo, dvr, naming
 from neutrino.plan.ovs_int import (
-    BINDING_FAILED,
     FlowBatch,
     LocalVlan,
     Ofports,
@@ -63,7 +62,7 @@ from neutrino.plan.ovs_int import (
 )
 from neutrino.plan.ovs_kept import Kept, content_id
 from neutrino.scenarios.model import Host
-from neutrino.services.snapshot import CloudSnapshot, Port
+from neutrino.services.snapshot import BINDING_FAILED, CloudSnapshot, Port
 
 T = naming.TunBrTable
 BUILDER_PORTS = "tun_bridge_ports"

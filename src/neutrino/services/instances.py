@@ -46,6 +46,7 @@ from neutrino.services.ports import (
     set_security_groups,
 )
 from neutrino.services.securitygroups import ensure_default_group
+from neutrino.services.snapshot import BINDING_FAILED
 
 MAX_INSTANCES = 1000  # per project, as GET /limits says
 MAX_ATTEMPTS = 3  # nova.conf [scheduler] max_attempts: the hosts one build may try
@@ -296,7 +297,7 @@ def _build(tx: Tx, server: models.Server, requested: list[dict[str, Any]], group
     server.created_port_ids = created
     for pid in plugged:
         port = tx.session.get(models.Port, pid)
-        if port is not None and port.binding_vif_type == "binding_failed":  # as ports.bind leaves it
+        if port is not None and port.binding_vif_type == BINDING_FAILED:  # as ports.bind leaves it
             return pid
     return None
 

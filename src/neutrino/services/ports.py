@@ -40,6 +40,7 @@ from neutrino.services.dvr import DVR_INTERFACE
 from neutrino.services.ids import next_seq
 from neutrino.services.networks import get_network_row
 from neutrino.services.securitygroups import default_group_id, get_group_row
+from neutrino.services.snapshot import BINDING_FAILED
 
 ROUTER_OWNERS = ("network:router_interface", "network:router_gateway", "network:floatingip",
                  "network:router_interface_distributed", "network:router_centralized_snat",
@@ -121,12 +122,12 @@ def _binding(tx: Tx, host: str, network: Any) -> tuple[str, dict[str, Any]]:
     dep = tx.deployment
     h = dep.host(host)
     if h is None:
-        return "binding_failed", {}
+        return BINDING_FAILED, {}
     if dep.mechanism is Mechanism.NOVA_NETWORK:
         bridge = f"br{network.segmentation_id}" if network.network_type == "vlan" else "br100"
         return "bridge", {"port_filter": True, "bridge_name": bridge}
     if not ovs_agent_binds(dep, h, network.network_type, network.physical_network):
-        return "binding_failed", {}
+        return BINDING_FAILED, {}
     hybrid = dep.firewall_driver in ("iptables_hybrid", "iptables")
     return "ovs", {"port_filter": dep.firewall_driver != "noop", "ovs_hybrid_plug": hybrid, "bridge_name": "br-int",
                    "datapath_type": "system", "connectivity": "l2", "bound_drivers": {"0": "openvswitch"}}
@@ -796,7 +797,7 @@ def update_port(tx: Tx, port_id: str, attrs: dict[str, Any], revision: int | Non
     assert network is not None
     _network_owner_only(tx, network, "update", attrs)
     if "mac_address" in attrs and attrs["mac_address"] != p.mac_address:
-        if p.binding_vif_type not in ("unbound", "binding_failed"):
+        if p.binding_vif_type not in ("unbound", BINDING_FAILED):
             raise conflict("PortBound", f"Unable to complete operation on port {p.id}, port is already bound, "
                                         f"port type: {p.binding_vif_type}, old_mac {p.mac_address}, new_mac "
                                         f"{attrs['mac_address']}.")

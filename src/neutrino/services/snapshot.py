@@ -20,6 +20,9 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _T = TypeVar("_T")
 
 
+BINDING_FAILED = "binding_failed"  # a port's binding:vif_type when ML2 could not bind it (agents.ovs_agent_binds)
+
+
 @dataclass(frozen=True, slots=True)
 class Segment:
     network_type: str
