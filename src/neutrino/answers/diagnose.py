@@ -51,7 +51,7 @@ from neutrino.answers.objects import Names, annotate, flow_origins
 from neutrino.errors import InvalidInput, NeutrinoError
 from neutrino.scenarios.model import Mechanism
 from neutrino.services.cloud import Cloud
-from neutrino.services.snapshot import BINDING_FAILED, CloudSnapshot, Port, Server
+from neutrino.services.snapshot import BINDING_FAILED, CloudSnapshot, Network, Port, Server
 from neutrino.sim.ipstack import IpStack, Unreachable
 from neutrino.sim.trace import DropReason, Step, StepKind, Trace
 from neutrino.sim.world import HOST_PREFIX, OUTSIDE, World
@@ -553,20 +553,46 @@ def _nic_for(snap: CloudSnapshot, bridge: str, hosts: list[str]) -> str:
     return next(f"eth{n}" for n in range(1, 100) if f"eth{n}" not in used)
 
 
+def _provider_network(snap: CloudSnapshot, src: str) -> tuple[Server, Network, str] | None:
+    """The instance ``src``, its (first port's) network and the network's physnet, when that is a
+    flat or VLAN network (whose frames cross hosts through physical NICs)."""
+    server = _server(snap, src)
+    port = _first_port(snap, server) if server is not None else None
+    if server is None or port is None:
+        return None
+    net = snap.network(port.network_id)
+    physnet = net.segment.physical_network
+    if net.segment.network_type not in ("flat", "vlan") or physnet is None:
+        return None
+    return server, net, physnet
+
+
+def _with_hosts(cloud: Cloud, changes: dict[str, dict[str, dict[str, str]]]) -> None:
+    """The deployment's hosts changed on the copy ``cloud``: ``changes[host][field]`` (``uplinks``,
+    ``bridge_mappings``) merged into that host's field, as a scenario naming them would make it."""
+    from neutrino.db import models
+    from neutrino.scenarios.model import deployment_from_doc
+
+    with cloud.db.write() as s:
+        row = s.get(models.Deployment, 1)
+        assert row is not None
+        doc = dict(row.document)
+        doc["hosts"] = [h | {k: {**h.get(k, {}), **v} for k, v in changes[h["name"]].items()}
+                        if h["name"] in changes else h for h in doc["hosts"]]
+        row.document = doc
+    cloud.deployment = deployment_from_doc(doc)
+
+
 def _uplink_fix(snap: CloudSnapshot, names: Names, src: str) -> Fix | None:
     """A flat or VLAN network's frames leave a host only through a physical NIC in the bridge its
     physnet maps to (``bridge_mappings``; the operator plugs it: ``ovs-vsctl add-port br-eth1 eth1``,
     the agent does not). When the instance's host, or a host running its network's DHCP server, has
     none there, the DISCOVER is flooded within that bridge and goes no further (or the server's host
     never receives it). ML2 does not notice: the mapping is there, so the port binds."""
-    server = _server(snap, src)
-    port = _first_port(snap, server) if server is not None else None
-    if server is None or port is None or not server.host:
+    found = _provider_network(snap, src)
+    if found is None or not found[0].host:
         return None
-    net = snap.network(port.network_id)
-    physnet = net.segment.physical_network
-    if net.segment.network_type not in ("flat", "vlan") or physnet is None:
-        return None
+    server, net, physnet = found
     others = [h for h in net.dhcp_hosts if h != server.host]
     if not others:  # the DHCP server is on the instance's own host: no wire to cross
         return None
@@ -600,20 +626,10 @@ def _uplink_fix(snap: CloudSnapshot, names: Names, src: str) -> Fix | None:
         why += (f" {others_nic}, the NIC the other hosts have there, is taken on {' and '.join(taken)}: plug another one, "
                 f"cabled to the same physical network (neutrino's simulator joins hosts only by NICs of one name, "
                 f"so its check of this fix on a copy cannot see that cable).")
-    adds = {h: (b, nics[h, b]) for h, b in missing}
+    adds = {h: {"uplinks": {b: nics[h, b]}} for h, b in missing}
 
     def apply(cloud: Cloud) -> None:
-        from neutrino.db import models
-        from neutrino.scenarios.model import deployment_from_doc
-
-        with cloud.db.write() as s:
-            row = s.get(models.Deployment, 1)
-            assert row is not None
-            doc = dict(row.document)
-            doc["hosts"] = [h | {"uplinks": {**h.get("uplinks", {}), adds[h["name"]][0]: adds[h["name"]][1]}}
-                            if h["name"] in adds else h for h in doc["hosts"]]
-            row.document = doc
-        cloud.deployment = deployment_from_doc(doc)
+        _with_hosts(cloud, adds)
 
     what = f"host {missing[0][0]}: {missing[0][1]} (physnet {physnet}'s bridge) has no physical NIC" + \
         "".join(f"; host {h}: {b} has none either" for h, b in missing[1:])
@@ -626,14 +642,10 @@ def _mapping_fix(snap: CloudSnapshot, names: Names, src: str, trace: Trace) -> F
     agent made it a dead port (VLAN 4095, dropped), and nothing answers the DISCOVER. The fix is on the
     host: the mapping, its bridge and NIC, and the agent restarted (ML2 binds the port again when the
     agent asks for its details: ``_should_bind_port`` retries a failed binding)."""
-    server = _server(snap, src)
-    port = _first_port(snap, server) if server is not None else None
-    if server is None or port is None:
+    found = _provider_network(snap, src)
+    if found is None:
         return None
-    net = snap.network(port.network_id)
-    physnet = net.segment.physical_network
-    if net.segment.network_type not in ("flat", "vlan") or physnet is None:
-        return None
+    _, net, physnet = found
     by_name = {h.name: h for h in snap.deployment.hosts}
     unmapped = [h for h in net.dhcp_hosts if h in by_name and physnet not in dict(by_name[h].bridge_mappings)]
     failed = [p for p in snap.ports if p.network_id == net.id and p.device_owner == "network:dhcp"
@@ -659,19 +671,10 @@ def _mapping_fix(snap: CloudSnapshot, names: Names, src: str, trace: Trace) -> F
         from sqlalchemy import select
 
         from neutrino.db import models
-        from neutrino.scenarios.model import deployment_from_doc
         from neutrino.services.networks import get_network_row
         from neutrino.services.ports import bind
 
-        with cloud.db.write() as s:
-            row = s.get(models.Deployment, 1)
-            assert row is not None
-            doc = dict(row.document)
-            doc["hosts"] = [h | {"bridge_mappings": {**h.get("bridge_mappings", {}), physnet: bridge},
-                                 "uplinks": {**h.get("uplinks", {}), bridge: nic}}
-                            if h["name"] in dep_hosts else h for h in doc["hosts"]]
-            row.document = doc
-        cloud.deployment = deployment_from_doc(doc)
+        _with_hosts(cloud, {h: {"bridge_mappings": {physnet: bridge}, "uplinks": {bridge: nic}} for h in dep_hosts})
         with cloud.write(cloud.admin_context()) as tx:  # the restarted agent asks: ML2 binds again
             for p in tx.session.scalars(select(models.Port).where(models.Port.binding_host_id.in_(dep_hosts),
                                                                   models.Port.binding_vif_type == BINDING_FAILED)):
