@@ -90,6 +90,7 @@ from neutrino.host.openflow import (
     Subfield,
     VlanTci,
     format_add_flow,
+    new_flow,
 )
 from neutrino.host.openflow_actions import Nat, format_action
 from neutrino.host.openflow_fields import FieldInfo, Kind, Mac, field_info, value_to_int
@@ -981,7 +982,7 @@ class _SrcLearn:
     same for a frame with another source but for this action's flow and that text (see
     :class:`_L2Seen`)."""
 
-    __slots__ = ("learn", "reads", "bits", "slot", "flow_text", "prefix", "effects", "at", "around")
+    __slots__ = ("learn", "reads", "bits", "slot", "flow_text", "prefix", "effects", "at", "around", "mac_at", "like")
 
     def __init__(self, learn: Learn, reads: tuple[int, ...], bits: tuple[tuple[int, int, int], ...]) -> None:
         self.learn = learn  # (held: the id in _LEARNED's key is not reused while here)
@@ -995,13 +996,27 @@ class _SrcLearn:
         # the learned text before and after the learned MAC (see learned): None until known, ()
         # when the source is not copied whole into a MAC match of its own
         self.around: tuple[str, ...] | None = None if _whole_mac_match(learn, bits) else ()
+        # when it is so copied: where that match sits in the flows it learns (else -1), and a
+        # flow it learned with that place and the read it takes (None until one is learned),
+        # for the next flows (see flow)
+        self.mac_at = -1 if self.around == () else _mac_match_at(learn, bits[0][0])
+        self.like: tuple[Flow, int, int] | None = None
 
     def flow(self, src: int) -> Flow:
-        """The flow this action learns from a frame with source MAC ``src``."""
+        """The flow this action learns from a frame with source MAC ``src``. When the action
+        copies the whole source into a MAC match of its own, the flows it learns differ in that
+        match alone (the other reads are this run's): a new one is an earlier one with the match
+        for the new MAC put in its place, not worked out from the specs again."""
         reads = list(self.reads)
         for i, off, n in self.bits:
             reads[i] = (src >> off) & ((1 << n) - 1)
-        return _learned_of(self.learn, tuple(reads))
+        if self.mac_at < 0:
+            return _learned_of(self.learn, tuple(reads))
+        like = self.like
+        flow = _learned_of(self.learn, tuple(reads), like)
+        if like is None:
+            self.like = (flow, self.mac_at, self.bits[0][0])
+        return flow
 
     def learned(self, bridge: OvsBridgeSim, src: int, run: _Run) -> str:
         """The action run again for a frame with source MAC ``src``: its flow learned by
@@ -1061,6 +1076,29 @@ def _whole_mac_match(learn: Learn, bits: tuple[tuple[int, int, int], ...]) -> bo
     return info.kind is Kind.MAC and info.n_bits == 48 and off == 0 and n == 48 and fields.count(info.name) == 1
 
 
+def _mac_match_at(learn: Learn, read: int) -> int:
+    """Where the match that ``learn`` copies its read ``read`` into (:func:`_learn_reads`) sits
+    among the matches of the flows it learns (its fields in the order their specs first name
+    them, as :func:`_learned_flow` makes them); -1 when a load or an output takes that read."""
+    names: dict[str, None] = {}
+    at = -1
+    i = 0
+    for spec in learn.specs:
+        if isinstance(spec, LearnMatch):
+            name = _bits(spec.dst)[0].name
+            names.setdefault(name, None)
+            if spec.value is None:
+                if i == read:
+                    at = list(names).index(name)
+                i += 1
+        elif isinstance(spec, LearnLoad):
+            if spec.value is None and spec.src is not None:
+                i += 1
+        elif isinstance(spec, LearnOutput):
+            i += 1
+    return at
+
+
 def _learned_flow(learn: Learn, reads: Sequence[int]) -> Flow:
     """The flow ``learn`` installs given the values :func:`_learn_reads` read (``lib/learn.c``'s
     ``learn_execute``)."""
@@ -1109,12 +1147,22 @@ def _learned(ctx: _Ctx, learn: Learn) -> Flow:
     return _learned_of(learn, _learn_reads(ctx, learn))
 
 
-def _learned_of(learn: Learn, reads: tuple[int, ...]) -> Flow:
-    """The flow ``learn`` installs given the values it read (:func:`_learned`)."""
+def _learned_of(learn: Learn, reads: tuple[int, ...], like: tuple[Flow, int, int] | None = None) -> Flow:
+    """The flow ``learn`` installs given the values it read (:func:`_learned`). ``like``: a flow
+    it learned from values that differ from ``reads`` only in the one read it copies whole into a
+    MAC match, where that match sits in it and which read that is (:meth:`_SrcLearn.flow`): the
+    new flow is that one with the match's MAC replaced."""
     key = (id(learn), reads)
     got = _LEARNED.get(key)
     if got is None or got[0] is not learn:
-        flow = _learned_flow(learn, reads)
+        if like is None:
+            flow = _learned_flow(learn, reads)
+        else:
+            old, k, i = like
+            m: EthMatch = old.match[k]  # type: ignore[assignment]
+            flow = new_flow(old.match[:k] + (EthMatch(m.field, Mac(reads[i])),) + old.match[k + 1:],
+                            old.actions, old.table, old.priority, old.cookie, old.cookie_mask,
+                            old.idle_timeout, old.hard_timeout, old.importance, old.flags, old.stats)
         if len(_LEARNED) >= _LEARNED_MAX:
             _LEARNED.clear()
             _LEARN_KEYS.clear()
